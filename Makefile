@@ -1,0 +1,38 @@
+# forgetlab front door. `make help` lists the targets.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+EXPERIMENT ?= quickstart
+
+.DEFAULT_GOAL := help
+.PHONY: help venv study test test-fast ui clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP) ## create .venv and install forgetlab with its dev tools
+
+study: $(STAMP) ## run the quickstart study on the local sqlite store and print its summary
+	$(PY) experiments/train.py -m experiment=$(EXPERIMENT)
+	$(PY) analysis/summary.py --experiment $(EXPERIMENT)
+	@echo
+	@echo "Browse the runs:  make ui   (then open http://127.0.0.1:5000)"
+
+test: $(STAMP) ## run the whole test suite (slow end-to-end tests included)
+	$(PY) -m pytest -n 2 -q
+
+test-fast: $(STAMP) ## the fast subset, for local iteration
+	$(PY) -m pytest -n 2 -q -m "not slow"
+
+ui: $(STAMP) ## open the MLflow UI on the local store at http://127.0.0.1:5000
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+clean: ## remove outputs of runs (keeps mlflow.db and .venv)
+	rm -rf outputs multirun reports

@@ -1,0 +1,34 @@
+"""Back-propagation for the MLP, per sample (batch_size 1) or per mini-batch.
+
+    delta^(L) = dE/dz^(L)                                   (networks.functions.output_delta)
+    delta^(l) = (W^(l+1)^T delta^(l+1)) * f'(z^(l))
+    dE/dW^(l) = delta^(l) a^(l-1)^T + lambda W^(l)          (mean over the batch for the first term)
+    dE/db^(l) = delta^(l)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from forgetlab.algorithms.base import LearningAlgorithm
+from forgetlab.networks import functions as F
+from forgetlab.networks.mlp import MLP
+
+
+class Backprop(LearningAlgorithm):
+    network: MLP
+
+    def gradient(self, x, y, mask):
+        net = self.network
+        fwd = net.forward(x, mask)
+        a_out = fwd.a[-1]
+        batch = x.shape[0]
+        delta = F.output_delta(net.output, net.loss, a_out, y, mask) / batch
+        grads: dict[str, np.ndarray] = {}
+        for l in range(len(net.W) - 1, -1, -1):
+            grads[f"W{l}"] = delta.T @ fwd.a[l] + self.l2 * net.W[l]
+            grads[f"b{l}"] = delta.sum(axis=0)
+            if l > 0:
+                delta = (delta @ net.W[l]) * F.activation_derivative(net.activation, fwd.z[l - 1], fwd.a[l])
+        data_loss = float(np.mean(F.loss(net.output, net.loss, a_out, y, mask)))
+        return data_loss, grads

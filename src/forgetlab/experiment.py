@@ -1,0 +1,120 @@
+"""One training run from a composed config: validate, build, train, track."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from forgetlab.algorithms import build_algorithm
+from forgetlab.config import validate
+from forgetlab.data import Scenario, build_task_sequence
+from forgetlab.networks import build_network
+from forgetlab.tracking.mlflow_run import final_metrics, run_for_config
+from forgetlab.trainer import EvalPoint, Trainer, TrainingResult, choose_probe
+
+
+@dataclass
+class RunContext:
+    """What the launcher knows about this run beyond its config."""
+
+    overrides: list[str] = field(default_factory=list)
+    sweep_id: str | None = None
+    parent_run_id: str | None = None
+    quiet: bool = False  # a job in a multirun prints one line per task instead of a progress bar
+
+
+def run_name(cfg: DictConfig) -> str:
+    ts = cfg.task_sequence
+    joint = "-joint" if ts.joint else ""
+    return f"{cfg.algorithm.name}-{ts.name}-{ts.scenario}{joint}-seed{cfg.seed}"
+
+
+class TaskLines:
+    """One quiet line per finished task (multirun jobs)."""
+
+    def __init__(self, name: str, stage_names: list[str]) -> None:
+        self.name, self.stage_names = name, stage_names
+
+    def on_eval(self, point: EvalPoint) -> None:
+        if point.boundary and point.stage >= 0:
+            seen = point.accuracy[: point.tasks_trained]
+            print(
+                f"[{self.name}] after {self.stage_names[point.stage]}: samples={point.samples_seen} "
+                f"updates={point.updates} acc/seen={np.mean(seen):.3f}",
+                flush=True,
+            )
+
+
+def build_trainer(cfg: DictConfig, observers=()) -> Trainer:
+    """Data, network, algorithm and trainer for ``cfg`` (already validated), seeded by ``cfg.seed``."""
+    sequence = build_task_sequence(cfg.task_sequence)
+    scenario = Scenario(cfg.task_sequence.scenario, sequence)
+    init_seed, order_seed = np.random.SeedSequence(cfg.seed).spawn(2)
+    network = build_network(cfg.network, sequence.input_shape, scenario.n_outputs, np.random.default_rng(init_seed))
+    algorithm = build_algorithm(cfg.algorithm, network)
+    probe = choose_probe(sequence, cfg.eval.probe_per_task, cfg.task_sequence.data_seed)
+    return Trainer(
+        network,
+        algorithm,
+        sequence,
+        scenario,
+        epochs_per_task=cfg.algorithm.epochs_per_task,
+        batch_size=cfg.algorithm.batch_size,
+        shuffle=cfg.algorithm.shuffle,
+        joint=cfg.task_sequence.joint,
+        every_samples=cfg.eval.every_samples,
+        probe=probe,
+        rng=np.random.default_rng(order_seed),
+        observers=list(observers),
+    )
+
+
+def total_samples(trainer: Trainer) -> int:
+    return sum(len(s.x) for s in trainer.stages) * trainer.epochs
+
+
+def run_experiment(cfg: DictConfig, context: RunContext | None = None) -> dict[str, float]:
+    """Validate ``cfg``, train, and (when tracking is enabled) record everything in MLflow.
+
+    Returns the final metrics. A run that raises is ended FAILED (KILLED on Ctrl-C) in MLflow and
+    the exception propagates.
+    """
+    context = context or RunContext()
+    validate(cfg)
+    trainer = build_trainer(cfg)
+    name = run_name(cfg)
+    stage_names = [s.name for s in trainer.stages]
+    trainer.observers.append(TaskLines(name, stage_names) if context.quiet else _Progress(total_samples(trainer)))
+    if not cfg.tracking.enabled:
+        return _final(trainer.run())
+
+    with run_for_config(cfg, name, context) as mlflow_run:
+        trainer.observers.append(mlflow_run)
+        result = trainer.run()
+        return mlflow_run.finish(result, OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def _final(result: TrainingResult) -> dict[str, float]:
+    return final_metrics(result.accuracy_matrix)
+
+
+class _Progress:
+    """tqdm bar over samples, closed after the last stage."""
+
+    def __init__(self, total: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="sample", dynamic_ncols=True, file=sys.stderr, leave=False)
+        self.seen = 0
+
+    def on_eval(self, point: EvalPoint) -> None:
+        self.bar.update(point.samples_seen - self.seen)
+        self.seen = point.samples_seen
+        if point.tasks_trained:
+            self.bar.set_postfix(acc_seen=f"{np.mean(point.accuracy[: point.tasks_trained]):.3f}", refresh=False)
+        if self.seen >= self.bar.total and point.boundary:
+            self.bar.close()

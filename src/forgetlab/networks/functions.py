@@ -1,0 +1,99 @@
+"""Activations, output functions and losses shared by every network.
+
+The output layer is where the loss meets the network, so the error signal at the output,
+delta = dE/dz for the output pre-activation z, lives here once for every (output, loss) pair.
+
+``mask`` marks the output units that take part in the loss and in prediction (1) and those that
+do not (0): task-incremental learning trains and predicts with only the current task's classes.
+For a softmax output the masked units are removed from the normalisation, as if they did not exist.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu")
+OUTPUTS = ("sigmoid", "softmax")
+LOSSES = ("mse", "cross_entropy")
+
+# Clipping keeps log() finite; it never binds in a gradient check (outputs stay far from 0 and 1).
+_EPS = 1e-12
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    # Evaluated through tanh: same value, no overflow warning for large |z|.
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def activation(name: str, z: np.ndarray) -> np.ndarray:
+    if name == "sigmoid":
+        return sigmoid(z)
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "relu":
+        return np.maximum(z, 0.0)
+    raise ValueError(f"unknown activation {name!r}; allowed: {HIDDEN_ACTIVATIONS}")
+
+
+def activation_derivative(name: str, z: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """f'(z), written with a = f(z) where that is cheaper."""
+    if name == "sigmoid":
+        return a * (1.0 - a)
+    if name == "tanh":
+        return 1.0 - a * a
+    if name == "relu":
+        return (z > 0.0).astype(z.dtype)
+    raise ValueError(f"unknown activation {name!r}; allowed: {HIDDEN_ACTIVATIONS}")
+
+
+def output(name: str, z: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Output activation a = g(z) over the last axis; masked units output 0."""
+    if name == "sigmoid":
+        return sigmoid(z) * mask
+    if name == "softmax":
+        z = np.where(mask > 0, z, -np.inf)
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    raise ValueError(f"unknown output {name!r}; allowed: {OUTPUTS}")
+
+
+def loss(output_name: str, loss_name: str, a: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-sample loss (summed over the last axis, masked units excluded); no L2 term.
+
+    mse:            E = 1/2 sum_k (a_k - y_k)^2
+    cross_entropy:  softmax output  E = -sum_k y_k log a_k
+                    sigmoid output  E = -sum_k [y_k log a_k + (1 - y_k) log(1 - a_k)]
+    """
+    if loss_name == "mse":
+        return 0.5 * np.sum(mask * (a - y) ** 2, axis=-1)
+    if loss_name == "cross_entropy":
+        log_a = np.log(np.clip(a, _EPS, None))
+        if output_name == "softmax":
+            return -np.sum(mask * y * log_a, axis=-1)
+        log_1ma = np.log(np.clip(1.0 - a, _EPS, None))
+        return -np.sum(mask * (y * log_a + (1.0 - y) * log_1ma), axis=-1)
+    raise ValueError(f"unknown loss {loss_name!r}; allowed: {LOSSES}")
+
+
+def output_delta(output_name: str, loss_name: str, a: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """delta = dE/dz at the output layer for the loss above.
+
+    sigmoid + mse:            (a - y) * a (1 - a)
+    sigmoid + cross_entropy:  a - y
+    softmax + cross_entropy:  a - y            (targets sum to 1 over the unmasked units)
+    softmax + mse:            J^T (a - y) with J = diag(a) - a a^T, i.e. a * ((a - y) - sum_k a_k (a_k - y_k))
+    Masked units get delta 0.
+    """
+    err = mask * (a - y)
+    if output_name == "sigmoid":
+        return err * a * (1.0 - a) if loss_name == "mse" else err
+    if output_name == "softmax":
+        if loss_name == "cross_entropy":
+            return err
+        return a * (err - np.sum(a * err, axis=-1, keepdims=True))
+    raise ValueError(f"unknown output {output_name!r}; allowed: {OUTPUTS}")
+
+
+def masked_argmax(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Predicted unit: the largest output among the unmasked units."""
+    return np.argmax(np.where(mask > 0, a, -np.inf), axis=-1)

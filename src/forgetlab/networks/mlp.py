@@ -1,0 +1,73 @@
+"""Multi-layer perceptron: z^(l) = W^(l) a^(l-1) + b^(l),  a^(l) = f(z^(l)),  output a^(L) = g(z^(L)).
+
+Rows are samples: a batch X of shape (B, n_in) is propagated as Z = A W^T + b.
+W^(l) has shape (n_out, n_in) so that z = W a + b reads as in the derivation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from forgetlab.networks import functions as F
+
+
+@dataclass
+class MLPForward:
+    """Everything the backward pass needs: a[0] = x, z[l] and a[l+1] for each layer l."""
+
+    a: list[np.ndarray]
+    z: list[np.ndarray]
+
+
+class MLP:
+    def __init__(
+        self,
+        sizes: list[int],
+        activation: str = "sigmoid",
+        output: str = "sigmoid",
+        loss: str = "mse",
+        init_scale: float = 1.0,
+        rng: np.random.Generator | None = None,
+        dtype: type = np.float64,
+    ) -> None:
+        """sizes = [n_in, hidden..., n_out]; weights ~ N(0, init_scale^2 / fan_in), biases 0."""
+        rng = rng if rng is not None else np.random.default_rng(0)
+        self.sizes = list(sizes)
+        self.activation, self.output, self.loss = activation, output, loss
+        self.W = [
+            (init_scale / np.sqrt(n_in) * rng.standard_normal((n_out, n_in))).astype(dtype)
+            for n_in, n_out in zip(sizes[:-1], sizes[1:])
+        ]
+        self.b = [np.zeros(n_out, dtype=dtype) for n_out in sizes[1:]]
+
+    @property
+    def n_outputs(self) -> int:
+        return self.sizes[-1]
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """Parameters by name (W0, b0, W1, b1, ...); the arrays are the live ones, updated in place."""
+        named = {}
+        for l, (W, b) in enumerate(zip(self.W, self.b)):
+            named[f"W{l}"], named[f"b{l}"] = W, b
+        return named
+
+    @property
+    def weight_names(self) -> list[str]:
+        """Parameters that carry the L2 penalty (weights, not biases)."""
+        return [f"W{l}" for l in range(len(self.W))]
+
+    def forward(self, x: np.ndarray, mask: np.ndarray) -> MLPForward:
+        a, zs = [x], []
+        last = len(self.W) - 1
+        for l, (W, b) in enumerate(zip(self.W, self.b)):
+            z = a[-1] @ W.T + b
+            zs.append(z)
+            a.append(F.output(self.output, z, mask) if l == last else F.activation(self.activation, z))
+        return MLPForward(a=a, z=zs)
+
+    def predict(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Network output a^(L) for a batch (B, n_in) -> (B, n_out)."""
+        return self.forward(x, mask).a[-1]

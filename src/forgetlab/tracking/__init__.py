@@ -1,0 +1,1 @@
+"""MLflow tracking: the run contract (docs/tracking.md) and the Hydra sweep callback."""

@@ -1,0 +1,238 @@
+"""MLflow side of a training run: the tracking contract of docs/tracking.md.
+
+Everything goes through an explicit ``MlflowClient`` and run id (no global active run), so jobs in
+threads or worker processes never share state. Metrics are buffered and sent with ``log_batch`` at
+task boundaries: one call per value costs about 10 ms on the sqlite store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import tempfile
+import time
+import traceback
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from forgetlab import metrics
+from forgetlab.trainer import EvalPoint, TrainingResult
+
+# Keys left out of the config hash: where results are stored does not change what they are.
+UNHASHED_GROUPS = ("tracking", "paths")
+MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
+
+
+def flatten(cfg: DictConfig) -> dict[str, str]:
+    """Resolved config as dotted keys -> string values (lists as their YAML-ish str)."""
+    out: dict[str, str] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}.{k}" if prefix else str(k))
+        else:
+            out[prefix] = json.dumps(node) if isinstance(node, list) else str(node)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Hash of the resolved config without tracking/paths keys: equal hashes = the same experiment."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    kept = {k: v for k, v in container.items() if k not in UNHASHED_GROUPS}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def git_commit(root: str | Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def get_or_create_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    """Experiment id; creation tolerates a concurrent creator."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except Exception:
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def final_metrics(R_with_init: np.ndarray) -> dict[str, float]:
+    """final/* from the accuracy matrix with its init row (row 0). Transfer metrics need T >= 2
+    training stages that each trained one task."""
+    r_init, R = R_with_init[0], R_with_init[1:]
+    out = {"final/acc": float(np.mean(R[-1]))}
+    if R.shape[0] >= 2 and R.shape[0] == R.shape[1]:
+        out["final/bwt"] = metrics.backward_transfer(R)
+        out["final/fwt"] = metrics.forward_transfer(R, r_init)
+        out["final/forgetting"] = metrics.forgetting_max(R)
+    return out
+
+
+class MlflowRun:
+    """One training run in MLflow; use as an observer of the trainer, then ``finish`` or ``fail``."""
+
+    def __init__(
+        self,
+        client: MlflowClient,
+        experiment_id: str,
+        *,
+        run_name: str,
+        params: dict[str, str],
+        tags: dict[str, str],
+    ) -> None:
+        self.client = client
+        run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+        self.run_id = run.info.run_id
+        items = [Param(k, v) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            client.log_batch(self.run_id, params=items[i : i + 100])
+        self._buffer: list[Metric] = []
+
+    # --- observer ---------------------------------------------------------------------------
+
+    def on_eval(self, point: EvalPoint) -> None:
+        step, ts = point.samples_seen, 0
+        m = self._buffer
+        for j, (acc, loss) in enumerate(zip(point.accuracy, point.loss)):
+            m.append(Metric(f"acc/task_{j}", float(acc), ts, step))
+            m.append(Metric(f"loss/task_{j}", float(loss), ts, step))
+        if point.tasks_trained:
+            m.append(Metric("acc/seen", float(np.mean(point.accuracy[: point.tasks_trained])), ts, step))
+        if np.isfinite(point.train_loss):
+            m.append(Metric("loss/train", float(point.train_loss), ts, step))
+        m.append(Metric("updates", float(point.updates), ts, step))
+        if point.boundary:
+            self.flush()
+
+    def flush(self) -> None:
+        for i in range(0, len(self._buffer), MAX_BATCH):
+            self.client.log_batch(self.run_id, metrics=self._buffer[i : i + MAX_BATCH])
+        self._buffer = []
+
+    # --- end of run -------------------------------------------------------------------------
+
+    def finish(self, result: TrainingResult, resolved_config_yaml: str) -> dict[str, float]:
+        self.flush()
+        R = result.accuracy_matrix
+        final = final_metrics(R)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, v, 0, result.points[-1].samples_seen) for k, v in final.items()])
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            (root / "config.yaml").write_text(resolved_config_yaml)
+            self.client.log_artifact(self.run_id, str(root / "config.yaml"))
+            eval_dir = root / "eval"
+            eval_dir.mkdir()
+            write_eval_artifacts(result, eval_dir)
+            self.client.log_artifacts(self.run_id, str(eval_dir), artifact_path="eval")
+        self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
+        return final
+
+    def fail(self, error: BaseException) -> None:
+        """End the run FAILED with the reason as a tag and the traceback as an artifact."""
+        try:
+            self.flush()
+        except Exception:  # the failure may be the store itself; still try to mark the run
+            pass
+        reason = f"{type(error).__name__}: {error}"[:5000]
+        tb = "".join(traceback.format_exception(error))
+        try:
+            self.client.set_tag(self.run_id, "forgetlab.error", reason)
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "traceback.txt"
+                path.write_text(tb)
+                self.client.log_artifact(self.run_id, str(path))
+        finally:
+            status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+            self.client.set_terminated(self.run_id, status)
+
+
+def write_eval_artifacts(result: TrainingResult, out: Path) -> None:
+    """accuracy_matrix.csv, task_curve.parquet and sample_probe.npz (see docs/tracking.md)."""
+    R = result.accuracy_matrix
+    rows = ["init"] + [str(i) for i in range(R.shape[0] - 1)]
+    matrix = pd.DataFrame(R, columns=[f"task_{j}" for j in range(R.shape[1])])
+    matrix.insert(0, "after", rows)
+    matrix.to_csv(out / "accuracy_matrix.csv", index=False)
+
+    n_tasks = len(result.task_names)
+    points = result.points
+    curve = pd.DataFrame(
+        {
+            "samples_seen": np.repeat([p.samples_seen for p in points], n_tasks),
+            "updates": np.repeat([p.updates for p in points], n_tasks),
+            "task": np.tile(np.arange(n_tasks), len(points)),
+            "accuracy": np.concatenate([p.accuracy for p in points]),
+            "loss": np.concatenate([p.loss for p in points]),
+            "stage": np.repeat([p.stage for p in points], n_tasks),
+            "boundary": np.repeat([p.boundary for p in points], n_tasks),
+        }
+    )
+    curve.to_parquet(out / "task_curve.parquet", index=False)
+
+    probe = result.probe
+    np.savez_compressed(
+        out / "sample_probe.npz",
+        samples_seen=np.array([p.samples_seen for p in points], dtype=np.int64),
+        updates=np.array([p.updates for p in points], dtype=np.int64),
+        stage=np.array([p.stage for p in points], dtype=np.int64),
+        boundary=np.array([p.boundary for p in points], dtype=bool),
+        correct=np.stack([p.probe_correct for p in points]).astype(bool).reshape(len(points), -1),
+        loss=np.stack([p.probe_loss for p in points]).reshape(len(points), -1),
+        task=probe.task,
+        index=probe.index,
+        label=probe.label,
+        presented_at=result.presented_at,
+        task_names=np.array(result.task_names, dtype=str),
+    )
+
+
+@contextmanager
+def run_for_config(cfg: DictConfig, run_name: str, context) -> Iterator[MlflowRun]:
+    """An MlflowRun for ``cfg`` with the contract's params and tags; ended FAILED (KILLED on
+    Ctrl-C) if the body raises. ``context`` carries overrides, sweep id and parent run id."""
+    client = MlflowClient(cfg.tracking.uri)
+    experiment_id = get_or_create_experiment(client, cfg.tracking.experiment, cfg.tracking.artifact_location)
+    tags = {
+        "forgetlab.config_hash": config_hash(cfg),
+        "forgetlab.sweep_id": context.sweep_id or new_sweep_id(),
+        "forgetlab.overrides": " ".join(context.overrides),
+        "forgetlab.kind": "train",
+    }
+    commit = git_commit(cfg.paths.root_dir)
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    if context.parent_run_id:
+        tags["mlflow.parentRunId"] = context.parent_run_id
+    run = MlflowRun(client, experiment_id, run_name=run_name, params=flatten(cfg), tags=tags)
+    try:
+        yield run
+    except BaseException as error:
+        run.fail(error)
+        raise
+
+
+def new_sweep_id() -> str:
+    """A fresh sweep id: time-sortable and unique. A single (non-multirun) run gets its own."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("FORGETLAB_ROOT", str(ROOT))
+
+
+@pytest.fixture
+def compose_cfg():
+    """Compose the real conf/ tree with overrides, as experiments/train.py would (hydra config included)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from forgetlab.config import register_configs
+
+    register_configs()
+
+    def _compose(*overrides: str):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            return compose(config_name="config", overrides=list(overrides))
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def sqlite_uri(tmp_path) -> str:
+    return f"sqlite:///{tmp_path}/mlflow.db"
+
+
+def run_train(*args: str, env: dict | None = None, timeout: int = 300):
+    """experiments/train.py in a subprocess; returns the CompletedProcess."""
+    import subprocess
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "train.py"), *args],
+        capture_output=True, text=True, env=full_env, timeout=timeout, cwd=ROOT,
+    )

@@ -1,0 +1,97 @@
+"""The tracking contract of docs/tracking.md, checked on real runs of experiments/train.py."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import run_train
+
+FAST = ["algorithm.epochs_per_task=1", "eval.every_samples=200", "task_sequence.n_tasks=2"]
+
+
+def test_invalid_value_exits_2_before_any_run(tmp_path, sqlite_uri):
+    proc = run_train("algorithm.lr=-1", f"tracking.uri={sqlite_uri}", f"hydra.run.dir={tmp_path}/out")
+    assert proc.returncode == 2
+    assert "algorithm.lr" in proc.stderr and "-1" in proc.stderr and "(0, inf)" in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_multirun_is_a_parent_with_nested_jobs_following_the_contract(tmp_path, sqlite_uri, launcher):
+    proc = run_train(
+        "-m", "seed=0,1", *FAST, f"tracking.uri={sqlite_uri}", "tracking.experiment=contract",
+        f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path}/sweep",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(sqlite_uri)
+    exp = client.get_experiment_by_name("contract")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("forgetlab.kind") == "sweep"]
+    jobs = [r for r in runs if r.data.tags.get("forgetlab.kind") == "train"]
+    assert len(parents) == 1 and len(jobs) == 2
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    sweep_id = parent.data.tags["forgetlab.sweep_id"]
+    for job in jobs:
+        tags, params = job.data.tags, job.data.params
+        assert job.info.status == "FINISHED"
+        assert tags["mlflow.parentRunId"] == parent.info.run_id
+        assert tags["forgetlab.sweep_id"] == sweep_id
+        assert len(tags["forgetlab.config_hash"]) == 16
+        assert f"seed={params['seed']}" in tags["forgetlab.overrides"]
+        assert params["algorithm.name"] == "backprop" and params["task_sequence.scenario"] == "class"
+        assert json.loads(params["network.hidden_sizes"]) == [64]
+        for key in ("final/acc", "final/bwt", "final/fwt", "final/forgetting", "acc/task_0", "acc/seen"):
+            assert key in job.data.metrics
+
+        history = client.get_metric_history(job.info.run_id, "acc/task_0")
+        steps = [m.step for m in history]
+        assert steps[0] == 0 and steps == sorted(steps) and len(steps) >= 3
+
+        local = client.download_artifacts(job.info.run_id, "", str(tmp_path / job.info.run_id))
+        matrix = pd.read_csv(f"{local}/eval/accuracy_matrix.csv")
+        assert list(matrix.columns) == ["after", "task_0", "task_1"]
+        assert list(matrix["after"].astype(str)) == ["init", "0", "1"]
+        R = matrix[["task_0", "task_1"]].to_numpy()
+        assert job.data.metrics["final/acc"] == pytest.approx(R[-1].mean())
+        assert job.data.metrics["final/bwt"] == pytest.approx(R[2, 0] - R[1, 0])
+        curve = pd.read_parquet(f"{local}/eval/task_curve.parquet")
+        assert {"samples_seen", "updates", "task", "accuracy", "loss"} <= set(curve.columns)
+        last = curve[curve.samples_seen == curve.samples_seen.max()].sort_values("task")
+        np.testing.assert_allclose(last.accuracy, R[-1])
+        with np.load(f"{local}/eval/sample_probe.npz", allow_pickle=False) as probe:
+            assert probe["correct"].shape == (len(probe["samples_seen"]), len(probe["task"]))
+            assert probe["correct"].dtype == bool
+        assert "config.yaml" in {a.path for a in client.list_artifacts(job.info.run_id)}
+    # different seeds: different hashes
+    assert len({j.data.tags["forgetlab.config_hash"] for j in jobs}) == 2
+
+
+@pytest.mark.slow
+def test_an_exception_ends_the_run_failed_with_its_reason(tmp_path, sqlite_uri, monkeypatch):
+    from forgetlab import experiment
+    from forgetlab.algorithms.backprop import Backprop
+
+    def explode(self, x, y, mask):
+        raise FloatingPointError("boom at update 0")
+
+    monkeypatch.setattr(Backprop, "gradient", explode)
+    from hydra import compose, initialize_config_dir
+
+    from forgetlab.config import register_configs
+    from tests.conftest import ROOT
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"tracking.uri={sqlite_uri}", *FAST])
+    with pytest.raises(FloatingPointError):
+        experiment.run_experiment(cfg)
+    client = MlflowClient(sqlite_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("forgetlab").experiment_id])
+    assert run.info.status == "FAILED"
+    assert "boom at update 0" in run.data.tags["forgetlab.error"]
+    assert "traceback.txt" in {a.path for a in client.list_artifacts(run.info.run_id)}

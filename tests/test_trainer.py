@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+
+from forgetlab import metrics
+from forgetlab.experiment import build_trainer
+from forgetlab.tracking.mlflow_run import final_metrics
+
+
+@pytest.fixture
+def small(compose_cfg):
+    def make(*overrides):
+        cfg = compose_cfg("tracking.enabled=false", "algorithm.epochs_per_task=1", *overrides)
+        return build_trainer(cfg)
+
+    return make
+
+
+def test_schedule_boundaries_and_counters(small):
+    trainer = small("eval.every_samples=50")
+    result = trainer.run()
+    boundaries = [p for p in result.points if p.boundary]
+    assert len(boundaries) == 6  # init + 5 tasks
+    assert boundaries[0].samples_seen == 0 and boundaries[0].stage == -1
+    sizes = np.cumsum([t.n_train for t in trainer.sequence.tasks])
+    assert [p.samples_seen for p in boundaries[1:]] == list(sizes)
+    steps = [p.samples_seen for p in result.points]
+    assert steps == sorted(set(steps)), "one point per step, in order"
+    assert all(p.updates == p.samples_seen for p in result.points)  # per-sample backprop
+    assert result.accuracy_matrix.shape == (6, 5)
+
+
+def test_evaluation_matches_a_per_sample_loop(small):
+    trainer = small()
+    acc, _, probe_correct, _ = trainer.evaluate()
+    net, sc = trainer.network, trainer.scenario
+    for k, task in enumerate(trainer.sequence.tasks):
+        _, mask, unit = sc.targets(task.y_test, np.full(len(task.y_test), k))
+        hits = [np.argmax(np.where(m > 0, net.predict(x[None], m[None])[0], -np.inf)) == u
+                for x, m, u in zip(task.x_test, mask, unit)]
+        assert acc[k] == pytest.approx(np.mean(hits))
+    assert probe_correct.shape == (100,)
+
+
+def test_probe_presentations_are_recorded(small):
+    trainer = small("algorithm.epochs_per_task=2")
+    result = trainer.run()
+    assert result.presented_at.shape == (100, 2)
+    assert (result.presented_at > 0).all()
+    # a probe sample of task k is presented while task k trains
+    ends = np.cumsum([2 * t.n_train for t in trainer.sequence.tasks])
+    starts = np.concatenate([[0], ends[:-1]])
+    for task, times in zip(result.probe.task, result.presented_at):
+        assert (times > starts[task]).all() and (times <= ends[task]).all()
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(small):
+    a = small("seed=3").run().accuracy_matrix
+    b = small("seed=3").run().accuracy_matrix
+    c = small("seed=4").run().accuracy_matrix
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_joint_has_one_stage_and_stream_is_single_pass(small):
+    joint = small("task_sequence.joint=true", "algorithm.epochs_per_task=2").run()
+    assert joint.accuracy_matrix.shape == (2, 5)
+    stream = small("task_sequence=digit_stream", "algorithm.epochs_per_task=3")
+    result = stream.run()
+    assert result.points[-1].samples_seen == sum(t.n_train for t in stream.sequence.tasks)
+
+
+def test_class_incremental_collapses_but_joint_does_not(compose_cfg):
+    seq = build_trainer(compose_cfg("tracking.enabled=false")).run().accuracy_matrix
+    joint = build_trainer(compose_cfg("tracking.enabled=false", "task_sequence.joint=true")).run().accuracy_matrix
+    assert final_metrics(seq)["final/acc"] < 0.3
+    assert final_metrics(seq)["final/forgetting"] > 0.9
+    assert final_metrics(joint)["final/acc"] > 0.9
+
+
+def test_final_metrics_follow_the_contract():
+    R = np.array([[0.1, 0.1, 0.1], [0.9, 0.2, 0.0], [0.6, 0.8, 0.3], [0.3, 0.5, 0.9]])
+    final = final_metrics(R)
+    assert final["final/acc"] == pytest.approx((0.3 + 0.5 + 0.9) / 3)
+    assert final["final/bwt"] == pytest.approx(((0.3 - 0.9) + (0.5 - 0.8)) / 2)
+    assert final["final/fwt"] == pytest.approx(((0.2 - 0.1) + (0.3 - 0.1)) / 2)
+    assert final["final/forgetting"] == pytest.approx(((0.9 - 0.3) + (0.8 - 0.5)) / 2)
+    assert metrics.backward_transfer(R[1:2, :1]) != metrics.backward_transfer(R[1:2, :1])  # NaN for T = 1
