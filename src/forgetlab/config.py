@@ -14,10 +14,12 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
-from forgetlab.algorithms import ALGORITHMS
-from forgetlab.data import SCENARIOS, TASK_SEQUENCES
+from forgetlab.algorithms import ALGORITHMS, RECURRENT
+from forgetlab.algorithms.recurrent import RESETS
+from forgetlab.data import INPUTS, SCENARIOS, TASK_SEQUENCES
 from forgetlab.networks import NETWORKS
 from forgetlab.networks.functions import HIDDEN_ACTIVATIONS, LOSSES, OUTPUTS
+from forgetlab.networks.rnn import LOSS_AT, RNN_ACTIVATIONS
 
 
 class ConfigError(ValueError):
@@ -26,8 +28,9 @@ class ConfigError(ValueError):
 
 @dataclass
 class NetworkConfig:
+    """What every network has; each network's schema below adds its own keys."""
+
     name: str = "mlp"
-    hidden_sizes: list[int] = field(default_factory=lambda: [64])
     activation: str = "sigmoid"
     output: str = "sigmoid"
     loss: str = "mse"
@@ -35,7 +38,23 @@ class NetworkConfig:
 
 
 @dataclass
+class MLPConfig(NetworkConfig):
+    name: str = "mlp"
+    hidden_sizes: list[int] = field(default_factory=lambda: [64])
+
+
+@dataclass
+class RNNConfig(NetworkConfig):
+    name: str = "rnn"
+    activation: str = "tanh"
+    hidden_size: int = 32
+    loss_at: str = "last"
+
+
+@dataclass
 class AlgorithmConfig:
+    """What every learning algorithm has; algorithms with keys of their own extend it below."""
+
     name: str = "backprop"
     lr: float = 0.5
     l2: float = 0.0
@@ -45,11 +64,27 @@ class AlgorithmConfig:
 
 
 @dataclass
+class BPTTTruncatedConfig(AlgorithmConfig):
+    name: str = "bptt_truncated"
+    h: int = 8
+    h_prime: int = 1
+    reset: str = "per_sequence"
+
+
+@dataclass
+class RTRLConfig(AlgorithmConfig):
+    name: str = "rtrl"
+    update_every: int = 1
+    reset: str = "per_sequence"
+
+
+@dataclass
 class TaskSequenceConfig:
     name: str = "split_digits"
     scenario: str = "class"
     n_tasks: int = 5
     joint: bool = False
+    input: str = "vector"
     test_size: float = 0.25
     data_seed: int = 0
     max_angle: float = 90.0
@@ -89,8 +124,11 @@ class Config:
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
-    cs.store(group="network", name="network_schema", node=NetworkConfig)
+    cs.store(group="network", name="mlp_schema", node=MLPConfig)
+    cs.store(group="network", name="rnn_schema", node=RNNConfig)
     cs.store(group="algorithm", name="algorithm_schema", node=AlgorithmConfig)
+    cs.store(group="algorithm", name="bptt_truncated_schema", node=BPTTTruncatedConfig)
+    cs.store(group="algorithm", name="rtrl_schema", node=RTRLConfig)
     cs.store(group="task_sequence", name="task_sequence_schema", node=TaskSequenceConfig)
     cs.store(group="eval", name="eval_schema", node=EvalConfig)
     cs.store(group="tracking", name="tracking_schema", node=TrackingConfig)
@@ -123,13 +161,18 @@ def _number(cfg: DictConfig, key: str, low: float, high: float = math.inf, low_o
 def validate(cfg: DictConfig) -> None:
     """Check ranges, choices and combinations that types cannot express. Raises ConfigError."""
     _choice(cfg, "network.name", sorted(NETWORKS))
-    _choice(cfg, "network.activation", HIDDEN_ACTIVATIONS)
+    recurrent_net = cfg.network.name == "rnn"
+    _choice(cfg, "network.activation", RNN_ACTIVATIONS if recurrent_net else HIDDEN_ACTIVATIONS)
     _choice(cfg, "network.output", OUTPUTS)
     _choice(cfg, "network.loss", LOSSES)
     _number(cfg, "network.init_scale", 0, low_open=True)
-    for size in cfg.network.hidden_sizes:
-        if size < 1:
-            _fail("network.hidden_sizes", list(cfg.network.hidden_sizes), "a list of positive ints")
+    if recurrent_net:
+        _number(cfg, "network.hidden_size", 1)
+        _choice(cfg, "network.loss_at", LOSS_AT)
+    else:
+        for size in cfg.network.hidden_sizes:
+            if size < 1:
+                _fail("network.hidden_sizes", list(cfg.network.hidden_sizes), "a list of positive ints")
 
     _choice(cfg, "algorithm.name", sorted(ALGORITHMS))
     _number(cfg, "algorithm.lr", 0, low_open=True)
@@ -139,13 +182,29 @@ def validate(cfg: DictConfig) -> None:
     trainable = ALGORITHMS[cfg.algorithm.name][1]
     if cfg.network.name not in trainable:
         _fail("network.name", cfg.network.name, f"one of {trainable} with algorithm.name={cfg.algorithm.name!r}")
+    if cfg.algorithm.name in RECURRENT and cfg.algorithm.batch_size != 1:
+        _fail("algorithm.batch_size", cfg.algorithm.batch_size,
+              f"1 with algorithm.name={cfg.algorithm.name!r} (one sequence at a time)")
+    if cfg.algorithm.name == "bptt_truncated":
+        _number(cfg, "algorithm.h", 1)
+        h, h_prime = cfg.algorithm.h, cfg.algorithm.h_prime
+        if not 1 <= h_prime <= h:
+            _fail("algorithm.h_prime", h_prime, f"an int in the range [1, algorithm.h={h}] (BPTT(h; h') needs h' <= h)")
+    if cfg.algorithm.name == "rtrl":
+        _number(cfg, "algorithm.update_every", 1)
+    if "reset" in cfg.algorithm:
+        _choice(cfg, "algorithm.reset", RESETS)
 
     _choice(cfg, "task_sequence.name", sorted(TASK_SEQUENCES))
     _choice(cfg, "task_sequence.scenario", SCENARIOS)
+    _choice(cfg, "task_sequence.input", INPUTS)
+    reads = "sequence" if recurrent_net else "vector"
+    if cfg.task_sequence.input != reads:
+        _fail("task_sequence.input", cfg.task_sequence.input, f"{reads!r} with network.name={cfg.network.name!r}")
     _number(cfg, "task_sequence.n_tasks", 1)
     _number(cfg, "task_sequence.test_size", 0, 1, low_open=True, high_open=True)
-    if cfg.task_sequence.name == "split_digits" and cfg.task_sequence.n_tasks > 10:
-        _fail("task_sequence.n_tasks", cfg.task_sequence.n_tasks, "an int in [1, 10] for split_digits")
+    if cfg.task_sequence.name in ("split_digits", "split_mnist1d") and cfg.task_sequence.n_tasks > 10:
+        _fail("task_sequence.n_tasks", cfg.task_sequence.n_tasks, f"an int in [1, 10] for {cfg.task_sequence.name}")
 
     _number(cfg, "eval.every_samples", 0)
     probe = cfg.eval.probe_per_task
