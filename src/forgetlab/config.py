@@ -47,6 +47,8 @@ class MLPConfig(NetworkConfig):
 class RNNConfig(NetworkConfig):
     name: str = "rnn"
     activation: str = "tanh"
+    output: str = "sigmoid"
+    loss: str = "mse"
     hidden_size: int = 32
     loss_at: str = "last"
 

@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from forgetlab.algorithms.recurrent import OnlineRecurrentAlgorithm, backward_through_time, step_loss
+from forgetlab.algorithms.recurrent import (
+    OnlineRecurrentAlgorithm,
+    backward_through_time,
+    single_sequence,
+    step_loss,
+)
+from forgetlab.networks import functions as F
 from forgetlab.networks.rnn import RNN
 
 
@@ -66,6 +72,40 @@ class BPTTTruncated(OnlineRecurrentAlgorithm):
 
     def drain(self, state: History):
         return state, (self._backward(state) if state.since_update else None)
+
+    def stretches(self, T: int) -> list[tuple[int, int, int]]:
+        """(first step back-propagated through, first step whose error is injected, end) of each update
+        over a sequence of T steps started from h_0 = 0 (``reset="per_sequence"``)."""
+        ends = list(range(self.h_prime, T + 1, self.h_prime))
+        if not ends or ends[-1] != T:
+            ends.append(T)
+        starts = [0, *ends[:-1]]
+        return [(max(0, end - self.h), start, end) for start, end in zip(starts, ends)]
+
+    def frozen_objective(self, x, y, mask):
+        """sum over updates of the loss injected in its stretch, each run from the state entering the
+        stretch held at its value at the current weights (+ the L2 term): ``gradient`` is its exact
+        gradient. Without truncation (h >= T) it is the objective itself."""
+        if self.reset == "never" and self.state is not None:
+            raise NotImplementedError("the truncated objective is defined for a sequence started from h_0 = 0")
+        net = self.network
+        x_seq, target, mask_seq = single_sequence(x, y, mask)
+        T = len(x_seq)
+        entering = net.forward(x, mask).h[0].copy()  # h[t] enters step t; frozen here
+        in_loss = np.zeros(T, dtype=bool)
+        in_loss[net.loss_steps(T)] = True
+        plan = self.stretches(T)
+
+        def objective() -> float:
+            total = 0.0
+            for first, inject, end in plan:
+                fwd = net.forward(x_seq[None, first:end], mask_seq[None], h0=entering[first][None])
+                steps = [t - first for t in range(inject, end) if in_loss[t]]
+                if steps:
+                    total += float(np.sum(F.loss(net.output, net.loss, fwd.a[0, steps], target, mask_seq)))
+            return total / in_loss.sum() + self.l2_term()
+
+        return objective
 
     def _backward(self, state: History) -> dict[str, np.ndarray]:
         """Errors of the last ``since_update`` steps, back through the last h steps."""
