@@ -123,18 +123,24 @@ class Config:
     seed: int = 0
 
 
+SCHEMA_NAME = "base"
+
+
 def register_configs() -> None:
+    """Schemas live in the ``schema/`` group so that ``--help`` lists only real options of each group;
+    a group's YAML extends its schema with ``- /schema/<group>/base@_here_`` in its defaults."""
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
-    cs.store(group="network", name="mlp_schema", node=MLPConfig)
-    cs.store(group="network", name="rnn_schema", node=RNNConfig)
-    cs.store(group="algorithm", name="algorithm_schema", node=AlgorithmConfig)
-    cs.store(group="algorithm", name="bptt_truncated_schema", node=BPTTTruncatedConfig)
-    cs.store(group="algorithm", name="rtrl_schema", node=RTRLConfig)
-    cs.store(group="task_sequence", name="task_sequence_schema", node=TaskSequenceConfig)
-    cs.store(group="eval", name="eval_schema", node=EvalConfig)
-    cs.store(group="tracking", name="tracking_schema", node=TrackingConfig)
-    cs.store(group="paths", name="paths_schema", node=PathsConfig)
+    cs.store(group="schema/network", name=SCHEMA_NAME, node=NetworkConfig)
+    cs.store(group="schema/network", name="mlp", node=MLPConfig)
+    cs.store(group="schema/network", name="rnn", node=RNNConfig)
+    cs.store(group="schema/algorithm", name=SCHEMA_NAME, node=AlgorithmConfig)
+    cs.store(group="schema/algorithm", name="bptt_truncated", node=BPTTTruncatedConfig)
+    cs.store(group="schema/algorithm", name="rtrl", node=RTRLConfig)
+    cs.store(group="schema/task_sequence", name=SCHEMA_NAME, node=TaskSequenceConfig)
+    cs.store(group="schema/eval", name=SCHEMA_NAME, node=EvalConfig)
+    cs.store(group="schema/tracking", name=SCHEMA_NAME, node=TrackingConfig)
+    cs.store(group="schema/paths", name=SCHEMA_NAME, node=PathsConfig)
 
 
 # --- semantic validation ------------------------------------------------------------------------
