@@ -50,7 +50,7 @@ class RNNConfig(NetworkConfig):
     output: str = "sigmoid"
     loss: str = "mse"
     hidden_size: int = 32
-    loss_at: str = "all"
+    loss_at: str = "last"
 
 
 @dataclass

@@ -6,7 +6,8 @@ z_t = W u_t. The sensitivity P_t[i, j, k] = dh_t,i / dW_jk is carried forward ev
     P_t = D_t (W_hh P_{t-1} + U_t),   D_t = diag f'(z_t),   U_t[i, j, k] = [i = j] u_t,k
 
 The immediate term U_t is nonzero only on the diagonal i = j, so it is added there (O(H K)) instead
-of being built as a Kronecker product; the recurrent term is one (H x H) @ (H x H K) matrix product:
+of being built as a Kronecker product; the recurrent term is one (H x H) @ (H x H K) matrix product
+(with D_t folded into its H x H factor):
 O(H^2 K) = O(H^3) memory and O(H^3 K) = O(H^4) time per step. At a loss step t,
 
     dE_t/dW = sum_i (W_hy^T delta_y_t)_i P_t[i]      (one (H,) @ (H, H K) product)
@@ -28,12 +29,15 @@ from forgetlab.networks.rnn import RNN
 
 
 def sensitivity_update(P: np.ndarray, W_hh: np.ndarray, u: np.ndarray, f_prime: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """P_new = D (W_hh P + U) into ``out``; P and out are (H, H * K), read as (H, H, K)."""
+    """P_new = D (W_hh P + U) = (D W_hh) P + D U into ``out``; P and out are (H, H * K), read as (H, H, K).
+
+    D is folded into the (H x H) factor before the product, so the O(H^4) work is one GEMM and
+    nothing else passes over the O(H^3) tensor; D U lives on the diagonal i = j only.
+    """
     H, K = W_hh.shape[0], u.shape[0]
-    np.matmul(W_hh, P, out=out)
+    np.matmul(f_prime[:, None] * W_hh, P, out=out)
     diagonal = np.arange(H)
-    out.reshape(H, H, K)[diagonal, diagonal] += u
-    out *= f_prime[:, None]
+    out.reshape(H, H, K)[diagonal, diagonal] += f_prime[:, None] * u
     return out
 
 
