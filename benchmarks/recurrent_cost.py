@@ -122,15 +122,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hidden", type=int, nargs="+", default=[16, 32, 64, 128])
     parser.add_argument("--lengths", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--bptt-hidden", type=int, nargs="*", default=[256, 512, 1024],
+                        help="larger H for the BPTT family only (RTRL would take minutes a sequence), "
+                             "where the O(H^2) work outweighs the fixed cost of a step")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     parser.add_argument("--plot", default=None, help="write the log-log plot of time per step against H here")
     args = parser.parse_args()
 
     rows = []  # one per (algorithm, H, T)
     for T in args.lengths:
-        for H in args.hidden:
+        for H in [*args.hidden, *args.bptt_hidden]:
             net, x, y, mask = problem(H, T)
             for name, algo in algorithms(net).items():
+                if name == "rtrl" and H not in args.hidden:
+                    continue
                 step = best_time(lambda: algo.learn(x, y, mask)) / T
                 rows.append(dict(algorithm=name, H=H, T=T, us_per_step=1e6 * step,
                                  peak_kib=peak_bytes(lambda: algo.learn(x, y, mask)) / 1024))
@@ -149,7 +154,7 @@ def main() -> None:
     exponents = {}
     for name in sorted({r["algorithm"] for r in rows}):
         for T in args.lengths:
-            sel = [r for r in rows if r["algorithm"] == name and r["T"] == T]
+            sel = sorted((r for r in rows if r["algorithm"] == name and r["T"] == T), key=lambda r: r["H"])
             hs, ts = [r["H"] for r in sel], [r["us_per_step"] for r in sel]
             exponents[f"{name}@T={T}"] = {"all_H": fit_exponent(hs, ts),
                                           "largest_two_H": fit_exponent(hs[-2:], ts[-2:])}
@@ -157,10 +162,10 @@ def main() -> None:
     print(f"time per step (us) and peak NumPy memory (KiB) of one learn() call; TBPTT is BPTT({TBPTT['h']}; "
           f"{TBPTT['h_prime']}); I={N_IN}, O={N_OUT}, tanh, sigmoid + mse at every step, one thread")
     print(f"{'algorithm':<11} {'H':>4} {'T':>4} {'us/step':>11} {'peak KiB':>10}")
-    for r in rows:
+    for r in sorted(rows, key=lambda r: (r["T"], r["algorithm"], r["H"])):
         peak = "-" if r["peak_kib"] is None else f"{r['peak_kib']:.0f}"
         print(f"{r['algorithm']:<11} {r['H']:>4} {r['T']:>4} {r['us_per_step']:>11.1f} {peak:>10}")
-    print("\nfitted exponent of time per step in H (all H / the largest two H)")
+    print("\nfitted exponent of time per step in H (all H measured / the largest two H)")
     for key, e in exponents.items():
         print(f"  {key:<18} {e['all_H']:.2f} / {e['largest_two_H']:.2f}")
     print("\nRTRL sensitivity update P_new = D (W_hh P + U) against a bare GEMM (H x H) @ (H x H(H+I+1))")
