@@ -168,7 +168,9 @@ def test_study_presets_match_data_samples_and_the_documented_learning_rates(comp
     learning rate chosen on the joint task (documented in conf/experiment/seed_claim.yaml)."""
     from omegaconf import OmegaConf
 
-    sweep = compose_cfg(f"experiment={preset}").hydra.sweeper.params
+    from tests.conftest import ROOT
+
+    sweep = OmegaConf.load(ROOT / "conf" / "experiment" / f"{preset}.yaml").hydra.sweeper.params
     learners = sweep.learner.split(",")
     assert sorted(learners) == sorted(SEED_CLAIM_LR)
     for learner in learners:
