@@ -1,0 +1,283 @@
+"""Per-sample backprop: forgetlab's trainer against a PyTorch eager SGD loop on the identical network.
+
+    .venv/bin/pip install -e ".[bench]"            # torch (CPU), the `bench` extra
+    .venv/bin/python benchmarks/per_sample_backprop.py [--repeats 7] [--json] [hydra overrides ...]
+
+All in one process, on the config composed from ``conf/`` (defaults plus the overrides given):
+
+(a) forgetlab, tracked: ``run_experiment(cfg)`` end to end (build data, network and trainer, train,
+    evaluate on the configured schedule, log to a temporary sqlite MLflow store, write artifacts);
+(b) the same with ``tracking.enabled=false``; tracking overhead = (t_on - t_off) / t_off;
+(c) PyTorch eager: the same network (sizes, activations, output, loss, L2 on weights only), initial
+    weights copied from forgetlab, replaying the very (x, y, mask) batches forgetlab's trainer handed
+    its algorithm, in order, in float64: zero_grad, forward, loss, backward, SGD step per batch, and
+    nothing else (no evaluation, no tracking, no data loading: only the loop is timed).
+
+Updates/s = weight updates of the run / wall time. Each measurement is repeated and the median is
+reported (the machine is shared and noisy). With ``--json`` the last line is one JSON object.
+Before timing, the script checks that torch computes the same thing: after replaying every batch the
+torch weights must equal forgetlab's to ``--tolerance``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("FORGETLAB_ROOT", str(ROOT))
+
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.core.global_hydra import GlobalHydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from forgetlab.config import register_configs, validate  # noqa: E402
+from forgetlab.experiment import RunContext, build_trainer, run_experiment  # noqa: E402
+from forgetlab.networks.mlp import MLP  # noqa: E402
+
+TORCH_ACTIVATIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}
+_EPS = 1e-12  # as forgetlab.networks.functions: keeps log() finite
+
+
+class TorchMLP(torch.nn.Module):
+    """forgetlab's MLP in torch: z = W a + b per layer, hidden f(z), output g(z) with the unit mask."""
+
+    def __init__(self, mlp: MLP) -> None:
+        super().__init__()
+        self.activation, self.output = TORCH_ACTIVATIONS[mlp.activation], mlp.output
+        self.layers = torch.nn.ModuleList()
+        for W, b in zip(mlp.W, mlp.b):
+            layer = torch.nn.Linear(W.shape[1], W.shape[0], dtype=torch.float64)
+            with torch.no_grad():
+                layer.weight.copy_(torch.from_numpy(W))
+                layer.bias.copy_(torch.from_numpy(b))
+            self.layers.append(layer)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers[:-1]:
+            x = self.activation(layer(x))
+        z = self.layers[-1](x)
+        if self.output == "sigmoid":
+            return torch.sigmoid(z) * mask
+        return torch.softmax(z.masked_fill(mask == 0, -torch.inf), dim=-1)
+
+
+def torch_loss(output: str, loss: str, a: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-sample loss, the same formulas as forgetlab.networks.functions.loss."""
+    if loss == "mse":
+        return 0.5 * (mask * (a - y) ** 2).sum(dim=-1)
+    log_a = torch.log(a.clamp(min=_EPS))
+    if output == "softmax":
+        return -(mask * y * log_a).sum(dim=-1)
+    log_1ma = torch.log((1.0 - a).clamp(min=_EPS))
+    return -(mask * (y * log_a + (1.0 - y) * log_1ma)).sum(dim=-1)
+
+
+def torch_sgd(model: TorchMLP, lr: float, l2: float) -> torch.optim.SGD:
+    """Plain SGD; L2 (weight decay) on the weights only, as forgetlab's objective."""
+    weights = [layer.weight for layer in model.layers]
+    biases = [layer.bias for layer in model.layers]
+    return torch.optim.SGD([{"params": weights, "weight_decay": l2}, {"params": biases, "weight_decay": 0.0}], lr=lr)
+
+
+def torch_train(model: TorchMLP, optimizer: torch.optim.Optimizer, batches, output: str, loss: str) -> None:
+    """The eager per-sample (per-batch) SGD loop that is timed."""
+    for x, y, mask in batches:
+        optimizer.zero_grad()
+        E = torch_loss(output, loss, model(x, mask), y, mask).mean()
+        E.backward()
+        optimizer.step()
+
+
+class RecordingAlgorithm:
+    """Hands every batch to a learning algorithm and keeps a copy of it (the data torch replays)."""
+
+    def __init__(self, algorithm) -> None:
+        self.algorithm, self.batches = algorithm, []
+
+    def learn(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float:
+        self.batches.append((x.copy(), y.copy(), mask.copy()))
+        return self.algorithm.learn(x, y, mask)
+
+    def __getattr__(self, name):
+        return getattr(self.algorithm, name)
+
+
+@dataclass
+class Recording:
+    initial: MLP  # a copy of the network before training
+    final: dict[str, np.ndarray]  # its parameters after training
+    batches: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # (x, y, mask) of every update, in order
+    eval_points: int
+
+
+def record_run(cfg: DictConfig) -> Recording:
+    """Train once with forgetlab, without tracking, recording what the algorithm was handed."""
+    trainer = build_trainer(cfg)
+    initial = _copy_network(trainer.network)
+    recorder = RecordingAlgorithm(trainer.algorithm)
+    trainer.algorithm = recorder
+    result = trainer.run()
+    final = {k: v.copy() for k, v in trainer.network.params.items()}
+    return Recording(initial, final, recorder.batches, len(result.points))
+
+
+def _copy_network(mlp: MLP) -> MLP:
+    clone = MLP(mlp.sizes, mlp.activation, mlp.output, mlp.loss)
+    for name, value in mlp.params.items():
+        clone.params[name][...] = value
+    return clone
+
+
+def as_tensors(batches) -> list[tuple[torch.Tensor, ...]]:
+    return [tuple(torch.from_numpy(np.ascontiguousarray(arr)) for arr in batch) for batch in batches]
+
+
+def replay_in_torch(init_net: MLP, cfg: DictConfig, batches) -> tuple[TorchMLP, float]:
+    """A torch copy of ``init_net`` trained on ``batches``; returns it and the loop's wall time."""
+    model = TorchMLP(init_net)
+    optimizer = torch_sgd(model, cfg.algorithm.lr, cfg.algorithm.l2)
+    start = time.perf_counter()
+    torch_train(model, optimizer, batches, init_net.output, init_net.loss)
+    return model, time.perf_counter() - start
+
+
+def torch_params(model: TorchMLP) -> dict[str, np.ndarray]:
+    out = {}
+    for l, layer in enumerate(model.layers):
+        out[f"W{l}"] = layer.weight.detach().numpy().copy()
+        out[f"b{l}"] = layer.bias.detach().numpy().copy()
+    return out
+
+
+def max_abs_difference(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
+    return max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+def time_run(cfg: DictConfig) -> float:
+    """Wall time of one ``run_experiment`` (as a multirun job: no progress bar, its task lines discarded)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        start = time.perf_counter()
+        run_experiment(cfg, RunContext(quiet=True))
+        return time.perf_counter() - start
+
+
+def describe(cfg: DictConfig, rec: Recording) -> str:
+    net, alg, ts = cfg.network, cfg.algorithm, cfg.task_sequence
+    sizes = "-".join(map(str, rec.initial.sizes))
+    return (
+        f"mlp {sizes} {net.activation}/{net.output}/{net.loss}, float64; {alg.name} lr={alg.lr} l2={alg.l2} "
+        f"batch={alg.batch_size} epochs/task={alg.epochs_per_task}; {ts.name} {ts.scenario}-IL joint={ts.joint}; "
+        f"eval every {cfg.eval.every_samples} samples ({rec.eval_points} points), probe {cfg.eval.probe_per_task}/task; "
+        f"{len(rec.batches)} updates"
+    )
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the benchmarked config")
+    parser.add_argument("--repeats", type=int, default=7, help="timed repetitions of each measurement")
+    parser.add_argument("--torch-threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    parser.add_argument("--tolerance", type=float, default=1e-8, help="max |W_forgetlab - W_torch| allowed")
+    parser.add_argument("--json", action="store_true", help="print the results as one JSON object on the last line")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.torch_threads)
+
+    with tempfile.TemporaryDirectory(prefix="forgetlab-bench-") as tmp:
+        store = [
+            f"tracking.uri=sqlite:///{tmp}/mlflow.db",
+            f"tracking.artifact_location={tmp}/artifacts",
+            "tracking.experiment=benchmark",
+        ]
+        cfg_on = compose_config([*args.overrides, *store, "tracking.enabled=true"])
+        cfg_off = compose_config([*args.overrides, *store, "tracking.enabled=false"])
+        validate(cfg_on)
+        if cfg_on.network.name != "mlp" or cfg_on.algorithm.name != "backprop":
+            parser.error("this benchmark compares network=mlp with algorithm=backprop")
+
+        # Untimed: the batches torch replays, the equivalence check, and warm-up of every path
+        # (imports, the sqlite store's schema, torch's first-call set-up).
+        rec = record_run(cfg_off)
+        updates = len(rec.batches)
+        tensors = as_tensors(rec.batches)
+        model, _ = replay_in_torch(rec.initial, cfg_on, tensors)
+        difference = max_abs_difference(rec.final, torch_params(model))
+        if not difference <= args.tolerance:
+            sys.exit(f"torch and forgetlab disagree: max |W_forgetlab - W_torch| = {difference:.3g} > {args.tolerance:g}")
+        time_run(cfg_on)
+        time_run(cfg_off)
+
+        t_on, t_off, t_torch = [], [], []
+        for _ in range(args.repeats):  # interleaved, so that load from other processes hits all three alike
+            t_on.append(time_run(cfg_on))
+            t_off.append(time_run(cfg_off))
+            t_torch.append(replay_in_torch(rec.initial, cfg_on, tensors)[1])
+
+    on, off, tt = statistics.median(t_on), statistics.median(t_off), statistics.median(t_torch)
+    result = {
+        "forgetlab_updates_per_s": updates / on,
+        "torch_updates_per_s": updates / tt,
+        "ratio": (updates / on) / (updates / tt),
+        "tracking_overhead": (on - off) / off,
+        "forgetlab_untracked_updates_per_s": updates / off,
+        "updates": updates,
+        "repeats": args.repeats,
+        "max_abs_weight_difference": difference,
+    }
+
+    blas = _blas_threads()
+    print(f"config: {' '.join(args.overrides) or '(defaults)'}: {describe(cfg_on, rec)}")
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} cpus, load avg {os.getloadavg()[0]:.2f}; python "
+        f"{platform.python_version()}, numpy {np.__version__} (BLAS threads {blas}), torch {torch.__version__} "
+        f"(threads {torch.get_num_threads()})"
+    )
+    print(f"check: max |W_forgetlab - W_torch| after {updates} updates = {difference:.2e}")
+    print(f"medians of {args.repeats} (all times in s):")
+    print(f"  forgetlab, tracking on   {on:8.4f}  {updates / on:10.0f} updates/s   {_fmt(t_on)}")
+    print(f"  forgetlab, tracking off  {off:8.4f}  {updates / off:10.0f} updates/s   {_fmt(t_off)}")
+    print(f"  torch eager loop         {tt:8.4f}  {updates / tt:10.0f} updates/s   {_fmt(t_torch)}")
+    print(f"ratio forgetlab (tracked) / torch = {result['ratio']:.2f}x   (target >= 5x)")
+    print(f"tracking overhead = {100 * result['tracking_overhead']:.1f} %   (target <= 5 %)")
+    if args.json:
+        print(json.dumps(result))
+    return result
+
+
+def _fmt(times: list[float]) -> str:
+    return "[" + " ".join(f"{t:.4f}" for t in times) + "]"
+
+
+def _blas_threads() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+
+        return ",".join(str(p["num_threads"]) for p in threadpool_info() if p["user_api"] == "blas") or "?"
+    except ImportError:
+        return "?"
+
+
+if __name__ == "__main__":
+    main()
