@@ -67,13 +67,13 @@ def loss(output_name: str, loss_name: str, a: np.ndarray, y: np.ndarray, mask: n
                     sigmoid output  E = -sum_k [y_k log a_k + (1 - y_k) log(1 - a_k)]
     """
     if loss_name == "mse":
-        return 0.5 * np.sum(mask * (a - y) ** 2, axis=-1)
+        return 0.5 * (mask * (a - y) ** 2).sum(axis=-1)
     if loss_name == "cross_entropy":
-        log_a = np.log(np.clip(a, _EPS, None))
+        log_a = np.log(np.maximum(a, _EPS))
         if output_name == "softmax":
-            return -np.sum(mask * y * log_a, axis=-1)
-        log_1ma = np.log(np.clip(1.0 - a, _EPS, None))
-        return -np.sum(mask * (y * log_a + (1.0 - y) * log_1ma), axis=-1)
+            return -(mask * y * log_a).sum(axis=-1)
+        log_1ma = np.log(np.maximum(1.0 - a, _EPS))
+        return -(mask * (y * log_a + (1.0 - y) * log_1ma)).sum(axis=-1)
     raise ValueError(f"unknown loss {loss_name!r}; allowed: {LOSSES}")
 
 
@@ -92,7 +92,7 @@ def output_delta(output_name: str, loss_name: str, a: np.ndarray, y: np.ndarray,
     if output_name == "softmax":
         if loss_name == "cross_entropy":
             return err
-        return a * (err - np.sum(a * err, axis=-1, keepdims=True))
+        return a * (err - (a * err).sum(axis=-1, keepdims=True))
     raise ValueError(f"unknown output {output_name!r}; allowed: {OUTPUTS}")
 
 
