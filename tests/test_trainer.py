@@ -121,3 +121,18 @@ def test_probe_presentation_times_are_the_batches_that_held_the_sample(small):
         assert list(result.presented_at[p]) == expected
         checked += 1
     assert checked > 90
+
+
+def test_training_uses_one_blas_thread_and_restores_the_limit(small):
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+    before = blas_threads()
+    during = []
+    trainer = small("task_sequence.n_tasks=1")
+    trainer.observers.append(type("Spy", (), {"on_eval": lambda self, p: during.append(blas_threads())})())
+    trainer.run()
+    assert during and all(threads == {1} for threads in during)
+    assert blas_threads() == before
