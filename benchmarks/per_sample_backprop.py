@@ -146,13 +146,26 @@ def as_tensors(batches) -> list[tuple[torch.Tensor, ...]]:
     return [tuple(torch.from_numpy(np.ascontiguousarray(arr)) for arr in batch) for batch in batches]
 
 
-def replay_in_torch(init_net: MLP, cfg: DictConfig, batches) -> tuple[TorchMLP, float]:
-    """A torch copy of ``init_net`` trained on ``batches``; returns it and the loop's wall time."""
+@dataclass(frozen=True)
+class Timing:
+    wall: float  # seconds: what updates/s are computed from
+    cpu: float  # seconds of this process's CPU time: less sensitive to other processes' load
+
+
+@contextlib.contextmanager
+def timed(into: list[Timing]):
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield
+    into.append(Timing(time.perf_counter() - wall, time.process_time() - cpu))
+
+
+def replay_in_torch(init_net: MLP, cfg: DictConfig, batches, timings: list[Timing] | None = None) -> TorchMLP:
+    """A torch copy of ``init_net`` trained on ``batches``; the loop's timing is appended to ``timings``."""
     model = TorchMLP(init_net)
     optimizer = torch_sgd(model, cfg.algorithm.lr, cfg.algorithm.l2)
-    start = time.perf_counter()
-    torch_train(model, optimizer, batches, init_net.output, init_net.loss)
-    return model, time.perf_counter() - start
+    with timed(timings if timings is not None else []):
+        torch_train(model, optimizer, batches, init_net.output, init_net.loss)
+    return model
 
 
 def torch_params(model: TorchMLP) -> dict[str, np.ndarray]:
@@ -176,12 +189,10 @@ def compose_config(overrides: list[str]) -> DictConfig:
     return cfg
 
 
-def time_run(cfg: DictConfig) -> float:
-    """Wall time of one ``run_experiment`` (as a multirun job: no progress bar, its task lines discarded)."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        start = time.perf_counter()
+def time_run(cfg: DictConfig, timings: list[Timing] | None = None) -> None:
+    """One ``run_experiment`` (as a multirun job: no progress bar, its task lines discarded)."""
+    with contextlib.redirect_stdout(io.StringIO()), timed(timings if timings is not None else []):
         run_experiment(cfg, RunContext(quiet=True))
-        return time.perf_counter() - start
 
 
 def describe(cfg: DictConfig, rec: Recording) -> str:
@@ -225,7 +236,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         rec = record_run(cfg_off)
         updates = len(rec.batches)
         tensors = as_tensors(rec.batches)
-        model, _ = replay_in_torch(rec.initial, cfg_on, tensors)
+        model = replay_in_torch(rec.initial, cfg_on, tensors)
         difference = max_abs_difference(rec.final, torch_params(model))
         if not difference <= args.tolerance:
             sys.exit(f"torch and forgetlab disagree: max |W_forgetlab - W_torch| = {difference:.3g} > {args.tolerance:g}")
@@ -233,54 +244,54 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         time_run(cfg_off)
         time_run(cfg_loop)
 
-        t_on, t_off, t_loop, t_torch = [], [], [], []
+        timings: dict[str, list[Timing]] = {"on": [], "off": [], "loop": [], "torch": []}
         for _ in range(args.repeats):  # interleaved, so that load from other processes hits all alike
-            t_on.append(time_run(cfg_on))
-            t_off.append(time_run(cfg_off))
-            t_loop.append(time_run(cfg_loop))
-            t_torch.append(replay_in_torch(rec.initial, cfg_on, tensors)[1])
+            time_run(cfg_on, timings["on"])
+            time_run(cfg_off, timings["off"])
+            time_run(cfg_loop, timings["loop"])
+            replay_in_torch(rec.initial, cfg_on, tensors, timings["torch"])
 
-    on, off, tt = statistics.median(t_on), statistics.median(t_off), statistics.median(t_torch)
-    loop = statistics.median(t_loop)
+    wall = {name: statistics.median(t.wall for t in ts) for name, ts in timings.items()}
+    cpu = {name: statistics.median(t.cpu for t in ts) for name, ts in timings.items()}
     result = {
-        "forgetlab_updates_per_s": updates / on,
-        "torch_updates_per_s": updates / tt,
-        "ratio": (updates / on) / (updates / tt),
-        "tracking_overhead": (on - off) / off,
-        "forgetlab_untracked_updates_per_s": updates / off,
-        "forgetlab_boundary_eval_only_updates_per_s": updates / loop,
+        "forgetlab_updates_per_s": updates / wall["on"],
+        "torch_updates_per_s": updates / wall["torch"],
+        "ratio": wall["torch"] / wall["on"],
+        "tracking_overhead": (wall["on"] - wall["off"]) / wall["off"],
+        "forgetlab_untracked_updates_per_s": updates / wall["off"],
+        "forgetlab_boundary_eval_only_updates_per_s": updates / wall["loop"],
+        "cpu_ratio": cpu["torch"] / cpu["on"],
+        "cpu_tracking_overhead": (cpu["on"] - cpu["off"]) / cpu["off"],
         "updates": updates,
         "repeats": args.repeats,
         "max_abs_weight_difference": difference,
     }
 
-    blas = _blas_threads()
     print(f"config: {' '.join(args.overrides) or '(defaults)'}: {describe(cfg_on, rec)}")
     print(
         f"machine: {platform.machine()} {os.cpu_count()} cpus, load avg {load_before:.1f} -> {os.getloadavg()[0]:.1f}; "
-        f"python {platform.python_version()}, numpy {np.__version__} (BLAS threads {blas}; 1 inside Trainer.run), "
-        f"torch {torch.__version__} (threads {torch.get_num_threads()})"
+        f"python {platform.python_version()}, numpy {np.__version__} (BLAS threads {_blas_threads()}; 1 inside "
+        f"Trainer.run), torch {torch.__version__} (threads {torch.get_num_threads()})"
     )
     print(f"check: max |W_forgetlab - W_torch| after {updates} updates = {difference:.2e}")
-    print(f"medians of {args.repeats} (all times in s):")
-    rows = [
-        ("forgetlab, tracking on", t_on),
-        ("forgetlab, tracking off", t_off),
-        ("forgetlab, off, eval at task ends only", t_loop),
-        ("torch eager loop", t_torch),
-    ]
-    for label, times in rows:
-        median = statistics.median(times)
-        print(f"  {label:40s} {median:8.4f}  {updates / median:8.0f} updates/s   {_fmt(times)}")
-    print(f"ratio forgetlab (tracked) / torch = {result['ratio']:.2f}x   (target >= 5x)")
-    print(f"tracking overhead = {100 * result['tracking_overhead']:.1f} %   (target <= 5 %)")
+    print(f"medians of {args.repeats}:{'wall s':>37} {'updates/s':>10} {'CPU s':>8}   all wall times")
+    labels = {
+        "on": "forgetlab, tracking on",
+        "off": "forgetlab, tracking off",
+        "loop": "forgetlab, off, eval at task ends only",
+        "torch": "torch eager loop",
+    }
+    for name, label in labels.items():
+        times = " ".join(f"{t.wall:.3f}" for t in timings[name])
+        print(f"  {label:40s} {wall[name]:8.4f} {updates / wall[name]:10.0f} {cpu[name]:8.4f}   [{times}]")
+    print(f"ratio forgetlab (tracked) / torch = {result['ratio']:.2f}x wall, {result['cpu_ratio']:.2f}x CPU   (target >= 5x)")
+    print(
+        f"tracking overhead = {100 * result['tracking_overhead']:.1f} % wall, "
+        f"{100 * result['cpu_tracking_overhead']:.1f} % CPU   (target <= 5 %)"
+    )
     if args.json:
         print(json.dumps(result))
     return result
-
-
-def _fmt(times: list[float]) -> str:
-    return "[" + " ".join(f"{t:.4f}" for t in times) + "]"
 
 
 def _blas_threads() -> str:
