@@ -7,14 +7,15 @@ All in one process, on the config composed from ``conf/`` (defaults plus the ove
 
 (a) forgetlab, tracked: ``run_experiment(cfg)`` end to end (build data, network and trainer, train,
     evaluate on the configured schedule, log to a temporary sqlite MLflow store, write artifacts);
-(b) the same with ``tracking.enabled=false``; tracking overhead = (t_on - t_off) / t_off;
+(b) the same with ``tracking.enabled=false``; tracking overhead = (t_on - t_off) / t_off; and, to show
+    where the time goes, also with ``eval.every_samples=0`` (evaluated only before training and at task ends);
 (c) PyTorch eager: the same network (sizes, activations, output, loss, L2 on weights only), initial
     weights copied from forgetlab, replaying the very (x, y, mask) batches forgetlab's trainer handed
     its algorithm, in order, in float64: zero_grad, forward, loss, backward, SGD step per batch, and
     nothing else (no evaluation, no tracking, no data loading: only the loop is timed).
 
-Updates/s = weight updates of the run / wall time. Each measurement is repeated and the median is
-reported (the machine is shared and noisy). With ``--json`` the last line is one JSON object.
+Updates/s = weight updates of the run / wall time. Each measurement is repeated, interleaved with the
+others, and the medians of wall and CPU time are reported (the machine is shared and noisy). With ``--json`` the last line is one JSON object.
 Before timing, the script checks that torch computes the same thing: after replaying every batch the
 torch weights must equal forgetlab's to ``--tolerance``.
 """
