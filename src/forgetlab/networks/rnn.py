@@ -13,6 +13,7 @@ The network only runs forward; every gradient is derived in the learning algorit
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -75,9 +76,10 @@ class RNN:
     def n_outputs(self) -> int:
         return self.W_hy.shape[0]
 
-    @property
+    @cached_property
     def params(self) -> dict[str, np.ndarray]:
-        """Parameters by name; the arrays are the live ones, updated in place."""
+        """Parameters by name; the arrays are the live ones, updated in place (never rebound, so the
+        dict is built once)."""
         return {"W_xh": self.W_xh, "W_hh": self.W_hh, "b_h": self.b_h, "W_hy": self.W_hy, "b_y": self.b_y}
 
     @property
