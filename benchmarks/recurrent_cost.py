@@ -75,31 +75,40 @@ def peak_bytes(fn) -> int:
     return peak
 
 
+def torch_bptt(net: RNN, lr: float):
+    """PyTorch eager autograd BPTT on a copy of ``net`` (tanh, sigmoid output, 1/2 sum (a - y)^2 at every
+    step, mean over steps), one SGD update per sequence: (live parameter tensors, learn(x (T, I), target (O,)))."""
+    import torch
+
+    params = {n: torch.tensor(p, requires_grad=True) for n, p in net.params.items()}
+
+    def learn(xs, target):
+        h = torch.zeros(net.n_hidden, dtype=torch.float64)
+        loss = 0.0
+        for t in range(len(xs)):
+            h = torch.tanh(params["W_hh"] @ h + params["W_xh"] @ xs[t] + params["b_h"])
+            a = torch.sigmoid(params["W_hy"] @ h + params["b_y"])
+            loss = loss + 0.5 * torch.sum((a - target) ** 2)
+        loss = loss / len(xs)
+        grads = torch.autograd.grad(loss, list(params.values()))
+        with torch.no_grad():
+            for p, g in zip(params.values(), grads):
+                p -= lr * g
+
+    return params, learn
+
+
 def torch_bptt_step_time(H: int, T: int) -> float | None:
-    """PyTorch eager autograd BPTT on the same network and loss, one SGD update per sequence."""
+    """Seconds per step of the PyTorch peer, or None without torch."""
     try:
         import torch
     except ImportError:
         return None
     torch.set_num_threads(1)
     net, x, y, _ = problem(H, T)
-    params = {n: torch.tensor(p, requires_grad=True) for n, p in net.params.items()}
+    _, learn = torch_bptt(net, lr=1e-3)
     xs, target = torch.tensor(x[0]), torch.tensor(y[0])
-
-    def learn():
-        h = torch.zeros(H, dtype=torch.float64)
-        loss = 0.0
-        for t in range(T):
-            h = torch.tanh(params["W_hh"] @ h + params["W_xh"] @ xs[t] + params["b_h"])
-            a = torch.sigmoid(params["W_hy"] @ h + params["b_y"])
-            loss = loss + 0.5 * torch.sum((a - target) ** 2)
-        loss = loss / T
-        grads = torch.autograd.grad(loss, list(params.values()))
-        with torch.no_grad():
-            for p, g in zip(params.values(), grads):
-                p -= 1e-3 * g
-
-    return best_time(learn) / T
+    return best_time(lambda: learn(xs, target)) / T
 
 
 def gemm_ratio(H: int) -> tuple[float, float, float]:
