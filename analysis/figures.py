@@ -121,7 +121,10 @@ def task_curves(curves: pd.DataFrame, boundaries: dict[str, list[int]], task_nam
 
 def final_metric_bars(table: pd.DataFrame, order, colors: dict[str, tuple], summary: pd.DataFrame, path: Path):
     """ACC, BWT, forgetting and learning accuracy per condition: mean, 95 % CI and the seeds."""
-    fig, axes = plt.subplots(1, len(BAR_METRICS), figsize=(3.4 * len(BAR_METRICS) + 2.5, 0.45 * len(order) + 1.6), sharey=True)
+    fig, axes = plt.subplots(
+        1, len(BAR_METRICS), figsize=(3.4 * len(BAR_METRICS) + 2.5, 0.45 * len(order) + 1.6), sharey=True,
+        layout="constrained",
+    )
     y = np.arange(len(order))
     s = summary.set_index("condition").loc[order]
     for ax, name in zip(axes, BAR_METRICS):
@@ -142,8 +145,7 @@ def final_metric_bars(table: pd.DataFrame, order, colors: dict[str, tuple], summ
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(y, order, fontsize=9)
     axes[0].invert_yaxis()
-    fig.suptitle("Final metrics per condition: bars = mean, whiskers = 95 % bootstrap CI, dots = seeds", y=1.0)
-    fig.tight_layout()
+    fig.suptitle("Final metrics per condition: bars = mean, whiskers = 95 % bootstrap CI, dots = seeds")
     return _save(fig, path)
 
 

@@ -77,7 +77,10 @@ def build_report(
 
     runs = mark_superseded(search_training_runs(client, experiment, sweep_id, filter_string))
     selected = runs[runs["superseded_by"] == ""]
-    keys = A.condition_keys(selected)
+    # Conditions from the runs that finished: a run that died before logging its params would
+    # otherwise make every param look swept.
+    finished_selected = selected[selected["status"] == "FINISHED"]
+    keys = A.condition_keys(finished_selected if len(finished_selected) else selected)
     runs = A.add_conditions(runs, keys)
     runs["problem"] = ""
     if "tags.forgetlab.error" in runs:
