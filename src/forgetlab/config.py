@@ -86,15 +86,20 @@ class Config:
     seed: int = 0
 
 
+SCHEMA_NAME = "base"
+
+
 def register_configs() -> None:
+    """Schemas live in the ``schema/`` group so that ``--help`` lists only real options of each group;
+    a group's YAML extends its schema with ``- /schema/<group>/base@_here_`` in its defaults."""
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
-    cs.store(group="network", name="network_schema", node=NetworkConfig)
-    cs.store(group="algorithm", name="algorithm_schema", node=AlgorithmConfig)
-    cs.store(group="task_sequence", name="task_sequence_schema", node=TaskSequenceConfig)
-    cs.store(group="eval", name="eval_schema", node=EvalConfig)
-    cs.store(group="tracking", name="tracking_schema", node=TrackingConfig)
-    cs.store(group="paths", name="paths_schema", node=PathsConfig)
+    cs.store(group="schema/network", name=SCHEMA_NAME, node=NetworkConfig)
+    cs.store(group="schema/algorithm", name=SCHEMA_NAME, node=AlgorithmConfig)
+    cs.store(group="schema/task_sequence", name=SCHEMA_NAME, node=TaskSequenceConfig)
+    cs.store(group="schema/eval", name=SCHEMA_NAME, node=EvalConfig)
+    cs.store(group="schema/tracking", name=SCHEMA_NAME, node=TrackingConfig)
+    cs.store(group="schema/paths", name=SCHEMA_NAME, node=PathsConfig)
 
 
 # --- semantic validation ------------------------------------------------------------------------
