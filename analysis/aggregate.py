@@ -59,9 +59,24 @@ def short_names(keys: list[str]) -> dict[str, str]:
     return {k: (s if last.count(s) == 1 else k.removeprefix("params.")) for k, s in zip(keys, last)}
 
 
+def label_keys(runs: pd.DataFrame, keys: list[str]) -> list[str]:
+    """The keys worth showing in a condition label. When the algorithm is swept, a network or algorithm
+    key whose value follows from the algorithm alone (``network.name``, an algorithm's own option) is
+    left out; keys the user swept together stay, even when confounded."""
+    if ALGORITHM not in keys:
+        return list(keys)
+
+    def follows_from_algorithm(key: str) -> bool:
+        own = key.startswith(("params.network.", "params.algorithm."))
+        return own and (runs.groupby(ALGORITHM, dropna=False)[key].nunique(dropna=False) <= 1).all()
+
+    return [k for k in keys if k == ALGORITHM or not follows_from_algorithm(k)]
+
+
 def add_conditions(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Columns ``condition`` (a label such as ``scenario=class joint=False``) and ``algorithm``."""
     runs = runs.copy()
+    keys = label_keys(runs, keys)
     names = short_names(keys)
     if keys:
         runs["condition"] = runs[keys].astype(str).apply(

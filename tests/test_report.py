@@ -175,3 +175,18 @@ def test_conditions_are_the_varying_params_except_seed_and_run_specific_ones():
     labelled = A.add_conditions(runs, keys)
     assert list(labelled["condition"].unique()) == ["lr=0.5 joint=False", "lr=0.1 joint=True"]
     assert A.condition_order(labelled, keys) == ["lr=0.1 joint=True", "lr=0.5 joint=False"]
+
+
+def test_condition_labels_leave_out_keys_that_follow_from_the_others():
+    runs = pd.DataFrame(
+        {
+            "params.seed": ["0", "1", "0", "1", "0"],
+            "params.algorithm.name": ["backprop", "backprop", "rtrl", "rtrl", "bptt_truncated"],
+            "params.network.name": ["mlp", "mlp", "rnn", "rnn", "rnn"],
+            "params.algorithm.h": [None, None, None, None, "4"],
+        }
+    )
+    keys = A.condition_keys(runs)
+    assert set(keys) == {"params.algorithm.name", "params.network.name", "params.algorithm.h"}
+    labelled = A.add_conditions(runs, keys)
+    assert list(labelled["condition"].unique()) == ["name=backprop", "name=rtrl", "name=bptt_truncated"]
