@@ -47,6 +47,7 @@ class Report:
     runs: pd.DataFrame
     figures: dict[str, Path]
     report_run_id: str | None
+    seconds: dict[str, float]  # time spent per phase
 
 
 def default_tracking_uri() -> str:
@@ -75,7 +76,9 @@ def build_report(
     cache_dir = Path(cache_dir or ROOT / "reports" / ".cache")
     (out / "figures").mkdir(parents=True, exist_ok=True)
 
+    clock = _Clock()
     runs = mark_superseded(search_training_runs(client, experiment, sweep_id, filter_string))
+    clock.lap("query")
     selected = runs[runs["superseded_by"] == ""]
     # Conditions from the runs that finished: a run that died before logging its params would
     # otherwise make every param look swept.
@@ -90,6 +93,7 @@ def build_report(
     for run_id, problem in problems.items():
         runs.loc[runs["run_id"] == run_id, "problem"] = problem
     runs["analysed"] = runs["run_id"].isin(artifacts)
+    clock.lap("artifacts")
     if not runs["analysed"].any():
         listing = "; ".join(f"{r['tags.mlflow.runName']} {r['status']} {r['problem']}".strip() for _, r in runs.iterrows())
         raise NoRunsError(f"None of the {len(runs)} selected runs is FINISHED with readable eval artifacts: {listing}")
@@ -105,8 +109,10 @@ def build_report(
     analysed["matches_logged_final"] = A.check_against_logged(analysed)
     order = A.condition_order(analysed, keys)
     summary = A.summarize(analysed, order)
+    clock.lap("metrics")
 
     figures = make_figures(analysed, artifacts, retention, bin_edges, order, summary, out / "figures")
+    clock.lap("figures")
     runs_table = runs_csv(runs, analysed, keys)
     summary.to_csv(out / "summary.csv", index=False)
     runs_table.to_csv(out / "runs.csv", index=False)
@@ -137,7 +143,19 @@ def build_report(
             report_client.set_terminated(run_id, "FAILED")
             raise
         report_client.set_terminated(run_id, "FINISHED")
-    return Report(out, summary, runs_table, figures, run_id)
+    clock.lap("writing")
+    return Report(out, summary, runs_table, figures, run_id, clock.seconds)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = now - self._last
+        self._last = now
 
 
 def make_figures(analysed, artifacts, retention, bin_edges, order, summary, fig_dir: Path) -> dict[str, Path]:
@@ -386,6 +404,7 @@ def print_summary(report: Report) -> None:
             why = f"superseded by {r['superseded_by'][:12]}" if r["superseded_by"] else (r["problem"] or "")
             print(f"  {r['run_name']} {r['status']} {why}")
     print(f"\nReport: {report.out / 'report.md'}  (figures in {report.out / 'figures'})")
+    print("Time: " + ", ".join(f"{k} {v:.1f} s" for k, v in report.seconds.items()))
     if report.report_run_id:
         print(f"Logged as MLflow run {report.report_run_id} (tag forgetlab.kind=report)")
 
