@@ -62,7 +62,7 @@ def _grid(n: int, width: float, height: float, max_cols: int = 3, **kw):
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.savefig(path, dpi=DPI)  # every figure uses constrained layout: no second "tight" draw needed
     plt.close(fig)
     return path
 
@@ -160,7 +160,7 @@ def final_metric_bars(table: pd.DataFrame, order, colors: dict[str, tuple], summ
 
 def retention_curves(retention: dict[str, np.ndarray], bin_edges: np.ndarray, order, styles, path: Path):
     """P(still correct n samples later | correct right after its last presentation) per condition."""
-    fig, ax = plt.subplots(figsize=(8.5, 4.8))
+    fig, ax = plt.subplots(figsize=(10.5, 4.8), layout="constrained")
     centers = (bin_edges[:-1] + bin_edges[1:]) / 2
     for condition in order:
         stacked = np.asarray(retention[condition])
@@ -179,7 +179,7 @@ def retention_curves(retention: dict[str, np.ndarray], bin_edges: np.ndarray, or
     ax.set_ylabel("P(correct after n samples | correct\nright after its presentation)")
     ax.set_title("Retention of probe samples (mean, 95 % CI over seeds)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.legend(fontsize=8, loc="outside right center", frameon=False)
     return _save(fig, path)
 
 

@@ -16,6 +16,7 @@ import argparse
 import itertools
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -56,7 +57,9 @@ def create_runs(uri: str, artifacts: Path, epochs: int) -> int:
     return n
 
 
-def time_report(uri: str, out: Path, cache: Path) -> float:
+def time_report(uri: str, out: Path, cache: Path) -> tuple[float, float]:
+    """(wall-clock seconds, CPU seconds of the report process: user + system)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, str(ROOT / "analysis" / "report.py"), "--experiment", EXPERIMENT, "--tracking-uri", uri,
@@ -64,9 +67,10 @@ def time_report(uri: str, out: Path, cache: Path) -> float:
         capture_output=True, text=True,
     )
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"report failed:\n{proc.stderr[-3000:]}")
-    return elapsed
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -86,12 +90,17 @@ def main() -> None:
         (tmp / "runs_created").write_text(str(n))
         setup = time.perf_counter() - start
         shutil.rmtree(tmp / "cache", ignore_errors=True)
-        cold = time_report(uri, tmp / "report", tmp / "cache")
-        warm = time_report(uri, tmp / "report", tmp / "cache")
+        (cold, cold_cpu), (warm, warm_cpu) = (time_report(uri, tmp / "report", tmp / "cache") for _ in range(2))
+        load = os.getloadavg()[0]
     print(f"{n} runs {'reused' if reuse else 'created'} in {setup:.0f} s (not timed)")
-    print(f"report over {n} runs: cold cache {cold:.1f} s, warm cache {warm:.1f} s (target: within 60 s)")
+    print(f"report over {n} runs: cold cache {cold:.1f} s wall ({cold_cpu:.1f} s CPU), "
+          f"warm cache {warm:.1f} s wall ({warm_cpu:.1f} s CPU); target: within 60 s; load average {load:.1f}")
     if args.json:
-        print(json.dumps({"runs": n, "report_cold_s": round(cold, 2), "report_warm_s": round(warm, 2), "setup_s": round(setup, 1)}))
+        print(json.dumps({
+            "runs": n, "report_cold_s": round(cold, 2), "report_warm_s": round(warm, 2),
+            "report_cold_cpu_s": round(cold_cpu, 2), "report_warm_cpu_s": round(warm_cpu, 2),
+            "load_average_1min": round(load, 2), "setup_s": round(setup, 1),
+        }))
 
 
 if __name__ == "__main__":
