@@ -75,7 +75,7 @@ def accuracy_matrices(matrices: dict[str, list[np.ndarray]], task_names: dict[st
     """Mean accuracy matrix (rows: before training, after each stage; columns: tasks) per condition.
 
     Drawn with ``imshow``: seaborn's heatmap redraws the whole figure for every panel (to check its
-    tick labels for overlap), which makes a grid of many conditions take minutes."""
+    tick labels for overlap), which is quadratic in the number of panels."""
     fig, axes = _grid(len(order), 5.0, 4.2)
     cmap = plt.get_cmap("viridis")
     for ax, condition in zip(axes, order):

@@ -108,6 +108,8 @@ def build_report(
     analysed = A.add_intransigence(analysed, artifacts, keys)
     analysed["matches_logged_final"] = A.check_against_logged(analysed)
     order = A.condition_order(analysed, keys)
+    analysed = _sorted_by_condition(analysed, order)
+    runs = pd.concat([_sorted_by_condition(runs[runs["analysed"]], order), runs[~runs["analysed"]]])
     summary = A.summarize(analysed, order)
     clock.lap("metrics")
 
@@ -145,6 +147,12 @@ def build_report(
         report_client.set_terminated(run_id, "FINISHED")
     clock.lap("writing")
     return Report(out, summary, runs_table, figures, run_id, clock.seconds)
+
+
+def _sorted_by_condition(runs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    rank = runs["condition"].map({c: i for i, c in enumerate(order)})
+    seed = pd.to_numeric(runs.get(A.SEED), errors="coerce") if A.SEED in runs else 0
+    return runs.assign(_rank=rank, _seed=seed).sort_values(["_rank", "_seed"]).drop(columns=["_rank", "_seed"])
 
 
 class _Clock:
@@ -371,10 +379,10 @@ def report_markdown(experiment, uri, sweep_id, filter_string, keys, runs, analys
     lines += ["## Configuration", "", "Swept (define the conditions): "
               + (", ".join(f"`{k.removeprefix('params.')}` ∈ {{{', '.join(sorted(map(str, analysed[k].unique())))}}}" for k in keys) or "none")
               + f"; seeds: {', '.join(sorted(map(str, analysed.get(A.SEED, pd.Series(dtype=str)).unique())))}.", ""]
-    constant = [
+    constant = sorted(
         c for c in analysed.columns
         if c.startswith("params.") and c not in keys and c != A.SEED and not c.startswith(A.RUN_SPECIFIC_PREFIXES)
-    ]
+    )
     lines += ["Common to every analysed run:", "", markdown_table(pd.DataFrame(
         {"param": [c.removeprefix("params.") for c in constant], "value": [analysed[c].iloc[0] for c in constant]}
     )), ""]
