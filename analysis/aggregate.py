@@ -50,12 +50,14 @@ def condition_keys(runs: pd.DataFrame) -> list[str]:
         if c.startswith("params.") and c != SEED and not c.startswith(RUN_SPECIFIC_PREFIXES)
     ]
     varying = [c for c in keys if runs[c].nunique(dropna=False) > 1]
-    return sorted(varying, key=lambda c: c == JOINT)  # "scenario=class joint=True" reads best
+    # "algorithm=rtrl scenario=class joint=True" reads best
+    return sorted(varying, key=lambda c: (c != ALGORITHM, c == JOINT))
 
 
 def short_names(keys: list[str]) -> dict[str, str]:
     """``params.task_sequence.scenario`` -> ``scenario``, unless two keys share the last part."""
-    last = [k.rsplit(".", 1)[-1] for k in keys]
+    # `algorithm.name` -> `algorithm`: a group's choice is named after its group
+    last = [k.split(".")[-2] if k.endswith(".name") and k.count(".") >= 2 else k.rsplit(".", 1)[-1] for k in keys]
     return {k: (s if last.count(s) == 1 else k.removeprefix("params.")) for k, s in zip(keys, last)}
 
 

@@ -179,7 +179,10 @@ def retention_curves(retention: dict[str, np.ndarray], bin_edges: np.ndarray, or
     ax.set_ylabel("P(correct after n samples | correct\nright after its presentation)")
     ax.set_title("Retention of probe samples (mean, 95 % CI over seeds)")
     ax.grid(alpha=0.3)
-    fig.legend(fontsize=8, loc="outside right center", frameon=False)
+    if ax.lines:
+        fig.legend(fontsize=8, loc="outside right center", frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no probe sample was correct right after its presentation", ha="center", transform=ax.transAxes)
     return _save(fig, path)
 
 

@@ -189,4 +189,29 @@ def test_condition_labels_leave_out_keys_that_follow_from_the_others():
     keys = A.condition_keys(runs)
     assert set(keys) == {"params.algorithm.name", "params.network.name", "params.algorithm.h"}
     labelled = A.add_conditions(runs, keys)
-    assert list(labelled["condition"].unique()) == ["name=backprop", "name=rtrl", "name=bptt_truncated"]
+    assert list(labelled["condition"].unique()) == ["algorithm=backprop", "algorithm=rtrl", "algorithm=bptt_truncated"]
+
+
+def test_a_run_with_an_empty_probe_gets_task_metrics_and_nan_sample_metrics(tmp_path):
+    from analysis import figures as FIG
+    from analysis.load import RunArtifacts
+
+    R = np.array([[0.5, 0.5], [0.9, 0.4], [0.6, 0.95]])  # init, after task 0, after task 1
+    seen = np.array([0, 100, 200])
+    art = RunArtifacts(
+        matrix=pd.DataFrame({"after": ["init", "0", "1"], "task_0": R[:, 0], "task_1": R[:, 1]}),
+        curve=pd.DataFrame({"samples_seen": np.repeat(seen, 2), "task": np.tile([0, 1], 3), "accuracy": R.ravel(),
+                            "stage": np.repeat([-1, 0, 1], 2), "boundary": True}),
+        probe={"correct": np.zeros((3, 0), bool), "samples_seen": seen, "updates": seen // 2,
+               "presented_at": np.zeros((0, 0), np.int64), "task_names": np.array(["a", "b"])},
+    )
+    values, retention = A.run_metrics(art, np.linspace(0, 200, 5))
+    assert values["acc"] == pytest.approx(0.775) and values["bwt"] == pytest.approx(-0.3)
+    assert values["forgetting_after"] == pytest.approx(0.3) and values["learning_acc"] == pytest.approx(0.925)
+    for name in ("forgetting_events", "unforgettable", "never_learned", "drop_per_update"):
+        assert np.isnan(values[name])
+    assert np.isnan(retention).all()
+    order, styles = ["c"], FIG.condition_styles(["c"], {"c": "backprop"})
+    FIG.retention_curves({"c": [retention]}, np.linspace(0, 200, 5), order, styles, tmp_path / "r.png")
+    FIG.forgetting_event_histograms(pd.DataFrame({"condition": [], "forgetting_events": []}), order, styles, tmp_path / "h.png")
+    assert (tmp_path / "r.png").stat().st_size > 0 and (tmp_path / "h.png").stat().st_size > 0
