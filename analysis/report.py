@@ -296,7 +296,7 @@ negative BWT = lost accuracy. Full definitions, edge cases and citations: `docs/
 | Retention curve | P(correct n samples after its last presentation \\| correct at the first evaluation point at or after it) |
 
 Each cell: mean ± standard deviation over seeds [95 % percentile-bootstrap CI of the mean, 9999
-resamples, seeded]. With 3 seeds the bootstrap CI is coarse (it cannot be wider than the range of the seeds).
+resamples, seeded]. With few seeds the bootstrap CI is coarse: it never extends beyond the range of the seeds.
 """
 
 CAPTIONS = {
