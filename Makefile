@@ -19,11 +19,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install forgetlab with its dev tools
 
+# The report is written even when some jobs failed (it lists them); the exit code stays the sweep's.
+# Exit code 2 is a bad config: nothing was trained, so there is nothing new to report.
 study: $(STAMP) ## run the quickstart study on the local sqlite store, write its report, print the summary
-	$(PY) experiments/train.py -m experiment=$(EXPERIMENT)
-	$(PY) analysis/report.py --experiment $(EXPERIMENT)
-	@echo
-	@echo "Browse the runs:  make ui   (then open http://127.0.0.1:5000)"
+	$(PY) experiments/train.py -m experiment=$(EXPERIMENT); trained=$$?; \
+	if [ $$trained -eq 2 ]; then exit 2; fi; \
+	$(PY) analysis/report.py --experiment $(EXPERIMENT) || exit $$?; \
+	echo; echo "Browse the runs:  make ui   (then open http://127.0.0.1:5000)"; \
+	exit $$trained
 
 report: $(STAMP) ## write reports/<name>/ for an experiment: make report EXPERIMENT=name (default quickstart)
 	$(PY) analysis/report.py --experiment $(EXPERIMENT)

@@ -405,12 +405,14 @@ def print_summary(report: Report) -> None:
     print()
     print(table.to_string(index=False))
     runs = report.runs
-    skipped = runs[~runs["analysed"]]
+    superseded = runs["superseded_by"] != ""
+    skipped = runs[~runs["analysed"] & ~superseded]
     if len(skipped):
         print(f"\nNot analysed ({len(skipped)}):")
         for _, r in skipped.iterrows():
-            why = f"superseded by {r['superseded_by'][:12]}" if r["superseded_by"] else (r["problem"] or "")
-            print(f"  {r['run_name']} {r['status']} {why}")
+            print(f"  {r['run_name']} {r['status']} {r['problem'] or ''}")
+    if superseded.any():
+        print(f"\n{int(superseded.sum())} older run(s) superseded by a newer run of the same config (listed in report.md)")
     print(f"\nReport: {report.out / 'report.md'}  (figures in {report.out / 'figures'})")
     print("Time: " + ", ".join(f"{k} {v:.1f} s" for k, v in report.seconds.items()))
     if report.report_run_id:
