@@ -95,9 +95,10 @@ def condition_order(runs: pd.DataFrame, keys: list[str]) -> list[str]:
 
     def sort_key(value) -> tuple:
         try:
-            return (0, float(value), "")
-        except ValueError:
+            number = float(value)
+        except (TypeError, ValueError):
             return (1, 0.0, str(value))
+        return (2, 0.0, "") if np.isnan(number) else (0, number, "")  # missing values last
 
     firsts = runs.drop_duplicates("condition")
     ranked = sorted(

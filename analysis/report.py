@@ -34,6 +34,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from analysis import aggregate as A  # noqa: E402
 from analysis import figures as FIG  # noqa: E402
 from analysis.load import NoRunsError, load_artifacts, mark_superseded, search_training_runs  # noqa: E402
+from forgetlab import metrics as M  # noqa: E402
 
 SUMMARY_COLUMNS = ["acc", "bwt", "forgetting_max"]  # printed at the end of `make study`
 TASK_LEVEL = ["acc", "bwt", "fwt", "forgetting_max", "forgetting_after", "learning_acc", "intransigence"]
@@ -180,7 +181,7 @@ def make_figures(analysed, artifacts, retention, bin_edges, order, summary, fig_
             curve = artifacts[r].curve[["samples_seen", "task", "accuracy"]].assign(condition=c, run_id=r)
             curves.append(curve)
             p = artifacts[r].probe
-            forgot = A.M.forgetting_events(p["correct"], p["samples_seen"], p["presented_at"])
+            forgot = M.forgetting_events(p["correct"], p["samples_seen"], p["presented_at"])
             events.append(pd.DataFrame({"condition": c, "forgetting_events": forgot[np.isfinite(forgot)]}))
         first = artifacts[ids[0]].curve
         ends = first.loc[first["boundary"] & (first["stage"] >= 0), "samples_seen"].unique()
@@ -201,7 +202,6 @@ def make_figures(analysed, artifacts, retention, bin_edges, order, summary, fig_
 
 def runs_csv(runs: pd.DataFrame, analysed: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """One row per selected run: identity, condition, status, recomputed and logged metrics."""
-    names = A.short_names(keys)
     base = pd.DataFrame(
         {
             "run_id": runs["run_id"],
@@ -216,7 +216,7 @@ def runs_csv(runs: pd.DataFrame, analysed: pd.DataFrame, keys: list[str]) -> pd.
             "start_time": runs["start_time"],
             "algorithm": runs["algorithm"],
             "condition": runs["condition"],
-            **{names[k]: runs[k] for k in keys},
+            **{k.removeprefix("params."): runs[k] for k in keys},
             "seed": runs.get(A.SEED),
         }
     )
@@ -309,7 +309,6 @@ CAPTIONS = {
 
 
 def report_markdown(experiment, uri, sweep_id, filter_string, keys, runs, analysed, summary, figures, out, run_id) -> str:
-    names = A.short_names(keys)
     not_analysed = runs[~runs["analysed"]]
     mismatched = analysed[~analysed["matches_logged_final"]]
     sweeps = sorted(runs.loc[runs["superseded_by"] == "", "tags.forgetlab.sweep_id"].dropna().unique())
@@ -386,7 +385,6 @@ def report_markdown(experiment, uri, sweep_id, filter_string, keys, runs, analys
     lines += ["Common to every analysed run:", "", markdown_table(pd.DataFrame(
         {"param": [c.removeprefix("params.") for c in constant], "value": [analysed[c].iloc[0] for c in constant]}
     )), ""]
-    del names
     return "\n".join(lines)
 
 
