@@ -80,12 +80,6 @@ def build_report(
     clock = _Clock()
     runs = mark_superseded(search_training_runs(client, experiment, sweep_id, filter_string))
     clock.lap("query")
-    selected = runs[runs["superseded_by"] == ""]
-    # Conditions from the runs that finished: a run that died before logging its params would
-    # otherwise make every param look swept.
-    finished_selected = selected[selected["status"] == "FINISHED"]
-    keys = A.condition_keys(finished_selected if len(finished_selected) else selected)
-    runs = A.add_conditions(runs, keys)
     runs["problem"] = ""
     if "tags.forgetlab.error" in runs:
         runs["problem"] = runs["tags.forgetlab.error"].fillna("").astype(str)
@@ -98,6 +92,10 @@ def build_report(
     if not runs["analysed"].any():
         listing = "; ".join(f"{r['tags.mlflow.runName']} {r['status']} {r['problem']}".strip() for _, r in runs.iterrows())
         raise NoRunsError(f"None of the {len(runs)} selected runs is FINISHED with readable eval artifacts: {listing}")
+    # Conditions from the analysed runs only: a run that died before logging its params would
+    # otherwise make every param look swept.
+    keys = A.condition_keys(runs[runs["analysed"]])
+    runs = A.add_conditions(runs, keys)
 
     analysed = runs[runs["analysed"]].copy()
     bin_edges = A.retention_bin_edges(artifacts)

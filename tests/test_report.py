@@ -32,8 +32,8 @@ def _compose(*overrides: str):
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """2 conditions (sequential, joint) x 2 seeds, an older duplicate of one run, a FAILED run and a
-    run left RUNNING."""
+    """2 conditions (sequential, joint) x 2 seeds, an older duplicate of one run, a FAILED run, a run
+    left RUNNING and a FINISHED run without eval artifacts."""
     from forgetlab.experiment import RunContext, run_experiment
 
     tmp = tmp_path_factory.mktemp("store")
@@ -51,6 +51,9 @@ def store(tmp_path_factory):
     client.set_terminated(failed.info.run_id, "FAILED")
     running = client.create_run(exp_id, run_name="still-running", tags={"forgetlab.kind": "train", "forgetlab.config_hash": "e" * 16})
     client.log_param(running.info.run_id, "seed", "8")
+    hollow = client.create_run(exp_id, run_name="no-artifacts", tags={"forgetlab.kind": "train", "forgetlab.config_hash": "d" * 16})
+    client.log_param(hollow.info.run_id, "seed", "9")
+    client.set_terminated(hollow.info.run_id, "FINISHED")
     return uri, tmp
 
 
@@ -74,7 +77,7 @@ def test_report_numbers_agree_with_every_runs_logged_final_metrics(built, store)
     final_acc = {
         r.info.run_id: r.data.metrics["final/acc"]
         for r in client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id], "attributes.status = 'FINISHED'")
-        if r.data.tags.get("forgetlab.kind") == "train"
+        if r.data.tags.get("forgetlab.kind") == "train" and "final/acc" in r.data.metrics
     }
     np.testing.assert_allclose(analysed["acc"], [final_acc[r] for r in analysed["run_id"]], rtol=0, atol=1e-12)
     summary = pd.read_csv(built.out / "summary.csv").set_index("condition")
@@ -97,12 +100,14 @@ def test_failed_unfinished_and_superseded_runs_are_listed_not_dropped(built):
     assert by_name.loc["diverged-seed7", "status"] == "FAILED"
     assert "loss is nan at update 12" in by_name.loc["diverged-seed7", "problem"]
     assert by_name.loc["still-running", "status"] == "RUNNING"
+    assert by_name.loc["no-artifacts", "status"] == "FINISHED" and by_name.loc["no-artifacts", "analysed"] in (False, "False")
+    assert "eval" in by_name.loc["no-artifacts", "problem"]
     superseded = runs[runs["superseded_by"] != ""]
     assert len(superseded) == 1 and superseded["superseded_by"].iloc[0] in set(runs["run_id"])
     assert not runs.loc[~runs["status"].eq("FINISHED") | runs["superseded_by"].ne(""), "analysed"].astype(str).eq("True").any()
     text = (built.out / "report.md").read_text()
     assert "Runs not analysed" in text
-    for name in ("diverged-seed7", "still-running", "loss is nan at update 12", "superseded by"):
+    for name in ("diverged-seed7", "still-running", "no-artifacts", "loss is nan at update 12", "superseded by"):
         assert name in text
 
 
