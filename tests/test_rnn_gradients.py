@@ -172,6 +172,8 @@ def test_stream_mode_carries_the_state_and_its_gradient(make):
     carried = stream.state.h if isinstance(stream, RTRL) else stream.state.h_now
     np.testing.assert_allclose(carried, net.forward(xa, mask).h[0, -1], rtol=1e-12)
     _, g_stream = stream.gradient(xb, y, mask)
+    _, g_again = stream.gradient(xb, y, mask)  # gradient() leaves the carried state as it was
+    assert_same(g_again, g_stream, tol=1e-14)
     joined = np.concatenate([xa, xb], axis=1)
 
     def loss_of_b_after_a():

@@ -8,6 +8,7 @@ E = 1/|S| sum_{t in S} E_t + (lambda/2) sum ||W||^2 over the loss steps S of a s
 
 from __future__ import annotations
 
+import copy
 from abc import abstractmethod
 from typing import Any
 
@@ -107,7 +108,8 @@ class OnlineRecurrentAlgorithm(LearningAlgorithm):
 
     def gradient(self, x, y, mask):
         """Sum of the contributions the algorithm computes over the sequence, the weights held fixed."""
-        state = self.state if self.reset == "never" and self.state is not None else self.initial_state()
+        carried = self.reset == "never" and self.state is not None
+        state = copy.deepcopy(self.state) if carried else self.initial_state()  # steps update states in place
         total: dict[str, np.ndarray] = {n: np.zeros_like(p) for n, p in self.network.params.items()}
 
         def accumulate(grads):
