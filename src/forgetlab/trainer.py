@@ -10,6 +10,7 @@ one batched forward pass scores the test set of every task and the sample probe.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -18,6 +19,10 @@ import numpy as np
 from forgetlab.algorithms.base import LearningAlgorithm
 from forgetlab.data.tasks import Scenario, TaskSequence
 from forgetlab.networks import functions as F
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss became inf or nan: the weights are no longer numbers worth evaluating."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,12 @@ class Trainer:
                 for start in range(0, n, self.batch_size):
                     idx = order[start : start + self.batch_size]
                     loss = self.algorithm.learn(stage.x[idx], stage.y[idx], stage.mask[idx])
+                    if not math.isfinite(loss):
+                        raise TrainingDiverged(
+                            f"Training diverged at update {self.algorithm.updates} "
+                            f"({samples_seen + len(idx)} samples seen, stage {stage.name!r}): the training "
+                            f"loss is {loss}. Lower algorithm.lr or network.init_scale."
+                        )
                     loss_sum += loss * len(idx)
                     loss_count += len(idx)
                     samples_seen += len(idx)
