@@ -85,3 +85,14 @@ def test_final_metrics_follow_the_contract():
     assert final["final/fwt"] == pytest.approx(((0.2 - 0.1) + (0.3 - 0.1)) / 2)
     assert final["final/forgetting"] == pytest.approx(((0.9 - 0.3) + (0.8 - 0.5)) / 2)
     assert metrics.backward_transfer(R[1:2, :1]) != metrics.backward_transfer(R[1:2, :1])  # NaN for T = 1
+
+
+def test_a_scheduled_point_on_a_boundary_is_logged_once(small):
+    trainer = small("eval.every_samples=1")  # every sample: the last one of each task is also a boundary
+    seen = []
+    trainer.observers.append(type("Spy", (), {"on_eval": lambda self, p: seen.append((p.samples_seen, p.boundary))})())
+    trainer.run()
+    steps = [s for s, _ in seen]
+    assert len(steps) == len(set(steps))
+    ends = set(np.cumsum([t.n_train for t in trainer.sequence.tasks]))
+    assert {s for s, b in seen if b} == ends | {0}

@@ -92,6 +92,8 @@ class Config:
     seed: int = 0
 
 
+SCHEMA_NAME = "base"
+
 # Top-level key -> the keys of its group (None: a plain value). ``hydra`` is Hydra's own node.
 SCHEMA_FIELDS: dict[str, set[str] | None] = {
     f.name: {g.name for g in fields(f.default_factory)} if is_dataclass(f.default_factory) else None
@@ -101,14 +103,16 @@ SCHEMA_FIELDS["hydra"] = None
 
 
 def register_configs() -> None:
+    """Schemas live in the ``schema/`` group so that ``--help`` lists only real options of each group;
+    a group's YAML extends its schema with ``- /schema/<group>/base@_here_`` in its defaults."""
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
-    cs.store(group="network", name="network_schema", node=NetworkConfig)
-    cs.store(group="algorithm", name="algorithm_schema", node=AlgorithmConfig)
-    cs.store(group="task_sequence", name="task_sequence_schema", node=TaskSequenceConfig)
-    cs.store(group="eval", name="eval_schema", node=EvalConfig)
-    cs.store(group="tracking", name="tracking_schema", node=TrackingConfig)
-    cs.store(group="paths", name="paths_schema", node=PathsConfig)
+    cs.store(group="schema/network", name=SCHEMA_NAME, node=NetworkConfig)
+    cs.store(group="schema/algorithm", name=SCHEMA_NAME, node=AlgorithmConfig)
+    cs.store(group="schema/task_sequence", name=SCHEMA_NAME, node=TaskSequenceConfig)
+    cs.store(group="schema/eval", name=SCHEMA_NAME, node=EvalConfig)
+    cs.store(group="schema/tracking", name=SCHEMA_NAME, node=TrackingConfig)
+    cs.store(group="schema/paths", name=SCHEMA_NAME, node=PathsConfig)
 
 
 # --- semantic validation ------------------------------------------------------------------------
@@ -208,9 +212,8 @@ def explain_composition_error(error: BaseException, overrides: list[str]) -> Con
         return ConfigError(f"Could not parse an override. {error}")
     if isinstance(error, MissingConfigException) and error.options is not None and error.missing_cfg_file:
         group, _, option = error.missing_cfg_file.rpartition("/")
-        options = [o for o in error.options if not o.endswith("_schema")]
         return ConfigError(
-            f"The '{group}' config group must be one of {', '.join(repr(o) for o in options)}. "
+            f"The '{group}' config group must be one of {', '.join(repr(o) for o in error.options)}. "
             f"Got {option!r} instead."
         )
     cause = error.__cause__ if error.__cause__ is not None else error

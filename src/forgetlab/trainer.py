@@ -167,10 +167,7 @@ class Trainer:
                 samples_seen, self.algorithm.updates, stage, boundary, acc, task_loss,
                 probe_correct, probe_loss, train_loss, tasks_trained,
             )
-            if points and points[-1].samples_seen == samples_seen and not points[-1].boundary:
-                points[-1] = point  # a scheduled point that falls on a boundary is the boundary point
-            else:
-                points.append(point)
+            points.append(point)
             loss_sum, loss_count = 0.0, 0
             for observer in self.observers:
                 observer.on_eval(point)
@@ -180,6 +177,7 @@ class Trainer:
         for s, stage in enumerate(self.stages):
             slot = self._probe_slots(stage)
             n = len(stage.x)
+            stage_end = samples_seen + n * self.epochs  # a scheduled point there is the boundary point
             self.algorithm.start_task()
             tasks_trained += len(stage.tasks)  # the stage's tasks count as seen from its first sample
             for _ in range(self.epochs):
@@ -198,11 +196,13 @@ class Trainer:
                     samples_seen += len(idx)
                     for p in slot[idx][slot[idx] >= 0]:
                         presented[p].append(samples_seen)
-                    if next_eval is not None and samples_seen >= next_eval:
+                    if next_eval is not None and next_eval <= samples_seen < stage_end:
                         record(stage=s, boundary=False)
                         next_eval = (samples_seen // self.every + 1) * self.every
             self.algorithm.end_task()
             record(stage=s, boundary=True)
+            if next_eval is not None:
+                next_eval = (samples_seen // self.every + 1) * self.every
 
         width = max((len(p) for p in presented), default=0)
         presented_at = np.full((n_probe, width), -1, dtype=np.int64)

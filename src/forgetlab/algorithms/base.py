@@ -43,6 +43,10 @@ class LearningAlgorithm(ABC):
     def end_task(self) -> None:
         """Called after the last sample of each task."""
 
+    def objective(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float:
+        """E at the current weights, computed forward only: what ``gradient`` differentiates."""
+        return self.network.data_loss(x, y, mask) + self.l2_term()
+
     def l2_term(self) -> float:
         params = self.network.params
         return 0.5 * self.l2 * sum(float(np.sum(params[n] ** 2)) for n in self.network.weight_names)

@@ -71,3 +71,7 @@ class MLP:
     def predict(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Network output a^(L) for a batch (B, n_in) -> (B, n_out)."""
         return self.forward(x, mask).a[-1]
+
+    def data_loss(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float:
+        """Mean over the batch of the loss without the L2 term, straight from the forward pass."""
+        return float(np.mean(F.loss(self.output, self.loss, self.predict(x, mask), y, mask)))
