@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections import Counter
 
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -56,7 +57,13 @@ def test_a_failing_job_ends_failed_and_the_sweep_goes_on(tmp_path):
     assert "diverged at update 7" in diverged.data.tags["forgetlab.error"]
     assert "traceback.txt" in artifact_paths(client, diverged.info.run_id)
     assert fine.info.status == "FINISHED" and "final/acc" in fine.data.metrics
-    assert ARTIFACTS <= artifact_paths(client, fine.info.run_id)
+    written = artifact_paths(client, fine.info.run_id)
+    assert ARTIFACTS <= written
+    # safe to read: no pickled formats, and the arrays load with allow_pickle=False
+    assert {os.path.splitext(p)[1] for p in written} <= {".yaml", ".csv", ".parquet", ".npz", ".txt"}
+    local = client.download_artifacts(fine.info.run_id, "eval/sample_probe.npz", str(tmp_path / "dl"))
+    with np.load(local, allow_pickle=False) as probe:
+        assert all(probe[name].dtype != object for name in probe.files)
 
 
 @pytest.mark.slow

@@ -36,6 +36,10 @@ BAD_INPUTS = [
     (["tracking.resume=maybe"], ["'tracking.resume'", "'maybe'", "bool"]),
     (["tracking.stale_after_s=0"], ["'tracking.stale_after_s'", "0", "(0, inf)"]),
     (["algorithm.lr"], ["algorithm.lr", "override"]),
+    # config-driven object creation: only forgetlab's registries and Hydra's registered plugins
+    (["+network._target_=builtins.exec"], ["'network._target_'", "'builtins.exec'", "registries"]),
+    (["+hydra.callbacks.x._target_=os.system"], ["'hydra.callbacks.x._target_'", "'os.system'", "registries"]),
+    (["network.name=os.system"], ["'network.name'", "'os.system'", "'mlp'"]),
 ]
 
 

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from hydra.errors import MissingConfigException, OverrideParseException
-from omegaconf import MISSING, DictConfig, open_dict
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
 from forgetlab.algorithms import ALGORITHMS
@@ -250,6 +250,30 @@ def _schema_type(key: str) -> str | None:
     return "an int or 'all'" if key == "eval.probe_per_task" else str(declared)
 
 
+# Where a ``_target_`` may appear: Hydra instantiates these only from its registered plugin classes.
+# forgetlab itself creates objects from its registries (network.name, algorithm.name, ...), never
+# from a ``_target_``, so a config read back from a run cannot make it import arbitrary code.
+PLUGIN_TARGETS = ("hydra.launcher._target_", "hydra.sweeper._target_")
+
+
+def check_targets(cfg: DictConfig) -> None:
+    """Raise ConfigError for a ``_target_`` anywhere in ``cfg`` except Hydra's launcher and sweeper."""
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                key = f"{prefix}.{k}" if prefix else str(k)
+                if k == "_target_" and key not in PLUGIN_TARGETS:
+                    _fail(key, v, "absent: forgetlab creates objects only from its registries "
+                          "(network.name, algorithm.name, task_sequence.name) and Hydra only its plugins")
+                walk(v, key)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{prefix}[{i}]")
+
+    walk(OmegaConf.to_container(cfg, resolve=False), "")
+
+
 def check_command_line(config_dir: str, config_name: str, overrides: list[str], multirun: bool) -> None:
     """Compose the primary config from the command line as Hydra is about to, and raise ConfigError
     for an unknown key, unknown group option, wrong type or malformed override. Hydra itself would
@@ -269,6 +293,7 @@ def check_command_line(config_dir: str, config_name: str, overrides: list[str], 
                 if explained is None:
                     raise
                 raise explained from error
+            check_targets(cfg)
             if not multirun:
                 with open_dict(cfg):
                     del cfg["hydra"]

@@ -35,7 +35,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from forgetlab.config import ConfigError, explain_composition_error, validate
+from forgetlab.config import ConfigError, check_targets, explain_composition_error, validate
 from forgetlab.tracking.liveness import PROCESS_TAG, is_stale
 from forgetlab.tracking.mlflow_run import config_hash, get_or_create_experiment, new_sweep_id
 from forgetlab.tracking.store import RetryingClient
@@ -81,6 +81,7 @@ def compose_jobs(config_loader, master: DictConfig, job_overrides: Sequence[Sequ
             if explained is None:
                 raise
             raise ConfigError(f"{explained} (job {' '.join(overrides)})") from error
+        check_targets(cfg)
         with open_dict(cfg):
             del cfg["hydra"]
         try:
