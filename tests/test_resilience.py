@@ -13,7 +13,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UN
 from mlflow.tracking import MlflowClient
 
 from forgetlab.experiment import RunContext, build_trainer, run_experiment
-from forgetlab.tracking.liveness import HEARTBEAT_TAG, PROCESS_TAG, is_stale, process_identity
+from forgetlab.tracking.liveness import HEARTBEAT_TAG, PROCESS_TAG, Heartbeat, is_stale, process_identity
 from forgetlab.tracking.store import RetryingClient
 from forgetlab.tracking.sweep import Job, plan_resume
 from forgetlab.trainer import TrainingDiverged
@@ -93,6 +93,18 @@ def test_a_run_of_another_machine_is_stale_when_its_heartbeat_is_old():
     never_beat = fake_run({}, start_s=now - 700)  # no tags: judged by its start time
     assert is_stale(never_beat, stale_after_s=600, now=now)
     assert not is_stale(fake_run({}, start_s=now - 10), stale_after_s=600, now=now)
+
+
+def test_heartbeat_beats_until_stopped():
+    beats = []
+    store = SimpleNamespace(set_tag=lambda run_id, key, value: beats.append((run_id, key, float(value))))
+    heartbeat = Heartbeat(store, "run1", interval_s=0.02)
+    time.sleep(0.2)
+    heartbeat.stop()
+    n = len(beats)
+    time.sleep(0.05)
+    assert n >= 3 and len(beats) == n  # the first beat at start, then periodic, none after stop
+    assert all(b[:2] == ("run1", HEARTBEAT_TAG) and abs(b[2] - time.time()) < 60 for b in beats)
 
 
 @pytest.mark.slow

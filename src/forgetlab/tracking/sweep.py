@@ -223,6 +223,9 @@ class ResumableSweeper(Sweeper):
         except KeyboardInterrupt:
             status = "KILLED"
             raise
+        except BaseException:  # the launcher itself broke (e.g. a worker killed by the OS)
+            print("[sweep] the launcher failed; re-run the same command to resume the sweep", file=sys.stderr)
+            raise
         finally:
             if client is not None and sweep.parent_run_id is not None:
                 client.set_terminated(sweep.parent_run_id, status)
