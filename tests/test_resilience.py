@@ -174,3 +174,13 @@ def test_same_config_and_seed_give_bit_identical_metrics(compose_cfg, sqlite_uri
     assert len(histories) == 3 and len(histories[0]) > 5
     assert histories[0] == histories[1]  # float equality of every value at every step
     assert histories[0]["acc/task_0"] != histories[2]["acc/task_0"]
+
+
+@pytest.mark.slow
+def test_a_sweep_job_that_starts_after_its_config_finished_elsewhere_is_skipped(compose_cfg, sqlite_uri):
+    cfg = compose_cfg(f"tracking.uri={sqlite_uri}", "tracking.experiment=late", *SMALL)
+    run_experiment(cfg, RunContext(quiet=True))
+    in_sweep = RunContext(sweep_id="s", parent_run_id="p", quiet=True)
+    assert run_experiment(cfg, in_sweep) == {}  # skipped: no second run
+    client = MlflowClient(sqlite_uri)
+    assert len(client.search_runs([client.get_experiment_by_name("late").experiment_id])) == 1

@@ -101,27 +101,49 @@ def compose_jobs(config_loader, master: DictConfig, job_overrides: Sequence[Sequ
     return jobs
 
 
+def reason_to_skip(client: RetryingClient, experiment_id: str, config_hash: str, *, resume: bool,
+                   stale_after_s: float, label: str) -> str | None:
+    """Why a job with ``config_hash`` needs no new run (a FINISHED run when resuming, or a live
+    RUNNING one), or None. RUNNING runs without a live process are marked KILLED on the way."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`forgetlab.config_hash` = '{config_hash}' and tags.`forgetlab.kind` = 'train'",
+        max_results=1000,
+    )
+    reason = None
+    for run in runs:
+        status, run_id = run.info.status, run.info.run_id
+        if status == "RUNNING" and is_stale(run, stale_after_s):
+            owner = run.data.tags.get(PROCESS_TAG, "unknown process")
+            client.set_tag(run_id, "forgetlab.error", f"Stale: the process that ran it ({owner}) is gone.")
+            client.set_terminated(run_id, "KILLED")
+            print(f"[sweep] marked run {run_id} KILLED (its process is gone): {label}", flush=True)
+        elif status in ("RUNNING", "SCHEDULED"):
+            reason = f"still RUNNING as run {run_id} ({run.data.tags.get(PROCESS_TAG, '?')})"
+        elif status == "FINISHED" and resume and reason is None:
+            reason = f"FINISHED as run {run_id} (sweep {run.data.tags.get('forgetlab.sweep_id', '?')})"
+    return reason
+
+
+def job_already_done(cfg: DictConfig, label: str) -> str | None:
+    """``reason_to_skip`` for one job's config, from inside the job."""
+    client = RetryingClient(cfg.tracking.uri)
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    if experiment is None:
+        return None
+    return reason_to_skip(
+        client, experiment.experiment_id, config_hash(cfg), resume=cfg.tracking.resume,
+        stale_after_s=cfg.tracking.stale_after_s, label=label,
+    )
+
+
 def plan_resume(client: RetryingClient, experiment_id: str, jobs: list[Job], *, resume: bool,
                 stale_after_s: float) -> None:
-    """Mark RUNNING runs without a live process KILLED; set ``skip_reason`` of jobs that need no run."""
+    """Set ``skip_reason`` of the jobs that need no new run (see ``reason_to_skip``)."""
     for job in jobs:
-        runs = client.search_runs(
-            [experiment_id],
-            filter_string=f"tags.`forgetlab.config_hash` = '{job.config_hash}' and tags.`forgetlab.kind` = 'train'",
-            max_results=1000,
+        job.skip_reason = reason_to_skip(
+            client, experiment_id, job.config_hash, resume=resume, stale_after_s=stale_after_s, label=job.label
         )
-        for run in runs:
-            status, run_id = run.info.status, run.info.run_id
-            if status == "RUNNING" and is_stale(run, stale_after_s):
-                owner = run.data.tags.get(PROCESS_TAG, "unknown process")
-                client.set_tag(run_id, "forgetlab.error", f"Stale: the process that ran it ({owner}) is gone.")
-                client.set_terminated(run_id, "KILLED")
-                print(f"[sweep] marked run {run_id} KILLED (its process is gone): {job.label}", flush=True)
-            elif status in ("RUNNING", "SCHEDULED"):
-                job.skip_reason = f"still RUNNING as run {run_id} ({run.data.tags.get(PROCESS_TAG, '?')})"
-            elif status == "FINISHED" and resume and job.skip_reason is None:
-                sweep = run.data.tags.get("forgetlab.sweep_id", "?")
-                job.skip_reason = f"FINISHED as run {run_id} (sweep {sweep})"
 
 
 def sweep_key(experiment: str, jobs: list[Job]) -> str:
