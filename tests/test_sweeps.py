@@ -48,7 +48,7 @@ def test_a_failing_job_ends_failed_and_the_sweep_goes_on(tmp_path):
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "[sweep] FAILED algorithm.lr=1000000.0: TrainingDiverged: Training diverged at update 7" in proc.stderr
-    assert "1 trained, 1 failed" in proc.stdout
+    assert "1 completed, 1 failed" in proc.stdout
     client, (parent,), jobs = runs_of(tmp_path, "failing")
     assert parent.info.status == "FAILED"
     by_lr = {float(j.data.params["algorithm.lr"]): j for j in jobs}
@@ -88,7 +88,7 @@ def test_a_sweep_killed_mid_job_resumes_without_duplicates(tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     assert "[sweep] skip seed=0: FINISHED as run" in second.stdout
     assert "KILLED (its process is gone): seed=1" in second.stdout
-    assert "3 jobs, 1 skipped, 2 trained, 0 failed" in second.stdout
+    assert "3 jobs, 1 skipped, 2 completed, 0 failed" in second.stdout
 
     client, parents, jobs = runs_of(tmp_path, "resume")
     finished = [j for j in jobs if j.info.status == "FINISHED"]

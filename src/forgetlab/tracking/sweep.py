@@ -254,7 +254,7 @@ class ResumableSweeper(Sweeper):
 
         print(
             f"[sweep] {sweep.sweep_id}: {len(jobs)} jobs, {len(jobs) - len(to_run)} skipped, "
-            f"{len(to_run) - len(failed)} trained, {len(failed)} failed",
+            f"{len(to_run) - len(failed)} completed, {len(failed)} failed",
             flush=True,
         )
         if failed:
