@@ -184,3 +184,33 @@ def test_a_sweep_job_that_starts_after_its_config_finished_elsewhere_is_skipped(
     assert run_experiment(cfg, in_sweep) == {}  # skipped: no second run
     client = MlflowClient(sqlite_uri)
     assert len(client.search_runs([client.get_experiment_by_name("late").experiment_id])) == 1
+
+
+@pytest.mark.slow
+def test_a_write_blocked_longer_than_mlflows_busy_timeout_is_retried(tmp_path):
+    """MLflow waits 20 s on a locked sqlite file, then raises 'database is locked'; a writer that
+    holds the lock for longer (a slow disk, many writers) must not fail the run."""
+    import sqlite3
+    import threading
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = RetryingClient(uri)
+    run_id = client.create_run(client.create_experiment("locked")).info.run_id
+    locked_now = threading.Event()
+
+    def hold_lock(seconds: float) -> None:
+        con = sqlite3.connect(tmp_path / "mlflow.db", isolation_level=None)
+        con.execute("BEGIN EXCLUSIVE")
+        locked_now.set()
+        time.sleep(seconds)
+        con.execute("COMMIT")
+        con.close()
+
+    holder = threading.Thread(target=hold_lock, args=(21.0,))
+    holder.start()
+    locked_now.wait()
+    start = time.time()
+    client.log_metric(run_id, "m", 1.5, step=3)
+    holder.join()
+    assert time.time() - start > 20  # the call really was blocked past MLflow's own timeout
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "m")] == [(3, 1.5)]
