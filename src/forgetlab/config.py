@@ -11,8 +11,11 @@ import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Optional
 
+from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import MissingConfigException, OverrideParseException
+from hydra.types import RunMode
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
@@ -247,7 +250,7 @@ def _schema_type(key: str) -> str | None:
         f = match[0]
         node = f.default_factory if is_dataclass(f.default_factory) else None
         declared = f.type
-    return "an int or 'all'" if key == "eval.probe_per_task" else str(declared)
+    return str(declared)
 
 
 # Where a ``_target_`` may appear: Hydra instantiates these only from its registered plugin classes.
@@ -278,10 +281,6 @@ def check_command_line(config_dir: str, config_name: str, overrides: list[str], 
     """Compose the primary config from the command line as Hydra is about to, and raise ConfigError
     for an unknown key, unknown group option, wrong type or malformed override. Hydra itself would
     report these with exit code 1 and its own wording; the sweeper checks each job of a multirun."""
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.types import RunMode
-
     mode = RunMode.MULTIRUN if multirun else RunMode.RUN
     GlobalHydra.instance().clear()
     try:
