@@ -107,10 +107,10 @@ class MlflowRun:
         self.client = client
         run = client.create_run(experiment_id, run_name=run_name, tags={**tags, PROCESS_TAG: process_identity()})
         self.run_id = run.info.run_id
-        self.heartbeat = Heartbeat(client, self.run_id, heartbeat_s)
         items = [Param(k, v) for k, v in params.items()]
         for i in range(0, len(items), 100):
             client.log_batch(self.run_id, params=items[i : i + 100])
+        self.heartbeat = Heartbeat(client, self.run_id, heartbeat_s)
         self._buffer: list[Metric] = []
 
     # --- observer ---------------------------------------------------------------------------
