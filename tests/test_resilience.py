@@ -79,13 +79,15 @@ def test_a_run_of_this_machine_is_stale_exactly_when_its_process_is_gone():
         child.wait()
     assert is_stale(alive, stale_after_s=1e9)  # the same tag once the process is gone
     me = process_identity().split()
-    reused_pid = " ".join(me[:3] + [str(int(me[3]) + 1)])  # our pid, another start time
+    reused_pid = " ".join(me[:4] + [str(int(me[4]) + 1)])  # our pid, another start time
     assert is_stale(fake_run({PROCESS_TAG: reused_pid}, start_s=time.time()), stale_after_s=1e9)
+    other_container = " ".join(me[:2] + ["pid:[1]"] + me[3:])  # same kernel, another pid namespace
+    assert not is_stale(fake_run({PROCESS_TAG: other_container}, start_s=time.time()), stale_after_s=600)
 
 
 def test_a_run_of_another_machine_is_stale_when_its_heartbeat_is_old():
     now = 1_000_000.0
-    other = "node7 00000000-other-boot 1234 5678"
+    other = "node7 00000000-other-boot pid:[4026531836] 1234 5678"
     fresh = fake_run({PROCESS_TAG: other, HEARTBEAT_TAG: str(now - 30)}, start_s=now - 5000)
     old = fake_run({PROCESS_TAG: other, HEARTBEAT_TAG: str(now - 700)}, start_s=now - 5000)
     assert not is_stale(fresh, stale_after_s=600, now=now)
@@ -126,8 +128,8 @@ def test_resume_plan_skips_finished_and_live_runs_and_kills_stale_ones(sqlite_ur
     run("done", "FINISHED", process_identity())
     run("failed", "FAILED", process_identity())
     stale_here = run("dead", "RUNNING", process_identity(dead.pid))
-    stale_there = run("lost", "RUNNING", "node7 other-boot 1 2", heartbeat=f"{time.time() - 3600:.0f}")
-    run("busy", "RUNNING", "node7 other-boot 1 2")
+    stale_there = run("lost", "RUNNING", "node7 other-boot pid:[1] 1 2", heartbeat=f"{time.time() - 3600:.0f}")
+    run("busy", "RUNNING", "node7 other-boot pid:[1] 1 2")
     jobs = {h: Job([f"x={h}"], None, h) for h in ("done", "failed", "dead", "lost", "busy", "new")}
 
     plan_resume(RetryingClient(sqlite_uri), exp, list(jobs.values()), resume=True, stale_after_s=600)

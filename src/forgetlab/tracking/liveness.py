@@ -1,10 +1,12 @@
 """Is the process that owns a RUNNING run still alive?
 
-A run records who trains it (tag ``forgetlab.process`` = ``host boot_id pid start_ticks``) and
-refreshes ``forgetlab.heartbeat`` (unix seconds) from a background thread. Another process judges it:
+A run records who trains it (tag ``forgetlab.process`` = ``host boot_id pid_namespace pid
+start_ticks``) and refreshes ``forgetlab.heartbeat`` (unix seconds) from a background thread.
+Another process judges it:
 
-- same machine (equal Linux boot id): the run is dead exactly when no process with that pid and
-  that start time exists. A pid reused by a later process has another start time;
+- same machine and pid namespace (equal Linux boot id and ``/proc/self/ns/pid``; containers on one
+  host share the boot id but not the namespace): the run is dead exactly when no process with that
+  pid and that start time exists. A pid reused by a later process has another start time;
 - another machine, or no process tag: the run is dead when its last heartbeat (or its start, if
   it never beat) is older than ``tracking.stale_after_s``. This is the only evidence a cluster
   offers; a node that lost contact with the store for longer than that is treated as dead too,
@@ -32,6 +34,13 @@ def _boot_id() -> str:
         return "unknown"
 
 
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return "unknown"
+
+
 def _start_ticks(pid: int) -> str | None:
     """Start time of process ``pid`` in clock ticks after boot (field 22 of /proc/<pid>/stat)."""
     try:
@@ -43,15 +52,16 @@ def _start_ticks(pid: int) -> str | None:
 
 def process_identity(pid: int | None = None) -> str:
     pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()} {_boot_id()} {pid} {_start_ticks(pid)}"
+    return f"{socket.gethostname()} {_boot_id()} {_pid_namespace()} {pid} {_start_ticks(pid)}"
 
 
 def is_stale(run: Run, stale_after_s: float, now: float | None = None) -> bool:
     """True when the RUNNING ``run`` has no live process behind it (see the module docstring)."""
     tags = run.data.tags
     parts = tags.get(PROCESS_TAG, "").split()
-    if len(parts) == 4 and parts[1] == _boot_id() and parts[1] != "unknown":
-        pid, started = int(parts[2]), parts[3]
+    here = [_boot_id(), _pid_namespace()]
+    if len(parts) == 5 and parts[1:3] == here and "unknown" not in here:
+        pid, started = int(parts[3]), parts[4]
         return _start_ticks(pid) != started
     now = time.time() if now is None else now
     last = float(tags.get(HEARTBEAT_TAG, run.info.start_time / 1000))
