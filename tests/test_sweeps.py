@@ -1,6 +1,7 @@
 """Sweeps that survive, end to end through experiments/train.py: failed jobs are isolated, a sweep
 killed with SIGKILL resumes without duplicates, and 8 parallel jobs share one sqlite store."""
 
+import json
 import os
 import signal
 import subprocess
@@ -51,6 +52,9 @@ def test_a_failing_job_ends_failed_and_the_sweep_goes_on(tmp_path):
     assert "1 completed, 1 failed" in proc.stdout
     client, (parent,), jobs = runs_of(tmp_path, "failing")
     assert parent.info.status == "FAILED"
+    with open(client.download_artifacts(parent.info.run_id, "sweep_jobs.json", str(tmp_path))) as f:
+        manifest = json.load(f)
+    assert sorted(j["config_hash"] for j in manifest) == sorted(j.data.tags["forgetlab.config_hash"] for j in jobs)
     by_lr = {float(j.data.params["algorithm.lr"]): j for j in jobs}
     diverged, fine = by_lr[1e6], by_lr[0.01]
     assert diverged.info.status == "FAILED"

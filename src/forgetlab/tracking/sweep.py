@@ -152,6 +152,12 @@ def sweep_key(experiment: str, jobs: list[Job]) -> str:
     return hashlib.sha256(content.encode()).hexdigest()[:16]
 
 
+def jobs_manifest(jobs: list[Job]) -> list[dict[str, Any]]:
+    """Every job of the sweep, trained now or skipped: its runs are the training runs with its
+    config hash, whichever sweep id they carry."""
+    return [{"overrides": j.overrides, "config_hash": j.config_hash, "skipped": j.skip_reason} for j in jobs]
+
+
 def open_parent(client: RetryingClient, experiment_id: str, key: str, overrides: list[str]) -> Sweep:
     """The parent run of this sweep: the earlier one with the same key (set RUNNING again) or a new one."""
     earlier = client.search_runs(
@@ -223,6 +229,7 @@ class ResumableSweeper(Sweeper):
             plan_resume(client, experiment_id, jobs, resume=tracking.resume, stale_after_s=tracking.stale_after_s)
             task_overrides = list(self.config.hydra.overrides.task)
             sweep = open_parent(client, experiment_id, sweep_key(tracking.experiment, jobs), task_overrides)
+            client.log_dict(sweep.parent_run_id, jobs_manifest(jobs), "sweep_jobs.json")
         else:
             sweep = Sweep(new_sweep_id(), None, None)
         (sweep_dir / SWEEP_FILE).write_text(json.dumps(asdict(sweep)))
