@@ -8,11 +8,16 @@ declared here, or a value of the wrong type, fails at composition time.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Optional
 
+from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import MissingConfigException, OverrideParseException
+from hydra.types import RunMode
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
 from forgetlab.algorithms import ALGORITHMS, RECURRENT
 from forgetlab.algorithms.recurrent import RESETS
@@ -105,6 +110,10 @@ class TrackingConfig:
     uri: str = MISSING
     experiment: str = "forgetlab"
     artifact_location: Optional[str] = None
+    # A multirun skips jobs whose config hash already has a FINISHED run (false: train them again).
+    resume: bool = True
+    # A RUNNING run of another machine counts as dead when its heartbeat is older than this.
+    stale_after_s: float = 600.0
 
 
 @dataclass
@@ -124,6 +133,13 @@ class Config:
 
 
 SCHEMA_NAME = "base"
+
+# Top-level key -> the keys of its group (None: a plain value). ``hydra`` is Hydra's own node.
+SCHEMA_FIELDS: dict[str, set[str] | None] = {
+    f.name: {g.name for g in fields(f.default_factory)} if is_dataclass(f.default_factory) else None
+    for f in fields(Config)
+}
+SCHEMA_FIELDS["hydra"] = None
 
 
 def register_configs() -> None:
@@ -166,8 +182,30 @@ def _number(cfg: DictConfig, key: str, low: float, high: float = math.inf, low_o
         _fail(key, value, f"a number in the range {lo}{low}, {high}{hi}")
 
 
+def _known_keys(cfg: DictConfig) -> None:
+    """Keys added with ``+key=value`` pass Hydra's composition; only the schema's keys are forgetlab's."""
+    for name in cfg:
+        if name not in SCHEMA_FIELDS:
+            raise _unknown_key(str(name), f"{name}={cfg[name]}")
+        schema = SCHEMA_FIELDS[name]
+        if schema is not None:
+            for key in cfg[name]:
+                if key not in schema:
+                    raise _unknown_key(f"{name}.{key}", f"{name}.{key}={cfg[name][key]}")
+
+
+def _unknown_key(key: str, given: str) -> ConfigError:
+    group, _, _ = key.rpartition(".")
+    allowed = SCHEMA_FIELDS[group] if group else set(SCHEMA_FIELDS) - {"hydra"}
+    where = f"the keys of '{group}'" if group else "the top-level keys"
+    return ConfigError(
+        f"The '{key}' key is not a forgetlab parameter. Got {given!r} instead; {where} are: {', '.join(sorted(allowed))}."
+    )
+
+
 def validate(cfg: DictConfig) -> None:
-    """Check ranges, choices and combinations that types cannot express. Raises ConfigError."""
+    """Check keys, ranges, choices and combinations that types cannot express. Raises ConfigError."""
+    _known_keys(cfg)
     _choice(cfg, "network.name", sorted(NETWORKS))
     recurrent_net = cfg.network.name == "rnn"
     _choice(cfg, "network.activation", RNN_ACTIVATIONS if recurrent_net else HIDDEN_ACTIVATIONS)
@@ -214,7 +252,112 @@ def validate(cfg: DictConfig) -> None:
     if cfg.task_sequence.name in ("split_digits", "split_mnist1d") and cfg.task_sequence.n_tasks > 10:
         _fail("task_sequence.n_tasks", cfg.task_sequence.n_tasks, f"an int in [1, 10] for {cfg.task_sequence.name}")
 
+    _number(cfg, "task_sequence.data_seed", 0)
+    _number(cfg, "task_sequence.max_angle", -360, 360)
+    if cfg.seed < 0:
+        _fail("seed", cfg.seed, "a non-negative int")
+
     _number(cfg, "eval.every_samples", 0)
     probe = cfg.eval.probe_per_task
     if probe != "all" and not (isinstance(probe, int) and not isinstance(probe, bool) and probe >= 0):
         _fail("eval.probe_per_task", probe, "a non-negative int or 'all'")
+
+    if not cfg.tracking.experiment.strip():
+        _fail("tracking.experiment", cfg.tracking.experiment, "a non-empty experiment name")
+    _number(cfg, "tracking.stale_after_s", 0, low_open=True)
+
+
+# --- composition errors -------------------------------------------------------------------------
+
+
+def explain_composition_error(error: BaseException, overrides: list[str]) -> ConfigError | None:
+    """The ConfigError for a Hydra/OmegaConf composition failure caused by the command line (an
+    unknown key or group option, a wrong type, a malformed override), or None for anything else."""
+    if isinstance(error, OverrideParseException):
+        return ConfigError(f"Could not parse an override. {error}")
+    if isinstance(error, MissingConfigException) and error.options is not None and error.missing_cfg_file:
+        group, _, option = error.missing_cfg_file.rpartition("/")
+        return ConfigError(
+            f"The '{group}' config group must be one of {', '.join(repr(o) for o in error.options)}. "
+            f"Got {option!r} instead."
+        )
+    cause = error.__cause__ if error.__cause__ is not None else error
+    full_key = getattr(cause, "full_key", None)
+    if not full_key:
+        return None
+    key = full_key.split("[")[0]
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
+        group = key.rpartition(".")[0]
+        if group and SCHEMA_FIELDS.get(group) is None:
+            return None
+        given = next((o.lstrip("+~") for o in overrides if o.lstrip("+~").split("=")[0] == key), key)
+        return _unknown_key(key, given)
+    if isinstance(cause, ValidationError):
+        expected = _schema_type(key)
+        if expected is None:
+            return None
+        return ConfigError(f"The '{key}' parameter must be of type {expected}. Got {cause.value!r} instead.")
+    return None
+
+
+def _schema_type(key: str) -> str | None:
+    """The declared type of a dotted key, as written in the dataclass (e.g. 'float', 'list[int]')."""
+    node: Any = Config
+    for part in key.split("."):
+        if not is_dataclass(node):
+            return None
+        match = [f for f in fields(node) if f.name == part]
+        if not match:
+            return None
+        f = match[0]
+        node = f.default_factory if is_dataclass(f.default_factory) else None
+        declared = f.type
+    return str(declared)
+
+
+# Where a ``_target_`` may appear: Hydra instantiates these only from its registered plugin classes.
+# forgetlab itself creates objects from its registries (network.name, algorithm.name, ...), never
+# from a ``_target_``, so a config read back from a run cannot make it import arbitrary code.
+PLUGIN_TARGETS = ("hydra.launcher._target_", "hydra.sweeper._target_")
+
+
+def check_targets(cfg: DictConfig) -> None:
+    """Raise ConfigError for a ``_target_`` anywhere in ``cfg`` except Hydra's launcher and sweeper."""
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                key = f"{prefix}.{k}" if prefix else str(k)
+                if k == "_target_" and key not in PLUGIN_TARGETS:
+                    _fail(key, v, "absent: forgetlab creates objects only from its registries "
+                          "(network.name, algorithm.name, task_sequence.name) and Hydra only its plugins")
+                walk(v, key)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{prefix}[{i}]")
+
+    walk(OmegaConf.to_container(cfg, resolve=False), "")
+
+
+def check_command_line(config_dir: str, config_name: str, overrides: list[str], multirun: bool) -> None:
+    """Compose the primary config from the command line as Hydra is about to, and raise ConfigError
+    for an unknown key, unknown group option, wrong type or malformed override. Hydra itself would
+    report these with exit code 1 and its own wording; the sweeper checks each job of a multirun."""
+    mode = RunMode.MULTIRUN if multirun else RunMode.RUN
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+            try:
+                cfg = GlobalHydra.instance().hydra.compose_config(config_name, overrides, run_mode=mode)
+            except Exception as error:
+                explained = explain_composition_error(error, overrides)
+                if explained is None:
+                    raise
+                raise explained from error
+            check_targets(cfg)
+            if not multirun:
+                with open_dict(cfg):
+                    del cfg["hydra"]
+                validate(cfg)
+    finally:
+        GlobalHydra.instance().clear()
