@@ -21,18 +21,24 @@ def test_audit_passes_for_every_combination(activation, output, loss):
     assert gradcheck.main(overrides) == 0
 
 
-def test_audit_fails_on_a_wrong_gradient(monkeypatch, capsys):
-    from forgetlab.algorithms.backprop import Backprop
+@pytest.mark.parametrize("algorithm,param,overrides", [
+    ("backprop", "b0", ["network.hidden_sizes=[4]"]),
+    ("rtrl", "W_hh", ["network=rnn", "network.hidden_size=4", "algorithm=rtrl"]),
+    ("bptt_epochwise", "W_xh", ["network=rnn", "network.hidden_size=4", "algorithm=bptt_epochwise"]),
+])
+def test_audit_fails_on_a_wrong_gradient(monkeypatch, capsys, algorithm, param, overrides):
+    from forgetlab.algorithms import ALGORITHMS
 
-    right = Backprop.gradient
+    cls = ALGORITHMS[algorithm][0]
+    right = cls.gradient
 
     def off_by_a_bit(self, x, y, mask):
         loss, grads = right(self, x, y, mask)
-        grads["b0"] = grads["b0"] * 1.001
+        grads[param] = grads[param] * 1.001
         return loss, grads
 
-    monkeypatch.setattr(Backprop, "gradient", off_by_a_bit)
-    assert gradcheck.main(["network.hidden_sizes=[4]"]) == 1
+    monkeypatch.setattr(cls, "gradient", off_by_a_bit)
+    assert gradcheck.main(overrides) == 1
     assert "FAIL" in capsys.readouterr().out
 
 

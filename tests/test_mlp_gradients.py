@@ -6,7 +6,7 @@ import pytest
 from forgetlab.algorithms.backprop import Backprop
 from forgetlab.networks import functions as F
 from forgetlab.networks.mlp import MLP
-from tests.gradients import finite_difference, relative_error
+from forgetlab.gradcheck import finite_difference, relative_error
 
 COMBOS = list(itertools.product(F.HIDDEN_ACTIVATIONS, F.OUTPUTS, F.LOSSES))
 

@@ -13,7 +13,7 @@ from forgetlab.algorithms.bptt_truncated import BPTTTruncated
 from forgetlab.algorithms.rtrl import RTRL, sensitivity_update
 from forgetlab.networks import functions as F
 from forgetlab.networks.rnn import LOSS_AT, RNN, RNN_ACTIVATIONS
-from tests.gradients import finite_difference, relative_error
+from forgetlab.gradcheck import finite_difference, relative_error
 
 COMBOS = list(itertools.product(RNN_ACTIVATIONS, F.OUTPUTS, F.LOSSES, LOSS_AT))
 T, I, H, O = 5, 3, 4, 5

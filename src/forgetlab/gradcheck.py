@@ -63,12 +63,10 @@ def make_problem(cfg: DictConfig, seed: int = 0) -> Problem:
     return Problem(build_algorithm(cfg.algorithm, network), x, y, np.ones((1, n_outputs)))
 
 
-def numeric_gradient(problem: Problem, eps: float = EPS) -> dict[str, np.ndarray]:
-    """Central differences of the objective, one parameter entry at a time."""
-    algo, x, y, mask = problem.algorithm, problem.x, problem.y, problem.mask
-    objective = algo.frozen_objective(x, y, mask)
+def finite_difference(objective, params: dict[str, np.ndarray], eps: float = EPS) -> dict[str, np.ndarray]:
+    """dE/dtheta by central differences, one entry at a time; ``objective()`` reads the live ``params``."""
     grads = {}
-    for name, p in algo.network.params.items():
+    for name, p in params.items():
         g = np.empty_like(p)
         for i in np.ndindex(p.shape):
             old = p[i]
@@ -82,13 +80,19 @@ def numeric_gradient(problem: Problem, eps: float = EPS) -> dict[str, np.ndarray
     return grads
 
 
+def relative_error(a: np.ndarray, b: np.ndarray) -> float:
+    """max|a - b| / (max|a| + max|b|): scale-free, and 0 only when the two agree exactly."""
+    return float(np.max(np.abs(a - b))) / max(float(np.max(np.abs(a)) + np.max(np.abs(b))), 1e-12)
+
+
+def numeric_gradient(problem: Problem, eps: float = EPS) -> dict[str, np.ndarray]:
+    """Central differences of the objective the algorithm differentiates."""
+    algo = problem.algorithm
+    return finite_difference(algo.frozen_objective(problem.x, problem.y, problem.mask), algo.network.params, eps)
+
+
 def relative_errors(analytic: dict[str, np.ndarray], numeric: dict[str, np.ndarray]) -> dict[str, float]:
-    out = {}
-    for name, a in analytic.items():
-        n = numeric[name]
-        scale = max(float(np.max(np.abs(a)) + np.max(np.abs(n))), 1e-12)
-        out[name] = float(np.max(np.abs(a - n))) / scale
-    return out
+    return {name: relative_error(a, numeric[name]) for name, a in analytic.items()}
 
 
 def check(cfg: DictConfig, seed: int = 0) -> tuple[Problem, dict[str, np.ndarray], dict[str, float]]:
