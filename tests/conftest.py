@@ -64,7 +64,7 @@ def tracking_server():
     state_dir.chmod(0o755)
     server = TrackingServer(state_dir)
     try:
-        server.start(port=0)
+        server.start(port=0, workers=1)
         yield server
     finally:
         server.stop()

@@ -14,6 +14,9 @@ import pytest
 from forgetlab.tracking.server import LOOPBACK, ServerError, start_mlflow
 from tests.conftest import run_train
 
+# The tests that use the (session-scoped) server run on one xdist worker, so it is started once.
+pytestmark = pytest.mark.xdist_group("tracking_server")
+
 FAST = ["algorithm.epochs_per_task=1", "eval.every_samples=200", "task_sequence.n_tasks=2"]
 
 
