@@ -28,7 +28,7 @@ study: $(STAMP) ## run the quickstart study on the local sqlite store and print 
 	@echo "Browse the runs:  make ui   (then open http://127.0.0.1:5000)"
 
 test: $(STAMP) system-deps ## run the whole test suite (slow end-to-end tests included)
-	$(PY) -m pytest -n 2 --dist loadgroup -q
+	$(PY) -m pytest -n 2 -q
 
 test-fast: $(STAMP) ## the fast subset, for local iteration
 	$(PY) -m pytest -n 2 -q -m "not slow"

@@ -14,9 +14,6 @@ import pytest
 from forgetlab.tracking.server import LOOPBACK, ServerError, start_mlflow
 from tests.conftest import run_train
 
-# The tests that use the (session-scoped) server run on one xdist worker, so it is started once.
-pytestmark = pytest.mark.xdist_group("tracking_server")
-
 FAST = ["algorithm.epochs_per_task=1", "eval.every_samples=200", "task_sequence.n_tasks=2"]
 
 
@@ -66,17 +63,15 @@ def test_mlflow_refuses_a_port_in_use_with_a_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_server_listens_on_loopback_only_and_start_is_idempotent(tracking_server):
+def test_joblib_sweep_against_the_server_is_a_parent_with_two_finished_jobs(tracking_server, tmp_path):
+    # One test per server start (it costs ~10 s): the server's own properties are checked here too.
     state = tracking_server.state()
-    assert state.uri.startswith("http://127.0.0.1:")
+    uri = state.uri
+    assert uri.startswith("http://127.0.0.1:")
     assert listening_addresses(state.port) == {"127.0.0.1"}
     assert listening_addresses(state.pg_port) == {"127.0.0.1"}
     assert tracking_server.start(port=0) == state  # a healthy server is left as it is
 
-
-@pytest.mark.slow
-def test_joblib_sweep_against_the_server_is_a_parent_with_two_finished_jobs(tracking_server, tmp_path):
-    uri = tracking_server.state().uri
     proc = run_train(
         "-m", "seed=0,1", *FAST, "tracking=server", "tracking.experiment=server_sweep",
         "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path}/sweep",
@@ -122,7 +117,7 @@ def test_joblib_sweep_against_the_server_is_a_parent_with_two_finished_jobs(trac
     # The runs are rows in PostgreSQL, the server's backend store.
     import psycopg2
 
-    state, pg = tracking_server.state(), tracking_server.postgres
+    pg = tracking_server.postgres
     conn = psycopg2.connect(host=LOOPBACK, port=state.pg_port, user="forgetlab", password=pg.password, dbname="mlflow")
     try:
         with conn.cursor() as cur:

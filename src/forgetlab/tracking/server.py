@@ -181,7 +181,9 @@ def start_mlflow(
     ]
     if allowed_hosts:
         cmd += ["--allowed-hosts", allowed_hosts]
-    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": backend_store_uri}
+    # No server-side job runner: it serves MLflow's GenAI features (scorers, trace roll-ups), which
+    # forgetlab does not use, and would cost one more process importing all of MLflow.
+    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": backend_store_uri, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     env.pop("MLFLOW_TRACKING_URI", None)
     artifacts_dir.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
