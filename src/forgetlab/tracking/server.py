@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"MLflow port (default {DEFAULT_PORT}; 0 = any free port)")
     parser.add_argument("--host", default=LOOPBACK, help="interface the MLflow server binds to (default 127.0.0.1)")
     parser.add_argument("--allowed-hosts", default=None, help="Host headers MLflow accepts when --host is not 127.0.0.1")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="MLflow server worker processes (default 2)")
     args = parser.parse_args(argv)
 
     server = TrackingServer(args.state_dir)
