@@ -2,6 +2,7 @@
 against it with `tracking=server`, checked through MLflow's REST API (plain HTTP, no MLflow client)."""
 
 import csv
+import os
 import io
 import json
 import socket
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from forgetlab.tracking.server import LOOPBACK, ServerError, start_mlflow
+from forgetlab.tracking.server import LOOPBACK, ServerError, TrackingServer, pg_bindir, start_mlflow
 from tests.conftest import run_train
 
 FAST = ["algorithm.epochs_per_task=1", "eval.every_samples=200", "task_sequence.n_tasks=2"]
@@ -125,3 +126,17 @@ def test_joblib_sweep_against_the_server_is_a_parent_with_two_finished_jobs(trac
             assert cur.fetchone()[0] == 3
     finally:
         conn.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as root, PostgreSQL runs as the 'postgres' user")
+def test_a_state_dir_the_postgres_user_cannot_enter_is_refused_and_left_clean(tmp_path):
+    # pytest's tmp_path lies under a mode-700 directory of root's.
+    try:
+        pg_bindir()
+    except ServerError as error:
+        pytest.skip(str(error))
+    server = TrackingServer(tmp_path / "server")
+    with pytest.raises(ServerError, match="'postgres' user, which cannot reach"):
+        server.start(port=0)
+    assert not (tmp_path / "server" / "postgres").exists()
+    assert not (tmp_path / "server" / "server.json").exists()

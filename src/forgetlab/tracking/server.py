@@ -203,6 +203,14 @@ def _connect_host(host: str) -> str:
 # --- PostgreSQL -------------------------------------------------------------------------------
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file only its owner can read (created so, never briefly world-readable)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    path.chmod(0o600)
+
+
 @dataclass
 class Postgres:
     """A PostgreSQL cluster in ``data_dir``, listening on 127.0.0.1 only, password authentication."""
@@ -219,22 +227,21 @@ class Postgres:
 
     def init(self) -> None:
         bindir = pg_bindir()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.password_file.write_text(secrets.token_urlsafe(24))
-        self.password_file.chmod(0o600)
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         # initdb reads the password from a file the cluster owner can read; it is removed right after.
         pwfile = self.data_dir.with_name("initdb.pw")
-        pwfile.write_text(self.password)
-        if os.geteuid() == 0:
-            shutil.chown(self.data_dir, "postgres", "postgres")
-            shutil.chown(pwfile, "postgres", "postgres")
-            if subprocess.run(_as_db_owner(["test", "-w", str(self.data_dir)])).returncode != 0:
-                raise ServerError(
-                    f"PostgreSQL runs as the 'postgres' user, which cannot reach {self.data_dir}. "
-                    "Choose a --state-dir whose parent directories it can traverse."
-                )
-        self.data_dir.chmod(0o700)
         try:
+            if os.geteuid() == 0:
+                shutil.chown(self.data_dir, "postgres", "postgres")
+                if subprocess.run(_as_db_owner(["test", "-w", str(self.data_dir)])).returncode != 0:
+                    raise ServerError(
+                        f"PostgreSQL runs as the 'postgres' user, which cannot reach {self.data_dir}. "
+                        "Choose a --state-dir whose parent directories it can traverse."
+                    )
+            _write_private(self.password_file, secrets.token_urlsafe(24))
+            _write_private(pwfile, self.password)
+            if os.geteuid() == 0:
+                shutil.chown(pwfile, "postgres", "postgres")
             _run(
                 _as_db_owner([
                     str(bindir / "initdb"), "-D", str(self.data_dir), "-U", DB_USER, "--pwfile", str(pwfile),
