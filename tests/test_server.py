@@ -3,6 +3,7 @@ against it with `tracking=server`, checked through MLflow's REST API (plain HTTP
 
 import csv
 import os
+import signal
 import io
 import json
 import socket
@@ -126,6 +127,12 @@ def test_joblib_sweep_against_the_server_is_a_parent_with_two_finished_jobs(trac
             assert cur.fetchone()[0] == 3
     finally:
         conn.close()
+
+    # A crashed MLflow server is restarted by `start` on the same port; the runs survive in PostgreSQL.
+    os.killpg(state.mlflow_pid, signal.SIGKILL)
+    restarted = tracking_server.start(port=state.port, workers=1)
+    assert restarted.uri == uri and restarted.mlflow_pid != state.mlflow_pid
+    assert len(rest(uri, "runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]) == 3
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="as root, PostgreSQL runs as the 'postgres' user")
