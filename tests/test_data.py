@@ -15,12 +15,22 @@ def test_split_digits_has_five_two_class_tasks_in_unit_range():
 
 
 def test_split_is_stratified_and_fixed_by_data_seed():
-    a, b, c = digits.load_split(0.25, 0), digits.load_split(0.25, 0), digits.load_split(0.25, 1)
+    a = digits.load_split(0.25, 0)
+    digits.load_split.cache_clear()  # the same split again from the file, not from the cache
+    b, c = digits.load_split(0.25, 0), digits.load_split(0.25, 1)
     np.testing.assert_array_equal(a[0], b[0])
     assert not np.array_equal(a[0], c[0])
     train_share = np.bincount(a[2]) / len(a[2])
     test_share = np.bincount(a[3]) / len(a[3])
     np.testing.assert_allclose(train_share, test_share, atol=0.01)
+
+
+def test_cached_split_is_read_only_and_tasks_own_their_arrays():
+    x_train = digits.load_split(0.25, 0)[0]
+    assert not x_train.flags.writeable
+    for build in (digits.split_digits, digits.permuted_digits, digits.rotated_digits, digits.digit_stream):
+        for task in build().tasks:
+            assert task.x_train.flags.writeable and not np.shares_memory(task.x_train, x_train)
 
 
 def test_permuted_digits_task0_plain_and_others_permute_the_same_pixels():

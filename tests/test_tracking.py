@@ -95,3 +95,61 @@ def test_an_exception_ends_the_run_failed_with_its_reason(tmp_path, sqlite_uri, 
     assert run.info.status == "FAILED"
     assert "boom at update 0" in run.data.tags["forgetlab.error"]
     assert "traceback.txt" in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def _metric_calls(monkeypatch) -> list[int]:
+    """Spy on MlflowClient.log_batch: the number of metrics of every call that sends metrics."""
+    calls: list[int] = []
+    original = MlflowClient.log_batch
+
+    def spy(self, run_id, metrics=(), *args, **kwargs):
+        if metrics:
+            calls.append(len(metrics))
+        return original(self, run_id, metrics, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", spy)
+    return calls
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flush_seconds", [0.0, 3600.0])
+def test_metrics_are_sent_in_batches_and_none_is_lost(compose_cfg, sqlite_uri, monkeypatch, flush_seconds):
+    from forgetlab.experiment import RunContext, run_experiment
+    from forgetlab.tracking import mlflow_run
+
+    monkeypatch.setattr(mlflow_run, "FLUSH_SECONDS", flush_seconds)
+    calls = _metric_calls(monkeypatch)
+    run_experiment(compose_cfg(f"tracking.uri={sqlite_uri}", *FAST), RunContext(quiet=True))
+    client = MlflowClient(sqlite_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("forgetlab").experiment_id])
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "acc/task_0")]
+    n_points = len(steps)
+    assert steps[0] == 0 and n_points >= 5
+    if flush_seconds:  # a short run: everything, final metrics included, in one call
+        assert len(calls) == 1
+    else:  # one call per evaluation point, then one with the final metrics
+        assert len(calls) == n_points + 1
+    assert sum(calls) == n_points * 5 + (n_points - 1) * 2 + 4  # acc, loss x 2 tasks, updates; seen, train; final/*
+
+
+@pytest.mark.slow
+def test_a_failing_run_keeps_the_metrics_it_had_buffered(compose_cfg, sqlite_uri, monkeypatch):
+    from forgetlab.algorithms.backprop import Backprop
+    from forgetlab.experiment import RunContext, run_experiment
+
+    gradient, count = Backprop.gradient, [0]
+
+    def fail_late(self, x, y, mask):
+        count[0] += 1
+        if count[0] > 450:
+            raise FloatingPointError("boom at update 450")
+        return gradient(self, x, y, mask)
+
+    monkeypatch.setattr(Backprop, "gradient", fail_late)
+    with pytest.raises(FloatingPointError):
+        run_experiment(compose_cfg(f"tracking.uri={sqlite_uri}", *FAST), RunContext(quiet=True))
+    client = MlflowClient(sqlite_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("forgetlab").experiment_id])
+    assert run.info.status == "FAILED"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "acc/task_0")]
+    assert steps == [0, 200, 400]

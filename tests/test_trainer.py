@@ -96,3 +96,43 @@ def test_a_scheduled_point_on_a_boundary_is_logged_once(small):
     assert len(steps) == len(set(steps))
     ends = set(np.cumsum([t.n_train for t in trainer.sequence.tasks]))
     assert {s for s, b in seen if b} == ends | {0}
+
+
+def test_probe_presentation_times_are_the_batches_that_held_the_sample(small):
+    """With mini-batches that do not divide the task, each probe sample's recorded times are the
+    samples_seen right after the batches the algorithm was actually handed it in."""
+    trainer = small("algorithm.epochs_per_task=2", "algorithm.batch_size=7")
+    algorithm, handed, seen = trainer.algorithm, [], [0]
+
+    def learn(x, y, mask):
+        seen.append(seen[-1] + len(x))
+        handed.append((x.copy(), seen[-1]))
+        return type(algorithm).learn(algorithm, x, y, mask)
+
+    algorithm.learn = learn
+    result = trainer.run()
+    tasks, probe = trainer.sequence.tasks, result.probe
+    checked = 0
+    for p, (k, i) in enumerate(zip(probe.task, probe.index)):
+        image = tasks[k].x_train[i]
+        if (tasks[k].x_train == image).all(axis=1).sum() > 1:
+            continue  # a duplicate image in the task: its batches are ambiguous
+        expected = [end for x, end in handed if (x == image).all(axis=1).any()]
+        assert list(result.presented_at[p]) == expected
+        checked += 1
+    assert checked > 90
+
+
+def test_training_uses_one_blas_thread_and_restores_the_limit(small):
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+    before = blas_threads()
+    during = []
+    trainer = small("task_sequence.n_tasks=1")
+    trainer.observers.append(type("Spy", (), {"on_eval": lambda self, p: during.append(blas_threads())})())
+    trainer.run()
+    assert during and all(threads == {1} for threads in during)
+    assert blas_threads() == before

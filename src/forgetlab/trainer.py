@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from forgetlab.algorithms.base import LearningAlgorithm
 from forgetlab.data.tasks import Scenario, TaskSequence
@@ -148,6 +149,10 @@ class Trainer:
         task_loss = np.bincount(owner, weights=loss[:n_test], minlength=n_tasks) / counts
         return acc, task_loss, correct[n_test:], loss[n_test:]
 
+    # One BLAS thread: the updates multiply vectors by small matrices, where threads only add
+    # synchronisation, and on a busy machine spinning BLAS threads slow the batched evaluations
+    # down many times (docs/performance.md). Sweeps get their parallelism from parallel jobs.
+    @threadpool_limits.wrap(limits=1, user_api="blas")
     def run(self) -> TrainingResult:
         n_probe = len(self.probe.task)
         presented: list[list[int]] = [[] for _ in range(n_probe)]
@@ -177,14 +182,15 @@ class Trainer:
             tasks_trained += len(stage.tasks)  # the stage's tasks count as seen from its first sample
             for _ in range(self.epochs):
                 order = self.rng.permutation(n) if self.shuffle else np.arange(n)
+                # One gather per epoch, so that each update takes views (slices), not copies.
+                x, y, mask = stage.x[order], stage.y[order], stage.mask[order]
+                self._record_presentations(presented, slot[order], samples_seen)
                 for start in range(0, n, self.batch_size):
-                    idx = order[start : start + self.batch_size]
-                    loss = self.algorithm.learn(stage.x[idx], stage.y[idx], stage.mask[idx])
-                    loss_sum += loss * len(idx)
-                    loss_count += len(idx)
-                    samples_seen += len(idx)
-                    for p in slot[idx][slot[idx] >= 0]:
-                        presented[p].append(samples_seen)
+                    stop = min(start + self.batch_size, n)
+                    loss = self.algorithm.learn(x[start:stop], y[start:stop], mask[start:stop])
+                    loss_sum += loss * (stop - start)
+                    loss_count += stop - start
+                    samples_seen += stop - start
                     if next_eval is not None and next_eval <= samples_seen < stage_end:
                         record(stage=s, boundary=False)
                         next_eval = (samples_seen // self.every + 1) * self.every
@@ -204,6 +210,15 @@ class Trainer:
             presented_at=presented_at,
             stage_names=[s.name for s in self.stages],
         )
+
+    def _record_presentations(self, presented: list[list[int]], slots: np.ndarray, samples_seen: int) -> None:
+        """Append to ``presented`` when each probe sample of the coming epoch will have been presented:
+        ``samples_seen`` right after the batch that holds it. ``slots``: probe slot by position in the
+        epoch's order (-1 = not a probe sample)."""
+        (positions,) = np.nonzero(slots >= 0)
+        batch_ends = np.minimum((positions // self.batch_size + 1) * self.batch_size, len(slots))
+        for p, seen in zip(slots[positions], samples_seen + batch_ends):
+            presented[p].append(int(seen))
 
     def _probe_slots(self, stage: Stage) -> np.ndarray:
         """For each training sample of ``stage``, the probe slot it fills, or -1."""

@@ -26,9 +26,12 @@ class Backprop(LearningAlgorithm):
         delta = F.output_delta(net.output, net.loss, a_out, y, mask) / batch
         grads: dict[str, np.ndarray] = {}
         for l in range(len(net.W) - 1, -1, -1):
-            grads[f"W{l}"] = delta.T @ fwd.a[l] + self.l2 * net.W[l]
+            dE_dW = delta.T @ fwd.a[l]
+            if self.l2:
+                dE_dW += self.l2 * net.W[l]
+            grads[f"W{l}"] = dE_dW
             grads[f"b{l}"] = delta.sum(axis=0)
             if l > 0:
                 delta = (delta @ net.W[l]) * F.activation_derivative(net.activation, fwd.z[l - 1], fwd.a[l])
-        data_loss = float(np.mean(F.loss(net.output, net.loss, a_out, y, mask)))
+        data_loss = float(F.loss(net.output, net.loss, a_out, y, mask).sum()) / batch
         return data_loss, grads

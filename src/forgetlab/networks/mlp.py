@@ -7,6 +7,7 @@ W^(l) has shape (n_out, n_in) so that z = W a + b reads as in the derivation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -46,9 +47,10 @@ class MLP:
     def n_outputs(self) -> int:
         return self.sizes[-1]
 
-    @property
+    @cached_property
     def params(self) -> dict[str, np.ndarray]:
-        """Parameters by name (W0, b0, W1, b1, ...); the arrays are the live ones, updated in place."""
+        """Parameters by name (W0, b0, W1, b1, ...); the arrays are the live ones, updated in place
+        (never rebound, so the dict is built once: every update reads it)."""
         named = {}
         for l, (W, b) in enumerate(zip(self.W, self.b)):
             named[f"W{l}"], named[f"b{l}"] = W, b

@@ -1,8 +1,10 @@
 """MLflow side of a training run: the tracking contract of docs/tracking.md.
 
 Everything goes through an explicit ``MlflowClient`` and run id (no global active run), so jobs in
-threads or worker processes never share state. Metrics are buffered and sent with ``log_batch`` at
-task boundaries: one call per value costs about 10 ms on the sqlite store.
+threads or worker processes never share state. Metrics are buffered and sent with ``log_batch``
+once ``FLUSH_SECONDS`` have passed since the last call, and at the end of the run: on the sqlite
+store a call costs 5-10 ms plus ~0.05 ms per value, so a short run makes one call while the UI
+still follows a long run closely.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from forgetlab.trainer import EvalPoint, TrainingResult
 # Keys left out of the config hash: where results are stored does not change what they are.
 UNHASHED_GROUPS = ("tracking", "paths")
 MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
+FLUSH_SECONDS = 10.0  # the longest time buffered metrics wait before they are sent
 
 
 def flatten(cfg: DictConfig) -> dict[str, str]:
@@ -109,6 +112,7 @@ class MlflowRun:
         for i in range(0, len(items), 100):
             client.log_batch(self.run_id, params=items[i : i + 100])
         self._buffer: list[Metric] = []
+        self._flushed_at = time.monotonic()
 
     # --- observer ---------------------------------------------------------------------------
 
@@ -123,29 +127,28 @@ class MlflowRun:
         if np.isfinite(point.train_loss):
             m.append(Metric("loss/train", float(point.train_loss), ts, step))
         m.append(Metric("updates", float(point.updates), ts, step))
-        if point.boundary:
+        if time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
         for i in range(0, len(self._buffer), MAX_BATCH):
             self.client.log_batch(self.run_id, metrics=self._buffer[i : i + MAX_BATCH])
         self._buffer = []
+        self._flushed_at = time.monotonic()
 
     # --- end of run -------------------------------------------------------------------------
 
     def finish(self, result: TrainingResult, resolved_config_yaml: str) -> dict[str, float]:
+        final = final_metrics(result.accuracy_matrix)
+        step = result.points[-1].samples_seen
+        self._buffer += [Metric(k, v, 0, step) for k, v in final.items()]
         self.flush()
-        R = result.accuracy_matrix
-        final = final_metrics(R)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, v, 0, result.points[-1].samples_seen) for k, v in final.items()])
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             (root / "config.yaml").write_text(resolved_config_yaml)
-            self.client.log_artifact(self.run_id, str(root / "config.yaml"))
-            eval_dir = root / "eval"
-            eval_dir.mkdir()
-            write_eval_artifacts(result, eval_dir)
-            self.client.log_artifacts(self.run_id, str(eval_dir), artifact_path="eval")
+            (root / "eval").mkdir()
+            write_eval_artifacts(result, root / "eval")
+            self.client.log_artifacts(self.run_id, str(root))
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
         return final
 
