@@ -8,7 +8,7 @@ SERVER_PORT ?= 5001
 SERVER_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help venv study test test-fast ui server server-stop system-deps clean
+.PHONY: help venv study report test test-fast ui server server-stop system-deps clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -21,11 +21,17 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install forgetlab with its dev tools
 
-study: $(STAMP) ## run the quickstart study on the local sqlite store and print its summary
-	$(PY) experiments/train.py -m experiment=$(EXPERIMENT)
-	$(PY) analysis/summary.py --experiment $(EXPERIMENT)
-	@echo
-	@echo "Browse the runs:  make ui   (then open http://127.0.0.1:5000)"
+# The report is written even when some jobs failed (it lists them); the exit code stays the sweep's.
+# Exit code 2 is a bad config: nothing was trained, so there is nothing new to report.
+study: $(STAMP) ## run the quickstart study on the local sqlite store, write its report, print the summary
+	$(PY) experiments/train.py -m experiment=$(EXPERIMENT); trained=$$?; \
+	if [ $$trained -eq 2 ]; then exit 2; fi; \
+	$(PY) analysis/report.py --experiment $(EXPERIMENT) || exit $$?; \
+	echo; echo "Browse the runs:  make ui   (then open http://127.0.0.1:5000)"; \
+	exit $$trained
+
+report: $(STAMP) ## write reports/<name>/ for an experiment: make report EXPERIMENT=name (default quickstart)
+	$(PY) analysis/report.py --experiment $(EXPERIMENT)
 
 test: $(STAMP) system-deps ## run the whole test suite (slow end-to-end tests included)
 	$(PY) -m pytest -n 2 -q

@@ -1,0 +1,142 @@
+"""Select training runs in MLflow and read their eval artifacts (docs/tracking.md).
+
+Runs come from ``mlflow.search_runs`` (one query; params, metrics and tags as columns). The eval
+artifacts of every FINISHED run are downloaded once into a cache directory keyed by run id (a
+finished run's artifacts do not change) and parsed, in a thread pool: on a tracking server the
+downloads are network-bound, on a local store they are file copies and parsing dominates.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+# One progress bar per run and file would flood the report's output.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+TRAIN_FILTER = "tags.`forgetlab.kind` = 'train'"
+EVAL_FILES = ("accuracy_matrix.csv", "task_curve.parquet", "sample_probe.npz")
+COMPLETE_MARK = ".complete"
+
+
+class NoRunsError(LookupError):
+    """Nothing to analyse: the message says what was searched where."""
+
+
+@dataclass
+class RunArtifacts:
+    """The eval artifacts of one run, parsed."""
+
+    matrix: pd.DataFrame  # accuracy_matrix.csv: column `after` (init, 0, 1, ...), task_0 ... task_{T-1}
+    curve: pd.DataFrame  # task_curve.parquet (long format)
+    probe: dict[str, np.ndarray]  # sample_probe.npz, field by field
+
+    @property
+    def R_with_init(self) -> np.ndarray:
+        return self.matrix.drop(columns="after").to_numpy(dtype=float)
+
+    @property
+    def task_names(self) -> list[str]:
+        return [str(n) for n in self.probe["task_names"]]
+
+
+def search_training_runs(
+    client: MlflowClient, experiment: str, sweep_id: str | None = None, filter_string: str | None = None
+) -> pd.DataFrame:
+    """Every ``forgetlab.kind=train`` run of ``experiment`` (optionally of one sweep and matching an
+    MLflow filter string), newest first. Raises NoRunsError when there is none."""
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise NoRunsError(
+            f"No experiment named {experiment!r} at {client.tracking_uri}. Experiments there: {names or 'none'}."
+        )
+    clauses = [TRAIN_FILTER]
+    if sweep_id:
+        clauses.append(f"tags.`forgetlab.sweep_id` = '{sweep_id}'")
+    if filter_string:
+        clauses.append(filter_string)
+    query = " AND ".join(clauses)
+    runs = mlflow.search_runs(
+        experiment_ids=[exp.experiment_id], filter_string=query, max_results=100_000,
+        order_by=["attributes.start_time DESC"], output_format="pandas",
+    )
+    if runs.empty:
+        raise NoRunsError(f"No training runs in experiment {experiment!r} at {client.tracking_uri} matching: {query}")
+    return runs.reset_index(drop=True)
+
+
+def mark_superseded(runs: pd.DataFrame) -> pd.DataFrame:
+    """Column ``superseded_by``: for each config hash the newest FINISHED run (else the newest run) is
+    used; every other run of the same config (an older repeat, a failed attempt that a resumed sweep
+    redid) names the run that replaces it. Expects newest-first order."""
+    runs = runs.copy()
+    runs["superseded_by"] = ""
+    hash_col = "tags.forgetlab.config_hash"
+    if hash_col not in runs:
+        return runs
+    for _, group in runs.groupby(hash_col, sort=False):
+        finished = group[group["status"] == "FINISHED"]
+        keep = (finished if len(finished) else group).index[0]
+        others = group.index.drop(keep)
+        runs.loc[others, "superseded_by"] = runs.at[keep, "run_id"]
+    return runs
+
+
+def artifact_cache_dir(cache_root: Path, run_id: str) -> Path:
+    return Path(cache_root) / run_id
+
+
+def fetch_eval_artifacts(client: MlflowClient, run_id: str, cache_root: Path) -> Path:
+    """Local directory holding the run's ``eval/`` artifacts, downloaded on first use only."""
+    target = artifact_cache_dir(cache_root, run_id)
+    if (target / COMPLETE_MARK).exists():
+        return target / "eval"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    client.download_artifacts(run_id, "eval", str(target))
+    (target / COMPLETE_MARK).touch()
+    return target / "eval"
+
+
+def read_eval_artifacts(eval_dir: Path) -> RunArtifacts:
+    missing = [f for f in EVAL_FILES if not (eval_dir / f).exists()]
+    if missing:
+        raise FileNotFoundError(f"missing artifacts: {', '.join('eval/' + f for f in missing)}")
+    with np.load(eval_dir / "sample_probe.npz", allow_pickle=False) as npz:
+        probe = {k: npz[k] for k in npz.files}
+    return RunArtifacts(
+        matrix=pd.read_csv(eval_dir / "accuracy_matrix.csv", dtype={"after": str}),
+        curve=pd.read_parquet(eval_dir / "task_curve.parquet"),
+        probe=probe,
+    )
+
+
+def load_artifacts(
+    client: MlflowClient, run_ids: list[str], cache_root: Path, workers: int = 8
+) -> tuple[dict[str, RunArtifacts], dict[str, str]]:
+    """(parsed artifacts by run id, problem by run id for runs whose artifacts could not be read)."""
+
+    def one(run_id: str):
+        try:
+            return run_id, read_eval_artifacts(fetch_eval_artifacts(client, run_id, cache_root)), None
+        except Exception as error:  # reported per run in the report, never fatal for the others
+            shutil.rmtree(artifact_cache_dir(cache_root, run_id), ignore_errors=True)
+            return run_id, None, f"{type(error).__name__}: {error}"
+
+    loaded, problems = {}, {}
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for run_id, artifacts, problem in pool.map(one, run_ids):
+            if artifacts is not None:
+                loaded[run_id] = artifacts
+            else:
+                problems[run_id] = problem
+    return loaded, problems

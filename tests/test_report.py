@@ -1,0 +1,222 @@
+"""analysis/report.py on a real store: runs trained by forgetlab, plus a failed and an unfinished one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from analysis import aggregate as A
+from analysis import report
+from tests.conftest import ROOT
+
+EXPERIMENT = "reporting"
+FAST = ["algorithm.epochs_per_task=1", "eval.every_samples=200", "task_sequence.n_tasks=2"]
+
+
+def _compose(*overrides: str):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from forgetlab.config import register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """2 conditions (sequential, joint) x 2 seeds, an older duplicate of one run, a FAILED run, a run
+    left RUNNING and a FINISHED run without eval artifacts."""
+    from forgetlab.experiment import RunContext, run_experiment
+
+    tmp = tmp_path_factory.mktemp("store")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    common = [f"tracking.uri={uri}", f"tracking.experiment={EXPERIMENT}", f"tracking.artifact_location={tmp}/art", *FAST]
+    run_experiment(_compose(*common, "seed=0"), RunContext(quiet=True))  # superseded by the repeat below
+    for joint in ("false", "true"):
+        for seed in (0, 1):
+            run_experiment(_compose(*common, f"seed={seed}", f"task_sequence.joint={joint}"), RunContext(quiet=True))
+    client = MlflowClient(uri)
+    exp_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    failed = client.create_run(exp_id, run_name="diverged-seed7", tags={"forgetlab.kind": "train", "forgetlab.config_hash": "f" * 16})
+    client.log_param(failed.info.run_id, "seed", "7")
+    client.set_tag(failed.info.run_id, "forgetlab.error", "FloatingPointError: loss is nan at update 12")
+    client.set_terminated(failed.info.run_id, "FAILED")
+    running = client.create_run(exp_id, run_name="still-running", tags={"forgetlab.kind": "train", "forgetlab.config_hash": "e" * 16})
+    client.log_param(running.info.run_id, "seed", "8")
+    hollow = client.create_run(exp_id, run_name="no-artifacts", tags={"forgetlab.kind": "train", "forgetlab.config_hash": "d" * 16})
+    client.log_param(hollow.info.run_id, "seed", "9")
+    client.set_terminated(hollow.info.run_id, "FINISHED")
+    return uri, tmp
+
+
+@pytest.fixture(scope="module")
+def built(store, tmp_path_factory):
+    uri, tmp = store
+    out = tmp_path_factory.mktemp("report")
+    return report.build_report(uri, EXPERIMENT, out=out, cache_dir=tmp / "cache", workers=4)
+
+
+@pytest.mark.slow
+def test_report_numbers_agree_with_every_runs_logged_final_metrics(built, store):
+    runs = pd.read_csv(built.out / "runs.csv")
+    analysed = runs[runs["analysed"]]
+    assert len(analysed) == 4
+    assert analysed["matches_logged_final"].all()
+    for mine, logged in [("acc", "final/acc"), ("bwt", "final/bwt"), ("fwt", "final/fwt"), ("forgetting_max", "final/forgetting")]:
+        np.testing.assert_allclose(analysed[mine], analysed[f"logged.{logged}"], rtol=0, atol=1e-12)
+    # the condition statistics in summary.csv, against final/acc read straight from MLflow
+    client = MlflowClient(store[0])
+    final_acc = {
+        r.info.run_id: r.data.metrics["final/acc"]
+        for r in client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id], "attributes.status = 'FINISHED'")
+        if r.data.tags.get("forgetlab.kind") == "train" and "final/acc" in r.data.metrics
+    }
+    np.testing.assert_allclose(analysed["acc"], [final_acc[r] for r in analysed["run_id"]], rtol=0, atol=1e-12)
+    summary = pd.read_csv(built.out / "summary.csv").set_index("condition")
+    assert set(summary.index) == {"joint=False", "joint=True"}
+    for joint in ("False", "True"):
+        values = pd.Series([final_acc[r] for r in analysed.loc[analysed["condition"] == f"joint={joint}", "run_id"]])
+        assert len(values) == 2
+        assert summary.loc[f"joint={joint}", "acc_mean"] == pytest.approx(values.mean())
+        assert summary.loc[f"joint={joint}", "acc_std"] == pytest.approx(values.std(ddof=1))
+        low, high = summary.loc[f"joint={joint}", ["acc_ci_low", "acc_ci_high"]]
+        assert values.min() - 1e-12 <= low <= high <= values.max() + 1e-12
+    assert np.isnan(summary.loc["joint=True", "bwt_mean"])  # a joint run has no sequence of tasks
+    assert np.isfinite(summary.loc["joint=False", "intransigence_mean"])
+
+
+@pytest.mark.slow
+def test_failed_unfinished_and_superseded_runs_are_listed_not_dropped(built):
+    runs = pd.read_csv(built.out / "runs.csv", keep_default_na=False)
+    by_name = runs.set_index("run_name")
+    assert by_name.loc["diverged-seed7", "status"] == "FAILED"
+    assert "loss is nan at update 12" in by_name.loc["diverged-seed7", "problem"]
+    assert by_name.loc["still-running", "status"] == "RUNNING"
+    assert by_name.loc["no-artifacts", "status"] == "FINISHED" and by_name.loc["no-artifacts", "analysed"] in (False, "False")
+    assert "eval" in by_name.loc["no-artifacts", "problem"]
+    superseded = runs[runs["superseded_by"] != ""]
+    assert len(superseded) == 1 and superseded["superseded_by"].iloc[0] in set(runs["run_id"])
+    assert not runs.loc[~runs["status"].eq("FINISHED") | runs["superseded_by"].ne(""), "analysed"].astype(str).eq("True").any()
+    text = (built.out / "report.md").read_text()
+    assert "Runs not analysed" in text
+    for name in ("diverged-seed7", "still-running", "no-artifacts", "loss is nan at update 12", "superseded by"):
+        assert name in text
+
+
+@pytest.mark.slow
+def test_report_has_every_figure_at_print_resolution_and_its_sections(built):
+    text = (built.out / "report.md").read_text()
+    for name in ("accuracy_matrices", "task_curves", "final_metrics", "retention_curves", "forgetting_events"):
+        path = built.out / "figures" / f"{name}.png"
+        assert f"figures/{name}.png" in text
+        with Image.open(path) as image:
+            assert image.info["dpi"][0] == pytest.approx(200, abs=1)
+            assert image.size[0] > 1000
+    for section in ("## Summary", "## Metric definitions", "## Runs", "## Configuration"):
+        assert section in text
+    retention = pd.read_csv(built.out / "retention.csv")
+    assert set(retention["condition"]) == {"joint=False", "joint=True"}
+    assert retention["retained_mean"].dropna().between(0, 1).all()
+
+
+@pytest.mark.slow
+def test_report_is_logged_as_a_report_run_that_is_never_analysed_as_training(built, store, tmp_path):
+    uri, tmp = store
+    client = MlflowClient(uri)
+    run = client.get_run(built.report_run_id)
+    assert run.data.tags["forgetlab.kind"] == "report" and run.info.status == "FINISHED"
+    assert {"report.md", "summary.csv", "runs.csv", "figures"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    again = report.build_report(uri, EXPERIMENT, out=tmp_path, cache_dir=tmp / "cache", log_to_mlflow=False)
+    assert built.report_run_id not in set(again.runs["run_id"])
+    assert len(again.runs) == len(built.runs)
+
+
+@pytest.mark.slow
+def test_sweep_id_and_filter_narrow_the_selection(store, tmp_path):
+    uri, tmp = store
+    chosen = report.build_report(
+        uri, EXPERIMENT, filter_string="params.`task_sequence.joint` = 'True'", out=tmp_path / "f",
+        cache_dir=tmp / "cache", log_to_mlflow=False,
+    )
+    assert set(chosen.runs["condition"]) == {"all runs"} and chosen.runs["analysed"].sum() == 2
+    one = chosen.runs["sweep_id"].iloc[0]
+    single = report.build_report(uri, EXPERIMENT, sweep_id=one, out=tmp_path / "s", cache_dir=tmp / "cache", log_to_mlflow=False)
+    assert list(single.runs["sweep_id"]) == [one]
+
+
+@pytest.mark.slow
+def test_no_matching_runs_is_a_clear_error_with_nonzero_exit(store, tmp_path, capsys):
+    uri, _ = store
+    assert report.main(["--experiment", "nope", "--tracking-uri", uri, "--out", str(tmp_path), "--no-mlflow"]) == 1
+    assert "No experiment named 'nope'" in capsys.readouterr().err
+    code = report.main(
+        ["--experiment", EXPERIMENT, "--tracking-uri", uri, "--out", str(tmp_path), "--no-mlflow", "--sweep-id", "no-such-sweep"]
+    )
+    assert code == 1
+    assert "No training runs" in capsys.readouterr().err
+
+
+def test_conditions_are_the_varying_params_except_seed_and_run_specific_ones():
+    runs = pd.DataFrame(
+        {
+            "params.seed": ["0", "1", "0", "1"],
+            "params.algorithm.name": ["backprop"] * 4,
+            "params.task_sequence.joint": ["False", "False", "True", "True"],
+            "params.algorithm.lr": ["0.5", "0.5", "0.1", "0.1"],
+            "params.tracking.uri": ["a", "b", "c", "d"],
+            "params.paths.root_dir": ["x", "y", "x", "y"],
+        }
+    )
+    keys = A.condition_keys(runs)
+    assert keys == ["params.algorithm.lr", "params.task_sequence.joint"]
+    labelled = A.add_conditions(runs, keys)
+    assert list(labelled["condition"].unique()) == ["lr=0.5 joint=False", "lr=0.1 joint=True"]
+    assert A.condition_order(labelled, keys) == ["lr=0.1 joint=True", "lr=0.5 joint=False"]
+
+
+def test_condition_labels_leave_out_keys_that_follow_from_the_others():
+    runs = pd.DataFrame(
+        {
+            "params.seed": ["0", "1", "0", "1", "0"],
+            "params.algorithm.name": ["backprop", "backprop", "rtrl", "rtrl", "bptt_truncated"],
+            "params.network.name": ["mlp", "mlp", "rnn", "rnn", "rnn"],
+            "params.algorithm.h": [None, None, None, None, "4"],
+        }
+    )
+    keys = A.condition_keys(runs)
+    assert set(keys) == {"params.algorithm.name", "params.network.name", "params.algorithm.h"}
+    labelled = A.add_conditions(runs, keys)
+    assert list(labelled["condition"].unique()) == ["algorithm=backprop", "algorithm=rtrl", "algorithm=bptt_truncated"]
+
+
+def test_a_run_with_an_empty_probe_gets_task_metrics_and_nan_sample_metrics(tmp_path):
+    from analysis import figures as FIG
+    from analysis.load import RunArtifacts
+
+    R = np.array([[0.5, 0.5], [0.9, 0.4], [0.6, 0.95]])  # init, after task 0, after task 1
+    seen = np.array([0, 100, 200])
+    art = RunArtifacts(
+        matrix=pd.DataFrame({"after": ["init", "0", "1"], "task_0": R[:, 0], "task_1": R[:, 1]}),
+        curve=pd.DataFrame({"samples_seen": np.repeat(seen, 2), "task": np.tile([0, 1], 3), "accuracy": R.ravel(),
+                            "stage": np.repeat([-1, 0, 1], 2), "boundary": True}),
+        probe={"correct": np.zeros((3, 0), bool), "samples_seen": seen, "updates": seen // 2,
+               "presented_at": np.zeros((0, 0), np.int64), "task_names": np.array(["a", "b"])},
+    )
+    values, retention = A.run_metrics(art, np.linspace(0, 200, 5))
+    assert values["acc"] == pytest.approx(0.775) and values["bwt"] == pytest.approx(-0.3)
+    assert values["forgetting_after"] == pytest.approx(0.3) and values["learning_acc"] == pytest.approx(0.925)
+    for name in ("forgetting_events", "unforgettable", "never_learned", "drop_per_update"):
+        assert np.isnan(values[name])
+    assert np.isnan(retention).all()
+    order, styles = ["c"], FIG.condition_styles(["c"], {"c": "backprop"})
+    FIG.retention_curves({"c": [retention]}, np.linspace(0, 200, 5), order, styles, tmp_path / "r.png")
+    FIG.forgetting_event_histograms(pd.DataFrame({"condition": [], "forgetting_events": []}), order, styles, tmp_path / "h.png")
+    assert (tmp_path / "r.png").stat().st_size > 0 and (tmp_path / "h.png").stat().st_size > 0
