@@ -4,6 +4,8 @@ against it with `tracking=server`, checked through MLflow's REST API (plain HTTP
 import csv
 import os
 import signal
+import subprocess
+import sys
 import io
 import json
 import socket
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from forgetlab.tracking.server import LOOPBACK, ServerError, TrackingServer, pg_bindir, start_mlflow
-from tests.conftest import run_train
+from tests.conftest import ROOT, run_train
 
 FAST = ["algorithm.epochs_per_task=1", "eval.every_samples=200", "task_sequence.n_tasks=2"]
 
@@ -128,11 +130,24 @@ def test_joblib_sweep_against_the_server_is_a_parent_with_two_finished_jobs(trac
     finally:
         conn.close()
 
+    # The report reads the runs and their artifacts through the server and logs itself there.
+    report = subprocess.run(
+        [sys.executable, str(ROOT / "analysis" / "report.py"), "--experiment", "server_sweep",
+         "--tracking-uri", uri, "--out", str(tmp_path / "report"), "--cache-dir", str(tmp_path / "cache")],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert (tmp_path / "report" / "report.md").exists()
+    with open(tmp_path / "report" / "runs.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2
+    runs = rest(uri, "runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
+    assert len(runs) == 4  # parent, two jobs, the report
+
     # A crashed MLflow server is restarted by `start` on the same port; the runs survive in PostgreSQL.
     os.killpg(state.mlflow_pid, signal.SIGKILL)
     restarted = tracking_server.start(port=state.port, workers=1)
     assert restarted.uri == uri and restarted.mlflow_pid != state.mlflow_pid
-    assert len(rest(uri, "runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]) == 3
+    assert len(rest(uri, "runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]) == 4
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="as root, PostgreSQL runs as the 'postgres' user")
