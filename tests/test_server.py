@@ -2,20 +2,21 @@
 against it with `tracking=server`, checked through MLflow's REST API (plain HTTP, no MLflow client)."""
 
 import csv
-import os
-import signal
-import subprocess
-import sys
+import dataclasses
 import io
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from forgetlab.tracking.server import LOOPBACK, ServerError, TrackingServer, pg_bindir, start_mlflow
+from forgetlab.tracking.server import LOOPBACK, ServerError, ServerState, TrackingServer, pg_bindir, start_mlflow
 from tests.conftest import ROOT, run_train
 
 FAST = ["algorithm.epochs_per_task=1", "eval.every_samples=200", "task_sequence.n_tasks=2"]
@@ -162,3 +163,19 @@ def test_a_state_dir_the_postgres_user_cannot_enter_is_refused_and_left_clean(tm
         server.start(port=0)
     assert not (tmp_path / "server" / "postgres").exists()
     assert not (tmp_path / "server" / "server.json").exists()
+
+
+def test_stop_leaves_alone_a_process_that_reused_the_servers_pid(tmp_path):
+    # A state file from before a reboot names a pid that now belongs to something else.
+    other = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        server = TrackingServer(tmp_path)
+        stale = ServerState("http://127.0.0.1:1", LOOPBACK, 1, 2, other.pid, mlflow_started="1")
+        (tmp_path / "server.json").write_text(json.dumps(dataclasses.asdict(stale)))
+        assert not server.healthy()
+        server.stop()
+        assert other.poll() is None  # still running
+        assert server.state() is None
+    finally:
+        other.kill()
+        other.wait()

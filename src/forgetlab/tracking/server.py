@@ -92,21 +92,31 @@ def _run(cmd: list[str], what: str) -> None:
         raise ServerError(f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
 
 
-def _alive(pid: int | None) -> bool:
-    """True while ``pid`` runs; an exited process that nobody reaped yet (a zombie) counts as gone."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields 3… of /proc/<pid>/stat (state, ppid, …), or None when there is no such process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rindex(")") + 2] != "Z"
-    except (OSError, ValueError, IndexError):
-        return True
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def process_start(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks after boot): with the pid, it names one process, even after
+    the pid is reused by another one (e.g. after a reboot)."""
+    fields = _stat_fields(pid)
+    return fields[19] if fields else None
+
+
+def _alive(pid: int | None, started: str | None = None) -> bool:
+    """True while ``pid`` runs (and, given ``started``, is still that process); an exited process
+    nobody reaped yet (a zombie) counts as gone."""
+    if not pid:
+        return False
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] == "Z":
+        return False
+    return started is None or fields[19] == started
 
 
 def stop_process_group(pid: int, timeout: float = 15.0) -> None:
@@ -303,6 +313,7 @@ class ServerState:
     port: int
     pg_port: int
     mlflow_pid: int
+    mlflow_started: str | None = None  # process_start(mlflow_pid): a reused pid is not our server
 
 
 class TrackingServer:
@@ -322,7 +333,7 @@ class TrackingServer:
 
     def healthy(self) -> bool:
         state = self.state()
-        if state is None or not _alive(state.mlflow_pid):
+        if state is None or not _alive(state.mlflow_pid, state.mlflow_started):
             return False
         try:
             with urllib.request.urlopen(f"{state.uri}/health", timeout=2) as response:
@@ -352,13 +363,13 @@ class TrackingServer:
         except BaseException:
             self.postgres.stop()
             raise
-        state = ServerState(f"http://{_connect_host(host)}:{port}", host, port, pg_port, pid)
+        state = ServerState(f"http://{_connect_host(host)}:{port}", host, port, pg_port, pid, process_start(pid))
         self.state_path.write_text(json.dumps(asdict(state)))
         return state
 
     def stop(self) -> None:
         state = self.state()
-        if state is not None and _alive(state.mlflow_pid):
+        if state is not None and _alive(state.mlflow_pid, state.mlflow_started):
             stop_process_group(state.mlflow_pid)
         self.postgres.stop()
         self.state_path.unlink(missing_ok=True)
