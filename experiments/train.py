@@ -16,11 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("FORGETLAB_ROOT", str(ROOT))
 
 import hydra  # noqa: E402
+from hydra._internal.utils import get_args_parser  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from forgetlab.config import ConfigError, register_configs  # noqa: E402
+from forgetlab.config import ConfigError, check_command_line, register_configs  # noqa: E402
 from forgetlab.experiment import RunContext, run_experiment  # noqa: E402
 from forgetlab.tracking.sweep import read_sweep  # noqa: E402
 
@@ -41,11 +42,26 @@ def main(cfg: DictConfig) -> float | None:
     try:
         final = run_experiment(cfg, context)
     except ConfigError as error:
+        if multirun:  # the sweeper validated every job; let the launcher record the failure
+            raise
         print(f"Invalid config: {error}", file=sys.stderr)
         sys.exit(2)
     print(" ".join(f"{k}={v:.4f}" for k, v in final.items()), flush=True)
     return final.get("final/acc")
 
 
+def check_arguments() -> None:
+    """Exit 2 with forgetlab's message when the command line does not compose (see check_command_line)."""
+    args = get_args_parser().parse_args()
+    if args.help or args.hydra_help or args.shell_completion or args.info:
+        return
+    try:
+        check_command_line(str(ROOT / "conf"), args.config_name or "config", args.overrides, args.multirun)
+    except ConfigError as error:
+        print(f"Invalid config: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
+    check_arguments()
     main()

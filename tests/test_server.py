@@ -77,11 +77,11 @@ def test_joblib_sweep_against_the_server_is_a_parent_with_two_finished_jobs(trac
     assert listening_addresses(state.pg_port) == {"127.0.0.1"}
     assert tracking_server.start(port=0) == state  # a healthy server is left as it is
 
-    proc = run_train(
+    sweep = (
         "-m", "seed=0,1", *FAST, "tracking=server", "tracking.experiment=server_sweep",
-        "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path}/sweep",
-        env={"MLFLOW_TRACKING_URI": uri},
+        "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
     )
+    proc = run_train(*sweep, f"hydra.sweep.dir={tmp_path}/sweep", env={"MLFLOW_TRACKING_URI": uri})
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     experiment = rest(uri, "experiments/get-by-name", experiment_name="server_sweep")["experiment"]
@@ -130,6 +130,12 @@ def test_joblib_sweep_against_the_server_is_a_parent_with_two_finished_jobs(trac
             assert cur.fetchone()[0] == 3
     finally:
         conn.close()
+
+    # Resume works against the server unchanged: the same sweep again skips both jobs, adds no run.
+    again = run_train(*sweep, f"hydra.sweep.dir={tmp_path}/again", env={"MLFLOW_TRACKING_URI": uri})
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("[sweep] skip") == 2, again.stdout[-3000:]
+    assert len(rest(uri, "runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]) == 3
 
     # The report reads the runs and their artifacts through the server and logs itself there.
     report = subprocess.run(

@@ -14,6 +14,7 @@ from forgetlab.config import validate
 from forgetlab.data import Scenario, build_task_sequence
 from forgetlab.networks import build_network
 from forgetlab.tracking.mlflow_run import final_metrics, run_for_config
+from forgetlab.tracking.sweep import job_already_done
 from forgetlab.trainer import EvalPoint, Trainer, TrainingResult, choose_probe
 
 
@@ -85,8 +86,15 @@ def run_experiment(cfg: DictConfig, context: RunContext | None = None) -> dict[s
     """
     context = context or RunContext()
     validate(cfg)
-    trainer = build_trainer(cfg)
     name = run_name(cfg)
+    if cfg.tracking.enabled and context.parent_run_id is not None:
+        # The sweeper checked before launching, but a job may start much later (a cluster queue)
+        # while the same config was trained by an overlapping sweep: check again, at its start.
+        reason = job_already_done(cfg, name)
+        if reason:
+            print(f"[{name}] skip: {reason}", flush=True)
+            return {}
+    trainer = build_trainer(cfg)
     stage_names = [s.name for s in trainer.stages]
     trainer.observers.append(TaskLines(name, stage_names) if context.quiet else _Progress(total_samples(trainer)))
     if not cfg.tracking.enabled:

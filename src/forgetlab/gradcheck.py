@@ -4,6 +4,11 @@ gradient against central finite differences, in float64.
     python -m forgetlab.gradcheck                                   # the default config
     python -m forgetlab.gradcheck network.activation=relu network.output=softmax network.loss=cross_entropy
     python -m forgetlab.gradcheck algorithm.l2=0.01 +dump=/tmp/mlp.npz
+    python -m forgetlab.gradcheck network=rnn algorithm=rtrl network.loss_at=all +dump=/tmp/rnn.npz
+    python -m forgetlab.gradcheck network=rnn algorithm=bptt_truncated algorithm.h=3 algorithm.h_prime=2
+
+For BPTT(h; h') with h < T the reference is the truncated objective (each stretch run from the state
+entering it, held fixed), of which the algorithm's gradient is the exact gradient.
 
 Prints the worst relative error per parameter, max|g_analytic - g_numeric| / (max|g_analytic| + max|g_numeric|),
 and exits 1 when any exceeds the tolerance (``+tol=``, default 1e-6); 2 on an invalid config.
@@ -22,10 +27,10 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from forgetlab.algorithms import LearningAlgorithm, build_algorithm
+from forgetlab.algorithms import ALGORITHM_KEYS, LearningAlgorithm, build_algorithm
 from forgetlab.config import ConfigError, validate
 from forgetlab.data import Scenario, build_task_sequence
-from forgetlab.networks import build_network
+from forgetlab.networks import RNN, build_network
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TOLERANCE = 1e-6
@@ -61,15 +66,16 @@ def make_problem(cfg: DictConfig, seed: int = 0) -> Problem:
 def numeric_gradient(problem: Problem, eps: float = EPS) -> dict[str, np.ndarray]:
     """Central differences of the objective, one parameter entry at a time."""
     algo, x, y, mask = problem.algorithm, problem.x, problem.y, problem.mask
+    objective = algo.frozen_objective(x, y, mask)
     grads = {}
     for name, p in algo.network.params.items():
         g = np.empty_like(p)
         for i in np.ndindex(p.shape):
             old = p[i]
             p[i] = old + eps
-            plus = algo.objective(x, y, mask)
+            plus = objective()
             p[i] = old - eps
-            minus = algo.objective(x, y, mask)
+            minus = objective()
             p[i] = old
             g[i] = (plus - minus) / (2 * eps)
         grads[name] = g
@@ -100,7 +106,15 @@ def dump(problem: Problem, analytic: dict[str, np.ndarray], cfg: DictConfig, pat
             "algorithm": cfg.algorithm.name, "network": cfg.network.name}
     arrays = {name: p.copy() for name, p in net.params.items()}
     arrays.update({f"grad_{name}": g for name, g in analytic.items()})
-    arrays.update(x=problem.x[0], y=problem.y[0], loss=np.float64(algo.objective(problem.x, problem.y, problem.mask)),
+    x, y = problem.x[0], problem.y[0]
+    if isinstance(net, RNN):
+        # A sequence: the target repeated at every step, and which steps carry loss.
+        meta["loss_at"] = net.loss_at
+        meta.update({key: cfg.algorithm[key] for key in ALGORITHM_KEYS.get(cfg.algorithm.name, ())})
+        T = len(x)
+        y = np.tile(y, (T, 1))
+        arrays["mask"] = np.isin(np.arange(T), net.loss_steps(T)).astype(np.float64)
+    arrays.update(x=x, y=y, loss=np.float64(algo.objective(problem.x, problem.y, problem.mask)),
                   meta=np.array(json.dumps(meta)))
     np.savez(path, **arrays)
 
@@ -123,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [a for a in argv if not a.startswith(("+dump=", "+tol="))]
     tolerance = float(options.get("tol", DEFAULT_TOLERANCE))
     cfg = compose(overrides)
+    if cfg.network.name == "rnn" and not any(o.startswith("task_sequence.input=") for o in overrides):
+        cfg.task_sequence.input = "sequence"  # the audit takes only the input shape from the task
     try:
         validate(cfg)
     except ConfigError as error:

@@ -10,6 +10,7 @@ one batched forward pass scores the test set of every task and the sample probe.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,6 +20,10 @@ from threadpoolctl import threadpool_limits
 from forgetlab.algorithms.base import LearningAlgorithm
 from forgetlab.data.tasks import Scenario, TaskSequence
 from forgetlab.networks import functions as F
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss became inf or nan: the weights are no longer numbers worth evaluating."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +193,12 @@ class Trainer:
                 for start in range(0, n, self.batch_size):
                     stop = min(start + self.batch_size, n)
                     loss = self.algorithm.learn(x[start:stop], y[start:stop], mask[start:stop])
+                    if not math.isfinite(loss):
+                        raise TrainingDiverged(
+                            f"Training diverged at update {self.algorithm.updates} "
+                            f"({samples_seen + stop - start} samples seen, stage {stage.name!r}): the training "
+                            f"loss is {loss}. Lower algorithm.lr or network.init_scale."
+                        )
                     loss_sum += loss * (stop - start)
                     loss_count += stop - start
                     samples_seen += stop - start

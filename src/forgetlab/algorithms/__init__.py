@@ -2,16 +2,33 @@
 
 from forgetlab.algorithms.backprop import Backprop
 from forgetlab.algorithms.base import LearningAlgorithm
+from forgetlab.algorithms.bptt_epochwise import BPTTEpochwise
+from forgetlab.algorithms.bptt_truncated import BPTTTruncated
+from forgetlab.algorithms.rtrl import RTRL
 
 # name -> (class, network names it can train)
 ALGORITHMS = {
     "backprop": (Backprop, ("mlp",)),
+    "bptt_epochwise": (BPTTEpochwise, ("rnn",)),
+    "bptt_truncated": (BPTTTruncated, ("rnn",)),
+    "rtrl": (RTRL, ("rnn",)),
 }
+
+# name -> the algorithm's own config keys, passed to its constructor besides lr and l2
+ALGORITHM_KEYS = {
+    "bptt_truncated": ("h", "h_prime", "reset"),
+    "rtrl": ("update_every", "reset"),
+}
+
+# Algorithms that learn from one sequence at a time (algorithm.batch_size must be 1).
+RECURRENT = ("bptt_epochwise", "bptt_truncated", "rtrl")
 
 
 def build_algorithm(cfg, network) -> LearningAlgorithm:
     cls, _ = ALGORITHMS[cfg.name]
-    return cls(network, lr=cfg.lr, l2=cfg.l2)
+    own = {key: cfg[key] for key in ALGORITHM_KEYS.get(cfg.name, ())}
+    return cls(network, lr=cfg.lr, l2=cfg.l2, **own)
 
 
-__all__ = ["ALGORITHMS", "Backprop", "LearningAlgorithm", "build_algorithm"]
+__all__ = ["ALGORITHMS", "ALGORITHM_KEYS", "RECURRENT", "BPTTEpochwise", "BPTTTruncated", "Backprop",
+           "LearningAlgorithm", "RTRL", "build_algorithm"]

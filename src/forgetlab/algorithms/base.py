@@ -7,6 +7,7 @@ MLP, a sequence for the RNN) or a mini-batch, and the algorithm decides when the
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Callable
 
 import numpy as np
 
@@ -46,6 +47,12 @@ class LearningAlgorithm(ABC):
     def objective(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float:
         """E at the current weights, computed forward only: what ``gradient`` differentiates."""
         return self.network.data_loss(x, y, mask) + self.l2_term()
+
+    def frozen_objective(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> Callable[[], float]:
+        """E as a function of the live weights, with whatever ``gradient`` holds fixed taken at the
+        current weights: what a finite-difference check of ``gradient`` differentiates. For an exact
+        gradient that is simply ``objective``; truncated BPTT holds the states entering its stretches."""
+        return lambda: self.objective(x, y, mask)
 
     def l2_term(self) -> float:
         params = self.network.params

@@ -2,6 +2,7 @@
 
 Pixels are scaled to [0, 1]; each sequence uses one stratified train/test split drawn with
 ``data_seed``, so every training seed of a study sees the same tasks, permutations and probe.
+Read as sequences (``task_sequence.input=sequence``), an image is its 8 rows: 8 steps of 8 features.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from scipy.ndimage import rotate
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from forgetlab.data.tasks import Task, TaskSequence
+from forgetlab.data import builders
+from forgetlab.data.tasks import TaskSequence
 
 SIDE = 8
+SEQUENCE_SHAPE = (SIDE, SIDE)  # rows as steps, pixels of a row as features
 
 
 @functools.lru_cache(maxsize=8)
@@ -34,31 +37,13 @@ def load_split(test_size: float, data_seed: int) -> tuple[np.ndarray, np.ndarray
 
 def split_digits(test_size: float = 0.25, data_seed: int = 0, n_tasks: int = 5) -> TaskSequence:
     """Digits split into ``n_tasks`` tasks of consecutive classes: {0,1}, {2,3}, ... for 5 tasks."""
-    x_tr, x_te, y_tr, y_te = load_split(test_size, data_seed)
-    tasks = []
-    for k, classes in enumerate(np.array_split(np.arange(10), n_tasks)):
-        tr, te = np.isin(y_tr, classes), np.isin(y_te, classes)
-        name = f"digits_{''.join(map(str, classes))}"
-        tasks.append(Task(name, x_tr[tr], y_tr[tr], x_te[te], y_te[te], classes))
-    return TaskSequence("split_digits", tasks, n_classes=10)
-
-
-def _transformed_digits(name: str, transforms: list, test_size: float, data_seed: int) -> TaskSequence:
-    """One 10-class task per transform of the images; task k's labels are 10 k + digit."""
-    x_tr, x_te, y_tr, y_te = load_split(test_size, data_seed)
-    tasks = []
-    for k, (label, transform) in enumerate(transforms):
-        classes = 10 * k + np.arange(10)
-        tasks.append(Task(f"{name}_{label}", transform(x_tr), 10 * k + y_tr, transform(x_te), 10 * k + y_te, classes))
-    return TaskSequence(name, tasks, n_classes=10 * len(transforms))
+    return builders.split_classes("split_digits", load_split(test_size, data_seed), n_tasks, prefix="digits")
 
 
 def permuted_digits(n_tasks: int = 5, test_size: float = 0.25, data_seed: int = 0) -> TaskSequence:
     """Task 0 is the plain digits; task k > 0 applies a fixed random pixel permutation."""
-    rng = np.random.default_rng(data_seed)
-    perms = [np.arange(SIDE * SIDE)] + [rng.permutation(SIDE * SIDE) for _ in range(n_tasks - 1)]
-    transforms = [(k, lambda x, p=p: x[:, p]) for k, p in enumerate(perms)]
-    return _transformed_digits("permuted_digits", transforms, test_size, data_seed)
+    transforms = builders.permutations(SIDE * SIDE, n_tasks, data_seed)
+    return builders.transformed("permuted_digits", load_split(test_size, data_seed), transforms)
 
 
 def rotate_images(x: np.ndarray, angle: float) -> np.ndarray:
@@ -74,34 +59,10 @@ def rotated_digits(
     """Task k rotates every image by k * max_angle / (n_tasks - 1) degrees (task 0 unrotated)."""
     angles = np.linspace(0.0, max_angle, n_tasks) if n_tasks > 1 else np.zeros(1)
     transforms = [(f"{a:g}deg", lambda x, a=a: rotate_images(x, a)) for a in angles]
-    return _transformed_digits("rotated_digits", transforms, test_size, data_seed)
+    return builders.transformed("rotated_digits", load_split(test_size, data_seed), transforms)
 
 
 def digit_stream(n_tasks: int = 5, test_size: float = 0.25, data_seed: int = 0) -> TaskSequence:
     """The seed's setting: the training samples, all ten classes, cut into blocks T_0, T_1, ...
-
-    Each block is presented once, one update per sample; block k is tested on its own stratified
-    share of the test set (same distribution as every other block).
-    """
-    x_tr, x_te, y_tr, y_te = load_split(test_size, data_seed)
-    rng = np.random.default_rng(data_seed)
-    order = rng.permutation(len(y_tr))
-    test_parts = _stratified_parts(y_te, n_tasks, rng)
-    classes = np.arange(10)
-    tasks = [
-        Task(f"block_{k}", x_tr[tr], y_tr[tr], x_te[te], y_te[te], classes)
-        for k, (tr, te) in enumerate(zip(np.array_split(order, n_tasks), test_parts))
-    ]
-    return TaskSequence("digit_stream", tasks, n_classes=10, single_pass=True)
-
-
-def _stratified_parts(labels: np.ndarray, n_parts: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Indices of ``labels`` dealt into ``n_parts`` parts with (nearly) equal class proportions."""
-    parts: list[list[int]] = [[] for _ in range(n_parts)]
-    offset = 0
-    for c in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == c))
-        for i, idx in enumerate(members):
-            parts[(offset + i) % n_parts].append(int(idx))
-        offset += len(members)
-    return [np.sort(np.array(p, dtype=np.int64)) for p in parts]
+    each presented once, one update per sample."""
+    return builders.stream_blocks("digit_stream", load_split(test_size, data_seed), n_tasks, data_seed)

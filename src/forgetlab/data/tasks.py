@@ -12,7 +12,7 @@ it belongs to into a target vector and an output mask:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -98,3 +98,16 @@ class Scenario:
         onehot = np.zeros((len(labels), self.n_outputs))
         onehot[np.arange(len(labels)), units] = 1.0
         return onehot, masks, units
+
+
+INPUTS = ("vector", "sequence")
+
+
+def as_sequences(sequence: TaskSequence, shape: tuple[int, int]) -> TaskSequence:
+    """The same tasks with every input vector read as a sequence of ``shape`` = (steps, features)."""
+
+    def reshape(x: np.ndarray) -> np.ndarray:
+        return x.reshape(len(x), *shape)
+
+    tasks = [replace(t, x_train=reshape(t.x_train), x_test=reshape(t.x_test)) for t in sequence.tasks]
+    return replace(sequence, tasks=tasks)

@@ -3,12 +3,14 @@
 import numpy as np
 
 from forgetlab.networks.mlp import MLP
+from forgetlab.networks.rnn import RNN
 
-NETWORKS = {"mlp": MLP}
+NETWORKS = {"mlp": MLP, "rnn": RNN}
 
 
 def build_network(cfg, input_shape: tuple[int, ...], n_outputs: int, rng: np.random.Generator):
-    """Network named by ``cfg.name`` for inputs of ``input_shape`` (per sample) and ``n_outputs`` units."""
+    """Network named by ``cfg.name`` for inputs of ``input_shape`` (per sample: (n_in,) vectors for the
+    MLP, (T, n_in) sequences for the RNN) and ``n_outputs`` units."""
     if cfg.name == "mlp":
         n_in = int(np.prod(input_shape))
         return MLP(
@@ -19,7 +21,21 @@ def build_network(cfg, input_shape: tuple[int, ...], n_outputs: int, rng: np.ran
             init_scale=cfg.init_scale,
             rng=rng,
         )
+    if cfg.name == "rnn":
+        if len(input_shape) != 2:
+            raise ValueError(f"the RNN reads sequences of shape (T, n_in); got samples of shape {input_shape}")
+        return RNN(
+            input_shape[-1],
+            cfg.hidden_size,
+            n_outputs,
+            activation=cfg.activation,
+            output=cfg.output,
+            loss=cfg.loss,
+            loss_at=cfg.loss_at,
+            init_scale=cfg.init_scale,
+            rng=rng,
+        )
     raise ValueError(f"unknown network {cfg.name!r}; allowed: {sorted(NETWORKS)}")
 
 
-__all__ = ["MLP", "NETWORKS", "build_network"]
+__all__ = ["MLP", "NETWORKS", "RNN", "build_network"]

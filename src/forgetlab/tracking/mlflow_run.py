@@ -22,11 +22,12 @@ from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
-from mlflow.entities import Metric, Param, RunStatus, RunTag
-from mlflow.tracking import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus
 from omegaconf import DictConfig, OmegaConf
 
 from forgetlab import metrics
+from forgetlab.tracking.liveness import PROCESS_TAG, Heartbeat, process_identity
+from forgetlab.tracking.store import RetryingClient
 from forgetlab.trainer import EvalPoint, TrainingResult
 
 # Keys left out of the config hash: where results are stored does not change what they are.
@@ -67,7 +68,7 @@ def git_commit(root: str | Path) -> str | None:
         return None
 
 
-def get_or_create_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+def get_or_create_experiment(client: RetryingClient, name: str, artifact_location: str | None) -> str:
     """Experiment id; creation tolerates a concurrent creator."""
     exp = client.get_experiment_by_name(name)
     if exp is not None:
@@ -98,19 +99,21 @@ class MlflowRun:
 
     def __init__(
         self,
-        client: MlflowClient,
+        client: RetryingClient,
         experiment_id: str,
         *,
         run_name: str,
         params: dict[str, str],
         tags: dict[str, str],
+        heartbeat_s: float,
     ) -> None:
         self.client = client
-        run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+        run = client.create_run(experiment_id, run_name=run_name, tags={**tags, PROCESS_TAG: process_identity()})
         self.run_id = run.info.run_id
         items = [Param(k, v) for k, v in params.items()]
         for i in range(0, len(items), 100):
             client.log_batch(self.run_id, params=items[i : i + 100])
+        self.heartbeat = Heartbeat(client, self.run_id, heartbeat_s)
         self._buffer: list[Metric] = []
         self._flushed_at = time.monotonic()
 
@@ -149,11 +152,13 @@ class MlflowRun:
             (root / "eval").mkdir()
             write_eval_artifacts(result, root / "eval")
             self.client.log_artifacts(self.run_id, str(root))
+        self.heartbeat.stop()
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
         return final
 
     def fail(self, error: BaseException) -> None:
         """End the run FAILED with the reason as a tag and the traceback as an artifact."""
+        self.heartbeat.stop()
         try:
             self.flush()
         except Exception:  # the failure may be the store itself; still try to mark the run
@@ -215,7 +220,7 @@ def write_eval_artifacts(result: TrainingResult, out: Path) -> None:
 def run_for_config(cfg: DictConfig, run_name: str, context) -> Iterator[MlflowRun]:
     """An MlflowRun for ``cfg`` with the contract's params and tags; ended FAILED (KILLED on
     Ctrl-C) if the body raises. ``context`` carries overrides, sweep id and parent run id."""
-    client = MlflowClient(cfg.tracking.uri)
+    client = RetryingClient(cfg.tracking.uri)
     experiment_id = get_or_create_experiment(client, cfg.tracking.experiment, cfg.tracking.artifact_location)
     tags = {
         "forgetlab.config_hash": config_hash(cfg),
@@ -228,7 +233,10 @@ def run_for_config(cfg: DictConfig, run_name: str, context) -> Iterator[MlflowRu
         tags["mlflow.source.git.commit"] = commit
     if context.parent_run_id:
         tags["mlflow.parentRunId"] = context.parent_run_id
-    run = MlflowRun(client, experiment_id, run_name=run_name, params=flatten(cfg), tags=tags)
+    run = MlflowRun(
+        client, experiment_id, run_name=run_name, params=flatten(cfg), tags=tags,
+        heartbeat_s=cfg.tracking.stale_after_s / 10,
+    )
     try:
         yield run
     except BaseException as error:

@@ -1,0 +1,218 @@
+"""Pieces that keep a sweep alive: retried store calls, dead-process detection, divergence errors,
+resume planning and determinism (in-process; the end-to-end sweeps are in test_sweeps.py)."""
+
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
+from mlflow.tracking import MlflowClient
+
+from forgetlab.experiment import RunContext, build_trainer, run_experiment
+from forgetlab.tracking.liveness import HEARTBEAT_TAG, PROCESS_TAG, Heartbeat, is_stale, process_identity
+from forgetlab.tracking.store import RetryingClient
+from forgetlab.tracking.sweep import Job, plan_resume
+from forgetlab.trainer import TrainingDiverged
+
+SMALL = ["algorithm.epochs_per_task=1", "task_sequence.n_tasks=2", "network.hidden_sizes=[16]", "eval.every_samples=200"]
+DIVERGING = [  # found by search: NaN loss at update 7 with seed 0
+    "network.activation=relu", "network.hidden_sizes=[64,64,64]", "network.output=softmax",
+    "network.loss=cross_entropy", "network.init_scale=3", "algorithm.lr=1e6",
+]
+
+
+# --- retried store calls ------------------------------------------------------------------------
+
+
+class FlakyStore:
+    """Raises ``error`` on the first ``failures`` calls of ``log``, then succeeds."""
+
+    def __init__(self, failures: int, error: MlflowException) -> None:
+        self.failures, self.error, self.calls = failures, error, 0
+
+    def log(self, value):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+        return value
+
+
+def locked() -> MlflowException:
+    return MlflowException("(sqlite3.OperationalError) database is locked", error_code=TEMPORARILY_UNAVAILABLE)
+
+
+def test_transient_store_errors_are_retried_until_the_call_succeeds():
+    store = FlakyStore(3, locked())
+    client = RetryingClient("unused", client=store, first_delay_s=0.001)
+    assert client.log(42) == 42 and store.calls == 4
+
+
+def test_other_store_errors_and_exhausted_retries_are_raised():
+    bad_value = FlakyStore(1, MlflowException("bad param", error_code=INVALID_PARAMETER_VALUE))
+    with pytest.raises(MlflowException, match="bad param"):
+        RetryingClient("unused", client=bad_value, first_delay_s=0.001).log(1)
+    assert bad_value.calls == 1
+    always_locked = FlakyStore(100, locked())
+    with pytest.raises(MlflowException, match="locked"):
+        RetryingClient("unused", client=always_locked, attempts=4, first_delay_s=0.001).log(1)
+    assert always_locked.calls == 4
+
+
+# --- dead-process detection ---------------------------------------------------------------------
+
+
+def fake_run(tags: dict, start_s: float) -> SimpleNamespace:
+    return SimpleNamespace(data=SimpleNamespace(tags=tags), info=SimpleNamespace(start_time=int(start_s * 1000)))
+
+
+def test_a_run_of_this_machine_is_stale_exactly_when_its_process_is_gone():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        alive = fake_run({PROCESS_TAG: process_identity(child.pid)}, start_s=0)
+        assert not is_stale(alive, stale_after_s=1)  # an old run, but its process lives
+    finally:
+        child.kill()
+        child.wait()
+    assert is_stale(alive, stale_after_s=1e9)  # the same tag once the process is gone
+    me = process_identity().split()
+    reused_pid = " ".join(me[:4] + [str(int(me[4]) + 1)])  # our pid, another start time
+    assert is_stale(fake_run({PROCESS_TAG: reused_pid}, start_s=time.time()), stale_after_s=1e9)
+    other_container = " ".join(me[:2] + ["pid:[1]"] + me[3:])  # same kernel, another pid namespace
+    assert not is_stale(fake_run({PROCESS_TAG: other_container}, start_s=time.time()), stale_after_s=600)
+
+
+def test_a_run_of_another_machine_is_stale_when_its_heartbeat_is_old():
+    now = 1_000_000.0
+    other = "node7 00000000-other-boot pid:[4026531836] 1234 5678"
+    fresh = fake_run({PROCESS_TAG: other, HEARTBEAT_TAG: str(now - 30)}, start_s=now - 5000)
+    old = fake_run({PROCESS_TAG: other, HEARTBEAT_TAG: str(now - 700)}, start_s=now - 5000)
+    assert not is_stale(fresh, stale_after_s=600, now=now)
+    assert is_stale(old, stale_after_s=600, now=now)
+    never_beat = fake_run({}, start_s=now - 700)  # no tags: judged by its start time
+    assert is_stale(never_beat, stale_after_s=600, now=now)
+    assert not is_stale(fake_run({}, start_s=now - 10), stale_after_s=600, now=now)
+
+
+def test_heartbeat_beats_until_stopped():
+    beats = []
+    store = SimpleNamespace(set_tag=lambda run_id, key, value: beats.append((run_id, key, float(value))))
+    heartbeat = Heartbeat(store, "run1", interval_s=0.02)
+    time.sleep(0.2)
+    heartbeat.stop()
+    n = len(beats)
+    time.sleep(0.05)
+    assert n >= 3 and len(beats) == n  # the first beat at start, then periodic, none after stop
+    assert all(b[:2] == ("run1", HEARTBEAT_TAG) and abs(b[2] - time.time()) < 60 for b in beats)
+
+
+@pytest.mark.slow
+def test_resume_plan_skips_finished_and_live_runs_and_kills_stale_ones(sqlite_uri):
+    client = MlflowClient(sqlite_uri)
+    exp = client.create_experiment("plan")
+    beat = f"{time.time():.0f}"
+
+    def run(config_hash, status, process, heartbeat=beat):
+        tags = {"forgetlab.config_hash": config_hash, "forgetlab.kind": "train",
+                PROCESS_TAG: process, HEARTBEAT_TAG: heartbeat}
+        run_id = client.create_run(exp, tags=tags).info.run_id
+        if status != "RUNNING":
+            client.set_terminated(run_id, status)
+        return run_id
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run("done", "FINISHED", process_identity())
+    run("failed", "FAILED", process_identity())
+    stale_here = run("dead", "RUNNING", process_identity(dead.pid))
+    stale_there = run("lost", "RUNNING", "node7 other-boot pid:[1] 1 2", heartbeat=f"{time.time() - 3600:.0f}")
+    run("busy", "RUNNING", "node7 other-boot pid:[1] 1 2")
+    jobs = {h: Job([f"x={h}"], None, h) for h in ("done", "failed", "dead", "lost", "busy", "new")}
+
+    plan_resume(RetryingClient(sqlite_uri), exp, list(jobs.values()), resume=True, stale_after_s=600)
+    assert "FINISHED" in jobs["done"].skip_reason
+    assert "still RUNNING" in jobs["busy"].skip_reason
+    assert all(jobs[h].skip_reason is None for h in ("failed", "dead", "lost", "new"))
+    for run_id in (stale_here, stale_there):
+        stale = client.get_run(run_id)
+        assert stale.info.status == "KILLED" and "gone" in stale.data.tags["forgetlab.error"]
+
+    jobs["done"].skip_reason = None
+    plan_resume(RetryingClient(sqlite_uri), exp, [jobs["done"]], resume=False, stale_after_s=600)
+    assert jobs["done"].skip_reason is None  # tracking.resume=false trains finished configs again
+
+
+# --- divergence ---------------------------------------------------------------------------------
+
+
+def test_a_diverging_run_says_at_which_update(compose_cfg):
+    trainer = build_trainer(compose_cfg("tracking.enabled=false", *SMALL, *DIVERGING))
+    with np.errstate(all="ignore"), pytest.raises(TrainingDiverged, match=r"diverged at update 7 \(7 samples seen"):
+        trainer.run()
+    assert trainer.algorithm.updates == 7
+
+
+# --- determinism --------------------------------------------------------------------------------
+
+
+def metric_histories(client, run_id) -> dict:
+    keys = client.get_run(run_id).data.metrics
+    return {k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)] for k in sorted(keys)}
+
+
+@pytest.mark.slow
+def test_same_config_and_seed_give_bit_identical_metrics(compose_cfg, sqlite_uri):
+    histories = []
+    for seed in (0, 0, 1):
+        cfg = compose_cfg(f"tracking.uri={sqlite_uri}", "tracking.experiment=determinism", *SMALL, f"seed={seed}")
+        run_experiment(cfg, RunContext(quiet=True))
+    client = MlflowClient(sqlite_uri)
+    runs = client.search_runs([client.get_experiment_by_name("determinism").experiment_id],
+                              order_by=["attributes.start_time ASC"])
+    histories = [metric_histories(client, r.info.run_id) for r in runs]
+    assert len(histories) == 3 and len(histories[0]) > 5
+    assert histories[0] == histories[1]  # float equality of every value at every step
+    assert histories[0]["acc/task_0"] != histories[2]["acc/task_0"]
+
+
+@pytest.mark.slow
+def test_a_sweep_job_that_starts_after_its_config_finished_elsewhere_is_skipped(compose_cfg, sqlite_uri):
+    cfg = compose_cfg(f"tracking.uri={sqlite_uri}", "tracking.experiment=late", *SMALL)
+    run_experiment(cfg, RunContext(quiet=True))
+    in_sweep = RunContext(sweep_id="s", parent_run_id="p", quiet=True)
+    assert run_experiment(cfg, in_sweep) == {}  # skipped: no second run
+    client = MlflowClient(sqlite_uri)
+    assert len(client.search_runs([client.get_experiment_by_name("late").experiment_id])) == 1
+
+
+@pytest.mark.slow
+def test_a_write_blocked_longer_than_mlflows_busy_timeout_is_retried(tmp_path):
+    """MLflow waits 20 s on a locked sqlite file, then raises 'database is locked'; a writer that
+    holds the lock for longer (a slow disk, many writers) must not fail the run."""
+    import sqlite3
+    import threading
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = RetryingClient(uri)
+    run_id = client.create_run(client.create_experiment("locked")).info.run_id
+    locked_now = threading.Event()
+
+    def hold_lock(seconds: float) -> None:
+        con = sqlite3.connect(tmp_path / "mlflow.db", isolation_level=None)
+        con.execute("BEGIN EXCLUSIVE")
+        locked_now.set()
+        time.sleep(seconds)
+        con.execute("COMMIT")
+        con.close()
+
+    holder = threading.Thread(target=hold_lock, args=(21.0,))
+    holder.start()
+    locked_now.wait()
+    start = time.time()
+    client.log_metric(run_id, "m", 1.5, step=3)
+    holder.join()
+    assert time.time() - start > 20  # the call really was blocked past MLflow's own timeout
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "m")] == [(3, 1.5)]

@@ -1,0 +1,136 @@
+"""Sweeps that survive, end to end through experiments/train.py: failed jobs are isolated, a sweep
+killed with SIGKILL resumes without duplicates, and 8 parallel jobs share one sqlite store."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import ROOT, run_train
+from tests.test_resilience import DIVERGING
+
+SMALL = ["algorithm.epochs_per_task=1", "task_sequence.n_tasks=2", "network.hidden_sizes=[16]", "eval.every_samples=100"]
+ARTIFACTS = {"config.yaml", "eval/accuracy_matrix.csv", "eval/task_curve.parquet", "eval/sample_probe.npz"}
+
+
+def store_args(tmp_path, experiment: str) -> list[str]:
+    return [
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"tracking.experiment={experiment}",
+        f"tracking.artifact_location={tmp_path}/artifacts",
+    ]
+
+
+def runs_of(tmp_path, experiment: str):
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags["forgetlab.kind"] == "sweep"]
+    jobs = [r for r in runs if r.data.tags["forgetlab.kind"] == "train"]
+    return client, parents, jobs
+
+
+def artifact_paths(client, run_id: str, path: str = "") -> set[str]:
+    out = set()
+    for item in client.list_artifacts(run_id, path):
+        out |= artifact_paths(client, run_id, item.path) if item.is_dir else {item.path}
+    return out
+
+
+@pytest.mark.slow
+def test_a_failing_job_ends_failed_and_the_sweep_goes_on(tmp_path):
+    proc = run_train(
+        "-m", "algorithm.lr=1e6,0.01", *SMALL, *DIVERGING[:-1], *store_args(tmp_path, "failing"),
+        "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path}/sweep",
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "[sweep] FAILED algorithm.lr=1000000.0: TrainingDiverged: Training diverged at update 7" in proc.stderr
+    assert "1 completed, 1 failed" in proc.stdout
+    client, (parent,), jobs = runs_of(tmp_path, "failing")
+    assert parent.info.status == "FAILED"
+    with open(client.download_artifacts(parent.info.run_id, "sweep_jobs.json", str(tmp_path))) as f:
+        manifest = json.load(f)
+    assert sorted(j["config_hash"] for j in manifest) == sorted(j.data.tags["forgetlab.config_hash"] for j in jobs)
+    by_lr = {float(j.data.params["algorithm.lr"]): j for j in jobs}
+    diverged, fine = by_lr[1e6], by_lr[0.01]
+    assert diverged.info.status == "FAILED"
+    assert "diverged at update 7" in diverged.data.tags["forgetlab.error"]
+    assert "traceback.txt" in artifact_paths(client, diverged.info.run_id)
+    assert fine.info.status == "FINISHED" and "final/acc" in fine.data.metrics
+    written = artifact_paths(client, fine.info.run_id)
+    assert ARTIFACTS <= written
+    # safe to read: no pickled formats, and the arrays load with allow_pickle=False
+    assert {os.path.splitext(p)[1] for p in written} <= {".yaml", ".csv", ".parquet", ".npz", ".txt"}
+    local = client.download_artifacts(fine.info.run_id, "eval/sample_probe.npz", str(tmp_path / "dl"))
+    with np.load(local, allow_pickle=False) as probe:
+        assert all(probe[name].dtype != object for name in probe.files)
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_mid_job_resumes_without_duplicates(tmp_path):
+    args = ["-m", "seed=0,1,2", *SMALL, "algorithm.epochs_per_task=2", *store_args(tmp_path, "resume")]
+    first = subprocess.Popen(
+        [sys.executable, str(ROOT / "experiments" / "train.py"), *args, f"hydra.sweep.dir={tmp_path}/first"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+    )
+    try:  # kill -9 the whole sweep while job seed=1 is between its two tasks
+        for line in first.stdout:
+            if line.startswith("[backprop-split_digits-class-seed1] after"):
+                os.killpg(first.pid, signal.SIGKILL)
+                break
+    finally:
+        first.kill()
+        first.wait(timeout=60)
+    client, _, jobs = runs_of(tmp_path, "resume")
+    assert sorted((j.data.params["seed"], j.info.status) for j in jobs) == [("0", "FINISHED"), ("1", "RUNNING")]
+
+    second = run_train(*args, f"hydra.sweep.dir={tmp_path}/second")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "[sweep] skip seed=0: FINISHED as run" in second.stdout
+    assert "KILLED (its process is gone): seed=1" in second.stdout
+    assert "3 jobs, 1 skipped, 2 completed, 0 failed" in second.stdout
+
+    client, parents, jobs = runs_of(tmp_path, "resume")
+    finished = [j for j in jobs if j.info.status == "FINISHED"]
+    assert sorted(j.data.params["seed"] for j in finished) == ["0", "1", "2"]
+    assert len({j.data.tags["forgetlab.config_hash"] for j in finished}) == 3
+    (killed,) = [j for j in jobs if j.info.status != "FINISHED"]
+    assert killed.info.status == "KILLED" and killed.data.params["seed"] == "1"
+    (parent,) = parents  # the re-run reuses the interrupted sweep's parent run and sweep id
+    assert parent.info.status == "FINISHED"
+    for job in finished:
+        assert job.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert job.data.tags["forgetlab.sweep_id"] == parent.data.tags["forgetlab.sweep_id"]
+
+    forced = run_train("-m", "seed=0", *args[2:], "tracking.resume=false", f"hydra.sweep.dir={tmp_path}/forced")
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    _, _, jobs = runs_of(tmp_path, "resume")
+    assert Counter(j.data.params["seed"] for j in jobs if j.info.status == "FINISHED") == {"0": 2, "1": 1, "2": 1}
+
+
+@pytest.mark.slow
+def test_eight_parallel_jobs_write_everything_to_one_sqlite_store(tmp_path):
+    proc = run_train(
+        "-m", "seed=range(8)", *SMALL, "eval.every_samples=25", *store_args(tmp_path, "writers"),
+        "hydra/launcher=joblib", "hydra.launcher.n_jobs=8", f"hydra.sweep.dir={tmp_path}/sweep", timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "locked" not in proc.stdout + proc.stderr
+    client, (parent,), jobs = runs_of(tmp_path, "writers")
+    assert parent.info.status == "FINISHED"
+    assert sorted(int(j.data.params["seed"]) for j in jobs) == list(range(8))
+    expected_steps = None
+    for job in jobs:
+        assert job.info.status == "FINISHED"
+        metrics = job.data.metrics
+        assert {"acc/task_0", "acc/task_1", "loss/task_0", "loss/task_1", "acc/seen", "loss/train", "updates",
+                "final/acc", "final/bwt", "final/fwt", "final/forgetting"} <= set(metrics)
+        steps = {k: [m.step for m in client.get_metric_history(job.info.run_id, k)] for k in ("acc/task_1", "updates")}
+        assert steps["acc/task_1"] == steps["updates"]
+        expected_steps = expected_steps or steps["acc/task_1"]
+        assert steps["acc/task_1"] == expected_steps and len(expected_steps) > 50  # every point of every run
+        assert ARTIFACTS <= artifact_paths(client, job.info.run_id)

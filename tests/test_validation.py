@@ -1,0 +1,81 @@
+"""Every config key is checked before any MLflow run exists: types, ranges, unknown keys and options."""
+
+import pytest
+
+from forgetlab.config import ConfigError, check_command_line, register_configs
+from tests.conftest import ROOT, run_train
+
+register_configs()
+
+# (overrides, words the message must contain: the key, the bad value, what is allowed)
+BAD_INPUTS = [
+    (["algorithm.lr=-1"], ["'algorithm.lr'", "-1.0", "(0, inf)"]),
+    (["algorithm.lr=nan"], ["'algorithm.lr'", "nan"]),
+    (["algorithm.lr=abc"], ["'algorithm.lr'", "'abc'", "float"]),
+    (["algorithm.epochs_per_task=0"], ["'algorithm.epochs_per_task'", "0", "[1, inf)"]),
+    (["algorithm.shuffle=maybe"], ["'algorithm.shuffle'", "'maybe'", "bool"]),
+    (["algorithm.foo=1"], ["'algorithm.foo'", "algorithm.foo=1", "epochs_per_task, l2, lr"]),
+    (["+algorithm.foo=1"], ["'algorithm.foo'", "algorithm.foo=1", "epochs_per_task, l2, lr"]),
+    (["+foo=1"], ["'foo'", "foo=1", "algorithm, eval, network"]),
+    (["algorithm=nope"], ["'algorithm'", "'nope'", "'backprop'"]),
+    (["task_sequence=nope"], ["'task_sequence'", "'nope'", "'split_digits'"]),
+    (["experiment=nope"], ["'experiment'", "'nope'", "'quickstart'"]),
+    (["network.activation=gelu"], ["'network.activation'", "'gelu'", "'relu'"]),
+    (["network.hidden_sizes=[64,0]"], ["'network.hidden_sizes'", "[64, 0]", "positive ints"]),
+    (["network.hidden_sizes=[a]"], ["'network.hidden_sizes'", "'a'", "list[int]"]),
+    (["network.init_scale=0"], ["'network.init_scale'", "0", "(0, inf)"]),
+    (["task_sequence.test_size=1.5"], ["'task_sequence.test_size'", "1.5", "(0, 1)"]),
+    (["task_sequence.test_size=0"], ["'task_sequence.test_size'", "0", "(0, 1)"]),
+    (["task_sequence.n_tasks=11"], ["'task_sequence.n_tasks'", "11", "[1, 10] for split_digits"]),
+    (["task_sequence.scenario=both"], ["'task_sequence.scenario'", "'both'", "'class'"]),
+    (["eval.probe_per_task=-1"], ["'eval.probe_per_task'", "-1", "'all'"]),
+    (["eval.probe_per_task=some"], ["'eval.probe_per_task'", "'some'", "'all'"]),
+    (["eval.every_samples=-5"], ["'eval.every_samples'", "-5", "[0, inf)"]),
+    (["seed=-1"], ["'seed'", "-1", "non-negative"]),
+    (["seed=abc"], ["'seed'", "'abc'", "int"]),
+    (["tracking.resume=maybe"], ["'tracking.resume'", "'maybe'", "bool"]),
+    (["tracking.stale_after_s=0"], ["'tracking.stale_after_s'", "0", "(0, inf)"]),
+    (["algorithm.lr"], ["algorithm.lr", "override"]),
+    # config-driven object creation: only forgetlab's registries and Hydra's registered plugins
+    (["+network._target_=builtins.exec"], ["'network._target_'", "'builtins.exec'", "registries"]),
+    (["+hydra.callbacks.x._target_=os.system"], ["'hydra.callbacks.x._target_'", "'os.system'", "registries"]),
+    (["network.name=os.system"], ["'network.name'", "'os.system'", "'mlp'"]),
+]
+
+
+@pytest.mark.parametrize("overrides, words", BAD_INPUTS, ids=[" ".join(o) for o, _ in BAD_INPUTS])
+def test_bad_input_is_rejected_with_key_value_and_allowed(overrides, words):
+    with pytest.raises(ConfigError) as error:
+        check_command_line(str(ROOT / "conf"), "config", overrides, multirun=False)
+    for word in words:
+        assert word in str(error.value)
+
+
+def test_good_inputs_pass():
+    check_command_line(str(ROOT / "conf"), "config", ["experiment=quickstart", "algorithm.lr=0.1"], multirun=False)
+    check_command_line(str(ROOT / "conf"), "config", ["seed=0,1", "algorithm.lr=0.1,0.2"], multirun=True)
+
+
+# In a subprocess: exit code 2, the message, and nothing written, for single runs and for sweeps
+# (in a sweep one bad job stops the whole sweep before any job runs).
+COMMAND_LINES = [
+    (["algorithm=nope"], "'algorithm'"),
+    (["-m", "seed=0,1", "algorithm.lr=0.1,-1"], "'algorithm.lr'"),
+    (["-m", "seed=0,abc"], "'seed'"),
+    (["-m", "algorithm=backprop,nope"], "'algorithm'"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args, key", COMMAND_LINES, ids=[" ".join(a) for a, _ in COMMAND_LINES])
+def test_bad_command_line_exits_2_and_writes_nothing(tmp_path, args, key):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = run_train(
+        *args, f"tracking.uri={uri}", f"tracking.artifact_location={tmp_path}/artifacts",
+        f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep",
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Invalid config:" in proc.stderr and key in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "artifacts").exists() and not (tmp_path / "sweep").exists()
