@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
@@ -134,29 +134,30 @@ class Config:
 
 SCHEMA_NAME = "base"
 
-# Top-level key -> the keys of its group (None: a plain value). ``hydra`` is Hydra's own node.
-SCHEMA_FIELDS: dict[str, set[str] | None] = {
-    f.name: {g.name for g in fields(f.default_factory)} if is_dataclass(f.default_factory) else None
-    for f in fields(Config)
+# Top-level keys of a composed config; ``hydra`` is Hydra's own node.
+TOP_LEVEL_KEYS = {f.name for f in fields(Config)} | {"hydra"}
+
+
+# Group -> {schema name -> dataclass}: "base" for the group as a whole, and one per option whose
+# YAML extends a schema of its own (``- /schema/network/rnn@_here_`` in conf/network/rnn.yaml).
+SCHEMAS: dict[str, dict[str, type]] = {
+    "network": {SCHEMA_NAME: NetworkConfig, "mlp": MLPConfig, "rnn": RNNConfig},
+    "algorithm": {SCHEMA_NAME: AlgorithmConfig, "bptt_truncated": BPTTTruncatedConfig, "rtrl": RTRLConfig},
+    "task_sequence": {SCHEMA_NAME: TaskSequenceConfig},
+    "eval": {SCHEMA_NAME: EvalConfig},
+    "tracking": {SCHEMA_NAME: TrackingConfig},
+    "paths": {SCHEMA_NAME: PathsConfig},
 }
-SCHEMA_FIELDS["hydra"] = None
 
 
 def register_configs() -> None:
     """Schemas live in the ``schema/`` group so that ``--help`` lists only real options of each group;
-    a group's YAML extends its schema with ``- /schema/<group>/base@_here_`` in its defaults."""
+    a group's YAML extends its schema with ``- /schema/<group>/<name>@_here_`` in its defaults."""
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
-    cs.store(group="schema/network", name=SCHEMA_NAME, node=NetworkConfig)
-    cs.store(group="schema/network", name="mlp", node=MLPConfig)
-    cs.store(group="schema/network", name="rnn", node=RNNConfig)
-    cs.store(group="schema/algorithm", name=SCHEMA_NAME, node=AlgorithmConfig)
-    cs.store(group="schema/algorithm", name="bptt_truncated", node=BPTTTruncatedConfig)
-    cs.store(group="schema/algorithm", name="rtrl", node=RTRLConfig)
-    cs.store(group="schema/task_sequence", name=SCHEMA_NAME, node=TaskSequenceConfig)
-    cs.store(group="schema/eval", name=SCHEMA_NAME, node=EvalConfig)
-    cs.store(group="schema/tracking", name=SCHEMA_NAME, node=TrackingConfig)
-    cs.store(group="schema/paths", name=SCHEMA_NAME, node=PathsConfig)
+    for group, schemas in SCHEMAS.items():
+        for name, node in schemas.items():
+            cs.store(group=f"schema/{group}", name=name, node=node)
 
 
 # --- semantic validation ------------------------------------------------------------------------
@@ -182,21 +183,34 @@ def _number(cfg: DictConfig, key: str, low: float, high: float = math.inf, low_o
         _fail(key, value, f"a number in the range {lo}{low}, {high}{hi}")
 
 
+def _group_keys(cfg: DictConfig | None, group: str) -> set[str] | None:
+    """The keys a group may hold: the fields of the schema its YAML extends (e.g. MLPConfig for
+    network=mlp); without a composed config, those of any of the group's schemas. None for a plain
+    top-level value."""
+    if group not in SCHEMAS:
+        return None
+    node = cfg.get(group) if cfg is not None else None
+    schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
+    if schema is not None and is_dataclass(schema):
+        return {f.name for f in fields(schema)}
+    return {f.name for schema in SCHEMAS[group].values() for f in fields(schema)}
+
+
 def _known_keys(cfg: DictConfig) -> None:
     """Keys added with ``+key=value`` pass Hydra's composition; only the schema's keys are forgetlab's."""
     for name in cfg:
-        if name not in SCHEMA_FIELDS:
-            raise _unknown_key(str(name), f"{name}={cfg[name]}")
-        schema = SCHEMA_FIELDS[name]
+        if name not in TOP_LEVEL_KEYS:
+            raise _unknown_key(cfg, str(name), f"{name}={cfg[name]}")
+        schema = _group_keys(cfg, str(name))
         if schema is not None:
             for key in cfg[name]:
                 if key not in schema:
-                    raise _unknown_key(f"{name}.{key}", f"{name}.{key}={cfg[name][key]}")
+                    raise _unknown_key(cfg, f"{name}.{key}", f"{name}.{key}={cfg[name][key]}")
 
 
-def _unknown_key(key: str, given: str) -> ConfigError:
+def _unknown_key(cfg: DictConfig | None, key: str, given: str) -> ConfigError:
     group, _, _ = key.rpartition(".")
-    allowed = SCHEMA_FIELDS[group] if group else set(SCHEMA_FIELDS) - {"hydra"}
+    allowed = _group_keys(cfg, group) if group else TOP_LEVEL_KEYS - {"hydra"}
     where = f"the keys of '{group}'" if group else "the top-level keys"
     return ConfigError(
         f"The '{key}' key is not a forgetlab parameter. Got {given!r} instead; {where} are: {', '.join(sorted(allowed))}."
@@ -270,9 +284,14 @@ def validate(cfg: DictConfig) -> None:
 # --- composition errors -------------------------------------------------------------------------
 
 
-def explain_composition_error(error: BaseException, overrides: list[str]) -> ConfigError | None:
+def explain_composition_error(
+    error: BaseException, overrides: list[str], compose: Callable[[list[str]], DictConfig] | None = None
+) -> ConfigError | None:
     """The ConfigError for a Hydra/OmegaConf composition failure caused by the command line (an
-    unknown key or group option, a wrong type, a malformed override), or None for anything else."""
+    unknown key or group option, a wrong type, a malformed override), or None for anything else.
+
+    ``compose(overrides)``, when given, lets an unknown-key message list the keys of the schema the
+    chosen group option really has (composed without the offending override)."""
     if isinstance(error, OverrideParseException):
         return ConfigError(f"Could not parse an override. {error}")
     if isinstance(error, MissingConfigException) and error.options is not None and error.missing_cfg_file:
@@ -288,10 +307,17 @@ def explain_composition_error(error: BaseException, overrides: list[str]) -> Con
     key = full_key.split("[")[0]
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
         group = key.rpartition(".")[0]
-        if group and SCHEMA_FIELDS.get(group) is None:
+        if group and _group_keys(None, group) is None:
             return None
-        given = next((o.lstrip("+~") for o in overrides if o.lstrip("+~").split("=")[0] == key), key)
-        return _unknown_key(key, given)
+        offending = [o for o in overrides if o.lstrip("+~").split("=")[0] == key]
+        given = offending[0].lstrip("+~") if offending else key
+        cfg = None
+        if compose is not None:
+            try:
+                cfg = compose([o for o in overrides if o not in offending])
+            except Exception:  # another bad override: fall back to every schema of the group
+                cfg = None
+        return _unknown_key(cfg, key, given)
     if isinstance(cause, ValidationError):
         expected = _schema_type(key)
         if expected is None:
@@ -301,18 +327,14 @@ def explain_composition_error(error: BaseException, overrides: list[str]) -> Con
 
 
 def _schema_type(key: str) -> str | None:
-    """The declared type of a dotted key, as written in the dataclass (e.g. 'float', 'list[int]')."""
-    node: Any = Config
-    for part in key.split("."):
-        if not is_dataclass(node):
-            return None
-        match = [f for f in fields(node) if f.name == part]
-        if not match:
-            return None
-        f = match[0]
-        node = f.default_factory if is_dataclass(f.default_factory) else None
-        declared = f.type
-    return str(declared)
+    """The declared type of a dotted key, as written in its dataclass (e.g. 'float', 'list[int]')."""
+    group, _, name = key.rpartition(".")
+    candidates = SCHEMAS.get(group, {}).values() if group else [Config]
+    for schema in candidates:
+        for f in fields(schema):
+            if f.name == name and not is_dataclass(f.default_factory):
+                return str(f.type)
+    return None
 
 
 # Where a ``_target_`` may appear: Hydra instantiates these only from its registered plugin classes.
@@ -350,7 +372,8 @@ def check_command_line(config_dir: str, config_name: str, overrides: list[str], 
             try:
                 cfg = GlobalHydra.instance().hydra.compose_config(config_name, overrides, run_mode=mode)
             except Exception as error:
-                explained = explain_composition_error(error, overrides)
+                compose = lambda kept: GlobalHydra.instance().hydra.compose_config(config_name, kept, run_mode=mode)
+                explained = explain_composition_error(error, overrides, compose)
                 if explained is None:
                     raise
                 raise explained from error

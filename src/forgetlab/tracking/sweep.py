@@ -77,7 +77,9 @@ def compose_jobs(config_loader, master: DictConfig, job_overrides: Sequence[Sequ
         try:
             cfg = config_loader.load_sweep_config(master, overrides)
         except Exception as error:
-            explained = explain_composition_error(error, overrides)
+            explained = explain_composition_error(
+                error, overrides, lambda kept: config_loader.load_sweep_config(master, kept)
+            )
             if explained is None:
                 raise
             raise ConfigError(f"{explained} (job {' '.join(overrides)})") from error
