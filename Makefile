@@ -4,9 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXPERIMENT ?= quickstart
+SERVER_PORT ?= 5001
+SERVER_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help venv study report test test-fast ui clean
+.PHONY: help venv study report test test-fast ui server server-stop system-deps clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,7 +33,7 @@ study: $(STAMP) ## run the quickstart study on the local sqlite store, write its
 report: $(STAMP) ## write reports/<name>/ for an experiment: make report EXPERIMENT=name (default quickstart)
 	$(PY) analysis/report.py --experiment $(EXPERIMENT)
 
-test: $(STAMP) ## run the whole test suite (slow end-to-end tests included)
+test: $(STAMP) system-deps ## run the whole test suite (slow end-to-end tests included)
 	$(PY) -m pytest -n 2 -q
 
 test-fast: $(STAMP) ## the fast subset, for local iteration
@@ -39,6 +41,15 @@ test-fast: $(STAMP) ## the fast subset, for local iteration
 
 ui: $(STAMP) ## open the MLflow UI on the local store at http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+system-deps: ## install PostgreSQL and Chromium from the OS packages when missing (for server and UI tests)
+	@.ci/system-deps
+
+server: $(STAMP) system-deps ## start MLflow on PostgreSQL at http://127.0.0.1:5001 (SERVER_PORT=...) for `tracking=server`
+	@FORGETLAB_ROOT=$(CURDIR) $(PY) -m forgetlab.tracking.server start --port $(SERVER_PORT) --workers $(SERVER_WORKERS)
+
+server-stop: $(STAMP) ## stop the server started by `make server` (its data stays in .forgetlab/server)
+	@FORGETLAB_ROOT=$(CURDIR) $(PY) -m forgetlab.tracking.server stop
 
 clean: ## remove outputs of runs (keeps mlflow.db and .venv)
 	rm -rf outputs multirun reports

@@ -43,3 +43,29 @@ def run_train(*args: str, env: dict | None = None, timeout: int = 300):
         [sys.executable, str(ROOT / "experiments" / "train.py"), *args],
         capture_output=True, text=True, env=full_env, timeout=timeout, cwd=ROOT,
     )
+
+
+@pytest.fixture(scope="session")
+def tracking_server():
+    """The `make server` pair (PostgreSQL + mlflow server) on free 127.0.0.1 ports, torn down at the end.
+
+    Its state lives in a fresh directory under the system temp dir (not pytest's tmp_path, whose
+    parents the `postgres` user cannot enter when tests run as root)."""
+    import shutil
+    import tempfile
+
+    from forgetlab.tracking.server import ServerError, TrackingServer, pg_bindir
+
+    try:
+        pg_bindir()
+    except ServerError as error:
+        pytest.skip(f"{error}")
+    state_dir = Path(tempfile.mkdtemp(prefix="forgetlab-server-"))
+    state_dir.chmod(0o755)
+    server = TrackingServer(state_dir)
+    try:
+        server.start(port=0, workers=1)
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)

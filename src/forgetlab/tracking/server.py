@@ -1,0 +1,412 @@
+"""A shared MLflow tracking server on PostgreSQL, run by the project itself (no service manager).
+
+    python -m forgetlab.tracking.server start [--port 5001] [--state-dir DIR]
+    python -m forgetlab.tracking.server status
+    python -m forgetlab.tracking.server stop
+
+``start`` initialises a PostgreSQL cluster from the OS packages in ``<state dir>/postgres`` (first time
+only), starts it on 127.0.0.1 at a free port with password authentication, creates the ``mlflow``
+database, and starts ``mlflow server`` on it with artifacts proxied to ``<state dir>/artifacts``.
+Training then uses ``tracking=server`` (see conf/tracking/server.yaml). Everything binds to
+127.0.0.1 unless ``--host`` says otherwise; PostgreSQL always stays on 127.0.0.1 because only the
+MLflow server talks to it.
+
+initdb and postgres refuse to run as root, so as root they run as the ``postgres`` system user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+DEFAULT_PORT = 5001
+DB_USER = "forgetlab"
+DB_NAME = "mlflow"
+STATE_FILE = "server.json"
+
+
+class ServerError(RuntimeError):
+    """The server could not be started or reached; the message says why and what to do."""
+
+
+def default_state_dir() -> Path:
+    root = Path(os.environ.get("FORGETLAB_ROOT", "."))
+    return (root / ".forgetlab" / "server").resolve()
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def pg_bindir() -> Path:
+    """Directory of initdb/pg_ctl: $FORGETLAB_PG_BIN, PATH, or the newest /usr/lib/postgresql/<v>/bin."""
+    if os.environ.get("FORGETLAB_PG_BIN"):
+        return Path(os.environ["FORGETLAB_PG_BIN"])
+    found = shutil.which("pg_ctl")
+    if found and Path(found).resolve().parent.joinpath("initdb").exists():
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parts[-3]))
+    if versions:
+        return versions[-1].parent
+    raise ServerError(
+        "PostgreSQL is not installed (no pg_ctl on PATH or under /usr/lib/postgresql). "
+        "Install the OS package: `make system-deps` (apt-get install postgresql)."
+    )
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+def _as_db_owner(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+def _run(cmd: list[str], what: str) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ServerError(f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields 3… of /proc/<pid>/stat (state, ppid, …), or None when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def process_start(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks after boot): with the pid, it names one process, even after
+    the pid is reused by another one (e.g. after a reboot)."""
+    fields = _stat_fields(pid)
+    return fields[19] if fields else None
+
+
+def _alive(pid: int | None, started: str | None = None) -> bool:
+    """True while ``pid`` runs (and, given ``started``, is still that process); an exited process
+    nobody reaped yet (a zombie) counts as gone."""
+    if not pid:
+        return False
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] == "Z":
+        return False
+    return started is None or fields[19] == started
+
+
+def stop_process_group(pid: int, timeout: float = 15.0) -> None:
+    """SIGTERM the process group led by ``pid`` (the server and its workers), SIGKILL if it lingers."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our child: reap it
+                return
+        except ChildProcessError:  # not our child (started by another `start`)
+            if not _alive(pid):
+                return
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _tail(path: Path, n: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return f"(no log at {path})"
+
+
+def wait_healthy(url: str, pid: int, log: Path, timeout: float = 120.0) -> None:
+    """Poll ``<url>/health`` until it answers 200; fail early with the log if the process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                raise ServerError(f"mlflow server exited during start-up. Last lines of {log}:\n{_tail(log)}")
+        except ChildProcessError:
+            pass
+        time.sleep(0.5)
+    raise ServerError(f"mlflow server did not answer {url}/health within {timeout:.0f} s. Last lines of {log}:\n{_tail(log)}")
+
+
+def start_mlflow(
+    backend_store_uri: str,
+    artifacts_dir: Path,
+    log: Path,
+    *,
+    host: str = LOOPBACK,
+    port: int,
+    workers: int = 2,
+    allowed_hosts: str | None = None,
+    timeout: float = 120.0,
+) -> int:
+    """Start ``mlflow server`` in its own process group, wait until it is healthy; return its pid.
+
+    The backend URI (it may hold a password) goes through the environment, not the command line.
+    Artifacts are proxied: clients upload over HTTP, so jobs on other nodes need no shared disk for them.
+    """
+    if port_in_use(host, port):
+        raise ServerError(f"Port {port} on {host} is already in use; choose another one with --port.")
+    cmd = [
+        str(Path(sys.executable).with_name("mlflow")), "server",
+        "--artifacts-destination", str(artifacts_dir),
+        "--host", host, "--port", str(port), "--workers", str(workers),
+    ]
+    if allowed_hosts:
+        cmd += ["--allowed-hosts", allowed_hosts]
+    # No server-side job runner: it serves MLflow's GenAI features (scorers, trace roll-ups), which
+    # forgetlab does not use, and would cost one more process importing all of MLflow.
+    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": backend_store_uri, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        wait_healthy(f"http://{_connect_host(host)}:{port}", proc.pid, log, timeout)
+    except BaseException:
+        stop_process_group(proc.pid)
+        raise
+    return proc.pid
+
+
+def _connect_host(host: str) -> str:
+    return LOOPBACK if host in ("0.0.0.0", "") else host
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file only its owner can read (created so, never briefly world-readable)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    path.chmod(0o600)
+
+
+@dataclass
+class Postgres:
+    """A PostgreSQL cluster in ``data_dir``, listening on 127.0.0.1 only, password authentication."""
+
+    data_dir: Path
+    password_file: Path
+
+    @property
+    def password(self) -> str:
+        return self.password_file.read_text().strip()
+
+    def initialised(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    def init(self) -> None:
+        bindir = pg_bindir()
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # initdb reads the password from a file the cluster owner can read; it is removed right after.
+        pwfile = self.data_dir.with_name("initdb.pw")
+        try:
+            if os.geteuid() == 0:
+                shutil.chown(self.data_dir, "postgres", "postgres")
+                if subprocess.run(_as_db_owner(["test", "-w", str(self.data_dir)])).returncode != 0:
+                    raise ServerError(
+                        f"PostgreSQL runs as the 'postgres' user, which cannot reach {self.data_dir}. "
+                        "Choose a --state-dir whose parent directories it can traverse."
+                    )
+            _write_private(self.password_file, secrets.token_urlsafe(24))
+            _write_private(pwfile, self.password)
+            if os.geteuid() == 0:
+                shutil.chown(pwfile, "postgres", "postgres")
+            _run(
+                _as_db_owner([
+                    str(bindir / "initdb"), "-D", str(self.data_dir), "-U", DB_USER, "--pwfile", str(pwfile),
+                    "--auth", "scram-sha-256", "--encoding", "UTF8", "--no-locale",
+                ]),
+                "initdb",
+            )
+        except BaseException:
+            shutil.rmtree(self.data_dir, ignore_errors=True)  # never initialised: nothing of value in it
+            raise
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def start(self, port: int) -> None:
+        # No unix socket (-k ''): TCP on 127.0.0.1 only, so nothing depends on /var/run/postgresql.
+        _run(
+            _as_db_owner([
+                str(pg_bindir() / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.data_dir / "server.log"),
+                "-w", "-t", "60", "-o", f"-h {LOOPBACK} -p {port} -k ''", "start",
+            ]),
+            "pg_ctl start",
+        )
+
+    def running(self) -> bool:
+        cmd = _as_db_owner([str(pg_bindir() / "pg_ctl"), "-D", str(self.data_dir), "status"])
+        return subprocess.run(cmd, capture_output=True).returncode == 0
+
+    def stop(self) -> None:
+        if self.initialised() and self.running():
+            _run(
+                _as_db_owner([str(pg_bindir() / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]),
+                "pg_ctl stop",
+            )
+
+    def uri(self, port: int, database: str = DB_NAME) -> str:
+        return f"postgresql+psycopg2://{DB_USER}:{self.password}@{LOOPBACK}:{port}/{database}"
+
+    def create_database(self, port: int, name: str = DB_NAME) -> None:
+        import psycopg2
+
+        conn = psycopg2.connect(host=LOOPBACK, port=port, user=DB_USER, password=self.password, dbname="postgres")
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if cur.fetchone() is None:
+                    cur.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            conn.close()
+
+
+# --- the pair ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ServerState:
+    uri: str
+    host: str
+    port: int
+    pg_port: int
+    mlflow_pid: int
+    mlflow_started: str | None = None  # process_start(mlflow_pid): a reused pid is not our server
+
+
+class TrackingServer:
+    """PostgreSQL + mlflow server whose state (data, artifacts, logs, pids) lives in ``state_dir``."""
+
+    def __init__(self, state_dir: str | Path | None = None) -> None:
+        self.state_dir = Path(state_dir).resolve() if state_dir else default_state_dir()
+        self.postgres = Postgres(self.state_dir / "postgres", self.state_dir / "postgres.password")
+        self.artifacts_dir = self.state_dir / "artifacts"
+        self.log = self.state_dir / "mlflow.log"
+        self.state_path = self.state_dir / STATE_FILE
+
+    def state(self) -> ServerState | None:
+        if not self.state_path.exists():
+            return None
+        return ServerState(**json.loads(self.state_path.read_text()))
+
+    def healthy(self) -> bool:
+        state = self.state()
+        if state is None or not _alive(state.mlflow_pid, state.mlflow_started):
+            return False
+        try:
+            with urllib.request.urlopen(f"{state.uri}/health", timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    def start(
+        self, port: int = DEFAULT_PORT, host: str = LOOPBACK, workers: int = 2, allowed_hosts: str | None = None
+    ) -> ServerState:
+        """Start both (idempotent: a healthy server is left as it is). ``port=0`` picks a free port."""
+        if self.healthy():
+            return self.state()
+        self.stop()  # a stale half (e.g. after a crash) is cleared before starting afresh
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if not self.postgres.initialised():
+            self.postgres.init()
+        pg_port = free_port()
+        self.postgres.start(pg_port)
+        try:
+            self.postgres.create_database(pg_port)
+            port = port or free_port(host)
+            pid = start_mlflow(
+                self.postgres.uri(pg_port), self.artifacts_dir, self.log,
+                host=host, port=port, workers=workers, allowed_hosts=allowed_hosts,
+            )
+        except BaseException:
+            self.postgres.stop()
+            raise
+        state = ServerState(f"http://{_connect_host(host)}:{port}", host, port, pg_port, pid, process_start(pid))
+        self.state_path.write_text(json.dumps(asdict(state)))
+        return state
+
+    def stop(self) -> None:
+        state = self.state()
+        if state is not None and _alive(state.mlflow_pid, state.mlflow_started):
+            stop_process_group(state.mlflow_pid)
+        self.postgres.stop()
+        self.state_path.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m forgetlab.tracking.server", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["start", "stop", "status"])
+    parser.add_argument("--state-dir", default=None, help="data, artifacts and logs (default: <project>/.forgetlab/server)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"MLflow port (default {DEFAULT_PORT}; 0 = any free port)")
+    parser.add_argument("--host", default=LOOPBACK, help="interface the MLflow server binds to (default 127.0.0.1)")
+    parser.add_argument("--allowed-hosts", default=None, help="Host headers MLflow accepts when --host is not 127.0.0.1")
+    parser.add_argument("--workers", type=int, default=2, help="MLflow server worker processes (default 2)")
+    args = parser.parse_args(argv)
+
+    server = TrackingServer(args.state_dir)
+    try:
+        if args.command == "start":
+            state = server.start(args.port, args.host, args.workers, args.allowed_hosts)
+            print(f"MLflow tracking server on PostgreSQL: {state.uri}  (state in {server.state_dir})")
+            print(f"Train against it:  python experiments/train.py tracking=server   (or export MLFLOW_TRACKING_URI={state.uri})")
+            print("Stop it:           make server-stop")
+        elif args.command == "stop":
+            server.stop()
+            print("stopped")
+        else:
+            state = server.state()
+            if server.healthy():
+                print(f"running: {state.uri} (mlflow pid {state.mlflow_pid}, postgres on {LOOPBACK}:{state.pg_port})")
+            else:
+                print("not running")
+                return 1
+    except ServerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
