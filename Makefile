@@ -16,10 +16,10 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,bench]"
 	touch $(STAMP)
 
-venv: $(STAMP) ## create .venv and install forgetlab with its dev tools
+venv: $(STAMP) ## create .venv and install forgetlab with its dev and benchmark tools (torch, CPU)
 
 # The report is written even when some jobs failed (it lists them); the exit code stays the sweep's.
 # Exit code 2 is a bad config: nothing was trained, so there is nothing new to report.
