@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -15,7 +14,7 @@ from forgetlab.data import Scenario, build_task_sequence
 from forgetlab.networks import build_network
 from forgetlab.tracking.mlflow_run import final_metrics, run_for_config
 from forgetlab.tracking.sweep import job_already_done
-from forgetlab.trainer import EvalPoint, Trainer, TrainingResult, choose_probe
+from forgetlab.trainer import EvalPoint, Trainer, choose_probe
 
 
 @dataclass
@@ -48,6 +47,24 @@ class TaskLines:
                 f"updates={point.updates} acc/seen={np.mean(seen):.3f}",
                 flush=True,
             )
+
+
+class ProgressBar:
+    """A tqdm bar over samples for a single run, closed after the last stage."""
+
+    def __init__(self, total: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="sample", dynamic_ncols=True, file=sys.stderr, leave=False)
+        self.seen = 0
+
+    def on_eval(self, point: EvalPoint) -> None:
+        self.bar.update(point.samples_seen - self.seen)
+        self.seen = point.samples_seen
+        if point.tasks_trained:
+            self.bar.set_postfix(acc_seen=f"{np.mean(point.accuracy[: point.tasks_trained]):.3f}", refresh=False)
+        if self.seen >= self.bar.total and point.boundary:
+            self.bar.close()
 
 
 def build_trainer(cfg: DictConfig, observers=()) -> Trainer:
@@ -96,33 +113,11 @@ def run_experiment(cfg: DictConfig, context: RunContext | None = None) -> dict[s
             return {}
     trainer = build_trainer(cfg)
     stage_names = [s.name for s in trainer.stages]
-    trainer.observers.append(TaskLines(name, stage_names) if context.quiet else _Progress(total_samples(trainer)))
+    trainer.observers.append(TaskLines(name, stage_names) if context.quiet else ProgressBar(total_samples(trainer)))
     if not cfg.tracking.enabled:
-        return _final(trainer.run())
+        return final_metrics(trainer.run().accuracy_matrix)
 
     with run_for_config(cfg, name, context) as mlflow_run:
         trainer.observers.append(mlflow_run)
         result = trainer.run()
         return mlflow_run.finish(result, OmegaConf.to_yaml(cfg, resolve=True))
-
-
-def _final(result: TrainingResult) -> dict[str, float]:
-    return final_metrics(result.accuracy_matrix)
-
-
-class _Progress:
-    """tqdm bar over samples, closed after the last stage."""
-
-    def __init__(self, total: int) -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, unit="sample", dynamic_ncols=True, file=sys.stderr, leave=False)
-        self.seen = 0
-
-    def on_eval(self, point: EvalPoint) -> None:
-        self.bar.update(point.samples_seen - self.seen)
-        self.seen = point.samples_seen
-        if point.tasks_trained:
-            self.bar.set_postfix(acc_seen=f"{np.mean(point.accuracy[: point.tasks_trained]):.3f}", refresh=False)
-        if self.seen >= self.bar.total and point.boundary:
-            self.bar.close()
