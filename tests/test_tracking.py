@@ -153,3 +153,19 @@ def test_a_failing_run_keeps_the_metrics_it_had_buffered(compose_cfg, sqlite_uri
     assert run.info.status == "FAILED"
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "acc/task_0")]
     assert steps == [0, 200, 400]
+
+
+def test_metrics_carry_the_wall_clock_time_of_their_evaluation(tmp_path, sqlite_uri, compose_cfg):
+    import time
+
+    from forgetlab.experiment import run_experiment
+
+    before = int(time.time() * 1000)
+    run_experiment(compose_cfg(f"tracking.uri={sqlite_uri}", *FAST))
+    after = int(time.time() * 1000)
+    client = MlflowClient(sqlite_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("forgetlab").experiment_id])
+    for key in ("acc/task_0", "final/acc"):
+        stamps = [m.timestamp for m in client.get_metric_history(run.info.run_id, key)]
+        assert all(before <= t <= after for t in stamps), key
+        assert stamps == sorted(stamps)

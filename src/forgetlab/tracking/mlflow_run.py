@@ -94,6 +94,10 @@ def final_metrics(R_with_init: np.ndarray) -> dict[str, float]:
     return out
 
 
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class MlflowRun:
     """One training run in MLflow; use as an observer of the trainer, then ``finish`` or ``fail``."""
 
@@ -120,7 +124,8 @@ class MlflowRun:
     # --- observer ---------------------------------------------------------------------------
 
     def on_eval(self, point: EvalPoint) -> None:
-        step, ts = point.samples_seen, 0
+        # Wall-clock time of the evaluation, so MLflow's "Wall time" and "Relative time" axes mean something.
+        step, ts = point.samples_seen, now_ms()
         m = self._buffer
         for j, (acc, loss) in enumerate(zip(point.accuracy, point.loss)):
             m.append(Metric(f"acc/task_{j}", float(acc), ts, step))
@@ -144,7 +149,7 @@ class MlflowRun:
     def finish(self, result: TrainingResult, resolved_config_yaml: str) -> dict[str, float]:
         final = final_metrics(result.accuracy_matrix)
         step = result.points[-1].samples_seen
-        self._buffer += [Metric(k, v, 0, step) for k, v in final.items()]
+        self._buffer += [Metric(k, v, now_ms(), step) for k, v in final.items()]
         self.flush()
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
