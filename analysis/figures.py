@@ -8,6 +8,7 @@ Bands and error bars are 95 % bootstrap CIs of the mean over seeds.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -67,8 +68,10 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _title(condition: str, n: int) -> str:
-    return f"{condition}\n(n = {n} seed{'s' if n != 1 else ''})"
+def _title(condition: str, n: int, width: int = 48) -> str:
+    """The condition's key=value pairs wrapped to fit a panel, then the number of seeds."""
+    lines = textwrap.wrap(condition, width=width, break_long_words=False) or [condition]
+    return "\n".join(lines) + f" (n = {n} seed{'s' if n != 1 else ''})"
 
 
 def accuracy_matrices(matrices: dict[str, list[np.ndarray]], task_names: dict[str, list[str]], order, path: Path):
