@@ -316,11 +316,11 @@ def report_markdown(experiment, uri, sweep_id, filter_string, keys, runs, analys
         "",
         f"- generated: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; tracking URI: `{uri}`"
         + (f"; report run `{run_id}`" if run_id else ""),
-        f"- selection: `forgetlab.kind=train`" + (f", sweep `{sweep_id}`" if sweep_id else "")
+        "- selection: `forgetlab.kind=train`" + (f", sweep `{sweep_id}`" if sweep_id else "")
         + (f", filter `{filter_string}`" if filter_string else "") + f"; sweeps: {', '.join(f'`{s}`' for s in sweeps)}",
         f"- runs: {int(runs['analysed'].sum())} analysed of {len(runs)} found; {len(summary)} conditions over "
         + (", ".join(f"`{k.removeprefix('params.')}`" for k in keys) or "no varying param") + "; statistics over `seed`",
-        f"- code: " + (", ".join(f"`{c[:12]}`" for c in commits) or "unknown"),
+        "- code: " + (", ".join(f"`{c[:12]}`" for c in commits) or "unknown"),
         "",
     ]
     if len(not_analysed):

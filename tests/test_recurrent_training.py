@@ -146,7 +146,7 @@ def test_a_sweep_across_learners_follows_the_tracking_contract(tmp_path, sqlite_
     jobs = {r.data.params["algorithm.name"]: r for r in runs if r.data.tags.get("forgetlab.kind") == "train"}
     assert set(jobs) == {"backprop", "bptt_epochwise", "bptt_truncated", "rtrl"}
     n_train = None
-    for name, job in jobs.items():
+    for job in jobs.values():
         assert job.info.status == "FINISHED"
         assert "final/acc" in job.data.metrics and "final/forgetting" in job.data.metrics
         updates = client.get_metric_history(job.info.run_id, "updates")
