@@ -66,9 +66,10 @@ def test_mlp_per_sample_gradients_match_finite_differences(activation, output, l
     assert_rows_match_finite_differences(net, mlp_per_sample_gradients(net, x, y, mask), x, y, mask)
 
 
-@pytest.mark.parametrize(
-    "activation,output,loss,loss_at", list(itertools.product(RNN_ACTIVATIONS, functions.OUTPUTS, functions.LOSSES, LOSS_AT))
-)
+RNN_COMBOS = list(itertools.product(RNN_ACTIVATIONS, functions.OUTPUTS, functions.LOSSES, LOSS_AT))
+
+
+@pytest.mark.parametrize("activation,output,loss,loss_at", RNN_COMBOS)
 def test_rnn_per_sequence_gradients_match_finite_differences(activation, output, loss, loss_at):
     net, x, y, mask = make_rnn(activation, output, loss, loss_at)
     assert_rows_match_finite_differences(net, rnn_per_sequence_gradients(net, x, y, mask), x, y, mask)

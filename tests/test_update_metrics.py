@@ -178,10 +178,23 @@ def test_update_metrics_match_brute_force(seed):
             expected.append((p, u, wrong[0], False) if wrong else (p, u, h, True))
     assert list(zip(times.sample, times.update, times.time, times.censored)) == expected
 
-    # Survival needs the sample correct at every update up to k, retention only at k itself.
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_survival_without_censoring_is_the_fraction_correct_throughout(seed):
+    # One presentation each, in the first half: every anchor observes every lag up to 30, so no
+    # anchor is censored before k and Kaplan-Meier is the plain fraction correct at all of u+1..u+k,
+    # at most the fraction correct at u+k alone (retention).
+    rng = np.random.default_rng(seed)
+    correct = rng.random((61, 8)) < 0.85
+    presented = rng.integers(1, 31, size=(8, 1))
+    lags = np.array([1, 2, 5, 30])
+    times = M.time_to_forget(correct, presented)
+    learned = [(p, u) for p, u in zip(range(8), presented[:, 0]) if correct[u, p]]
+    expected = [np.mean([correct[u + 1 : u + k + 1, p].all() for p, u in learned]) for k in lags]
     survival = M.survival_after_updates(times, lags)
-    defined = np.isfinite(survival) & np.isfinite(retention)
-    assert np.all(survival[defined] <= retention[defined] + 1e-12)
+    np.testing.assert_allclose(survival, expected)
+    assert np.all(survival <= M.retention_by_updates(correct, presented, lags)[0] + 1e-12)
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -348,7 +348,9 @@ def retention_by_updates(correct: np.ndarray, presented_update: np.ndarray, lags
         return np.where(pairs > 0, kept / np.maximum(pairs, 1), np.nan), pairs
 
 
-def erasure_after_updates(correct: np.ndarray, presented_update: np.ndarray, ks=(1, 10, 100, 1000)) -> tuple[np.ndarray, np.ndarray]:
+def erasure_after_updates(
+    correct: np.ndarray, presented_update: np.ndarray, ks=(1, 10, 100, 1000)
+) -> tuple[np.ndarray, np.ndarray]:
     """erasure(k) = P(wrong k updates after its presentation | correct right after it)
     = 1 - retention_by_updates(k), over the same pairs.
 
@@ -359,7 +361,9 @@ def erasure_after_updates(correct: np.ndarray, presented_update: np.ndarray, ks=
     return 1.0 - retention, pairs
 
 
-def loss_change_after_updates(loss: np.ndarray, presented_update: np.ndarray, ks=(1, 10, 100, 1000)) -> tuple[np.ndarray, np.ndarray]:
+def loss_change_after_updates(
+    loss: np.ndarray, presented_update: np.ndarray, ks=(1, 10, 100, 1000)
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean loss increase of the just-presented sample k updates later:
         dl(k) = mean over anchors (p, u) observing k of (loss[u + k, p] - loss[u, p]).
 
@@ -377,8 +381,9 @@ def loss_change_after_updates(loss: np.ndarray, presented_update: np.ndarray, ks
     later, observed = _lagged(loss, anchors, ks)
     change = later - loss[anchors.update, anchors.sample][:, None]
     pairs = observed.sum(axis=0)
+    total = np.where(observed, change, 0.0).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(pairs > 0, np.where(observed, change, 0.0).sum(axis=0) / np.maximum(pairs, 1), np.nan), pairs
+        return np.where(pairs > 0, total / np.maximum(pairs, 1), np.nan), pairs
 
 
 def forgetting_events_by_interval(
@@ -526,12 +531,19 @@ def cosine_to_earlier_tasks(updates: np.ndarray, task_gradients: np.ndarray, upd
     weights of each update; update_task (U,) -> (U, T)."""
     updates = np.asarray(updates, dtype=float)
     task_gradients = np.asarray(task_gradients, dtype=float)
-    c = cosine(updates[:, None, :], task_gradients)
+    if task_gradients.ndim == 2:  # one matmul: broadcasting would build a (U, T, n) product
+        norms = np.outer(np.linalg.norm(updates, axis=1), np.linalg.norm(task_gradients, axis=1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c = np.where(norms > 0, (updates @ task_gradients.T) / np.where(norms > 0, norms, 1.0), np.nan)
+    else:
+        c = cosine(updates[:, None, :], task_gradients)
     earlier = np.arange(task_gradients.shape[-2])[None, :] < np.asarray(update_task)[:, None]
     return np.where(earlier, c, np.nan)
 
 
-def interference_matrix(per_sample_gradients: np.ndarray, task: np.ndarray, n_tasks: int) -> tuple[np.ndarray, np.ndarray]:
+def interference_matrix(
+    per_sample_gradients: np.ndarray, task: np.ndarray, n_tasks: int
+) -> tuple[np.ndarray, np.ndarray]:
     """I[a, b] = mean of cos(grad_p, grad_q) over probe samples p of task a and q of task b, p != q;
     negative = a step that lowers the loss of one task raises the other's, to first order.
     Samples with a zero gradient are left out (their cosine is undefined). Returns (I (T, T),
