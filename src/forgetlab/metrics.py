@@ -15,8 +15,10 @@ Sample level: the sample probe of docs/tracking.md, E evaluation points and P pr
 from __future__ import annotations
 
 import warnings
+from typing import NamedTuple
 
 import numpy as np
+from scipy.stats import CensoredData, ecdf
 
 # --- task level ------------------------------------------------------------------------------
 
@@ -253,3 +255,309 @@ def accuracy_drop_per_update(
     if not use.any():
         return float("nan")
     return float(drop[use].sum() / u[use].sum())
+
+
+# --- update resolution -----------------------------------------------------------------------
+#
+# The update-resolution probe history (docs/metrics.md, "Update resolution"): U weight updates,
+# P probe samples, evaluated before training and after every update.
+#   correct           (U+1, P) bool   row u = after u updates; row 0 = before any training
+#   loss              (U+1, P) float  the data loss (no L2 term) at the same rows
+#   presented_update  (P, n) int      the updates at which each probe sample was presented, strictly
+#                                     increasing, -1 padding at the end: update i (1..U) moves the
+#                                     weights from row i-1 to row i, so row u_p is "right after its
+#                                     own presentation".
+# An *anchor* is one presentation (p, u). Its horizon is the number of later rows before p is trained
+# again: h = min(u' - 1, U) - u with u' the next presentation of p (U + 1 when there is none). A lag k
+# of an anchor is observed when 0 <= k <= h, so an update that trains p again never counts as
+# forgetting p.
+
+
+class Anchors(NamedTuple):
+    """One entry per presentation: probe sample, update index, horizon (updates observed before the
+    sample is trained again or the history ends)."""
+
+    sample: np.ndarray
+    update: np.ndarray
+    horizon: np.ndarray
+
+
+def presentation_anchors(presented_update: np.ndarray, n_updates: int) -> Anchors:
+    """The anchors of a probe history with ``n_updates`` = U updates; validates ``presented_update``."""
+    pu = np.asarray(presented_update, dtype=np.int64)
+    if pu.ndim != 2:
+        raise ValueError(f"presented_update must be 2-D (P, n), -1 padded. Got shape {pu.shape}.")
+    valid = pu >= 0
+    if np.any(pu < -1) or np.any(pu[valid] < 1) or np.any(pu[valid] > n_updates):
+        raise ValueError(
+            f"presented_update entries must be -1 (padding) or update indices in [1, {n_updates}]. "
+            f"Got values in [{pu.min()}, {pu.max()}]."
+        )
+    if np.any(~valid[:, :-1] & valid[:, 1:]):
+        raise ValueError("presented_update must keep its -1 padding at the end of each row.")
+    if np.any(valid[:, 1:] & (pu[:, 1:] <= pu[:, :-1])):
+        raise ValueError("presented_update must be strictly increasing along each row.")
+    following = np.concatenate([pu[:, 1:], np.full((pu.shape[0], 1), -1, dtype=np.int64)], axis=1)
+    following = np.where(following >= 0, following, n_updates + 1)
+    sample, column = np.nonzero(valid)
+    update = pu[sample, column]
+    horizon = np.minimum(following[sample, column] - 1, n_updates) - update
+    return Anchors(sample=sample, update=update, horizon=horizon)
+
+
+def _history(correct: np.ndarray, presented_update: np.ndarray) -> tuple[np.ndarray, Anchors]:
+    correct = np.asarray(correct, dtype=bool)
+    if correct.ndim != 2 or correct.shape[1] != np.shape(presented_update)[0]:
+        raise ValueError(
+            f"correct must be (U+1, P) with P = len(presented_update) = {np.shape(presented_update)[0]}. "
+            f"Got shape {correct.shape}."
+        )
+    return correct, presentation_anchors(presented_update, correct.shape[0] - 1)
+
+
+def _lags(lags) -> np.ndarray:
+    lags = np.atleast_1d(np.asarray(lags, dtype=np.int64))
+    if np.any(lags < 0):
+        raise ValueError(f"lags must be >= 0 updates. Got {lags[lags < 0].tolist()}.")
+    return lags
+
+
+def _lagged(values: np.ndarray, anchors: Anchors, lags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(values at anchor + lag, observed) of shape (A, K); unobserved entries hold arbitrary values."""
+    observed = lags[None, :] <= anchors.horizon[:, None]
+    rows = np.minimum(anchors.update[:, None] + lags[None, :], values.shape[0] - 1)
+    return values[rows, anchors.sample[:, None]], observed
+
+
+def retention_by_updates(correct: np.ndarray, presented_update: np.ndarray, lags) -> tuple[np.ndarray, np.ndarray]:
+    """P(correct k updates after its presentation | correct right after it), for each lag k.
+
+    Over the anchors (p, u) with correct[u, p] and the lags they observe (k <= h):
+        retention(k) = #{correct[u + k, p]} / #{pairs}
+    whatever happened in between (a sample wrong at u + 1 and correct again at u + k is retained at k).
+    Returns (retention (K,), pairs (K,) int); NaN where there is no pair (e.g. k beyond the history).
+    retention(0) = 1 whenever defined."""
+    correct, anchors = _history(correct, presented_update)
+    lags = _lags(lags)
+    learned = correct[anchors.update, anchors.sample]
+    later, observed = _lagged(correct, anchors, lags)
+    eligible = observed & learned[:, None]
+    pairs = eligible.sum(axis=0)
+    kept = (later & eligible).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, kept / np.maximum(pairs, 1), np.nan), pairs
+
+
+def erasure_after_updates(
+    correct: np.ndarray, presented_update: np.ndarray, ks=(1, 10, 100, 1000)
+) -> tuple[np.ndarray, np.ndarray]:
+    """erasure(k) = P(wrong k updates after its presentation | correct right after it)
+    = 1 - retention_by_updates(k), over the same pairs.
+
+    erasure(1) is the seed's one-update story: the chance that the very next update (on another
+    sample) erases a just-learned sample. Returns (erasure (K,), pairs (K,) int); NaN with 0 pairs
+    where no anchor observes lag k. Positive = forgetting."""
+    retention, pairs = retention_by_updates(correct, presented_update, ks)
+    return 1.0 - retention, pairs
+
+
+def loss_change_after_updates(
+    loss: np.ndarray, presented_update: np.ndarray, ks=(1, 10, 100, 1000)
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean loss increase of the just-presented sample k updates later:
+        dl(k) = mean over anchors (p, u) observing k of (loss[u + k, p] - loss[u, p]).
+
+    Every anchor counts, correct right after its presentation or not (the loss needs no threshold).
+    Returns (dl (K,), pairs (K,) int); NaN with 0 pairs where no anchor observes lag k.
+    Positive = the sample's loss went up (forgetting)."""
+    loss = np.asarray(loss, dtype=float)
+    if loss.ndim != 2 or loss.shape[1] != np.shape(presented_update)[0]:
+        raise ValueError(
+            f"loss must be (U+1, P) with P = len(presented_update) = {np.shape(presented_update)[0]}. "
+            f"Got shape {loss.shape}."
+        )
+    anchors = presentation_anchors(presented_update, loss.shape[0] - 1)
+    ks = _lags(ks)
+    later, observed = _lagged(loss, anchors, ks)
+    change = later - loss[anchors.update, anchors.sample][:, None]
+    pairs = observed.sum(axis=0)
+    total = np.where(observed, change, 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, total / np.maximum(pairs, 1), np.nan), pairs
+
+
+def forgetting_events_by_interval(
+    correct: np.ndarray, presented_update: np.ndarray, intervals=(1, 10, 100)
+) -> tuple[np.ndarray, np.ndarray]:
+    """Toneva forgetting events (``forgetting_events``) counted on the history evaluated every s
+    updates, rows 0, s, 2s, ... <= U, for each interval s: the mean number of 1 -> 0 transitions per
+    probe sample whose window holds a row (the window starts at the first row at or after its first
+    presentation).
+
+    The count depends on s: a forget-and-relearn inside s updates is not seen, so per sample
+    events(s) <= events(1), and events(m s) <= events(s) for any integer m. Returns (mean events per
+    sample (len(intervals),), samples counted (len(intervals),) int); NaN with 0 samples if none."""
+    correct, _ = _history(correct, presented_update)
+    means, counts = [], []
+    for s in np.atleast_1d(intervals):
+        if int(s) < 1:
+            raise ValueError(f"evaluation intervals must be >= 1 update. Got {s}.")
+        rows = np.arange(0, correct.shape[0], int(s))
+        events = forgetting_events(correct[rows], rows, presented_update)
+        counted = np.isfinite(events)
+        counts.append(int(counted.sum()))
+        means.append(float(events[counted].mean()) if counted.any() else float("nan"))
+    return np.array(means), np.array(counts, dtype=np.int64)
+
+
+class ForgetTimes(NamedTuple):
+    """One entry per anchor correct right after its presentation: the probe sample, the update of
+    the presentation, the time to forget in updates and whether it is censored (never seen wrong
+    within the horizon; then ``time`` is the horizon, the number of updates it was observed)."""
+
+    sample: np.ndarray
+    update: np.ndarray
+    time: np.ndarray
+    censored: np.ndarray
+
+
+def time_to_forget(correct: np.ndarray, presented_update: np.ndarray) -> ForgetTimes:
+    """For each anchor (p, u) with correct[u, p]: tau = min{k in 1..h : not correct[u + k, p]},
+    the number of updates until the sample is first wrong; censored at tau = h when it stays correct
+    until it is trained again or the history ends (h may be 0: presented again at the next update)."""
+    correct, anchors = _history(correct, presented_update)
+    learned = correct[anchors.update, anchors.sample]
+    sample, update, horizon = anchors.sample[learned], anchors.update[learned], anchors.horizon[learned]
+    rows = correct.shape[0]
+    # Every wrong entry as one sorted key p * rows + u: the next wrong row after each anchor is a search.
+    wrong = np.flatnonzero(~correct.T.ravel())
+    key = sample * rows + update
+    nxt = np.searchsorted(wrong, key, side="right")
+    found = nxt < len(wrong)
+    first_wrong = np.where(found, wrong[np.minimum(nxt, len(wrong) - 1)], -1)
+    same_sample = found & (first_wrong // rows == sample)
+    time = np.where(same_sample, first_wrong - key, np.iinfo(np.int64).max)
+    censored = time > horizon
+    return ForgetTimes(sample=sample, update=update, time=np.where(censored, horizon, time), censored=censored)
+
+
+def survival_after_updates(times: ForgetTimes, ks=(1, 10, 100, 1000)) -> np.ndarray:
+    """Kaplan-Meier estimate of S(k) = P(still correct at every one of the k updates after its
+    presentation), from ``time_to_forget`` (scipy.stats.ecdf on right-censored times). NaN where
+    k exceeds the longest time observed when that time is censored (S is not identified there), and
+    everywhere when there is no anchor."""
+    ks = _lags(ks)
+    time = np.asarray(times.time, dtype=float)
+    censored = np.asarray(times.censored, dtype=bool)
+    if time.size == 0:
+        return np.full(ks.shape, np.nan)
+    if censored.all():  # no event: the estimate is 1 up to the longest observation
+        return np.where(ks <= time.max(), 1.0, np.nan)
+    sf = ecdf(CensoredData(uncensored=time[~censored], right=time[censored])).sf
+    survival = sf.evaluate(ks.astype(float))
+    last_censored = censored[time == time.max()].all()
+    return np.where((ks > time.max()) & last_censored, np.nan, survival)
+
+
+# --- gradient interference -------------------------------------------------------------------
+#
+# Gradients are flat vectors in the layout of forgetlab.probe_gradients (one entry per parameter, in
+# the order of ``network.params``). g_i is the gradient the algorithm applied at update i
+# (theta <- theta - lr g_i); grad_p the data-loss gradient of probe sample p at the weights before it.
+
+
+def predicted_loss_change(probe_gradients: np.ndarray, update: np.ndarray, lr: float) -> np.ndarray:
+    """First-order prediction dl_p = -lr <grad_p, g_i> of each probe sample's loss change.
+    probe_gradients (P, n), update (n,) or (U, n) -> (P,) or (U, P)."""
+    return -lr * (np.asarray(update) @ np.asarray(probe_gradients).T)
+
+
+def first_order_agreement(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
+    """How well the first-order prediction matches the measured loss change, over the finite pairs:
+
+        correlation  Pearson r(predicted, measured)
+        slope        least squares through the origin, sum(pred * meas) / sum(pred^2); 1 = calibrated,
+                     < 1 = the prediction overshoots (curvature), no intercept because both are 0
+                     for a zero step
+        n            number of pairs
+
+    NaN where undefined (fewer than 2 pairs, a constant input, all-zero predictions)."""
+    predicted = np.asarray(predicted, dtype=float).ravel()
+    measured = np.asarray(measured, dtype=float).ravel()
+    if predicted.shape != measured.shape:
+        raise ValueError(f"predicted and measured must have the same size. Got {predicted.size} and {measured.size}.")
+    use = np.isfinite(predicted) & np.isfinite(measured)
+    p, m = predicted[use], measured[use]
+    n = int(use.sum())
+    correlation = float("nan")
+    if n >= 2 and np.ptp(p) > 0 and np.ptp(m) > 0:
+        correlation = float(np.corrcoef(p, m)[0, 1])
+    denominator = float(p @ p)
+    slope = float(p @ m) / denominator if denominator > 0 else float("nan")
+    return {"correlation": correlation, "slope": slope, "n": n}
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """cos(a, b) along the last axis, broadcasting the others; NaN where either vector is zero."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norms > 0, (a * b).sum(axis=-1) / np.where(norms > 0, norms, 1.0), np.nan)
+
+
+def consecutive_update_cosines(updates: np.ndarray) -> np.ndarray:
+    """c_i = cos(g_i, g_{i-1}) for updates (U, n) -> (U,); c_0 = NaN (no previous update)."""
+    updates = np.asarray(updates, dtype=float)
+    out = np.full(updates.shape[0], np.nan)
+    out[1:] = cosine(updates[1:], updates[:-1])
+    return out
+
+
+def task_mean_gradients(per_sample_gradients: np.ndarray, task: np.ndarray, n_tasks: int) -> np.ndarray:
+    """m_t = mean of the per-sample gradients of the probe samples of task t: (P, n) -> (T, n);
+    a row of NaN for a task with no probe sample."""
+    G = np.asarray(per_sample_gradients, dtype=float)
+    task = np.asarray(task)
+    means = np.full((n_tasks, G.shape[1]), np.nan)
+    for t in range(n_tasks):
+        if np.any(task == t):
+            means[t] = G[task == t].mean(axis=0)
+    return means
+
+
+def cosine_to_earlier_tasks(updates: np.ndarray, task_gradients: np.ndarray, update_task: np.ndarray) -> np.ndarray:
+    """c[i, t] = cos(g_i, m_t) for the tasks t < update_task[i] trained before the update's task,
+    NaN for the others. updates (U, n); task_gradients (T, n) fixed, or (U, T, n) taken at the
+    weights of each update; update_task (U,) -> (U, T)."""
+    updates = np.asarray(updates, dtype=float)
+    task_gradients = np.asarray(task_gradients, dtype=float)
+    if task_gradients.ndim == 2:  # one matmul: broadcasting would build a (U, T, n) product
+        norms = np.outer(np.linalg.norm(updates, axis=1), np.linalg.norm(task_gradients, axis=1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c = np.where(norms > 0, (updates @ task_gradients.T) / np.where(norms > 0, norms, 1.0), np.nan)
+    else:
+        c = cosine(updates[:, None, :], task_gradients)
+    earlier = np.arange(task_gradients.shape[-2])[None, :] < np.asarray(update_task)[:, None]
+    return np.where(earlier, c, np.nan)
+
+
+def interference_matrix(
+    per_sample_gradients: np.ndarray, task: np.ndarray, n_tasks: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """I[a, b] = mean of cos(grad_p, grad_q) over probe samples p of task a and q of task b, p != q;
+    negative = a step that lowers the loss of one task raises the other's, to first order.
+    Samples with a zero gradient are left out (their cosine is undefined). Returns (I (T, T),
+    pairs (T, T) int); NaN where a block has no pair."""
+    G = np.asarray(per_sample_gradients, dtype=float)
+    task = np.asarray(task)
+    norms = np.linalg.norm(G, axis=1)
+    use = norms > 0
+    unit = G[use] / norms[use, None]
+    one_hot = (task[use][:, None] == np.arange(n_tasks)[None, :]).astype(float)  # (P', T)
+    C = unit @ unit.T
+    np.fill_diagonal(C, 0.0)  # p != q
+    sums = one_hot.T @ C @ one_hot
+    sizes = one_hot.sum(axis=0)
+    pairs = np.outer(sizes, sizes) - np.diag(sizes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, sums / np.maximum(pairs, 1), np.nan), pairs.astype(np.int64)
