@@ -164,8 +164,8 @@ class PresentationLog:
 
 def scheduled_point_due(every: int, samples_seen: int, last_point: int, stage_end: int) -> bool:
     """Whether an evaluation point is due after a batch that ends at ``samples_seen``: a multiple of
-    ``every`` (0 = no scheduled points) has been reached since the ``last_point``, and the batch is not
-    the stage's last (the stage's boundary point follows that one)."""
+    ``every`` (0 = no scheduled points) lies in (last_point, samples_seen], and the batch is not the
+    stage's last (the stage's boundary point follows that one)."""
     return every > 0 and samples_seen // every > last_point // every and samples_seen < stage_end
 
 
@@ -193,8 +193,9 @@ class _Progress:
         self.loss_count += n
         self.samples_seen += n
 
-    def take_train_loss(self) -> float:
-        """Mean training loss since the last point (nan if none), and start the next mean."""
+    def end_interval(self) -> float:
+        """End the interval between evaluation points here: its mean training loss (nan if it had no
+        training), and the next interval starts."""
         mean = self.loss_sum / self.loss_count if self.loss_count else float("nan")
         self.loss_sum, self.loss_count, self.last_point = 0.0, 0, self.samples_seen
         return mean
@@ -290,7 +291,7 @@ class Trainer:
             loss=scores.loss,
             probe_correct=scores.probe_correct,
             probe_loss=scores.probe_loss,
-            train_loss=progress.take_train_loss(),
+            train_loss=progress.end_interval(),
             tasks_trained=progress.tasks_trained,
         )
         for observer in self.observers:

@@ -75,6 +75,8 @@ class OnlineState:
 
 @dataclass(frozen=True)
 class StepResult:
+    """What one step of an online recurrent algorithm yields."""
+
     loss: float | None = None  # E_t at a loss step, None elsewhere
     gradient: dict[str, np.ndarray] | None = None  # this step's contribution to dE/dtheta, if any
 

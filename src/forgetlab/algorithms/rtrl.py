@@ -53,10 +53,6 @@ class Sensitivity(OnlineState):
 class RTRL(OnlineRecurrentAlgorithm):
     network: RNN
 
-    def __init__(self, network: RNN, lr: float, l2: float = 0.0, update_every: int = 1,
-                 reset: str = "per_sequence") -> None:
-        super().__init__(network, lr, l2, reset, update_every)
-
     def initial_state(self) -> Sensitivity:
         net = self.network
         H, K = net.n_hidden, net.n_hidden + net.n_inputs + 1
