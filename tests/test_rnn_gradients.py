@@ -145,6 +145,27 @@ def test_tbptt_updates_every_h_prime_steps(loss_at, h_prime, expected):
     assert tbptt.updates == expected
 
 
+@pytest.mark.parametrize("make,after_next_two_steps", [
+    (lambda net: RTRL(net, lr=0.1, update_every=3, reset="never"), 5),  # 11, 12: an update point
+    (lambda net: BPTTTruncated(net, lr=0.1, h=4, h_prime=3, reset="never"), 4),  # a new stretch: 2 of 3 steps
+])
+def test_stream_update_points_run_on_across_sequences(make, after_next_two_steps):
+    """reset=never, update points every 3 steps: with two sequences of 5 steps the points are steps
+    3, 6 and 9; step 10's error waits for the end of the task. RTRL's points then go on (12, ...),
+    while truncated BPTT's delivered stretch ends there and the next stretch starts afresh."""
+    net = make_net(loss_at="all")
+    algo = make(net)
+    x, y, mask = make_sequence()
+    algo.learn(x, y, mask)
+    assert algo.updates == 1
+    algo.learn(x, y, mask)
+    assert algo.updates == 3
+    algo.end_task()
+    assert algo.updates == 4
+    algo.learn(x[:, :2], y, mask)
+    assert algo.updates == after_next_two_steps
+
+
 def test_epochwise_bptt_learns_one_update_per_sequence():
     net = make_net()
     x, y, mask = make_sequence()
