@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from forgetlab.algorithms.backprop import Backprop
-from forgetlab.networks import functions as F
+from forgetlab.networks import functions
 from forgetlab.networks.mlp import MLP
 from forgetlab.gradcheck import finite_difference, relative_error
 
-COMBOS = list(itertools.product(F.HIDDEN_ACTIVATIONS, F.OUTPUTS, F.LOSSES))
+COMBOS = list(itertools.product(functions.HIDDEN_ACTIVATIONS, functions.OUTPUTS, functions.LOSSES))
 
 
 def make_problem(activation, output, loss, batch, masked, seed=0):
@@ -34,7 +34,7 @@ def test_backprop_gradient_matches_finite_differences(activation, output, loss, 
 
     def objective():
         a = net.predict(x, mask)
-        return float(np.mean(F.loss(output, loss, a, y, mask))) + algo.l2_term()
+        return float(np.mean(functions.loss(output, loss, a, y, mask))) + algo.l2_term()
 
     _, analytic = algo.gradient(x, y, mask)
     numeric = finite_difference(objective, net.params)
@@ -65,7 +65,7 @@ def test_learn_is_one_sgd_step_and_lowers_the_loss():
 def test_masked_softmax_ignores_masked_units():
     z = np.array([[1.0, 2.0, 50.0]])
     mask = np.array([[1.0, 1.0, 0.0]])
-    a = F.output("softmax", z, mask)
+    a = functions.output("softmax", z, mask)
     np.testing.assert_allclose(a.sum(), 1.0)
     assert a[0, 2] == 0.0
-    assert F.masked_argmax(a, mask)[0] == 1
+    assert functions.masked_argmax(a, mask)[0] == 1

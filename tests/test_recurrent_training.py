@@ -40,13 +40,20 @@ def test_mnist1d_is_generated_offline_into_five_two_class_tasks(compose_cfg):
     assert vectors.input_shape == (40,)
 
 
-def test_digit_builders_are_shared_not_copied():
-    """The generic builders give digits and MNIST-1D the same shapes of sequence."""
+def test_mnist1d_stream_and_permuted_sequences_are_built_like_the_digit_ones():
+    """The stream's blocks partition the training set and are single pass; permuted task 0 is the
+    plain split, the others permute the same inputs, and labels are offset by 10 per task."""
+    x_train, _, y_train, _ = mnist1d.load_split()
     stream = mnist1d.mnist1d_stream(n_tasks=4)
-    assert stream.single_pass and sum(t.n_train for t in stream.tasks) == 4000
+    assert stream.single_pass and [t.n_train for t in stream.tasks] == [1000] * 4
+    blocks = np.concatenate([np.column_stack([t.x_train, t.y_train]) for t in stream.tasks])
+    whole = np.column_stack([x_train, y_train])
+    np.testing.assert_array_equal(blocks[np.lexsort(blocks.T)], whole[np.lexsort(whole.T)])
     permuted = mnist1d.permuted_mnist1d(n_tasks=3)
-    np.testing.assert_allclose(np.sort(permuted.tasks[2].x_train, axis=1), np.sort(permuted.tasks[0].x_train, axis=1))
-    assert not np.array_equal(permuted.tasks[2].x_train, permuted.tasks[0].x_train)
+    np.testing.assert_array_equal(permuted.tasks[0].x_train, x_train)
+    np.testing.assert_allclose(np.sort(permuted.tasks[2].x_train, axis=1), np.sort(x_train, axis=1))
+    assert not np.array_equal(permuted.tasks[2].x_train, x_train)
+    np.testing.assert_array_equal(permuted.tasks[2].y_train, y_train + 20)
     assert permuted.n_classes == 30 == digits.permuted_digits(n_tasks=3).n_classes
 
 

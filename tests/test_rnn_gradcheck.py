@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from forgetlab import gradcheck
-from forgetlab.networks import functions as F
+from forgetlab.networks import functions
 from forgetlab.networks.rnn import LOSS_AT, RNN_ACTIVATIONS
 
 SMALL = ["network=rnn", "network.hidden_size=4", "algorithm.l2=0.02"]
@@ -18,7 +18,7 @@ ALGORITHMS = ["bptt_epochwise", "rtrl", "bptt_truncated"]
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("activation,output,loss,loss_at",
-                         list(itertools.product(RNN_ACTIVATIONS, F.OUTPUTS, F.LOSSES, LOSS_AT)))
+                         list(itertools.product(RNN_ACTIVATIONS, functions.OUTPUTS, functions.LOSSES, LOSS_AT)))
 def test_audit_passes_for_every_algorithm_and_combination(algorithm, activation, output, loss, loss_at):
     overrides = [*SMALL, f"algorithm={algorithm}", f"network.activation={activation}", f"network.output={output}",
                  f"network.loss={loss}", f"network.loss_at={loss_at}"]

@@ -11,11 +11,11 @@ import pytest
 from forgetlab.algorithms.bptt_epochwise import BPTTEpochwise
 from forgetlab.algorithms.bptt_truncated import BPTTTruncated
 from forgetlab.algorithms.rtrl import RTRL, sensitivity_update
-from forgetlab.networks import functions as F
+from forgetlab.networks import functions
 from forgetlab.networks.rnn import LOSS_AT, RNN, RNN_ACTIVATIONS
 from forgetlab.gradcheck import finite_difference, relative_error
 
-COMBOS = list(itertools.product(RNN_ACTIVATIONS, F.OUTPUTS, F.LOSSES, LOSS_AT))
+COMBOS = list(itertools.product(RNN_ACTIVATIONS, functions.OUTPUTS, functions.LOSSES, LOSS_AT))
 T, I, H, O = 5, 3, 4, 5
 TOL = 1e-6
 
@@ -83,7 +83,7 @@ def test_truncation_truncates_to_the_last_h_steps():
 
     def truncated_objective():
         a_last = net.forward(x[:, T - 2 :], mask, h0=h_enter).a[:, -1]
-        return float(F.loss(net.output, net.loss, a_last, y, mask)[0])
+        return float(functions.loss(net.output, net.loss, a_last, y, mask)[0])
 
     numeric = finite_difference(truncated_objective, net.params)
     assert_same(tbptt, numeric)
@@ -145,6 +145,27 @@ def test_tbptt_updates_every_h_prime_steps(loss_at, h_prime, expected):
     assert tbptt.updates == expected
 
 
+@pytest.mark.parametrize("make,after_next_two_steps", [
+    (lambda net: RTRL(net, lr=0.1, update_every=3, reset="never"), 5),  # 11, 12: an update point
+    (lambda net: BPTTTruncated(net, lr=0.1, h=4, h_prime=3, reset="never"), 4),  # a new stretch: 2 of 3 steps
+])
+def test_stream_update_points_run_on_across_sequences(make, after_next_two_steps):
+    """reset=never, update points every 3 steps: with two sequences of 5 steps the points are steps
+    3, 6 and 9; step 10's error waits for the end of the task. RTRL's points then go on (12, ...),
+    while truncated BPTT's delivered stretch ends there and the next stretch starts afresh."""
+    net = make_net(loss_at="all")
+    algo = make(net)
+    x, y, mask = make_sequence()
+    algo.learn(x, y, mask)
+    assert algo.updates == 1
+    algo.learn(x, y, mask)
+    assert algo.updates == 3
+    algo.end_task()
+    assert algo.updates == 4
+    algo.learn(x[:, :2], y, mask)
+    assert algo.updates == after_next_two_steps
+
+
 def test_epochwise_bptt_learns_one_update_per_sequence():
     net = make_net()
     x, y, mask = make_sequence()
@@ -169,7 +190,7 @@ def test_stream_mode_carries_the_state_and_its_gradient(make):
     (xa, y, mask), (xb, _, _) = make_sequence(seed=1), make_sequence(seed=2)
     stream = make(net, "never")
     stream.learn(xa, y, mask)
-    carried = stream.state.h if isinstance(stream, RTRL) else stream.state.h_now
+    carried = stream.state.h if isinstance(stream, RTRL) else stream.state.hs[-1]
     np.testing.assert_allclose(carried, net.forward(xa, mask).h[0, -1], rtol=1e-12)
     _, g_stream = stream.gradient(xb, y, mask)
     _, g_again = stream.gradient(xb, y, mask)  # gradient() leaves the carried state as it was
@@ -178,7 +199,7 @@ def test_stream_mode_carries_the_state_and_its_gradient(make):
 
     def loss_of_b_after_a():
         a_last = net.forward(joined, mask).a[:, -1]
-        return float(F.loss(net.output, net.loss, a_last, y, mask)[0])
+        return float(functions.loss(net.output, net.loss, a_last, y, mask)[0])
 
     assert_same(g_stream, finite_difference(loss_of_b_after_a, net.params))
     _, g_fresh = make(net, "per_sequence").gradient(xb, y, mask)

@@ -11,7 +11,7 @@ one batched forward pass scores the test set of every task and the sample probe.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from forgetlab.algorithms.base import LearningAlgorithm
 from forgetlab.data.tasks import Scenario, TaskSequence
-from forgetlab.networks import functions as F
+from forgetlab.networks.base import Network
 
 
 class TrainingDiverged(FloatingPointError):
@@ -55,7 +55,6 @@ class TrainingResult:
     points: list[EvalPoint]
     probe: Probe
     presented_at: np.ndarray  # (P, max presentations) samples_seen right after each presentation, -1 = none
-    stage_names: list[str] = field(default_factory=list)
 
     @property
     def accuracy_matrix(self) -> np.ndarray:
@@ -90,10 +89,122 @@ def choose_probe(sequence: TaskSequence, per_task: int | str, data_seed: int) ->
     return Probe(task=task_arr, index=index_arr, label=label)
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """The scores of one evaluation with the current weights."""
+
+    accuracy: np.ndarray  # (n_tasks,) test accuracy per task, in [0, 1]
+    loss: np.ndarray  # (n_tasks,) mean test loss per task
+    probe_correct: np.ndarray  # (n_probe,) bool
+    probe_loss: np.ndarray  # (n_probe,)
+
+
+class Evaluator:
+    """Scores a network on the test set of every task and on the probe samples: the samples, targets
+    and masks are gathered once, into one batch, so that each evaluation is one forward pass."""
+
+    def __init__(self, sequence: TaskSequence, scenario: Scenario, probe: Probe) -> None:
+        tasks = sequence.tasks
+        x_probe = [tasks[k].x_train[i] for k, i in zip(probe.task, probe.index)]
+        self.x = np.concatenate([t.x_test for t in tasks] + ([np.stack(x_probe)] if x_probe else []))
+        labels = np.concatenate([t.y_test for t in tasks] + [probe.label])
+        owner = np.concatenate([np.full(len(t.y_test), k) for k, t in enumerate(tasks)] + [probe.task])
+        self.y, self.mask, self.unit = scenario.targets(labels, owner)
+        self.n_test = sum(len(t.y_test) for t in tasks)  # the test samples come first, then the probe
+        self.test_task = owner[: self.n_test]
+        self.test_counts = np.bincount(self.test_task, minlength=len(tasks))
+
+    def evaluate(self, network: Network) -> Evaluation:
+        a = network.predict(self.x, self.mask)
+        correct = network.predicted_unit(a, self.mask) == self.unit
+        loss = network.sample_loss(a, self.y, self.mask)
+        n_test, n_tasks = self.n_test, len(self.test_counts)
+        return Evaluation(
+            accuracy=np.bincount(self.test_task, weights=correct[:n_test], minlength=n_tasks) / self.test_counts,
+            loss=np.bincount(self.test_task, weights=loss[:n_test], minlength=n_tasks) / self.test_counts,
+            probe_correct=correct[n_test:],
+            probe_loss=loss[n_test:],
+        )
+
+
+class PresentationLog:
+    """When each probe sample was presented during training: ``samples_seen`` right after each batch
+    that held it."""
+
+    def __init__(self, probe: Probe, n_train: list[int], batch_size: int) -> None:
+        self.probe, self.n_train, self.batch_size = probe, n_train, batch_size
+        self.times: list[list[int]] = [[] for _ in probe.task]
+
+    def slots(self, tasks: list[int]) -> np.ndarray:
+        """For each training sample of a stage that holds ``tasks``' training sets (concatenated in
+        that order), the probe slot it fills, or -1."""
+        offsets = np.cumsum([0] + [self.n_train[k] for k in tasks])
+        slot = np.full(offsets[-1], -1, dtype=np.int64)
+        for pos, k in enumerate(tasks):
+            (members,) = np.nonzero(self.probe.task == k)
+            slot[offsets[pos] + self.probe.index[members]] = members
+        return slot
+
+    def record_epoch(self, slots: np.ndarray, samples_seen: int) -> None:
+        """Record the coming epoch: ``slots`` gives the probe slot of each sample in the epoch's order,
+        ``samples_seen`` the count before its first batch."""
+        (positions,) = np.nonzero(slots >= 0)
+        batch_ends = np.minimum((positions // self.batch_size + 1) * self.batch_size, len(slots))
+        for p, seen in zip(slots[positions], samples_seen + batch_ends):
+            self.times[p].append(int(seen))
+
+    def presented_at(self) -> np.ndarray:
+        """(P, max presentations) samples_seen right after each presentation, -1 = none."""
+        width = max((len(t) for t in self.times), default=0)
+        table = np.full((len(self.times), width), -1, dtype=np.int64)
+        for p, times in enumerate(self.times):
+            table[p, : len(times)] = times
+        return table
+
+
+def scheduled_point_due(every: int, samples_seen: int, last_point: int, stage_end: int) -> bool:
+    """Whether an evaluation point is due after a batch that ends at ``samples_seen``: a multiple of
+    ``every`` (0 = no scheduled points) lies in (last_point, samples_seen], and the batch is not the
+    stage's last (the stage's boundary point follows that one)."""
+    return every > 0 and samples_seen // every > last_point // every and samples_seen < stage_end
+
+
+def check_finite(loss: float, updates: int, samples_seen: int, stage: str) -> None:
+    """Raise ``TrainingDiverged`` if the training loss of the latest update is inf or nan."""
+    if not math.isfinite(loss):
+        raise TrainingDiverged(
+            f"Training diverged at update {updates} ({samples_seen} samples seen, stage {stage!r}): "
+            f"the training loss is {loss}. Lower algorithm.lr or network.init_scale."
+        )
+
+
+@dataclass
+class _Progress:
+    """Where a run stands, and the training loss gathered since its last evaluation point."""
+
+    samples_seen: int = 0
+    tasks_trained: int = 0  # tasks whose training has begun
+    last_point: int = 0  # samples_seen at the last evaluation point
+    loss_sum: float = 0.0
+    loss_count: int = 0
+
+    def trained_on(self, n: int, mean_loss: float) -> None:
+        self.loss_sum += mean_loss * n
+        self.loss_count += n
+        self.samples_seen += n
+
+    def end_interval(self) -> float:
+        """End the interval between evaluation points here: its mean training loss (nan if it had no
+        training), and the next interval starts."""
+        mean = self.loss_sum / self.loss_count if self.loss_count else float("nan")
+        self.loss_sum, self.loss_count, self.last_point = 0.0, 0, self.samples_seen
+        return mean
+
+
 class Trainer:
     def __init__(
         self,
-        network,
+        network: Network,
         algorithm: LearningAlgorithm,
         sequence: TaskSequence,
         scenario: Scenario,
@@ -112,9 +223,7 @@ class Trainer:
         self.batch_size, self.shuffle, self.every = batch_size, shuffle, every_samples
         self.probe, self.rng, self.observers = probe, rng, list(observers)
         self.stages = self._stages(joint)
-        self._eval = self._evaluation_batch()
-
-    # --- set-up -----------------------------------------------------------------------------
+        self.evaluator = Evaluator(sequence, scenario, probe)
 
     def _stages(self, joint: bool) -> list[Stage]:
         tasks = self.sequence.tasks
@@ -129,113 +238,62 @@ class Trainer:
             stages.append(Stage(name, x, y, mask, group))
         return stages
 
-    def _evaluation_batch(self):
-        """Test sets of all tasks followed by the probe samples, as one batch."""
-        tasks = self.sequence.tasks
-        x_probe = [tasks[k].x_train[i] for k, i in zip(self.probe.task, self.probe.index)]
-        x = np.concatenate([t.x_test for t in tasks] + ([np.stack(x_probe)] if x_probe else []))
-        labels = np.concatenate([t.y_test for t in tasks] + [self.probe.label])
-        owner = np.concatenate([np.full(len(t.y_test), k) for k, t in enumerate(tasks)] + [self.probe.task])
-        y, mask, unit = self.scenario.targets(labels, owner)
-        n_test = sum(len(t.y_test) for t in tasks)
-        counts = np.bincount(owner[:n_test], minlength=len(tasks))
-        return x, y, mask, unit, owner[:n_test], n_test, counts
-
-    # --- running ----------------------------------------------------------------------------
-
-    def evaluate(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(accuracy per task, loss per task, probe correct, probe loss) with the current weights."""
-        x, y, mask, unit, owner, n_test, counts = self._eval
-        a = self.network.predict(x, mask)
-        correct = F.masked_argmax(a, mask) == unit
-        loss = F.loss(self.network.output, self.network.loss, a, y, mask)
-        n_tasks = len(counts)
-        acc = np.bincount(owner, weights=correct[:n_test], minlength=n_tasks) / counts
-        task_loss = np.bincount(owner, weights=loss[:n_test], minlength=n_tasks) / counts
-        return acc, task_loss, correct[n_test:], loss[n_test:]
-
     # One BLAS thread: the updates multiply vectors by small matrices, where threads only add
     # synchronisation, and on a busy machine spinning BLAS threads slow the batched evaluations
     # down many times (docs/performance.md). Sweeps get their parallelism from parallel jobs.
     @threadpool_limits.wrap(limits=1, user_api="blas")
     def run(self) -> TrainingResult:
-        n_probe = len(self.probe.task)
-        presented: list[list[int]] = [[] for _ in range(n_probe)]
-        points: list[EvalPoint] = []
-        samples_seen, loss_sum, loss_count, tasks_trained = 0, 0.0, 0, 0
-
-        def record(stage: int, boundary: bool) -> None:
-            nonlocal loss_sum, loss_count
-            acc, task_loss, probe_correct, probe_loss = self.evaluate()
-            train_loss = loss_sum / loss_count if loss_count else float("nan")
-            point = EvalPoint(
-                samples_seen, self.algorithm.updates, stage, boundary, acc, task_loss,
-                probe_correct, probe_loss, train_loss, tasks_trained,
-            )
-            points.append(point)
-            loss_sum, loss_count = 0.0, 0
-            for observer in self.observers:
-                observer.on_eval(point)
-
-        record(stage=-1, boundary=True)
-        next_eval = self.every if self.every else None
+        progress = _Progress()
+        log = PresentationLog(self.probe, [t.n_train for t in self.sequence.tasks], self.batch_size)
+        points = [self._point(progress, stage=-1, boundary=True)]
         for s, stage in enumerate(self.stages):
-            slot = self._probe_slots(stage)
-            n = len(stage.x)
-            stage_end = samples_seen + n * self.epochs  # a scheduled point there is the boundary point
-            self.algorithm.start_task()
-            tasks_trained += len(stage.tasks)  # the stage's tasks count as seen from its first sample
-            for _ in range(self.epochs):
-                order = self.rng.permutation(n) if self.shuffle else np.arange(n)
-                # One gather per epoch, so that each update takes views (slices), not copies.
-                x, y, mask = stage.x[order], stage.y[order], stage.mask[order]
-                self._record_presentations(presented, slot[order], samples_seen)
-                for start in range(0, n, self.batch_size):
-                    stop = min(start + self.batch_size, n)
-                    loss = self.algorithm.learn(x[start:stop], y[start:stop], mask[start:stop])
-                    if not math.isfinite(loss):
-                        raise TrainingDiverged(
-                            f"Training diverged at update {self.algorithm.updates} "
-                            f"({samples_seen + stop - start} samples seen, stage {stage.name!r}): the training "
-                            f"loss is {loss}. Lower algorithm.lr or network.init_scale."
-                        )
-                    loss_sum += loss * (stop - start)
-                    loss_count += stop - start
-                    samples_seen += stop - start
-                    if next_eval is not None and next_eval <= samples_seen < stage_end:
-                        record(stage=s, boundary=False)
-                        next_eval = (samples_seen // self.every + 1) * self.every
-            self.algorithm.end_task()
-            record(stage=s, boundary=True)
-            if next_eval is not None:
-                next_eval = (samples_seen // self.every + 1) * self.every
-
-        width = max((len(p) for p in presented), default=0)
-        presented_at = np.full((n_probe, width), -1, dtype=np.int64)
-        for p, times in enumerate(presented):
-            presented_at[p, : len(times)] = times
+            points += self._train_stage(s, stage, progress, log)
         return TrainingResult(
             task_names=[t.name for t in self.sequence.tasks],
             points=points,
             probe=self.probe,
-            presented_at=presented_at,
-            stage_names=[s.name for s in self.stages],
+            presented_at=log.presented_at(),
         )
 
-    def _record_presentations(self, presented: list[list[int]], slots: np.ndarray, samples_seen: int) -> None:
-        """Append to ``presented`` when each probe sample of the coming epoch will have been presented:
-        ``samples_seen`` right after the batch that holds it. ``slots``: probe slot by position in the
-        epoch's order (-1 = not a probe sample)."""
-        (positions,) = np.nonzero(slots >= 0)
-        batch_ends = np.minimum((positions // self.batch_size + 1) * self.batch_size, len(slots))
-        for p, seen in zip(slots[positions], samples_seen + batch_ends):
-            presented[p].append(int(seen))
+    def _train_stage(self, s: int, stage: Stage, progress: _Progress, log: PresentationLog) -> list[EvalPoint]:
+        """Train on ``stage`` for the configured epochs; its scheduled points and its boundary point."""
+        points = []
+        n = len(stage.x)
+        stage_end = progress.samples_seen + n * self.epochs
+        slots = log.slots(stage.tasks)
+        self.algorithm.start_task()
+        progress.tasks_trained += len(stage.tasks)  # the stage's tasks count as seen from its first sample
+        for _ in range(self.epochs):
+            order = self.rng.permutation(n) if self.shuffle else np.arange(n)
+            # One gather per epoch, so that each update takes views (slices), not copies.
+            x, y, mask = stage.x[order], stage.y[order], stage.mask[order]
+            log.record_epoch(slots[order], progress.samples_seen)
+            for start in range(0, n, self.batch_size):
+                stop = min(start + self.batch_size, n)
+                loss = self.algorithm.learn(x[start:stop], y[start:stop], mask[start:stop])
+                check_finite(loss, self.algorithm.updates, progress.samples_seen + stop - start, stage.name)
+                progress.trained_on(stop - start, loss)
+                if scheduled_point_due(self.every, progress.samples_seen, progress.last_point, stage_end):
+                    points.append(self._point(progress, stage=s, boundary=False))
+        self.algorithm.end_task()
+        points.append(self._point(progress, stage=s, boundary=True))
+        return points
 
-    def _probe_slots(self, stage: Stage) -> np.ndarray:
-        """For each training sample of ``stage``, the probe slot it fills, or -1."""
-        offsets = np.cumsum([0] + [self.sequence.tasks[k].n_train for k in stage.tasks])
-        slot = np.full(offsets[-1], -1, dtype=np.int64)
-        for pos, k in enumerate(stage.tasks):
-            (members,) = np.nonzero(self.probe.task == k)
-            slot[offsets[pos] + self.probe.index[members]] = members
-        return slot
+    def _point(self, progress: _Progress, stage: int, boundary: bool) -> EvalPoint:
+        """Evaluate with the current weights, and tell the observers."""
+        scores = self.evaluator.evaluate(self.network)
+        point = EvalPoint(
+            samples_seen=progress.samples_seen,
+            updates=self.algorithm.updates,
+            stage=stage,
+            boundary=boundary,
+            accuracy=scores.accuracy,
+            loss=scores.loss,
+            probe_correct=scores.probe_correct,
+            probe_loss=scores.probe_loss,
+            train_loss=progress.end_interval(),
+            tasks_trained=progress.tasks_trained,
+        )
+        for observer in self.observers:
+            observer.on_eval(point)
+        return point

@@ -1,6 +1,6 @@
 """Back-propagation for the MLP, per sample (batch_size 1) or per mini-batch.
 
-    delta^(L) = dE/dz^(L)                                   (networks.functions.output_delta)
+    delta^(L) = dE/dz^(L)                                   (the network's output_delta)
     delta^(l) = (W^(l+1)^T delta^(l+1)) * f'(z^(l))
     dE/dW^(l) = delta^(l) a^(l-1)^T + lambda W^(l)          (mean over the batch for the first term)
     dE/db^(l) = delta^(l)
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from forgetlab.algorithms.base import LearningAlgorithm
-from forgetlab.networks import functions as F
+from forgetlab.networks.functions import activation_derivative
 from forgetlab.networks.mlp import MLP
 
 
@@ -23,7 +23,7 @@ class Backprop(LearningAlgorithm):
         fwd = net.forward(x, mask)
         a_out = fwd.a[-1]
         batch = x.shape[0]
-        delta = F.output_delta(net.output, net.loss, a_out, y, mask) / batch
+        delta = net.output_delta(a_out, y, mask) / batch
         grads: dict[str, np.ndarray] = {}
         for l in range(len(net.W) - 1, -1, -1):
             dE_dW = delta.T @ fwd.a[l]
@@ -32,6 +32,6 @@ class Backprop(LearningAlgorithm):
             grads[f"W{l}"] = dE_dW
             grads[f"b{l}"] = delta.sum(axis=0)
             if l > 0:
-                delta = (delta @ net.W[l]) * F.activation_derivative(net.activation, fwd.z[l - 1], fwd.a[l])
-        data_loss = float(F.loss(net.output, net.loss, a_out, y, mask).sum()) / batch
+                delta = (delta @ net.W[l]) * activation_derivative(net.activation, fwd.z[l - 1], fwd.a[l])
+        data_loss = float(net.sample_loss(a_out, y, mask).sum()) / batch
         return data_loss, grads

@@ -11,6 +11,8 @@ from typing import Callable
 
 import numpy as np
 
+from forgetlab.networks.base import Network
+
 
 class LearningAlgorithm(ABC):
     """Online learner over a network whose ``params`` it updates in place by SGD.
@@ -18,7 +20,7 @@ class LearningAlgorithm(ABC):
     Objective per update: E = mean over the batch of the data loss + (l2 / 2) sum over weights ||W||^2.
     """
 
-    def __init__(self, network, lr: float, l2: float = 0.0) -> None:
+    def __init__(self, network: Network, lr: float, l2: float = 0.0) -> None:
         self.network, self.lr, self.l2 = network, lr, l2
         self.updates = 0
 

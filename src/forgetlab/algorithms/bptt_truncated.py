@@ -1,8 +1,12 @@
 """Truncated Back-Propagation Through Time, BPTT(h; h') (Williams & Peng 1990).
 
-Every h' steps, the errors injected during those last h' steps are back-propagated through the
-last h >= h' steps (the state entering that stretch is held fixed) and the weights are updated.
-BPTT(h; 1) is classic truncated BPTT; with h >= T and h' = T on a sequence it is epochwise BPTT.
+Every h' steps (the update points of ``OnlineRecurrentAlgorithm``), the errors injected during those
+last h' steps are back-propagated through the last h >= h' steps (the state entering that stretch is
+held fixed) and the weights are updated. BPTT(h; 1) is classic truncated BPTT; with h >= T and h' = T
+on a sequence it is epochwise BPTT.
+
+    delta_y_t = dE_t/dz_y / |S| at the loss steps t in S among the last h' steps, 0 elsewhere
+    backward pass over the last h steps: algorithms.recurrent.backward_through_time
 
 With ``reset="per_sequence"`` each sequence starts from h_0 = 0 and its last, possibly shorter,
 stretch is delivered at its end. With ``reset="never"`` the state and the history of the last h
@@ -12,31 +16,30 @@ steps run on across sequence boundaries.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from forgetlab.algorithms.recurrent import (
     OnlineRecurrentAlgorithm,
+    OnlineState,
+    StepResult,
     backward_through_time,
     single_sequence,
     step_loss,
 )
-from forgetlab.networks import functions as F
 from forgetlab.networks.rnn import RNN
 
 
 @dataclass
-class History:
-    """The last (at most h) steps: h_prev[0] is the state entering the oldest of them."""
+class History(OnlineState):
+    """The last (at most h) steps t: x_t, z_t, delta_y_t, and the states h_t with the one entering
+    the oldest of them (hs[0]), so hs[-1] is the current state."""
 
-    h_now: np.ndarray  # the current state h_t
-    x: deque = field(default_factory=deque)
-    h_prev: deque = field(default_factory=deque)
-    z: deque = field(default_factory=deque)
-    h: deque = field(default_factory=deque)
-    delta_y: deque = field(default_factory=deque)
-    since_update: int = 0  # steps whose errors have not been back-propagated yet
+    xs: deque
+    hs: deque
+    zs: deque
+    delta_ys: deque
 
 
 class BPTTTruncated(OnlineRecurrentAlgorithm):
@@ -44,34 +47,39 @@ class BPTTTruncated(OnlineRecurrentAlgorithm):
 
     def __init__(self, network: RNN, lr: float, l2: float = 0.0, h: int = 8, h_prime: int = 1,
                  reset: str = "per_sequence") -> None:
-        if not 1 <= h_prime <= h:
-            raise ValueError(f"BPTT(h; h') needs 1 <= h' <= h; got h={h}, h'={h_prime}")
-        super().__init__(network, lr, l2, reset)
-        self.h, self.h_prime = h, h_prime
+        super().__init__(network, lr, l2, reset, update_every=h_prime)
+        self.h = h  # truncation depth: steps back-propagated through
+
+    @property
+    def h_prime(self) -> int:
+        """Steps between updates: the update period of the base class."""
+        return self.update_every
 
     def initial_state(self) -> History:
-        return History(h_now=np.zeros(self.network.n_hidden))
+        h_0 = np.zeros(self.network.n_hidden)
+        return History(xs=deque(maxlen=self.h), hs=deque([h_0], maxlen=self.h + 1), zs=deque(maxlen=self.h),
+                       delta_ys=deque(maxlen=self.h))
 
-    def step(self, state: History, x_t, target, mask, weight):
+    def step(self, state: History, x_t, target, mask, weight) -> StepResult:
         net = self.network
-        z_t, h_t = net.step(state.h_now, x_t)
-        loss_t = None
-        delta_y = np.zeros(net.n_outputs)
-        if weight:
-            loss_t, delta_y = step_loss(net, h_t, target, mask, weight)
-        for buffer, value in zip((state.x, state.h_prev, state.z, state.h, state.delta_y),
-                                 (x_t, state.h_now, z_t, h_t, delta_y)):
-            buffer.append(value)
-            if len(buffer) > self.h:
-                buffer.popleft()
-        state.h_now = h_t
-        state.since_update += 1
-        if state.since_update < self.h_prime:
-            return state, loss_t, None, False
-        return state, loss_t, self._backward(state), True
+        z_t, h_t = net.step(state.hs[-1], x_t)
+        loss_t, delta_y = step_loss(net, h_t, target, mask, weight) if weight else (None, np.zeros(net.n_outputs))
+        state.xs.append(x_t)
+        state.hs.append(h_t)
+        state.zs.append(z_t)
+        state.delta_ys.append(delta_y)
+        return StepResult(loss=loss_t)  # the gradient waits for the update point
 
-    def drain(self, state: History):
-        return state, (self._backward(state) if state.since_update else None)
+    def held_back_gradient(self, state: History) -> dict[str, np.ndarray] | None:
+        """Errors of the steps since the last update point, back through the last h steps."""
+        if not state.steps_since_update:
+            return None
+        delta_y = np.array(state.delta_ys)
+        delta_y[: len(delta_y) - state.steps_since_update] = 0.0  # delivered at an earlier update point
+        if not delta_y.any():
+            return {}
+        return backward_through_time(self.network, np.array(state.xs), np.array(state.hs), np.array(state.zs),
+                                     delta_y)
 
     def stretches(self, T: int) -> list[tuple[int, int, int]]:
         """(first step back-propagated through, first step whose error is injected, end) of each update
@@ -102,17 +110,7 @@ class BPTTTruncated(OnlineRecurrentAlgorithm):
                 fwd = net.forward(x_seq[None, first:end], mask_seq[None], h0=entering[first][None])
                 steps = [t - first for t in range(inject, end) if in_loss[t]]
                 if steps:
-                    total += float(np.sum(F.loss(net.output, net.loss, fwd.a[0, steps], target, mask_seq)))
+                    total += float(np.sum(net.sample_loss(fwd.a[0, steps], target, mask_seq)))
             return total / in_loss.sum() + self.l2_term()
 
         return objective
-
-    def _backward(self, state: History) -> dict[str, np.ndarray]:
-        """Errors of the last ``since_update`` steps, back through the last h steps."""
-        delta_y = np.array(state.delta_y)
-        delta_y[: len(delta_y) - state.since_update] = 0.0
-        state.since_update = 0
-        if not delta_y.any():
-            return {}
-        h = np.concatenate([state.h_prev[0][None], np.array(state.h)])
-        return backward_through_time(self.network, np.array(state.x), h, np.array(state.z), delta_y)

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import copy
 from abc import abstractmethod
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
 from forgetlab.algorithms.base import LearningAlgorithm
-from forgetlab.networks import functions as F
+from forgetlab.networks.functions import activation_derivative
 from forgetlab.networks.rnn import RNN
 
+# The allowed values of ``reset``, checked by the config before an algorithm is built.
 RESETS = ("per_sequence", "never")
 
 
@@ -31,7 +32,7 @@ def single_sequence(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[np.
 def step_loss(net: RNN, h_t: np.ndarray, target: np.ndarray, mask: np.ndarray, weight: float) -> tuple[float, np.ndarray]:
     """(E_t, weight * dE_t/dz_y) at one step whose state is h_t."""
     a = net.readout(h_t, mask)
-    return float(F.loss(net.output, net.loss, a, target, mask)), weight * F.output_delta(net.output, net.loss, a, target, mask)
+    return float(net.sample_loss(a, target, mask)), weight * net.output_delta(a, target, mask)
 
 
 def backward_through_time(
@@ -48,7 +49,7 @@ def backward_through_time(
         dE/dW_hy  = sum_t delta_y_t h_t^T,    dE/db_y  = sum_t delta_y_t
     """
     L = len(x)
-    f_prime = F.activation_derivative(net.activation, z, h[1:])
+    f_prime = activation_derivative(net.activation, z, h[1:])
     injected = delta_y @ net.W_hy  # W_hy^T delta_y_t for every step at once
     delta_z = np.empty_like(z)
     from_future = np.zeros(net.n_hidden, dtype=z.dtype)
@@ -64,45 +65,64 @@ def backward_through_time(
     }
 
 
+@dataclass(kw_only=True)
+class OnlineState:
+    """What an online recurrent algorithm carries from step to step (each algorithm adds its own);
+    the base class keeps the update schedule in it, so that a stream carries the schedule too."""
+
+    steps_since_update: int = 0
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one step of an online recurrent algorithm yields."""
+
+    loss: float | None = None  # E_t at a loss step, None elsewhere
+    gradient: dict[str, np.ndarray] | None = None  # this step's contribution to dE/dtheta, if any
+
+
 class OnlineRecurrentAlgorithm(LearningAlgorithm):
     """An RNN learner that steps through each sequence and may update the weights in mid-sequence.
 
-    Subclasses define one step (``step``) and what is left to deliver at the end of a stretch
-    (``drain``). Gradient contributions gather in a pending sum, which also receives the L2 term in
-    shares of lambda W / T per step, so that with frozen weights the contributions over a sequence
-    add up to its full objective's gradient when nothing is truncated. The pending sum becomes a
-    weight update when a step says an update is due and an error has been injected since the last one.
+    Subclasses define one step (``step``) and, if they hold errors back until an update point (as
+    truncated BPTT does with its stretch), the gradient of what they hold (``held_back_gradient``).
+    Gradient contributions gather in a pending sum, which also receives the L2 term in shares of
+    lambda W / T per step, so that with frozen weights the contributions over a sequence add up to
+    its full objective's gradient when nothing is truncated.
+
+    Update points come every ``update_every`` steps (RTRL's ``update_every``, the h' of BPTT(h; h')).
+    At an update point the held-back gradient joins the pending sum, which becomes a weight update if
+    an error has been injected since the last update.
 
     ``reset="per_sequence"``: every sequence starts from h_0 = 0 and ends with an update.
     ``reset="never"``: the state (and what the algorithm carries with it) runs on from one sequence
-    into the next, as in a stream; updates stay on their own schedule across sequence boundaries, and
-    what is pending at the end of a task is delivered then.
+    into the next, as in a stream; update points stay on their own schedule across sequence
+    boundaries, and what is pending at the end of a task is delivered then.
     """
 
     network: RNN
 
-    def __init__(self, network: RNN, lr: float, l2: float = 0.0, reset: str = "per_sequence") -> None:
+    def __init__(self, network: RNN, lr: float, l2: float = 0.0, reset: str = "per_sequence",
+                 update_every: int = 1) -> None:
         super().__init__(network, lr, l2)
-        if reset not in RESETS:
-            raise ValueError(f"unknown reset {reset!r}; allowed: {RESETS}")
-        self.reset = reset
-        self.state: Any = None  # carried across sequences when reset == "never"
+        self.reset, self.update_every = reset, update_every
+        self.state: OnlineState | None = None  # carried across sequences when reset == "never"
         self._pending: dict[str, np.ndarray] | None = None
         self._pending_error = False
 
     @abstractmethod
-    def initial_state(self) -> Any:
+    def initial_state(self) -> OnlineState:
         """The algorithm's state at h_0 = 0."""
 
     @abstractmethod
-    def step(self, state: Any, x_t: np.ndarray, target: np.ndarray, mask: np.ndarray, weight: float
-             ) -> tuple[Any, float | None, dict[str, np.ndarray] | None, bool]:
-        """Advance one step. ``weight`` = 1/|S| at a loss step, 0 otherwise.
-        Returns (state, E_t or None, gradient contribution or None, whether an update is due)."""
+    def step(self, state: OnlineState, x_t: np.ndarray, target: np.ndarray, mask: np.ndarray, weight: float
+             ) -> StepResult:
+        """Advance ``state`` one step, in place. ``weight`` = 1/|S| at a loss step, 0 otherwise."""
 
-    def drain(self, state: Any) -> tuple[Any, dict[str, np.ndarray] | None]:
-        """Deliver whatever error is still held back (TBPTT's last partial stretch); nothing by default."""
-        return state, None
+    def held_back_gradient(self, state: OnlineState) -> dict[str, np.ndarray] | None:
+        """Gradient of the errors injected since the last update point that ``step`` has not delivered
+        (truncated BPTT's current stretch); None when nothing is held back, as by default."""
+        return None
 
     # --- the learner's interface ------------------------------------------------------------
 
@@ -118,17 +138,17 @@ class OnlineRecurrentAlgorithm(LearningAlgorithm):
 
         saved = self._pending, self._pending_error
         self._pending, self._pending_error = None, False
-        data_loss, state = self._run(x, y, mask, state, accumulate)
-        state, grads = self.drain(state)
-        self._add(grads)
+        data_loss = self._run(x, y, mask, state, accumulate)
+        self._add(self.held_back_gradient(state))
         if self._pending is not None:
             accumulate(self._pending)
         self._pending, self._pending_error = saved
         return data_loss, total
 
     def learn(self, x, y, mask):
-        start = self.state if self.reset == "never" and self.state is not None else self.initial_state()
-        data_loss, state = self._run(x, y, mask, start, self.apply)
+        carried = self.reset == "never" and self.state is not None
+        state = self.state if carried else self.initial_state()
+        data_loss = self._run(x, y, mask, state, self.apply)
         if self.reset == "per_sequence":
             self._deliver(state)
         else:
@@ -137,11 +157,13 @@ class OnlineRecurrentAlgorithm(LearningAlgorithm):
 
     def end_task(self) -> None:
         if self.state is not None:
-            self.state = self._deliver(self.state)
+            self._deliver(self.state)
 
     # --- bookkeeping ------------------------------------------------------------------------
 
-    def _run(self, x, y, mask, state, update) -> tuple[float, Any]:
+    def _run(self, x, y, mask, state: OnlineState, update) -> float:
+        """Step through one sequence from ``state``; ``update(pending)`` at each update point that has
+        an error to deliver. Returns the sequence's mean data loss."""
         x, target, mask = single_sequence(x, y, mask)
         T = len(x)
         steps = self.network.loss_steps(T)
@@ -150,26 +172,35 @@ class OnlineRecurrentAlgorithm(LearningAlgorithm):
         l2_share = self.l2 / T
         losses = []
         for t in range(T):
-            state, loss_t, grads, due = self.step(state, x[t], target, mask, weights[t])
-            if loss_t is not None:
-                losses.append(loss_t)
+            result = self.step(state, x[t], target, mask, weights[t])
+            if result.loss is not None:
+                losses.append(result.loss)
                 self._pending_error = True
-            self._add(grads)
+            self._add(result.gradient)
+            state.steps_since_update += 1
+            update_due = state.steps_since_update == self.update_every
+            if update_due:
+                self._add(self.held_back_gradient(state))
+            # The L2 share joins after the step's errors: the order of the sums is part of the numbers.
             if l2_share:
                 self._add({n: l2_share * self.network.params[n] for n in self.network.weight_names})
-            if due and self._pending_error:
-                update(self._pending)
-                self._pending, self._pending_error = None, False
-        return float(np.mean(losses)), state
+            if update_due:
+                state.steps_since_update = 0
+                if self._pending_error:
+                    update(self._pending)
+                    self._pending, self._pending_error = None, False
+        return float(np.mean(losses))
 
-    def _deliver(self, state):
-        """Drain and apply what is pending, if it holds an error."""
-        state, grads = self.drain(state)
-        self._add(grads)
+    def _deliver(self, state: OnlineState) -> None:
+        """End of a sequence or task: deliver what is held back and apply what is pending, if it holds
+        an error. Delivering a held-back stretch ends it, so the next starts with the next step."""
+        held_back = self.held_back_gradient(state)
+        if held_back is not None:
+            self._add(held_back)
+            state.steps_since_update = 0
         if self._pending is not None and self._pending_error:
             self.apply(self._pending)
             self._pending, self._pending_error = None, False
-        return state
 
     def _add(self, grads: dict[str, np.ndarray] | None) -> None:
         if not grads:

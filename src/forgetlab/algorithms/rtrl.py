@@ -1,17 +1,19 @@
 """Exact Real-Time Recurrent Learning (Williams & Zipser 1989).
 
 The recurrent parameters W = [W_hh | W_xh | b_h] (H x K, K = H + I + 1) act on u_t = [h_{t-1}; x_t; 1],
-z_t = W u_t. The sensitivity P_t[i, j, k] = dh_t,i / dW_jk is carried forward every step:
+z_t = W u_t. Two equations, one method each:
 
-    P_t = D_t (W_hh P_{t-1} + U_t),   D_t = diag f'(z_t),   U_t[i, j, k] = [i = j] u_t,k
+    sensitivity update (``update_sensitivity``), every step, for P_t[i, j, k] = dh_t,i / dW_jk:
+        P_t = D_t (W_hh P_{t-1} + U_t),   D_t = diag f'(z_t),   U_t[i, j, k] = [i = j] u_t,k
+
+    gradient (``error_gradient``), at a loss step t:
+        dE_t/dW = sum_i (W_hy^T delta_y_t)_i P_t[i]      (one (H,) @ (H, H K) product)
+        dE_t/dW_hy = delta_y_t h_t^T,  dE_t/db_y = delta_y_t
 
 The immediate term U_t is nonzero only on the diagonal i = j, so it is added there (O(H K)) instead
 of being built as a Kronecker product; the recurrent term is one (H x H) @ (H x H K) matrix product
 (with D_t folded into its H x H factor):
-O(H^2 K) = O(H^3) memory and O(H^3 K) = O(H^4) time per step. At a loss step t,
-
-    dE_t/dW = sum_i (W_hy^T delta_y_t)_i P_t[i]      (one (H,) @ (H, H K) product)
-    dE_t/dW_hy = delta_y_t h_t^T,  dE_t/db_y = delta_y_t
+O(H^2 K) = O(H^3) memory and O(H^3 K) = O(H^4) time per step.
 
 The contributions are applied online, every ``update_every`` steps (the weights change while the
 sequence runs; P is carried on, as in the original algorithm).
@@ -23,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from forgetlab.algorithms.recurrent import OnlineRecurrentAlgorithm, step_loss
-from forgetlab.networks import functions as F
+from forgetlab.algorithms.recurrent import OnlineRecurrentAlgorithm, OnlineState, StepResult, step_loss
+from forgetlab.networks.functions import activation_derivative
 from forgetlab.networks.rnn import RNN
 
 
@@ -42,45 +44,41 @@ def sensitivity_update(P: np.ndarray, W_hh: np.ndarray, u: np.ndarray, f_prime: 
 
 
 @dataclass
-class Sensitivity:
-    h: np.ndarray  # (H,) current state
-    P: np.ndarray  # (H, H * K) dh/dW for W = [W_hh | W_xh | b_h]
+class Sensitivity(OnlineState):
+    h: np.ndarray  # (H,) current state h_t
+    P: np.ndarray  # (H, H * K) dh_t/dW for W = [W_hh | W_xh | b_h]
     spare: np.ndarray  # buffer the next P is written into
-    steps: int = 0  # steps since the last update point
 
 
 class RTRL(OnlineRecurrentAlgorithm):
     network: RNN
-
-    def __init__(self, network: RNN, lr: float, l2: float = 0.0, update_every: int = 1,
-                 reset: str = "per_sequence") -> None:
-        if update_every < 1:
-            raise ValueError(f"update_every must be >= 1; got {update_every}")
-        super().__init__(network, lr, l2, reset)
-        self.update_every = update_every
 
     def initial_state(self) -> Sensitivity:
         net = self.network
         H, K = net.n_hidden, net.n_hidden + net.n_inputs + 1
         return Sensitivity(h=np.zeros(H), P=np.zeros((H, H * K)), spare=np.empty((H, H * K)))
 
-    def step(self, state: Sensitivity, x_t, target, mask, weight):
+    def step(self, state: Sensitivity, x_t, target, mask, weight) -> StepResult:
+        self.update_sensitivity(state, x_t)
+        if not weight:
+            return StepResult()
+        loss_t, delta_y = step_loss(self.network, state.h, target, mask, weight)
+        return StepResult(loss_t, self.error_gradient(state, delta_y))
+
+    def update_sensitivity(self, state: Sensitivity, x_t: np.ndarray) -> None:
+        """h_t = f(z_t) and P_t = D_t (W_hh P_{t-1} + U_t), from h_{t-1} and P_{t-1}, in place."""
+        net = self.network
+        u_t = np.concatenate([state.h, x_t, [1.0]])
+        z_t, h_t = net.step(state.h, x_t)
+        f_prime = activation_derivative(net.activation, z_t, h_t)
+        P_t = sensitivity_update(state.P, net.W_hh, u_t, f_prime, out=state.spare)
+        state.spare, state.P, state.h = state.P, P_t, h_t
+
+    def error_gradient(self, state: Sensitivity, delta_y: np.ndarray) -> dict[str, np.ndarray]:
+        """dE_t/dW = sum_i (W_hy^T delta_y_t)_i P_t[i] for W = [W_hh | W_xh | b_h], and the readout's
+        dE_t/dW_hy = delta_y_t h_t^T, dE_t/db_y = delta_y_t; ``delta_y`` = dE_t/dz_y at step t."""
         net = self.network
         H, I = net.n_hidden, net.n_inputs
-        u = np.concatenate([state.h, x_t, [1.0]])
-        z_t, h_t = net.step(state.h, x_t)
-        f_prime = F.activation_derivative(net.activation, z_t, h_t)
-        P = sensitivity_update(state.P, net.W_hh, u, f_prime, out=state.spare)
-        state.spare, state.P, state.h = state.P, P, h_t
-        state.steps += 1
-        due = state.steps >= self.update_every
-        if due:
-            state.steps = 0
-        if not weight:
-            return state, None, None, due
-        loss_t, delta_y = step_loss(net, h_t, target, mask, weight)
-        g = (delta_y @ net.W_hy) @ P  # (H * K,)
-        g = g.reshape(H, H + I + 1)
-        grads = {"W_hh": g[:, :H], "W_xh": g[:, H : H + I], "b_h": g[:, H + I], "W_hy": np.outer(delta_y, h_t),
-                 "b_y": delta_y}
-        return state, loss_t, grads, due
+        dE_dW = ((delta_y @ net.W_hy) @ state.P).reshape(H, H + I + 1)
+        return {"W_hh": dE_dW[:, :H], "W_xh": dE_dW[:, H : H + I], "b_h": dE_dW[:, H + I],
+                "W_hy": np.outer(delta_y, state.h), "b_y": delta_y}

@@ -2,13 +2,14 @@
 
 import numpy as np
 
+from forgetlab.networks.base import Network
 from forgetlab.networks.mlp import MLP
 from forgetlab.networks.rnn import RNN
 
-NETWORKS = {"mlp": MLP, "rnn": RNN}
+NETWORKS = ("mlp", "rnn")
 
 
-def build_network(cfg, input_shape: tuple[int, ...], n_outputs: int, rng: np.random.Generator):
+def build_network(cfg, input_shape: tuple[int, ...], n_outputs: int, rng: np.random.Generator) -> Network:
     """Network named by ``cfg.name`` for inputs of ``input_shape`` (per sample: (n_in,) vectors for the
     MLP, (T, n_in) sequences for the RNN) and ``n_outputs`` units."""
     if cfg.name == "mlp":
@@ -38,4 +39,4 @@ def build_network(cfg, input_shape: tuple[int, ...], n_outputs: int, rng: np.ran
     raise ValueError(f"unknown network {cfg.name!r}; allowed: {sorted(NETWORKS)}")
 
 
-__all__ = ["MLP", "NETWORKS", "RNN", "build_network"]
+__all__ = ["MLP", "NETWORKS", "RNN", "Network", "build_network"]

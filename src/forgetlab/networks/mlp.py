@@ -11,7 +11,8 @@ from functools import cached_property
 
 import numpy as np
 
-from forgetlab.networks import functions as F
+from forgetlab.networks.base import Network
+from forgetlab.networks import functions
 
 
 @dataclass
@@ -22,7 +23,7 @@ class MLPForward:
     z: list[np.ndarray]
 
 
-class MLP:
+class MLP(Network):
     def __init__(
         self,
         sizes: list[int],
@@ -67,7 +68,7 @@ class MLP:
         for l, (W, b) in enumerate(zip(self.W, self.b)):
             z = a[-1] @ W.T + b
             zs.append(z)
-            a.append(F.output(self.output, z, mask) if l == last else F.activation(self.activation, z))
+            a.append(functions.output(self.output, z, mask) if l == last else functions.activation(self.activation, z))
         return MLPForward(a=a, z=zs)
 
     def predict(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -76,4 +77,4 @@ class MLP:
 
     def data_loss(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float:
         """Mean over the batch of the loss without the L2 term, straight from the forward pass."""
-        return float(np.mean(F.loss(self.output, self.loss, self.predict(x, mask), y, mask)))
+        return float(np.mean(self.sample_loss(self.predict(x, mask), y, mask)))

@@ -17,8 +17,10 @@ from functools import cached_property
 
 import numpy as np
 
-from forgetlab.networks import functions as F
+from forgetlab.networks import functions
+from forgetlab.networks.base import Network
 
+# The allowed values, checked by the config before a network is built.
 RNN_ACTIVATIONS = ("tanh", "sigmoid")
 LOSS_AT = ("last", "all")
 
@@ -33,7 +35,7 @@ class RNNForward:
     a: np.ndarray
 
 
-class RNN:
+class RNN(Network):
     def __init__(
         self,
         n_in: int,
@@ -48,10 +50,6 @@ class RNN:
         dtype: type = np.float64,
     ) -> None:
         """Weights ~ N(0, init_scale^2 / fan_in) (fan_in of W_hh is H), biases 0."""
-        if activation not in RNN_ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r} for the RNN; allowed: {RNN_ACTIVATIONS}")
-        if loss_at not in LOSS_AT:
-            raise ValueError(f"unknown loss_at {loss_at!r}; allowed: {LOSS_AT}")
         rng = rng if rng is not None else np.random.default_rng(0)
         self.activation, self.output, self.loss, self.loss_at = activation, output, loss, loss_at
 
@@ -94,11 +92,11 @@ class RNN:
     def step(self, h_prev: np.ndarray, x_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(z_t, h_t) for states (..., H) and inputs (..., I)."""
         z = h_prev @ self.W_hh.T + x_t @ self.W_xh.T + self.b_h
-        return z, F.activation(self.activation, z)
+        return z, functions.activation(self.activation, z)
 
     def readout(self, h: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """y = g(W_hy h + b_y) over the last axis."""
-        return F.output(self.output, h @ self.W_hy.T + self.b_y, mask)
+        return functions.output(self.output, h @ self.W_hy.T + self.b_y, mask)
 
     def forward(self, x: np.ndarray, mask: np.ndarray, h0: np.ndarray | None = None) -> RNNForward:
         """Run a batch of sequences x (N, T, I) from h0 (N, H) (zero when None); outputs at every step."""
@@ -111,7 +109,7 @@ class RNN:
         x_proj = x @ self.W_xh.T + self.b_h
         for t in range(T):
             z[:, t] = h[:, t] @ self.W_hh.T + x_proj[:, t]
-            h[:, t + 1] = F.activation(self.activation, z[:, t])
+            h[:, t + 1] = functions.activation(self.activation, z[:, t])
         a = self.readout(h[:, 1:], mask[:, None, :])
         return RNNForward(h=h, z=z, a=a)
 
@@ -121,7 +119,7 @@ class RNN:
         h = np.zeros((N, self.n_hidden), dtype=self.W_hh.dtype)
         x_proj = x @ self.W_xh.T + self.b_h
         for t in range(T):
-            h = F.activation(self.activation, h @ self.W_hh.T + x_proj[:, t])
+            h = functions.activation(self.activation, h @ self.W_hh.T + x_proj[:, t])
         return h
 
     def predict(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -131,5 +129,5 @@ class RNN:
     def data_loss(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float:
         """Mean over the batch of the sequence loss (mean over the loss steps), no L2 term."""
         a = self.forward(x, mask).a[:, self.loss_steps(x.shape[1])]
-        per_step = F.loss(self.output, self.loss, a, y[:, None, :], mask[:, None, :])
+        per_step = self.sample_loss(a, y[:, None, :], mask[:, None, :])
         return float(np.mean(per_step))
