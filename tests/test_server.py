@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from forgetlab.tracking.server import LOOPBACK, ServerError, ServerState, TrackingServer, pg_bindir, start_mlflow
+from forgetlab.server import LOOPBACK, ServerError, ServerState, TrackingServer, pg_bindir, start_mlflow
 from tests.conftest import ROOT, run_train
 
 FAST = ["algorithm.epochs_per_task=1", "eval.every_samples=200", "task_sequence.n_tasks=2"]
