@@ -227,8 +227,9 @@ def runs_csv(runs: pd.DataFrame, analysed: pd.DataFrame, keys: list[str]) -> pd.
         }
     )
     recomputed = analysed[["run_id", *aggregate.METRICS, "matches_logged_final"]]
-    logged = runs[["run_id", *sorted(c for c in runs.columns if c.startswith(METRIC_COLUMN_PREFIX))]]
-    logged = logged.rename(columns=lambda c: "logged." + c.removeprefix(METRIC_COLUMN_PREFIX))
+    metric_columns = sorted(c for c in runs.columns if c.startswith(METRIC_COLUMN_PREFIX))
+    logged = runs[["run_id", *metric_columns]]
+    logged = logged.rename(columns={c: "logged." + c.removeprefix(METRIC_COLUMN_PREFIX) for c in metric_columns})
     return base.merge(recomputed, on="run_id", how="left").merge(logged, on="run_id", how="left")
 
 
