@@ -1,5 +1,5 @@
 """Pieces that keep a sweep alive: retried store calls, dead-process detection, divergence errors,
-resume planning and determinism (in-process; the end-to-end sweeps are in test_sweeps.py)."""
+the resume query and determinism (in-process; the end-to-end sweeps are in test_sweeps.py)."""
 
 import subprocess
 import sys
@@ -111,7 +111,7 @@ def test_heartbeat_beats_until_stopped():
 
 
 @pytest.mark.slow
-def test_resume_plan_skips_finished_and_live_runs_and_kills_stale_ones(sqlite_uri):
+def test_resume_query_skips_finished_and_live_runs_and_kills_stale_ones(sqlite_uri):
     client = MlflowClient(sqlite_uri)
     exp = client.create_experiment("plan")
     beat = f"{time.time():.0f}"
