@@ -46,10 +46,10 @@ system-deps: ## install PostgreSQL and Chromium from the OS packages when missin
 	@.ci/system-deps
 
 server: $(STAMP) system-deps ## start MLflow on PostgreSQL at http://127.0.0.1:5001 (SERVER_PORT=...) for `tracking=server`
-	@FORGETLAB_ROOT=$(CURDIR) $(PY) -m forgetlab.tracking.server start --port $(SERVER_PORT) --workers $(SERVER_WORKERS)
+	@FORGETLAB_ROOT=$(CURDIR) $(PY) -m forgetlab.server start --port $(SERVER_PORT) --workers $(SERVER_WORKERS)
 
 server-stop: $(STAMP) ## stop the server started by `make server` (its data stays in .forgetlab/server)
-	@FORGETLAB_ROOT=$(CURDIR) $(PY) -m forgetlab.tracking.server stop
+	@FORGETLAB_ROOT=$(CURDIR) $(PY) -m forgetlab.server stop
 
 clean: ## remove outputs of runs (keeps mlflow.db and .venv)
 	rm -rf outputs multirun reports

@@ -1,7 +1,8 @@
 """From loaded runs to conditions, per-run metrics and seed statistics (mean, std, 95 % bootstrap CI).
 
-Every number is recomputed from the run's eval artifacts with ``forgetlab.metrics``; the logged
-``final/*`` metrics are only compared against (``check_against_logged``).
+Every number is recomputed from the run's eval artifacts with ``forgetlab.metrics`` (the task-level
+ones that a run also logs through ``forgetlab.contract.final_metrics``, the same function); the logged
+values are only compared against (``check_against_logged``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.load import RunArtifacts
-from forgetlab import metrics as M
+from analysis.load import RunArtifacts, metric_column
+from forgetlab import contract, metrics
 
 SEED = "params.seed"
 JOINT = "params.task_sequence.joint"
@@ -23,12 +24,12 @@ RUN_SPECIFIC_PREFIXES = ("params.tracking.", "params.paths.")
 BOOTSTRAP_RESAMPLES = 9999
 CI_LEVEL = 0.95
 
-# name in runs.csv / summary.csv -> (label, logged final/* metric it must equal or None)
+# name in runs.csv / summary.csv -> (label, the logged final metric it must equal, or None)
 METRICS: dict[str, tuple[str, str | None]] = {
-    "acc": ("ACC", "final/acc"),
-    "bwt": ("BWT", "final/bwt"),
-    "fwt": ("FWT", "final/fwt"),
-    "forgetting_max": ("Forgetting (max, RWalk)", "final/forgetting"),
+    "acc": ("ACC", contract.FINAL_ACC),
+    "bwt": ("BWT", contract.FINAL_BWT),
+    "fwt": ("FWT", contract.FINAL_FWT),
+    "forgetting_max": ("Forgetting (max, RWalk)", contract.FINAL_FORGETTING),
     "forgetting_after": ("Forgetting (after training, Avalanche)", None),
     "learning_acc": ("Learning accuracy", None),
     "intransigence": ("Intransigence (vs joint)", None),
@@ -113,24 +114,24 @@ def condition_order(runs: pd.DataFrame, keys: list[str]) -> list[str]:
 def run_metrics(art: RunArtifacts, bin_edges: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
     """Task- and sample-level metrics of one run, and its retention curve on ``bin_edges``."""
     R_with_init = art.R_with_init
-    r_init, R = R_with_init[0], R_with_init[1:]
+    R = R_with_init[1:]
     out = {k: float("nan") for k in METRICS}
-    out["acc"] = M.average_accuracy(R)
+    final = contract.final_metrics(R_with_init)
+    for name, (_, logged) in METRICS.items():
+        if logged in final:
+            out[name] = final[logged]
     if R.shape[0] == R.shape[1]:  # one stage per task (not a joint run)
-        out["bwt"] = M.backward_transfer(R)
-        out["fwt"] = M.forward_transfer(R, r_init)
-        out["forgetting_max"] = M.forgetting_max(R)
-        out["forgetting_after"] = M.forgetting_after_training(R)
-        out["learning_acc"] = M.learning_accuracy(R)
+        out["forgetting_after"] = metrics.forgetting_after_training(R)
+        out["learning_acc"] = metrics.learning_accuracy(R)
     p = art.probe
-    forgot, learned = M.transition_counts(p["correct"], p["samples_seen"], p["presented_at"])
+    forgot, learned = metrics.transition_counts(p["correct"], p["samples_seen"], p["presented_at"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # no presented probe sample: NaN
         out["forgetting_events"] = float(np.nanmean(forgot)) if forgot.size else float("nan")
         out["learning_events"] = float(np.nanmean(learned)) if learned.size else float("nan")
-    out.update(M.sample_fractions(p["correct"], p["samples_seen"], p["presented_at"]))
-    out["drop_per_update"] = M.accuracy_drop_per_update(p["correct"], p["samples_seen"], p["updates"], p["presented_at"])
-    retention, _ = M.retention_curve(p["correct"], p["samples_seen"], p["presented_at"], bin_edges)
+    out.update(metrics.sample_fractions(p["correct"], p["samples_seen"], p["presented_at"]))
+    out["drop_per_update"] = metrics.accuracy_drop_per_update(p["correct"], p["samples_seen"], p["updates"], p["presented_at"])
+    retention, _ = metrics.retention_curve(p["correct"], p["samples_seen"], p["presented_at"], bin_edges)
     return out, retention
 
 
@@ -163,7 +164,7 @@ def add_intransigence(table: pd.DataFrame, artifacts: dict[str, RunArtifacts], k
         ref = reference.get(tuple(str(row[k]) for k in others))
         R = artifacts[row["run_id"]].R_with_init[1:]
         if ref is not None and R.shape[0] == R.shape[1] == len(ref):
-            table.at[i, "intransigence"] = M.intransigence(R, ref)
+            table.at[i, "intransigence"] = metrics.intransigence(R, ref)
     return table
 
 
@@ -172,9 +173,9 @@ def check_against_logged(table: pd.DataFrame, tol: float = 1e-9) -> pd.Series:
     (both missing counts as equal)."""
     ok = pd.Series(True, index=table.index)
     for name, (_, logged) in METRICS.items():
-        col = f"metrics.{logged}"
         if logged is None:
             continue
+        col = metric_column(logged)
         mine = table[name].astype(float)
         theirs = table[col].astype(float) if col in table else pd.Series(np.nan, index=table.index)
         same = (mine - theirs).abs().le(tol) | (mine.isna() & theirs.isna())

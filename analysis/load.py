@@ -19,12 +19,25 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from forgetlab import contract
+
 # One progress bar per run and file would flood the report's output.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-TRAIN_FILTER = "tags.`forgetlab.kind` = 'train'"
-EVAL_FILES = ("accuracy_matrix.csv", "task_curve.parquet", "sample_probe.npz")
 COMPLETE_MARK = ".complete"
+
+
+# ``mlflow.search_runs`` names the columns of its frame ``tags.<key>``, ``metrics.<key>``, ``params.<key>``.
+METRIC_COLUMN_PREFIX = "metrics."
+
+
+def tag_column(key: str) -> str:
+    return f"tags.{key}"
+
+
+def metric_column(key: str) -> str:
+    """The column with the last value of metric ``key``."""
+    return METRIC_COLUMN_PREFIX + key
 
 
 class NoRunsError(LookupError):
@@ -35,9 +48,9 @@ class NoRunsError(LookupError):
 class RunArtifacts:
     """The eval artifacts of one run, parsed."""
 
-    matrix: pd.DataFrame  # accuracy_matrix.csv: column `after` (init, 0, 1, ...), task_0 ... task_{T-1}
-    curve: pd.DataFrame  # task_curve.parquet (long format)
-    probe: dict[str, np.ndarray]  # sample_probe.npz, field by field
+    matrix: pd.DataFrame  # the accuracy matrix: column `after` (init, 0, 1, ...), task_0 ... task_{T-1}
+    curve: pd.DataFrame  # the task curve (long format)
+    probe: dict[str, np.ndarray]  # the sample probe, field by field
 
     @property
     def R_with_init(self) -> np.ndarray:
@@ -51,7 +64,7 @@ class RunArtifacts:
 def search_training_runs(
     client: MlflowClient, experiment: str, sweep_id: str | None = None, filter_string: str | None = None
 ) -> pd.DataFrame:
-    """Every ``forgetlab.kind=train`` run of ``experiment`` (optionally of one sweep and matching an
+    """Every training run (``contract.KIND_TRAIN``) of ``experiment`` (optionally of one sweep and matching an
     MLflow filter string), newest first. Raises NoRunsError when there is none."""
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
@@ -59,9 +72,9 @@ def search_training_runs(
         raise NoRunsError(
             f"No experiment named {experiment!r} at {client.tracking_uri}. Experiments there: {names or 'none'}."
         )
-    clauses = [TRAIN_FILTER]
+    clauses = [contract.tag_equals(contract.TAG_KIND, contract.KIND_TRAIN)]
     if sweep_id:
-        clauses.append(f"tags.`forgetlab.sweep_id` = '{sweep_id}'")
+        clauses.append(contract.tag_equals(contract.TAG_SWEEP_ID, sweep_id))
     if filter_string:
         clauses.append(filter_string)
     query = " AND ".join(clauses)
@@ -80,7 +93,7 @@ def mark_superseded(runs: pd.DataFrame) -> pd.DataFrame:
     redid) names the run that replaces it. Expects newest-first order."""
     runs = runs.copy()
     runs["superseded_by"] = ""
-    hash_col = "tags.forgetlab.config_hash"
+    hash_col = tag_column(contract.TAG_CONFIG_HASH)
     if hash_col not in runs:
         return runs
     for _, group in runs.groupby(hash_col, sort=False):
@@ -96,26 +109,28 @@ def artifact_cache_dir(cache_root: Path, run_id: str) -> Path:
 
 
 def fetch_eval_artifacts(client: MlflowClient, run_id: str, cache_root: Path) -> Path:
-    """Local directory holding the run's ``eval/`` artifacts, downloaded on first use only."""
+    """A local copy of the run's artifact root holding its eval artifacts (``contract.EVAL_DIR``),
+    downloaded on first use only."""
     target = artifact_cache_dir(cache_root, run_id)
     if (target / COMPLETE_MARK).exists():
-        return target / "eval"
+        return target
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
-    client.download_artifacts(run_id, "eval", str(target))
+    client.download_artifacts(run_id, contract.EVAL_DIR, str(target))
     (target / COMPLETE_MARK).touch()
-    return target / "eval"
+    return target
 
 
-def read_eval_artifacts(eval_dir: Path) -> RunArtifacts:
-    missing = [f for f in EVAL_FILES if not (eval_dir / f).exists()]
+def read_eval_artifacts(root: Path) -> RunArtifacts:
+    """The eval artifacts under a local copy ``root`` of a run's artifact root."""
+    missing = [path for path in contract.EVAL_ARTIFACTS if not (root / path).exists()]
     if missing:
-        raise FileNotFoundError(f"missing artifacts: {', '.join('eval/' + f for f in missing)}")
-    with np.load(eval_dir / "sample_probe.npz", allow_pickle=False) as npz:
+        raise FileNotFoundError(f"missing artifacts: {', '.join(missing)}")
+    with np.load(root / contract.ARTIFACT_SAMPLE_PROBE, allow_pickle=False) as npz:
         probe = {k: npz[k] for k in npz.files}
     return RunArtifacts(
-        matrix=pd.read_csv(eval_dir / "accuracy_matrix.csv", dtype={"after": str}),
-        curve=pd.read_parquet(eval_dir / "task_curve.parquet"),
+        matrix=pd.read_csv(root / contract.ARTIFACT_ACCURACY_MATRIX, dtype={"after": str}),
+        curve=pd.read_parquet(root / contract.ARTIFACT_TASK_CURVE),
         probe=probe,
     )
 

@@ -31,10 +31,18 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from analysis import aggregate as A  # noqa: E402
-from analysis import figures as FIG  # noqa: E402
-from analysis.load import NoRunsError, load_artifacts, mark_superseded, search_training_runs  # noqa: E402
-from forgetlab import metrics as M  # noqa: E402
+from analysis import aggregate, figures  # noqa: E402
+from analysis.load import (  # noqa: E402
+    METRIC_COLUMN_PREFIX, NoRunsError, load_artifacts, mark_superseded, search_training_runs, tag_column,
+)
+from forgetlab import contract, metrics  # noqa: E402
+
+# Columns of the runs frame (``mlflow.search_runs``) that the report reads
+RUN_NAME = tag_column(contract.TAG_RUN_NAME)
+SWEEP_ID = tag_column(contract.TAG_SWEEP_ID)
+CONFIG_HASH = tag_column(contract.TAG_CONFIG_HASH)
+GIT_COMMIT = tag_column(contract.TAG_GIT_COMMIT)
+ERROR = tag_column(contract.TAG_ERROR)
 
 SUMMARY_COLUMNS = ["acc", "bwt", "forgetting_max"]  # printed at the end of `make study`
 TASK_LEVEL = ["acc", "bwt", "fwt", "forgetting_max", "forgetting_after", "learning_acc", "intransigence"]
@@ -81,8 +89,8 @@ def build_report(
     runs = mark_superseded(search_training_runs(client, experiment, sweep_id, filter_string))
     clock.lap("query")
     runs["problem"] = ""
-    if "tags.forgetlab.error" in runs:
-        runs["problem"] = runs["tags.forgetlab.error"].fillna("").astype(str)
+    if ERROR in runs:
+        runs["problem"] = runs[ERROR].fillna("").astype(str)
     finished = runs[(runs["superseded_by"] == "") & (runs["status"] == "FINISHED")]
     artifacts, problems = load_artifacts(client, list(finished["run_id"]), cache_dir, workers)
     for run_id, problem in problems.items():
@@ -90,29 +98,29 @@ def build_report(
     runs["analysed"] = runs["run_id"].isin(artifacts)
     clock.lap("artifacts")
     if not runs["analysed"].any():
-        listing = "; ".join(f"{r['tags.mlflow.runName']} {r['status']} {r['problem']}".strip() for _, r in runs.iterrows())
+        listing = "; ".join(f"{r[RUN_NAME]} {r['status']} {r['problem']}".strip() for _, r in runs.iterrows())
         raise NoRunsError(f"None of the {len(runs)} selected runs is FINISHED with readable eval artifacts: {listing}")
     # Conditions from the analysed runs only: a run that died before logging its params would
     # otherwise make every param look swept.
-    keys = A.condition_keys(runs[runs["analysed"]])
-    runs = A.add_conditions(runs, keys)
+    keys = aggregate.condition_keys(runs[runs["analysed"]])
+    runs = aggregate.add_conditions(runs, keys)
 
     analysed = runs[runs["analysed"]].copy()
-    bin_edges = A.retention_bin_edges(artifacts)
+    bin_edges = aggregate.retention_bin_edges(artifacts)
     per_run, retention = {}, {}
     for run_id in analysed["run_id"]:
-        per_run[run_id], retention[run_id] = A.run_metrics(artifacts[run_id], bin_edges)
+        per_run[run_id], retention[run_id] = aggregate.run_metrics(artifacts[run_id], bin_edges)
     metric_frame = pd.DataFrame.from_dict(per_run, orient="index")
     analysed = analysed.join(metric_frame, on="run_id")
-    analysed = A.add_intransigence(analysed, artifacts, keys)
-    analysed["matches_logged_final"] = A.check_against_logged(analysed)
-    order = A.condition_order(analysed, keys)
+    analysed = aggregate.add_intransigence(analysed, artifacts, keys)
+    analysed["matches_logged_final"] = aggregate.check_against_logged(analysed)
+    order = aggregate.condition_order(analysed, keys)
     analysed = _sorted_by_condition(analysed, order)
     runs = pd.concat([_sorted_by_condition(runs[runs["analysed"]], order), runs[~runs["analysed"]]])
-    summary = A.summarize(analysed, order)
+    summary = aggregate.summarize(analysed, order)
     clock.lap("metrics")
 
-    figures = make_figures(analysed, artifacts, retention, bin_edges, order, summary, out / "figures")
+    figure_paths = make_figures(analysed, artifacts, retention, bin_edges, order, summary, out / "figures")
     clock.lap("figures")
     runs_table = runs_csv(runs, analysed, keys)
     summary.to_csv(out / "summary.csv", index=False)
@@ -128,14 +136,14 @@ def build_report(
             exp_id,
             run_name=f"report {time.strftime('%Y%m%d-%H%M%S')}",
             tags={
-                "forgetlab.kind": "report",
-                "forgetlab.report.sweep_id": sweep_id or "",
-                "forgetlab.report.filter": filter_string or "",
-                "forgetlab.report.runs": str(int(runs["analysed"].sum())),
+                contract.TAG_KIND: contract.KIND_REPORT,
+                contract.TAG_REPORT_SWEEP_ID: sweep_id or "",
+                contract.TAG_REPORT_FILTER: filter_string or "",
+                contract.TAG_REPORT_RUNS: str(int(runs["analysed"].sum())),
             },
         ).info.run_id
     (out / "report.md").write_text(
-        report_markdown(experiment, tracking_uri, sweep_id, filter_string, keys, runs, analysed, summary, figures, out, run_id)
+        report_markdown(experiment, tracking_uri, sweep_id, filter_string, keys, runs, analysed, summary, figure_paths, out, run_id)
     )
     if report_client is not None:
         try:
@@ -145,12 +153,12 @@ def build_report(
             raise
         report_client.set_terminated(run_id, "FINISHED")
     clock.lap("writing")
-    return Report(out, summary, runs_table, figures, run_id, clock.seconds)
+    return Report(out, summary, runs_table, figure_paths, run_id, clock.seconds)
 
 
 def _sorted_by_condition(runs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     rank = runs["condition"].map({c: i for i, c in enumerate(order)})
-    seed = pd.to_numeric(runs.get(A.SEED), errors="coerce") if A.SEED in runs else 0
+    seed = pd.to_numeric(runs.get(aggregate.SEED), errors="coerce") if aggregate.SEED in runs else 0
     return runs.assign(_rank=rank, _seed=seed).sort_values(["_rank", "_seed"]).drop(columns=["_rank", "_seed"])
 
 
@@ -168,8 +176,8 @@ class _Clock:
 def make_figures(analysed, artifacts, retention, bin_edges, order, summary, fig_dir: Path) -> dict[str, Path]:
     by_condition = {c: analysed.loc[analysed["condition"] == c, "run_id"].tolist() for c in order}
     algorithm_of = dict(zip(analysed["condition"], analysed["algorithm"]))
-    styles = FIG.condition_styles(order, algorithm_of)
-    colors = FIG.algorithm_colors(sorted(set(algorithm_of.values())))
+    styles = figures.condition_styles(order, algorithm_of)
+    colors = figures.algorithm_colors(sorted(set(algorithm_of.values())))
     names = {c: artifacts[ids[0]].task_names for c, ids in by_condition.items()}
 
     matrices = {c: [artifacts[r].R_with_init for r in ids] for c, ids in by_condition.items()}
@@ -179,20 +187,20 @@ def make_figures(analysed, artifacts, retention, bin_edges, order, summary, fig_
             curve = artifacts[r].curve[["samples_seen", "task", "accuracy"]].assign(condition=c, run_id=r)
             curves.append(curve)
             p = artifacts[r].probe
-            forgot = M.forgetting_events(p["correct"], p["samples_seen"], p["presented_at"])
+            forgot = metrics.forgetting_events(p["correct"], p["samples_seen"], p["presented_at"])
             events.append(pd.DataFrame({"condition": c, "forgetting_events": forgot[np.isfinite(forgot)]}))
         first = artifacts[ids[0]].curve
         ends = first.loc[first["boundary"] & (first["stage"] >= 0), "samples_seen"].unique()
         boundaries[c] = sorted(int(x) for x in ends)[:-1]  # the end of the last stage is the end of the plot
     return {
-        "accuracy_matrices": FIG.accuracy_matrices(matrices, names, order, fig_dir / "accuracy_matrices.png"),
-        "task_curves": FIG.task_curves(pd.concat(curves), boundaries, names, order, fig_dir / "task_curves.png"),
-        "final_metrics": FIG.final_metric_bars(analysed, order, colors, summary, fig_dir / "final_metrics.png"),
-        "retention_curves": FIG.retention_curves(
+        "accuracy_matrices": figures.accuracy_matrices(matrices, names, order, fig_dir / "accuracy_matrices.png"),
+        "task_curves": figures.task_curves(pd.concat(curves), boundaries, names, order, fig_dir / "task_curves.png"),
+        "final_metrics": figures.final_metric_bars(analysed, order, colors, summary, fig_dir / "final_metrics.png"),
+        "retention_curves": figures.retention_curves(
             {c: [retention[r] for r in ids] for c, ids in by_condition.items()}, bin_edges, order, styles,
             fig_dir / "retention_curves.png",
         ),
-        "forgetting_events": FIG.forgetting_event_histograms(
+        "forgetting_events": figures.forgetting_event_histograms(
             pd.concat(events), order, styles, fig_dir / "forgetting_events.png"
         ),
     }
@@ -203,24 +211,25 @@ def runs_csv(runs: pd.DataFrame, analysed: pd.DataFrame, keys: list[str]) -> pd.
     base = pd.DataFrame(
         {
             "run_id": runs["run_id"],
-            "run_name": runs.get("tags.mlflow.runName"),
+            "run_name": runs.get(RUN_NAME),
             "status": runs["status"],
             "analysed": runs["analysed"],
             "problem": runs["problem"],
             "superseded_by": runs["superseded_by"],
-            "sweep_id": runs.get("tags.forgetlab.sweep_id"),
-            "config_hash": runs.get("tags.forgetlab.config_hash"),
-            "git_commit": runs.get("tags.mlflow.source.git.commit"),
+            "sweep_id": runs.get(SWEEP_ID),
+            "config_hash": runs.get(CONFIG_HASH),
+            "git_commit": runs.get(GIT_COMMIT),
             "start_time": runs["start_time"],
             "algorithm": runs["algorithm"],
             "condition": runs["condition"],
             **{k.removeprefix("params."): runs[k] for k in keys},
-            "seed": runs.get(A.SEED),
+            "seed": runs.get(aggregate.SEED),
         }
     )
-    recomputed = analysed[["run_id", *A.METRICS, "matches_logged_final"]]
-    logged = runs[["run_id", *sorted(c for c in runs.columns if c.startswith("metrics."))]]
-    logged = logged.rename(columns=lambda c: c.replace("metrics.", "logged.", 1))
+    recomputed = analysed[["run_id", *aggregate.METRICS, "matches_logged_final"]]
+    metric_columns = sorted(c for c in runs.columns if c.startswith(METRIC_COLUMN_PREFIX))
+    logged = runs[["run_id", *metric_columns]]
+    logged = logged.rename(columns={c: "logged." + c.removeprefix(METRIC_COLUMN_PREFIX) for c in metric_columns})
     return base.merge(recomputed, on="run_id", how="left").merge(logged, on="run_id", how="left")
 
 
@@ -228,7 +237,7 @@ def retention_table(analysed, retention, bin_edges, order) -> pd.DataFrame:
     rows = []
     for c in order:
         stacked = np.array([retention[r] for r in analysed.loc[analysed["condition"] == c, "run_id"]])
-        mean, low, high = A.mean_and_ci(stacked)
+        mean, low, high = aggregate.mean_and_ci(stacked)
         for b in range(len(bin_edges) - 1):
             rows.append(
                 {"condition": c, "n_from": bin_edges[b], "n_to": bin_edges[b + 1], "retained_mean": mean[b],
@@ -268,7 +277,7 @@ def summary_markdown(summary: pd.DataFrame, names: list[str]) -> str:
             "condition": summary["condition"],
             "algorithm": summary["algorithm"],
             "runs": summary["runs"],
-            **{A.METRICS[n][0]: [cell(r, n) for _, r in summary.iterrows()] for n in names},
+            **{aggregate.METRICS[n][0]: [cell(r, n) for _, r in summary.iterrows()] for n in names},
         }
     )
     return markdown_table(table)
@@ -306,17 +315,17 @@ CAPTIONS = {
 }
 
 
-def report_markdown(experiment, uri, sweep_id, filter_string, keys, runs, analysed, summary, figures, out, run_id) -> str:
+def report_markdown(experiment, uri, sweep_id, filter_string, keys, runs, analysed, summary, figure_paths, out, run_id) -> str:
     not_analysed = runs[~runs["analysed"]]
     mismatched = analysed[~analysed["matches_logged_final"]]
-    sweeps = sorted(runs.loc[runs["superseded_by"] == "", "tags.forgetlab.sweep_id"].dropna().unique())
-    commits = sorted(runs.get("tags.mlflow.source.git.commit", pd.Series(dtype=str)).dropna().unique())
+    sweeps = sorted(runs.loc[runs["superseded_by"] == "", SWEEP_ID].dropna().unique())
+    commits = sorted(runs.get(GIT_COMMIT, pd.Series(dtype=str)).dropna().unique())
     lines = [
         f"# Forgetting report: experiment `{experiment}`",
         "",
         f"- generated: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; tracking URI: `{uri}`"
         + (f"; report run `{run_id}`" if run_id else ""),
-        "- selection: `forgetlab.kind=train`" + (f", sweep `{sweep_id}`" if sweep_id else "")
+        f"- selection: `{contract.TAG_KIND}={contract.KIND_TRAIN}`" + (f", sweep `{sweep_id}`" if sweep_id else "")
         + (f", filter `{filter_string}`" if filter_string else "") + f"; sweeps: {', '.join(f'`{s}`' for s in sweeps)}",
         f"- runs: {int(runs['analysed'].sum())} analysed of {len(runs)} found; {len(summary)} conditions over "
         + (", ".join(f"`{k.removeprefix('params.')}`" for k in keys) or "no varying param") + "; statistics over `seed`",
@@ -328,28 +337,28 @@ def report_markdown(experiment, uri, sweep_id, filter_string, keys, runs, analys
     if len(mismatched):
         lines += [
             f"**Warning: {len(mismatched)} run(s) whose recomputed metrics differ from their logged `final/*`:** "
-            + ", ".join(mismatched["tags.mlflow.runName"].astype(str)), "",
+            + ", ".join(mismatched[RUN_NAME].astype(str)), "",
         ]
     else:
         lines += ["Every recomputed ACC, BWT, FWT and forgetting equals the run's logged `final/*` metric.", ""]
     lines += ["## Summary", "", "### Task level", "", summary_markdown(summary, TASK_LEVEL), "",
               "### Sample level (probe)", "", summary_markdown(summary, SAMPLE_LEVEL), ""]
     lines += ["## Figures", ""]
-    for key, path in figures.items():
+    for key, path in figure_paths.items():
         lines += [f"![{CAPTIONS[key]}]({path.relative_to(out).as_posix()})", "", f"*{CAPTIONS[key]}*", ""]
     lines += ["## Metric definitions", "", DEFINITIONS, ""]
     lines += ["## Runs", ""]
     table = pd.DataFrame(
         {
-            "run": analysed["tags.mlflow.runName"],
+            "run": analysed[RUN_NAME],
             "run id": analysed["run_id"].str[:12],
             "condition": analysed["condition"],
-            "seed": analysed.get(A.SEED),
+            "seed": analysed.get(aggregate.SEED),
             "ACC": analysed["acc"].map(fmt),
             "BWT": analysed["bwt"].map(fmt),
             "forgetting": analysed["forgetting_max"].map(fmt),
             "= logged": analysed["matches_logged_final"].map({True: "yes", False: "**no**"}),
-            "sweep": analysed["tags.forgetlab.sweep_id"],
+            "sweep": analysed[SWEEP_ID],
         }
     )
     lines += [markdown_table(table), ""]
@@ -363,7 +372,7 @@ def report_markdown(experiment, uri, sweep_id, filter_string, keys, runs, analys
             markdown_table(
                 pd.DataFrame(
                     {
-                        "run": not_analysed["tags.mlflow.runName"],
+                        "run": not_analysed[RUN_NAME],
                         "run id": not_analysed["run_id"].str[:12],
                         "status": not_analysed["status"],
                         "condition": not_analysed["condition"],
@@ -375,10 +384,10 @@ def report_markdown(experiment, uri, sweep_id, filter_string, keys, runs, analys
         ]
     lines += ["## Configuration", "", "Swept (define the conditions): "
               + (", ".join(f"`{k.removeprefix('params.')}` ∈ {{{', '.join(sorted(map(str, analysed[k].unique())))}}}" for k in keys) or "none")
-              + f"; seeds: {', '.join(sorted(map(str, analysed.get(A.SEED, pd.Series(dtype=str)).unique())))}.", ""]
+              + f"; seeds: {', '.join(sorted(map(str, analysed.get(aggregate.SEED, pd.Series(dtype=str)).unique())))}.", ""]
     constant = sorted(
         c for c in analysed.columns
-        if c.startswith("params.") and c not in keys and c != A.SEED and not c.startswith(A.RUN_SPECIFIC_PREFIXES)
+        if c.startswith("params.") and c not in keys and c != aggregate.SEED and not c.startswith(aggregate.RUN_SPECIFIC_PREFIXES)
     )
     lines += ["Common to every analysed run:", "", markdown_table(pd.DataFrame(
         {"param": [c.removeprefix("params.") for c in constant], "value": [analysed[c].iloc[0] for c in constant]}
@@ -392,7 +401,7 @@ def print_summary(report: Report) -> None:
         {
             "condition": s["condition"],
             "runs": s["runs"],
-            **{A.METRICS[n][0]: [
+            **{aggregate.METRICS[n][0]: [
                 f"{fmt(r[f'{n}_mean'])} ± {fmt(r[f'{n}_std'])}" if np.isfinite(r[f"{n}_mean"]) else "–"
                 for _, r in s.iterrows()
             ] for n in SUMMARY_COLUMNS},
@@ -412,13 +421,13 @@ def print_summary(report: Report) -> None:
     print(f"\nReport: {report.out / 'report.md'}  (figures in {report.out / 'figures'})")
     print("Time: " + ", ".join(f"{k} {v:.1f} s" for k, v in report.seconds.items()))
     if report.report_run_id:
-        print(f"Logged as MLflow run {report.report_run_id} (tag forgetlab.kind=report)")
+        print(f"Logged as MLflow run {report.report_run_id} (tag {contract.TAG_KIND}={contract.KIND_REPORT})")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--experiment", required=True, help="MLflow experiment name")
-    parser.add_argument("--sweep-id", default=None, help="only the runs of this forgetlab.sweep_id")
+    parser.add_argument("--sweep-id", default=None, help=f"only the runs of this {contract.TAG_SWEEP_ID}")
     parser.add_argument("--filter", default=None, help="an MLflow search filter string, ANDed with the selection")
     parser.add_argument("--tracking-uri", default=default_tracking_uri(),
                         help="default: $MLFLOW_TRACKING_URI, else sqlite:///<project root>/mlflow.db")

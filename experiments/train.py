@@ -21,9 +21,10 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from forgetlab import contract  # noqa: E402
 from forgetlab.config import ConfigError, check_command_line, register_configs  # noqa: E402
 from forgetlab.experiment import RunContext, run_experiment  # noqa: E402
-from forgetlab.tracking.sweep import read_sweep  # noqa: E402
+from hydra_plugins.forgetlab_sweeper.forgetlab_sweeper import read_sweep  # noqa: E402
 
 register_configs()
 
@@ -47,7 +48,7 @@ def main(cfg: DictConfig) -> float | None:
         print(f"Invalid config: {error}", file=sys.stderr)
         sys.exit(2)
     print(" ".join(f"{k}={v:.4f}" for k, v in final.items()), flush=True)
-    return final.get("final/acc")
+    return final.get(contract.FINAL_ACC)
 
 
 def check_arguments() -> None:

@@ -54,7 +54,7 @@ def tracking_server():
     import shutil
     import tempfile
 
-    from forgetlab.tracking.server import ServerError, TrackingServer, pg_bindir
+    from forgetlab.server import ServerError, TrackingServer, pg_bindir
 
     try:
         pg_bindir()

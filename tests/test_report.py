@@ -8,7 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from analysis import aggregate as A
+from analysis import aggregate
 from analysis import report
 from tests.conftest import ROOT
 
@@ -175,11 +175,11 @@ def test_conditions_are_the_varying_params_except_seed_and_run_specific_ones():
             "params.paths.root_dir": ["x", "y", "x", "y"],
         }
     )
-    keys = A.condition_keys(runs)
+    keys = aggregate.condition_keys(runs)
     assert keys == ["params.algorithm.lr", "params.task_sequence.joint"]
-    labelled = A.add_conditions(runs, keys)
+    labelled = aggregate.add_conditions(runs, keys)
     assert list(labelled["condition"].unique()) == ["lr=0.5 joint=False", "lr=0.1 joint=True"]
-    assert A.condition_order(labelled, keys) == ["lr=0.1 joint=True", "lr=0.5 joint=False"]
+    assert aggregate.condition_order(labelled, keys) == ["lr=0.1 joint=True", "lr=0.5 joint=False"]
 
 
 def test_condition_labels_leave_out_keys_that_follow_from_the_others():
@@ -191,14 +191,14 @@ def test_condition_labels_leave_out_keys_that_follow_from_the_others():
             "params.algorithm.h": [None, None, None, None, "4"],
         }
     )
-    keys = A.condition_keys(runs)
+    keys = aggregate.condition_keys(runs)
     assert set(keys) == {"params.algorithm.name", "params.network.name", "params.algorithm.h"}
-    labelled = A.add_conditions(runs, keys)
+    labelled = aggregate.add_conditions(runs, keys)
     assert list(labelled["condition"].unique()) == ["algorithm=backprop", "algorithm=rtrl", "algorithm=bptt_truncated"]
 
 
 def test_a_run_with_an_empty_probe_gets_task_metrics_and_nan_sample_metrics(tmp_path):
-    from analysis import figures as FIG
+    from analysis import figures
     from analysis.load import RunArtifacts
 
     R = np.array([[0.5, 0.5], [0.9, 0.4], [0.6, 0.95]])  # init, after task 0, after task 1
@@ -210,13 +210,13 @@ def test_a_run_with_an_empty_probe_gets_task_metrics_and_nan_sample_metrics(tmp_
         probe={"correct": np.zeros((3, 0), bool), "samples_seen": seen, "updates": seen // 2,
                "presented_at": np.zeros((0, 0), np.int64), "task_names": np.array(["a", "b"])},
     )
-    values, retention = A.run_metrics(art, np.linspace(0, 200, 5))
+    values, retention = aggregate.run_metrics(art, np.linspace(0, 200, 5))
     assert values["acc"] == pytest.approx(0.775) and values["bwt"] == pytest.approx(-0.3)
     assert values["forgetting_after"] == pytest.approx(0.3) and values["learning_acc"] == pytest.approx(0.925)
     for name in ("forgetting_events", "unforgettable", "never_learned", "drop_per_update"):
         assert np.isnan(values[name])
     assert np.isnan(retention).all()
-    order, styles = ["c"], FIG.condition_styles(["c"], {"c": "backprop"})
-    FIG.retention_curves({"c": [retention]}, np.linspace(0, 200, 5), order, styles, tmp_path / "r.png")
-    FIG.forgetting_event_histograms(pd.DataFrame({"condition": [], "forgetting_events": []}), order, styles, tmp_path / "h.png")
+    order, styles = ["c"], figures.condition_styles(["c"], {"c": "backprop"})
+    figures.retention_curves({"c": [retention]}, np.linspace(0, 200, 5), order, styles, tmp_path / "r.png")
+    figures.forgetting_event_histograms(pd.DataFrame({"condition": [], "forgetting_events": []}), order, styles, tmp_path / "h.png")
     assert (tmp_path / "r.png").stat().st_size > 0 and (tmp_path / "h.png").stat().st_size > 0

@@ -1,5 +1,5 @@
 """Pieces that keep a sweep alive: retried store calls, dead-process detection, divergence errors,
-resume planning and determinism (in-process; the end-to-end sweeps are in test_sweeps.py)."""
+the resume query and determinism (in-process; the end-to-end sweeps are in test_sweeps.py)."""
 
 import subprocess
 import sys
@@ -12,10 +12,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
 from mlflow.tracking import MlflowClient
 
+from forgetlab.contract import TAG_HEARTBEAT, TAG_PROCESS
 from forgetlab.experiment import RunContext, build_trainer, run_experiment
-from forgetlab.tracking.liveness import HEARTBEAT_TAG, PROCESS_TAG, Heartbeat, is_stale, process_identity
+from forgetlab.tracking.liveness import Heartbeat, is_stale, process_identity
+from forgetlab.tracking.resume import reason_to_skip
 from forgetlab.tracking.store import RetryingClient
-from forgetlab.tracking.sweep import Job, plan_resume
 from forgetlab.trainer import TrainingDiverged
 
 SMALL = ["algorithm.epochs_per_task=1", "task_sequence.n_tasks=2", "network.hidden_sizes=[16]", "eval.every_samples=200"]
@@ -72,7 +73,7 @@ def fake_run(tags: dict, start_s: float) -> SimpleNamespace:
 def test_a_run_of_this_machine_is_stale_exactly_when_its_process_is_gone():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        alive = fake_run({PROCESS_TAG: process_identity(child.pid)}, start_s=0)
+        alive = fake_run({TAG_PROCESS: process_identity(child.pid)}, start_s=0)
         assert not is_stale(alive, stale_after_s=1)  # an old run, but its process lives
     finally:
         child.kill()
@@ -80,16 +81,16 @@ def test_a_run_of_this_machine_is_stale_exactly_when_its_process_is_gone():
     assert is_stale(alive, stale_after_s=1e9)  # the same tag once the process is gone
     me = process_identity().split()
     reused_pid = " ".join(me[:4] + [str(int(me[4]) + 1)])  # our pid, another start time
-    assert is_stale(fake_run({PROCESS_TAG: reused_pid}, start_s=time.time()), stale_after_s=1e9)
+    assert is_stale(fake_run({TAG_PROCESS: reused_pid}, start_s=time.time()), stale_after_s=1e9)
     other_container = " ".join(me[:2] + ["pid:[1]"] + me[3:])  # same kernel, another pid namespace
-    assert not is_stale(fake_run({PROCESS_TAG: other_container}, start_s=time.time()), stale_after_s=600)
+    assert not is_stale(fake_run({TAG_PROCESS: other_container}, start_s=time.time()), stale_after_s=600)
 
 
 def test_a_run_of_another_machine_is_stale_when_its_heartbeat_is_old():
     now = 1_000_000.0
     other = "node7 00000000-other-boot pid:[4026531836] 1234 5678"
-    fresh = fake_run({PROCESS_TAG: other, HEARTBEAT_TAG: str(now - 30)}, start_s=now - 5000)
-    old = fake_run({PROCESS_TAG: other, HEARTBEAT_TAG: str(now - 700)}, start_s=now - 5000)
+    fresh = fake_run({TAG_PROCESS: other, TAG_HEARTBEAT: str(now - 30)}, start_s=now - 5000)
+    old = fake_run({TAG_PROCESS: other, TAG_HEARTBEAT: str(now - 700)}, start_s=now - 5000)
     assert not is_stale(fresh, stale_after_s=600, now=now)
     assert is_stale(old, stale_after_s=600, now=now)
     never_beat = fake_run({}, start_s=now - 700)  # no tags: judged by its start time
@@ -106,18 +107,18 @@ def test_heartbeat_beats_until_stopped():
     n = len(beats)
     time.sleep(0.05)
     assert n >= 3 and len(beats) == n  # the first beat at start, then periodic, none after stop
-    assert all(b[:2] == ("run1", HEARTBEAT_TAG) and abs(b[2] - time.time()) < 60 for b in beats)
+    assert all(b[:2] == ("run1", TAG_HEARTBEAT) and abs(b[2] - time.time()) < 60 for b in beats)
 
 
 @pytest.mark.slow
-def test_resume_plan_skips_finished_and_live_runs_and_kills_stale_ones(sqlite_uri):
+def test_resume_query_skips_finished_and_live_runs_and_kills_stale_ones(sqlite_uri):
     client = MlflowClient(sqlite_uri)
     exp = client.create_experiment("plan")
     beat = f"{time.time():.0f}"
 
     def run(config_hash, status, process, heartbeat=beat):
         tags = {"forgetlab.config_hash": config_hash, "forgetlab.kind": "train",
-                PROCESS_TAG: process, HEARTBEAT_TAG: heartbeat}
+                TAG_PROCESS: process, TAG_HEARTBEAT: heartbeat}
         run_id = client.create_run(exp, tags=tags).info.run_id
         if status != "RUNNING":
             client.set_terminated(run_id, status)
@@ -130,19 +131,20 @@ def test_resume_plan_skips_finished_and_live_runs_and_kills_stale_ones(sqlite_ur
     stale_here = run("dead", "RUNNING", process_identity(dead.pid))
     stale_there = run("lost", "RUNNING", "node7 other-boot pid:[1] 1 2", heartbeat=f"{time.time() - 3600:.0f}")
     run("busy", "RUNNING", "node7 other-boot pid:[1] 1 2")
-    jobs = {h: Job([f"x={h}"], None, h) for h in ("done", "failed", "dead", "lost", "busy", "new")}
 
-    plan_resume(RetryingClient(sqlite_uri), exp, list(jobs.values()), resume=True, stale_after_s=600)
-    assert "FINISHED" in jobs["done"].skip_reason
-    assert "still RUNNING" in jobs["busy"].skip_reason
-    assert all(jobs[h].skip_reason is None for h in ("failed", "dead", "lost", "new"))
+    def skip(config_hash, resume=True):
+        return reason_to_skip(RetryingClient(sqlite_uri), exp, config_hash, resume=resume, stale_after_s=600,
+                              label=f"x={config_hash}")
+
+    reasons = {h: skip(h) for h in ("done", "failed", "dead", "lost", "busy", "new")}
+    assert "FINISHED" in reasons["done"]
+    assert "still RUNNING" in reasons["busy"]
+    assert all(reasons[h] is None for h in ("failed", "dead", "lost", "new"))
     for run_id in (stale_here, stale_there):
         stale = client.get_run(run_id)
         assert stale.info.status == "KILLED" and "gone" in stale.data.tags["forgetlab.error"]
 
-    jobs["done"].skip_reason = None
-    plan_resume(RetryingClient(sqlite_uri), exp, [jobs["done"]], resume=False, stale_after_s=600)
-    assert jobs["done"].skip_reason is None  # tracking.resume=false trains finished configs again
+    assert skip("done", resume=False) is None  # tracking.resume=false trains finished configs again
 
 
 # --- divergence ---------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The tracking server of `make server`: PostgreSQL + mlflow server on 127.0.0.1, and a sweep run
 against it with `tracking=server`, checked through MLflow's REST API (plain HTTP, no MLflow client)."""
 
+import ast
 import csv
 import dataclasses
 import io
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from forgetlab.tracking.server import LOOPBACK, ServerError, ServerState, TrackingServer, pg_bindir, start_mlflow
+from forgetlab.server import LOOPBACK, ServerError, ServerState, TrackingServer, pg_bindir, start_mlflow
 from tests.conftest import ROOT, run_train
 
 FAST = ["algorithm.epochs_per_task=1", "eval.every_samples=200", "task_sequence.n_tasks=2"]
@@ -56,6 +57,18 @@ def test_tracking_server_config_defaults_to_the_local_server_and_lets_the_server
     assert cfg.tracking.artifact_location is None
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://login01:5001")
     assert compose_cfg("tracking=server").tracking.uri == "http://login01:5001"
+
+
+def test_the_server_tool_runs_on_its_own_and_reports_a_stopped_server(tmp_path):
+    """`make server` calls it as `python -m forgetlab.server`; it needs nothing else of forgetlab."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, forgetlab.server; print(sorted(m for m in sys.modules if 'forgetlab' in m))"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert ast.literal_eval(loaded.stdout) == ["forgetlab", "forgetlab.server"], loaded.stderr
+    status = subprocess.run([sys.executable, "-m", "forgetlab.server", "status", "--state-dir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert status.returncode == 1 and status.stdout.strip() == "not running"
 
 
 def test_mlflow_refuses_a_port_in_use_with_a_clear_error(tmp_path):

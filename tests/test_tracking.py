@@ -113,7 +113,8 @@ def _metric_calls(monkeypatch) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("flush_seconds", [0.0, 3600.0])
-def test_metrics_are_sent_in_batches_and_none_is_lost(compose_cfg, sqlite_uri, monkeypatch, flush_seconds):
+def test_every_metric_point_reaches_the_store_however_it_is_batched(compose_cfg, sqlite_uri, tmp_path, monkeypatch,
+                                                                   flush_seconds):
     from forgetlab.experiment import RunContext, run_experiment
     from forgetlab.tracking import mlflow_run
 
@@ -122,14 +123,29 @@ def test_metrics_are_sent_in_batches_and_none_is_lost(compose_cfg, sqlite_uri, m
     run_experiment(compose_cfg(f"tracking.uri={sqlite_uri}", *FAST), RunContext(quiet=True))
     client = MlflowClient(sqlite_uri)
     (run,) = client.search_runs([client.get_experiment_by_name("forgetlab").experiment_id])
-    steps = [m.step for m in client.get_metric_history(run.info.run_id, "acc/task_0")]
-    n_points = len(steps)
-    assert steps[0] == 0 and n_points >= 5
-    if flush_seconds:  # a short run: everything, final metrics included, in one call
+    run_id = run.info.run_id
+
+    def history(key: str) -> list[tuple[int, float]]:
+        return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+    # The task curve artifact holds every evaluation point: each one must be in the store too.
+    curve = pd.read_parquet(client.download_artifacts(run_id, "eval/task_curve.parquet", str(tmp_path)))
+    points = curve.drop_duplicates("samples_seen").sort_values("samples_seen")
+    assert len(points) >= 5
+    for task, rows in curve.groupby("task"):
+        rows = rows.sort_values("samples_seen")
+        assert history(f"acc/task_{task}") == list(zip(rows["samples_seen"], rows["accuracy"]))
+        assert history(f"loss/task_{task}") == list(zip(rows["samples_seen"], rows["loss"]))
+    assert history("updates") == list(zip(points["samples_seen"], points["updates"].astype(float)))
+    for key in ("acc/seen", "loss/train"):  # every point after the one before training
+        assert [step for step, _ in history(key)] == list(points["samples_seen"][1:])
+    last = int(points["samples_seen"].iloc[-1])
+    for key in ("final/acc", "final/bwt", "final/fwt", "final/forgetting"):
+        assert [step for step, _ in history(key)] == [last]
+    if flush_seconds:  # a run shorter than the flush interval: all of it at the end, in one call
         assert len(calls) == 1
-    else:  # one call per evaluation point, then one with the final metrics
-        assert len(calls) == n_points + 1
-    assert sum(calls) == n_points * 5 + (n_points - 1) * 2 + 4  # acc, loss x 2 tasks, updates; seen, train; final/*
+    else:  # the store follows the run while it trains
+        assert len(calls) > 1
 
 
 @pytest.mark.slow
@@ -169,3 +185,20 @@ def test_metrics_carry_the_wall_clock_time_of_their_evaluation(tmp_path, sqlite_
         stamps = [m.timestamp for m in client.get_metric_history(run.info.run_id, key)]
         assert all(before <= t <= after for t in stamps), key
         assert stamps == sorted(stamps)
+
+
+def test_mlflow_telemetry_is_off_unless_asked_for():
+    """No network at run time. Run outside pytest's and CI's variables, which MLflow also honours."""
+    import os
+    import subprocess
+    import sys
+
+    ci_markers = ("PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")
+    env = {k: v for k, v in os.environ.items() if k not in ci_markers}
+    probe = "import mlflow.telemetry.utils as u; print(u.is_telemetry_disabled())"
+    with_forgetlab = subprocess.run([sys.executable, "-c", "import forgetlab; " + probe],
+                                    capture_output=True, text=True, env=env, timeout=120)
+    assert with_forgetlab.stdout.strip() == "True", with_forgetlab.stderr
+    user_choice = subprocess.run([sys.executable, "-c", "import forgetlab, os; print(os.environ['MLFLOW_DISABLE_TELEMETRY'])"],
+                                 capture_output=True, text=True, env={**env, "MLFLOW_DISABLE_TELEMETRY": "false"}, timeout=120)
+    assert user_choice.stdout.strip() == "false"

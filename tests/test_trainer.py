@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from forgetlab import metrics
+from forgetlab.contract import final_metrics
 from forgetlab.experiment import build_trainer
-from forgetlab.tracking.mlflow_run import final_metrics
 
 
 @pytest.fixture
@@ -148,20 +148,3 @@ def test_probe_presentation_times_are_the_batches_that_held_the_sample(small):
         assert list(result.presented_at[p]) == expected
         checked += 1
     assert checked > 90
-
-
-def test_mlflow_telemetry_is_off_unless_asked_for():
-    """No network at run time. Run outside pytest's and CI's variables, which MLflow also honours."""
-    import os
-    import subprocess
-    import sys
-
-    ci_markers = ("PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")
-    env = {k: v for k, v in os.environ.items() if k not in ci_markers}
-    probe = "import mlflow.telemetry.utils as u; print(u.is_telemetry_disabled())"
-    with_forgetlab = subprocess.run([sys.executable, "-c", "import forgetlab; " + probe],
-                                    capture_output=True, text=True, env=env, timeout=120)
-    assert with_forgetlab.stdout.strip() == "True", with_forgetlab.stderr
-    user_choice = subprocess.run([sys.executable, "-c", "import forgetlab, os; print(os.environ['MLFLOW_DISABLE_TELEMETRY'])"],
-                                 capture_output=True, text=True, env={**env, "MLFLOW_DISABLE_TELEMETRY": "false"}, timeout=120)
-    assert user_choice.stdout.strip() == "false"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from forgetlab.tracking.server import LOOPBACK, free_port, start_mlflow, stop_process_group
+from forgetlab.server import LOOPBACK, free_port, start_mlflow, stop_process_group
 from tests.conftest import ROOT, run_train
 
 CHROMIUM = Path(os.environ.get("FORGETLAB_CHROMIUM", "/usr/bin/chromium"))

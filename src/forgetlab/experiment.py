@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from forgetlab import contract
 from forgetlab.algorithms import build_algorithm
 from forgetlab.config import validate
 from forgetlab.data import Scenario, build_task_sequence
 from forgetlab.networks import build_network
-from forgetlab.tracking.mlflow_run import final_metrics, run_for_config
-from forgetlab.tracking.sweep import job_already_done
+from forgetlab.tracking.mlflow_run import run_for_config
+from forgetlab.tracking.resume import job_already_done
 from forgetlab.trainer import EvalPoint, Trainer, choose_probe
 
 
@@ -44,7 +45,7 @@ class TaskLines:
             seen = point.accuracy[: point.tasks_trained]
             print(
                 f"[{self.name}] after {self.stage_names[point.stage]}: samples={point.samples_seen} "
-                f"updates={point.updates} acc/seen={np.mean(seen):.3f}",
+                f"{contract.METRIC_UPDATES}={point.updates} {contract.METRIC_SEEN_ACCURACY}={np.mean(seen):.3f}",
                 flush=True,
             )
 
@@ -115,7 +116,7 @@ def run_experiment(cfg: DictConfig, context: RunContext | None = None) -> dict[s
     stage_names = [s.name for s in trainer.stages]
     trainer.observers.append(TaskLines(name, stage_names) if context.quiet else ProgressBar(total_samples(trainer)))
     if not cfg.tracking.enabled:
-        return final_metrics(trainer.run().accuracy_matrix)
+        return contract.final_metrics(trainer.run().accuracy_matrix)
 
     with run_for_config(cfg, name, context) as mlflow_run:
         trainer.observers.append(mlflow_run)

@@ -166,11 +166,6 @@ def forgetting_events(correct: np.ndarray, samples_seen: np.ndarray, presented_a
     return transition_counts(correct, samples_seen, presented_at)[0]
 
 
-def learning_events(correct: np.ndarray, samples_seen: np.ndarray, presented_at: np.ndarray) -> np.ndarray:
-    """Number of 0 -> 1 transitions per probe sample (Toneva et al. 2019); see ``transition_counts``."""
-    return transition_counts(correct, samples_seen, presented_at)[1]
-
-
 def sample_fractions(correct: np.ndarray, samples_seen: np.ndarray, presented_at: np.ndarray) -> dict[str, float]:
     """Fractions of the presented probe samples that are *unforgettable* (correct at some point of their
     window and never forgotten there) and *never learned* (never correct in their window)

@@ -23,8 +23,7 @@ from pathlib import Path
 
 from mlflow.entities import Run
 
-PROCESS_TAG = "forgetlab.process"
-HEARTBEAT_TAG = "forgetlab.heartbeat"
+from forgetlab.contract import TAG_HEARTBEAT, TAG_PROCESS
 
 
 def _boot_id() -> str:
@@ -58,13 +57,13 @@ def process_identity(pid: int | None = None) -> str:
 def is_stale(run: Run, stale_after_s: float, now: float | None = None) -> bool:
     """True when the RUNNING ``run`` has no live process behind it (see the module docstring)."""
     tags = run.data.tags
-    parts = tags.get(PROCESS_TAG, "").split()
+    parts = tags.get(TAG_PROCESS, "").split()
     here = [_boot_id(), _pid_namespace()]
     if len(parts) == 5 and parts[1:3] == here and "unknown" not in here:
         pid, started = int(parts[3]), parts[4]
         return _start_ticks(pid) != started
     now = time.time() if now is None else now
-    last = float(tags.get(HEARTBEAT_TAG, run.info.start_time / 1000))
+    last = float(tags.get(TAG_HEARTBEAT, run.info.start_time / 1000))
     return now - last > stale_after_s
 
 
@@ -79,7 +78,7 @@ class Heartbeat:
         self._thread.start()
 
     def beat(self) -> None:
-        self.client.set_tag(self.run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
+        self.client.set_tag(self.run_id, TAG_HEARTBEAT, f"{time.time():.0f}")
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):

@@ -1,4 +1,4 @@
-"""MLflow side of a training run: the tracking contract of docs/tracking.md.
+"""MLflow side of a training run: what docs/tracking.md specifies, under the names of ``forgetlab.contract``.
 
 Everything goes through an explicit ``MlflowClient`` and run id (no global active run), so jobs in
 threads or worker processes never share state. Metrics are buffered and sent with ``log_batch``
@@ -25,8 +25,8 @@ import pandas as pd
 from mlflow.entities import Metric, Param, RunStatus
 from omegaconf import DictConfig, OmegaConf
 
-from forgetlab import metrics
-from forgetlab.tracking.liveness import PROCESS_TAG, Heartbeat, process_identity
+from forgetlab import contract
+from forgetlab.tracking.liveness import Heartbeat, process_identity
 from forgetlab.tracking.store import RetryingClient
 from forgetlab.trainer import EvalPoint, TrainingResult
 
@@ -82,18 +82,6 @@ def get_or_create_experiment(client: RetryingClient, name: str, artifact_locatio
         return exp.experiment_id
 
 
-def final_metrics(R_with_init: np.ndarray) -> dict[str, float]:
-    """final/* from the accuracy matrix with its init row (row 0). Transfer metrics need T >= 2
-    training stages that each trained one task."""
-    r_init, R = R_with_init[0], R_with_init[1:]
-    out = {"final/acc": float(np.mean(R[-1]))}
-    if R.shape[0] >= 2 and R.shape[0] == R.shape[1]:
-        out["final/bwt"] = metrics.backward_transfer(R)
-        out["final/fwt"] = metrics.forward_transfer(R, r_init)
-        out["final/forgetting"] = metrics.forgetting_max(R)
-    return out
-
-
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -112,7 +100,7 @@ class MlflowRun:
         heartbeat_s: float,
     ) -> None:
         self.client = client
-        run = client.create_run(experiment_id, run_name=run_name, tags={**tags, PROCESS_TAG: process_identity()})
+        run = client.create_run(experiment_id, run_name=run_name, tags={**tags, contract.TAG_PROCESS: process_identity()})
         self.run_id = run.info.run_id
         items = [Param(k, v) for k, v in params.items()]
         for i in range(0, len(items), 100):
@@ -128,13 +116,14 @@ class MlflowRun:
         step, ts = point.samples_seen, now_ms()
         m = self._buffer
         for j, (acc, loss) in enumerate(zip(point.accuracy, point.loss)):
-            m.append(Metric(f"acc/task_{j}", float(acc), ts, step))
-            m.append(Metric(f"loss/task_{j}", float(loss), ts, step))
+            m.append(Metric(contract.metric_task_accuracy(j), float(acc), ts, step))
+            m.append(Metric(contract.metric_task_loss(j), float(loss), ts, step))
         if point.tasks_trained:
-            m.append(Metric("acc/seen", float(np.mean(point.accuracy[: point.tasks_trained])), ts, step))
+            seen = float(np.mean(point.accuracy[: point.tasks_trained]))
+            m.append(Metric(contract.METRIC_SEEN_ACCURACY, seen, ts, step))
         if np.isfinite(point.train_loss):
-            m.append(Metric("loss/train", float(point.train_loss), ts, step))
-        m.append(Metric("updates", float(point.updates), ts, step))
+            m.append(Metric(contract.METRIC_TRAIN_LOSS, float(point.train_loss), ts, step))
+        m.append(Metric(contract.METRIC_UPDATES, float(point.updates), ts, step))
         if time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
             self.flush()
 
@@ -147,15 +136,14 @@ class MlflowRun:
     # --- end of run -------------------------------------------------------------------------
 
     def finish(self, result: TrainingResult, resolved_config_yaml: str) -> dict[str, float]:
-        final = final_metrics(result.accuracy_matrix)
+        final = contract.final_metrics(result.accuracy_matrix)
         step = result.points[-1].samples_seen
         self._buffer += [Metric(k, v, now_ms(), step) for k, v in final.items()]
         self.flush()
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
-            (root / "config.yaml").write_text(resolved_config_yaml)
-            (root / "eval").mkdir()
-            write_eval_artifacts(result, root / "eval")
+            (root / contract.ARTIFACT_CONFIG).write_text(resolved_config_yaml)
+            write_eval_artifacts(result, root)
             self.client.log_artifacts(self.run_id, str(root))
         self.heartbeat.stop()
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
@@ -171,9 +159,9 @@ class MlflowRun:
         reason = f"{type(error).__name__}: {error}"[:5000]
         tb = "".join(traceback.format_exception(error))
         try:
-            self.client.set_tag(self.run_id, "forgetlab.error", reason)
+            self.client.set_tag(self.run_id, contract.TAG_ERROR, reason)
             with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "traceback.txt"
+                path = Path(tmp) / contract.ARTIFACT_TRACEBACK
                 path.write_text(tb)
                 self.client.log_artifact(self.run_id, str(path))
         finally:
@@ -181,13 +169,14 @@ class MlflowRun:
             self.client.set_terminated(self.run_id, status)
 
 
-def write_eval_artifacts(result: TrainingResult, out: Path) -> None:
-    """accuracy_matrix.csv, task_curve.parquet and sample_probe.npz (see docs/tracking.md)."""
+def write_eval_artifacts(result: TrainingResult, root: Path) -> None:
+    """The eval artifacts (``contract.EVAL_ARTIFACTS``, see docs/tracking.md) under the artifact root ``root``."""
+    (root / contract.EVAL_DIR).mkdir()
     R = result.accuracy_matrix
     rows = ["init"] + [str(i) for i in range(R.shape[0] - 1)]
     matrix = pd.DataFrame(R, columns=[f"task_{j}" for j in range(R.shape[1])])
     matrix.insert(0, "after", rows)
-    matrix.to_csv(out / "accuracy_matrix.csv", index=False)
+    matrix.to_csv(root / contract.ARTIFACT_ACCURACY_MATRIX, index=False)
 
     n_tasks = len(result.task_names)
     points = result.points
@@ -202,11 +191,11 @@ def write_eval_artifacts(result: TrainingResult, out: Path) -> None:
             "boundary": np.repeat([p.boundary for p in points], n_tasks),
         }
     )
-    curve.to_parquet(out / "task_curve.parquet", index=False)
+    curve.to_parquet(root / contract.ARTIFACT_TASK_CURVE, index=False)
 
     probe = result.probe
     np.savez_compressed(
-        out / "sample_probe.npz",
+        root / contract.ARTIFACT_SAMPLE_PROBE,
         samples_seen=np.array([p.samples_seen for p in points], dtype=np.int64),
         updates=np.array([p.updates for p in points], dtype=np.int64),
         stage=np.array([p.stage for p in points], dtype=np.int64),
@@ -228,16 +217,16 @@ def run_for_config(cfg: DictConfig, run_name: str, context) -> Iterator[MlflowRu
     client = RetryingClient(cfg.tracking.uri)
     experiment_id = get_or_create_experiment(client, cfg.tracking.experiment, cfg.tracking.artifact_location)
     tags = {
-        "forgetlab.config_hash": config_hash(cfg),
-        "forgetlab.sweep_id": context.sweep_id or new_sweep_id(),
-        "forgetlab.overrides": " ".join(context.overrides),
-        "forgetlab.kind": "train",
+        contract.TAG_CONFIG_HASH: config_hash(cfg),
+        contract.TAG_SWEEP_ID: context.sweep_id or new_sweep_id(),
+        contract.TAG_OVERRIDES: " ".join(context.overrides),
+        contract.TAG_KIND: contract.KIND_TRAIN,
     }
     commit = git_commit(cfg.paths.root_dir)
     if commit:
-        tags["mlflow.source.git.commit"] = commit
+        tags[contract.TAG_GIT_COMMIT] = commit
     if context.parent_run_id:
-        tags["mlflow.parentRunId"] = context.parent_run_id
+        tags[contract.TAG_PARENT_RUN_ID] = context.parent_run_id
     run = MlflowRun(
         client, experiment_id, run_name=run_name, params=flatten(cfg), tags=tags,
         heartbeat_s=cfg.tracking.stale_after_s / 10,

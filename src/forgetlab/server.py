@@ -1,8 +1,8 @@
 """A shared MLflow tracking server on PostgreSQL, run by the project itself (no service manager).
 
-    python -m forgetlab.tracking.server start [--port 5001] [--state-dir DIR]
-    python -m forgetlab.tracking.server status
-    python -m forgetlab.tracking.server stop
+    python -m forgetlab.server start [--port 5001] [--state-dir DIR]
+    python -m forgetlab.server status
+    python -m forgetlab.server stop
 
 ``start`` initialises a PostgreSQL cluster from the OS packages in ``<state dir>/postgres`` (first time
 only), starts it on 127.0.0.1 at a free port with password authentication, creates the ``mlflow``
@@ -376,7 +376,7 @@ class TrackingServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m forgetlab.tracking.server", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m forgetlab.server", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["start", "stop", "status"])
     parser.add_argument("--state-dir", default=None, help="data, artifacts and logs (default: <project>/.forgetlab/server)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"MLflow port (default {DEFAULT_PORT}; 0 = any free port)")
