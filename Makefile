@@ -33,10 +33,12 @@ study: $(STAMP) ## run the quickstart study on the local sqlite store, write its
 report: $(STAMP) ## write reports/<name>/ for an experiment: make report EXPERIMENT=name (default quickstart)
 	$(PY) analysis/report.py --experiment $(EXPERIMENT)
 
-test: $(STAMP) system-deps ## run the whole test suite (slow end-to-end tests included)
+test: $(STAMP) system-deps ## check the import layering, then run the whole test suite (slow end-to-end tests included)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -n 2 -q
 
-test-fast: $(STAMP) ## the fast subset, for local iteration
+test-fast: $(STAMP) ## the import layering and the fast subset, for local iteration
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -n 2 -q -m "not slow"
 
 ui: $(STAMP) ## open the MLflow UI on the local store at http://127.0.0.1:5000
