@@ -18,7 +18,7 @@ from forgetlab.tracking.store import RetryingClient
 from forgetlab.tracking.sweep import Job, plan_resume
 from forgetlab.trainer import TrainingDiverged
 
-SMALL = ["algorithm.epochs_per_task=1", "task_sequence.n_tasks=2", "network.hidden_sizes=[16]", "eval.every_samples=200"]
+SMALL = ["trainer.epochs_per_task=1", "task_sequence.n_tasks=2", "network.hidden_sizes=[16]", "eval.every_samples=200"]
 DIVERGING = [  # found by search: NaN loss at update 7 with seed 0
     "network.activation=relu", "network.hidden_sizes=[64,64,64]", "network.output=softmax",
     "network.loss=cross_entropy", "network.init_scale=3", "algorithm.lr=1e6",

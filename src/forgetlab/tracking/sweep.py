@@ -37,7 +37,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from forgetlab.config import ConfigError, check_targets, explain_composition_error, validate
 from forgetlab.tracking.liveness import PROCESS_TAG, is_stale
-from forgetlab.tracking.mlflow_run import config_hash, get_or_create_experiment, new_sweep_id
+from forgetlab.tracking.mlflow_run import config_hash, get_or_create_experiment, new_sweep_id, resume_hashes
 from forgetlab.tracking.store import RetryingClient
 
 SWEEP_FILE = "forgetlab_sweep.json"
@@ -64,6 +64,8 @@ class Job:
     config_hash: str
     label: str = ""  # the overrides that tell this job from the others
     skip_reason: str | None = None
+    # Every hash a run of this config may carry (runs recorded before a config layout change carry an older one).
+    resume_hashes: tuple[str, ...] = ()
 
 
 # --- before launch ------------------------------------------------------------------------------
@@ -96,22 +98,27 @@ def compose_jobs(config_loader, master: DictConfig, job_overrides: Sequence[Sequ
                     f"The 'tracking.{key}' parameter must be the same for every job of a sweep. "
                     f"Got {cfg.tracking[key]!r} instead of {master.tracking[key]!r} (job {' '.join(overrides)})."
                 )
-        jobs.append(Job(overrides, cfg, config_hash(cfg)))
+        jobs.append(Job(overrides, cfg, config_hash(cfg), resume_hashes=resume_hashes(cfg)))
     shared = set.intersection(*(set(job.overrides) for job in jobs)) if len(jobs) > 1 else set()
     for job in jobs:
         job.label = " ".join(o for o in job.overrides if o not in shared) or " ".join(job.overrides) or "(defaults)"
     return jobs
 
 
-def reason_to_skip(client: RetryingClient, experiment_id: str, config_hash: str, *, resume: bool,
+def reason_to_skip(client: RetryingClient, experiment_id: str, config_hashes: Sequence[str], *, resume: bool,
                    stale_after_s: float, label: str) -> str | None:
-    """Why a job with ``config_hash`` needs no new run (a FINISHED run when resuming, or a live
-    RUNNING one), or None. RUNNING runs without a live process are marked KILLED on the way."""
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`forgetlab.config_hash` = '{config_hash}' and tags.`forgetlab.kind` = 'train'",
-        max_results=1000,
-    )
+    """Why a job whose runs carry one of ``config_hashes`` needs no new run (a FINISHED run when
+    resuming, or a live RUNNING one), or None. RUNNING runs without a live process are marked KILLED
+    on the way."""
+    runs = [
+        run
+        for config_hash in config_hashes
+        for run in client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`forgetlab.config_hash` = '{config_hash}' and tags.`forgetlab.kind` = 'train'",
+            max_results=1000,
+        )
+    ]
     reason = None
     for run in runs:
         status, run_id = run.info.status, run.info.run_id
@@ -134,7 +141,7 @@ def job_already_done(cfg: DictConfig, label: str) -> str | None:
     if experiment is None:
         return None
     return reason_to_skip(
-        client, experiment.experiment_id, config_hash(cfg), resume=cfg.tracking.resume,
+        client, experiment.experiment_id, resume_hashes(cfg), resume=cfg.tracking.resume,
         stale_after_s=cfg.tracking.stale_after_s, label=label,
     )
 
@@ -144,7 +151,8 @@ def plan_resume(client: RetryingClient, experiment_id: str, jobs: list[Job], *, 
     """Set ``skip_reason`` of the jobs that need no new run (see ``reason_to_skip``)."""
     for job in jobs:
         job.skip_reason = reason_to_skip(
-            client, experiment_id, job.config_hash, resume=resume, stale_after_s=stale_after_s, label=job.label
+            client, experiment_id, job.resume_hashes or (job.config_hash,), resume=resume,
+            stale_after_s=stale_after_s, label=job.label,
         )
 
 
