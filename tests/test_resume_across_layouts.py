@@ -36,11 +36,11 @@ def test_the_pre_move_hash_tells_trainer_settings_apart(compose_cfg):
     assert config_hash_before_trainer_group(one) != config_hash_before_trainer_group(two)
 
 
-def test_a_job_started_later_skips_a_config_finished_under_the_old_layout(sqlite_uri, compose_cfg, capsys):
+def test_a_job_started_later_skips_a_config_finished_under_the_old_layout(tmp_path, sqlite_uri, compose_cfg, capsys):
     from forgetlab.experiment import RunContext, run_experiment
 
     client = MlflowClient(sqlite_uri)
-    experiment_id = client.create_experiment("layouts")
+    experiment_id = client.create_experiment("layouts", artifact_location=f"{tmp_path}/artifacts")
     old = client.create_run(experiment_id, tags={"forgetlab.kind": "train", "forgetlab.config_hash": SMALL_SEED0_PRE_MOVE_HASH})
     client.set_terminated(old.info.run_id, "FINISHED")
     cfg = compose_cfg("seed=0", *SMALL, f"tracking.uri={sqlite_uri}", "tracking.experiment=layouts")

@@ -22,6 +22,8 @@ from forgetlab.networks import NETWORKS
 from forgetlab.networks.functions import LOSSES, OUTPUTS
 from forgetlab.networks.rnn import LOSS_AT
 
+# Constraints of several fields. A subclass that changes a field's default must repeat its metadata:
+# a dataclass field is replaced whole.
 POSITIVE = constrain(Interval(0, None, closed="neither"))
 AT_LEAST_0 = constrain(Interval(0, None, closed="left"))
 AT_LEAST_1 = constrain(Interval(1, None, closed="left"))

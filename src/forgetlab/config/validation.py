@@ -5,7 +5,7 @@ reject a bad config before any MLflow run exists.
 
 from __future__ import annotations
 
-from dataclasses import Field, fields, is_dataclass
+from dataclasses import fields, is_dataclass
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -73,14 +73,10 @@ def _check_node(node: DictConfig, declared: type, prefix: str) -> None:
     for f in fields(schema_of(node, declared)):
         if f.name not in node:
             continue
-        if _is_group(f):
+        if is_dataclass(f.default_factory):  # a group: its own schema
             _check_node(node[f.name], f.default_factory, f"{prefix}{f.name}.")
         elif CONSTRAINTS in f.metadata:
             require(f"{prefix}{f.name}", node[f.name], *f.metadata[CONSTRAINTS])
-
-
-def _is_group(f: Field) -> bool:
-    return is_dataclass(f.default_factory)
 
 
 # --- rules that span fields ---------------------------------------------------------------------
