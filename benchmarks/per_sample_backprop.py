@@ -41,11 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("FORGETLAB_ROOT", str(ROOT))
 
 import torch  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from forgetlab.config import register_configs, validate  # noqa: E402
+from forgetlab.config import compose, validate  # noqa: E402
 from forgetlab.experiment import RunContext, build_trainer, run_experiment  # noqa: E402
 from forgetlab.networks.mlp import MLP  # noqa: E402
 
@@ -181,15 +179,6 @@ def max_abs_difference(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> fl
     return max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
 
 
-def compose_config(overrides: list[str]) -> DictConfig:
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
-    GlobalHydra.instance().clear()
-    return cfg
-
-
 def time_run(cfg: DictConfig, timings: list[Timing] | None = None) -> None:
     """One ``run_experiment`` (as a multirun job: no progress bar, its task lines discarded)."""
     with contextlib.redirect_stdout(io.StringIO()), timed(timings if timings is not None else []):
@@ -197,11 +186,11 @@ def time_run(cfg: DictConfig, timings: list[Timing] | None = None) -> None:
 
 
 def describe(cfg: DictConfig, rec: Recording) -> str:
-    net, alg, ts = cfg.network, cfg.algorithm, cfg.task_sequence
+    net, alg, trainer, ts = cfg.network, cfg.algorithm, cfg.trainer, cfg.task_sequence
     sizes = "-".join(map(str, rec.initial.sizes))
     return (
         f"mlp {sizes} {net.activation}/{net.output}/{net.loss}, float64; {alg.name} lr={alg.lr} l2={alg.l2} "
-        f"batch={alg.batch_size} epochs/task={alg.epochs_per_task}; {ts.name} {ts.scenario}-IL joint={ts.joint}; "
+        f"batch={trainer.batch_size} epochs/task={trainer.epochs_per_task}; {ts.name} {ts.scenario}-IL joint={ts.joint}; "
         f"eval every {cfg.eval.every_samples} samples ({rec.eval_points} points), probe {cfg.eval.probe_per_task}/task; "
         f"{len(rec.batches)} updates"
     )
@@ -224,10 +213,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             f"tracking.artifact_location={tmp}/artifacts",
             "tracking.experiment=benchmark",
         ]
-        cfg_on = compose_config([*args.overrides, *store, "tracking.enabled=true"])
-        cfg_off = compose_config([*args.overrides, *store, "tracking.enabled=false"])
+        cfg_on = compose([*args.overrides, *store, "tracking.enabled=true"])
+        cfg_off = compose([*args.overrides, *store, "tracking.enabled=false"])
         # Where the time goes: the same run evaluated only before training and at task ends.
-        cfg_loop = compose_config([*args.overrides, *store, "tracking.enabled=false", "eval.every_samples=0"])
+        cfg_loop = compose([*args.overrides, *store, "tracking.enabled=false", "eval.every_samples=0"])
         validate(cfg_on)
         if cfg_on.network.name != "mlp" or cfg_on.algorithm.name != "backprop":
             parser.error("this benchmark compares network=mlp with algorithm=backprop")

@@ -35,25 +35,18 @@ EXPERIMENT = "bench_report"
 
 
 def create_runs(uri: str, artifacts: Path, epochs: int) -> int:
-    from hydra import compose, initialize_config_dir
-
-    from forgetlab.config import register_configs
+    from forgetlab.config import compose
     from forgetlab.experiment import RunContext, run_experiment
 
-    register_configs()
     n = 0
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        for lr, scenario, joint, seed in itertools.product(LRS, SCENARIOS, JOINT, SEEDS):
-            cfg = compose(
-                "config",
-                overrides=[
-                    f"tracking.uri={uri}", f"tracking.experiment={EXPERIMENT}", f"tracking.artifact_location={artifacts}",
-                    f"algorithm.lr={lr}", f"task_sequence.scenario={scenario}", f"task_sequence.joint={joint}",
-                    f"seed={seed}", f"algorithm.epochs_per_task={epochs}",
-                ],
-            )
-            run_experiment(cfg, RunContext(quiet=True))
-            n += 1
+    for lr, scenario, joint, seed in itertools.product(LRS, SCENARIOS, JOINT, SEEDS):
+        cfg = compose([
+            f"tracking.uri={uri}", f"tracking.experiment={EXPERIMENT}", f"tracking.artifact_location={artifacts}",
+            f"algorithm.lr={lr}", f"task_sequence.scenario={scenario}", f"task_sequence.joint={joint}",
+            f"seed={seed}", f"trainer.epochs_per_task={epochs}",
+        ])
+        run_experiment(cfg, RunContext(quiet=True))
+        n += 1
     return n
 
 

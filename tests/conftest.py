@@ -12,21 +12,10 @@ os.environ.setdefault("FORGETLAB_ROOT", str(ROOT))
 
 @pytest.fixture
 def compose_cfg():
-    """Compose the real conf/ tree with overrides, as experiments/train.py would (hydra config included)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    """Compose the real conf/ tree with overrides, as experiments/train.py would (without the hydra node)."""
+    from forgetlab.config import compose
 
-    from forgetlab.config import register_configs
-
-    register_configs()
-
-    def _compose(*overrides: str):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides))
-
-    yield _compose
-    GlobalHydra.instance().clear()
+    return lambda *overrides: compose(overrides)
 
 
 @pytest.fixture

@@ -58,8 +58,8 @@ def test_torch_sgd_steps_equal_forgetlab_updates(activation, output, loss, batch
 @pytest.mark.slow
 def test_replaying_a_recorded_run_reaches_the_same_weights(compose_cfg):
     cfg = compose_cfg(
-        "tracking.enabled=false", "task_sequence.n_tasks=2", "algorithm.epochs_per_task=1",
-        "algorithm.batch_size=3", "algorithm.l2=0.001",
+        "tracking.enabled=false", "task_sequence.n_tasks=2", "trainer.epochs_per_task=1",
+        "trainer.batch_size=3", "algorithm.l2=0.001",
     )
     recording = record_run(cfg)
     presented = sum(len(x) for x, _, _ in recording.batches)

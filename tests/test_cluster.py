@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT, run_train
+from tests.conftest import run_train
 
-FAST = ["algorithm.epochs_per_task=1", "eval.every_samples=200", "task_sequence.n_tasks=2"]
+FAST = ["trainer.epochs_per_task=1", "eval.every_samples=200", "task_sequence.n_tasks=2"]
 
 
 class Submitted(Exception):
@@ -18,18 +18,9 @@ class Submitted(Exception):
 
 
 def compose_with_hydra(*overrides: str):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from forgetlab.config import compose
 
-    from forgetlab.config import register_configs
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            return compose(config_name="config", return_hydra_config=True, overrides=list(overrides))
-    finally:
-        GlobalHydra.instance().clear()
+    return compose(overrides, return_hydra_config=True)
 
 
 def test_slurm_preset_renders_an_sbatch_array_with_its_resources(tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ from forgetlab.experiment import build_trainer
 from tests.conftest import run_train
 
 SMALL = ["tracking.enabled=false", "network.hidden_size=8", "task_sequence.n_tasks=2", "eval.every_samples=0",
-         "algorithm.epochs_per_task=1"]
+         "trainer.epochs_per_task=1"]
 
 
 def test_row_sequential_digits_read_each_image_row_by_row(compose_cfg):
@@ -79,7 +79,7 @@ def test_samples_count_sequences_and_updates_count_weight_changes(compose_cfg, l
 
 
 def test_recurrent_runs_learn_and_are_reproducible(compose_cfg):
-    cfg = ["learner=rnn_rtrl", *SMALL, "task_sequence.n_tasks=1", "algorithm.epochs_per_task=2", "algorithm.lr=0.3"]
+    cfg = ["learner=rnn_rtrl", *SMALL, "task_sequence.n_tasks=1", "trainer.epochs_per_task=2", "algorithm.lr=0.3"]
     a = build_trainer(compose_cfg(*cfg, "seed=5")).run().accuracy_matrix
     b = build_trainer(compose_cfg(*cfg, "seed=5")).run().accuracy_matrix
     np.testing.assert_array_equal(a, b)
@@ -112,7 +112,7 @@ def test_stream_mode_carries_the_state_across_sequences_and_tasks(compose_cfg):
     (["learner=rnn_bptt_truncated", "algorithm.h=0"], "algorithm.h"),
     (["learner=rnn_bptt_truncated", "algorithm.h=3", "algorithm.h_prime=4"], "algorithm.h_prime"),
     (["learner=rnn_bptt_truncated", "algorithm.h_prime=0"], "algorithm.h_prime"),
-    (["learner=rnn_rtrl", "algorithm.batch_size=4"], "algorithm.batch_size"),
+    (["learner=rnn_rtrl", "trainer.batch_size=4"], "trainer.batch_size"),
     (["learner=rnn_rtrl", "algorithm.update_every=0"], "algorithm.update_every"),
     (["learner=rnn_rtrl", "algorithm.reset=sometimes"], "algorithm.reset"),
     (["learner=rnn_rtrl", "network.activation=relu"], "network.activation"),
@@ -144,7 +144,7 @@ def test_invalid_recurrent_config_exits_2_before_any_run(tmp_path, sqlite_uri):
 def test_a_sweep_across_learners_follows_the_tracking_contract(tmp_path, sqlite_uri):
     proc = run_train(
         "-m", "learner=mlp_backprop,rnn_bptt_epochwise,rnn_bptt_truncated,rnn_rtrl", "task_sequence.n_tasks=2",
-        "algorithm.epochs_per_task=1", "eval.every_samples=100",
+        "trainer.epochs_per_task=1", "eval.every_samples=100",
         f"tracking.uri={sqlite_uri}", "tracking.experiment=learners", f"hydra.sweep.dir={tmp_path}/sweep",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -172,7 +172,7 @@ SEED_CLAIM_LR = {"mlp_backprop": 0.5, "rnn_bptt_epochwise": 0.1, "rnn_bptt_trunc
 @pytest.mark.parametrize("preset", ["seed_claim", "quickstart"])
 def test_study_presets_match_data_samples_and_the_documented_learning_rates(compose_cfg, preset):
     """Every job of the study is valid, sees the same data and number of samples, and trains with the
-    learning rate chosen on the joint task (documented in conf/experiment/seed_claim.yaml)."""
+    learning rate chosen on the joint task (documented in docs/seed_claim.md)."""
     from omegaconf import OmegaConf
 
     from tests.conftest import ROOT
@@ -184,7 +184,7 @@ def test_study_presets_match_data_samples_and_the_documented_learning_rates(comp
         cfg = compose_cfg(f"experiment={preset}", f"learner={learner}")
         validate(cfg)
         assert cfg.algorithm.lr == SEED_CLAIM_LR[learner]
-        assert cfg.algorithm.epochs_per_task == (5 if preset == "seed_claim" else 2)
+        assert cfg.trainer.epochs_per_task == (5 if preset == "seed_claim" else 2)
         assert cfg.task_sequence.name == "split_digits"
         assert OmegaConf.select(cfg, "network.output") == "sigmoid" and cfg.network.loss == "mse"
     assert len(sweep.seed.split(",")) >= (5 if preset == "seed_claim" else 3)

@@ -10,24 +10,15 @@ from PIL import Image
 
 from analysis import aggregate
 from analysis import report
-from tests.conftest import ROOT
 
 EXPERIMENT = "reporting"
-FAST = ["algorithm.epochs_per_task=1", "eval.every_samples=200", "task_sequence.n_tasks=2"]
+FAST = ["trainer.epochs_per_task=1", "eval.every_samples=200", "task_sequence.n_tasks=2"]
 
 
 def _compose(*overrides: str):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from forgetlab.config import compose
 
-    from forgetlab.config import register_configs
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=list(overrides))
-    GlobalHydra.instance().clear()
-    return cfg
+    return compose(overrides)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from forgetlab.tracking.resume import reason_to_skip
 from forgetlab.tracking.store import RetryingClient
 from forgetlab.trainer import TrainingDiverged
 
-SMALL = ["algorithm.epochs_per_task=1", "task_sequence.n_tasks=2", "network.hidden_sizes=[16]", "eval.every_samples=200"]
+SMALL = ["trainer.epochs_per_task=1", "task_sequence.n_tasks=2", "network.hidden_sizes=[16]", "eval.every_samples=200"]
 DIVERGING = [  # found by search: NaN loss at update 7 with seed 0
     "network.activation=relu", "network.hidden_sizes=[64,64,64]", "network.output=softmax",
     "network.loss=cross_entropy", "network.init_scale=3", "algorithm.lr=1e6",
@@ -133,7 +133,7 @@ def test_resume_query_skips_finished_and_live_runs_and_kills_stale_ones(sqlite_u
     run("busy", "RUNNING", "node7 other-boot pid:[1] 1 2")
 
     def skip(config_hash, resume=True):
-        return reason_to_skip(RetryingClient(sqlite_uri), exp, config_hash, resume=resume, stale_after_s=600,
+        return reason_to_skip(RetryingClient(sqlite_uri), exp, [config_hash], resume=resume, stale_after_s=600,
                               label=f"x={config_hash}")
 
     reasons = {h: skip(h) for h in ("done", "failed", "dead", "lost", "busy", "new")}

@@ -20,7 +20,7 @@ import pytest
 from forgetlab.server import LOOPBACK, ServerError, ServerState, TrackingServer, pg_bindir, start_mlflow
 from tests.conftest import ROOT, run_train
 
-FAST = ["algorithm.epochs_per_task=1", "eval.every_samples=200", "task_sequence.n_tasks=2"]
+FAST = ["trainer.epochs_per_task=1", "eval.every_samples=200", "task_sequence.n_tasks=2"]
 
 
 def rest(uri: str, endpoint: str, body: dict | None = None, **query) -> dict:

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import ROOT, run_train
 from tests.test_resilience import DIVERGING
 
-SMALL = ["algorithm.epochs_per_task=1", "task_sequence.n_tasks=2", "network.hidden_sizes=[16]", "eval.every_samples=100"]
+SMALL = ["trainer.epochs_per_task=1", "task_sequence.n_tasks=2", "network.hidden_sizes=[16]", "eval.every_samples=100"]
 ARTIFACTS = {"config.yaml", "eval/accuracy_matrix.csv", "eval/task_curve.parquet", "eval/sample_probe.npz"}
 
 
@@ -72,7 +72,7 @@ def test_a_failing_job_ends_failed_and_the_sweep_goes_on(tmp_path):
 
 @pytest.mark.slow
 def test_a_sweep_killed_mid_job_resumes_without_duplicates(tmp_path):
-    args = ["-m", "seed=0,1,2", *SMALL, "algorithm.epochs_per_task=2", *store_args(tmp_path, "resume")]
+    args = ["-m", "seed=0,1,2", *SMALL, "trainer.epochs_per_task=2", *store_args(tmp_path, "resume")]
     first = subprocess.Popen(
         [sys.executable, str(ROOT / "experiments" / "train.py"), *args, f"hydra.sweep.dir={tmp_path}/first"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,

@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import run_train
 
-FAST = ["algorithm.epochs_per_task=1", "eval.every_samples=200", "task_sequence.n_tasks=2"]
+FAST = ["trainer.epochs_per_task=1", "eval.every_samples=200", "task_sequence.n_tasks=2"]
 
 
 def test_invalid_value_exits_2_before_any_run(tmp_path, sqlite_uri):
@@ -80,14 +80,9 @@ def test_an_exception_ends_the_run_failed_with_its_reason(tmp_path, sqlite_uri, 
         raise FloatingPointError("boom at update 0")
 
     monkeypatch.setattr(Backprop, "gradient", explode)
-    from hydra import compose, initialize_config_dir
+    from forgetlab.config import compose
 
-    from forgetlab.config import register_configs
-    from tests.conftest import ROOT
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"tracking.uri={sqlite_uri}", *FAST])
+    cfg = compose([f"tracking.uri={sqlite_uri}", *FAST])
     with pytest.raises(FloatingPointError):
         experiment.run_experiment(cfg)
     client = MlflowClient(sqlite_uri)

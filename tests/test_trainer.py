@@ -11,7 +11,7 @@ from forgetlab.experiment import build_trainer
 @pytest.fixture
 def small(compose_cfg):
     def make(*overrides):
-        cfg = compose_cfg("tracking.enabled=false", "algorithm.epochs_per_task=1", *overrides)
+        cfg = compose_cfg("tracking.enabled=false", "trainer.epochs_per_task=1", *overrides)
         return build_trainer(cfg)
 
     return make
@@ -69,7 +69,7 @@ def test_scheduled_points_are_the_first_batch_ends_past_each_multiple(small):
 
 
 def test_probe_presentations_are_recorded(small):
-    trainer = small("algorithm.epochs_per_task=2")
+    trainer = small("trainer.epochs_per_task=2")
     result = trainer.run()
     assert result.presented_at.shape == (100, 2)
     assert (result.presented_at > 0).all()
@@ -89,9 +89,9 @@ def test_same_seed_same_numbers_other_seed_other_numbers(small):
 
 
 def test_joint_has_one_stage_and_stream_is_single_pass(small):
-    joint = small("task_sequence.joint=true", "algorithm.epochs_per_task=2").run()
+    joint = small("task_sequence.joint=true", "trainer.epochs_per_task=2").run()
     assert joint.accuracy_matrix.shape == (2, 5)
-    stream = small("task_sequence=digit_stream", "algorithm.epochs_per_task=3")
+    stream = small("task_sequence=digit_stream", "trainer.epochs_per_task=3")
     result = stream.run()
     assert result.points[-1].samples_seen == sum(t.n_train for t in stream.sequence.tasks)
 
@@ -128,7 +128,7 @@ def test_a_scheduled_point_on_a_boundary_is_logged_once(small):
 def test_probe_presentation_times_are_the_batches_that_held_the_sample(small):
     """With mini-batches that do not divide the task, each probe sample's recorded times are the
     samples_seen right after the batches the algorithm was actually handed it in."""
-    trainer = small("algorithm.epochs_per_task=2", "algorithm.batch_size=7")
+    trainer = small("trainer.epochs_per_task=2", "trainer.batch_size=7")
     algorithm, handed, seen = trainer.algorithm, [], [0]
 
     def learn(x, y, mask):

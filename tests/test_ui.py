@@ -17,7 +17,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 ARTIFACT_DIR = Path(os.environ.get("FORGETLAB_TEST_ARTIFACTS", ROOT / "test-artifacts"))
-FAST = ["algorithm.epochs_per_task=1", "eval.every_samples=200", "task_sequence.n_tasks=2"]
+FAST = ["trainer.epochs_per_task=1", "eval.every_samples=200", "task_sequence.n_tasks=2"]
 
 
 @pytest.mark.slow

@@ -19,7 +19,6 @@ With ``+dump=PATH.npz`` it writes the weights, the sample, the loss and the anal
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +27,10 @@ import numpy as np
 from omegaconf import DictConfig
 
 from forgetlab.algorithms import ALGORITHM_KEYS, LearningAlgorithm, build_algorithm
-from forgetlab.config import ConfigError, validate
+from forgetlab.config import ConfigError, compose, validate
 from forgetlab.data import Scenario, build_task_sequence
 from forgetlab.networks import RNN, build_network
 
-ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TOLERANCE = 1e-6
 EPS = 1e-6
 
@@ -121,18 +119,6 @@ def dump(problem: Problem, analytic: dict[str, np.ndarray], cfg: DictConfig, pat
     arrays.update(x=x, y=y, loss=np.float64(algo.objective(problem.x, problem.y, problem.mask)),
                   meta=np.array(json.dumps(meta)))
     np.savez(path, **arrays)
-
-
-def compose(overrides: list[str]) -> DictConfig:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from forgetlab.config import register_configs
-
-    os.environ.setdefault("FORGETLAB_ROOT", str(ROOT))
-    register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=overrides)
 
 
 def main(argv: list[str] | None = None) -> int:

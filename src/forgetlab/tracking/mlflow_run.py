@@ -53,7 +53,24 @@ def flatten(cfg: DictConfig) -> dict[str, str]:
 
 def config_hash(cfg: DictConfig) -> str:
     """Hash of the resolved config without tracking/paths keys: equal hashes = the same experiment."""
+    return _hash(OmegaConf.to_container(cfg, resolve=True))
+
+
+def config_hash_before_trainer_group(cfg: DictConfig) -> str:
+    """The hash the same experiment had before ``epochs_per_task``, ``batch_size`` and ``shuffle``
+    moved from ``algorithm`` into the ``trainer`` group: the hash that runs recorded then carry, so
+    that resuming finds them (docs/tracking.md#sweeps-resume-failures-validation)."""
     container = OmegaConf.to_container(cfg, resolve=True)
+    container["algorithm"] = {**container["algorithm"], **container.pop("trainer")}
+    return _hash(container)
+
+
+def resume_hashes(cfg: DictConfig) -> tuple[str, ...]:
+    """Every ``forgetlab.config_hash`` a run of this config may carry, the current layout's first."""
+    return config_hash(cfg), config_hash_before_trainer_group(cfg)
+
+
+def _hash(container: dict[str, Any]) -> str:
     kept = {k: v for k, v in container.items() if k not in UNHASHED_GROUPS}
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 

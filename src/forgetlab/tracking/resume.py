@@ -7,21 +7,31 @@ never blocks its config again.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from omegaconf import DictConfig
 
 from forgetlab import contract
 from forgetlab.tracking.liveness import is_stale
-from forgetlab.tracking.mlflow_run import config_hash
+from forgetlab.tracking.mlflow_run import resume_hashes
 from forgetlab.tracking.store import RetryingClient
 
 
-def reason_to_skip(client: RetryingClient, experiment_id: str, config_hash: str, *, resume: bool,
+def reason_to_skip(client: RetryingClient, experiment_id: str, config_hashes: Sequence[str], *, resume: bool,
                    stale_after_s: float, label: str) -> str | None:
-    """Why a job with ``config_hash`` needs no new run (a FINISHED run when resuming, or a live
-    RUNNING one), or None. RUNNING runs without a live process are marked KILLED on the way."""
-    same_config = [contract.tag_equals(contract.TAG_CONFIG_HASH, config_hash),
-                   contract.tag_equals(contract.TAG_KIND, contract.KIND_TRAIN)]
-    runs = client.search_runs([experiment_id], filter_string=" and ".join(same_config), max_results=1000)
+    """Why a job whose runs carry one of ``config_hashes`` needs no new run (a FINISHED run when
+    resuming, or a live RUNNING one), or None. RUNNING runs without a live process are marked KILLED
+    on the way. Several hashes: runs recorded before a config layout change carry an older one."""
+    runs = [
+        run
+        for config_hash in config_hashes
+        for run in client.search_runs(
+            [experiment_id],
+            filter_string=" and ".join([contract.tag_equals(contract.TAG_CONFIG_HASH, config_hash),
+                                        contract.tag_equals(contract.TAG_KIND, contract.KIND_TRAIN)]),
+            max_results=1000,
+        )
+    ]
     reason = None
     for run in runs:
         status, run_id = run.info.status, run.info.run_id
@@ -44,6 +54,6 @@ def job_already_done(cfg: DictConfig, label: str) -> str | None:
     if experiment is None:
         return None
     return reason_to_skip(
-        client, experiment.experiment_id, config_hash(cfg), resume=cfg.tracking.resume,
+        client, experiment.experiment_id, resume_hashes(cfg), resume=cfg.tracking.resume,
         stale_after_s=cfg.tracking.stale_after_s, label=label,
     )

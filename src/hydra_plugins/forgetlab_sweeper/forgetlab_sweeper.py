@@ -40,7 +40,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from forgetlab import contract
 from forgetlab.config import ConfigError, check_targets, explain_composition_error, validate
-from forgetlab.tracking.mlflow_run import config_hash, get_or_create_experiment, new_sweep_id
+from forgetlab.tracking.mlflow_run import config_hash, get_or_create_experiment, new_sweep_id, resume_hashes
 from forgetlab.tracking.resume import reason_to_skip
 from forgetlab.tracking.store import RetryingClient
 
@@ -70,6 +70,8 @@ class Job:
     config_hash: str
     label: str = ""  # the overrides that tell this job from the others
     skip_reason: str | None = None
+    # Every hash a run of this config may carry (runs recorded before a config layout change carry an older one).
+    resume_hashes: tuple[str, ...] = ()
 
 
 # --- before launch ------------------------------------------------------------------------------
@@ -102,7 +104,7 @@ def compose_jobs(config_loader, master: DictConfig, job_overrides: Sequence[Sequ
                     f"The 'tracking.{key}' parameter must be the same for every job of a sweep. "
                     f"Got {cfg.tracking[key]!r} instead of {master.tracking[key]!r} (job {' '.join(overrides)})."
                 )
-        jobs.append(Job(overrides, cfg, config_hash(cfg)))
+        jobs.append(Job(overrides, cfg, config_hash(cfg), resume_hashes=resume_hashes(cfg)))
     shared = set.intersection(*(set(job.overrides) for job in jobs)) if len(jobs) > 1 else set()
     for job in jobs:
         job.label = " ".join(o for o in job.overrides if o not in shared) or " ".join(job.overrides) or "(defaults)"
@@ -191,7 +193,7 @@ class ResumableSweeper(Sweeper):
             experiment_id = get_or_create_experiment(client, tracking.experiment, tracking.artifact_location)
             for job in jobs:
                 job.skip_reason = reason_to_skip(
-                    client, experiment_id, job.config_hash, resume=tracking.resume,
+                    client, experiment_id, job.resume_hashes or (job.config_hash,), resume=tracking.resume,
                     stale_after_s=tracking.stale_after_s, label=job.label,
                 )
             task_overrides = list(self.config.hydra.overrides.task)

@@ -1,0 +1,117 @@
+"""Per-field constraints, declared next to each schema field in the style of scikit-learn's parameter
+validation (whose classes, in ``sklearn.utils._param_validation``, are private):
+
+    lr: float = field(default=0.5, metadata=constrain(Interval(0, None, closed="neither")))
+
+A constraint tells whether a value satisfies it, and its ``str`` says what is allowed, so that the
+checker in ``validation.py`` can write "The 'algorithm.lr' parameter must be a number in the range
+(0, inf). Got -1.0 instead." Types are OmegaConf's job (a ``float`` field never holds a string);
+constraints state what the type cannot.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from numbers import Real
+from typing import Any, Literal
+
+# The key under which a dataclass field's metadata holds its constraints.
+CONSTRAINTS = "forgetlab.constraints"
+
+
+class Constraint(ABC):
+    @abstractmethod
+    def is_satisfied_by(self, value: Any) -> bool: ...
+
+    @abstractmethod
+    def __str__(self) -> str:
+        """What is allowed, as the end of "The 'key' parameter must be ..."."""
+
+
+def constrain(*constraints: Constraint) -> dict[str, tuple[Constraint, ...]]:
+    """Field metadata: the value must satisfy at least one of ``constraints``."""
+    return {CONSTRAINTS: constraints}
+
+
+def allowed(constraints: tuple[Constraint, ...]) -> str:
+    return " or ".join(str(c) for c in constraints)
+
+
+class Interval(Constraint):
+    """A finite real number between ``left`` and ``right`` (None: unbounded on that side); ``closed``
+    says which ends belong to the interval, as in scikit-learn's ``Interval``."""
+
+    def __init__(self, left: float | None, right: float | None, *,
+                 closed: Literal["left", "right", "both", "neither"]) -> None:
+        if closed not in ("left", "right", "both", "neither"):
+            raise ValueError(f"closed must be 'left', 'right', 'both' or 'neither', not {closed!r}")
+        self.left, self.right, self.closed = left, right, closed
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+            return False
+        if self.left is not None:
+            if value < self.left or (value == self.left and self.closed in ("right", "neither")):
+                return False
+        if self.right is not None:
+            if value > self.right or (value == self.right and self.closed in ("left", "neither")):
+                return False
+        return True
+
+    def __str__(self) -> str:
+        left_closed = self.left is not None and self.closed in ("left", "both")
+        right_closed = self.right is not None and self.closed in ("right", "both")
+        left = -math.inf if self.left is None else self.left
+        right = math.inf if self.right is None else self.right
+        return f"a number in the range {'[' if left_closed else '('}{left}, {right}{']' if right_closed else ')'}"
+
+
+class Options(Constraint):
+    """One of a fixed set of values (scikit-learn's ``StrOptions``), listed in the given order."""
+
+    def __init__(self, *options: Any) -> None:
+        self.options = options
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        return value in self.options
+
+    def __str__(self) -> str:
+        listed = ", ".join(repr(o) for o in self.options)
+        return listed if len(self.options) == 1 else f"one of {listed}"
+
+
+class NonNegativeInt(Constraint):
+    """An int >= 0; for fields that also accept another type (``Any``), a bool is not an int here."""
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    def __str__(self) -> str:
+        return "a non-negative int"
+
+
+class ListOf(Constraint):
+    """A list whose every item satisfies ``item``; ``description`` is what is allowed, in words."""
+
+    def __init__(self, item: Constraint, *, description: str) -> None:
+        self.item, self.description = item, description
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        return isinstance(value, (list, tuple)) and all(self.item.is_satisfied_by(v) for v in value)
+
+    def __str__(self) -> str:
+        return self.description
+
+
+class NonBlank(Constraint):
+    """A string with something other than white space, e.g. ``NonBlank("experiment name")``."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        return isinstance(value, str) and bool(value.strip())
+
+    def __str__(self) -> str:
+        return f"a non-empty {self.what}"
