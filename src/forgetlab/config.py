@@ -21,7 +21,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationErr
 
 from forgetlab.algorithms import ALGORITHMS, RECURRENT
 from forgetlab.algorithms.recurrent import RESETS
-from forgetlab.data import INPUTS, SCENARIOS, TASK_SEQUENCES
+from forgetlab.data import EVAL_SPLITS, SCENARIOS, TASK_SEQUENCES
 from forgetlab.networks import NETWORKS
 from forgetlab.networks.functions import HIDDEN_ACTIVATIONS, LOSSES, OUTPUTS
 from forgetlab.networks.rnn import LOSS_AT, RNN_ACTIVATIONS
@@ -95,6 +95,17 @@ class TaskSequenceConfig:
     test_size: float = 0.25
     data_seed: int = 0
     max_angle: float = 90.0
+    val_size: float = 0.0
+
+
+@dataclass
+class DelayedRecallConfig(TaskSequenceConfig):
+    name: str = "delayed_recall"
+    input: str = "sequence"
+    delay: int = 10
+    n_symbols: int = 10
+    noise: float = 1.0
+    samples_per_symbol: int = 200
 
 
 @dataclass
@@ -102,6 +113,7 @@ class EvalConfig:
     every_samples: int = 100
     # Probe samples per task: a positive int, or "all".
     probe_per_task: Any = 20
+    split: str = "test"
 
 
 @dataclass
@@ -143,7 +155,7 @@ TOP_LEVEL_KEYS = {f.name for f in fields(Config)} | {"hydra"}
 SCHEMAS: dict[str, dict[str, type]] = {
     "network": {SCHEMA_NAME: NetworkConfig, "mlp": MLPConfig, "rnn": RNNConfig},
     "algorithm": {SCHEMA_NAME: AlgorithmConfig, "bptt_truncated": BPTTTruncatedConfig, "rtrl": RTRLConfig},
-    "task_sequence": {SCHEMA_NAME: TaskSequenceConfig},
+    "task_sequence": {SCHEMA_NAME: TaskSequenceConfig, "delayed_recall": DelayedRecallConfig},
     "eval": {SCHEMA_NAME: EvalConfig},
     "tracking": {SCHEMA_NAME: TrackingConfig},
     "paths": {SCHEMA_NAME: PathsConfig},
@@ -257,14 +269,29 @@ def validate(cfg: DictConfig) -> None:
 
     _choice(cfg, "task_sequence.name", sorted(TASK_SEQUENCES))
     _choice(cfg, "task_sequence.scenario", SCENARIOS)
-    _choice(cfg, "task_sequence.input", INPUTS)
+    ts = cfg.task_sequence
+    inputs = TASK_SEQUENCES[ts.name].inputs  # delayed_recall exists only as sequences
+    if ts.input not in inputs:
+        _fail("task_sequence.input", ts.input,
+              "one of " + ", ".join(repr(i) for i in inputs) + f" with task_sequence.name={ts.name!r}")
+    if "vector" not in inputs and not recurrent_net:
+        _fail("network.name", cfg.network.name,
+              f"'rnn' with task_sequence.name={ts.name!r} (its samples exist only as sequences)")
     reads = "sequence" if recurrent_net else "vector"
     if cfg.task_sequence.input != reads:
         _fail("task_sequence.input", cfg.task_sequence.input, f"{reads!r} with network.name={cfg.network.name!r}")
     _number(cfg, "task_sequence.n_tasks", 1)
     _number(cfg, "task_sequence.test_size", 0, 1, low_open=True, high_open=True)
-    if cfg.task_sequence.name in ("split_digits", "split_mnist1d") and cfg.task_sequence.n_tasks > 10:
+    _number(cfg, "task_sequence.val_size", 0, 1, high_open=True)
+    if cfg.task_sequence.name in ("split_digits", "split_mnist1d", "split_mnist") and cfg.task_sequence.n_tasks > 10:
         _fail("task_sequence.n_tasks", cfg.task_sequence.n_tasks, f"an int in [1, 10] for {cfg.task_sequence.name}")
+    if ts.name == "delayed_recall":
+        _number(cfg, "task_sequence.delay", 0)
+        _number(cfg, "task_sequence.n_symbols", 2)
+        _number(cfg, "task_sequence.noise", 0)
+        _number(cfg, "task_sequence.samples_per_symbol", 2)
+        if ts.n_tasks > ts.n_symbols:
+            _fail("task_sequence.n_tasks", ts.n_tasks, f"an int in [1, task_sequence.n_symbols={ts.n_symbols}]")
 
     _number(cfg, "task_sequence.data_seed", 0)
     _number(cfg, "task_sequence.max_angle", -360, 360)
@@ -272,6 +299,9 @@ def validate(cfg: DictConfig) -> None:
         _fail("seed", cfg.seed, "a non-negative int")
 
     _number(cfg, "eval.every_samples", 0)
+    _choice(cfg, "eval.split", EVAL_SPLITS)
+    if cfg.eval.split == "val" and ts.val_size == 0:
+        _fail("eval.split", cfg.eval.split, "'test' with task_sequence.val_size=0 (no validation set is held out)")
     probe = cfg.eval.probe_per_task
     if probe != "all" and not (isinstance(probe, int) and not isinstance(probe, bool) and probe >= 0):
         _fail("eval.probe_per_task", probe, "a non-negative int or 'all'")

@@ -103,6 +103,7 @@ class Trainer:
         shuffle: bool = True,
         joint: bool = False,
         every_samples: int = 0,
+        eval_split: str = "test",
         probe: Probe,
         rng: np.random.Generator,
         observers: list[Observer] = (),
@@ -111,6 +112,7 @@ class Trainer:
         self.epochs = 1 if sequence.single_pass else epochs_per_task
         self.batch_size, self.shuffle, self.every = batch_size, shuffle, every_samples
         self.probe, self.rng, self.observers = probe, rng, list(observers)
+        self.eval_split = eval_split  # "val" scores the validation sets: selecting on them never sees test data
         self.stages = self._stages(joint)
         self._eval = self._evaluation_batch()
 
@@ -130,14 +132,15 @@ class Trainer:
         return stages
 
     def _evaluation_batch(self):
-        """Test sets of all tasks followed by the probe samples, as one batch."""
+        """Held-out sets (``eval_split``: test or validation) of all tasks, then the probe samples, as one batch."""
         tasks = self.sequence.tasks
+        x_held, y_held = zip(*(t.held_out(self.eval_split) for t in tasks))
         x_probe = [tasks[k].x_train[i] for k, i in zip(self.probe.task, self.probe.index)]
-        x = np.concatenate([t.x_test for t in tasks] + ([np.stack(x_probe)] if x_probe else []))
-        labels = np.concatenate([t.y_test for t in tasks] + [self.probe.label])
-        owner = np.concatenate([np.full(len(t.y_test), k) for k, t in enumerate(tasks)] + [self.probe.task])
+        x = np.concatenate(list(x_held) + ([np.stack(x_probe)] if x_probe else []))
+        labels = np.concatenate(list(y_held) + [self.probe.label])
+        owner = np.concatenate([np.full(len(y), k) for k, y in enumerate(y_held)] + [self.probe.task])
         y, mask, unit = self.scenario.targets(labels, owner)
-        n_test = sum(len(t.y_test) for t in tasks)
+        n_test = sum(len(y) for y in y_held)
         counts = np.bincount(owner[:n_test], minlength=len(tasks))
         return x, y, mask, unit, owner[:n_test], n_test, counts
 
