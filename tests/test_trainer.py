@@ -56,7 +56,7 @@ def test_scheduled_points_are_the_first_batch_ends_past_each_multiple(small):
     """With batches of 7 and a point every 10 samples, a point comes after the first batch that reaches
     each multiple of 10 (one point for several multiples in one batch), except where the stage's
     boundary point stands."""
-    trainer = small("eval.every_samples=10", "algorithm.batch_size=7")
+    trainer = small("eval.every_samples=10", "trainer.batch_size=7")
     result = trainer.run()
     expected, start = [], 0
     for task in trainer.sequence.tasks:

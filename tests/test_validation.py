@@ -31,6 +31,26 @@ BAD_INPUTS = [
     (["task_sequence.test_size=0"], ["'task_sequence.test_size'", "0", "(0, 1)"]),
     (["task_sequence.n_tasks=11"], ["'task_sequence.n_tasks'", "11", "[1, 10] for split_digits"]),
     (["task_sequence.scenario=both"], ["'task_sequence.scenario'", "'both'", "'class'"]),
+    (["task_sequence.val_size=1"], ["'task_sequence.val_size'", "1", "[0, 1)"]),
+    (["task_sequence.val_size=-0.1"], ["'task_sequence.val_size'", "-0.1", "[0, 1)"]),
+    (["task_sequence=split_mnist", "task_sequence.n_tasks=11"],
+     ["'task_sequence.n_tasks'", "11", "[1, 10] for split_mnist"]),
+    (["eval.split=train"], ["'eval.split'", "'train'", "'test', 'val'"]),
+    (["eval.split=val"], ["'eval.split'", "'val'", "'test' with task_sequence.val_size=0"]),
+    (["task_sequence=delayed_recall"], ["'network.name'", "'mlp'", "'rnn' with task_sequence.name='delayed_recall'"]),
+    (["task_sequence=delayed_recall", "task_sequence.input=vector"],
+     ["'task_sequence.input'", "'vector'", "one of 'sequence' with task_sequence.name='delayed_recall'"]),
+    (["task_sequence=delayed_recall", "learner=rnn_rtrl", "task_sequence.delay=-1"],
+     ["'task_sequence.delay'", "-1", "[0, inf)"]),
+    (["task_sequence=delayed_recall", "learner=rnn_rtrl", "task_sequence.n_symbols=1"],
+     ["'task_sequence.n_symbols'", "1", "[2, inf)"]),
+    (["task_sequence=delayed_recall", "learner=rnn_rtrl", "task_sequence.n_tasks=6", "task_sequence.n_symbols=4"],
+     ["'task_sequence.n_tasks'", "6", "[1, task_sequence.n_symbols=4]"]),
+    (["task_sequence=delayed_recall", "learner=rnn_rtrl", "task_sequence.noise=-1"],
+     ["'task_sequence.noise'", "-1", "[0, inf)"]),
+    (["task_sequence=delayed_recall", "learner=rnn_rtrl", "task_sequence.samples_per_symbol=1"],
+     ["'task_sequence.samples_per_symbol'", "1", "[2, inf)"]),
+    (["task_sequence.delay=3"], ["'task_sequence.delay'", "task_sequence.delay=3", "val_size"]),
     (["eval.probe_per_task=-1"], ["'eval.probe_per_task'", "-1", "'all'"]),
     (["eval.probe_per_task=some"], ["'eval.probe_per_task'", "'some'", "'all'"]),
     (["eval.every_samples=-5"], ["'eval.every_samples'", "-5", "[0, inf)"]),
@@ -57,6 +77,10 @@ def test_bad_input_is_rejected_with_key_value_and_allowed(overrides, words):
 def test_good_inputs_pass():
     check_command_line(str(ROOT / "conf"), "config", ["experiment=quickstart", "algorithm.lr=0.1"], multirun=False)
     check_command_line(str(ROOT / "conf"), "config", ["seed=0,1", "algorithm.lr=0.1,0.2"], multirun=True)
+    check_command_line(str(ROOT / "conf"), "config", ["task_sequence=delayed_recall", "learner=rnn_bptt_truncated"],
+                       multirun=False)
+    check_command_line(str(ROOT / "conf"), "config", ["task_sequence=split_mnist", "task_sequence.val_size=0.1",
+                                                      "eval.split=val"], multirun=False)
 
 
 # In a subprocess: exit code 2, the message, and nothing written, for single runs and for sweeps

@@ -86,6 +86,7 @@ def build_trainer(cfg: DictConfig, observers=()) -> Trainer:
         shuffle=cfg.trainer.shuffle,
         joint=cfg.task_sequence.joint,
         every_samples=cfg.eval.every_samples,
+        eval_split=cfg.eval.split,
         probe=probe,
         rng=np.random.default_rng(order_seed),
         observers=list(observers),

@@ -100,17 +100,19 @@ class Evaluation:
 
 
 class Evaluator:
-    """Scores a network on the test set of every task and on the probe samples: the samples, targets
-    and masks are gathered once, into one batch, so that each evaluation is one forward pass."""
+    """Scores a network on the held-out set of every task (``split``: "test", or "val" so that a
+    selection sweep never sees test data) and on the probe samples: the samples, targets and masks are
+    gathered once, into one batch, so that each evaluation is one forward pass."""
 
-    def __init__(self, sequence: TaskSequence, scenario: Scenario, probe: Probe) -> None:
+    def __init__(self, sequence: TaskSequence, scenario: Scenario, probe: Probe, split: str = "test") -> None:
         tasks = sequence.tasks
+        x_held, y_held = zip(*(t.held_out(split) for t in tasks))
         x_probe = [tasks[k].x_train[i] for k, i in zip(probe.task, probe.index)]
-        self.x = np.concatenate([t.x_test for t in tasks] + ([np.stack(x_probe)] if x_probe else []))
-        labels = np.concatenate([t.y_test for t in tasks] + [probe.label])
-        owner = np.concatenate([np.full(len(t.y_test), k) for k, t in enumerate(tasks)] + [probe.task])
+        self.x = np.concatenate(list(x_held) + ([np.stack(x_probe)] if x_probe else []))
+        labels = np.concatenate(list(y_held) + [probe.label])
+        owner = np.concatenate([np.full(len(y), k) for k, y in enumerate(y_held)] + [probe.task])
         self.y, self.mask, self.unit = scenario.targets(labels, owner)
-        self.n_test = sum(len(t.y_test) for t in tasks)  # the test samples come first, then the probe
+        self.n_test = sum(len(y) for y in y_held)  # the held-out samples come first, then the probe
         self.test_task = owner[: self.n_test]
         self.test_counts = np.bincount(self.test_task, minlength=len(tasks))
 
@@ -214,6 +216,7 @@ class Trainer:
         shuffle: bool = True,
         joint: bool = False,
         every_samples: int = 0,
+        eval_split: str = "test",
         probe: Probe,
         rng: np.random.Generator,
         observers: list[Observer] = (),
@@ -223,7 +226,7 @@ class Trainer:
         self.batch_size, self.shuffle, self.every = batch_size, shuffle, every_samples
         self.probe, self.rng, self.observers = probe, rng, list(observers)
         self.stages = self._stages(joint)
-        self.evaluator = Evaluator(sequence, scenario, probe)
+        self.evaluator = Evaluator(sequence, scenario, probe, split=eval_split)
 
     def _stages(self, joint: bool) -> list[Stage]:
         tasks = self.sequence.tasks

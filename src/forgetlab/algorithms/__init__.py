@@ -20,7 +20,7 @@ ALGORITHM_KEYS = {
     "rtrl": ("update_every", "reset"),
 }
 
-# Algorithms that learn from one sequence at a time (algorithm.batch_size must be 1).
+# Algorithms that learn from one sequence at a time (trainer.batch_size must be 1).
 RECURRENT = ("bptt_epochwise", "bptt_truncated", "rtrl")
 
 

@@ -17,7 +17,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from forgetlab.algorithms import ALGORITHMS
 from forgetlab.algorithms.recurrent import RESETS
 from forgetlab.config.constraints import Interval, ListOf, NonBlank, NonNegativeInt, Options, constrain
-from forgetlab.data import INPUTS, SCENARIOS, TASK_SEQUENCES
+from forgetlab.data import EVAL_SPLITS, INPUTS, SCENARIOS, TASK_SEQUENCES
 from forgetlab.networks import NETWORKS
 from forgetlab.networks.functions import LOSSES, OUTPUTS
 from forgetlab.networks.rnn import LOSS_AT
@@ -104,6 +104,18 @@ class TaskSequenceConfig:
     test_size: float = field(default=0.25, metadata=constrain(Interval(0, 1, closed="neither")))
     data_seed: int = field(default=0, metadata=AT_LEAST_0)
     max_angle: float = field(default=90.0, metadata=constrain(Interval(-360, 360, closed="both")))
+    # Fraction of each task's training data held out for validation (learning-rate selection).
+    val_size: float = field(default=0.0, metadata=constrain(Interval(0, 1, closed="left")))
+
+
+@dataclass
+class DelayedRecallConfig(TaskSequenceConfig):
+    name: str = field(default="delayed_recall", metadata=constrain(Options(*sorted(TASK_SEQUENCES))))
+    input: str = field(default="sequence", metadata=constrain(Options(*INPUTS)))
+    delay: int = field(default=10, metadata=AT_LEAST_0)
+    n_symbols: int = field(default=10, metadata=constrain(Interval(2, None, closed="left")))
+    noise: float = field(default=1.0, metadata=AT_LEAST_0)
+    samples_per_symbol: int = field(default=200, metadata=constrain(Interval(2, None, closed="left")))
 
 
 @dataclass
@@ -111,6 +123,8 @@ class EvalConfig:
     every_samples: int = field(default=100, metadata=AT_LEAST_0)
     # Probe samples per task: a non-negative int, or "all".
     probe_per_task: Any = field(default=20, metadata=constrain(NonNegativeInt(), Options("all")))
+    # Which held-out set the evaluation scores: "val" for selection sweeps, "test" for studies.
+    split: str = field(default="test", metadata=constrain(Options(*EVAL_SPLITS)))
 
 
 @dataclass
@@ -154,7 +168,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "network": {SCHEMA_NAME: NetworkConfig, "mlp": MLPConfig, "rnn": RNNConfig},
     "algorithm": {SCHEMA_NAME: AlgorithmConfig, "bptt_truncated": BPTTTruncatedConfig, "rtrl": RTRLConfig},
     "trainer": {SCHEMA_NAME: TrainerConfig},
-    "task_sequence": {SCHEMA_NAME: TaskSequenceConfig},
+    "task_sequence": {SCHEMA_NAME: TaskSequenceConfig, "delayed_recall": DelayedRecallConfig},
     "eval": {SCHEMA_NAME: EvalConfig},
     "tracking": {SCHEMA_NAME: TrackingConfig},
     "paths": {SCHEMA_NAME: PathsConfig},

@@ -11,13 +11,14 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from forgetlab.algorithms import ALGORITHMS, RECURRENT
+from forgetlab.data import TASK_SEQUENCES
 from forgetlab.config.constraints import CONSTRAINTS, Constraint, Options, allowed
 from forgetlab.config.schema import TOP_LEVEL_KEYS, Config, group_keys, schema_of
 from forgetlab.networks.functions import HIDDEN_ACTIVATIONS
 from forgetlab.networks.rnn import RNN_ACTIVATIONS
 
 # Sequences split by label, one task per pair of classes: at most 10 tasks.
-SPLIT_SEQUENCES = ("split_digits", "split_mnist1d")
+SPLIT_SEQUENCES = ("split_digits", "split_mnist1d", "split_mnist")
 
 
 class ConfigError(ValueError):
@@ -104,8 +105,20 @@ def validate(cfg: DictConfig) -> None:
         if not 1 <= h_prime <= h:
             fail("algorithm.h_prime", h_prime, f"an int in the range [1, algorithm.h={h}] (BPTT(h; h') needs h' <= h)")
 
+    inputs = TASK_SEQUENCES[task_sequence.name].inputs  # delayed_recall exists only as sequences
+    if task_sequence.input not in inputs:
+        fail("task_sequence.input", task_sequence.input,
+             "one of " + ", ".join(repr(i) for i in inputs) + f" with task_sequence.name={task_sequence.name!r}")
+    if "vector" not in inputs and not recurrent_net:
+        fail("network.name", network.name,
+             f"'rnn' with task_sequence.name={task_sequence.name!r} (its samples exist only as sequences)")
     reads = "sequence" if recurrent_net else "vector"
     if task_sequence.input != reads:
         fail("task_sequence.input", task_sequence.input, f"{reads!r} with network.name={network.name!r}")
     if task_sequence.name in SPLIT_SEQUENCES and task_sequence.n_tasks > 10:
         fail("task_sequence.n_tasks", task_sequence.n_tasks, f"an int in [1, 10] for {task_sequence.name}")
+    if task_sequence.name == "delayed_recall" and task_sequence.n_tasks > task_sequence.n_symbols:
+        fail("task_sequence.n_tasks", task_sequence.n_tasks,
+             f"an int in [1, task_sequence.n_symbols={task_sequence.n_symbols}]")
+    if cfg.eval.split == "val" and task_sequence.val_size == 0:
+        fail("eval.split", cfg.eval.split, "'test' with task_sequence.val_size=0 (no validation set is held out)")

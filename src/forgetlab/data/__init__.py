@@ -1,29 +1,72 @@
-"""Data layer: task sequences (split / permuted / rotated / stream digits, MNIST-1D) and scenarios."""
+"""Data layer: task sequences (split / permuted / rotated / stream digits, MNIST-1D, MNIST, delayed
+recall) and scenarios."""
 
-from forgetlab.data import digits, mnist1d
-from forgetlab.data.tasks import INPUTS, SCENARIOS, Scenario, Task, TaskSequence, as_sequences
+from __future__ import annotations
 
-# name -> (builder, shape of one sample read as a sequence: (steps, features))
+from dataclasses import dataclass
+from typing import Callable
+
+from forgetlab.data import delayed_recall, digits, mnist, mnist1d
+from forgetlab.data.tasks import (
+    EVAL_SPLITS,
+    INPUTS,
+    SCENARIOS,
+    Scenario,
+    Task,
+    TaskSequence,
+    as_sequences,
+    with_validation,
+)
+
+
+@dataclass(frozen=True)
+class TaskSequenceSpec:
+    """How to build one named task sequence from its ``task_sequence`` config.
+
+    ``sequence_shape``: one input vector read as a sequence (steps, features), for
+    ``task_sequence.input=sequence``; None for a sequence built as sequences only (it has no vector form).
+    ``keys``: the sequence's own config keys, passed to ``build`` besides n_tasks, test_size, data_seed."""
+
+    build: Callable[..., TaskSequence]
+    sequence_shape: tuple[int, int] | None
+    keys: tuple[str, ...] = ()
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The values ``task_sequence.input`` may take."""
+        return INPUTS if self.sequence_shape is not None else ("sequence",)
+
+
 TASK_SEQUENCES = {
-    "split_digits": (digits.split_digits, digits.SEQUENCE_SHAPE),
-    "permuted_digits": (digits.permuted_digits, digits.SEQUENCE_SHAPE),
-    "rotated_digits": (digits.rotated_digits, digits.SEQUENCE_SHAPE),
-    "digit_stream": (digits.digit_stream, digits.SEQUENCE_SHAPE),
-    "split_mnist1d": (mnist1d.split_mnist1d, mnist1d.SEQUENCE_SHAPE),
-    "permuted_mnist1d": (mnist1d.permuted_mnist1d, mnist1d.SEQUENCE_SHAPE),
-    "mnist1d_stream": (mnist1d.mnist1d_stream, mnist1d.SEQUENCE_SHAPE),
+    "split_digits": TaskSequenceSpec(digits.split_digits, digits.SEQUENCE_SHAPE),
+    "permuted_digits": TaskSequenceSpec(digits.permuted_digits, digits.SEQUENCE_SHAPE),
+    "rotated_digits": TaskSequenceSpec(digits.rotated_digits, digits.SEQUENCE_SHAPE, keys=("max_angle",)),
+    "digit_stream": TaskSequenceSpec(digits.digit_stream, digits.SEQUENCE_SHAPE),
+    "split_mnist1d": TaskSequenceSpec(mnist1d.split_mnist1d, mnist1d.SEQUENCE_SHAPE),
+    "permuted_mnist1d": TaskSequenceSpec(mnist1d.permuted_mnist1d, mnist1d.SEQUENCE_SHAPE),
+    "mnist1d_stream": TaskSequenceSpec(mnist1d.mnist1d_stream, mnist1d.SEQUENCE_SHAPE),
+    "split_mnist": TaskSequenceSpec(mnist.split_mnist, mnist.SEQUENCE_SHAPE),
+    "permuted_mnist": TaskSequenceSpec(mnist.permuted_mnist, mnist.SEQUENCE_SHAPE),
+    "delayed_recall": TaskSequenceSpec(
+        delayed_recall.delayed_recall, None, keys=("delay", "n_symbols", "noise", "samples_per_symbol")
+    ),
 }
 
 
 def build_task_sequence(cfg) -> TaskSequence:
     """Build the task sequence named by ``cfg.name`` from a task_sequence config; with
-    ``cfg.input == "sequence"`` every sample is a sequence (steps, features) instead of a vector."""
-    builder, sequence_shape = TASK_SEQUENCES[cfg.name]
-    common = dict(test_size=cfg.test_size, data_seed=cfg.data_seed, n_tasks=cfg.n_tasks)
-    if cfg.name == "rotated_digits":
-        common["max_angle"] = cfg.max_angle
-    sequence = builder(**common)
-    return as_sequences(sequence, sequence_shape) if cfg.input == "sequence" else sequence
+    ``cfg.input == "sequence"`` every sample is a sequence (steps, features) instead of a vector.
+    With ``cfg.val_size > 0`` each task holds out that share of its training data as its validation set."""
+    spec = TASK_SEQUENCES[cfg.name]
+    if cfg.input not in spec.inputs:
+        raise ValueError(f"task sequence {cfg.name!r} reads as {spec.inputs}; got input={cfg.input!r}")
+    own = {key: cfg[key] for key in spec.keys}
+    sequence = spec.build(test_size=cfg.test_size, data_seed=cfg.data_seed, n_tasks=cfg.n_tasks, **own)
+    sequence = with_validation(sequence, cfg.val_size, cfg.data_seed)
+    if cfg.input == "sequence" and spec.sequence_shape is not None:
+        sequence = as_sequences(sequence, spec.sequence_shape)
+    return sequence
 
 
-__all__ = ["INPUTS", "SCENARIOS", "Scenario", "Task", "TaskSequence", "TASK_SEQUENCES", "build_task_sequence"]
+__all__ = ["EVAL_SPLITS", "INPUTS", "SCENARIOS", "Scenario", "Task", "TaskSequence", "TaskSequenceSpec",
+           "TASK_SEQUENCES", "build_task_sequence"]

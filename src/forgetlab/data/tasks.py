@@ -15,13 +15,19 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from sklearn.model_selection import train_test_split
 
 SCENARIOS = ("class", "task", "domain")
+
+# The held-out sets an evaluation can score: the test sets, or validation sets held out of training.
+EVAL_SPLITS = ("test", "val")
 
 
 @dataclass(frozen=True)
 class Task:
-    """One task: inputs are (N, n_in) vectors or (N, T, n_in) sequences; labels are global class ids."""
+    """One task: inputs are (N, n_in) vectors or (N, T, n_in) sequences; labels are global class ids.
+
+    ``x_val, y_val``: held out of the task's training data (``with_validation``); empty by default."""
 
     name: str
     x_train: np.ndarray
@@ -29,10 +35,24 @@ class Task:
     x_test: np.ndarray
     y_test: np.ndarray
     classes: np.ndarray
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.x_val is None:
+            object.__setattr__(self, "x_val", np.empty((0, *self.x_train.shape[1:]), dtype=self.x_train.dtype))
+        if self.y_val is None:
+            object.__setattr__(self, "y_val", np.empty(0, dtype=self.y_train.dtype))
 
     @property
     def n_train(self) -> int:
         return len(self.y_train)
+
+    def held_out(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, labels) of the test set (``split="test"``) or the validation set (``"val"``)."""
+        if split not in EVAL_SPLITS:
+            raise ValueError(f"unknown held-out split {split!r}; allowed: {EVAL_SPLITS}")
+        return (self.x_test, self.y_test) if split == "test" else (self.x_val, self.y_val)
 
 
 @dataclass(frozen=True)
@@ -109,5 +129,30 @@ def as_sequences(sequence: TaskSequence, shape: tuple[int, int]) -> TaskSequence
     def reshape(x: np.ndarray) -> np.ndarray:
         return x.reshape(len(x), *shape)
 
-    tasks = [replace(t, x_train=reshape(t.x_train), x_test=reshape(t.x_test)) for t in sequence.tasks]
+    tasks = [replace(t, x_train=reshape(t.x_train), x_test=reshape(t.x_test), x_val=reshape(t.x_val))
+             for t in sequence.tasks]
+    return replace(sequence, tasks=tasks)
+
+
+def with_validation(sequence: TaskSequence, val_size: float, data_seed: int) -> TaskSequence:
+    """The same tasks with a share ``val_size`` of each task's training data held out as its validation
+    set, stratified by label and drawn with ``data_seed`` (so every training seed holds out the same
+    samples). ``val_size=0`` returns ``sequence`` itself: the training data stay exactly as they were."""
+    if val_size == 0:
+        return sequence
+    tasks = []
+    for t in sequence.tasks:
+        try:
+            kept, held = train_test_split(
+                np.arange(t.n_train), test_size=val_size, stratify=t.y_train, random_state=data_seed
+            )
+        except ValueError as error:  # too few samples for a stratified split at this share
+            raise ValueError(
+                f"task_sequence.val_size={val_size} cannot hold out a stratified validation set of task "
+                f"{t.name!r} ({t.n_train} training samples, {len(np.unique(t.y_train))} classes): {error}"
+            ) from error
+        # Sorted: the training samples that remain keep their order (it matters with shuffle=false).
+        kept, held = np.sort(kept), np.sort(held)
+        tasks.append(replace(t, x_train=t.x_train[kept], y_train=t.y_train[kept],
+                             x_val=t.x_train[held], y_val=t.y_train[held]))
     return replace(sequence, tasks=tasks)

@@ -32,6 +32,12 @@ from forgetlab.trainer import EvalPoint, TrainingResult
 
 # Keys left out of the config hash: where results are stored does not change what they are.
 UNHASHED_GROUPS = ("tracking", "paths")
+# Keys added after runs were first recorded, with the value that reproduces what those runs did: at
+# that value a key is left out of the hash, so adding a feature does not orphan every recorded run.
+NEUTRAL_ADDITIONS: dict[str, Any] = {
+    "task_sequence.val_size": 0.0,
+    "eval.split": "test",
+}
 MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
 FLUSH_SECONDS = 10.0  # the longest time buffered metrics wait before they are sent
 
@@ -71,7 +77,11 @@ def resume_hashes(cfg: DictConfig) -> tuple[str, ...]:
 
 
 def _hash(container: dict[str, Any]) -> str:
-    kept = {k: v for k, v in container.items() if k not in UNHASHED_GROUPS}
+    kept = {k: dict(v) if isinstance(v, dict) else v for k, v in container.items() if k not in UNHASHED_GROUPS}
+    for dotted, neutral in NEUTRAL_ADDITIONS.items():
+        group, key = dotted.split(".")
+        if group in kept and key in kept[group] and kept[group][key] == neutral:
+            del kept[group][key]
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 
