@@ -7,7 +7,6 @@ import pytest
 from forgetlab.data import Task, TaskSequence, build_task_sequence, digits
 from forgetlab.data.tasks import with_validation
 from forgetlab.experiment import build_trainer
-from forgetlab.networks import functions as F
 
 
 def id_tasks() -> TaskSequence:
@@ -105,14 +104,15 @@ def test_eval_split_val_scores_the_validation_sets_only(compose_cfg):
     cfg = compose_cfg("tracking.enabled=false", "task_sequence.val_size=0.2", "eval.split=val", "seed=1")
     trainer = build_trainer(cfg)
     trainer.run()
-    acc, loss, _, _ = trainer.evaluate()
+    scored_now = trainer.evaluator.evaluate(trainer.network)
+    acc, loss = scored_now.accuracy, scored_now.loss
     net, scenario = trainer.network, trainer.scenario
     for k, task in enumerate(trainer.sequence.tasks):
         for x, y, scored in ((task.x_val, task.y_val, True), (task.x_test, task.y_test, False)):
             targets, mask, unit = scenario.targets(y, np.full(len(y), k))
             a = net.predict(x, mask)
-            own_acc = np.mean(F.masked_argmax(a, mask) == unit)
-            own_loss = np.mean(F.loss(net.output, net.loss, a, targets, mask))
+            own_acc = np.mean(net.predicted_unit(a, mask) == unit)
+            own_loss = np.mean(net.sample_loss(a, targets, mask))
             if scored:
                 assert acc[k] == pytest.approx(own_acc) and loss[k] == pytest.approx(own_loss)
             else:
