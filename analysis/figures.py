@@ -102,8 +102,8 @@ def build_layout(table: pd.DataFrame, keys: list[str]) -> Layout:
     frame["col"], col_order = _levels(table, col_keys, names)
     frame["row"], row_order = _levels(table, row_keys, names)
     frame["panel"] = frame["hue"] + np.where(frame["row"] != "", " · " + frame["row"], "")
-    panel_order = [p for h in hue_order for r in (row_order or [""]) for p in [h + (f" · {r}" if r else "")]
-                   if p in set(frame["panel"])]
+    panels = set(frame["panel"])
+    panel_order = [p for h in hue_order for r in row_order or [""] if (p := h + (f" · {r}" if r else "")) in panels]
     if hue_keys == [ALGORITHM]:
         colors = algorithm_colors(hue_order)
         palette = {h: colors[h] for h in hue_order}
@@ -233,7 +233,7 @@ def _legend(g: sns.FacetGrid, entries: dict, title: str | None) -> None:
     which fails for a grid narrower than its legend; the saved figure's tight bounding box takes
     the legend in as it is."""
     right = max(ax.get_position().x1 for ax in g.axes.flat)
-    margin = 0.06 if g._margin_titles and g.panel_vars[0] else 0.02
+    margin = 0.06 if g.panel_vars[0] else 0.02  # row titles in the right margin
     g.figure.legend(entries.values(), entries.keys(), title=title, loc="center left", frameon=False,
                     bbox_to_anchor=(right + margin, 0.5), bbox_transform=g.figure.transFigure)
 
@@ -341,7 +341,8 @@ def accuracy_matrices(matrices: dict[str, np.ndarray], layout: Layout, task_name
         if R.shape[1] <= 10:
             for (i, j), value in np.ndenumerate(R):
                 dark = sns.utils.relative_luminance(cmap(value)) < 0.408
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=5.5, color="white" if dark else "black")
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=5.5,
+                        color="white" if dark else "black")
         ax.set_xticks(np.arange(R.shape[1]), cell["names"], fontsize=6.5)
         ax.set_yticks(np.arange(R.shape[0]), cell["rows"], fontsize=6.5)
         ax.grid(False)

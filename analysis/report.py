@@ -162,7 +162,8 @@ def build_report(
     )
     if report_client is not None:
         # file by file: `out` may hold the reports of narrower selections, and files of older reports
-        files = [out / "report.md", *written, *tables.values(), *[p.with_suffix(f".{f}") for p in figures.values() for f in FIG.FORMATS]]
+        files = [out / "report.md", *written, *tables.values()]
+        files += [png.with_suffix(f".{suffix}") for png in figures.values() for suffix in FIG.FORMATS]
         try:
             for path in files:
                 parent = path.parent.relative_to(out).as_posix()
@@ -211,10 +212,13 @@ def make_figures(analysed, artifacts, retention, bin_edges, layout, fig_dir: Pat
     stage_ends = {}
     for c, ids in by_condition.items():
         first = artifacts[ids[0]].curve
-        stage_ends[c] = sorted(int(x) for x in first.loc[first["boundary"] & (first["stage"] >= 0), "samples_seen"].unique())
+        ends = first.loc[first["boundary"] & (first["stage"] >= 0), "samples_seen"].unique()
+        stage_ends[c] = sorted(int(x) for x in ends)
     final = analysed[["condition", "run_id", *A.METRICS]]
     return {
-        "seen_accuracy": FIG.seen_task_accuracy(pd.concat(seen), final, layout, stage_ends, names, fig_dir / "seen_accuracy"),
+        "seen_accuracy": FIG.seen_task_accuracy(
+            pd.concat(seen), final, layout, stage_ends, names, fig_dir / "seen_accuracy"
+        ),
         "final_metrics": FIG.final_metric_bars(final, layout, fig_dir / "final_metrics"),
         "accuracy_matrices": FIG.accuracy_matrices(matrices, layout, names, fig_dir / "accuracy_matrices"),
         "task_curves": FIG.task_curves(pd.concat(curves), layout, stage_ends, names, fig_dir / "task_curves"),
