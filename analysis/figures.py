@@ -100,10 +100,14 @@ def build_layout(table: pd.DataFrame, keys: list[str]) -> Layout:
     frame["training"] = table["training"]
     frame["hue"], hue_order = _levels(table, hue_keys, names)
     frame["col"], col_order = _levels(table, col_keys, names)
-    frame["row"], row_order = _levels(table, row_keys, names)
-    frame["panel"] = frame["hue"] + np.where(frame["row"] != "", " · " + frame["row"], "")
+    frame["row"], row_order = _levels(table, row_keys, names, named=True)
+    # a panel title names its param, unless it is the algorithm (``rtrl`` needs no ``algorithm=``)
+    named = {h: h if hue_keys == [ALGORITHM] or len(hue_keys) > 1 else f"{names[hue_keys[0]]}={h}" for h in hue_order}
+    frame["panel"] = frame["hue"].map(named) + np.where(frame["row"] != "", " · " + frame["row"], "")
     panels = set(frame["panel"])
-    panel_order = [p for h in hue_order for r in row_order or [""] if (p := h + (f" · {r}" if r else "")) in panels]
+    panel_order = [
+        p for h in hue_order for r in row_order or [""] if (p := named[h] + (f" · {r}" if r else "")) in panels
+    ]
     if hue_keys == [ALGORITHM]:
         colors = algorithm_colors(hue_order)
         palette = {h: colors[h] for h in hue_order}
@@ -118,11 +122,13 @@ def build_layout(table: pd.DataFrame, keys: list[str]) -> Layout:
     )
 
 
-def _levels(table: pd.DataFrame, keys: list[str], names: dict[str, str]) -> tuple[pd.Series, list[str]]:
-    """A label per condition from ``keys`` (the value alone for one key) and the labels in rank order."""
+def _levels(table: pd.DataFrame, keys: list[str], names: dict[str, str], named: bool = False
+            ) -> tuple[pd.Series, list[str]]:
+    """A label per condition from ``keys`` (``name=value, ...``; the value alone for one key unless
+    ``named``) and the labels in rank order."""
     if not keys:
         return pd.Series("", index=table.index), []
-    if len(keys) == 1:
+    if len(keys) == 1 and not named:
         labels = table[keys[0]].astype(str)
     else:
         labels = table[keys].astype(str).apply(lambda r: ", ".join(f"{names.get(k, k)}={r[k]}" for k in keys), axis=1)
@@ -391,7 +397,7 @@ def final_metric_bars(per_run: pd.DataFrame, layout: Layout, path: Path) -> Path
         for ax in g.axes.flat:
             ax.axhline(0, color="0.3", lw=0.7)
             if x == "hue":
-                ax.tick_params(axis="x", rotation=30)
+                plt.setp(ax.get_xticklabels(), rotation=40, ha="right", rotation_mode="anchor")
         g.set_titles(row_template="{row_name}", col_template="{col_name}")
         g.set_axis_labels(layout.col_title if x == "col" else "", "")
         entries = {h: Patch(color=layout.palette[h], alpha=0.85) for h in layout.hue_order if h in set(bars["hue"])}
@@ -448,7 +454,7 @@ def forgetting_event_histograms(events: pd.DataFrame, layout: Layout, path: Path
             g.map_dataframe(draw)
         for ax in g.axes.flat:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        g.set_axis_labels("forgetting events per sample", "fraction of samples")
+        g.set_axis_labels("forgetting events", "fraction of samples")
         shades = {SEQUENTIAL_TRAINING: "0.3", JOINT_TRAINING: "0.7"}
         _legend(g, {t: Patch(color=shades[t]) for t in trainings}, "training")
         return _save(g, path)
