@@ -480,8 +480,8 @@ def print_summary(report: Report) -> None:
     s = report.summary
     table = pd.DataFrame(
         {
-            "condition": s["condition"],
-            "runs": s["runs"],
+            **{c: s[c] for c in condition_columns(s)},
+            "n": s["runs"],
             **{A.METRICS[n][0]: [
                 f"{fmt(r[f'{n}_mean'])} ± {fmt(r[f'{n}_std'])}" if np.isfinite(r[f"{n}_mean"]) else "–"
                 for _, r in s.iterrows()
