@@ -374,8 +374,8 @@ uncertainty at small n. Bands and error bars in the figures are the same interva
 """
 
 CAPTIONS = {
-    "seen_accuracy": "Mean test accuracy on the tasks trained so far, over training samples seen: a line per algorithm "
-    "(band: 95 % t-interval over seeds); dashed: final ACC of joint training (all tasks shuffled together), the "
+    "seen_accuracy": "Mean test accuracy on the tasks trained so far, over training samples seen: a line per "
+    "algorithm or swept value (band: 95 % t-interval over seeds); dashed: final ACC of joint training (all tasks shuffled together), the "
     "ceiling; dotted: task boundaries, each stretch named after its task.",
     "final_metrics": "ACC, BWT, forgetting (RWalk) and learning accuracy of sequential training: bars = mean, "
     "whiskers = 95 % t-interval, dots = seeds; dashed outlines: ACC of joint training. Metrics undefined for joint "
@@ -385,7 +385,7 @@ CAPTIONS = {
     "task_curves": "Test accuracy on every task over training samples seen (band: 95 % t-interval over seeds); "
     "dotted: task boundaries.",
     "retention_curves": "Retention: P(probe sample still correct n samples after its last presentation | correct right "
-    "after it), a line per algorithm (band: 95 % t-interval over seeds).",
+    "after it), a line per algorithm or swept value (band: 95 % t-interval over seeds).",
     "forgetting_events": "Forgetting events per probe sample (correct → wrong between consecutive evaluations), "
     "all seeds pooled; sequential and joint training side by side.",
 }
