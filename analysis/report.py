@@ -375,15 +375,15 @@ uncertainty at small n. Bands and error bars in the figures are the same interva
 
 CAPTIONS = {
     "seen_accuracy": "Mean test accuracy on the tasks trained so far, over training samples seen: a line per "
-    "algorithm or swept value (band: 95 % t-interval over seeds); dashed: final ACC of joint training (all tasks shuffled together), the "
-    "ceiling; dotted: task boundaries, each stretch named after its task.",
+    "algorithm or swept value (band: 95 % t-interval over seeds); dashed: final ACC of joint training (all tasks "
+    "shuffled together), the ceiling; dotted: task boundaries, each stretch named after its task.",
     "final_metrics": "ACC, BWT, forgetting (RWalk) and learning accuracy of sequential training: bars = mean, "
     "whiskers = 95 % t-interval, dots = seeds; dashed outlines: ACC of joint training. Metrics undefined for joint "
     "training (one stage) are left out.",
     "accuracy_matrices": "Accuracy matrix R[i, j], test accuracy on task j after training stage i (mean over seeds); "
     "last row: final accuracy of joint training.",
-    "task_curves": "Test accuracy on every task over training samples seen (band: 95 % t-interval over seeds); "
-    "dotted: task boundaries.",
+    "task_curves": "Test accuracy on every task over training samples seen (mean over seeds); dotted: task "
+    "boundaries.",
     "retention_curves": "Retention: P(probe sample still correct n samples after its last presentation | correct right "
     "after it), a line per algorithm or swept value (band: 95 % t-interval over seeds).",
     "forgetting_events": "Forgetting events per probe sample (correct → wrong between consecutive evaluations), "
@@ -420,7 +420,8 @@ def report_markdown(experiment, uri, sweep_id, filter_string, keys, runs, analys
         lines += ["Every recomputed ACC, BWT, FWT and forgetting equals the run's logged `final/*` metric.", ""]
     columns = condition_columns(summary)
     latex = ", ".join(f"[`{p.name}`]({p.relative_to(out).as_posix()})" for p in tables.values())
-    lines += ["## Summary", "", f"Mean ± std [95 % t-interval] over the n seeds (definitions below); as LaTeX: {latex}.", "",
+    lines += ["## Summary", "",
+              f"Mean ± std [95 % t-interval] over the n seeds (definitions below); as LaTeX: {latex}.", "",
               "### Task level", "", summary_markdown(summary, columns, TASK_LEVEL), "",
               "### Sample level (probe)", "", summary_markdown(summary, columns, SAMPLE_LEVEL), ""]
     lines += ["## Figures", ""]

@@ -119,7 +119,8 @@ def test_report_has_every_figure_as_png_and_pdf_its_latex_tables_and_sections(bu
     from analysis import figures
 
     text = (built.out / "report.md").read_text()
-    names = ("seen_accuracy", "final_metrics", "accuracy_matrices", "task_curves", "retention_curves", "forgetting_events")
+    names = ("seen_accuracy", "final_metrics", "accuracy_matrices", "task_curves", "retention_curves",
+             "forgetting_events")
     for name in names:
         png, pdf = built.out / "figures" / f"{name}.png", built.out / "figures" / f"{name}.pdf"
         assert f"figures/{name}.png" in text and f"figures/{name}.pdf" in text
@@ -269,9 +270,11 @@ def test_a_run_with_an_empty_probe_gets_task_metrics_and_nan_sample_metrics(tmp_
     for name in ("forgetting_events", "unforgettable", "never_learned", "drop_per_update"):
         assert np.isnan(values[name])
     assert np.isnan(retention).all()
-    layout = FIG.build_layout(pd.DataFrame({"algorithm": ["backprop"], "training": ["sequential"], "runs": [1]}, index=["c"]), [])
+    one = pd.DataFrame({"algorithm": ["backprop"], "training": ["sequential"], "runs": [1]}, index=["c"])
+    layout = FIG.build_layout(one, [])
     lags = pd.DataFrame({"condition": "c", "run_id": "r", "lag": [25.0, 75.0, 125.0, 175.0], "retained": retention})
     FIG.retention_curves(lags, layout, tmp_path / "r")
-    FIG.forgetting_event_histograms(pd.DataFrame({"condition": [], "run_id": [], "forgetting_events": []}), layout, tmp_path / "h")
+    no_events = pd.DataFrame({"condition": [], "run_id": [], "forgetting_events": []})
+    FIG.forgetting_event_histograms(no_events, layout, tmp_path / "h")
     for name in ("r.png", "r.pdf", "h.png", "h.pdf"):
         assert (tmp_path / name).stat().st_size > 0

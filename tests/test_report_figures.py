@@ -129,7 +129,8 @@ def test_conditions_order_and_layout_do_not_depend_on_the_order_runs_come_back_i
 
 def test_a_swept_param_other_than_algorithm_and_scenario_becomes_the_hue():
     table = pd.DataFrame(
-        {"params.algorithm.lr": ["0.5", "0.05", "0.5", "0.05"], "params.task_sequence.scenario": ["class"] * 2 + ["task"] * 2,
+        {"params.algorithm.lr": ["0.5", "0.05", "0.5", "0.05"],
+         "params.task_sequence.scenario": ["class", "class", "task", "task"],
          "algorithm": "backprop", "training": "sequential", "runs": 3},
         index=["lr=0.5 scenario=class", "lr=0.05 scenario=class", "lr=0.5 scenario=task", "lr=0.05 scenario=task"],
     )
@@ -155,7 +156,9 @@ def test_seen_task_accuracy_averages_the_tasks_trained_so_far_and_ends_at_acc(st
 def _draw(runs: pd.DataFrame, artifacts: dict, out) -> dict:
     result = _analyse(runs, artifacts)
     out.mkdir()
-    return report.make_figures(result["analysed"], artifacts, result["retention"], result["edges"], result["layout"], out)
+    return report.make_figures(
+        result["analysed"], artifacts, result["retention"], result["edges"], result["layout"], out
+    )
 
 
 def test_every_figure_is_a_png_and_a_pdf(study, tmp_path):
