@@ -1,4 +1,4 @@
-"""From loaded runs to conditions, per-run metrics and seed statistics (mean, std, 95 % bootstrap CI).
+"""From loaded runs to conditions, per-run metrics and seed statistics (mean, std, 95 % t-interval).
 
 Every number is recomputed from the run's eval artifacts with ``forgetlab.metrics`` (the task-level
 ones that a run also logs through ``forgetlab.contract.final_metrics``, the same function); the logged
@@ -19,10 +19,19 @@ from forgetlab import contract, metrics
 SEED = "params.seed"
 JOINT = "params.task_sequence.joint"
 ALGORITHM = "params.algorithm.name"
+SCENARIO = "params.task_sequence.scenario"
+TASK_SEQUENCE = "params.task_sequence.name"
 # Params that say where a run is stored or shown, not what it is.
 RUN_SPECIFIC_PREFIXES = ("params.tracking.", "params.paths.")
-BOOTSTRAP_RESAMPLES = 9999
 CI_LEVEL = 0.95
+# Declared value orders, so that tables and figures come out in the same order in every clone,
+# whatever order MLflow returns the runs in. Values not listed follow, numbers numerically.
+VALUE_ORDER: dict[str, list[str]] = {
+    ALGORITHM: ["backprop", "bptt_epochwise", "bptt_truncated", "rtrl"],
+    SCENARIO: ["task", "domain", "class"],  # easiest to hardest (van de Ven et al. 2022)
+    JOINT: ["False", "True"],
+}
+SEQUENTIAL_TRAINING, JOINT_TRAINING = "sequential", "joint"
 
 # name in runs.csv / summary.csv -> (label, the logged final metric it must equal, or None)
 METRICS: dict[str, tuple[str, str | None]] = {
@@ -51,8 +60,9 @@ def condition_keys(runs: pd.DataFrame) -> list[str]:
         if c.startswith("params.") and c != SEED and not c.startswith(RUN_SPECIFIC_PREFIXES)
     ]
     varying = [c for c in keys if runs[c].nunique(dropna=False) > 1]
-    # "algorithm=rtrl scenario=class joint=True" reads best
-    return sorted(varying, key=lambda c: (c != ALGORITHM, c == JOINT))
+    # "algorithm=rtrl scenario=class joint=True" reads best; the name breaks ties, so the order does
+    # not follow the column order of the search result (which follows the order runs come back in)
+    return sorted(varying, key=lambda c: (c != ALGORITHM, c == JOINT, c))
 
 
 def short_names(keys: list[str]) -> dict[str, str]:
@@ -91,21 +101,39 @@ def add_conditions(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return runs
 
 
+def value_rank(key: str, value) -> tuple:
+    """Sort key of one param value: the declared order first, then numbers numerically, then text;
+    missing values last."""
+    declared = VALUE_ORDER.get(key, [])
+    if str(value) in declared:
+        return (0, declared.index(str(value)), 0.0, "")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return (2, 0, 0.0, str(value))
+    return (3, 0, 0.0, "") if np.isnan(number) else (1, 0, number, "")
+
+
 def condition_order(runs: pd.DataFrame, keys: list[str]) -> list[str]:
-    """Conditions sorted by algorithm, then by their key values (numbers numerically)."""
-
-    def sort_key(value) -> tuple:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            return (1, 0.0, str(value))
-        return (2, 0.0, "") if np.isnan(number) else (0, number, "")  # missing values last
-
+    """Conditions sorted by algorithm, then by their key values (``value_rank``)."""
     firsts = runs.drop_duplicates("condition")
     ranked = sorted(
-        firsts.to_dict("records"), key=lambda r: (r["algorithm"], *[sort_key(r[k]) for k in keys])
+        firsts.to_dict("records"),
+        key=lambda r: (value_rank(ALGORITHM, r["algorithm"]), *[value_rank(k, r[k]) for k in keys], r["condition"]),
     )
     return [r["condition"] for r in ranked]
+
+
+def condition_table(runs: pd.DataFrame, keys: list[str], order: list[str]) -> pd.DataFrame:
+    """One row per condition (index, in ``order``): the value of every label key as text (columns named
+    by the keys), ``algorithm``, ``training`` (sequential or joint) and ``runs``."""
+    keys = label_keys(runs, keys)
+    firsts = runs.drop_duplicates("condition").set_index("condition").loc[order]
+    table = firsts[keys].astype(str) if keys else pd.DataFrame(index=firsts.index)
+    table["algorithm"] = firsts["algorithm"].astype(str)
+    table["training"] = np.where(is_joint(firsts), JOINT_TRAINING, SEQUENTIAL_TRAINING)
+    table["runs"] = runs.groupby("condition").size().reindex(order).to_numpy()
+    return table
 
 
 # --- per-run metrics -------------------------------------------------------------------------
@@ -133,6 +161,15 @@ def run_metrics(art: RunArtifacts, bin_edges: np.ndarray) -> tuple[dict[str, flo
     out["drop_per_update"] = metrics.accuracy_drop_per_update(p["correct"], p["samples_seen"], p["updates"], p["presented_at"])
     retention, _ = metrics.retention_curve(p["correct"], p["samples_seen"], p["presented_at"], bin_edges)
     return out, retention
+
+
+def seen_task_accuracy(curve: pd.DataFrame, joint: bool) -> pd.DataFrame:
+    """Mean test accuracy over the tasks trained so far, at every evaluation point after training
+    began (columns ``samples_seen``, ``accuracy``): tasks 0..k during stage k of a sequential run (the
+    point that ends stage k belongs to it), every task in a joint run. The last value is the run's ACC."""
+    trained = curve[curve["stage"] >= 0]
+    seen = trained if joint else trained[trained["task"] <= trained["stage"]]
+    return seen.groupby("samples_seen", as_index=False)["accuracy"].mean()
 
 
 def retention_bin_edges(artifacts: dict[str, RunArtifacts], n_bins: int = 30) -> np.ndarray:
@@ -186,34 +223,37 @@ def check_against_logged(table: pd.DataFrame, tol: float = 1e-9) -> pd.Series:
 # --- statistics over seeds -------------------------------------------------------------------
 
 
-def bootstrap_ci(values: np.ndarray, n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0):
-    """95 % percentile-bootstrap CI of the mean along axis 0 (seeds), NaNs ignored; NaN for < 2
-    values. Seeded, so a report is reproducible."""
+def t_interval(values: np.ndarray, level: float = CI_LEVEL) -> tuple[np.ndarray, np.ndarray]:
+    """Student-t confidence interval of the mean along axis 0 (seeds), NaNs ignored:
+    mean ± t_{(1+level)/2, n−1} · s / √n, s the sample standard deviation (ddof = 1), n the number
+    of finite values; NaN where n < 2. Unlike a percentile bootstrap it widens as n shrinks, and it
+    can extend beyond the range of the seeds (a bootstrap of 3 values never does)."""
     values = np.asarray(values, dtype=float)
-    shape = values.shape[1:]
-    nan = np.full(shape, np.nan)
-    if values.shape[0] < 2:
-        return nan, nan.copy()
+    n = np.sum(np.isfinite(values), axis=0)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # all-NaN columns and degenerate (constant) samples
-        res = stats.bootstrap(
-            (values,), lambda x, axis: np.nanmean(x, axis=axis), n_resamples=n_resamples,
-            confidence_level=CI_LEVEL, method="percentile", axis=0, vectorized=True,
-            rng=np.random.default_rng(seed),
-        )
-    low, high = np.asarray(res.confidence_interval.low), np.asarray(res.confidence_interval.high)
-    few = np.sum(np.isfinite(values), axis=0) < 2
-    return np.where(few, np.nan, low), np.where(few, np.nan, high)
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns, n < 2
+        mean = np.nanmean(values, axis=0)
+        half = stats.t.ppf((1 + level) / 2, n - 1) * np.nanstd(values, axis=0, ddof=1) / np.sqrt(n)
+    few = n < 2
+    return np.where(few, np.nan, mean - half), np.where(few, np.nan, mean + half)
+
+
+def t_errorbar(values) -> tuple[float, float]:
+    """``t_interval`` of one sample, as seaborn's ``errorbar=`` callable expects it."""
+    low, high = t_interval(np.asarray(values, dtype=float))
+    return float(low), float(high)
 
 
 def summarize(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:
-    """One row per condition: number of runs, and mean, std, CI low/high of every metric."""
+    """One row per condition: number of runs, and per metric the mean, std, 95 % t-interval (low,
+    high) and n, the number of seeds where it is defined."""
     rows = []
     for condition in order:
         group = table[table["condition"] == condition]
         row = {"condition": condition, "algorithm": group["algorithm"].iloc[0], "runs": len(group)}
         values = group[list(METRICS)].to_numpy(dtype=float)
-        low, high = bootstrap_ci(values)
+        low, high = t_interval(values)
+        n = np.sum(np.isfinite(values), axis=0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(values, axis=0)
@@ -221,14 +261,15 @@ def summarize(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:
         for k, name in enumerate(METRICS):
             row[f"{name}_mean"], row[f"{name}_std"] = mean[k], std[k]
             row[f"{name}_ci_low"], row[f"{name}_ci_high"] = low[k], high[k]
+            row[f"{name}_n"] = int(n[k])
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def mean_and_ci(stacked: np.ndarray, n_resamples: int = 2000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean over axis 0 (seeds) and its bootstrap CI, for curves."""
+def mean_and_ci(stacked: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over axis 0 (seeds) and its t-interval, for curves."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(stacked, axis=0)
-    low, high = bootstrap_ci(stacked, n_resamples=n_resamples)
+    low, high = t_interval(stacked)
     return mean, low, high

@@ -9,14 +9,16 @@ MLflow filter string); of several runs with the same ``forgetlab.config_hash`` (
 resumed sweep) the newest FINISHED one is used and the others are listed as superseded. Conditions
 are the params that vary across runs (except ``seed``, ``tracking.*``, ``paths.*``); statistics are
 over seeds. Writes ``<out>/report.md``, ``summary.csv`` (one row per condition), ``runs.csv`` (one row
-per run), ``retention.csv`` and ``figures/*.png``, logs them as artifacts of a run tagged
-``forgetlab.kind=report`` in the same experiment, and prints the summary table. Exit code 1 with a
-message when no run matches. Metric definitions: docs/metrics.md.
+per run), ``retention.csv``, ``tables/*.tex`` and ``figures/*.{png,pdf}``, logs them as artifacts of a
+run tagged ``forgetlab.kind=report`` in the same experiment, and prints the summary table. ``<out>``
+defaults to ``reports/<experiment>/``; a report of one sweep or a filter goes to a directory of its own
+inside it. Exit code 1 with a message when no run matches. Metric definitions: docs/metrics.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import time
@@ -44,6 +46,7 @@ CONFIG_HASH = tag_column(contract.TAG_CONFIG_HASH)
 GIT_COMMIT = tag_column(contract.TAG_GIT_COMMIT)
 ERROR = tag_column(contract.TAG_ERROR)
 
+REPORTS = ROOT / "reports"
 SUMMARY_COLUMNS = ["acc", "bwt", "forgetting_max"]  # printed at the end of `make study`
 TASK_LEVEL = ["acc", "bwt", "fwt", "forgetting_max", "forgetting_after", "learning_acc", "intransigence"]
 SAMPLE_LEVEL = ["forgetting_events", "learning_events", "unforgettable", "never_learned", "drop_per_update"]
@@ -61,6 +64,17 @@ class Report:
 
 def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{ROOT}/mlflow.db"
+
+
+def default_out(experiment: str, sweep_id: str | None = None, filter_string: str | None = None) -> Path:
+    """``reports/<experiment>/`` for all the experiment's runs. A narrower selection gets a directory
+    of its own inside it (``sweep-<id>``, ``filtered-<first 8 hex digits of the filter's SHA-1>``, or
+    both joined by ``-``), so it never overwrites the full report and the same filter finds its
+    directory again."""
+    parts = [f"sweep-{sweep_id}"] if sweep_id else []
+    if filter_string:
+        parts.append(f"filtered-{hashlib.sha1(filter_string.encode()).hexdigest()[:8]}")
+    return REPORTS / experiment / "-".join(parts) if parts else REPORTS / experiment
 
 
 # --- building --------------------------------------------------------------------------------
@@ -81,9 +95,10 @@ def build_report(
 
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
-    out = Path(out or ROOT / "reports" / experiment)
-    cache_dir = Path(cache_dir or ROOT / "reports" / ".cache")
-    (out / "figures").mkdir(parents=True, exist_ok=True)
+    out = Path(out or default_out(experiment, sweep_id, filter_string))
+    cache_dir = Path(cache_dir or REPORTS / ".cache")
+    for folder in ("figures", "tables"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
 
     clock = _Clock()
     runs = mark_superseded(search_training_runs(client, experiment, sweep_id, filter_string))
@@ -117,15 +132,22 @@ def build_report(
     order = aggregate.condition_order(analysed, keys)
     analysed = _sorted_by_condition(analysed, order)
     runs = pd.concat([_sorted_by_condition(runs[runs["analysed"]], order), runs[~runs["analysed"]]])
-    summary = aggregate.summarize(analysed, order)
+    conditions = aggregate.condition_table(analysed, keys, order)
+    summary = with_condition_columns(aggregate.summarize(analysed, order), conditions)
     clock.lap("metrics")
 
-    figure_paths = make_figures(analysed, artifacts, retention, bin_edges, order, summary, out / "figures")
+    layout = figures.build_layout(conditions, keys)
+    figure_paths = make_figures(analysed, artifacts, retention, bin_edges, layout, out / "figures")
     clock.lap("figures")
     runs_table = runs_csv(runs, analysed, keys)
-    summary.to_csv(out / "summary.csv", index=False)
-    runs_table.to_csv(out / "runs.csv", index=False)
-    retention_table(analysed, retention, bin_edges, order).to_csv(out / "retention.csv", index=False)
+    written = [out / "summary.csv", out / "runs.csv", out / "retention.csv"]
+    summary.to_csv(written[0], index=False)
+    runs_table.to_csv(written[1], index=False)
+    retention_table(analysed, retention, bin_edges, order).to_csv(written[2], index=False)
+    tables = {}
+    for name, columns in (("summary_task_level", TASK_LEVEL), ("summary_sample_level", SAMPLE_LEVEL)):
+        tables[name] = out / "tables" / f"{name}.tex"
+        tables[name].write_text(summary_latex(summary, condition_columns(summary), columns))
 
     run_id = None
     report_client = None
@@ -143,11 +165,17 @@ def build_report(
             },
         ).info.run_id
     (out / "report.md").write_text(
-        report_markdown(experiment, tracking_uri, sweep_id, filter_string, keys, runs, analysed, summary, figure_paths, out, run_id)
+        report_markdown(experiment, tracking_uri, sweep_id, filter_string, keys, runs, analysed, summary, figure_paths,
+                        tables, out, run_id)
     )
     if report_client is not None:
+        # file by file: `out` may hold the reports of narrower selections, and files of older reports
+        files = [out / "report.md", *written, *tables.values()]
+        files += [png.with_suffix(f".{suffix}") for png in figure_paths.values() for suffix in figures.FORMATS]
         try:
-            report_client.log_artifacts(run_id, str(out))
+            for path in files:
+                parent = path.parent.relative_to(out).as_posix()
+                report_client.log_artifact(run_id, str(path), None if parent == "." else parent)
         except BaseException:
             report_client.set_terminated(run_id, "FAILED")
             raise
@@ -173,36 +201,37 @@ class _Clock:
         self._last = now
 
 
-def make_figures(analysed, artifacts, retention, bin_edges, order, summary, fig_dir: Path) -> dict[str, Path]:
-    by_condition = {c: analysed.loc[analysed["condition"] == c, "run_id"].tolist() for c in order}
-    algorithm_of = dict(zip(analysed["condition"], analysed["algorithm"]))
-    styles = figures.condition_styles(order, algorithm_of)
-    colors = figures.algorithm_colors(sorted(set(algorithm_of.values())))
+def make_figures(analysed, artifacts, retention, bin_edges, layout, fig_dir: Path) -> dict[str, Path]:
+    """Every figure of the report, as PNG (the path returned) and PDF."""
+    runs = list(zip(analysed["condition"], analysed["run_id"], aggregate.is_joint(analysed)))
+    centers = (bin_edges[:-1] + bin_edges[1:]) / 2
+    curves, seen, events, retained = [], [], [], []
+    for c, r, joint in runs:
+        art = artifacts[r]
+        curves.append(art.curve[["samples_seen", "task", "accuracy"]].assign(condition=c, run_id=r))
+        seen.append(aggregate.seen_task_accuracy(art.curve, joint).assign(condition=c, run_id=r))
+        p = art.probe
+        forgot = metrics.forgetting_events(p["correct"], p["samples_seen"], p["presented_at"])
+        events.append(pd.DataFrame({"condition": c, "run_id": r, "forgetting_events": forgot[np.isfinite(forgot)]}))
+        retained.append(pd.DataFrame({"condition": c, "run_id": r, "lag": centers, "retained": retention[r]}))
+    by_condition = analysed.groupby("condition", sort=False)["run_id"].apply(list)
     names = {c: artifacts[ids[0]].task_names for c, ids in by_condition.items()}
-
-    matrices = {c: [artifacts[r].R_with_init for r in ids] for c, ids in by_condition.items()}
-    curves, boundaries, events = [], {}, []
+    matrices = {c: np.mean([artifacts[r].R_with_init for r in ids], axis=0) for c, ids in by_condition.items()}
+    stage_ends = {}
     for c, ids in by_condition.items():
-        for r in ids:
-            curve = artifacts[r].curve[["samples_seen", "task", "accuracy"]].assign(condition=c, run_id=r)
-            curves.append(curve)
-            p = artifacts[r].probe
-            forgot = metrics.forgetting_events(p["correct"], p["samples_seen"], p["presented_at"])
-            events.append(pd.DataFrame({"condition": c, "forgetting_events": forgot[np.isfinite(forgot)]}))
         first = artifacts[ids[0]].curve
         ends = first.loc[first["boundary"] & (first["stage"] >= 0), "samples_seen"].unique()
-        boundaries[c] = sorted(int(x) for x in ends)[:-1]  # the end of the last stage is the end of the plot
+        stage_ends[c] = sorted(int(x) for x in ends)
+    final = analysed[["condition", "run_id", *aggregate.METRICS]]
     return {
-        "accuracy_matrices": figures.accuracy_matrices(matrices, names, order, fig_dir / "accuracy_matrices.png"),
-        "task_curves": figures.task_curves(pd.concat(curves), boundaries, names, order, fig_dir / "task_curves.png"),
-        "final_metrics": figures.final_metric_bars(analysed, order, colors, summary, fig_dir / "final_metrics.png"),
-        "retention_curves": figures.retention_curves(
-            {c: [retention[r] for r in ids] for c, ids in by_condition.items()}, bin_edges, order, styles,
-            fig_dir / "retention_curves.png",
+        "seen_accuracy": figures.seen_task_accuracy(
+            pd.concat(seen), final, layout, stage_ends, names, fig_dir / "seen_accuracy"
         ),
-        "forgetting_events": figures.forgetting_event_histograms(
-            pd.concat(events), order, styles, fig_dir / "forgetting_events.png"
-        ),
+        "final_metrics": figures.final_metric_bars(final, layout, fig_dir / "final_metrics"),
+        "accuracy_matrices": figures.accuracy_matrices(matrices, layout, names, fig_dir / "accuracy_matrices"),
+        "task_curves": figures.task_curves(pd.concat(curves), layout, stage_ends, names, fig_dir / "task_curves"),
+        "retention_curves": figures.retention_curves(pd.concat(retained), layout, fig_dir / "retention_curves"),
+        "forgetting_events": figures.forgetting_event_histograms(pd.concat(events), layout, fig_dir / "forgetting_events"),
     }
 
 
@@ -256,12 +285,24 @@ def fmt(x: float, digits: int = 3) -> str:
 
 
 def cell(row: pd.Series, name: str) -> str:
+    """mean ± std [95 % t-interval], and the number of seeds when the metric is defined for fewer
+    than all of the condition's runs."""
     mean, std = row[f"{name}_mean"], row[f"{name}_std"]
-    low, high = row[f"{name}_ci_low"], row[f"{name}_ci_high"]
+    low, high, n = row[f"{name}_ci_low"], row[f"{name}_ci_high"], row[f"{name}_n"]
     if not np.isfinite(mean):
         return "–"
     text = fmt(mean) + (f" ± {fmt(std)}" if np.isfinite(std) else "")
-    return text + (f" [{fmt(low)}, {fmt(high)}]" if np.isfinite(low) else "")
+    text += f" [{fmt(low)}, {fmt(high)}]" if np.isfinite(low) else ""
+    return text + (f" (n = {n})" if n != row["runs"] else "")
+
+
+def latex_cell(row: pd.Series, name: str) -> str:
+    """mean [95 % t-interval] in math mode (a real minus sign), the number of seeds as in ``cell``."""
+    mean, low, high, n = row[f"{name}_mean"], row[f"{name}_ci_low"], row[f"{name}_ci_high"], row[f"{name}_n"]
+    if not np.isfinite(mean):
+        return "--"
+    text = f"${fmt(mean)}$" + (f" [${fmt(low)}$, ${fmt(high)}$]" if np.isfinite(low) else "")
+    return text + (f" ($n = {n}$)" if n != row["runs"] else "")
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -271,16 +312,48 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([head, rule, *body])
 
 
-def summary_markdown(summary: pd.DataFrame, names: list[str]) -> str:
-    table = pd.DataFrame(
+def with_condition_columns(summary: pd.DataFrame, conditions: pd.DataFrame) -> pd.DataFrame:
+    """The summary with a column per condition key (its short name, e.g. ``scenario``) after
+    ``condition`` and ``algorithm``, so tables can show the varying params one by one."""
+    keys = [c for c in conditions.columns if c.startswith("params.")]
+    decomposed = conditions[keys].rename(columns=aggregate.short_names(keys))
+    decomposed = decomposed.drop(columns=[c for c in decomposed if c in summary])  # `algorithm` is there
+    summary = summary.join(decomposed, on="condition")
+    front = ["condition", "algorithm", *decomposed.columns]
+    return summary[front + [c for c in summary if c not in front]]
+
+
+def condition_columns(summary: pd.DataFrame) -> list[str]:
+    """The columns of ``with_condition_columns`` that tell conditions apart (``condition`` when none)."""
+    keys = list(summary.columns[2 : summary.columns.get_loc("runs")])
+    if summary["algorithm"].nunique() > 1:
+        keys.insert(0, "algorithm")
+    return keys or ["condition"]
+
+
+def summary_frame(summary: pd.DataFrame, columns: list[str], names: list[str], cell_of) -> pd.DataFrame:
+    return pd.DataFrame(
         {
-            "condition": summary["condition"],
-            "algorithm": summary["algorithm"],
-            "runs": summary["runs"],
-            **{aggregate.METRICS[n][0]: [cell(r, n) for _, r in summary.iterrows()] for n in names},
+            **{c: summary[c].astype(str) for c in columns},
+            "n": summary["runs"],
+            **{aggregate.METRICS[n][0]: [cell_of(r, n) for _, r in summary.iterrows()] for n in names},
         }
     )
-    return markdown_table(table)
+
+
+def summary_markdown(summary: pd.DataFrame, columns: list[str], names: list[str]) -> str:
+    return markdown_table(summary_frame(summary, columns, names, cell))
+
+
+def summary_latex(summary: pd.DataFrame, columns: list[str], names: list[str]) -> str:
+    """The summary as a LaTeX table (booktabs rules: \\usepackage{booktabs})."""
+    frame = summary_frame(summary, columns, names, latex_cell)
+    styler = frame.style.hide(axis="index").format(escape="latex", subset=columns).format_index(escape="latex", axis=1)
+    return styler.to_latex(
+        hrules=True, column_format="l" * len(columns) + "r" + "l" * len(names), position="tbp",
+        caption="Mean over seeds [95 \\% t-interval of the mean]; $n$: seeds per condition (a cell with fewer "
+        "seeds, where the metric is undefined for some, gives its own $n$). Definitions: docs/metrics.md.",
+    )
 
 
 DEFINITIONS = """\
@@ -302,20 +375,33 @@ negative BWT = lost accuracy. Full definitions, edge cases and citations: `docs/
 | Accuracy drop per update | Σ_e d_e / Σ_e u_e over consecutive evaluation points: d_e = accuracy drop on probe samples presented before the interval and not during it, u_e = updates in the interval |
 | Retention curve | P(correct n samples after its last presentation \\| correct at the first evaluation point at or after it) |
 
-Each cell: mean ± standard deviation over seeds [95 % percentile-bootstrap CI of the mean, 9999
-resamples, seeded]. With few seeds the bootstrap CI is coarse: it never extends beyond the range of the seeds.
+Each cell: mean ± standard deviation (ddof = 1) over the n seeds [95 % Student-t interval of the mean,
+mean ± t_{0.975, n−1} · s/√n]; `n` is the number of seeds (a cell where the metric is undefined for some
+seeds gives its own n). With 3 seeds t_{0.975, 2} = 4.30: the interval is wide, and it may extend
+beyond the range of the seeds, as it should; a percentile bootstrap never does and understates the
+uncertainty at small n. Bands and error bars in the figures are the same intervals; dots are seeds.
 """
 
 CAPTIONS = {
-    "accuracy_matrices": "Accuracy matrix per condition (mean over seeds).",
-    "task_curves": "Test accuracy on every task over training samples seen; bands: 95 % CI over seeds; dashed lines: task boundaries.",
-    "final_metrics": "ACC, BWT, forgetting (RWalk) and learning accuracy per condition with 95 % CIs; dots are seeds.",
-    "retention_curves": "Retention curve: P(probe sample still correct n samples after its last presentation | correct right after it).",
-    "forgetting_events": "Forgetting events per probe sample (all seeds pooled).",
+    "seen_accuracy": "Mean test accuracy on the tasks trained so far, over training samples seen: a line per "
+    "algorithm or swept value (band: 95 % t-interval over seeds); dashed: final ACC of joint training (all tasks "
+    "shuffled together), the ceiling; dotted: task boundaries, each stretch named after its task.",
+    "final_metrics": "ACC, BWT, forgetting (RWalk) and learning accuracy of sequential training: bars = mean, "
+    "whiskers = 95 % t-interval, dots = seeds; dashed outlines: ACC of joint training. Metrics undefined for joint "
+    "training (one stage) are left out.",
+    "accuracy_matrices": "Accuracy matrix R[i, j], test accuracy on task j after training stage i (mean over seeds); "
+    "last row: final accuracy of joint training.",
+    "task_curves": "Test accuracy on every task over training samples seen (mean over seeds); dotted: task "
+    "boundaries.",
+    "retention_curves": "Retention: P(probe sample still correct n samples after its last presentation | correct right "
+    "after it), a line per algorithm or swept value (band: 95 % t-interval over seeds).",
+    "forgetting_events": "Forgetting events per probe sample (correct → wrong between consecutive evaluations), "
+    "all seeds pooled; sequential and joint training side by side.",
 }
 
 
-def report_markdown(experiment, uri, sweep_id, filter_string, keys, runs, analysed, summary, figure_paths, out, run_id) -> str:
+def report_markdown(experiment, uri, sweep_id, filter_string, keys, runs, analysed, summary, figure_paths, tables, out,
+                    run_id) -> str:
     not_analysed = runs[~runs["analysed"]]
     mismatched = analysed[~analysed["matches_logged_final"]]
     sweeps = sorted(runs.loc[runs["superseded_by"] == "", SWEEP_ID].dropna().unique())
@@ -341,11 +427,16 @@ def report_markdown(experiment, uri, sweep_id, filter_string, keys, runs, analys
         ]
     else:
         lines += ["Every recomputed ACC, BWT, FWT and forgetting equals the run's logged `final/*` metric.", ""]
-    lines += ["## Summary", "", "### Task level", "", summary_markdown(summary, TASK_LEVEL), "",
-              "### Sample level (probe)", "", summary_markdown(summary, SAMPLE_LEVEL), ""]
+    columns = condition_columns(summary)
+    latex = ", ".join(f"[`{p.name}`]({p.relative_to(out).as_posix()})" for p in tables.values())
+    lines += ["## Summary", "",
+              f"Mean ± std [95 % t-interval] over the n seeds (definitions below); as LaTeX: {latex}.", "",
+              "### Task level", "", summary_markdown(summary, columns, TASK_LEVEL), "",
+              "### Sample level (probe)", "", summary_markdown(summary, columns, SAMPLE_LEVEL), ""]
     lines += ["## Figures", ""]
     for key, path in figure_paths.items():
-        lines += [f"![{CAPTIONS[key]}]({path.relative_to(out).as_posix()})", "", f"*{CAPTIONS[key]}*", ""]
+        png = path.relative_to(out).as_posix()
+        lines += [f"![{CAPTIONS[key]}]({png})", "", f"*{CAPTIONS[key]}* ([PDF]({png.removesuffix('.png')}.pdf))", ""]
     lines += ["## Metric definitions", "", DEFINITIONS, ""]
     lines += ["## Runs", ""]
     table = pd.DataFrame(
@@ -399,8 +490,8 @@ def print_summary(report: Report) -> None:
     s = report.summary
     table = pd.DataFrame(
         {
-            "condition": s["condition"],
-            "runs": s["runs"],
+            **{c: s[c] for c in condition_columns(s)},
+            "n": s["runs"],
             **{aggregate.METRICS[n][0]: [
                 f"{fmt(r[f'{n}_mean'])} ± {fmt(r[f'{n}_std'])}" if np.isfinite(r[f"{n}_mean"]) else "–"
                 for _, r in s.iterrows()

@@ -6,7 +6,7 @@
 Set-up (not timed): 100 real forgetlab runs with tracking on, into a temporary sqlite store: 20
 conditions (algorithm.lr 5 values x task_sequence.joint x task_sequence.scenario class|domain) x 5
 seeds. Timed: the report CLI as a subprocess, wall clock from start to exit (imports, MLflow query,
-artifact download and parsing, statistics, 5 figures, the report run logged to MLflow): once cold
+artifact download and parsing, statistics, 6 figures as PNG and PDF, the report run logged to MLflow): once cold
 (empty download cache) and once warm (cache filled by the first).
 """
 

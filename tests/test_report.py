@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
+from scipy import stats
 
 from analysis import aggregate
 from analysis import report
@@ -79,7 +80,9 @@ def test_report_numbers_agree_with_every_runs_logged_final_metrics(built, store)
         assert summary.loc[f"joint={joint}", "acc_mean"] == pytest.approx(values.mean())
         assert summary.loc[f"joint={joint}", "acc_std"] == pytest.approx(values.std(ddof=1))
         low, high = summary.loc[f"joint={joint}", ["acc_ci_low", "acc_ci_high"]]
-        assert values.min() - 1e-12 <= low <= high <= values.max() + 1e-12
+        half = stats.t.ppf(0.975, 1) * values.std(ddof=1) / np.sqrt(2)  # a t-interval over 2 seeds
+        assert (low, high) == pytest.approx((values.mean() - half, values.mean() + half), abs=1e-12)
+        assert summary.loc[f"joint={joint}", "acc_n"] == 2
     assert np.isnan(summary.loc["joint=True", "bwt_mean"])  # a joint run has no sequence of tasks
     assert np.isfinite(summary.loc["joint=False", "intransigence_mean"])
 
@@ -103,16 +106,27 @@ def test_failed_unfinished_and_superseded_runs_are_listed_not_dropped(built):
 
 
 @pytest.mark.slow
-def test_report_has_every_figure_at_print_resolution_and_its_sections(built):
+def test_report_has_every_figure_as_png_and_pdf_its_latex_tables_and_sections(built):
+    from analysis import figures
+
     text = (built.out / "report.md").read_text()
-    for name in ("accuracy_matrices", "task_curves", "final_metrics", "retention_curves", "forgetting_events"):
-        path = built.out / "figures" / f"{name}.png"
-        assert f"figures/{name}.png" in text
-        with Image.open(path) as image:
-            assert image.info["dpi"][0] == pytest.approx(200, abs=1)
-            assert image.size[0] > 1000
+    names = ("seen_accuracy", "final_metrics", "accuracy_matrices", "task_curves", "retention_curves",
+             "forgetting_events")
+    for name in names:
+        png, pdf = built.out / "figures" / f"{name}.png", built.out / "figures" / f"{name}.pdf"
+        assert f"figures/{name}.png" in text and f"figures/{name}.pdf" in text
+        with Image.open(png) as image:
+            assert image.info["dpi"][0] == pytest.approx(figures.DPI, abs=1)
+            assert image.size[0] > 2 * figures.DPI  # at least 2 inches wide
+        assert pdf.read_bytes().startswith(b"%PDF")
+        assert png.stat().st_size < 1_000_000 and pdf.stat().st_size < 1_000_000
+    for table in ("summary_task_level", "summary_sample_level"):
+        latex = (built.out / "tables" / f"{table}.tex").read_text()
+        assert "\\toprule" in latex and "joint" in latex
+        assert f"tables/{table}.tex" in text
     for section in ("## Summary", "## Metric definitions", "## Runs", "## Configuration"):
         assert section in text
+    assert "t-interval" in text and "bootstrap CI" not in text
     retention = pd.read_csv(built.out / "retention.csv")
     assert set(retention["condition"]) == {"joint=False", "joint=True"}
     assert retention["retained_mean"].dropna().between(0, 1).all()
@@ -128,6 +142,46 @@ def test_report_is_logged_as_a_report_run_that_is_never_analysed_as_training(bui
     again = report.build_report(uri, EXPERIMENT, out=tmp_path, cache_dir=tmp / "cache", log_to_mlflow=False)
     assert built.report_run_id not in set(again.runs["run_id"])
     assert len(again.runs) == len(built.runs)
+
+
+@pytest.mark.slow
+def test_a_filtered_report_goes_to_its_own_directory_and_leaves_the_full_one_alone(store, tmp_path, monkeypatch):
+    uri, tmp = store
+    monkeypatch.setattr(report, "REPORTS", tmp_path / "reports")
+    full = report.build_report(uri, EXPERIMENT, cache_dir=tmp / "cache", log_to_mlflow=False)
+    assert full.out == tmp_path / "reports" / EXPERIMENT
+    before = {p: p.read_bytes() for p in full.out.rglob("*") if p.is_file()}
+    where = "params.`task_sequence.joint` = 'True'"
+    filtered = report.build_report(uri, EXPERIMENT, filter_string=where, cache_dir=tmp / "cache", log_to_mlflow=False)
+    assert filtered.out == report.default_out(EXPERIMENT, filter_string=where) and filtered.out.parent == full.out
+    assert {p: p.read_bytes() for p in before} == before  # not one file of the full report changed
+    assert where in (filtered.out / "report.md").read_text() and where not in (full.out / "report.md").read_text()
+    # a full report written beside a filtered one logs its own files only
+    again = report.build_report(uri, EXPERIMENT, cache_dir=tmp / "cache")
+    client = MlflowClient(uri)
+    logged = {a.path for a in client.list_artifacts(again.report_run_id)}
+    assert not any(path.startswith("filtered-") for path in logged)
+    assert {"report.md", "summary.csv", "figures", "tables"} <= logged
+
+
+@pytest.mark.slow
+def test_the_report_does_not_depend_on_the_order_mlflow_returns_params_and_runs_in(store, built, tmp_path, monkeypatch):
+    uri, tmp = store
+    search = report.search_training_runs
+
+    def reordered(*args, **kwargs):
+        runs = search(*args, **kwargs)
+        columns = np.random.default_rng(0).permutation(runs.columns)
+        # MLflow promises newest first and nothing else: any other order of the columns, the same rows
+        return runs[columns].iloc[::-1].sort_values("start_time", ascending=False, kind="stable")
+
+    monkeypatch.setattr(report, "search_training_runs", reordered)
+    other = report.build_report(uri, EXPERIMENT, out=tmp_path, cache_dir=tmp / "cache", log_to_mlflow=False)
+    assert (other.out / "summary.csv").read_bytes() == (built.out / "summary.csv").read_bytes()
+    for png in (built.out / "figures").glob("*.png"):
+        assert (other.out / "figures" / png.name).read_bytes() == png.read_bytes(), png.name
+    generated = lambda text: [line for line in text.splitlines() if not line.startswith("- generated:")]  # noqa: E731
+    assert generated((other.out / "report.md").read_text()) == generated((built.out / "report.md").read_text())
 
 
 @pytest.mark.slow
@@ -207,7 +261,11 @@ def test_a_run_with_an_empty_probe_gets_task_metrics_and_nan_sample_metrics(tmp_
     for name in ("forgetting_events", "unforgettable", "never_learned", "drop_per_update"):
         assert np.isnan(values[name])
     assert np.isnan(retention).all()
-    order, styles = ["c"], figures.condition_styles(["c"], {"c": "backprop"})
-    figures.retention_curves({"c": [retention]}, np.linspace(0, 200, 5), order, styles, tmp_path / "r.png")
-    figures.forgetting_event_histograms(pd.DataFrame({"condition": [], "forgetting_events": []}), order, styles, tmp_path / "h.png")
-    assert (tmp_path / "r.png").stat().st_size > 0 and (tmp_path / "h.png").stat().st_size > 0
+    one = pd.DataFrame({"algorithm": ["backprop"], "training": ["sequential"], "runs": [1]}, index=["c"])
+    layout = figures.build_layout(one, [])
+    lags = pd.DataFrame({"condition": "c", "run_id": "r", "lag": [25.0, 75.0, 125.0, 175.0], "retained": retention})
+    figures.retention_curves(lags, layout, tmp_path / "r")
+    no_events = pd.DataFrame({"condition": [], "run_id": [], "forgetting_events": []})
+    figures.forgetting_event_histograms(no_events, layout, tmp_path / "h")
+    for name in ("r.png", "r.pdf", "h.png", "h.pdf"):
+        assert (tmp_path / name).stat().st_size > 0
