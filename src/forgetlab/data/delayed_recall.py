@@ -41,7 +41,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from forgetlab.data import builders
 from forgetlab.data.tasks import TaskSequence
@@ -64,10 +63,7 @@ def load_split(
     x[np.arange(len(y)), 0, y] = 1.0
     x[:, 1:-1, n_symbols : 2 * n_symbols] = noise * rng.standard_normal((len(y), delay, n_symbols))
     x[:, -1, -1] = 1.0
-    parts = train_test_split(x, y, test_size=test_size, stratify=y, random_state=data_seed)
-    for part in parts:
-        part.setflags(write=False)
-    return tuple(parts)
+    return builders.stratified_split(x, y, test_size, data_seed)
 
 
 def delayed_recall(

@@ -12,7 +12,6 @@ import functools
 import numpy as np
 from scipy.ndimage import rotate
 from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from forgetlab.data import builders
 from forgetlab.data.tasks import TaskSequence
@@ -28,11 +27,7 @@ def load_split(test_size: float, data_seed: int) -> tuple[np.ndarray, np.ndarray
     Cached: reading and splitting takes ~13 ms, a noticeable share of a short run, and the jobs of a
     sweep in one process all use the same split. The arrays are read-only (tasks take copies)."""
     digits = load_digits()
-    x = digits.data.astype(np.float64) / 16.0
-    parts = train_test_split(x, digits.target, test_size=test_size, stratify=digits.target, random_state=data_seed)
-    for part in parts:
-        part.setflags(write=False)
-    return tuple(parts)
+    return builders.stratified_split(digits.data.astype(np.float64) / 16.0, digits.target, test_size, data_seed)
 
 
 def split_digits(test_size: float = 0.25, data_seed: int = 0, n_tasks: int = 5) -> TaskSequence:

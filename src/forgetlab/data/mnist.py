@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from forgetlab.data import builders
 from forgetlab.data.tasks import TaskSequence
@@ -51,11 +50,7 @@ def load_images() -> tuple[np.ndarray, np.ndarray]:
 @functools.lru_cache(maxsize=8)
 def load_split(test_size: float, data_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x_train, x_test, y_train, y_test), stratified by digit; read-only (tasks take copies)."""
-    x, y = load_images()
-    parts = train_test_split(x, y, test_size=test_size, stratify=y, random_state=data_seed)
-    for part in parts:
-        part.setflags(write=False)
-    return tuple(parts)
+    return builders.stratified_split(*load_images(), test_size, data_seed)
 
 
 def split_mnist(test_size: float = 0.2, data_seed: int = 0, n_tasks: int = 5) -> TaskSequence:
