@@ -26,6 +26,7 @@ class RunContext:
     sweep_id: str | None = None
     parent_run_id: str | None = None
     quiet: bool = False  # a job in a multirun prints one line per task instead of a progress bar
+    source: str | None = None  # the entry point, recorded as mlflow.source.name
 
 
 def run_name(cfg: DictConfig) -> str:
@@ -99,8 +100,9 @@ def total_samples(trainer: Trainer) -> int:
 def run_experiment(cfg: DictConfig, context: RunContext | None = None) -> dict[str, float]:
     """Validate ``cfg``, train, and (when tracking is enabled) record everything in MLflow.
 
-    Returns the final metrics. A run that raises is ended FAILED (KILLED on Ctrl-C) in MLflow and
-    the exception propagates.
+    Returns the final metrics; none (an empty dict) when a sweep job finds its config and code
+    already done. A run that raises is ended FAILED (KILLED on Ctrl-C or SIGTERM) in MLflow and the
+    exception propagates.
     """
     context = context or RunContext()
     validate(cfg)
