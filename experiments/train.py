@@ -23,11 +23,9 @@ from omegaconf import DictConfig  # noqa: E402
 
 from forgetlab import contract, stopping  # noqa: E402
 from forgetlab.config import ConfigError, check_command_line, register_configs  # noqa: E402
-from forgetlab.experiment import RunContext, run_experiment  # noqa: E402
+from forgetlab.experiment import JobSkipped, JobStopped, RunContext, run_experiment  # noqa: E402
 from forgetlab.tracking.liveness import process_identity  # noqa: E402
-from hydra_plugins.forgetlab_sweeper.forgetlab_sweeper import (  # noqa: E402
-    STOP_FILE, JobSkipped, JobStopped, read_sweep,
-)
+from hydra_plugins.forgetlab_sweeper.forgetlab_sweeper import STOP_FILE, read_sweep  # noqa: E402
 
 register_configs()
 SOURCE = Path(__file__).resolve().relative_to(ROOT).as_posix()

@@ -29,6 +29,21 @@ class RunContext:
     source: str | None = None  # the entry point, recorded as mlflow.source.name
 
 
+# What a sweep job returns to the sweeper when it ends without a finished run of its own accord.
+# Defined here, not in the sweeper's module: Hydra's plugin scan executes that module a second
+# time, and an isinstance check against the other copy of a class would fail.
+@dataclass(frozen=True)
+class JobSkipped:
+    """Its own resume check, at its start, found its config and code done: it created no run."""
+
+
+@dataclass(frozen=True)
+class JobStopped:
+    """A stop signal ended it in a worker process; its run ended KILLED with ``reason``."""
+
+    reason: str
+
+
 def run_name(cfg: DictConfig) -> str:
     ts = cfg.task_sequence
     joint = "-joint" if ts.joint else ""

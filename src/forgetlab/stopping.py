@@ -109,6 +109,15 @@ def stop_requested(stop_file: Path | None = None) -> Stopped | None:
     return _state.stop
 
 
+def raise_if_stopped(stop_file: Path | None = None) -> None:
+    """Raise the stop this process received or its sweep announced (``stop_requested``), if any;
+    later signals are then ignored, so the clean-up that follows runs to its end."""
+    stop = stop_requested(stop_file)
+    if stop is not None:
+        _state.raised = True
+        raise stop
+
+
 @contextmanager
 def job(stop_file: Path | None = None) -> Iterator[None]:
     """The extent of one job in this process: a stop signal raises ``Stopped`` in it at once.
@@ -117,10 +126,7 @@ def job(stop_file: Path | None = None) -> Iterator[None]:
     handle_stop_signals()
     _state.in_job = True
     try:
-        stop = stop_requested(stop_file)
-        if stop is not None:
-            _state.raised = True
-            raise stop
+        raise_if_stopped(stop_file)
         yield
     finally:
         _state.in_job = False
@@ -142,8 +148,7 @@ def jobs_elsewhere(stop_file: Path) -> Iterator[None]:
         if _state.timer is not None:
             _state.timer.cancel()
             _state.timer = None
-    if _state.stop is not None:
-        _raise_once()
+    raise_if_stopped()
 
 
 def forward_to_children(signum: int) -> int:

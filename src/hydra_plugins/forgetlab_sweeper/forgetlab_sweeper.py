@@ -49,6 +49,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from forgetlab import contract, stopping
 from forgetlab.config import ConfigError, check_targets, explain_composition_error, validate
+from forgetlab.experiment import JobSkipped, JobStopped
 from forgetlab.tracking.code_version import code_version
 from forgetlab.tracking.liveness import process_identity
 from forgetlab.tracking.mlflow_run import (
@@ -77,18 +78,6 @@ def read_sweep(sweep_dir: str | Path) -> Sweep | None:
         return None
     written = json.loads(path.read_text())
     return Sweep(written["sweep_id"], written["parent_run_id"], written.get("process", ""))
-
-
-@dataclass(frozen=True)
-class JobSkipped:
-    """A job's return value when its own resume check found its config and code done: no run."""
-
-
-@dataclass(frozen=True)
-class JobStopped:
-    """A job's return value when a stop signal ended it in a worker process; its run ended KILLED."""
-
-    reason: str
 
 
 @dataclass
@@ -270,23 +259,24 @@ class ResumableSweeper(Sweeper):
             key = sweep_key(tracking.experiment, jobs, self.code_identity)
             sweep = open_parent(client, self.experiment_id, key, task_overrides,
                                 source_tags(code, entry_point(self.config.paths.root_dir)))
-            log_code_diff(client, sweep.parent_run_id, code)
-            client.log_dict(sweep.parent_run_id, jobs_manifest(jobs), contract.ARTIFACT_SWEEP_JOBS)
         else:
             sweep = Sweep(new_sweep_id(), None, process_identity())
         self.sweep_run = sweep
-        (sweep_dir / SWEEP_FILE).write_text(json.dumps(asdict(sweep)))
 
-        for job in jobs:
-            if job.skip_reason:
-                print(f"[sweep] skip {job.label}: {job.skip_reason}", flush=True)
-            elif job.retrain_reason:
-                print(f"[sweep] retrain {job.label}: {job.retrain_reason}", flush=True)
         to_run = [job for job in jobs if job.skip_reason is None]
-        let_idle_workers_ignore_stop_signals(self.launcher)
         outcomes: list[Outcome] = []
         status, reason = "FAILED", None
-        try:
+        try:  # from here on the parent run exists: whatever happens, it ends with a status
+            if self.client is not None:
+                log_code_diff(self.client, sweep.parent_run_id, code)
+                self.client.log_dict(sweep.parent_run_id, jobs_manifest(jobs), contract.ARTIFACT_SWEEP_JOBS)
+            (sweep_dir / SWEEP_FILE).write_text(json.dumps(asdict(sweep)))
+            for job in jobs:
+                if job.skip_reason:
+                    print(f"[sweep] skip {job.label}: {job.skip_reason}", flush=True)
+                elif job.retrain_reason:
+                    print(f"[sweep] retrain {job.label}: {job.retrain_reason}", flush=True)
+            let_idle_workers_ignore_stop_signals(self.launcher)
             with stopping.jobs_elsewhere(sweep_dir / STOP_FILE):
                 size = self.max_batch_size or len(to_run) or 1
                 for start in range(0, len(to_run), size):
@@ -329,9 +319,7 @@ class ResumableSweeper(Sweeper):
         try:
             results = self.launcher.launch([job.overrides for job in batch], initial_job_idx=first_index)
         except BrokenExecutor as error:  # a worker process died: killed by the OS, out of memory, ...
-            stop = stopping.stop_requested()
-            if stop is not None:
-                raise stop from error
+            stopping.raise_if_stopped()  # it died of a stop signal (one that came before it could ignore it)
             return self._relaunch_lost(batch, first_index, describe_lost_worker(error), started_ms)
         return [outcome_of(job, result) for job, result in zip(batch, results)]
 
