@@ -164,6 +164,29 @@ def test_sigterm_stops_a_sweep_with_nothing_left_running_and_a_rerun_completes_i
     assert not [j for j in jobs if j.info.status == "RUNNING"]
 
 
+@pytest.mark.slow
+def test_sigterm_ends_a_single_run_killed_with_the_metrics_it_buffered(tmp_path):
+    run = start_sweep([*SMALL, "algorithm.epochs_per_task=50", *store_args(tmp_path), f"hydra.run.dir={tmp_path}/run"])
+    try:
+        output = ""
+        while "acc_seen" not in output:  # the progress bar shows accuracy once the run trains
+            char = run.stdout.read(1)
+            assert char, output[-3000:]
+            output += char
+        time.sleep(1)  # its metrics wait in the buffer (sent every 10 s)
+        run.send_signal(signal.SIGTERM)
+        output += run.communicate(timeout=120)[0]
+    finally:
+        run.kill()
+        run.wait()
+    assert run.returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert "Traceback" not in output and "Stopped: Terminated by SIGTERM" in output
+    client, _, (killed,) = runs(tmp_path)
+    assert killed.info.status == "KILLED" and killed.data.tags["forgetlab.error"] == "Terminated by SIGTERM"
+    steps = [m.step for m in client.get_metric_history(killed.info.run_id, "acc/task_0")]
+    assert steps[:2] == [0, 25]
+
+
 KILLS_ITS_WORKER = """
 import os
 import signal
