@@ -21,16 +21,18 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from forgetlab import contract  # noqa: E402
+from forgetlab import contract, stopping  # noqa: E402
 from forgetlab.config import ConfigError, check_command_line, register_configs  # noqa: E402
-from forgetlab.experiment import RunContext, run_experiment  # noqa: E402
-from hydra_plugins.forgetlab_sweeper.forgetlab_sweeper import read_sweep  # noqa: E402
+from forgetlab.experiment import JobSkipped, JobStopped, RunContext, run_experiment  # noqa: E402
+from forgetlab.tracking.liveness import process_identity  # noqa: E402
+from hydra_plugins.forgetlab_sweeper.forgetlab_sweeper import STOP_FILE, read_sweep  # noqa: E402
 
 register_configs()
+SOURCE = Path(__file__).resolve().relative_to(ROOT).as_posix()
 
 
 @hydra.main(version_base="1.3", config_path=str(ROOT / "conf"), config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> float | JobSkipped | JobStopped | None:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     sweep = read_sweep(hc.sweep.dir) if multirun else None
@@ -39,14 +41,23 @@ def main(cfg: DictConfig) -> float | None:
         sweep_id=sweep.sweep_id if sweep else None,
         parent_run_id=sweep.parent_run_id if sweep else None,
         quiet=multirun,
+        source=SOURCE,
     )
     try:
-        final = run_experiment(cfg, context)
+        with stopping.job(Path(hc.sweep.dir) / STOP_FILE if multirun else None):
+            final = run_experiment(cfg, context)
     except ConfigError as error:
         if multirun:  # the sweeper validated every job; let the launcher record the failure
             raise
         print(f"Invalid config: {error}", file=sys.stderr)
         sys.exit(2)
+    except stopping.Stopped as stopped:
+        if sweep is not None and sweep.process != process_identity():
+            # A worker process: its run ended KILLED; the sweeper ends the sweep (forgetlab.stopping).
+            return JobStopped(str(stopped))
+        raise
+    if not final:
+        return JobSkipped()
     print(" ".join(f"{k}={v:.4f}" for k, v in final.items()), flush=True)
     return final.get(contract.FINAL_ACC)
 
@@ -64,5 +75,10 @@ def check_arguments() -> None:
 
 
 if __name__ == "__main__":
+    stopping.handle_stop_signals()
     check_arguments()
-    main()
+    try:
+        main()
+    except stopping.Stopped as stopped:  # the run (and the sweep's parent) ended KILLED with the reason
+        print(f"Stopped: {stopped}", file=sys.stderr)
+        sys.exit(stopped.exit_code)

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from forgetlab.contract import TAG_HEARTBEAT, TAG_PROCESS
 from forgetlab.experiment import RunContext, build_trainer, run_experiment
 from forgetlab.tracking.liveness import Heartbeat, is_stale, process_identity
-from forgetlab.tracking.resume import reason_to_skip
+from forgetlab.tracking.resume import resume_decision
 from forgetlab.tracking.store import RetryingClient
 from forgetlab.trainer import TrainingDiverged
 
@@ -133,8 +133,8 @@ def test_resume_query_skips_finished_and_live_runs_and_kills_stale_ones(sqlite_u
     run("busy", "RUNNING", "node7 other-boot pid:[1] 1 2")
 
     def skip(config_hash, resume=True):
-        return reason_to_skip(RetryingClient(sqlite_uri), exp, [config_hash], resume=resume, stale_after_s=600,
-                              label=f"x={config_hash}")
+        return resume_decision(RetryingClient(sqlite_uri), exp, [config_hash], code_version=None, resume=resume,
+                               stale_after_s=600, label=f"x={config_hash}").skip
 
     reasons = {h: skip(h) for h in ("done", "failed", "dead", "lost", "busy", "new")}
     assert "FINISHED" in reasons["done"]

@@ -49,7 +49,7 @@ def test_a_failing_job_ends_failed_and_the_sweep_goes_on(tmp_path):
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "[sweep] FAILED algorithm.lr=1000000.0: TrainingDiverged: Training diverged at update 7" in proc.stderr
-    assert "1 completed, 1 failed" in proc.stdout
+    assert "2 jobs: 0 skipped (same config and code), 1 trained, 1 failed" in proc.stdout
     client, (parent,), jobs = runs_of(tmp_path, "failing")
     assert parent.info.status == "FAILED"
     with open(client.download_artifacts(parent.info.run_id, "sweep_jobs.json", str(tmp_path))) as f:
@@ -92,7 +92,7 @@ def test_a_sweep_killed_mid_job_resumes_without_duplicates(tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     assert "[sweep] skip seed=0: FINISHED as run" in second.stdout
     assert "KILLED (its process is gone): seed=1" in second.stdout
-    assert "3 jobs, 1 skipped, 2 completed, 0 failed" in second.stdout
+    assert "3 jobs: 1 skipped (same config and code), 2 trained, 0 failed" in second.stdout
 
     client, parents, jobs = runs_of(tmp_path, "resume")
     finished = [j for j in jobs if j.info.status == "FINISHED"]
@@ -134,3 +134,15 @@ def test_eight_parallel_jobs_write_everything_to_one_sqlite_store(tmp_path):
         expected_steps = expected_steps or steps["acc/task_1"]
         assert steps["acc/task_1"] == expected_steps and len(expected_steps) > 50  # every point of every run
         assert ARTIFACTS <= artifact_paths(client, job.info.run_id)
+
+
+@pytest.mark.slow
+def test_a_job_that_finds_its_config_done_when_it_starts_counts_as_skipped(tmp_path):
+    """The same config twice in one sweep: both are launched (nothing was finished before), the
+    second one's own check at its start finds the first one's run and creates none."""
+    proc = run_train("-m", "seed=0,0", *SMALL, *store_args(tmp_path, "twice"), f"hydra.sweep.dir={tmp_path}/sweep")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "] skip: FINISHED as run" in proc.stdout
+    assert "2 jobs: 1 skipped (same config and code), 1 trained, 0 failed" in proc.stdout
+    _, _, jobs = runs_of(tmp_path, "twice")
+    assert [j.info.status for j in jobs] == ["FINISHED"]

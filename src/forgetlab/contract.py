@@ -24,7 +24,9 @@ TAG_OVERRIDES = "forgetlab.overrides"  # the command-line overrides, space-separ
 TAG_ERROR = "forgetlab.error"  # why a run ended FAILED or KILLED
 TAG_PROCESS = "forgetlab.process"  # who trains a RUNNING run: "host boot_id pid_namespace pid start_ticks"
 TAG_HEARTBEAT = "forgetlab.heartbeat"  # unix seconds, refreshed while the run trains
-TAG_SWEEP_KEY = "forgetlab.sweep_key"  # parent runs: the experiment and the set of its jobs' config hashes
+TAG_SWEEP_KEY = "forgetlab.sweep_key"  # parent runs: the experiment, its jobs' config hashes and the code version
+TAG_CODE_VERSION = "forgetlab.code_version"  # content hash of the package's source: with the config hash, a run's identity
+TAG_CODE_DIFF = "forgetlab.code_diff"  # hash of the uncommitted changes to the package and conf/ (only when there are any)
 
 TAG_REPORT_SWEEP_ID = "forgetlab.report.sweep_id"  # report runs: the selection they analysed
 TAG_REPORT_FILTER = "forgetlab.report.filter"
@@ -33,6 +35,11 @@ TAG_REPORT_RUNS = "forgetlab.report.runs"  # how many runs were analysed
 # MLflow's own tags that forgetlab sets or reads
 TAG_PARENT_RUN_ID = "mlflow.parentRunId"
 TAG_GIT_COMMIT = "mlflow.source.git.commit"
+TAG_GIT_BRANCH = "mlflow.source.git.branch"
+TAG_GIT_REPO_URL = "mlflow.source.git.repoURL"
+TAG_SOURCE_NAME = "mlflow.source.name"  # the entry point, e.g. experiments/train.py
+TAG_SOURCE_TYPE = "mlflow.source.type"
+SOURCE_TYPE_LOCAL = "LOCAL"
 TAG_RUN_NAME = "mlflow.runName"
 
 
@@ -50,6 +57,7 @@ ARTIFACT_TASK_CURVE = f"{EVAL_DIR}/task_curve.parquet"
 ARTIFACT_SAMPLE_PROBE = f"{EVAL_DIR}/sample_probe.npz"
 EVAL_ARTIFACTS = (ARTIFACT_ACCURACY_MATRIX, ARTIFACT_TASK_CURVE, ARTIFACT_SAMPLE_PROBE)
 ARTIFACT_TRACEBACK = "traceback.txt"  # FAILED and KILLED runs
+ARTIFACT_CODE_DIFF = "code/uncommitted.diff"  # the uncommitted changes of TAG_CODE_DIFF
 ARTIFACT_SWEEP_JOBS = "sweep_jobs.json"  # parent runs: every job of the sweep, trained or skipped
 
 # --- metrics (step = samples_seen) ---------------------------------------------------------------

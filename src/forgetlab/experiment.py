@@ -26,6 +26,22 @@ class RunContext:
     sweep_id: str | None = None
     parent_run_id: str | None = None
     quiet: bool = False  # a job in a multirun prints one line per task instead of a progress bar
+    source: str | None = None  # the entry point, recorded as mlflow.source.name
+
+
+# What a sweep job returns to the sweeper when it ends without a finished run of its own accord.
+# Defined here, not in the sweeper's module: Hydra's plugin scan executes that module a second
+# time, and an isinstance check against the other copy of a class would fail.
+@dataclass(frozen=True)
+class JobSkipped:
+    """Its own resume check, at its start, found its config and code done: it created no run."""
+
+
+@dataclass(frozen=True)
+class JobStopped:
+    """A stop signal ended it in a worker process; its run ended KILLED with ``reason``."""
+
+    reason: str
 
 
 def run_name(cfg: DictConfig) -> str:
@@ -100,8 +116,9 @@ def total_samples(trainer: Trainer) -> int:
 def run_experiment(cfg: DictConfig, context: RunContext | None = None) -> dict[str, float]:
     """Validate ``cfg``, train, and (when tracking is enabled) record everything in MLflow.
 
-    Returns the final metrics. A run that raises is ended FAILED (KILLED on Ctrl-C) in MLflow and
-    the exception propagates.
+    Returns the final metrics; none (an empty dict) when a sweep job finds its config and code
+    already done. A run that raises is ended FAILED (KILLED on Ctrl-C or SIGTERM) in MLflow and the
+    exception propagates.
     """
     context = context or RunContext()
     validate(cfg)

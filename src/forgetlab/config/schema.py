@@ -133,8 +133,10 @@ class TrackingConfig:
     uri: str = MISSING
     experiment: str = field(default="forgetlab", metadata=constrain(NonBlank("experiment name")))
     artifact_location: Optional[str] = None
-    # A multirun skips jobs whose config hash already has a FINISHED run (false: train them again).
+    # A multirun skips jobs whose config and code already have a FINISHED run (false: train them again).
     resume: bool = True
+    # true: skip jobs whose config has a FINISHED run of any code (the code version is not compared).
+    resume_ignores_code: bool = False
     # A RUNNING run of another machine counts as dead when its heartbeat is older than this.
     stale_after_s: float = field(default=600.0, metadata=POSITIVE)
 

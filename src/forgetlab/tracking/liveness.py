@@ -41,12 +41,14 @@ def _pid_namespace() -> str:
 
 
 def _start_ticks(pid: int) -> str | None:
-    """Start time of process ``pid`` in clock ticks after boot (field 22 of /proc/<pid>/stat)."""
+    """Start time of process ``pid`` in clock ticks after boot (field 22 of /proc/<pid>/stat); None
+    when there is no such process or it has ended (a zombie: killed, not yet reaped by its parent)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rpartition(")")[2].split()[19]  # fields after the command name start at field 3
+    fields = stat.rpartition(")")[2].split()  # fields after the command name start at field 3
+    return None if fields[0] == "Z" else fields[19]
 
 
 def process_identity(pid: int | None = None) -> str:
@@ -54,12 +56,18 @@ def process_identity(pid: int | None = None) -> str:
     return f"{socket.gethostname()} {_boot_id()} {_pid_namespace()} {pid} {_start_ticks(pid)}"
 
 
+def is_local(run: Run) -> bool:
+    """True when ``run`` was trained by a process of this machine and pid namespace."""
+    parts = run.data.tags.get(TAG_PROCESS, "").split()
+    here = [_boot_id(), _pid_namespace()]
+    return len(parts) == 5 and parts[1:3] == here and "unknown" not in here
+
+
 def is_stale(run: Run, stale_after_s: float, now: float | None = None) -> bool:
     """True when the RUNNING ``run`` has no live process behind it (see the module docstring)."""
     tags = run.data.tags
-    parts = tags.get(TAG_PROCESS, "").split()
-    here = [_boot_id(), _pid_namespace()]
-    if len(parts) == 5 and parts[1:3] == here and "unknown" not in here:
+    if is_local(run):
+        parts = tags[TAG_PROCESS].split()
         pid, started = int(parts[3]), parts[4]
         return _start_ticks(pid) != started
     now = time.time() if now is None else now

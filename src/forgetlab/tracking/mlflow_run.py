@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import tempfile
 import time
 import traceback
@@ -26,6 +25,7 @@ from mlflow.entities import Metric, Param, RunStatus
 from omegaconf import DictConfig, OmegaConf
 
 from forgetlab import contract
+from forgetlab.tracking.code_version import CodeVersion, code_version
 from forgetlab.tracking.liveness import Heartbeat, process_identity
 from forgetlab.tracking.store import RetryingClient
 from forgetlab.trainer import EvalPoint, TrainingResult
@@ -83,16 +83,6 @@ def _hash(container: dict[str, Any]) -> str:
         if group in kept and key in kept[group] and kept[group][key] == neutral:
             del kept[group][key]
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def git_commit(root: str | Path) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def get_or_create_experiment(client: RetryingClient, name: str, artifact_location: str | None) -> str:
@@ -183,7 +173,7 @@ class MlflowRun:
             self.flush()
         except Exception:  # the failure may be the store itself; still try to mark the run
             pass
-        reason = f"{type(error).__name__}: {error}"[:5000]
+        reason = failure_reason(error)[:5000]
         tb = "".join(traceback.format_exception(error))
         try:
             self.client.set_tag(self.run_id, contract.TAG_ERROR, reason)
@@ -194,6 +184,33 @@ class MlflowRun:
         finally:
             status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
             self.client.set_terminated(self.run_id, status)
+
+
+def failure_reason(error: BaseException) -> str:
+    """``forgetlab.error`` for a run that raised ``error``: a stop signal's own reason ("Terminated by
+    SIGTERM"), else the exception's type and message."""
+    if isinstance(error, KeyboardInterrupt):
+        return str(error) or "Interrupted (KeyboardInterrupt)"
+    return f"{type(error).__name__}: {error}"
+
+
+def log_code_diff(client: RetryingClient, run_id: str, code: CodeVersion) -> None:
+    """The uncommitted changes as the artifact ``contract.ARTIFACT_CODE_DIFF`` (nothing when clean)."""
+    if not code.diff:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(contract.ARTIFACT_CODE_DIFF).name
+        path.write_text(code.diff)
+        client.log_artifact(run_id, str(path), str(Path(contract.ARTIFACT_CODE_DIFF).parent))
+
+
+def source_tags(code: CodeVersion, source: str | None) -> dict[str, str]:
+    """The tags that say which code ran (``CodeVersion.tags``) and from which entry point."""
+    tags = code.tags()
+    if source:
+        tags[contract.TAG_SOURCE_NAME] = source
+        tags[contract.TAG_SOURCE_TYPE] = contract.SOURCE_TYPE_LOCAL
+    return tags
 
 
 def write_eval_artifacts(result: TrainingResult, root: Path) -> None:
@@ -240,18 +257,18 @@ def write_eval_artifacts(result: TrainingResult, root: Path) -> None:
 @contextmanager
 def run_for_config(cfg: DictConfig, run_name: str, context) -> Iterator[MlflowRun]:
     """An MlflowRun for ``cfg`` with the contract's params and tags; ended FAILED (KILLED on
-    Ctrl-C) if the body raises. ``context`` carries overrides, sweep id and parent run id."""
+    Ctrl-C or SIGTERM) if the body raises. ``context`` carries overrides, sweep id, parent run id
+    and the entry point."""
     client = RetryingClient(cfg.tracking.uri)
     experiment_id = get_or_create_experiment(client, cfg.tracking.experiment, cfg.tracking.artifact_location)
+    code = code_version(Path(cfg.paths.root_dir) / "conf")
     tags = {
         contract.TAG_CONFIG_HASH: config_hash(cfg),
         contract.TAG_SWEEP_ID: context.sweep_id or new_sweep_id(),
         contract.TAG_OVERRIDES: " ".join(context.overrides),
         contract.TAG_KIND: contract.KIND_TRAIN,
+        **source_tags(code, context.source),
     }
-    commit = git_commit(cfg.paths.root_dir)
-    if commit:
-        tags[contract.TAG_GIT_COMMIT] = commit
     if context.parent_run_id:
         tags[contract.TAG_PARENT_RUN_ID] = context.parent_run_id
     run = MlflowRun(
@@ -259,6 +276,7 @@ def run_for_config(cfg: DictConfig, run_name: str, context) -> Iterator[MlflowRu
         heartbeat_s=cfg.tracking.stale_after_s / 10,
     )
     try:
+        log_code_diff(client, run.run_id, code)
         yield run
     except BaseException as error:
         run.fail(error)

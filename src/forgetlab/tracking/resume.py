@@ -1,27 +1,41 @@
 """Does a config still need a run? The resume query of a sweep, asked by the sweeper before it
 launches and by each job again when it starts (docs/tracking.md, "Sweeps").
 
-A RUNNING run whose process is gone (``liveness.is_stale``) is marked KILLED on the way, so it
-never blocks its config again.
+A run's identity is its config hash *and* its code version (``code_version.py``): a FINISHED run
+of other code does not make a job skip, unless ``tracking.resume_ignores_code`` (then the caller
+passes ``code_version=None``). A RUNNING run whose process is gone (``liveness.is_stale``) is
+marked KILLED on the way, whatever its code, so it never blocks its config again.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
+from mlflow.entities import Run
 from omegaconf import DictConfig
 
 from forgetlab import contract
-from forgetlab.tracking.liveness import is_stale
+from forgetlab.tracking.code_version import code_version as current_code_version
+from forgetlab.tracking.liveness import is_local, is_stale, process_identity
 from forgetlab.tracking.mlflow_run import resume_hashes
 from forgetlab.tracking.store import RetryingClient
 
 
-def reason_to_skip(client: RetryingClient, experiment_id: str, config_hashes: Sequence[str], *, resume: bool,
-                   stale_after_s: float, label: str) -> str | None:
-    """Why a job whose runs carry one of ``config_hashes`` needs no new run (a FINISHED run when
-    resuming, or a live RUNNING one), or None. RUNNING runs without a live process are marked KILLED
-    on the way. Several hashes: runs recorded before a config layout change carry an older one."""
+@dataclass(frozen=True)
+class ResumeDecision:
+    skip: str | None = None  # why the job needs no new run
+    retrain: str | None = None  # why a config with a FINISHED run trains again: that run is of other code
+
+
+def resume_decision(client: RetryingClient, experiment_id: str, config_hashes: Sequence[str], *,
+                    code_version: str | None, resume: bool, stale_after_s: float, label: str) -> ResumeDecision:
+    """Skip a job whose runs carry one of ``config_hashes`` (runs recorded before a config layout
+    change carry an older one) when a run of the same config and code (any code when
+    ``code_version`` is None) FINISHED (when resuming) or is RUNNING alive elsewhere. RUNNING runs
+    without a live process are marked KILLED on the way."""
     runs = [
         run
         for config_hash in config_hashes
@@ -32,28 +46,82 @@ def reason_to_skip(client: RetryingClient, experiment_id: str, config_hashes: Se
             max_results=1000,
         )
     ]
-    reason = None
+    skip = other_code = None
     for run in runs:
         status, run_id = run.info.status, run.info.run_id
+        run_code = run.data.tags.get(contract.TAG_CODE_VERSION)
+        same_code = code_version is None or run_code == code_version
         if status == "RUNNING" and is_stale(run, stale_after_s):
             owner = run.data.tags.get(contract.TAG_PROCESS, "unknown process")
             client.set_tag(run_id, contract.TAG_ERROR, f"Stale: the process that ran it ({owner}) is gone.")
             client.set_terminated(run_id, "KILLED")
             print(f"[sweep] marked run {run_id} KILLED (its process is gone): {label}", flush=True)
-        elif status in ("RUNNING", "SCHEDULED"):
-            reason = f"still RUNNING as run {run_id} ({run.data.tags.get(contract.TAG_PROCESS, '?')})"
-        elif status == "FINISHED" and resume and reason is None:
-            reason = f"FINISHED as run {run_id} (sweep {run.data.tags.get(contract.TAG_SWEEP_ID, '?')})"
-    return reason
+        elif status in ("RUNNING", "SCHEDULED") and same_code:
+            skip = f"still RUNNING as run {run_id} ({run.data.tags.get(contract.TAG_PROCESS, '?')})"
+        elif status == "FINISHED" and resume and skip is None:
+            if same_code:
+                skip = f"FINISHED as run {run_id} (sweep {run.data.tags.get(contract.TAG_SWEEP_ID, '?')})"
+            elif other_code is None:
+                other_code = (f"FINISHED as run {run_id} with other code (code version {run_code or 'unrecorded'}, "
+                              f"now {code_version})")
+    return ResumeDecision(skip, None if skip else other_code)
+
+
+def code_identity(cfg: DictConfig) -> str | None:
+    """The code version that resume matches for ``cfg``'s runs: None when it ignores the code."""
+    if cfg.tracking.resume_ignores_code:
+        return None
+    return current_code_version(Path(cfg.paths.root_dir) / "conf").code_hash
 
 
 def job_already_done(cfg: DictConfig, label: str) -> str | None:
-    """``reason_to_skip`` for one job's config, from inside the job."""
+    """``resume_decision``'s skip reason for one job's config, from inside the job."""
     client = RetryingClient(cfg.tracking.uri)
     experiment = client.get_experiment_by_name(cfg.tracking.experiment)
     if experiment is None:
         return None
-    return reason_to_skip(
-        client, experiment.experiment_id, resume_hashes(cfg), resume=cfg.tracking.resume,
-        stale_after_s=cfg.tracking.stale_after_s, label=label,
-    )
+    return resume_decision(
+        client, experiment.experiment_id, resume_hashes(cfg), code_version=code_identity(cfg),
+        resume=cfg.tracking.resume, stale_after_s=cfg.tracking.stale_after_s, label=label,
+    ).skip
+
+
+# --- a sweep's runs after its launcher stopped or lost a worker -----------------------------------
+
+
+def nested_runs(client: RetryingClient, experiment_id: str, parent_run_id: str, *, config_hash: str | None = None,
+                status: str | None = None, since_ms: int = 0) -> list[Run]:
+    """The training runs nested under ``parent_run_id`` (newest first), optionally of one config,
+    in one status, started at or after ``since_ms``."""
+    clauses = [contract.tag_equals(contract.TAG_PARENT_RUN_ID, parent_run_id),
+               contract.tag_equals(contract.TAG_KIND, contract.KIND_TRAIN)]
+    if config_hash is not None:
+        clauses.append(contract.tag_equals(contract.TAG_CONFIG_HASH, config_hash))
+    if status is not None:
+        clauses.append(f"attributes.status = '{status}'")
+    if since_ms:
+        clauses.append(f"attributes.start_time >= {since_ms}")
+    return client.search_runs([experiment_id], filter_string=" and ".join(clauses), max_results=1000,
+                              order_by=["attributes.start_time DESC"])
+
+
+def end_orphaned_runs(client: RetryingClient, experiment_id: str, parent_run_id: str, *, reason: str,
+                      stale_after_s: float, wait_s: float = 5.0) -> list[str]:
+    """End KILLED, with ``reason``, the RUNNING runs under ``parent_run_id`` whose process is gone
+    or is this one (its job is over); returns their ids. A process of this machine that was just
+    killed may take a moment to go: such runs are waited for up to ``wait_s``. Runs of other
+    machines are judged by their heartbeat, so a live job on a cluster node is left alone."""
+    me = process_identity()
+    deadline = time.monotonic() + wait_s
+    while True:
+        running = nested_runs(client, experiment_id, parent_run_id, status="RUNNING")
+        orphans = [r for r in running if r.data.tags.get(contract.TAG_PROCESS) == me or is_stale(r, stale_after_s)]
+        ended = {r.info.run_id for r in orphans}
+        dying = [r for r in running if r.info.run_id not in ended and is_local(r)]
+        if not dying or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    for run in orphans:
+        client.set_tag(run.info.run_id, contract.TAG_ERROR, reason[:5000])
+        client.set_terminated(run.info.run_id, "KILLED")
+    return [run.info.run_id for run in orphans]

@@ -8,16 +8,24 @@ launching process and before any job starts:
 1. composes and validates every job's config; a bad one stops the sweep with exit code 2 before
    anything is written to MLflow;
 2. creates the experiment (and the store's schema) once, so parallel jobs never race on set-up;
-3. asks ``forgetlab.tracking.resume`` about each job's config hash: a job with a FINISHED run is
-   skipped (one line each; ``tracking.resume=false`` trains it again), a RUNNING run whose process
-   is gone is marked KILLED and its job trained again, a run that is still alive elsewhere is left
-   to finish;
-4. opens the parent run: the same sweep (same experiment and job hashes) re-run after an
+3. asks ``forgetlab.tracking.resume`` about each job's config hash and this code's version: a job
+   with a FINISHED run of the same config and code is skipped (one line each;
+   ``tracking.resume=false`` trains it again, ``tracking.resume_ignores_code=true`` skips it
+   whatever code trained it), a RUNNING run whose process is gone is marked KILLED and its job
+   trained again, a run that is still alive elsewhere is left to finish;
+4. opens the parent run: the same sweep (same experiment, job hashes and code) re-run after an
    interruption reuses its parent and sweep id, so the resumed jobs nest beside the earlier ones.
 
 Jobs find the parent through ``<sweep dir>/forgetlab_sweep.json`` (``read_sweep``), which also works
 for jobs on other nodes that share the sweep directory. A failed job does not stop the others; at
 the end the failed jobs are listed, the parent ends FAILED and the process exits with code 1.
+
+A launcher that loses a worker process (killed by the OS: joblib raises ``TerminatedWorkerError``
+and SIGKILLs the batch's other workers) does not end the sweep: the batch's runs left RUNNING are
+ended KILLED with the reason, and its jobs that did not finish run again one at a time, so a job
+that loses its worker again is the one that fails. SIGTERM and Ctrl-C stop the sweep as
+``forgetlab.stopping`` describes: the running jobs end their runs KILLED, the parent ends KILLED
+with the reason.
 """
 
 # No `from __future__ import annotations`: Hydra's plugin scan runs this module before it is in
@@ -25,6 +33,7 @@ the end the failed jobs are listed, the parent ends FAILED and the process exits
 import hashlib
 import json
 import sys
+from concurrent.futures import BrokenExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
@@ -38,21 +47,30 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from forgetlab import contract
+from forgetlab import contract, stopping
 from forgetlab.config import ConfigError, check_targets, explain_composition_error, validate
-from forgetlab.tracking.mlflow_run import config_hash, get_or_create_experiment, new_sweep_id, resume_hashes
-from forgetlab.tracking.resume import reason_to_skip
+from forgetlab.experiment import JobSkipped, JobStopped
+from forgetlab.tracking.code_version import code_version
+from forgetlab.tracking.liveness import process_identity
+from forgetlab.tracking.mlflow_run import (
+    config_hash, failure_reason, get_or_create_experiment, log_code_diff, new_sweep_id, now_ms, resume_hashes,
+    source_tags,
+)
+from forgetlab.tracking.resume import end_orphaned_runs, nested_runs, resume_decision
 from forgetlab.tracking.store import RetryingClient
 
 SWEEP_FILE = "forgetlab_sweep.json"
+STOP_FILE = "forgetlab_stop"  # written when a stop signal reaches the sweeper: later jobs create no run
 
 
 @dataclass(frozen=True)
 class Sweep:
-    """What every job of a sweep needs to know: the sweep id and its parent run (None without tracking)."""
+    """What every job of a sweep needs to know: the sweep id, its parent run (None without tracking)
+    and the sweeper's process (``liveness.process_identity``), to tell its own jobs from a worker's."""
 
     sweep_id: str
     parent_run_id: str | None
+    process: str = ""
 
 
 def read_sweep(sweep_dir: str | Path) -> Sweep | None:
@@ -60,7 +78,7 @@ def read_sweep(sweep_dir: str | Path) -> Sweep | None:
     if not path.exists():
         return None
     written = json.loads(path.read_text())
-    return Sweep(written["sweep_id"], written["parent_run_id"])
+    return Sweep(written["sweep_id"], written["parent_run_id"], written.get("process", ""))
 
 
 @dataclass
@@ -72,6 +90,15 @@ class Job:
     skip_reason: str | None = None
     # Every hash a run of this config may carry (runs recorded before a config layout change carry an older one).
     resume_hashes: tuple[str, ...] = ()
+    retrain_reason: str | None = None  # it has a FINISHED run, but of other code
+
+
+@dataclass
+class Outcome:
+    job: Job
+    result: str  # "trained", "skipped" or "failed"
+    error: str = ""
+    job_dir: str | None = None
 
 
 # --- before launch ------------------------------------------------------------------------------
@@ -111,9 +138,10 @@ def compose_jobs(config_loader, master: DictConfig, job_overrides: Sequence[Sequ
     return jobs
 
 
-def sweep_key(experiment: str, jobs: list[Job]) -> str:
-    """Identity of a sweep: its experiment and the set of its jobs' config hashes."""
-    content = json.dumps([experiment, sorted(j.config_hash for j in jobs)])
+def sweep_key(experiment: str, jobs: list[Job], code: str | None) -> str:
+    """Identity of a sweep: its experiment, the set of its jobs' config hashes and the code version
+    (None when resume ignores the code)."""
+    content = json.dumps([experiment, sorted(j.config_hash for j in jobs)] + ([code] if code else []))
     return hashlib.sha256(content.encode()).hexdigest()[:16]
 
 
@@ -123,17 +151,24 @@ def jobs_manifest(jobs: list[Job]) -> list[dict[str, Any]]:
     return [{"overrides": j.overrides, "config_hash": j.config_hash, "skipped": j.skip_reason} for j in jobs]
 
 
-def open_parent(client: RetryingClient, experiment_id: str, key: str, overrides: list[str]) -> Sweep:
-    """The parent run of this sweep: the earlier one with the same key (set RUNNING again) or a new one."""
+def open_parent(client: RetryingClient, experiment_id: str, key: str, overrides: list[str],
+                code_tags: dict[str, str]) -> Sweep:
+    """The parent run of this sweep: the earlier one with the same key (set RUNNING again, the
+    reason it stopped removed) or a new one."""
     same_sweep = [contract.tag_equals(contract.TAG_KIND, contract.KIND_SWEEP),
                   contract.tag_equals(contract.TAG_SWEEP_KEY, key)]
     earlier = client.search_runs(
         [experiment_id], filter_string=" and ".join(same_sweep), order_by=["attributes.start_time DESC"], max_results=1,
     )
+    me = process_identity()
     if earlier:
         parent = earlier[0]
         client.update_run(parent.info.run_id, status="RUNNING")
-        return Sweep(parent.data.tags[contract.TAG_SWEEP_ID], parent.info.run_id)
+        if contract.TAG_ERROR in parent.data.tags:
+            client.delete_tag(parent.info.run_id, contract.TAG_ERROR)
+        for tag, value in code_tags.items():
+            client.set_tag(parent.info.run_id, tag, value)
+        return Sweep(parent.data.tags[contract.TAG_SWEEP_ID], parent.info.run_id, me)
     sweep_id = new_sweep_id()
     parent = client.create_run(
         experiment_id,
@@ -143,9 +178,27 @@ def open_parent(client: RetryingClient, experiment_id: str, key: str, overrides:
             contract.TAG_KIND: contract.KIND_SWEEP,
             contract.TAG_OVERRIDES: " ".join(overrides),
             contract.TAG_SWEEP_KEY: key,
+            **code_tags,
         },
     )
-    return Sweep(sweep_id, parent.info.run_id)
+    return Sweep(sweep_id, parent.info.run_id, me)
+
+
+def entry_point(root_dir: str) -> str:
+    """The script this process runs, relative to the project root when it lies inside it."""
+    script = Path(sys.argv[0]).resolve()
+    try:
+        return script.relative_to(Path(root_dir).resolve()).as_posix()
+    except ValueError:
+        return str(script)
+
+
+def describe_lost_worker(error: BaseException) -> str:
+    """One line for a launcher's lost worker: the error's first sentence and the exit codes loky reports."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [""]
+    first_sentence = lines[0].split(". ")[0].rstrip(".")
+    exit_codes = [line.rstrip(".") for line in lines if "exit code" in line]
+    return f"{type(error).__name__}: {'. '.join([first_sentence, *exit_codes])}"
 
 
 # --- the sweeper --------------------------------------------------------------------------------
@@ -163,6 +216,11 @@ class ResumableSweeper(Sweeper):
         self.hydra_context: HydraContext | None = None
         self.config: DictConfig | None = None
         self.launcher = None
+        # set by sweep() for the launches and their recovery
+        self.client: RetryingClient | None = None
+        self.experiment_id: str | None = None
+        self.code_identity: str | None = None  # the code version resume matches; None when it ignores the code
+        self.sweep_run: Sweep | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.hydra_context, self.config = hydra_context, config
@@ -172,6 +230,7 @@ class ResumableSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        stopping.handle_stop_signals()
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         params = [f"{key}={value}" for key, value in self.params.items()]
         overrides = parser.parse_overrides(params + list(arguments))
@@ -187,60 +246,132 @@ class ResumableSweeper(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         tracking = self.config.tracking
-        client = None
+        code = code_version(Path(self.config.paths.root_dir) / "conf")
+        self.code_identity = None if tracking.resume_ignores_code else code.code_hash
+        self.client = None
         if tracking.enabled:
-            client = RetryingClient(tracking.uri)
-            experiment_id = get_or_create_experiment(client, tracking.experiment, tracking.artifact_location)
+            self.client = client = RetryingClient(tracking.uri)
+            self.experiment_id = get_or_create_experiment(client, tracking.experiment, tracking.artifact_location)
             for job in jobs:
-                job.skip_reason = reason_to_skip(
-                    client, experiment_id, job.resume_hashes or (job.config_hash,), resume=tracking.resume,
-                    stale_after_s=tracking.stale_after_s, label=job.label,
+                decision = resume_decision(
+                    client, self.experiment_id, job.resume_hashes or (job.config_hash,), code_version=self.code_identity,
+                    resume=tracking.resume, stale_after_s=tracking.stale_after_s, label=job.label,
                 )
+                job.skip_reason, job.retrain_reason = decision.skip, decision.retrain
             task_overrides = list(self.config.hydra.overrides.task)
-            sweep = open_parent(client, experiment_id, sweep_key(tracking.experiment, jobs), task_overrides)
-            client.log_dict(sweep.parent_run_id, jobs_manifest(jobs), contract.ARTIFACT_SWEEP_JOBS)
+            key = sweep_key(tracking.experiment, jobs, self.code_identity)
+            sweep = open_parent(client, self.experiment_id, key, task_overrides,
+                                source_tags(code, entry_point(self.config.paths.root_dir)))
         else:
-            sweep = Sweep(new_sweep_id(), None)
-        (sweep_dir / SWEEP_FILE).write_text(json.dumps(asdict(sweep)))
+            sweep = Sweep(new_sweep_id(), None, process_identity())
+        self.sweep_run = sweep
 
-        for job in jobs:
-            if job.skip_reason:
-                print(f"[sweep] skip {job.label}: {job.skip_reason}", flush=True)
         to_run = [job for job in jobs if job.skip_reason is None]
-        returns: list[Sequence[JobReturn]] = []
-        failed: list[tuple[Job, JobReturn]] = []
-        status = "FAILED"
-        try:
-            size = self.max_batch_size or len(to_run) or 1
-            for start in range(0, len(to_run), size):
-                batch = to_run[start : start + size]
-                results = self.launcher.launch([job.overrides for job in batch], initial_job_idx=start)
-                failed += [(job, r) for job, r in zip(batch, results) if r.status != JobStatus.COMPLETED]
-                returns.append(results)
-            status = "FAILED" if failed else "FINISHED"
-        except KeyboardInterrupt:
-            status = "KILLED"
+        outcomes: list[Outcome] = []
+        status, reason = "FAILED", None
+        try:  # from here on the parent run exists: whatever happens, it ends with a status
+            if self.client is not None:
+                log_code_diff(self.client, sweep.parent_run_id, code)
+                self.client.log_dict(sweep.parent_run_id, jobs_manifest(jobs), contract.ARTIFACT_SWEEP_JOBS)
+            (sweep_dir / SWEEP_FILE).write_text(json.dumps(asdict(sweep)))
+            for job in jobs:
+                if job.skip_reason:
+                    print(f"[sweep] skip {job.label}: {job.skip_reason}", flush=True)
+                elif job.retrain_reason:
+                    print(f"[sweep] retrain {job.label}: {job.retrain_reason}", flush=True)
+            let_idle_workers_ignore_stop_signals(self.launcher)
+            with stopping.jobs_elsewhere(sweep_dir / STOP_FILE):
+                size = self.max_batch_size or len(to_run) or 1
+                for start in range(0, len(to_run), size):
+                    outcomes += self._launch(to_run[start : start + size], start)
+            status = "FAILED" if any(o.result == "failed" for o in outcomes) else "FINISHED"
+        except KeyboardInterrupt as stop:
+            status, reason = "KILLED", failure_reason(stop)
+            print(f"[sweep] {sweep.sweep_id} stopped: {reason}. Re-run the same command to resume: "
+                  "finished jobs are skipped.", file=sys.stderr, flush=True)
             raise
-        except BaseException:  # the launcher itself broke (e.g. a worker killed by the OS)
+        except BaseException as error:  # the launcher itself broke
+            reason = failure_reason(error)
             print("[sweep] the launcher failed; re-run the same command to resume the sweep", file=sys.stderr)
             raise
         finally:
-            if client is not None and sweep.parent_run_id is not None:
-                client.set_terminated(sweep.parent_run_id, status)
+            if self.client is not None and sweep.parent_run_id is not None:
+                if reason is not None:
+                    end_orphaned_runs(self.client, self.experiment_id, sweep.parent_run_id,
+                                      reason=f"{reason} (its sweep ended before the job did)",
+                                      stale_after_s=tracking.stale_after_s)
+                    self.client.set_tag(sweep.parent_run_id, contract.TAG_ERROR, reason[:5000])
+                self.client.set_terminated(sweep.parent_run_id, status)
 
-        print(
-            f"[sweep] {sweep.sweep_id}: {len(jobs)} jobs, {len(jobs) - len(to_run)} skipped, "
-            f"{len(to_run) - len(failed)} completed, {len(failed)} failed",
-            flush=True,
-        )
+        failed = [o for o in outcomes if o.result == "failed"]
+        skipped = len(jobs) - len(to_run) + sum(o.result == "skipped" for o in outcomes)
+        trained = sum(o.result == "trained" for o in outcomes)
+        same = "same config and code" if self.code_identity else "same config"
+        print(f"[sweep] {sweep.sweep_id}: {len(jobs)} jobs: {skipped} skipped ({same}), {trained} trained, "
+              f"{len(failed)} failed", flush=True)
+        for outcome in failed:
+            where = f" (job dir {outcome.job_dir})" if outcome.job_dir else ""
+            print(f"[sweep] FAILED {outcome.job.label}: {outcome.error}{where}", file=sys.stderr, flush=True)
         if failed:
-            for job, result in failed:
-                error = result._return_value
-                where = OmegaConf.select(result.hydra_cfg, "hydra.runtime.output_dir") if result.hydra_cfg else None
-                print(f"[sweep] FAILED {job.label}: {type(error).__name__}: {error} (job dir {where})",
-                      file=sys.stderr, flush=True)
             sys.exit(1)
-        return returns
+        return outcomes
+
+    def _launch(self, batch: list[Job], first_index: int) -> list[Outcome]:
+        """Launch ``batch`` (job numbers from ``first_index``); a lost worker fails only its job."""
+        started_ms = now_ms()
+        try:
+            results = self.launcher.launch([job.overrides for job in batch], initial_job_idx=first_index)
+        except BrokenExecutor as error:  # a worker process died: killed by the OS, out of memory, ...
+            stopping.raise_if_stopped()  # it died of a stop signal (one that came before it could ignore it)
+            return self._relaunch_lost(batch, first_index, describe_lost_worker(error), started_ms)
+        return [outcome_of(job, result) for job, result in zip(batch, results)]
+
+    def _relaunch_lost(self, batch: list[Job], first_index: int, lost: str, started_ms: int) -> list[Outcome]:
+        """After ``batch`` lost a worker: end its orphaned runs KILLED, keep what its jobs recorded
+        before, and run the others again one at a time."""
+        client, parent = self.client, self.sweep_run.parent_run_id
+        if client is not None and parent is not None:
+            end_orphaned_runs(client, self.experiment_id, parent, reason=f"Its worker process was lost ({lost})",
+                              stale_after_s=self.config.tracking.stale_after_s)
+        if len(batch) == 1:
+            print(f"[sweep] {batch[0].label} lost its worker process again: {lost}", file=sys.stderr, flush=True)
+            return [Outcome(batch[0], "failed", f"its worker process was lost ({lost})")]
+        print(f"[sweep] a worker process was lost ({lost}); the jobs of its batch that did not end run again "
+              "one at a time", file=sys.stderr, flush=True)
+        outcomes = []
+        for index, job in enumerate(batch, start=first_index):
+            ended = None
+            if client is not None and parent is not None:
+                runs = nested_runs(client, self.experiment_id, parent, config_hash=job.config_hash, since_ms=started_ms)
+                ended = next((r for r in runs if r.info.status in ("FINISHED", "FAILED")), None)
+            if ended is None:
+                outcomes += self._launch([job], index)
+            elif ended.info.status == "FINISHED":
+                outcomes.append(Outcome(job, "trained"))
+            else:
+                outcomes.append(Outcome(job, "failed", ended.data.tags.get(contract.TAG_ERROR, "FAILED")))
+        return outcomes
+
+
+def outcome_of(job: Job, result: JobReturn) -> Outcome:
+    where = OmegaConf.select(result.hydra_cfg, "hydra.runtime.output_dir") if result.hydra_cfg else None
+    if result.status != JobStatus.COMPLETED:
+        error = result._return_value
+        return Outcome(job, "failed", f"{type(error).__name__}: {error}", where)
+    value = result.return_value
+    if isinstance(value, JobSkipped):
+        return Outcome(job, "skipped")
+    if isinstance(value, JobStopped):  # its process was stopped, the sweep was not (e.g. one node's time limit)
+        return Outcome(job, "failed", value.reason, where)
+    return Outcome(job, "trained", job_dir=where)
+
+
+def let_idle_workers_ignore_stop_signals(launcher) -> None:
+    """Make Hydra's joblib launcher start its workers ignoring SIGINT and SIGTERM (a job installs
+    its own handler): an idle worker that died of the signal would make loky SIGKILL the others."""
+    options = getattr(launcher, "joblib", None)
+    if isinstance(options, dict):
+        options.setdefault("initializer", stopping.ignore_stop_signals)
 
 
 @dataclass

@@ -1,0 +1,184 @@
+"""SIGTERM is handled like Ctrl-C: what ``scancel``, a SLURM time limit, ``timeout`` and ``kill``
+send ends the run KILLED with its reason, never leaves it RUNNING.
+
+Three kinds of process see the signal, and each does what lets the others finish cleanly:
+
+- a process training a job (a single run, a job of the basic launcher, a job in a joblib worker):
+  ``Stopped`` (a ``KeyboardInterrupt``) is raised in it at once, so the run flushes its metrics
+  and ends KILLED with ``forgetlab.error`` = the reason. A later signal is ignored, so the
+  clean-up is never cut short;
+- the sweeper's process while a launcher runs jobs in other processes: it must not raise, since
+  joblib would then SIGKILL its workers in the middle of their clean-up. It writes the stop file
+  (jobs that start later see it and create no run), forwards the signal to its child processes
+  and lets the launcher return; the sweeper then raises ``Stopped``. A second signal, or
+  ``GRACE_S`` seconds without the launcher returning, raises at once;
+- an idle joblib worker: ignores the signal (``ignore_stop_signals``, joblib's worker
+  initializer). Were it to die, loky would take the pool for broken and SIGKILL the workers
+  that are still ending their runs.
+
+Child processes are found in /proc (Linux); elsewhere nothing is forwarded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+REASONS = {signal.SIGINT: "Interrupted by Ctrl-C (SIGINT)", signal.SIGTERM: "Terminated by SIGTERM"}
+GRACE_S = 30.0  # how long the sweeper lets running jobs end their runs after a stop signal
+
+
+class Stopped(KeyboardInterrupt):
+    """Raised by a stop signal; ``str()`` is the reason that the run and the sweep record."""
+
+    def __init__(self, reason: str, signum: int = signal.SIGTERM) -> None:
+        super().__init__(reason)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # the shell's convention: 143 for SIGTERM, 130 for Ctrl-C
+
+
+class _State:
+    stop: Stopped | None = None  # the first stop signal this process received
+    raised = False
+    in_job = False
+    waiting_for: Path | None = None  # the stop file, while the sweeper waits for a launcher
+    timer: threading.Timer | None = None
+
+
+_state = _State()
+
+
+def _write_stderr(text: str) -> None:
+    os.write(2, text.encode())  # print() may be in the middle of a write in the interrupted frame
+
+
+def _raise_once() -> None:
+    if not _state.raised:
+        _state.raised = True
+        raise _state.stop
+
+
+def _handle(signum: int, frame) -> None:
+    first = _state.stop is None
+    if first:
+        _state.stop = Stopped(REASONS.get(signum, f"Stopped by signal {signum}"), signum)
+    if _state.in_job or _state.waiting_for is None or not first:
+        _raise_once()
+        return
+    try:
+        _state.waiting_for.write_text(str(_state.stop))
+    except OSError:
+        pass
+    children = forward_to_children(signum)
+    _state.timer = threading.Timer(GRACE_S, os.kill, (os.getpid(), signum))
+    _state.timer.daemon = True
+    _state.timer.start()
+    _write_stderr(f"[sweep] {_state.stop}: letting {children} running job process(es) end their runs KILLED "
+                  f"(at most {GRACE_S:.0f} s; send it again to stop at once)\n")
+
+
+def handle_stop_signals() -> None:
+    """Route SIGINT and SIGTERM of this process to forgetlab's handler (the main thread only can)."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _handle)
+
+
+def ignore_stop_signals() -> None:
+    """For idle job processes (the joblib workers' initializer): only a job acts on a stop signal."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def stop_requested(stop_file: Path | None = None) -> Stopped | None:
+    """The stop this process received, or the one its sweep announced in ``stop_file``."""
+    if _state.stop is None and stop_file is not None and stop_file.exists():
+        try:
+            reason = stop_file.read_text().strip()
+        except OSError:
+            reason = ""
+        return Stopped(reason or REASONS[signal.SIGTERM])
+    return _state.stop
+
+
+def raise_if_stopped(stop_file: Path | None = None) -> None:
+    """Raise the stop this process received or its sweep announced (``stop_requested``), if any;
+    later signals are then ignored, so the clean-up that follows runs to its end."""
+    stop = stop_requested(stop_file)
+    if stop is not None:
+        _state.raised = True
+        raise stop
+
+
+@contextmanager
+def job(stop_file: Path | None = None) -> Iterator[None]:
+    """The extent of one job in this process: a stop signal raises ``Stopped`` in it at once.
+    A job that starts after its sweep was stopped raises ``Stopped`` before it does anything."""
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    handle_stop_signals()
+    _state.in_job = True
+    try:
+        raise_if_stopped(stop_file)
+        yield
+    finally:
+        _state.in_job = False
+        if threading.current_thread() is threading.main_thread():
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+@contextmanager
+def jobs_elsewhere(stop_file: Path) -> Iterator[None]:
+    """The sweeper's wait for a launcher whose jobs may run in other processes (see the module doc).
+    Raises ``Stopped`` at the end when a stop signal came meanwhile."""
+    stop_file.unlink(missing_ok=True)
+    _state.waiting_for = stop_file
+    try:
+        yield
+    finally:
+        _state.waiting_for = None
+        if _state.timer is not None:
+            _state.timer.cancel()
+            _state.timer = None
+    raise_if_stopped()
+
+
+def forward_to_children(signum: int) -> int:
+    """Send ``signum`` to this process's child processes that do not ignore it; how many there were."""
+    me, sent = os.getpid(), 0
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            state, ppid = stat.rpartition(")")[2].split()[:2]
+            if int(ppid) != me or state == "Z":
+                continue
+            status = Path(f"/proc/{entry}/status").read_text()
+            ignored = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")), 16)
+            if ignored >> (signum - 1) & 1:
+                continue  # loky's resource tracker, or an idle worker: it would not act on it anyway
+            os.kill(int(entry), signum)
+            sent += 1
+        except (OSError, ValueError, StopIteration):
+            continue  # the process ended meanwhile
+    return sent
+
+
+def reset() -> None:
+    """Forget a received stop (tests run several stops in one process)."""
+    global _state
+    if _state.timer is not None:
+        _state.timer.cancel()
+    _state = _State()
+
