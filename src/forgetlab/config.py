@@ -102,6 +102,12 @@ class EvalConfig:
     every_samples: int = 100
     # Probe samples per task: a positive int, or "all".
     probe_per_task: Any = 20
+    # The update-resolution probe: evaluate after every probe_every-th weight update (0 = off) the
+    # update_probe_per_task samples of every task (a positive int, or "all"); with interference, the
+    # gradient-interference diagnostics too.
+    probe_every: int = 0
+    update_probe_per_task: Any = 20
+    interference: bool = False
 
 
 @dataclass
@@ -275,6 +281,12 @@ def validate(cfg: DictConfig) -> None:
     probe = cfg.eval.probe_per_task
     if probe != "all" and not (isinstance(probe, int) and not isinstance(probe, bool) and probe >= 0):
         _fail("eval.probe_per_task", probe, "a non-negative int or 'all'")
+    _number(cfg, "eval.probe_every", 0)
+    update_probe = cfg.eval.update_probe_per_task
+    if update_probe != "all" and not (isinstance(update_probe, int) and not isinstance(update_probe, bool) and update_probe >= 1):
+        _fail("eval.update_probe_per_task", update_probe, "a positive int or 'all'")
+    if cfg.eval.interference and not cfg.eval.probe_every:
+        _fail("eval.interference", cfg.eval.interference, "false with eval.probe_every=0 (the diagnostics need the probe)")
 
     if not cfg.tracking.experiment.strip():
         _fail("tracking.experiment", cfg.tracking.experiment, "a non-empty experiment name")

@@ -26,6 +26,7 @@ from mlflow.entities import Metric, Param, RunStatus
 from omegaconf import DictConfig, OmegaConf
 
 from forgetlab import metrics
+from forgetlab.contract import UPDATE_PROBE_FILE
 from forgetlab.tracking.liveness import PROCESS_TAG, Heartbeat, process_identity
 from forgetlab.tracking.store import RetryingClient
 from forgetlab.trainer import EvalPoint, TrainingResult
@@ -182,7 +183,8 @@ class MlflowRun:
 
 
 def write_eval_artifacts(result: TrainingResult, out: Path) -> None:
-    """accuracy_matrix.csv, task_curve.parquet and sample_probe.npz (see docs/tracking.md)."""
+    """accuracy_matrix.csv, task_curve.parquet, sample_probe.npz and, when the run has an
+    update-resolution probe, update_probe.npz (see docs/tracking.md)."""
     R = result.accuracy_matrix
     rows = ["init"] + [str(i) for i in range(R.shape[0] - 1)]
     matrix = pd.DataFrame(R, columns=[f"task_{j}" for j in range(R.shape[1])])
@@ -219,6 +221,8 @@ def write_eval_artifacts(result: TrainingResult, out: Path) -> None:
         presented_at=result.presented_at,
         task_names=np.array(result.task_names, dtype=str),
     )
+    if result.update_history is not None:
+        np.savez_compressed(out / UPDATE_PROBE_FILE, **result.update_history.arrays())
 
 
 @contextmanager
