@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from forgetlab.contract import UPDATE_PROBE_FILE
+
 # One progress bar per run and file would flood the report's output.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
@@ -38,6 +40,7 @@ class RunArtifacts:
     matrix: pd.DataFrame  # accuracy_matrix.csv: column `after` (init, 0, 1, ...), task_0 ... task_{T-1}
     curve: pd.DataFrame  # task_curve.parquet (long format)
     probe: dict[str, np.ndarray]  # sample_probe.npz, field by field
+    updates: dict[str, np.ndarray] | None = None  # update_probe.npz, when the run has the update probe
 
     @property
     def R_with_init(self) -> np.ndarray:
@@ -113,10 +116,15 @@ def read_eval_artifacts(eval_dir: Path) -> RunArtifacts:
         raise FileNotFoundError(f"missing artifacts: {', '.join('eval/' + f for f in missing)}")
     with np.load(eval_dir / "sample_probe.npz", allow_pickle=False) as npz:
         probe = {k: npz[k] for k in npz.files}
+    updates = None
+    if (eval_dir / UPDATE_PROBE_FILE).exists():
+        with np.load(eval_dir / UPDATE_PROBE_FILE, allow_pickle=False) as npz:
+            updates = {k: npz[k] for k in npz.files}
     return RunArtifacts(
         matrix=pd.read_csv(eval_dir / "accuracy_matrix.csv", dtype={"after": str}),
         curve=pd.read_parquet(eval_dir / "task_curve.parquet"),
         probe=probe,
+        updates=updates,
     )
 
 

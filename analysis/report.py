@@ -33,6 +33,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from analysis import aggregate as A  # noqa: E402
 from analysis import figures as FIG  # noqa: E402
+from analysis import update_resolution as UR  # noqa: E402
 from analysis.load import NoRunsError, load_artifacts, mark_superseded, search_training_runs  # noqa: E402
 from forgetlab import metrics as M  # noqa: E402
 
@@ -113,6 +114,7 @@ def build_report(
     clock.lap("metrics")
 
     figures = make_figures(analysed, artifacts, retention, bin_edges, order, summary, out / "figures")
+    update_section = UR.report_section(analysed, artifacts, order, out)  # "" without update-probe runs
     clock.lap("figures")
     runs_table = runs_csv(runs, analysed, keys)
     summary.to_csv(out / "summary.csv", index=False)
@@ -135,7 +137,8 @@ def build_report(
             },
         ).info.run_id
     (out / "report.md").write_text(
-        report_markdown(experiment, tracking_uri, sweep_id, filter_string, keys, runs, analysed, summary, figures, out, run_id)
+        report_markdown(experiment, tracking_uri, sweep_id, filter_string, keys, runs, analysed, summary, figures, out, run_id,
+                        update_section)
     )
     if report_client is not None:
         try:
@@ -306,7 +309,8 @@ CAPTIONS = {
 }
 
 
-def report_markdown(experiment, uri, sweep_id, filter_string, keys, runs, analysed, summary, figures, out, run_id) -> str:
+def report_markdown(experiment, uri, sweep_id, filter_string, keys, runs, analysed, summary, figures, out, run_id,
+                    update_section: str = "") -> str:
     not_analysed = runs[~runs["analysed"]]
     mismatched = analysed[~analysed["matches_logged_final"]]
     sweeps = sorted(runs.loc[runs["superseded_by"] == "", "tags.forgetlab.sweep_id"].dropna().unique())
@@ -337,6 +341,8 @@ def report_markdown(experiment, uri, sweep_id, filter_string, keys, runs, analys
     lines += ["## Figures", ""]
     for key, path in figures.items():
         lines += [f"![{CAPTIONS[key]}]({path.relative_to(out).as_posix()})", "", f"*{CAPTIONS[key]}*", ""]
+    if update_section:
+        lines += [update_section, ""]
     lines += ["## Metric definitions", "", DEFINITIONS, ""]
     lines += ["## Runs", ""]
     table = pd.DataFrame(
