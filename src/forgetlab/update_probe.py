@@ -116,7 +116,7 @@ class UpdateProbe:
         """Evaluate row 0 and follow ``algorithm``'s updates from now on."""
         self.network, self.algorithm = network, algorithm
         self.stage_task = np.array([s[0] if len(s) == 1 else -1 for s in stage_tasks], dtype=np.int64)
-        self._slots = [self._stage_slots(tasks) for tasks in stage_tasks]
+        self._slots = [self._stage_slots(tasks).tolist() for tasks in stage_tasks]
         self._presented: list[list[int]] = [[] for _ in self.task]
         self._updates: list[int] = []
         self._loss: list[np.ndarray] = []
@@ -169,9 +169,9 @@ class UpdateProbe:
     def learned(self, stage: int, samples: np.ndarray) -> None:
         """The batch of ``stage``'s training samples at positions ``samples`` was learned: note the
         update that completes its presentation for the probe samples among them."""
-        slots = self._slots[stage][samples]
-        hits = slots[slots >= 0]
-        if hits.size:
+        slots = self._slots[stage]
+        hits = [p for p in (slots[i] for i in samples.tolist()) if p >= 0]  # per sample: Python is fastest
+        if hits:
             completing = self.algorithm.updates + int(self.algorithm.error_pending)
             for p in hits:
                 self._presented[p].append(completing)
