@@ -26,12 +26,19 @@ CURVE_KS = np.unique(np.round(np.logspace(0, 4, 33)).astype(int))  # lags of the
 
 def in_rows(u: dict[str, np.ndarray]) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
     """(k, correct (R, P), loss (R, P) float64, presentations as rows (P, n)): each presentation at
-    update u becomes the first row at or after it, ceil(u / k); one after the last row is dropped."""
+    update u becomes the first row at or after it, ceil(u / k); one after the last row is dropped, and
+    of two presentations that meet in one row only the later counts (it starts that row's anchor)."""
     every = int(u["every"])
     correct, loss = u["correct"].astype(bool), u["loss"].astype(float)
     presented = u["presented_update"].astype(np.int64)
     rows = -(-presented // every)
-    return every, correct, loss, np.where((presented >= 0) & (rows < correct.shape[0]), rows, -1)
+    rows = np.where((presented >= 0) & (rows < correct.shape[0]), rows, -1)
+    if every > 1:
+        earlier_twin = np.zeros(rows.shape, dtype=bool)
+        earlier_twin[:, :-1] = (rows[:, :-1] == rows[:, 1:]) & (rows[:, :-1] >= 0)
+        rows = np.where(earlier_twin, -1, rows)
+        rows = np.take_along_axis(rows, np.argsort(rows < 0, axis=1, kind="stable"), axis=1)  # padding last
+    return every, correct, loss, rows
 
 
 def lags_in_rows(ks, every: int) -> tuple[np.ndarray, np.ndarray]:

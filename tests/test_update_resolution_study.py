@@ -71,3 +71,39 @@ def test_update_resolution_study_sweep_and_report(tmp_path, sqlite_uri):
     for figure in ("erasure_vs_k", "first_order", "interference_matrices", "cosine_traces"):
         assert f"(figures/{figure}.png)" in section and (out / "figures" / f"{figure}.png").stat().st_size > 10_000
     assert len((out / "update_resolution.csv").read_text().splitlines()) == 1 + len(ALGORITHMS)
+
+
+def _history(every: int) -> dict:
+    """A hand-made probe history of 2 samples and 8 updates, read every ``every`` updates: sample 0
+    presented at updates 2 and 6 and wrong from update 4 to 5, sample 1 presented at update 4 and
+    wrong from update 6 on; one step of every update in task 1 (stage 1 from update 5)."""
+    correct = np.ones((9, 2), dtype=bool)
+    correct[4:6, 0] = False
+    correct[6:, 1] = False
+    rows = np.arange(0, 9, every)
+    return {
+        "every": np.int64(every), "updates": rows, "correct": correct[rows], "loss": (~correct[rows]).astype(np.float32),
+        "presented_update": np.array([[2, 6], [4, -1]]), "update_stage": np.array([0, 0, 0, 0, 1, 1, 1, 1]),
+        "stage_task": np.array([0, 1]), "interference": np.bool_(False),
+    }
+
+
+def test_update_metrics_of_a_hand_made_history_read_every_update_and_every_second():
+    from analysis.update_resolution import earlier_task_cosines, erasure_curve, in_rows, run_update_metrics
+
+    one = run_update_metrics(_history(1))
+    # anchors: (0, u=2, horizon 3), (0, u=6, horizon 2), (1, u=4, horizon 4); all correct when presented
+    assert one["erasure_1_pairs"] == 3 and one["erasure_1"] == 0.0
+    assert one["erasure_10_pairs"] == 0 and np.isnan(one["erasure_10"])
+    assert one["events_1"] == 1.0 and one["events_1_samples"] == 2  # one forgetting event each
+    two = run_update_metrics(_history(2))
+    assert np.isnan(two["erasure_1"]) and two["erasure_1_pairs"] == 0  # a lag of 1 is not a multiple of 2
+    assert np.isnan(two["events_1"]) and two["events_1_samples"] == 0
+    # lag 2: wrong at update 4 after the presentation at 2, correct at 8 after 6, wrong at 6 after 4
+    np.testing.assert_allclose(erasure_curve(_history(1), [1, 2, 4]), [0.0, 2 / 3, 1.0])
+    np.testing.assert_allclose(erasure_curve(_history(2), [1, 2, 4]), [np.nan, 2 / 3, 1.0])
+    # every 6: sample 0's presentations at updates 2 and 6 both become row 1: one anchor
+    assert in_rows(_history(6))[3].tolist() == [[1, -1], [1, -1]]
+    history = {**_history(1), "task_cosine": np.full((8, 2), 0.5)}
+    earlier = earlier_task_cosines(history)
+    assert np.isnan(earlier[:4]).all() and (earlier[4:, 0] == 0.5).all() and np.isnan(earlier[4:, 1]).all()

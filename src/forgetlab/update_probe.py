@@ -29,6 +29,7 @@ from forgetlab.algorithms.base import LearningAlgorithm
 from forgetlab.data.tasks import Scenario, TaskSequence
 from forgetlab.networks.base import Network
 from forgetlab.probe_gradients import flatten, per_sample_gradients, per_sample_losses
+from forgetlab.trainer import PresentationLog
 
 if TYPE_CHECKING:
     from forgetlab.trainer import EvalPoint, Probe
@@ -107,7 +108,7 @@ class UpdateProbe:
         tasks = sequence.tasks
         self.x = np.stack([tasks[k].x_train[i] for k, i in zip(probe.task, probe.index)])
         self.y, self.mask, _ = scenario.targets(probe.label, probe.task)
-        self.task, self.index, self.label = probe.task, probe.index, probe.label
+        self.probe, self.task, self.index, self.label = probe, probe.task, probe.index, probe.label
         self.task_names = [t.name for t in tasks]
         self.n_train = [t.n_train for t in tasks]
         self.every, self.with_interference = every, interference
@@ -116,7 +117,8 @@ class UpdateProbe:
         """Evaluate row 0 and follow ``algorithm``'s updates from now on."""
         self.network, self.algorithm = network, algorithm
         self.stage_task = np.array([s[0] if len(s) == 1 else -1 for s in stage_tasks], dtype=np.int64)
-        self._slots = [self._stage_slots(tasks).tolist() for tasks in stage_tasks]
+        slots = PresentationLog(self.probe, self.n_train, batch_size=1).slots
+        self._slots = [slots(tasks).tolist() for tasks in stage_tasks]  # the probe slot of each stage sample, or -1
         self._presented: list[list[int]] = [[] for _ in self.task]
         self._updates: list[int] = []
         self._loss: list[np.ndarray] = []
@@ -155,16 +157,6 @@ class UpdateProbe:
             s["task"].append(metrics.cosine(-step, means))
             self._step = step
         self._theta, self._G = theta, G
-
-    def _stage_slots(self, tasks: list[int]) -> np.ndarray:
-        """For each training sample of a stage holding ``tasks``' training sets (concatenated in that
-        order), the probe slot it fills, or -1."""
-        offsets = np.cumsum([0] + [self.n_train[k] for k in tasks])
-        slot = np.full(offsets[-1], -1, dtype=np.int64)
-        for position, k in enumerate(tasks):
-            (members,) = np.nonzero(self.task == k)
-            slot[offsets[position] + self.index[members]] = members
-        return slot
 
     def learned(self, stage: int, samples: np.ndarray) -> None:
         """The batch of ``stage``'s training samples at positions ``samples`` was learned: note the
