@@ -51,6 +51,7 @@ class RunArtifacts:
     matrix: pd.DataFrame  # the accuracy matrix: column `after` (init, 0, 1, ...), task_0 ... task_{T-1}
     curve: pd.DataFrame  # the task curve (long format)
     probe: dict[str, np.ndarray]  # the sample probe, field by field
+    updates: dict[str, np.ndarray] | None = None  # the update-resolution probe, when the run has the update probe
 
     @property
     def R_with_init(self) -> np.ndarray:
@@ -128,10 +129,15 @@ def read_eval_artifacts(root: Path) -> RunArtifacts:
         raise FileNotFoundError(f"missing artifacts: {', '.join(missing)}")
     with np.load(root / contract.ARTIFACT_SAMPLE_PROBE, allow_pickle=False) as npz:
         probe = {k: npz[k] for k in npz.files}
+    updates = None
+    if (root / contract.ARTIFACT_UPDATE_PROBE).exists():
+        with np.load(root / contract.ARTIFACT_UPDATE_PROBE, allow_pickle=False) as npz:
+            updates = {k: npz[k] for k in npz.files}
     return RunArtifacts(
         matrix=pd.read_csv(root / contract.ARTIFACT_ACCURACY_MATRIX, dtype={"after": str}),
         curve=pd.read_parquet(root / contract.ARTIFACT_TASK_CURVE),
         probe=probe,
+        updates=updates,
     )
 
 

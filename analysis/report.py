@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from analysis import aggregate, figures  # noqa: E402
+from analysis import aggregate, figures, update_resolution  # noqa: E402
 from analysis.load import (  # noqa: E402
     METRIC_COLUMN_PREFIX, NoRunsError, load_artifacts, mark_superseded, search_training_runs, tag_column,
 )
@@ -138,6 +138,7 @@ def build_report(
 
     layout = figures.build_layout(conditions, keys)
     figure_paths = make_figures(analysed, artifacts, retention, bin_edges, layout, out / "figures")
+    update_section = update_resolution.report_section(analysed, artifacts, order, out)  # "" without update-probe runs
     clock.lap("figures")
     runs_table = runs_csv(runs, analysed, keys)
     written = [out / "summary.csv", out / "runs.csv", out / "retention.csv"]
@@ -166,12 +167,13 @@ def build_report(
         ).info.run_id
     (out / "report.md").write_text(
         report_markdown(experiment, tracking_uri, sweep_id, filter_string, keys, runs, analysed, summary, figure_paths,
-                        tables, out, run_id)
+                        tables, out, run_id, update_section)
     )
     if report_client is not None:
         # file by file: `out` may hold the reports of narrower selections, and files of older reports
         files = [out / "report.md", *written, *tables.values()]
         files += [png.with_suffix(f".{suffix}") for png in figure_paths.values() for suffix in figures.FORMATS]
+        files += update_resolution.written_files(out) if update_section else []
         try:
             for path in files:
                 parent = path.parent.relative_to(out).as_posix()
@@ -401,7 +403,7 @@ CAPTIONS = {
 
 
 def report_markdown(experiment, uri, sweep_id, filter_string, keys, runs, analysed, summary, figure_paths, tables, out,
-                    run_id) -> str:
+                    run_id, update_section: str = "") -> str:
     not_analysed = runs[~runs["analysed"]]
     mismatched = analysed[~analysed["matches_logged_final"]]
     sweeps = sorted(runs.loc[runs["superseded_by"] == "", SWEEP_ID].dropna().unique())
@@ -437,6 +439,8 @@ def report_markdown(experiment, uri, sweep_id, filter_string, keys, runs, analys
     for key, path in figure_paths.items():
         png = path.relative_to(out).as_posix()
         lines += [f"![{CAPTIONS[key]}]({png})", "", f"*{CAPTIONS[key]}* ([PDF]({png.removesuffix('.png')}.pdf))", ""]
+    if update_section:
+        lines += [update_section, ""]
     lines += ["## Metric definitions", "", DEFINITIONS, ""]
     lines += ["## Runs", ""]
     table = pd.DataFrame(

@@ -97,7 +97,8 @@ def test_flatten_follows_the_order_of_network_params():
 
 
 def test_per_sample_losses_are_the_networks_data_loss():
-    for net, x, y, mask in (make_mlp("tanh", "sigmoid", "cross_entropy"), make_rnn("sigmoid", "softmax", "mse", "all")):
+    for net, x, y, mask in (make_mlp("tanh", "sigmoid", "cross_entropy"), make_rnn("sigmoid", "softmax", "mse", "all"),
+                            make_rnn("tanh", "sigmoid", "mse", "last")):
         loss, correct = per_sample_losses(net, x, y, mask)
         assert loss.shape == (P,) and correct.dtype == bool
         assert loss.mean() == pytest.approx(net.data_loss(x, y, mask))

@@ -56,6 +56,9 @@ ARTIFACT_ACCURACY_MATRIX = f"{EVAL_DIR}/accuracy_matrix.csv"
 ARTIFACT_TASK_CURVE = f"{EVAL_DIR}/task_curve.parquet"
 ARTIFACT_SAMPLE_PROBE = f"{EVAL_DIR}/sample_probe.npz"
 EVAL_ARTIFACTS = (ARTIFACT_ACCURACY_MATRIX, ARTIFACT_TASK_CURVE, ARTIFACT_SAMPLE_PROBE)
+# The update-resolution probe (eval.probe_every > 0): only runs that have one write it.
+UPDATE_PROBE_FILE = "update_probe.npz"
+ARTIFACT_UPDATE_PROBE = f"{EVAL_DIR}/{UPDATE_PROBE_FILE}"
 ARTIFACT_TRACEBACK = "traceback.txt"  # FAILED and KILLED runs
 ARTIFACT_CODE_DIFF = "code/uncommitted.diff"  # the uncommitted changes of TAG_CODE_DIFF
 ARTIFACT_SWEEP_JOBS = "sweep_jobs.json"  # parent runs: every job of the sweep, trained or skipped

@@ -16,6 +16,7 @@ from forgetlab.networks import build_network
 from forgetlab.tracking.mlflow_run import run_for_config
 from forgetlab.tracking.resume import job_already_done
 from forgetlab.trainer import EvalPoint, Trainer, choose_probe
+from forgetlab.update_probe import UpdateProbe
 
 
 @dataclass
@@ -92,6 +93,11 @@ def build_trainer(cfg: DictConfig, observers=()) -> Trainer:
     network = build_network(cfg.network, sequence.input_shape, scenario.n_outputs, np.random.default_rng(init_seed))
     algorithm = build_algorithm(cfg.algorithm, network)
     probe = choose_probe(sequence, cfg.eval.probe_per_task, cfg.task_sequence.data_seed)
+    update_probe = None
+    if cfg.eval.probe_every:
+        # Drawn as the sample probe is: with equal sizes both probes track the same samples.
+        chosen = choose_probe(sequence, cfg.eval.update_probe_per_task, cfg.task_sequence.data_seed)
+        update_probe = UpdateProbe(sequence, scenario, chosen, cfg.eval.probe_every, cfg.eval.interference)
     return Trainer(
         network,
         algorithm,
@@ -106,6 +112,7 @@ def build_trainer(cfg: DictConfig, observers=()) -> Trainer:
         probe=probe,
         rng=np.random.default_rng(order_seed),
         observers=list(observers),
+        update_probe=update_probe,
     )
 
 

@@ -107,13 +107,17 @@ def per_sample_losses(
     """(loss (P,), correct (P,) bool) of P probe samples from one forward pass: the data loss the
     gradients above differentiate, and whether the prediction (the largest unmasked output, at the
     last step for the RNN) is the target's class."""
-    fwd = network.forward(x, mask)
     if isinstance(network, RNN):
         steps = network.loss_steps(x.shape[1])
-        per_step = functions.loss(network.output, network.loss, fwd.a[:, steps], y[:, None, :], mask[:, None, :])
-        loss, last = per_step.mean(axis=1), fwd.a[:, -1]
+        if len(steps) == 1:  # loss at the last step only: no state or output of the other steps is needed
+            last = network.predict(x, mask)
+            loss = functions.loss(network.output, network.loss, last, y, mask)
+        else:
+            fwd = network.forward(x, mask)
+            per_step = functions.loss(network.output, network.loss, fwd.a[:, steps], y[:, None, :], mask[:, None, :])
+            loss, last = per_step.mean(axis=1), fwd.a[:, -1]
     else:
-        last = fwd.a[-1]
+        last = network.predict(x, mask)
         loss = functions.loss(network.output, network.loss, last, y, mask)
     correct = functions.masked_argmax(last, mask) == np.argmax(y, axis=-1)
     return loss, correct

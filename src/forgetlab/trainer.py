@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -20,6 +20,9 @@ from threadpoolctl import threadpool_limits
 from forgetlab.algorithms.base import LearningAlgorithm
 from forgetlab.data.tasks import Scenario, TaskSequence
 from forgetlab.networks.base import Network
+
+if TYPE_CHECKING:
+    from forgetlab.update_probe import UpdateHistory, UpdateProbe
 
 
 class TrainingDiverged(FloatingPointError):
@@ -55,6 +58,7 @@ class TrainingResult:
     points: list[EvalPoint]
     probe: Probe
     presented_at: np.ndarray  # (P, max presentations) samples_seen right after each presentation, -1 = none
+    update_history: UpdateHistory | None = None  # the update-resolution probe, when there is one
 
     @property
     def accuracy_matrix(self) -> np.ndarray:
@@ -220,11 +224,15 @@ class Trainer:
         probe: Probe,
         rng: np.random.Generator,
         observers: list[Observer] = (),
+        update_probe: UpdateProbe | None = None,
     ) -> None:
         self.network, self.algorithm, self.sequence, self.scenario = network, algorithm, sequence, scenario
         self.epochs = 1 if sequence.single_pass else epochs_per_task
         self.batch_size, self.shuffle, self.every = batch_size, shuffle, every_samples
         self.probe, self.rng, self.observers = probe, rng, list(observers)
+        self.update_probe = update_probe
+        if update_probe is not None:
+            self.observers.append(update_probe)
         self.stages = self._stages(joint)
         self.evaluator = Evaluator(sequence, scenario, probe, split=eval_split)
 
@@ -248,6 +256,8 @@ class Trainer:
     def run(self) -> TrainingResult:
         progress = _Progress()
         log = PresentationLog(self.probe, [t.n_train for t in self.sequence.tasks], self.batch_size)
+        if self.update_probe is not None:
+            self.update_probe.start(self.network, self.algorithm, [stage.tasks for stage in self.stages])
         points = [self._point(progress, stage=-1, boundary=True)]
         for s, stage in enumerate(self.stages):
             points += self._train_stage(s, stage, progress, log)
@@ -256,6 +266,7 @@ class Trainer:
             points=points,
             probe=self.probe,
             presented_at=log.presented_at(),
+            update_history=self.update_probe.history() if self.update_probe is not None else None,
         )
 
     def _train_stage(self, s: int, stage: Stage, progress: _Progress, log: PresentationLog) -> list[EvalPoint]:
@@ -276,6 +287,8 @@ class Trainer:
                 loss = self.algorithm.learn(x[start:stop], y[start:stop], mask[start:stop])
                 check_finite(loss, self.algorithm.updates, progress.samples_seen + stop - start, stage.name)
                 progress.trained_on(stop - start, loss)
+                if self.update_probe is not None:
+                    self.update_probe.learned(s, order[start:stop])
                 if scheduled_point_due(self.every, progress.samples_seen, progress.last_point, stage_end):
                     points.append(self._point(progress, stage=s, boundary=False))
         self.algorithm.end_task()

@@ -23,6 +23,9 @@ class LearningAlgorithm(ABC):
     def __init__(self, network: Network, lr: float, l2: float = 0.0) -> None:
         self.network, self.lr, self.l2 = network, lr, l2
         self.updates = 0
+        # Called after every weight update, wherever it happens (mid-sequence included): observers
+        # that must see each update, such as the update-resolution probe.
+        self.on_update: list[Callable[[], None]] = []
 
     @abstractmethod
     def gradient(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
@@ -39,6 +42,14 @@ class LearningAlgorithm(ABC):
         for name, g in grads.items():
             params[name] -= self.lr * g
         self.updates += 1
+        for callback in self.on_update:
+            callback()
+
+    @property
+    def error_pending(self) -> bool:
+        """Whether an error already presented waits for a later weight update (an online recurrent
+        learner in a stream between update points); never for a learner that updates in ``learn``."""
+        return False
 
     def start_task(self) -> None:
         """Called before the first sample of each task (stateful algorithms reset or flush here)."""

@@ -159,6 +159,10 @@ class OnlineRecurrentAlgorithm(LearningAlgorithm):
         if self.state is not None:
             self._deliver(self.state)
 
+    @property
+    def error_pending(self) -> bool:
+        return self._pending_error
+
     # --- bookkeeping ------------------------------------------------------------------------
 
     def _run(self, x, y, mask, state: OnlineState, update) -> float:

@@ -125,6 +125,14 @@ class EvalConfig:
     probe_per_task: Any = field(default=20, metadata=constrain(NonNegativeInt(), Options("all")))
     # Which held-out set the evaluation scores: "val" for selection sweeps, "test" for studies.
     split: str = field(default="test", metadata=constrain(Options(*EVAL_SPLITS)))
+    # The update-resolution probe: evaluate after every probe_every-th weight update (0 = off) the
+    # update_probe_per_task samples of every task; with interference, the gradient-interference
+    # diagnostics too (a rule of validation.validate: they need the probe).
+    probe_every: int = field(default=0, metadata=AT_LEAST_0)
+    update_probe_per_task: Any = field(
+        default=20, metadata=constrain(Interval(1, None, closed="left"), Options("all"))
+    )
+    interference: bool = False
 
 
 @dataclass

@@ -120,5 +120,7 @@ def validate(cfg: DictConfig) -> None:
     if task_sequence.name == "delayed_recall" and task_sequence.n_tasks > task_sequence.n_symbols:
         fail("task_sequence.n_tasks", task_sequence.n_tasks,
              f"an int in [1, task_sequence.n_symbols={task_sequence.n_symbols}]")
+    if cfg.eval.interference and not cfg.eval.probe_every:
+        fail("eval.interference", cfg.eval.interference, "false with eval.probe_every=0 (the diagnostics need the probe)")
     if cfg.eval.split == "val" and task_sequence.val_size == 0:
         fail("eval.split", cfg.eval.split, "'test' with task_sequence.val_size=0 (no validation set is held out)")

@@ -37,6 +37,9 @@ UNHASHED_GROUPS = ("tracking", "paths")
 NEUTRAL_ADDITIONS: dict[str, Any] = {
     "task_sequence.val_size": 0.0,
     "eval.split": "test",
+    "eval.probe_every": 0,
+    "eval.update_probe_per_task": 20,
+    "eval.interference": False,
 }
 MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
 FLUSH_SECONDS = 10.0  # the longest time buffered metrics wait before they are sent
@@ -252,6 +255,8 @@ def write_eval_artifacts(result: TrainingResult, root: Path) -> None:
         presented_at=result.presented_at,
         task_names=np.array(result.task_names, dtype=str),
     )
+    if result.update_history is not None:
+        np.savez_compressed(root / contract.ARTIFACT_UPDATE_PROBE, **result.update_history.arrays())
 
 
 @contextmanager
