@@ -37,6 +37,9 @@ UNHASHED_GROUPS = ("tracking", "paths")
 NEUTRAL_ADDITIONS: dict[str, Any] = {
     "task_sequence.val_size": 0.0,
     "eval.split": "test",
+    "network.init_perturbation": 0.0,
+    "algorithm.lr_selected_by": "",
+    "task_sequence.max_train_per_task": 0,
 }
 MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
 FLUSH_SECONDS = 10.0  # the longest time buffered metrics wait before they are sent
