@@ -30,8 +30,9 @@ study: $(STAMP) ## run the quickstart study on the local sqlite store, write its
 	echo; echo "Browse the runs:  make ui   (then open http://127.0.0.1:5000)"; \
 	exit $$trained
 
-report: $(STAMP) ## write reports/<name>/ for an experiment: make report EXPERIMENT=name (default quickstart)
+report: $(STAMP) ## write reports/<name>/ for an experiment, and the verdict of a declared study: make report EXPERIMENT=name
 	$(PY) analysis/report.py --experiment $(EXPERIMENT)
+	$(PY) analysis/study_report.py --experiment $(EXPERIMENT) --if-declared
 
 test: $(STAMP) system-deps ## check the import layering, then run the whole test suite (slow end-to-end tests included)
 	$(VENV)/bin/lint-imports

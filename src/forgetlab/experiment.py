@@ -89,8 +89,11 @@ def build_trainer(cfg: DictConfig, observers=()) -> Trainer:
     """Data, network, algorithm and trainer for ``cfg`` (already validated), seeded by ``cfg.seed``."""
     sequence = build_task_sequence(cfg.task_sequence)
     scenario = Scenario(cfg.task_sequence.scenario, sequence)
-    init_seed, order_seed = np.random.SeedSequence(cfg.seed).spawn(2)
+    # Children by index: the third stream leaves the first two (weights, order) as they were.
+    init_seed, order_seed, perturbation_seed = np.random.SeedSequence(cfg.seed).spawn(3)
     network = build_network(cfg.network, sequence.input_shape, scenario.n_outputs, np.random.default_rng(init_seed))
+    if cfg.network.init_perturbation:
+        network.perturb(cfg.network.init_perturbation, np.random.default_rng(perturbation_seed))
     algorithm = build_algorithm(cfg.algorithm, network)
     probe = choose_probe(sequence, cfg.eval.probe_per_task, cfg.task_sequence.data_seed)
     update_probe = None

@@ -42,6 +42,9 @@ class NetworkConfig:
     output: str = field(default="sigmoid", metadata=constrain(Options(*OUTPUTS)))
     loss: str = field(default="mse", metadata=constrain(Options(*LOSSES)))
     init_scale: float = field(default=1.0, metadata=POSITIVE)
+    # SD of Gaussian noise added to every parameter after initialisation, from a stream of its own
+    # (the noise floor of a study: the same run with a rounding-level change).
+    init_perturbation: float = field(default=0.0, metadata=AT_LEAST_0)
 
 
 @dataclass
@@ -67,6 +70,8 @@ class AlgorithmConfig:
     name: str = field(default="backprop", metadata=ALGORITHM_NAME)
     lr: float = field(default=0.5, metadata=POSITIVE)
     l2: float = field(default=0.0, metadata=AT_LEAST_0)
+    # The selection sweep whose validation runs chose ``lr`` ("": set by hand), so a run names its source.
+    lr_selected_by: str = ""
 
 
 @dataclass
@@ -106,6 +111,9 @@ class TaskSequenceConfig:
     max_angle: float = field(default=90.0, metadata=constrain(Interval(-360, 360, closed="both")))
     # Fraction of each task's training data held out for validation (learning-rate selection).
     val_size: float = field(default=0.0, metadata=constrain(Interval(0, 1, closed="left")))
+    # At most this many training samples per task, a stratified subsample drawn with data_seed before
+    # the validation split (0: all of them).
+    max_train_per_task: int = field(default=0, metadata=AT_LEAST_0)
 
 
 @dataclass
@@ -187,7 +195,11 @@ SCHEMAS: dict[str, dict[str, type]] = {
 
 def register_configs() -> None:
     """Schemas live in the ``schema/`` group so that ``--help`` lists only real options of each group;
-    a group's YAML extends its schema with ``- /schema/<group>/<name>@_here_`` in its defaults."""
+    a group's YAML extends its schema with ``- /schema/<group>/<name>@_here_`` in its defaults. Also
+    registers the resolver ``forgetlab.selected`` (``selection.py``) that study presets read chosen values with."""
+    from forgetlab.config.selection import register_resolvers  # it raises validation's ConfigError
+
+    register_resolvers()
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     for group, schemas in SCHEMAS.items():

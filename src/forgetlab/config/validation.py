@@ -9,6 +9,7 @@ from dataclasses import fields, is_dataclass
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 from forgetlab.algorithms import ALGORITHMS, RECURRENT
 from forgetlab.data import TASK_SEQUENCES
@@ -87,7 +88,12 @@ def validate(cfg: DictConfig) -> None:
     """Check keys, each field's constraints, and the combinations of fields that no single field
     can express. Raises ConfigError."""
     check_known_keys(cfg)
-    check_fields(cfg)
+    try:
+        check_fields(cfg)
+    except InterpolationResolutionError as error:  # e.g. a value a selection table does not hold
+        # OmegaConf's message: "<Error> raised while resolving interpolation: <reason>\n    full_key: ..."
+        reason = str(error).split("\n")[0].split(" raised while resolving interpolation: ")[-1]
+        raise ConfigError(f"The '{error.full_key}' parameter could not be resolved: {reason}") from None
 
     network, algorithm, task_sequence = cfg.network, cfg.algorithm, cfg.task_sequence
     recurrent_net = network.name == "rnn"

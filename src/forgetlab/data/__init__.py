@@ -15,6 +15,7 @@ from forgetlab.data.tasks import (
     Task,
     TaskSequence,
     as_sequences,
+    subsampled,
     with_validation,
 )
 
@@ -56,12 +57,14 @@ TASK_SEQUENCES = {
 def build_task_sequence(cfg) -> TaskSequence:
     """Build the task sequence named by ``cfg.name`` from a task_sequence config; with
     ``cfg.input == "sequence"`` every sample is a sequence (steps, features) instead of a vector.
-    With ``cfg.val_size > 0`` each task holds out that share of its training data as its validation set."""
+    ``cfg.max_train_per_task > 0`` keeps at most that many training samples per task; then, with
+    ``cfg.val_size > 0``, each task holds out that share of its training data as its validation set."""
     spec = TASK_SEQUENCES[cfg.name]
     if cfg.input not in spec.inputs:
         raise ValueError(f"task sequence {cfg.name!r} reads as {spec.inputs}; got input={cfg.input!r}")
     own = {key: cfg[key] for key in spec.keys}
     sequence = spec.build(test_size=cfg.test_size, data_seed=cfg.data_seed, n_tasks=cfg.n_tasks, **own)
+    sequence = subsampled(sequence, cfg.max_train_per_task, cfg.data_seed)
     sequence = with_validation(sequence, cfg.val_size, cfg.data_seed)
     if cfg.input == "sequence" and spec.sequence_shape is not None:
         sequence = as_sequences(sequence, spec.sequence_shape)

@@ -134,6 +134,24 @@ def as_sequences(sequence: TaskSequence, shape: tuple[int, int]) -> TaskSequence
     return replace(sequence, tasks=tasks)
 
 
+def subsampled(sequence: TaskSequence, max_per_task: int, data_seed: int) -> TaskSequence:
+    """The same tasks with at most ``max_per_task`` training samples each: a subsample stratified by
+    label, drawn with ``data_seed`` (the same for every training seed), in the original order.
+    ``max_per_task=0`` (or one at least as large as every task) returns ``sequence`` itself."""
+    if max_per_task == 0 or all(t.n_train <= max_per_task for t in sequence.tasks):
+        return sequence
+    tasks = []
+    for t in sequence.tasks:
+        if t.n_train <= max_per_task:
+            tasks.append(t)
+            continue
+        kept, _ = train_test_split(np.arange(t.n_train), train_size=max_per_task, stratify=t.y_train,
+                                   random_state=data_seed)
+        kept = np.sort(kept)
+        tasks.append(replace(t, x_train=t.x_train[kept], y_train=t.y_train[kept]))
+    return replace(sequence, tasks=tasks)
+
+
 def with_validation(sequence: TaskSequence, val_size: float, data_seed: int) -> TaskSequence:
     """The same tasks with a share ``val_size`` of each task's training data held out as its validation
     set, stratified by label and drawn with ``data_seed`` (so every training seed holds out the same

@@ -34,6 +34,12 @@ class Network(ABC):
     def data_loss(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float:
         """Mean over the batch of the loss without the L2 term."""
 
+    def perturb(self, scale: float, rng: np.random.Generator) -> None:
+        """Add scale * N(0, 1) noise to every parameter, in place, parameter by parameter in name order."""
+        for name in sorted(self.params):
+            p = self.params[name]
+            p += scale * rng.standard_normal(p.shape)
+
     def sample_loss(self, a: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Loss of each output a (..., n_out) against its target y, masked units excluded: shape (...)."""
         return functions.loss(self.output, self.loss, a, y, mask)

@@ -40,6 +40,9 @@ NEUTRAL_ADDITIONS: dict[str, Any] = {
     "eval.probe_every": 0,
     "eval.update_probe_per_task": 20,
     "eval.interference": False,
+    "network.init_perturbation": 0.0,
+    "algorithm.lr_selected_by": "",
+    "task_sequence.max_train_per_task": 0,
 }
 MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
 FLUSH_SECONDS = 10.0  # the longest time buffered metrics wait before they are sent

@@ -1,0 +1,166 @@
+"""Paired comparisons over seeds, as pure functions: effect size with its t-interval, paired t-test
+with Wilcoxon's signed-rank test as a check, Holm's correction, an equivalence test (TOST), and the
+noise floor. docs/credit_assignment.md#statistics says how the study uses them.
+
+A comparison pairs a treatment and a reference by seed (same initial weights and sample order):
+d_s = y_treatment(s) - y_reference(s), s = 1..n.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+
+# Differences smaller than this are rounding in how an outcome was summed (accuracy outcomes move in
+# steps of 1/n_test), not a difference: they are set to 0 so that no test sees a spread of 1e-17.
+ROUNDING = 1e-12
+
+
+def paired_differences(treatment: dict, reference: dict) -> np.ndarray:
+    """d_s = treatment[s] - reference[s] over the seeds both have with finite values, in seed order;
+    ``treatment`` and ``reference`` map seed -> outcome. |d_s| < ``ROUNDING`` counts as 0."""
+    seeds = sorted(set(treatment) & set(reference))
+    d = np.array([float(treatment[s]) - float(reference[s]) for s in seeds], dtype=float)
+    d = d[np.isfinite(d)]
+    return np.where(np.abs(d) < ROUNDING, 0.0, d)
+
+
+def mean_ci(d: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the Student-t interval mean ± t_{(1+level)/2, n-1} s/sqrt(n), s with ddof = 1;
+    NaN bounds for n < 2, the mean itself for s = 0."""
+    d = np.asarray(d, dtype=float)
+    n = len(d)
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(np.mean(d))
+    if n < 2:
+        return mean, math.nan, math.nan
+    half = float(stats.t.ppf((1 + level) / 2, n - 1) * np.std(d, ddof=1) / math.sqrt(n))
+    return mean, mean - half, mean + half
+
+
+def cohens_dz(d: np.ndarray) -> float:
+    """Cohen's d_z = mean(d) / sd(d) (ddof = 1), the standardised mean of paired differences; NaN for
+    n < 2 or sd = 0 (then every seed moved by the same amount and no standard unit exists)."""
+    d = np.asarray(d, dtype=float)
+    if len(d) < 2:
+        return math.nan
+    sd = float(np.std(d, ddof=1))
+    return float(np.mean(d)) / sd if sd > 0 else math.nan
+
+
+def paired_t_test(d: np.ndarray) -> tuple[float, float]:
+    """(t, two-sided p) of H0: E[d] = 0, one-sample t-test on the differences; NaN for n < 2 or sd = 0."""
+    d = np.asarray(d, dtype=float)
+    if len(d) < 2 or np.std(d) == 0:
+        return math.nan, math.nan
+    result = stats.ttest_1samp(d, 0.0)
+    return float(result.statistic), float(result.pvalue)
+
+
+def wilcoxon_p(d: np.ndarray) -> float:
+    """Two-sided p of Wilcoxon's signed-rank test of H0: d symmetric about 0 (zeros dropped, as
+    Wilcoxon did); NaN when no difference is nonzero."""
+    d = np.asarray(d, dtype=float)
+    if not np.any(d != 0):
+        return math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns about ties and small n; the p-value stands
+        return float(stats.wilcoxon(d, zero_method="wilcox").pvalue)
+
+
+def tost_p(d: np.ndarray, margin: float) -> float:
+    """p of the two one-sided t-tests (Schuirmann 1987) of H0: |E[d]| >= margin against H1:
+    -margin < E[d] < margin; the larger of the two one-sided p-values. Equivalence within the margin
+    is shown at level alpha when p < alpha, which is when the 1 - 2 alpha t-interval lies inside
+    (-margin, margin). NaN for n < 2; for sd = 0 the exact answer (0 inside, 1 outside)."""
+    d = np.asarray(d, dtype=float)
+    if len(d) < 2:
+        return math.nan
+    if np.std(d) == 0:
+        return 0.0 if abs(float(np.mean(d))) < margin else 1.0
+    above_lower = stats.ttest_1samp(d, -margin, alternative="greater").pvalue
+    below_upper = stats.ttest_1samp(d, margin, alternative="less").pvalue
+    return float(max(above_lower, below_upper))
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values (Holm 1979), controlling the family-wise error rate: with the
+    m finite p-values sorted, p_(1) <= ... <= p_(m), the adjusted p_(i) = max_{j <= i} min(1, (m - j + 1)
+    p_(j)). Reject H_(i) at level alpha when its adjusted p < alpha. NaNs stay NaN and do not count
+    in m."""
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full(p.shape, math.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    m = len(finite)
+    order = finite[np.argsort(p[finite], kind="stable")]
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def noise_band(deltas: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` range of the perturbation differences delta_s = y(s, perturbed) -
+    y(s, unperturbed): their empirical (1 - level)/2 and (1 + level)/2 quantiles (linear
+    interpolation; with few values close to their min and max). NaN when there is none."""
+    deltas = np.asarray(deltas, dtype=float)
+    deltas = deltas[np.isfinite(deltas)]
+    if len(deltas) == 0:
+        return math.nan, math.nan
+    low, high = np.quantile(deltas, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def clears_noise_floor(ci_low: float, ci_high: float, band: tuple[float, float]) -> bool | None:
+    """Whether an effect's confidence interval lies entirely outside the noise band (above its upper
+    end or below its lower end): what a rounding-level change of the weights alone produces in one
+    run does not reach the interval. None when either is undefined."""
+    band_low, band_high = band
+    if not all(np.isfinite([ci_low, ci_high, band_low, band_high])):
+        return None
+    return bool(ci_low > band_high or ci_high < band_low)
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    n: int
+    mean: float  # mean paired difference, treatment - reference
+    ci_low: float
+    ci_high: float
+    d_z: float
+    t: float
+    p: float  # paired t-test, two-sided
+    p_wilcoxon: float
+    p_tost: float  # equivalence within +-margin
+
+
+def compare(d: np.ndarray, margin: float, level: float = 0.95) -> PairedComparison:
+    """Every statistic of one comparison from its paired differences."""
+    mean, low, high = mean_ci(d, level)
+    t, p = paired_t_test(d)
+    return PairedComparison(
+        n=len(d), mean=mean, ci_low=low, ci_high=high, d_z=cohens_dz(d), t=t, p=p,
+        p_wilcoxon=wilcoxon_p(d), p_tost=tost_p(d, margin),
+    )
+
+
+def verdict(p_holm: float, p_tost: float, alpha: float) -> str:
+    """"differs" when the Holm-adjusted t-test rejects no difference, "equivalent" when TOST shows the
+    difference within the margin, both when both hold (a real but small difference), "inconclusive"
+    when neither: too few seeds or too much spread to say."""
+    differs = np.isfinite(p_holm) and p_holm < alpha
+    equivalent = np.isfinite(p_tost) and p_tost < alpha
+    if differs and equivalent:
+        return "differs, within margin"
+    if differs:
+        return "differs"
+    if equivalent:
+        return "equivalent"
+    return "inconclusive"

@@ -1,0 +1,149 @@
+"""Choose learning rates from a selection sweep's validation runs and write them into a study's table.
+
+    python analysis/select_lr.py --experiment credit_assignment_lr
+    python analysis/select_lr.py --experiment credit_assignment_lr --table conf/learner/credit_assignment/lr.csv
+
+Reads the FINISHED training runs of the selection experiment from MLflow (of several runs of one
+config, the newest); refuses (exit code 2) when any of them scored test data: every selection run must
+have ``eval.split=val``. Runs are grouped by the params that vary across them except ``algorithm.lr``
+and ``seed`` (always including the task sequence, scenario, network and algorithm); in each group the
+rate with the highest mean logged ``final/acc`` over seeds, on the validation sets, is chosen (a tie
+goes to the smaller rate). Writes the table that ``${forgetlab.selected:...}`` reads
+(``forgetlab/config/selection.py``): a column per grouping key, then ``lr``, ``selected_by`` (the
+selection sweep id, which every study run records as ``algorithm.lr_selected_by``), the score, its
+seeds and the runner-up. Default table: ``conf/learner/<experiment without _lr>/lr.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make `analysis` importable
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from analysis.load import NoRunsError, mark_superseded, metric_column, search_training_runs, tag_column  # noqa: E402
+from forgetlab import contract  # noqa: E402
+
+LR = "params.algorithm.lr"
+SEED = "params.seed"
+SPLIT = "params.eval.split"
+VAL_SIZE = "params.task_sequence.val_size"
+CRITERION = contract.FINAL_ACC
+# Always keys of a row, so a table never applies to a sequence, scenario or learner it was not selected on.
+CORE_KEYS = ["params.task_sequence.name", "params.task_sequence.scenario", "params.network.name",
+             "params.algorithm.name"]
+NOT_KEYS = {LR, SEED, "params.algorithm.lr_selected_by"}
+RUN_SPECIFIC_PREFIXES = ("params.tracking.", "params.paths.")
+
+
+class SelectionError(ValueError):
+    """The runs cannot select anything honestly (test data scored, nothing finished)."""
+
+
+def default_table(experiment: str) -> Path:
+    return ROOT / "conf" / "learner" / experiment.removesuffix("_lr") / "lr.csv"
+
+
+def selection_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs a selection uses: FINISHED, not superseded. Raises SelectionError when any of them
+    scored anything but validation sets."""
+    runs = mark_superseded(runs)
+    used = runs[(runs["status"] == "FINISHED") & (runs["superseded_by"] == "")]
+    if used.empty:
+        raise SelectionError("no FINISHED selection run")
+    on_test = used[used.get(SPLIT, pd.Series("test", index=used.index)).astype(str) != "val"]
+    if len(on_test):
+        names = ", ".join(on_test[tag_column(contract.TAG_RUN_NAME)].astype(str).head(5))
+        raise SelectionError(
+            f"{len(on_test)} selection run(s) scored test data (eval.split != 'val'), e.g. {names}: "
+            "learning rates are selected on validation sets only (run the selection preset, which sets eval.split=val)"
+        )
+    return used
+
+
+def grouping_keys(runs: pd.DataFrame) -> list[str]:
+    """The core keys, then every other param that varies across ``runs`` (except lr and seed)."""
+    varying = [
+        c for c in runs.columns
+        if c.startswith("params.") and c not in NOT_KEYS and not c.startswith(RUN_SPECIFIC_PREFIXES)
+        and runs[c].nunique(dropna=False) > 1
+    ]
+    return CORE_KEYS + sorted(c for c in varying if c not in CORE_KEYS)
+
+
+def select(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per group: its key values (columns named by the config keys), the chosen ``lr``,
+    ``selected_by``, ``score`` (mean validation final/acc over ``n_seeds``) and the runner-up."""
+    keys = grouping_keys(runs)
+    score_column = metric_column(CRITERION)
+    frame = runs[keys + [LR, SEED, score_column, tag_column(contract.TAG_SWEEP_ID)]].copy()
+    frame[keys] = frame[keys].fillna("").astype(str)
+    frame["lr_value"] = frame[LR].astype(float)
+    rows = []
+    for values, group in frame.groupby(keys, sort=True):
+        scores = group.groupby("lr_value")[score_column].agg(["mean", "count"]).reset_index()
+        # Highest mean first; among equal means the smaller rate.
+        scores = scores.sort_values(["mean", "lr_value"], ascending=[False, True]).reset_index(drop=True)
+        best = scores.iloc[0]
+        chosen = group[group["lr_value"] == best["lr_value"]]
+        row = {k.removeprefix("params."): v for k, v in zip(keys, values)}
+        row.update({
+            "lr": chosen[LR].iloc[0],
+            "selected_by": "+".join(sorted(group[tag_column(contract.TAG_SWEEP_ID)].dropna().unique())),
+            "score": float(best["mean"]),
+            "n_seeds": int(best["count"]),
+            "criterion": f"mean validation {CRITERION}",
+            "runner_up_lr": scores["lr_value"].iloc[1] if len(scores) > 1 else np.nan,
+            "runner_up_score": float(scores["mean"].iloc[1]) if len(scores) > 1 else np.nan,
+            "lrs_tried": " ".join(f"{lr:g}" for lr in sorted(scores["lr_value"])),
+        })
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_table(table: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".csv.partial")
+    table.to_csv(partial, index=False)
+    partial.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--experiment", required=True, help="the selection sweep's MLflow experiment")
+    parser.add_argument("--table", type=Path, help="where to write (default conf/learner/<study>/lr.csv)")
+    parser.add_argument("--tracking-uri", help="default $MLFLOW_TRACKING_URI or sqlite:///<project root>/mlflow.db")
+    args = parser.parse_args(argv)
+    import mlflow
+
+    from analysis.report import default_tracking_uri
+
+    uri = args.tracking_uri or default_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        runs = selection_runs(search_training_runs(MlflowClient(uri), args.experiment))
+        table = select(runs)
+    except NoRunsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except SelectionError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    path = args.table if args.table is not None else default_table(args.experiment)
+    path = path if path.is_absolute() else ROOT / path
+    write_table(table, path)
+    shown = table.drop(columns=["criterion", "lrs_tried"])
+    print(shown.to_string(index=False))
+    print(f"\n{len(table)} learning rates from {len(runs)} runs -> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

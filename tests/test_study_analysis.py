@@ -1,0 +1,124 @@
+"""Learning-rate selection (analysis/select_lr.py) and the study verdict (analysis/study_report.py) on
+hand-made runs with known answers."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import select_lr, study_report
+from forgetlab.tracking.mlflow_run import flatten
+from tests.conftest import ROOT
+
+STUDY = study_report.read_declaration(ROOT / "conf" / "experiment" / "credit_assignment.yaml")
+
+
+def selection_frame(split: str = "val") -> pd.DataFrame:
+    """Two learners x two lrs x three seeds; rtrl is best at 0.1, BPTT ties at 0.1 and 0.3."""
+    rows = []
+    scores = {("rtrl", "0.1"): [0.8, 0.82, 0.81], ("rtrl", "0.3"): [0.7, 0.75, 0.72],
+              ("bptt_truncated", "0.1"): [0.6, 0.6, 0.6], ("bptt_truncated", "0.3"): [0.6, 0.6, 0.6]}
+    for (algorithm, lr), values in scores.items():
+        for seed, score in zip((1000, 1001, 1002), values):
+            rows.append({
+                "run_id": f"{algorithm}-{lr}-{seed}", "status": "FINISHED", "params.algorithm.name": algorithm,
+                "params.algorithm.lr": lr, "params.seed": str(seed), "params.eval.split": split,
+                "params.task_sequence.name": "delayed_recall", "params.task_sequence.scenario": "task",
+                "params.network.name": "rnn", "params.algorithm.h": "1" if algorithm == "bptt_truncated" else None,
+                "params.tracking.uri": "sqlite:///x", "metrics.final/acc": score,
+                "tags.forgetlab.sweep_id": "sel-1", "tags.forgetlab.config_hash": f"{algorithm}{lr}{seed}",
+                "tags.mlflow.runName": f"{algorithm}-{seed}",
+            })
+    return pd.DataFrame(rows)
+
+
+def test_selection_takes_the_best_mean_validation_accuracy_and_the_smaller_rate_on_a_tie():
+    table = select_lr.select(select_lr.selection_runs(selection_frame()))
+    chosen = dict(zip(table["algorithm.name"], table["lr"]))
+    assert chosen == {"rtrl": "0.1", "bptt_truncated": "0.1"}
+    rtrl = table[table["algorithm.name"] == "rtrl"].iloc[0]
+    assert rtrl["score"] == pytest.approx(0.81) and rtrl["n_seeds"] == 3 and rtrl["runner_up_lr"] == 0.3
+    assert set(table["selected_by"]) == {"sel-1"}
+    # keys: the core ones plus what varies (algorithm.h), never lr, seed or tracking
+    assert [c for c in table.columns if "." in c] == ["task_sequence.name", "task_sequence.scenario", "network.name",
+                                                      "algorithm.name", "algorithm.h"]
+    assert table.loc[table["algorithm.name"] == "rtrl", "algorithm.h"].item() == ""
+
+
+def test_selection_refuses_runs_that_scored_test_data():
+    with pytest.raises(select_lr.SelectionError, match="scored test data"):
+        select_lr.selection_runs(selection_frame(split="test"))
+
+
+def test_the_declaration_is_read_from_the_preset():
+    assert (STUDY.primary_metric, STUDY.primary_sequence, STUDY.primary_scenario) == ("bwt", "split_mnist", "domain")
+    assert STUDY.reference == "BPTT(1; 1)" and STUDY.scenarios == ["task", "domain"]
+    assert STUDY.min_seeds >= 20 and 0 < STUDY.margin and STUDY.alpha == 0.05
+    with pytest.raises(study_report.NotDeclared):
+        study_report.read_declaration(ROOT / "conf" / "experiment" / "quickstart.yaml")
+
+
+def test_every_learner_has_a_label_and_the_declared_pairs_name_real_learners(compose_cfg):
+    labels = {}
+    for path in sorted((ROOT / "conf" / "learner" / "credit_assignment").glob("*.yaml")):
+        params = flatten(compose_cfg(f"learner=credit_assignment/{path.stem}", "algorithm.lr=0.1"))
+        labels[path.stem] = study_report.learner_label(pd.Series({f"params.{k}": v for k, v in params.items()}), 1)
+    assert labels["bptt_1_1"] == STUDY.reference
+    assert labels["rtrl"] == "RTRL" and labels["bptt_12_1"] == "BPTT(12; 1)"
+    assert len(set(labels.values())) == len(labels)  # no two learners share a name
+    for pair in STUDY.pairs:
+        assert {pair.treatment, pair.reference} <= set(labels.values()), pair
+
+
+def synthetic_runs(effect: float, noise: float, seeds=range(8)) -> pd.DataFrame:
+    """The run table of two learners on one data set and scenario: the treatment's BWT is the
+    reference's plus ``effect`` plus N(0, 0.01) per seed; the perturbed twin of every run differs by
+    up to ``noise``."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in seeds:
+        base = rng.uniform(-0.4, -0.2)
+        for learner, shift in (("BPTT(1; 1)", 0.0), ("RTRL", effect + rng.normal(0, 0.01))):
+            for perturbation, jitter in ((0.0, 0.0), (1e-12, rng.uniform(-noise, noise))):
+                for joint in (False, True):
+                    bwt = base + shift + jitter
+                    rows.append({"learner": learner, "task_sequence": "split_mnist", "scenario": "domain",
+                                 "joint": joint, "perturbation": perturbation, "seed": seed, "lr": 0.1,
+                                 "bwt": np.nan if joint else bwt, "acc": 0.9 if joint else 0.6 + bwt / 2,
+                                 "learning_acc": np.nan if joint else 0.8, "forgetting_max": np.nan if joint else -bwt})
+    return pd.DataFrame(rows)
+
+
+def test_a_clear_effect_differs_and_clears_a_small_noise_floor():
+    frame = study_report.verdict_table(STUDY, synthetic_runs(effect=0.2, noise=0.01))
+    bwt = frame[frame["outcome"] == "bwt"].iloc[0]
+    assert bwt["primary"] and bwt["treatment"] == "RTRL" and bwt["n"] == 8
+    assert bwt["mean"] == pytest.approx(0.2, abs=0.01) and bwt["verdict"] == "differs"
+    assert -0.01 <= bwt["noise_low"] < 0 < bwt["noise_high"] <= 0.01 and bwt["noise_n"] == 16
+    assert bwt["clears_noise_floor"] == True  # noqa: E712 (a numpy bool)
+
+
+def test_no_effect_is_equivalent_and_a_large_noise_floor_is_not_cleared():
+    frame = study_report.verdict_table(STUDY, synthetic_runs(effect=0.0, noise=0.3))
+    bwt = frame[frame["outcome"] == "bwt"].iloc[0]
+    assert bwt["mean"] == pytest.approx(0.0, abs=0.01) and bwt["verdict"] == "equivalent"
+    assert not bwt["clears_noise_floor"]
+    small = study_report.verdict_table(STUDY, synthetic_runs(effect=0.03, noise=0.3))
+    assert small[small["outcome"] == "bwt"].iloc[0]["clears_noise_floor"] == False  # noqa: E712
+
+
+def test_holm_runs_over_every_comparison_of_an_outcome():
+    runs = pd.concat([synthetic_runs(0.05, 0.01).assign(scenario=s) for s in ("task", "domain")])
+    frame = study_report.verdict_table(STUDY, runs)
+    bwt = frame[frame["outcome"] == "bwt"]
+    low, high = sorted(bwt["p"])
+    first = min(1.0, 2 * low)
+    assert sorted(bwt["p_holm"]) == pytest.approx([first, max(first, high)])
+
+
+def test_the_conditions_table_sets_forgetting_beside_learning_accuracy_and_the_joint_ceiling():
+    table = study_report.condition_table(STUDY, synthetic_runs(0.1, 0.01))
+    assert list(table["learner"]) == ["BPTT(1; 1)", "RTRL"]
+    row = table.iloc[1]
+    assert row["n"] == 8 and row["joint_n"] == 8 and row["joint_acc_mean"] == pytest.approx(0.9)
+    assert row["learning_acc_mean"] == pytest.approx(0.8) and np.isfinite(row["noise_sd"])
+    assert {"bwt_mean", "forgetting_max_mean", "acc_mean"} <= set(table.columns)
