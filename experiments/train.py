@@ -4,12 +4,19 @@
     python experiments/train.py algorithm.lr=0.1 task_sequence=permuted_digits
     python experiments/train.py -m seed=0,1,2 task_sequence.scenario=class,task,domain
     python experiments/train.py -m experiment=quickstart
+    python experiments/train.py --help                           # the config groups and their options
+
+A single run logs to the console and to ``outputs/<date>/<time>/train.log`` and ends with its MLflow
+run id and UI address. In a multirun each job logs to its ``multirun/…/<job num>/train.log`` and the
+console shows the sweep's progress bar and one line per finished job.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +30,8 @@ from omegaconf import DictConfig  # noqa: E402
 
 from forgetlab import contract  # noqa: E402
 from forgetlab.config import ConfigError, check_command_line, register_configs  # noqa: E402
-from forgetlab.experiment import RunContext, run_experiment  # noqa: E402
+from forgetlab.experiment import RunContext, run_experiment, run_name  # noqa: E402
+from hydra_plugins.forgetlab_sweeper import progress  # noqa: E402
 from hydra_plugins.forgetlab_sweeper.forgetlab_sweeper import read_sweep  # noqa: E402
 
 register_configs()
@@ -36,19 +44,38 @@ def main(cfg: DictConfig) -> float | None:
     sweep = read_sweep(hc.sweep.dir) if multirun else None
     context = RunContext(
         overrides=list(hc.overrides.task),
+        learner=hc.runtime.choices.get("learner"),
         sweep_id=sweep.sweep_id if sweep else None,
         parent_run_id=sweep.parent_run_id if sweep else None,
         quiet=multirun,
     )
+    if not multirun:
+        try:
+            return run_experiment(cfg, context).get(contract.FINAL_ACC)
+        except ConfigError as error:
+            print(f"Invalid config: {error}", file=sys.stderr)
+            sys.exit(2)
+
+    console_warnings_only()
+    started, outcome = time.monotonic(), {"name": run_name(cfg)}
     try:
-        final = run_experiment(cfg, context)
-    except ConfigError as error:
-        if multirun:  # the sweeper validated every job; let the launcher record the failure
-            raise
-        print(f"Invalid config: {error}", file=sys.stderr)
-        sys.exit(2)
-    print(" ".join(f"{k}={v:.4f}" for k, v in final.items()), flush=True)
-    return final.get(contract.FINAL_ACC)
+        final = run_experiment(cfg, context)  # the sweeper validated every job: a ConfigError is a failure
+    except BaseException as error:
+        outcome.update(status=progress.FAILED, error=f"{type(error).__name__}: {error}"[:500])
+        raise
+    else:
+        outcome.update(status=progress.COMPLETED if final else progress.SKIPPED, final=final)
+        return final.get(contract.FINAL_ACC)
+    finally:
+        progress.record_job(hc.sweep.dir, hc.job.num, {**outcome, "seconds": time.monotonic() - started})
+
+
+def console_warnings_only() -> None:
+    """A sweep job logs to its train.log; on the console, where the sweep's progress bar is, only
+    its warnings and errors appear."""
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.setLevel(max(handler.level, logging.WARNING))
 
 
 def check_arguments() -> None:

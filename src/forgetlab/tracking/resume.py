@@ -47,3 +47,13 @@ def job_already_done(cfg: DictConfig, label: str) -> str | None:
         client, experiment.experiment_id, config_hash(cfg), resume=cfg.tracking.resume,
         stale_after_s=cfg.tracking.stale_after_s, label=label,
     )
+
+
+def newest_finished_run(client: RetryingClient, experiment_id: str, config_hash: str):
+    """The newest FINISHED training run of ``config_hash``, or None: the run that stands for the
+    config, as in ``analysis/`` (older ones are superseded)."""
+    same_config = [contract.tag_equals(contract.TAG_CONFIG_HASH, config_hash),
+                   contract.tag_equals(contract.TAG_KIND, contract.KIND_TRAIN), "attributes.status = 'FINISHED'"]
+    runs = client.search_runs([experiment_id], filter_string=" and ".join(same_config),
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None

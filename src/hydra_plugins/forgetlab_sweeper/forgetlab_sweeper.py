@@ -14,6 +14,10 @@ launching process and before any job starts:
    to finish;
 4. opens the parent run: the same sweep (same experiment and job hashes) re-run after an
    interruption reuses its parent and sweep id, so the resumed jobs nest beside the earlier ones.
+   The parent's params are the swept keys with their values.
+
+While the jobs run, one progress bar counts them (``progress.py``); when they are done, the parent
+gets the sweep's summary metrics (``contract.METRIC_SWEEP_*``).
 
 Jobs find the parent through ``<sweep dir>/forgetlab_sweep.json`` (``read_sweep``), which also works
 for jobs on other nodes that share the sweep directory. A failed job does not stop the others; at
@@ -24,6 +28,8 @@ the end the failed jobs are listed, the parent ends FAILED and the process exits
 # sys.modules, where dataclasses cannot resolve string annotations.
 import hashlib
 import json
+import logging
+import re
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,11 +44,15 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mlflow.entities import Metric, Param
+
 from forgetlab import contract
 from forgetlab.config import ConfigError, check_targets, explain_composition_error, validate
-from forgetlab.tracking.mlflow_run import config_hash, get_or_create_experiment, new_sweep_id
-from forgetlab.tracking.resume import reason_to_skip
+from forgetlab.server import ui_url
+from forgetlab.tracking.mlflow_run import config_hash, get_or_create_experiment, new_sweep_id, now_ms
+from forgetlab.tracking.resume import newest_finished_run, reason_to_skip
 from forgetlab.tracking.store import RetryingClient
+from hydra_plugins.forgetlab_sweeper.progress import SweepProgress
 
 SWEEP_FILE = "forgetlab_sweep.json"
 
@@ -146,6 +156,56 @@ def open_parent(client: RetryingClient, experiment_id: str, key: str, overrides:
     return Sweep(sweep_id, parent.info.run_id)
 
 
+# MLflow's rule for param names; an override key outside it (rare) is left out of the parent's params.
+PARAM_KEY = re.compile(r"^[/\w.\- :]+$")
+
+
+def swept_params(jobs: list[Job]) -> dict[str, str]:
+    """The override keys whose value differs across jobs, each with its values in sweep order:
+    ``{"seed": "0,1,2", "learner": "mlp_backprop,rnn_rtrl"}``."""
+    values: dict[str, list[str]] = {}
+    for job in jobs:
+        for override in job.overrides:
+            key, _, value = override.partition("=")
+            seen = values.setdefault(key.lstrip("+~"), [])
+            if value not in seen:
+                seen.append(value)
+    return {k: ",".join(v) for k, v in values.items() if len(v) > 1 and PARAM_KEY.match(k)}
+
+
+def log_swept_params(client: RetryingClient, parent_run_id: str, jobs: list[Job]) -> None:
+    """The parent's params; a reused parent keeps the values it has (MLflow params never change)."""
+    logged = client.get_run(parent_run_id).data.params
+    new = [Param(k, v) for k, v in swept_params(jobs).items() if k not in logged]
+    for i in range(0, len(new), 100):
+        client.log_batch(parent_run_id, params=new[i : i + 100])
+
+
+def log_sweep_summary(client: RetryingClient, experiment_id: str, parent_run_id: str, jobs: list[Job],
+                      failed: int) -> dict[str, float]:
+    """The parent's summary metrics: job counts, and the mean of each ``final/*`` metric over the
+    newest FINISHED run of every job's config (trained now or before, like ``sweep_jobs.json``)."""
+    finals: dict[str, list[float]] = {}
+    finished = 0
+    for job in jobs:
+        run = newest_finished_run(client, experiment_id, job.config_hash)
+        if run is None:
+            continue
+        finished += 1
+        for name, value in run.data.metrics.items():
+            if name.startswith("final/"):
+                finals.setdefault(name, []).append(value)
+    summary = {
+        contract.METRIC_SWEEP_JOBS: len(jobs),
+        contract.METRIC_SWEEP_FINISHED: finished,
+        contract.METRIC_SWEEP_FAILED: failed,
+        contract.METRIC_SWEEP_SKIPPED: sum(job.skip_reason is not None for job in jobs),
+        **{contract.metric_sweep_mean(name): sum(v) / len(v) for name, v in sorted(finals.items())},
+    }
+    client.log_batch(parent_run_id, metrics=[Metric(k, float(v), now_ms(), 0) for k, v in summary.items()])
+    return summary
+
+
 # --- the sweeper --------------------------------------------------------------------------------
 
 
@@ -197,6 +257,7 @@ class ResumableSweeper(Sweeper):
             task_overrides = list(self.config.hydra.overrides.task)
             sweep = open_parent(client, experiment_id, sweep_key(tracking.experiment, jobs), task_overrides)
             client.log_dict(sweep.parent_run_id, jobs_manifest(jobs), contract.ARTIFACT_SWEEP_JOBS)
+            log_swept_params(client, sweep.parent_run_id, jobs)
         else:
             sweep = Sweep(new_sweep_id(), None)
         (sweep_dir / SWEEP_FILE).write_text(json.dumps(asdict(sweep)))
@@ -208,14 +269,20 @@ class ResumableSweeper(Sweeper):
         returns: list[Sequence[JobReturn]] = []
         failed: list[tuple[Job, JobReturn]] = []
         status = "FAILED"
+        quiet_launcher_log(self.launcher)
         try:
-            size = self.max_batch_size or len(to_run) or 1
-            for start in range(0, len(to_run), size):
-                batch = to_run[start : start + size]
-                results = self.launcher.launch([job.overrides for job in batch], initial_job_idx=start)
-                failed += [(job, r) for job, r in zip(batch, results) if r.status != JobStatus.COMPLETED]
-                returns.append(results)
+            with SweepProgress(sweep_dir, len(jobs), len(jobs) - len(to_run), f"sweep {sweep.sweep_id}"):
+                size = self.max_batch_size or len(to_run) or 1
+                for start in range(0, len(to_run), size):
+                    batch = to_run[start : start + size]
+                    results = self.launcher.launch([job.overrides for job in batch], initial_job_idx=start)
+                    failed += [(job, r) for job, r in zip(batch, results) if r.status != JobStatus.COMPLETED]
+                    returns.append(results)
             status = "FAILED" if failed else "FINISHED"
+            if client is not None and sweep.parent_run_id is not None:
+                log_sweep_summary(client, experiment_id, sweep.parent_run_id, jobs, len(failed))
+                print(f"[sweep] parent run {sweep.parent_run_id}: "
+                      f"{ui_url(tracking.uri, experiment_id, sweep.parent_run_id)}", flush=True)
         except KeyboardInterrupt:
             status = "KILLED"
             raise
@@ -239,6 +306,12 @@ class ResumableSweeper(Sweeper):
                       file=sys.stderr, flush=True)
             sys.exit(1)
         return returns
+
+
+def quiet_launcher_log(launcher) -> None:
+    """The launcher's own "#3 : seed=1 ..." line per job would scroll through the progress bar; the
+    same list is in the parent's ``sweep_jobs.json`` and every job's ``.hydra/overrides.yaml``."""
+    logging.getLogger(type(launcher).__module__.rpartition(".")[0]).setLevel(logging.WARNING)
 
 
 @dataclass
