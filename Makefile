@@ -2,13 +2,18 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Two installs: what a study needs (`make study`, `report`, `ui`), and that plus the test and
+# benchmark tools (torch among them, ~2 GB) for `make test`. The second builds on the first, so a
+# venv made for tests also serves studies, and a study's venv gains only the extras.
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 EXPERIMENT ?= quickstart
 SERVER_PORT ?= 5001
 SERVER_WORKERS ?= 2
+UI_PORT ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv study report test test-fast ui server server-stop system-deps clean
+.PHONY: help venv study report test test-fast ui screenshots server server-stop system-deps clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -16,10 +21,14 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,bench]"
+	$(PY) -m pip install --quiet -e .
 	touch $(STAMP)
 
-venv: $(STAMP) ## create .venv and install forgetlab with its dev and benchmark tools (torch, CPU)
+$(DEV_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,bench]"
+	touch $(DEV_STAMP)
+
+venv: $(DEV_STAMP) ## create .venv and install forgetlab with its dev and benchmark tools (torch, CPU)
 
 # The report is written even when some jobs failed (it lists them); the exit code stays the sweep's.
 # Exit code 2 is a bad config: nothing was trained, so there is nothing new to report.
@@ -27,31 +36,34 @@ study: $(STAMP) ## run the quickstart study on the local sqlite store, write its
 	$(PY) experiments/train.py -m experiment=$(EXPERIMENT); trained=$$?; \
 	if [ $$trained -eq 2 ]; then exit 2; fi; \
 	$(PY) analysis/report.py --experiment $(EXPERIMENT) || exit $$?; \
-	echo; echo "Browse the runs:  make ui   (then open http://127.0.0.1:5000)"; \
+	echo; echo "Browse the runs:  make ui   (it prints the address to open)"; \
 	exit $$trained
 
 report: $(STAMP) ## write reports/<name>/ for an experiment, and the verdict of a declared study: make report EXPERIMENT=name
 	$(PY) analysis/report.py --experiment $(EXPERIMENT)
 	$(PY) analysis/study_report.py --experiment $(EXPERIMENT) --if-declared
 
-test: $(STAMP) system-deps ## check the import layering, then run the whole test suite (slow end-to-end tests included)
+test: $(DEV_STAMP) system-deps ## check the import layering, then run the whole test suite (slow end-to-end tests included)
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -n 2 -q
 
-test-fast: $(STAMP) ## the import layering and the fast subset, for local iteration
+test-fast: $(DEV_STAMP) ## the import layering and the fast subset, for local iteration
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -n 2 -q -m "not slow"
 
-ui: $(STAMP) ## open the MLflow UI on the local store at http://127.0.0.1:5000
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+ui: $(STAMP) ## the MLflow UI on the local store at http://127.0.0.1:5000 (UI_PORT=...), one worker, training view
+	@FORGETLAB_ROOT=$(CURDIR) $(PY) -m forgetlab.server ui --port $(UI_PORT)
+
+screenshots: $(DEV_STAMP) system-deps ## run the browser test on a fresh small study and save its screenshots to docs/ui/
+	FORGETLAB_TEST_ARTIFACTS=$(CURDIR)/docs/ui $(PY) -m pytest -q tests/test_ui.py
 
 system-deps: ## install PostgreSQL and Chromium from the OS packages when missing (for server and UI tests)
 	@.ci/system-deps
 
-server: $(STAMP) system-deps ## start MLflow on PostgreSQL at http://127.0.0.1:5001 (SERVER_PORT=...) for `tracking=server`
+server: $(DEV_STAMP) system-deps ## start MLflow on PostgreSQL at http://127.0.0.1:5001 (SERVER_PORT=...) for `tracking=server`
 	@FORGETLAB_ROOT=$(CURDIR) $(PY) -m forgetlab.server start --port $(SERVER_PORT) --workers $(SERVER_WORKERS)
 
-server-stop: $(STAMP) ## stop the server started by `make server` (its data stays in .forgetlab/server)
+server-stop: $(DEV_STAMP) ## stop the server started by `make server` (its data stays in .forgetlab/server)
 	@FORGETLAB_ROOT=$(CURDIR) $(PY) -m forgetlab.server stop
 
 clean: ## remove outputs of runs (keeps mlflow.db and .venv)

@@ -23,6 +23,9 @@ SCENARIO = "params.task_sequence.scenario"
 TASK_SEQUENCE = "params.task_sequence.name"
 # Params that say where a run is stored or shown, not what it is.
 RUN_SPECIFIC_PREFIXES = ("params.tracking.", "params.paths.")
+# The learner preset only sets params that are recorded themselves (network, algorithm, input form),
+# and runs from before it was recorded lack it: it never defines a condition.
+PRESET_PARAMS = (f"params.{contract.PARAM_LEARNER}",)
 CI_LEVEL = 0.95
 # Declared value orders, so that tables and figures come out in the same order in every clone,
 # whatever order MLflow returns the runs in. Values not listed follow, numbers numerically.
@@ -57,7 +60,7 @@ def condition_keys(runs: pd.DataFrame) -> list[str]:
     """Param columns whose value varies across ``runs``, except the seed and run-specific params."""
     keys = [
         c for c in runs.columns
-        if c.startswith("params.") and c != SEED and not c.startswith(RUN_SPECIFIC_PREFIXES)
+        if c.startswith("params.") and c != SEED and not c.startswith(RUN_SPECIFIC_PREFIXES) and c not in PRESET_PARAMS
     ]
     varying = [c for c in keys if runs[c].nunique(dropna=False) > 1]
     # "algorithm=rtrl scenario=class joint=True" reads best; the name breaks ties, so the order does

@@ -10,9 +10,11 @@ resumed sweep) the newest FINISHED one is used and the others are listed as supe
 are the params that vary across runs (except ``seed``, ``tracking.*``, ``paths.*``); statistics are
 over seeds. Writes ``<out>/report.md``, ``summary.csv`` (one row per condition), ``runs.csv`` (one row
 per run), ``retention.csv``, ``tables/*.tex`` and ``figures/*.{png,pdf}``, logs them as artifacts of a
-run tagged ``forgetlab.kind=report`` in the same experiment, and prints the summary table. ``<out>``
-defaults to ``reports/<experiment>/``; a report of one sweep or a filter goes to a directory of its own
-inside it. Exit code 1 with a message when no run matches. Metric definitions: docs/metrics.md.
+run tagged ``forgetlab.kind=report`` in the experiment ``<experiment>-reports`` (so the training
+experiment's charts hold only training runs), logs the figures to the parent run of the sweep when the
+report covers one whole sweep, and prints the summary table. ``<out>`` defaults to
+``reports/<experiment>/``; a report of one sweep or a filter goes to a directory of its own inside it.
+Exit code 1 with a message when no run matches. Metric definitions: docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -154,7 +156,8 @@ def build_report(
     report_client = None
     if log_to_mlflow:
         report_client = client
-        exp_id = client.get_experiment_by_name(experiment).experiment_id
+        log_figures_to_sweep(client, experiment, runs, filter_string, out / "figures")
+        exp_id = report_experiment_id(client, experiment)
         run_id = client.create_run(
             exp_id,
             run_name=f"report {time.strftime('%Y%m%d-%H%M%S')}",
@@ -184,6 +187,30 @@ def build_report(
         report_client.set_terminated(run_id, "FINISHED")
     clock.lap("writing")
     return Report(out, summary, runs_table, figure_paths, run_id, clock.seconds)
+
+
+def report_experiment_id(client: MlflowClient, experiment: str) -> str:
+    """The experiment that holds ``experiment``'s report runs (``contract.report_experiment``)."""
+    name = contract.report_experiment(experiment)
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    # Beside the training runs' artifacts, as before reports had an experiment of their own.
+    location = client.get_experiment_by_name(experiment).artifact_location
+    return client.create_experiment(
+        name, artifact_location=location, tags={contract.EXPERIMENT_TAG_KIND: contract.EXPERIMENT_KIND_TRAINING}
+    )
+
+
+def log_figures_to_sweep(client, experiment, runs, filter_string, fig_dir: Path) -> None:
+    """A report of one whole sweep (its runs only, no filter) puts its figures on the sweep's parent run."""
+    sweeps = runs.loc[runs["superseded_by"] == "", SWEEP_ID].dropna().unique()
+    if filter_string or len(sweeps) != 1:
+        return
+    exp_id = client.get_experiment_by_name(experiment).experiment_id
+    parent_filter = f"{contract.tag_equals(contract.TAG_KIND, contract.KIND_SWEEP)} and {contract.tag_equals(contract.TAG_SWEEP_ID, sweeps[0])}"
+    for parent in client.search_runs([exp_id], filter_string=parent_filter, max_results=1):
+        client.log_artifacts(parent.info.run_id, str(fig_dir), contract.ARTIFACT_SWEEP_REPORT)
 
 
 def _sorted_by_condition(runs: pd.DataFrame, order: list[str]) -> pd.DataFrame:
@@ -483,6 +510,7 @@ def report_markdown(experiment, uri, sweep_id, filter_string, keys, runs, analys
     constant = sorted(
         c for c in analysed.columns
         if c.startswith("params.") and c not in keys and c != aggregate.SEED and not c.startswith(aggregate.RUN_SPECIFIC_PREFIXES)
+        and analysed[c].nunique(dropna=False) == 1  # a preset param varies without defining conditions
     )
     lines += ["Common to every analysed run:", "", markdown_table(pd.DataFrame(
         {"param": [c.removeprefix("params.") for c in constant], "value": [analysed[c].iloc[0] for c in constant]}

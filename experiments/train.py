@@ -4,12 +4,19 @@
     python experiments/train.py algorithm.lr=0.1 task_sequence=permuted_digits
     python experiments/train.py -m seed=0,1,2 task_sequence.scenario=class,task,domain
     python experiments/train.py -m experiment=quickstart
+    python experiments/train.py --help                           # the config groups and their options
+
+A single run logs to the console and to ``outputs/<date>/<time>/train.log`` and ends with its MLflow
+run id and UI address. In a multirun each job logs to its ``multirun/…/<job num>/train.log`` and the
+console shows the sweep's progress bar and one line per finished job.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,8 +30,9 @@ from omegaconf import DictConfig  # noqa: E402
 
 from forgetlab import contract, stopping  # noqa: E402
 from forgetlab.config import ConfigError, check_command_line, register_configs  # noqa: E402
-from forgetlab.experiment import JobSkipped, JobStopped, RunContext, run_experiment  # noqa: E402
+from forgetlab.experiment import JobSkipped, JobStopped, RunContext, run_experiment, run_name  # noqa: E402
 from forgetlab.tracking.liveness import process_identity  # noqa: E402
+from hydra_plugins.forgetlab_sweeper import progress  # noqa: E402
 from hydra_plugins.forgetlab_sweeper.forgetlab_sweeper import STOP_FILE, read_sweep  # noqa: E402
 
 register_configs()
@@ -38,28 +46,49 @@ def main(cfg: DictConfig) -> float | JobSkipped | JobStopped | None:
     sweep = read_sweep(hc.sweep.dir) if multirun else None
     context = RunContext(
         overrides=list(hc.overrides.task),
+        learner=hc.runtime.choices.get("learner"),
         sweep_id=sweep.sweep_id if sweep else None,
         parent_run_id=sweep.parent_run_id if sweep else None,
         quiet=multirun,
         source=SOURCE,
     )
+    if not multirun:
+        try:
+            with stopping.job(None):
+                final = run_experiment(cfg, context)
+        except ConfigError as error:
+            print(f"Invalid config: {error}", file=sys.stderr)
+            sys.exit(2)
+        return final.get(contract.FINAL_ACC) if final else JobSkipped()
+
+    console_warnings_only()
+    started, outcome = time.monotonic(), {"name": run_name(cfg)}
     try:
-        with stopping.job(Path(hc.sweep.dir) / STOP_FILE if multirun else None):
+        # The sweeper validated every job: a ConfigError here is the job's failure.
+        with stopping.job(Path(hc.sweep.dir) / STOP_FILE):
             final = run_experiment(cfg, context)
-    except ConfigError as error:
-        if multirun:  # the sweeper validated every job; let the launcher record the failure
-            raise
-        print(f"Invalid config: {error}", file=sys.stderr)
-        sys.exit(2)
     except stopping.Stopped as stopped:
+        outcome.update(status=progress.FAILED, error=f"stopped: {stopped}"[:500])
         if sweep is not None and sweep.process != process_identity():
             # A worker process: its run ended KILLED; the sweeper ends the sweep (forgetlab.stopping).
             return JobStopped(str(stopped))
         raise
-    if not final:
-        return JobSkipped()
-    print(" ".join(f"{k}={v:.4f}" for k, v in final.items()), flush=True)
-    return final.get(contract.FINAL_ACC)
+    except BaseException as error:
+        outcome.update(status=progress.FAILED, error=f"{type(error).__name__}: {error}"[:500])
+        raise
+    else:
+        outcome.update(status=progress.COMPLETED if final else progress.SKIPPED, final=final)
+        return final.get(contract.FINAL_ACC) if final else JobSkipped()
+    finally:
+        progress.record_job(hc.sweep.dir, hc.job.num, {**outcome, "seconds": time.monotonic() - started})
+
+
+def console_warnings_only() -> None:
+    """A sweep job logs to its train.log; on the console, where the sweep's progress bar is, only
+    its warnings and errors appear."""
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.setLevel(max(handler.level, logging.WARNING))
 
 
 def check_arguments() -> None:

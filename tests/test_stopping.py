@@ -10,8 +10,10 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -112,16 +114,20 @@ def start_sweep(args: list[str], script=ROOT / "experiments" / "train.py") -> su
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
-def signal_when(sweep: subprocess.Popen, line_start: str, send) -> list[str]:
-    """Read the sweep's output; call ``send()`` at the first line starting with ``line_start``."""
-    lines = []
-    for line in sweep.stdout:
-        lines.append(line)
-        if line.startswith(line_start):
+def signal_when(sweep: subprocess.Popen, job_log: Path, text: str, send, timeout_s: float = 240) -> str:
+    """Collect the sweep's console output; call ``send()`` once ``job_log`` (a job's train.log: sweep
+    jobs log there, the console has the progress bar) contains ``text``."""
+    chunks: list[str] = []
+    reader = threading.Thread(target=lambda: chunks.extend(sweep.stdout), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and sweep.poll() is None:
+        if job_log.exists() and text in job_log.read_text():
             send()
             break
-    lines += sweep.stdout.readlines()
-    return lines
+        time.sleep(0.05)
+    reader.join(timeout=180)
+    return "".join(chunks)
 
 
 @pytest.mark.slow
@@ -140,7 +146,7 @@ def test_sigterm_stops_a_sweep_with_nothing_left_running_and_a_rerun_completes_i
             else:
                 os.kill(sweep.pid, signal.SIGTERM)
 
-        output = "".join(signal_when(sweep, "[backprop-split_digits-class-seed0] after", send))
+        output = signal_when(sweep, tmp_path / "first" / "0" / "train.log", "[backprop·split_digits·class·s0] after", send)
         assert sweep.wait(timeout=120) == 128 + signal.SIGTERM, output[-3000:]
     finally:
         sweep.kill()

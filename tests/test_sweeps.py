@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import numpy as np
@@ -50,6 +51,12 @@ def test_a_failing_job_ends_failed_and_the_sweep_goes_on(tmp_path):
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "[sweep] FAILED algorithm.lr=1000000.0: TrainingDiverged: Training diverged at update 7" in proc.stderr
     assert "2 jobs: 0 skipped (same config and code), 1 trained, 1 failed" in proc.stdout
+    # One console line per job, named after its run; its log lines went to the job's train.log.
+    assert "backprop·split_digits·class·s0 FAILED (job 0," in proc.stdout
+    assert "TrainingDiverged: Training diverged at update 7" in proc.stdout
+    assert "backprop·split_digits·class·s0 final/acc=" in proc.stdout and "(job 1," in proc.stdout
+    assert "after digits_" not in proc.stdout
+    assert "[backprop·split_digits·class·s0] after digits_" in (tmp_path / "sweep" / "1" / "train.log").read_text()
     client, (parent,), jobs = runs_of(tmp_path, "failing")
     assert parent.info.status == "FAILED"
     with open(client.download_artifacts(parent.info.run_id, "sweep_jobs.json", str(tmp_path))) as f:
@@ -64,7 +71,7 @@ def test_a_failing_job_ends_failed_and_the_sweep_goes_on(tmp_path):
     written = artifact_paths(client, fine.info.run_id)
     assert ARTIFACTS <= written
     # safe to read: no pickled formats, and the arrays load with allow_pickle=False
-    assert {os.path.splitext(p)[1] for p in written} <= {".yaml", ".csv", ".parquet", ".npz", ".txt"}
+    assert {os.path.splitext(p)[1] for p in written} <= {".yaml", ".csv", ".parquet", ".npz", ".txt", ".png", ".json"}
     local = client.download_artifacts(fine.info.run_id, "eval/sample_probe.npz", str(tmp_path / "dl"))
     with np.load(local, allow_pickle=False) as probe:
         assert all(probe[name].dtype != object for name in probe.files)
@@ -75,13 +82,16 @@ def test_a_sweep_killed_mid_job_resumes_without_duplicates(tmp_path):
     args = ["-m", "seed=0,1,2", *SMALL, "trainer.epochs_per_task=2", *store_args(tmp_path, "resume")]
     first = subprocess.Popen(
         [sys.executable, str(ROOT / "experiments" / "train.py"), *args, f"hydra.sweep.dir={tmp_path}/first"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
+    job_log = tmp_path / "first" / "1" / "train.log"  # a sweep job logs to its own train.log
     try:  # kill -9 the whole sweep while job seed=1 is between its two tasks
-        for line in first.stdout:
-            if line.startswith("[backprop-split_digits-class-seed1] after"):
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and first.poll() is None:
+            if job_log.exists() and "[backprop·split_digits·class·s1] after" in job_log.read_text():
                 os.killpg(first.pid, signal.SIGKILL)
                 break
+            time.sleep(0.05)
     finally:
         first.kill()
         first.wait(timeout=60)

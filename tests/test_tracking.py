@@ -12,6 +12,10 @@ from tests.conftest import run_train
 FAST = ["trainer.epochs_per_task=1", "eval.every_samples=200", "task_sequence.n_tasks=2"]
 
 
+def R_with_init(matrix: pd.DataFrame) -> np.ndarray:
+    return matrix.drop(columns="after").to_numpy()
+
+
 def test_invalid_value_exits_2_before_any_run(tmp_path, sqlite_uri):
     proc = run_train("algorithm.lr=-1", f"tracking.uri={sqlite_uri}", f"hydra.run.dir={tmp_path}/out")
     assert proc.returncode == 2
@@ -23,28 +27,42 @@ def test_invalid_value_exits_2_before_any_run(tmp_path, sqlite_uri):
 @pytest.mark.parametrize("launcher", ["basic", "joblib"])
 def test_multirun_is_a_parent_with_nested_jobs_following_the_contract(tmp_path, sqlite_uri, launcher):
     proc = run_train(
-        "-m", "seed=0,1", *FAST, f"tracking.uri={sqlite_uri}", "tracking.experiment=contract",
+        "-m", "seed=0,1", "learner=mlp_backprop", *FAST, f"tracking.uri={sqlite_uri}", "tracking.experiment=contract",
         f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path}/sweep",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = MlflowClient(sqlite_uri)
     exp = client.get_experiment_by_name("contract")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # MLflow's "Machine learning" type
     runs = client.search_runs([exp.experiment_id])
     parents = [r for r in runs if r.data.tags.get("forgetlab.kind") == "sweep"]
     jobs = [r for r in runs if r.data.tags.get("forgetlab.kind") == "train"]
     assert len(parents) == 1 and len(jobs) == 2
     parent = parents[0]
     assert parent.info.status == "FINISHED"
+    assert parent.data.params == {"seed": "0,1"}  # the swept keys only
+    summary = parent.data.metrics
+    assert (summary["sweep/jobs"], summary["sweep/jobs_finished"], summary["sweep/jobs_failed"],
+            summary["sweep/jobs_skipped"]) == (2, 2, 0, 0)
+    for name in ("final/acc", "final/forgetting"):
+        assert summary["sweep/mean_" + name.replace("/", "_")] == pytest.approx(np.mean([j.data.metrics[name] for j in jobs]))
+    assert f"[sweep] parent run {parent.info.run_id}: http://127.0.0.1:5000/#/experiments/{exp.experiment_id}/runs/" in proc.stdout
     sweep_id = parent.data.tags["forgetlab.sweep_id"]
     for job in jobs:
         tags, params = job.data.tags, job.data.params
         assert job.info.status == "FINISHED"
+        assert job.info.run_name == f"backprop·split_digits·class·s{params['seed']}"
+        assert tags["forgetlab.full_name"].startswith(f"backprop on mlp, split_digits (class scenario), seed {params['seed']}; ")
         assert tags["mlflow.parentRunId"] == parent.info.run_id
         assert tags["forgetlab.sweep_id"] == sweep_id
         assert len(tags["forgetlab.config_hash"]) == 16
         assert f"seed={params['seed']}" in tags["forgetlab.overrides"]
         assert params["algorithm.name"] == "backprop" and params["task_sequence.scenario"] == "class"
+        assert params["learner"] == "mlp_backprop"
         assert json.loads(params["network.hidden_sizes"]) == [64]
+        # Where the run was stored is a tag, not a param: params say what the run is.
+        assert not {"tracking.uri", "tracking.artifact_location", "paths.root_dir"} & set(params)
+        assert tags["forgetlab.tracking.uri"] == sqlite_uri and "forgetlab.paths.root_dir" in tags
         for key in ("final/acc", "final/bwt", "final/fwt", "final/forgetting", "acc/task_0", "acc/seen"):
             assert key in job.data.metrics
 
@@ -67,6 +85,14 @@ def test_multirun_is_a_parent_with_nested_jobs_following_the_contract(tmp_path, 
             assert probe["correct"].shape == (len(probe["samples_seen"]), len(probe["task"]))
             assert probe["correct"].dtype == bool
         assert "config.yaml" in {a.path for a in client.list_artifacts(job.info.run_id)}
+        # For the UI: the two figures, and the accuracy matrix as a table MLflow shows.
+        for figure in ("figures/task_accuracy.png", "figures/accuracy_matrix.png"):
+            assert (tmp_path / job.info.run_id / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        table = json.loads((tmp_path / job.info.run_id / "accuracy_matrix.json").read_text())
+        assert table["columns"] == ["after", "digits_01234", "digits_56789"]
+        assert [row[0] for row in table["data"]] == ["before training", "after digits_01234", "after digits_56789"]
+        np.testing.assert_allclose([row[1:] for row in table["data"]], R_with_init(matrix), atol=5e-5)
+        assert {"path": "accuracy_matrix.json", "type": "table"} in json.loads(tags["mlflow.loggedArtifacts"])
     # different seeds: different hashes
     assert len({j.data.tags["forgetlab.config_hash"] for j in jobs}) == 2
 

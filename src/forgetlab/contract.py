@@ -27,6 +27,20 @@ TAG_HEARTBEAT = "forgetlab.heartbeat"  # unix seconds, refreshed while the run t
 TAG_SWEEP_KEY = "forgetlab.sweep_key"  # parent runs: the experiment, its jobs' config hashes and the code version
 TAG_CODE_VERSION = "forgetlab.code_version"  # content hash of the package's source: with the config hash, a run's identity
 TAG_CODE_DIFF = "forgetlab.code_diff"  # hash of the uncommitted changes to the package and conf/ (only when there are any)
+TAG_FULL_NAME = "forgetlab.full_name"  # training runs: the run name spelled out, with the job's overrides
+
+# Config keys that say on which machine a run was stored, not what it is: tags, not params.
+MACHINE_KEYS = ("tracking.uri", "tracking.artifact_location")
+MACHINE_GROUPS = ("paths",)
+
+
+def is_machine_key(key: str) -> bool:
+    """A dotted config key recorded as the tag ``machine_tag(key)`` instead of a param."""
+    return key in MACHINE_KEYS or key.split(".", 1)[0] in MACHINE_GROUPS
+
+
+def machine_tag(key: str) -> str:
+    return f"forgetlab.{key}"
 
 TAG_REPORT_SWEEP_ID = "forgetlab.report.sweep_id"  # report runs: the selection they analysed
 TAG_REPORT_FILTER = "forgetlab.report.filter"
@@ -41,6 +55,21 @@ TAG_SOURCE_NAME = "mlflow.source.name"  # the entry point, e.g. experiments/trai
 TAG_SOURCE_TYPE = "mlflow.source.type"
 SOURCE_TYPE_LOCAL = "LOCAL"
 TAG_RUN_NAME = "mlflow.runName"
+
+# Experiment tag: the experiment type MLflow records ("Machine learning" rather than "GenAI apps & agents").
+EXPERIMENT_TAG_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
+
+
+def report_experiment(experiment: str) -> str:
+    """Where the report runs of ``experiment`` go: an experiment of their own, so the training
+    experiment's run list and charts hold only training runs and their sweep parents."""
+    return f"{experiment}-reports"
+
+
+# --- params beyond the resolved config ----------------------------------------------------------
+
+PARAM_LEARNER = "learner"  # the learner preset chosen (conf/learner/), "none" without one
 
 
 def tag_equals(key: str, value: str) -> str:
@@ -61,7 +90,13 @@ UPDATE_PROBE_FILE = "update_probe.npz"
 ARTIFACT_UPDATE_PROBE = f"{EVAL_DIR}/{UPDATE_PROBE_FILE}"
 ARTIFACT_TRACEBACK = "traceback.txt"  # FAILED and KILLED runs
 ARTIFACT_CODE_DIFF = "code/uncommitted.diff"  # the uncommitted changes of TAG_CODE_DIFF
+# For people in the MLflow UI, which cannot preview the parquet and npz files above:
+FIGURES_DIR = "figures"
+ARTIFACT_TASK_ACCURACY_FIGURE = f"{FIGURES_DIR}/task_accuracy.png"
+ARTIFACT_ACCURACY_MATRIX_FIGURE = f"{FIGURES_DIR}/accuracy_matrix.png"
+ARTIFACT_ACCURACY_TABLE = "accuracy_matrix.json"  # logged with MlflowClient.log_table: a table in the UI
 ARTIFACT_SWEEP_JOBS = "sweep_jobs.json"  # parent runs: every job of the sweep, trained or skipped
+ARTIFACT_SWEEP_REPORT = "report"  # parent runs: the figures of the latest report of the sweep
 
 # --- metrics (step = samples_seen) ---------------------------------------------------------------
 
@@ -82,6 +117,18 @@ FINAL_ACC = "final/acc"
 FINAL_BWT = "final/bwt"
 FINAL_FWT = "final/fwt"
 FINAL_FORGETTING = "final/forgetting"
+
+# Parent runs, at the end of a sweep (step 0). Names of their own, so that they never share a chart
+# with the training runs' metrics.
+METRIC_SWEEP_JOBS = "sweep/jobs"
+METRIC_SWEEP_FINISHED = "sweep/jobs_finished"  # jobs whose config has a FINISHED run, trained now or before
+METRIC_SWEEP_FAILED = "sweep/jobs_failed"
+METRIC_SWEEP_SKIPPED = "sweep/jobs_skipped"
+
+
+def metric_sweep_mean(final_metric: str) -> str:
+    """The mean of ``final/<x>`` over the sweep's finished jobs that have it: ``sweep/mean_final_<x>``."""
+    return "sweep/mean_" + final_metric.replace("/", "_")
 
 
 def final_metrics(R_with_init: np.ndarray) -> dict[str, float]:

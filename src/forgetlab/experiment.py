@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,10 +15,13 @@ from forgetlab.algorithms import build_algorithm
 from forgetlab.config import validate
 from forgetlab.data import Scenario, build_task_sequence
 from forgetlab.networks import build_network
+from forgetlab.server import ui_url
 from forgetlab.tracking.mlflow_run import run_for_config
 from forgetlab.tracking.resume import job_already_done
 from forgetlab.trainer import EvalPoint, Trainer, choose_probe
 from forgetlab.update_probe import UpdateProbe
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -24,9 +29,10 @@ class RunContext:
     """What the launcher knows about this run beyond its config."""
 
     overrides: list[str] = field(default_factory=list)
+    learner: str | None = None  # the learner preset chosen on the command line (conf/learner/)
     sweep_id: str | None = None
     parent_run_id: str | None = None
-    quiet: bool = False  # a job in a multirun prints one line per task instead of a progress bar
+    quiet: bool = False  # a job in a multirun: no progress bar (the sweeper shows one for the sweep)
     source: str | None = None  # the entry point, recorded as mlflow.source.name
 
 
@@ -46,13 +52,27 @@ class JobStopped:
 
 
 def run_name(cfg: DictConfig) -> str:
+    """Short, and distinct across the usual sweeps: ``rtrl·split_digits·task·s3``, ``…·joint·s3``."""
     ts = cfg.task_sequence
-    joint = "-joint" if ts.joint else ""
-    return f"{cfg.algorithm.name}-{ts.name}-{ts.scenario}{joint}-seed{cfg.seed}"
+    parts = [cfg.algorithm.name, ts.name, ts.scenario, *(["joint"] if ts.joint else []), f"s{cfg.seed}"]
+    return "·".join(map(str, parts))
+
+
+def full_run_name(cfg: DictConfig, overrides: list[str]) -> str:
+    """The run spelled out, with the overrides that made it (machine paths left out)."""
+    ts = cfg.task_sequence
+    joint = ", joint" if ts.joint else ""
+    text = f"{cfg.algorithm.name} on {cfg.network.name}, {ts.name} ({ts.scenario} scenario{joint}), seed {cfg.seed}"
+    shown = [o for o in overrides if not contract.is_machine_key(o.split("=", 1)[0].lstrip("+~"))]
+    return text + (f"; overrides: {' '.join(shown)}" if shown else "")
+
+
+def format_final(final: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.4f}" for k, v in final.items())
 
 
 class TaskLines:
-    """One quiet line per finished task (multirun jobs)."""
+    """One log line per finished training stage."""
 
     def __init__(self, name: str, stage_names: list[str]) -> None:
         self.name, self.stage_names = name, stage_names
@@ -60,23 +80,24 @@ class TaskLines:
     def on_eval(self, point: EvalPoint) -> None:
         if point.boundary and point.stage >= 0:
             seen = point.accuracy[: point.tasks_trained]
-            print(
-                f"[{self.name}] after {self.stage_names[point.stage]}: samples={point.samples_seen} "
-                f"{contract.METRIC_UPDATES}={point.updates} {contract.METRIC_SEEN_ACCURACY}={np.mean(seen):.3f}",
-                flush=True,
+            log.info(
+                "[%s] after %s: samples=%d %s=%d %s=%.3f", self.name, self.stage_names[point.stage],
+                point.samples_seen, contract.METRIC_UPDATES, point.updates, contract.METRIC_SEEN_ACCURACY, np.mean(seen),
             )
 
 
 class ProgressBar:
-    """A tqdm bar over samples for a single run, closed after the last stage."""
+    """A tqdm bar over samples for a single run, from the first evaluation (after the set-up's log
+    lines) until the last stage ends."""
 
     def __init__(self, total: int) -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, unit="sample", dynamic_ncols=True, file=sys.stderr, leave=False)
-        self.seen = 0
+        self.total, self.seen, self.bar = total, 0, None
 
     def on_eval(self, point: EvalPoint) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, unit="sample", dynamic_ncols=True, file=sys.stderr, leave=False)
         self.bar.update(point.samples_seen - self.seen)
         self.seen = point.samples_seen
         if point.tasks_trained:
@@ -128,7 +149,9 @@ def run_experiment(cfg: DictConfig, context: RunContext | None = None) -> dict[s
 
     Returns the final metrics; none (an empty dict) when a sweep job finds its config and code
     already done. A run that raises is ended FAILED (KILLED on Ctrl-C or SIGTERM) in MLflow and the
-    exception propagates.
+    exception propagates. Progress goes to the log (logger ``forgetlab.experiment``), every line
+    starting with ``[<run name>]``; the last ones give the final metrics and, with tracking, the run
+    id and its page in the MLflow UI.
     """
     context = context or RunContext()
     validate(cfg)
@@ -138,15 +161,32 @@ def run_experiment(cfg: DictConfig, context: RunContext | None = None) -> dict[s
         # while the same config was trained by an overlapping sweep: check again, at its start.
         reason = job_already_done(cfg, name)
         if reason:
-            print(f"[{name}] skip: {reason}", flush=True)
+            log.info("[%s] skip: %s", name, reason)
             return {}
     trainer = build_trainer(cfg)
-    stage_names = [s.name for s in trainer.stages]
-    trainer.observers.append(TaskLines(name, stage_names) if context.quiet else ProgressBar(total_samples(trainer)))
+    trainer.observers.append(TaskLines(name, [s.name for s in trainer.stages]))
+    if not context.quiet:
+        trainer.observers.append(ProgressBar(total_samples(trainer)))
+    # Log lines go above a single run's progress bar instead of through it.
+    redirect = nullcontext() if context.quiet else logging_redirect_tqdm()
     if not cfg.tracking.enabled:
-        return contract.final_metrics(trainer.run().accuracy_matrix)
+        with redirect:
+            final = contract.final_metrics(trainer.run().accuracy_matrix)
+        log.info("[%s] %s", name, format_final(final))
+        return final
 
-    with run_for_config(cfg, name, context) as mlflow_run:
+    with run_for_config(cfg, name, full_run_name(cfg, context.overrides), context) as mlflow_run:
         trainer.observers.append(mlflow_run)
-        result = trainer.run()
-        return mlflow_run.finish(result, OmegaConf.to_yaml(cfg, resolve=True))
+        with redirect:
+            result = trainer.run()
+        final = mlflow_run.finish(result, OmegaConf.to_yaml(cfg, resolve=True))
+    log.info("[%s] %s", name, format_final(final))
+    log.info("[%s] MLflow run %s: %s", name, mlflow_run.run_id,
+             ui_url(cfg.tracking.uri, mlflow_run.experiment_id, mlflow_run.run_id))
+    return final
+
+
+def logging_redirect_tqdm():
+    from tqdm.contrib.logging import logging_redirect_tqdm as redirect
+
+    return redirect()

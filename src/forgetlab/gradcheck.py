@@ -18,6 +18,7 @@ With ``+dump=PATH.npz`` it writes the weights, the sample, the loss and the anal
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import dataclass
@@ -121,8 +122,20 @@ def dump(problem: Problem, analytic: dict[str, np.ndarray], cfg: DictConfig, pat
     np.savez(path, **arrays)
 
 
+def parse_arguments(argv: list[str]) -> list[str]:
+    """``--help`` answers with this module's doc; everything else is a Hydra override or an option
+    (``+dump=``, ``+tol=``), passed through as written."""
+    parser = argparse.ArgumentParser(
+        prog="python -m forgetlab.gradcheck", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Config groups and keys: python experiments/train.py --help",
+    )
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="Hydra overrides of the config (as for experiments/train.py), +dump=PATH.npz, +tol=X")
+    return parser.parse_args(argv).overrides
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = parse_arguments(list(sys.argv[1:] if argv is None else argv))
     options = {a.split("=", 1)[0][1:]: a.split("=", 1)[1] for a in argv if a.startswith(("+dump=", "+tol="))}
     overrides = [a for a in argv if not a.startswith(("+dump=", "+tol="))]
     tolerance = float(options.get("tol", DEFAULT_TOLERANCE))

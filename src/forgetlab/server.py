@@ -1,8 +1,10 @@
-"""A shared MLflow tracking server on PostgreSQL, run by the project itself (no service manager).
+"""A shared MLflow tracking server on PostgreSQL, run by the project itself (no service manager),
+and the MLflow UI on the local sqlite store.
 
     python -m forgetlab.server start [--port 5001] [--state-dir DIR]
     python -m forgetlab.server status
     python -m forgetlab.server stop
+    python -m forgetlab.server ui [--port 5000] [--store sqlite:///PATH]   # `make ui`: in the foreground
 
 ``start`` initialises a PostgreSQL cluster from the OS packages in ``<state dir>/postgres`` (first time
 only), starts it on 127.0.0.1 at a free port with password authentication, creates the ``mlflow``
@@ -10,6 +12,14 @@ database, and starts ``mlflow server`` on it with artifacts proxied to ``<state 
 Training then uses ``tracking=server`` (see conf/tracking/server.yaml). Everything binds to
 127.0.0.1 unless ``--host`` says otherwise; PostgreSQL always stays on 127.0.0.1 because only the
 MLflow server talks to it.
+
+``ui`` serves the default store (``<project root>/mlflow.db``) with one worker and MLflow's
+background job runner off: the runner serves GenAI features forgetlab does not use and costs
+extra processes that each import all of MLflow, which is what makes a default ``mlflow ui`` slow to answer.
+
+MLflow 3's UI opens an experiment in its GenAI view unless the page address asks for the training
+view (``TRAINING_VIEW_QUERY``; the experiment tag ``mlflow.experimentKind`` alone does not switch
+the view in MLflow 3.17): ``ui_url`` gives addresses that open there.
 
 initdb and postgres refuse to run as root, so as root they run as the ``postgres`` system user.
 """
@@ -36,6 +46,9 @@ DEFAULT_PORT = 5001
 DB_USER = "forgetlab"
 DB_NAME = "mlflow"
 STATE_FILE = "server.json"
+UI_PORT = 5000
+# What MLflow 3's UI reads (the "Model training" switch) to show runs, metrics and artifacts.
+TRAINING_VIEW_QUERY = "workflowType=machine_learning"
 
 
 class ServerError(RuntimeError):
@@ -45,6 +58,18 @@ class ServerError(RuntimeError):
 def default_state_dir() -> Path:
     root = Path(os.environ.get("FORGETLAB_ROOT", "."))
     return (root / ".forgetlab" / "server").resolve()
+
+
+def default_store() -> str:
+    return f"sqlite:///{Path(os.environ.get('FORGETLAB_ROOT', '.')).resolve() / 'mlflow.db'}"
+
+
+def ui_url(tracking_uri: str, experiment_id: str | None = None, run_id: str | None = None) -> str:
+    """The MLflow UI page of an experiment (or one of its runs) in the training view. A tracking
+    server serves its own UI; a local store is shown by ``make ui`` on port ``UI_PORT``."""
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else f"http://{LOOPBACK}:{UI_PORT}"
+    page = "/#/experiments" + (f"/{experiment_id}" if experiment_id else "") + (f"/runs/{run_id}" if run_id else "")
+    return f"{base}{page}?{TRAINING_VIEW_QUERY}"
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -182,6 +207,23 @@ def start_mlflow(
     The backend URI (it may hold a password) goes through the environment, not the command line.
     Artifacts are proxied: clients upload over HTTP, so jobs on other nodes need no shared disk for them.
     """
+    cmd, env = mlflow_server_command(backend_store_uri, artifacts_dir, host=host, port=port, workers=workers,
+                                     allowed_hosts=allowed_hosts)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        wait_healthy(f"http://{_connect_host(host)}:{port}", proc.pid, log, timeout)
+    except BaseException:
+        stop_process_group(proc.pid)
+        raise
+    return proc.pid
+
+
+def mlflow_server_command(
+    backend_store_uri: str, artifacts_dir: Path, *, host: str, port: int, workers: int, allowed_hosts: str | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """The ``mlflow server`` command line and environment. The backend URI (it may hold a password)
+    goes through the environment, not the command line."""
     if port_in_use(host, port):
         raise ServerError(f"Port {port} on {host} is already in use; choose another one with --port.")
     cmd = [
@@ -192,18 +234,20 @@ def start_mlflow(
     if allowed_hosts:
         cmd += ["--allowed-hosts", allowed_hosts]
     # No server-side job runner: it serves MLflow's GenAI features (scorers, trace roll-ups), which
-    # forgetlab does not use, and would cost one more process importing all of MLflow.
+    # forgetlab does not use, and would cost more processes importing all of MLflow.
     env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": backend_store_uri, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     env.pop("MLFLOW_TRACKING_URI", None)
     artifacts_dir.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        wait_healthy(f"http://{_connect_host(host)}:{port}", proc.pid, log, timeout)
-    except BaseException:
-        stop_process_group(proc.pid)
-        raise
-    return proc.pid
+    return cmd, env
+
+
+def serve_ui(store: str, *, host: str = LOOPBACK, port: int = UI_PORT) -> None:
+    """Replace this process by ``mlflow server`` on ``store`` with one worker (Ctrl-C stops it)."""
+    artifacts = Path(os.environ.get("FORGETLAB_ROOT", ".")).resolve() / "mlartifacts"
+    port = port or free_port(host)
+    cmd, env = mlflow_server_command(store, artifacts, host=host, port=port, workers=1)
+    print(f"MLflow UI on {store}, once it answers:  {ui_url(f'http://{_connect_host(host)}:{port}')}", flush=True)
+    os.execve(cmd[0], cmd, env)
 
 
 def _connect_host(host: str) -> str:
@@ -377,18 +421,24 @@ class TrackingServer:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m forgetlab.server", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["start", "stop", "status"])
+    parser.add_argument("command", choices=["start", "stop", "status", "ui"],
+                        help="start|stop|status the PostgreSQL-backed server, or ui: the MLflow UI on a local store")
     parser.add_argument("--state-dir", default=None, help="data, artifacts and logs (default: <project>/.forgetlab/server)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"MLflow port (default {DEFAULT_PORT}; 0 = any free port)")
+    parser.add_argument("--port", type=int, default=None,
+                        help=f"MLflow port (default {DEFAULT_PORT}, for ui {UI_PORT}; 0 = any free port)")
+    parser.add_argument("--store", default=None, help="ui only: the backend store (default sqlite:///<project root>/mlflow.db)")
     parser.add_argument("--host", default=LOOPBACK, help="interface the MLflow server binds to (default 127.0.0.1)")
     parser.add_argument("--allowed-hosts", default=None, help="Host headers MLflow accepts when --host is not 127.0.0.1")
-    parser.add_argument("--workers", type=int, default=2, help="MLflow server worker processes (default 2)")
+    parser.add_argument("--workers", type=int, default=2, help="start only: MLflow server worker processes (default 2; ui uses 1)")
     args = parser.parse_args(argv)
 
     server = TrackingServer(args.state_dir)
     try:
-        if args.command == "start":
-            state = server.start(args.port, args.host, args.workers, args.allowed_hosts)
+        if args.command == "ui":
+            serve_ui(args.store or default_store(), host=args.host, port=UI_PORT if args.port is None else args.port)
+        elif args.command == "start":
+            port = DEFAULT_PORT if args.port is None else args.port
+            state = server.start(port, args.host, args.workers, args.allowed_hosts)
             print(f"MLflow tracking server on PostgreSQL: {state.uri}  (state in {server.state_dir})")
             print(f"Train against it:  python experiments/train.py tracking=server   (or export MLFLOW_TRACKING_URI={state.uri})")
             print("Stop it:           make server-stop")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import tempfile
 import time
 import traceback
@@ -25,10 +26,13 @@ from mlflow.entities import Metric, Param, RunStatus
 from omegaconf import DictConfig, OmegaConf
 
 from forgetlab import contract
+from forgetlab.tracking import run_figures
 from forgetlab.tracking.code_version import CodeVersion, code_version
 from forgetlab.tracking.liveness import Heartbeat, process_identity
 from forgetlab.tracking.store import RetryingClient
 from forgetlab.trainer import EvalPoint, TrainingResult
+
+log = logging.getLogger(__name__)
 
 # Keys left out of the config hash: where results are stored does not change what they are.
 UNHASHED_GROUPS = ("tracking", "paths")
@@ -92,17 +96,32 @@ def _hash(container: dict[str, Any]) -> str:
 
 
 def get_or_create_experiment(client: RetryingClient, name: str, artifact_location: str | None) -> str:
-    """Experiment id; creation tolerates a concurrent creator."""
+    """Experiment id; creation tolerates a concurrent creator. The experiment is marked as model
+    training (``contract.EXPERIMENT_TAG_KIND``) unless it already says what it is."""
+    kind = {contract.EXPERIMENT_TAG_KIND: contract.EXPERIMENT_KIND_TRAINING}
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if contract.EXPERIMENT_TAG_KIND not in exp.tags:  # created before forgetlab set the kind
+            client.set_experiment_tag(exp.experiment_id, contract.EXPERIMENT_TAG_KIND, contract.EXPERIMENT_KIND_TRAINING)
         return exp.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=artifact_location)
+        return client.create_experiment(name, artifact_location=artifact_location, tags=kind)
     except Exception:
         exp = client.get_experiment_by_name(name)
         if exp is None:
             raise
         return exp.experiment_id
+
+
+def split_params(cfg: DictConfig) -> tuple[dict[str, str], dict[str, str]]:
+    """The flattened config as (params, tags): keys naming machine paths become tags (``contract.machine_tag``)."""
+    params, tags = {}, {}
+    for key, value in flatten(cfg).items():
+        if contract.is_machine_key(key):
+            tags[contract.machine_tag(key)] = value
+        else:
+            params[key] = value
+    return params, tags
 
 
 def now_ms() -> int:
@@ -122,7 +141,7 @@ class MlflowRun:
         tags: dict[str, str],
         heartbeat_s: float,
     ) -> None:
-        self.client = client
+        self.client, self.experiment_id, self.run_name = client, experiment_id, run_name
         run = client.create_run(experiment_id, run_name=run_name, tags={**tags, contract.TAG_PROCESS: process_identity()})
         self.run_id = run.info.run_id
         items = [Param(k, v) for k, v in params.items()]
@@ -167,7 +186,9 @@ class MlflowRun:
             root = Path(tmp)
             (root / contract.ARTIFACT_CONFIG).write_text(resolved_config_yaml)
             write_eval_artifacts(result, root)
+            write_figures(result, self.run_name, root)
             self.client.log_artifacts(self.run_id, str(root))
+        self.client.log_table(self.run_id, accuracy_table(result), contract.ARTIFACT_ACCURACY_TABLE)
         self.heartbeat.stop()
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
         return final
@@ -219,6 +240,24 @@ def source_tags(code: CodeVersion, source: str | None) -> dict[str, str]:
     return tags
 
 
+def write_figures(result: TrainingResult, title: str, root: Path) -> None:
+    """The run's figures (``contract.FIGURES_DIR``). They only show what the eval artifacts hold, so
+    a figure that cannot be drawn is a warning, not a failed run."""
+    (root / contract.FIGURES_DIR).mkdir()
+    try:
+        run_figures.task_accuracy_figure(result, title, root / contract.ARTIFACT_TASK_ACCURACY_FIGURE)
+        run_figures.accuracy_matrix_figure(result, title, root / contract.ARTIFACT_ACCURACY_MATRIX_FIGURE)
+    except Exception:
+        log.warning("[%s] could not draw the run's figures", title, exc_info=True)
+
+
+def accuracy_table(result: TrainingResult) -> pd.DataFrame:
+    """The accuracy matrix as the UI's table: a column ``after`` naming each row, one column per task."""
+    table = pd.DataFrame(result.accuracy_matrix.round(4), columns=result.task_names)  # exact values: eval/*.csv
+    table.insert(0, "after", run_figures.stage_labels(result))
+    return table
+
+
 def write_eval_artifacts(result: TrainingResult, root: Path) -> None:
     """The eval artifacts (``contract.EVAL_ARTIFACTS``, see docs/tracking.md) under the artifact root ``root``."""
     (root / contract.EVAL_DIR).mkdir()
@@ -263,14 +302,18 @@ def write_eval_artifacts(result: TrainingResult, root: Path) -> None:
 
 
 @contextmanager
-def run_for_config(cfg: DictConfig, run_name: str, context) -> Iterator[MlflowRun]:
+def run_for_config(cfg: DictConfig, run_name: str, full_name: str, context) -> Iterator[MlflowRun]:
     """An MlflowRun for ``cfg`` with the contract's params and tags; ended FAILED (KILLED on
-    Ctrl-C or SIGTERM) if the body raises. ``context`` carries overrides, sweep id, parent run id
-    and the entry point."""
+    Ctrl-C or SIGTERM) if the body raises. ``context`` carries overrides, learner preset, sweep id,
+    parent run id and the entry point."""
     client = RetryingClient(cfg.tracking.uri)
     experiment_id = get_or_create_experiment(client, cfg.tracking.experiment, cfg.tracking.artifact_location)
     code = code_version(Path(cfg.paths.root_dir) / "conf")
+    params, machine_tags = split_params(cfg)
+    params[contract.PARAM_LEARNER] = context.learner or "none"
     tags = {
+        **machine_tags,
+        contract.TAG_FULL_NAME: full_name,
         contract.TAG_CONFIG_HASH: config_hash(cfg),
         contract.TAG_SWEEP_ID: context.sweep_id or new_sweep_id(),
         contract.TAG_OVERRIDES: " ".join(context.overrides),
@@ -280,7 +323,7 @@ def run_for_config(cfg: DictConfig, run_name: str, context) -> Iterator[MlflowRu
     if context.parent_run_id:
         tags[contract.TAG_PARENT_RUN_ID] = context.parent_run_id
     run = MlflowRun(
-        client, experiment_id, run_name=run_name, params=flatten(cfg), tags=tags,
+        client, experiment_id, run_name=run_name, params=params, tags=tags,
         heartbeat_s=cfg.tracking.stale_after_s / 10,
     )
     try:

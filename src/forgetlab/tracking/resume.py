@@ -125,3 +125,19 @@ def end_orphaned_runs(client: RetryingClient, experiment_id: str, parent_run_id:
         client.set_tag(run.info.run_id, contract.TAG_ERROR, reason[:5000])
         client.set_terminated(run.info.run_id, "KILLED")
     return [run.info.run_id for run in orphans]
+
+
+def newest_finished_run(client: RetryingClient, experiment_id: str, config_hashes: Sequence[str], *,
+                        code_version: str | None) -> Run | None:
+    """The newest FINISHED training run of the config (any of ``config_hashes``, as in
+    ``resume_decision``) and code (any code when ``code_version`` is None), or None: the run that
+    stands for the config, as in ``analysis/`` (older ones are superseded)."""
+    runs = []
+    for config_hash in config_hashes:
+        clauses = [contract.tag_equals(contract.TAG_CONFIG_HASH, config_hash),
+                   contract.tag_equals(contract.TAG_KIND, contract.KIND_TRAIN), "attributes.status = 'FINISHED'"]
+        if code_version is not None:
+            clauses.append(contract.tag_equals(contract.TAG_CODE_VERSION, code_version))
+        runs += client.search_runs([experiment_id], filter_string=" and ".join(clauses),
+                                   order_by=["attributes.start_time DESC"], max_results=1)
+    return max(runs, key=lambda run: run.info.start_time, default=None)

@@ -15,6 +15,10 @@ launching process and before any job starts:
    trained again, a run that is still alive elsewhere is left to finish;
 4. opens the parent run: the same sweep (same experiment, job hashes and code) re-run after an
    interruption reuses its parent and sweep id, so the resumed jobs nest beside the earlier ones.
+   The parent's params are the swept keys with their values.
+
+While the jobs run, one progress bar counts them (``progress.py``); when they are done, the parent
+gets the sweep's summary metrics (``contract.METRIC_SWEEP_*``).
 
 Jobs find the parent through ``<sweep dir>/forgetlab_sweep.json`` (``read_sweep``), which also works
 for jobs on other nodes that share the sweep directory. A failed job does not stop the others; at
@@ -32,6 +36,8 @@ with the reason.
 # sys.modules, where dataclasses cannot resolve string annotations.
 import hashlib
 import json
+import logging
+import re
 import sys
 from concurrent.futures import BrokenExecutor
 from dataclasses import asdict, dataclass
@@ -47,17 +53,21 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mlflow.entities import Metric, Param
+
 from forgetlab import contract, stopping
 from forgetlab.config import ConfigError, check_targets, explain_composition_error, validate
 from forgetlab.experiment import JobSkipped, JobStopped
+from forgetlab.server import ui_url
 from forgetlab.tracking.code_version import code_version
 from forgetlab.tracking.liveness import process_identity
 from forgetlab.tracking.mlflow_run import (
     config_hash, failure_reason, get_or_create_experiment, log_code_diff, new_sweep_id, now_ms, resume_hashes,
     source_tags,
 )
-from forgetlab.tracking.resume import end_orphaned_runs, nested_runs, resume_decision
+from forgetlab.tracking.resume import end_orphaned_runs, nested_runs, newest_finished_run, resume_decision
 from forgetlab.tracking.store import RetryingClient
+from hydra_plugins.forgetlab_sweeper.progress import SweepProgress
 
 SWEEP_FILE = "forgetlab_sweep.json"
 STOP_FILE = "forgetlab_stop"  # written when a stop signal reaches the sweeper: later jobs create no run
@@ -201,6 +211,58 @@ def describe_lost_worker(error: BaseException) -> str:
     return f"{type(error).__name__}: {'. '.join([first_sentence, *exit_codes])}"
 
 
+# MLflow's rule for param names; an override key outside it (rare) is left out of the parent's params.
+PARAM_KEY = re.compile(r"^[/\w.\- :]+$")
+
+
+def swept_params(jobs: list[Job]) -> dict[str, str]:
+    """The override keys whose value differs across jobs, each with its values in sweep order:
+    ``{"seed": "0,1,2", "learner": "mlp_backprop,rnn_rtrl"}``."""
+    values: dict[str, list[str]] = {}
+    for job in jobs:
+        for override in job.overrides:
+            key, _, value = override.partition("=")
+            seen = values.setdefault(key.lstrip("+~"), [])
+            if value not in seen:
+                seen.append(value)
+    return {k: ",".join(v) for k, v in values.items() if len(v) > 1 and PARAM_KEY.match(k)}
+
+
+def log_swept_params(client: RetryingClient, parent_run_id: str, jobs: list[Job]) -> None:
+    """The parent's params; a reused parent keeps the values it has (MLflow params never change)."""
+    logged = client.get_run(parent_run_id).data.params
+    new = [Param(k, v) for k, v in swept_params(jobs).items() if k not in logged]
+    for i in range(0, len(new), 100):
+        client.log_batch(parent_run_id, params=new[i : i + 100])
+
+
+def log_sweep_summary(client: RetryingClient, experiment_id: str, parent_run_id: str, jobs: list[Job],
+                      counts: dict[str, int], code_identity: str | None) -> dict[str, float]:
+    """The parent's summary metrics: job counts (``counts`` from ``outcome_counts``), and the mean of
+    each ``final/*`` metric over the newest FINISHED run of every job's config and code (trained now
+    or before, like ``sweep_jobs.json``; any code when ``code_identity`` is None)."""
+    finals: dict[str, list[float]] = {}
+    finished = 0
+    for job in jobs:
+        run = newest_finished_run(client, experiment_id, job.resume_hashes or (job.config_hash,),
+                                  code_version=code_identity)
+        if run is None:
+            continue
+        finished += 1
+        for name, value in run.data.metrics.items():
+            if name.startswith("final/"):
+                finals.setdefault(name, []).append(value)
+    summary = {
+        contract.METRIC_SWEEP_JOBS: len(jobs),
+        contract.METRIC_SWEEP_FINISHED: finished,
+        contract.METRIC_SWEEP_FAILED: counts["failed"],
+        contract.METRIC_SWEEP_SKIPPED: counts["skipped"],
+        **{contract.metric_sweep_mean(name): sum(v) / len(v) for name, v in sorted(finals.items())},
+    }
+    client.log_batch(parent_run_id, metrics=[Metric(k, float(v), now_ms(), 0) for k, v in summary.items()])
+    return summary
+
+
 # --- the sweeper --------------------------------------------------------------------------------
 
 
@@ -269,10 +331,12 @@ class ResumableSweeper(Sweeper):
         to_run = [job for job in jobs if job.skip_reason is None]
         outcomes: list[Outcome] = []
         status, reason = "FAILED", None
+        quiet_launcher_log(self.launcher)
         try:  # from here on the parent run exists: whatever happens, it ends with a status
             if self.client is not None:
                 log_code_diff(self.client, sweep.parent_run_id, code)
                 self.client.log_dict(sweep.parent_run_id, jobs_manifest(jobs), contract.ARTIFACT_SWEEP_JOBS)
+                log_swept_params(self.client, sweep.parent_run_id, jobs)
             (sweep_dir / SWEEP_FILE).write_text(json.dumps(asdict(sweep)))
             for job in jobs:
                 if job.skip_reason:
@@ -280,11 +344,19 @@ class ResumableSweeper(Sweeper):
                 elif job.retrain_reason:
                     print(f"[sweep] retrain {job.label}: {job.retrain_reason}", flush=True)
             let_idle_workers_ignore_stop_signals(self.launcher)
-            with stopping.jobs_elsewhere(sweep_dir / STOP_FILE):
+            with stopping.jobs_elsewhere(sweep_dir / STOP_FILE), \
+                    SweepProgress(sweep_dir, len(jobs), len(jobs) - len(to_run), f"sweep {sweep.sweep_id}") as progress:
                 size = self.max_batch_size or len(to_run) or 1
                 for start in range(0, len(to_run), size):
                     outcomes += self._launch(to_run[start : start + size], start)
+                # The jobs' own records miss those that lost their worker: the bar ends on the sweeper's counts.
+                progress.settle(**outcome_counts(jobs, to_run, outcomes))
             status = "FAILED" if any(o.result == "failed" for o in outcomes) else "FINISHED"
+            if self.client is not None and sweep.parent_run_id is not None:
+                log_sweep_summary(self.client, self.experiment_id, sweep.parent_run_id, jobs,
+                                  outcome_counts(jobs, to_run, outcomes), self.code_identity)
+                print(f"[sweep] parent run {sweep.parent_run_id}: "
+                      f"{ui_url(tracking.uri, self.experiment_id, sweep.parent_run_id)}", flush=True)
         except KeyboardInterrupt as stop:
             status, reason = "KILLED", failure_reason(stop)
             print(f"[sweep] {sweep.sweep_id} stopped: {reason}. Re-run the same command to resume: "
@@ -304,11 +376,10 @@ class ResumableSweeper(Sweeper):
                 self.client.set_terminated(sweep.parent_run_id, status)
 
         failed = [o for o in outcomes if o.result == "failed"]
-        skipped = len(jobs) - len(to_run) + sum(o.result == "skipped" for o in outcomes)
-        trained = sum(o.result == "trained" for o in outcomes)
+        counts = outcome_counts(jobs, to_run, outcomes)
         same = "same config and code" if self.code_identity else "same config"
-        print(f"[sweep] {sweep.sweep_id}: {len(jobs)} jobs: {skipped} skipped ({same}), {trained} trained, "
-              f"{len(failed)} failed", flush=True)
+        print(f"[sweep] {sweep.sweep_id}: {len(jobs)} jobs: {counts['skipped']} skipped ({same}), "
+              f"{counts['trained']} trained, {counts['failed']} failed", flush=True)
         for outcome in failed:
             where = f" (job dir {outcome.job_dir})" if outcome.job_dir else ""
             print(f"[sweep] FAILED {outcome.job.label}: {outcome.error}{where}", file=sys.stderr, flush=True)
@@ -353,6 +424,16 @@ class ResumableSweeper(Sweeper):
         return outcomes
 
 
+def outcome_counts(jobs: list[Job], to_run: list[Job], outcomes: list[Outcome]) -> dict[str, int]:
+    """The sweep's ``skipped``/``trained``/``failed`` counts, as its summary line, progress bar and
+    parent metrics give them: skipped before launch or found done by the job itself."""
+    return {
+        "skipped": len(jobs) - len(to_run) + sum(o.result == "skipped" for o in outcomes),
+        "trained": sum(o.result == "trained" for o in outcomes),
+        "failed": sum(o.result == "failed" for o in outcomes),
+    }
+
+
 def outcome_of(job: Job, result: JobReturn) -> Outcome:
     where = OmegaConf.select(result.hydra_cfg, "hydra.runtime.output_dir") if result.hydra_cfg else None
     if result.status != JobStatus.COMPLETED:
@@ -372,6 +453,12 @@ def let_idle_workers_ignore_stop_signals(launcher) -> None:
     options = getattr(launcher, "joblib", None)
     if isinstance(options, dict):
         options.setdefault("initializer", stopping.ignore_stop_signals)
+
+
+def quiet_launcher_log(launcher) -> None:
+    """The launcher's own "#3 : seed=1 ..." line per job would scroll through the progress bar; the
+    same list is in the parent's ``sweep_jobs.json`` and every job's ``.hydra/overrides.yaml``."""
+    logging.getLogger(type(launcher).__module__.rpartition(".")[0]).setLevel(logging.WARNING)
 
 
 @dataclass
