@@ -18,8 +18,8 @@ from forgetlab import metrics as M
 SEED = "params.seed"
 JOINT = "params.task_sequence.joint"
 ALGORITHM = "params.algorithm.name"
-# Params that say where a run is stored or shown, not what it is.
-RUN_SPECIFIC_PREFIXES = ("params.tracking.", "params.paths.")
+# Params that say where a run is stored or shown, or how it is guarded, not what it is.
+RUN_SPECIFIC_PREFIXES = ("params.tracking.", "params.paths.", "params.guard.")
 BOOTSTRAP_RESAMPLES = 9999
 CI_LEVEL = 0.95
 

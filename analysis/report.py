@@ -29,12 +29,12 @@ if str(ROOT) not in sys.path:  # run as a script: make `analysis` importable
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
 
 from analysis import aggregate as A  # noqa: E402
 from analysis import figures as FIG  # noqa: E402
 from analysis.load import NoRunsError, load_artifacts, mark_superseded, search_training_runs  # noqa: E402
 from forgetlab import metrics as M  # noqa: E402
+from forgetlab.tracking.store import StoreError, open_store  # noqa: E402
 
 SUMMARY_COLUMNS = ["acc", "bwt", "forgetting_max"]  # printed at the end of `make study`
 TASK_LEVEL = ["acc", "bwt", "fwt", "forgetting_max", "forgetting_after", "learning_acc", "intransigence"]
@@ -71,8 +71,9 @@ def build_report(
 ) -> Report:
     import mlflow
 
+    # The store must exist already: a report never creates an empty one (StoreError instead).
+    client = open_store(tracking_uri, create=False, key="--tracking-uri")
     mlflow.set_tracking_uri(tracking_uri)
-    client = MlflowClient(tracking_uri)
     out = Path(out or ROOT / "reports" / experiment)
     cache_dir = Path(cache_dir or ROOT / "reports" / ".cache")
     (out / "figures").mkdir(parents=True, exist_ok=True)
@@ -435,6 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     except NoRunsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except StoreError as error:
+        print(f"Tracking store error: {error}", file=sys.stderr)
+        return 2
     print_summary(report)
     return 0
 

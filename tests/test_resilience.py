@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from forgetlab.experiment import RunContext, build_trainer, run_experiment
 from forgetlab.tracking.liveness import HEARTBEAT_TAG, PROCESS_TAG, Heartbeat, is_stale, process_identity
-from forgetlab.tracking.store import RetryingClient
+from forgetlab.tracking.store import RetryingClient, StoreError
 from forgetlab.tracking.sweep import Job, plan_resume
 from forgetlab.trainer import TrainingDiverged
 
@@ -57,7 +57,7 @@ def test_other_store_errors_and_exhausted_retries_are_raised():
         RetryingClient("unused", client=bad_value, first_delay_s=0.001).log(1)
     assert bad_value.calls == 1
     always_locked = FlakyStore(100, locked())
-    with pytest.raises(MlflowException, match="locked"):
+    with pytest.raises(StoreError, match="unavailable through 4 attempts.*locked"):
         RetryingClient("unused", client=always_locked, attempts=4, first_delay_s=0.001).log(1)
     assert always_locked.calls == 4
 

@@ -16,7 +16,7 @@ BAD_INPUTS = [
     (["algorithm.shuffle=maybe"], ["'algorithm.shuffle'", "'maybe'", "bool"]),
     (["algorithm.foo=1"], ["'algorithm.foo'", "algorithm.foo=1", "epochs_per_task, l2, lr"]),
     (["+algorithm.foo=1"], ["'algorithm.foo'", "algorithm.foo=1", "epochs_per_task, l2, lr"]),
-    (["+foo=1"], ["'foo'", "foo=1", "algorithm, eval, network"]),
+    (["+foo=1"], ["'foo'", "foo=1", "algorithm, eval, guard, network"]),
     (["algorithm=nope"], ["'algorithm'", "'nope'", "'backprop'"]),
     (["task_sequence=nope"], ["'task_sequence'", "'nope'", "'split_digits'"]),
     (["experiment=nope"], ["'experiment'", "'nope'", "'quickstart'"]),

@@ -122,6 +122,12 @@ class PathsConfig:
 
 
 @dataclass
+class GuardConfig:
+    # A run estimated to train for longer than this gets a warning before it starts (hours).
+    max_hours: float = 1.0
+
+
+@dataclass
 class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
@@ -129,6 +135,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
     seed: int = 0
 
 
@@ -147,6 +154,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "eval": {SCHEMA_NAME: EvalConfig},
     "tracking": {SCHEMA_NAME: TrackingConfig},
     "paths": {SCHEMA_NAME: PathsConfig},
+    "guard": {SCHEMA_NAME: GuardConfig},
 }
 
 
@@ -279,6 +287,7 @@ def validate(cfg: DictConfig) -> None:
     if not cfg.tracking.experiment.strip():
         _fail("tracking.experiment", cfg.tracking.experiment, "a non-empty experiment name")
     _number(cfg, "tracking.stale_after_s", 0, low_open=True)
+    _number(cfg, "guard.max_hours", 0, low_open=True)
 
 
 # --- composition errors -------------------------------------------------------------------------
@@ -361,6 +370,15 @@ def check_targets(cfg: DictConfig) -> None:
     walk(OmegaConf.to_container(cfg, resolve=False), "")
 
 
+def check_launcher(cfg: DictConfig) -> None:
+    """Raise ConfigError for a launcher setting that would fail only after the sweep has begun
+    (joblib's ``n_jobs=0`` raises inside the launcher, with the parent run already open)."""
+    n_jobs = OmegaConf.select(cfg, "hydra.launcher.n_jobs", default=None)
+    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0):
+        _fail("hydra.launcher.n_jobs", n_jobs,
+              "a non-zero int: the number of parallel jobs, or -1 for one per CPU (-2 for all but one, ...)")
+
+
 def check_command_line(config_dir: str, config_name: str, overrides: list[str], multirun: bool) -> None:
     """Compose the primary config from the command line as Hydra is about to, and raise ConfigError
     for an unknown key, unknown group option, wrong type or malformed override. Hydra itself would
@@ -378,6 +396,7 @@ def check_command_line(config_dir: str, config_name: str, overrides: list[str], 
                     raise
                 raise explained from error
             check_targets(cfg)
+            check_launcher(cfg)
             if not multirun:
                 with open_dict(cfg):
                     del cfg["hydra"]

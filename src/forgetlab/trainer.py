@@ -19,11 +19,8 @@ from threadpoolctl import threadpool_limits
 
 from forgetlab.algorithms.base import LearningAlgorithm
 from forgetlab.data.tasks import Scenario, TaskSequence
+from forgetlab.divergence import TrainingDiverged, WeightCheck
 from forgetlab.networks import functions as F
-
-
-class TrainingDiverged(FloatingPointError):
-    """The training loss became inf or nan: the weights are no longer numbers worth evaluating."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +110,7 @@ class Trainer:
         self.probe, self.rng, self.observers = probe, rng, list(observers)
         self.stages = self._stages(joint)
         self._eval = self._evaluation_batch()
+        self.weight_check = WeightCheck(network.params, [s.name for s in self.stages])
 
     # --- set-up -----------------------------------------------------------------------------
 
@@ -172,6 +170,7 @@ class Trainer:
                 samples_seen, self.algorithm.updates, stage, boundary, acc, task_loss,
                 probe_correct, probe_loss, train_loss, tasks_trained,
             )
+            self.weight_check(point)
             points.append(point)
             loss_sum, loss_count = 0.0, 0
             for observer in self.observers:

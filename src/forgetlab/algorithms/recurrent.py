@@ -158,7 +158,8 @@ class OnlineRecurrentAlgorithm(LearningAlgorithm):
             if l2_share:
                 self._add({n: l2_share * self.network.params[n] for n in self.network.weight_names})
             if due and self._pending_error:
-                update(self._pending)
+                if self._pending is not None:  # None: every error of the stretch was exactly 0 (saturated units)
+                    update(self._pending)
                 self._pending, self._pending_error = None, False
         return float(np.mean(losses)), state
 

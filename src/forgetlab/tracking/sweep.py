@@ -36,9 +36,10 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from forgetlab.config import ConfigError, check_targets, explain_composition_error, validate
+from forgetlab.cost import check_cost
 from forgetlab.tracking.liveness import PROCESS_TAG, is_stale
 from forgetlab.tracking.mlflow_run import config_hash, get_or_create_experiment, new_sweep_id
-from forgetlab.tracking.store import RetryingClient
+from forgetlab.tracking.store import RetryingClient, StoreError, open_store
 
 SWEEP_FILE = "forgetlab_sweep.json"
 
@@ -88,6 +89,7 @@ def compose_jobs(config_loader, master: DictConfig, job_overrides: Sequence[Sequ
             del cfg["hydra"]
         try:
             validate(cfg)
+            check_cost(cfg, label=" ".join(overrides) or "(defaults)")
         except ConfigError as error:
             raise ConfigError(f"{error} (job {' '.join(overrides)})") from error
         for key in ("enabled", "uri", "experiment"):
@@ -129,7 +131,7 @@ def reason_to_skip(client: RetryingClient, experiment_id: str, config_hash: str,
 
 def job_already_done(cfg: DictConfig, label: str) -> str | None:
     """``reason_to_skip`` for one job's config, from inside the job."""
-    client = RetryingClient(cfg.tracking.uri)
+    client = open_store(cfg.tracking.uri)
     experiment = client.get_experiment_by_name(cfg.tracking.experiment)
     if experiment is None:
         return None
@@ -226,12 +228,16 @@ class ResumableSweeper(Sweeper):
         tracking = self.config.tracking
         client = None
         if tracking.enabled:
-            client = RetryingClient(tracking.uri)
-            experiment_id = get_or_create_experiment(client, tracking.experiment, tracking.artifact_location)
-            plan_resume(client, experiment_id, jobs, resume=tracking.resume, stale_after_s=tracking.stale_after_s)
-            task_overrides = list(self.config.hydra.overrides.task)
-            sweep = open_parent(client, experiment_id, sweep_key(tracking.experiment, jobs), task_overrides)
-            client.log_dict(sweep.parent_run_id, jobs_manifest(jobs), "sweep_jobs.json")
+            try:
+                client = open_store(tracking.uri)
+                experiment_id = get_or_create_experiment(client, tracking.experiment, tracking.artifact_location)
+                plan_resume(client, experiment_id, jobs, resume=tracking.resume, stale_after_s=tracking.stale_after_s)
+                task_overrides = list(self.config.hydra.overrides.task)
+                sweep = open_parent(client, experiment_id, sweep_key(tracking.experiment, jobs), task_overrides)
+                client.log_dict(sweep.parent_run_id, jobs_manifest(jobs), "sweep_jobs.json")
+            except StoreError as error:
+                print(f"Tracking store error: {error}", file=sys.stderr, flush=True)
+                sys.exit(2)
         else:
             sweep = Sweep(new_sweep_id(), None, None)
         (sweep_dir / SWEEP_FILE).write_text(json.dumps(asdict(sweep)))
@@ -259,7 +265,10 @@ class ResumableSweeper(Sweeper):
             raise
         finally:
             if client is not None and sweep.parent_run_id is not None:
-                client.set_terminated(sweep.parent_run_id, status)
+                try:
+                    client.set_terminated(sweep.parent_run_id, status)
+                except StoreError as error:  # the summary below matters more than the parent's status
+                    print(f"[sweep] could not end the parent run {status}: {error}", file=sys.stderr, flush=True)
 
         print(
             f"[sweep] {sweep.sweep_id}: {len(jobs)} jobs, {len(jobs) - len(to_run)} skipped, "
