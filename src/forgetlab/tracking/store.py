@@ -32,8 +32,10 @@ from __future__ import annotations
 import argparse
 import fcntl
 import functools
+import logging
 import os
 import random
+import re
 import shutil
 import sqlite3
 import sys
@@ -78,6 +80,11 @@ UNREACHABLE = (
 
 T = TypeVar("T")
 
+# MLflow logs every SQL error of its store with the full traceback (hundreds of lines for one locked or
+# read-only file) before raising it; the caller gets the error anyway and retries it or reports it in
+# one line.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+
 
 class StoreError(Exception):
     """A tracking store that cannot be used: the message names it, says why, and what to do."""
@@ -104,7 +111,10 @@ def is_store_failure(error: BaseException) -> bool:
 
 
 def first_line(error: BaseException, limit: int = 400) -> str:
-    text = " ".join(str(error).split())
+    """The error in one line: the database driver's own message when there is one (SQLAlchemy wraps
+    it in the statement and its parameters), else the text, shortened to ``limit`` characters."""
+    driver = re.search(r"\((\w+\.\w*Error)\) ([^\n\[]+)", str(error))
+    text = f"{driver.group(2).strip()} ({driver.group(1)})" if driver else " ".join(str(error).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -127,7 +137,8 @@ def with_retries(call: Callable[[], T], uri: str, *, attempts: int = ATTEMPTS,
                 raise StoreError(f"The tracking store {uri} stayed unavailable through {attempts} attempts: "
                                  f"{first_line(error)}") from error
             if is_store_failure(error):
-                raise StoreError(f"The tracking store {uri} failed: {first_line(error)}") from error
+                raise StoreError(f"The tracking store {uri} failed: {first_line(error)}. Repeating would not help: "
+                                 "check its disk (space, permissions) or server, or point tracking.uri elsewhere.") from error
             raise
     raise AssertionError("unreachable")
 
