@@ -375,16 +375,21 @@ def prepare_sqlite(uri: str, *, create: bool = True) -> None:
     db = sqlite_file(uri)
     if db is None:
         return  # in memory: private to this process, nothing to race on
-    state = with_retries(lambda: inspect_sqlite(db), uri)
-    if state.kind == "healthy":
-        if create and not db.read_only and not (os.access(db.path, os.W_OK) and os.access(db.path.parent, os.W_OK)):
+    if db.read_only:
+        state = with_retries(lambda: inspect_sqlite(db), uri)
+        if state.kind != "healthy":
+            raise StoreError(f"The read-only store {db.path} is {state.kind}{': ' + state.problem if state.problem else ''}.")
+        return
+    try:
+        state = inspect_sqlite(db)  # without the lock: the common case, a healthy store, costs one read
+    except (StoreError, MlflowException):
+        state = None  # perhaps read in the middle of another process's migration: decided under the lock
+    if state is not None and state.kind == "healthy":
+        if create and not (os.access(db.path, os.W_OK) and os.access(db.path.parent, os.W_OK)):
             raise StoreError(f"The store {db.path} is read-only (the file or its directory is not writable).")
         return
-    if state.kind in ("missing", "empty") and not create:
-        what = "does not exist" if state.kind == "missing" else "is empty"
-        raise StoreError(f"There is no MLflow store at {db.path}: the file {what}. Check the URI, or train first.")
-    if db.read_only:
-        raise StoreError(f"The read-only store {db.path} is {state.kind}{': ' + state.problem if state.problem else ''}.")
+    if state is not None and state.kind in ("missing", "empty") and not create:
+        raise_missing(db, state)
     try:
         db.path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -394,6 +399,8 @@ def prepare_sqlite(uri: str, *, create: bool = True) -> None:
         state = with_retries(lambda: inspect_sqlite(db), uri)  # another process may have done it meanwhile
         if state.kind == "healthy":
             return
+        if state.kind in ("missing", "empty") and not create:
+            raise_missing(db, state)
         if state.kind == "damaged":
             if state.holds_results:
                 raise StoreError(
@@ -405,6 +412,11 @@ def prepare_sqlite(uri: str, *, create: bool = True) -> None:
             print(f"forgetlab: the store {db.path} was damaged ({state.problem}) and held no runs: "
                   f"moved it to {backup} and created a new store.", file=sys.stderr, flush=True)
         _create(db, uri)
+
+
+def raise_missing(db: SqliteFile, state: StoreState) -> None:
+    what = "does not exist" if state.kind == "missing" else "is empty"
+    raise StoreError(f"There is no MLflow store at {db.path}: the file {what}. Check the URI, or train first.")
 
 
 def _create(db: SqliteFile, uri: str) -> None:
