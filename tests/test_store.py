@@ -95,6 +95,15 @@ def test_a_new_store_is_created_healthy_and_a_healthy_one_is_left_alone(tmp_path
     assert (tmp_path / "sub/dir/mlflow.db").stat().st_mtime_ns == before
 
 
+def test_the_command_make_ui_runs_first_prepares_a_store_or_exits_2(tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert main(["prepare", uri]) == 0 and state(uri).kind == "healthy"
+    corrupt(tmp_path / "other.db")
+    assert main(["prepare", f"sqlite:///{tmp_path}/other.db"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Tracking store error:") and "file is not a database" in err and err.count("\n") == 1
+
+
 def test_the_store_is_created_by_one_process_while_the_others_wait_for_the_lock(tmp_path, monkeypatch):
     """Process A holds the lock (as while migrating); B must wait and then find the store A made."""
     import forgetlab.tracking.store as store_module
@@ -163,6 +172,24 @@ def test_a_read_only_or_full_disk_is_not_taken_for_a_transient_lock(message, tra
         client.log()
     assert len(calls) == (3 if transient else 1)
     assert "\n" not in str(raised.value) and "[SQL" not in str(raised.value)
+
+
+@pytest.mark.parametrize("raw, told", [
+    ("(raised as a result of Query-invoked autoflush)\n(sqlite3.OperationalError) attempt to write a readonly database\n"
+     "[SQL: INSERT INTO runs (run_uuid, name) VALUES (?, ?)]\n[parameters: ('abc', 'x')]",
+     "attempt to write a readonly database (sqlite3.OperationalError)"),
+    ("API request to http://127.0.0.1:5001/api/2.0/mlflow/runs/get failed with exception HTTPConnectionPool("
+     "host='127.0.0.1', port=5001): Max retries exceeded with url: /api/2.0/mlflow/runs/get?run_id=1 (Caused by "
+     "NewConnectionError('Failed to establish a new connection: [Errno 111] Connection refused'))",
+     "no answer to /api/2.0/mlflow/runs/get (connection refused"),
+])
+def test_a_store_failure_is_told_by_its_cause_not_by_the_sql_or_the_retry_history(raw, told):
+    def call():
+        raise MlflowException(raw)
+
+    with pytest.raises(StoreError) as raised:
+        RetryingClient("uri", client=type("C", (), {"log": staticmethod(call)})()).log()
+    assert told in str(raised.value) and "[SQL" not in str(raised.value) and "HTTPConnectionPool" not in str(raised.value)
 
 
 def test_a_read_only_store_fails_at_the_first_write_without_retries(store, tmp_path, monkeypatch):
@@ -359,7 +386,7 @@ def message_lines(stderr: str) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["empty", "bogus", "corrupt", "foreign", "not a directory", "dead server",
-                                  "read-only", "full disk", "n_jobs=0"])
+                                  "dead server, sweep", "read-only", "full disk", "n_jobs=0"])
 def test_every_store_error_exits_2_with_one_line(store, tmp_path, case):
     path, uri = store
     args, limit = [*SMALL, f"hydra.run.dir={tmp_path}/out", f"tracking.artifact_location={tmp_path}/art"], None
@@ -378,6 +405,8 @@ def test_every_store_error_exits_2_with_one_line(store, tmp_path, case):
         args.append(f"tracking.uri=sqlite:///{path}/mlflow.db")
     elif case == "dead server":
         args.append(f"tracking.uri=http://127.0.0.1:{closed_port()}")
+    elif case == "dead server, sweep":
+        args = ["-m", "seed=0,1", *SMALL, f"tracking.uri=http://127.0.0.1:{closed_port()}", f"hydra.sweep.dir={tmp_path}/sweep"]
     elif case == "read-only":
         args.append(f"tracking.uri='sqlite:///file:{path}?mode=ro&uri=true'")
     elif case == "full disk":  # no file may grow past 4 KiB: sqlite's journal cannot take a single page
@@ -455,3 +484,49 @@ def test_two_sweeps_started_together_on_a_new_store_both_finish(tmp_path):
     kinds = sorted((r.data.tags["forgetlab.kind"], r.info.status) for r in runs)
     assert kinds == [("sweep", "FINISHED")] * 2 + [("train", "FINISHED")] * 4
     assert state(uri).kind == "healthy"
+
+
+@pytest.mark.slow
+def test_a_tracking_server_that_dies_mid_sweep_fails_the_jobs_quickly_and_the_summary_is_printed(tmp_path):
+    """Before, MLflow's own HTTP retries made such a sweep take 16.5 min and end in a traceback."""
+    import urllib.request
+
+    port = closed_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+         "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "mlflow server did not start"
+                time.sleep(1)
+        sweep = subprocess.Popen(
+            [sys.executable, str(ROOT / "experiments" / "train.py"), "-m", "seed=0,1,2", "algorithm.epochs_per_task=1",
+             "network.hidden_sizes=[16]", f"tracking.uri=http://127.0.0.1:{port}", f"hydra.sweep.dir={tmp_path}/sweep"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+            env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_HTTP_REQUEST")},
+        )
+        for line in sweep.stdout:  # the first job has begun training: its run exists on the server
+            if "after digits_01" in line:
+                break
+        os.killpg(server.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        out, err = sweep.communicate(timeout=600)
+        elapsed = time.monotonic() - killed_at
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    assert sweep.returncode == 1, err[-3000:]
+    assert "3 jobs, 0 skipped, 0 completed, 3 failed" in out
+    assert "Traceback" not in err and err.count("StoreError") == 3
+    print(f"sweep ended {elapsed:.1f} s after the server was killed:", out.splitlines()[-1], err, sep="\n")
+    assert elapsed < 180, elapsed

@@ -112,9 +112,21 @@ def is_store_failure(error: BaseException) -> bool:
 
 def first_line(error: BaseException, limit: int = 400) -> str:
     """The error in one line: the database driver's own message when there is one (SQLAlchemy wraps
-    it in the statement and its parameters), else the text, shortened to ``limit`` characters."""
-    driver = re.search(r"\((\w+\.\w*Error)\) ([^\n\[]+)", str(error))
-    text = f"{driver.group(2).strip()} ({driver.group(1)})" if driver else " ".join(str(error).split())
+    it in the statement and its parameters), the failed request and its cause for a tracking server
+    (urllib3 wraps those in its retry history), else the text, shortened to ``limit`` characters."""
+    raw = str(error)
+    driver = re.search(r"\((\w+\.\w*Error)\) ([^\n\[]+)", raw)
+    request = re.search(r"API request to (\S+) failed with exception", raw)
+    if driver:
+        text = f"{driver.group(2).strip()} ({driver.group(1)})"
+    elif request:
+        causes = ("connection refused", "read timed out", "name or service not known", "connection reset",
+                  "connection aborted")
+        cause = next((c for c in causes if c in raw.lower()), "no connection")
+        retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLflow's")
+        text = f"no answer to {urlsplit(request.group(1)).path} ({cause}, after {retries} retries)"
+    else:
+        text = " ".join(raw.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
