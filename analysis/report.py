@@ -11,7 +11,8 @@ are the params that vary across runs (except ``seed``, ``tracking.*``, ``paths.*
 over seeds. Writes ``<out>/report.md``, ``summary.csv`` (one row per condition), ``runs.csv`` (one row
 per run), ``retention.csv`` and ``figures/*.png``, logs them as artifacts of a run tagged
 ``forgetlab.kind=report`` in the same experiment, and prints the summary table. Exit code 1 with a
-message when no run matches. Metric definitions: docs/metrics.md.
+message when no run matches, 2 when the store cannot be used (a missing file included: a report never
+creates a store). Metric definitions: docs/metrics.md.
 """
 
 from __future__ import annotations
