@@ -130,6 +130,14 @@ def first_line(error: BaseException, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def shown(uri: str) -> str:
+    """``uri`` fit for a message: a password in it replaced by ***."""
+    parts = urlsplit(uri)
+    if not parts.password:
+        return uri
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
 def first_sentence(error: BaseException) -> str:
     text = " ".join(str(error).split())
     return text.split(". ")[0].rstrip(".")
@@ -146,10 +154,10 @@ def with_retries(call: Callable[[], T], uri: str, *, attempts: int = ATTEMPTS,
                 if attempt < attempts - 1:
                     time.sleep(first_delay_s * 2**attempt * (0.5 + random.random()))
                     continue
-                raise StoreError(f"The tracking store {uri} stayed unavailable through {attempts} attempts: "
+                raise StoreError(f"The tracking store {shown(uri)} stayed unavailable through {attempts} attempts: "
                                  f"{first_line(error)}") from error
             if is_store_failure(error):
-                raise StoreError(f"The tracking store {uri} failed: {first_line(error)}. Repeating would not help: "
+                raise StoreError(f"The tracking store {shown(uri)} failed: {first_line(error)}. Repeating would not help: "
                                  "check its disk (space, permissions) or server, or point tracking.uri elsewhere.") from error
             raise
     raise AssertionError("unreachable")
@@ -209,8 +217,8 @@ def prepare_store(uri: str, *, create: bool = True, key: str = "tracking.uri") -
             MlflowClient(uri)
         except Exception as error:  # MLflow raises several types for a URI it cannot use
             raise StoreError(f"The '{key}' parameter must be a tracking URI MLflow can use, such as "
-                             f"sqlite:///<path>/mlflow.db or http://<host>:<port>. Got {uri!r} instead "
-                             f"(MLflow: {first_sentence(error)}).") from error
+                             f"sqlite:///<path>/mlflow.db or http://<host>:<port>. Got {shown(uri)!r} instead "
+                             f"(MLflow: {first_sentence(error).replace(uri, shown(uri))}).") from error
 
 
 def check_server(uri: str) -> None:
@@ -227,7 +235,7 @@ def check_server(uri: str) -> None:
             reason = str(getattr(error, "reason", error))
         if attempt < HEALTH_ATTEMPTS - 1:
             time.sleep(0.5 * 2**attempt)
-    raise StoreError(f"No MLflow tracking server answers at {uri} ({reason}; {HEALTH_ATTEMPTS} tries). "
+    raise StoreError(f"No MLflow tracking server answers at {shown(uri)} ({reason}; {HEALTH_ATTEMPTS} tries). "
                      "Start it (`make server` for the project's) or point tracking.uri elsewhere.")
 
 
