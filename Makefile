@@ -41,7 +41,10 @@ test-fast: $(STAMP) ## the import layering and the fast subset, for local iterat
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -n 2 -q -m "not slow"
 
+# The store is created (or checked) under forgetlab's lock first: `mlflow ui` would otherwise create its
+# schema while a training run does the same.
 ui: $(STAMP) ## open the MLflow UI on the local store at http://127.0.0.1:5000
+	$(PY) -m forgetlab.tracking.store prepare sqlite:///$(CURDIR)/mlflow.db
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
 system-deps: ## install PostgreSQL and Chromium from the OS packages when missing (for server and UI tests)

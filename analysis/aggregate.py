@@ -21,8 +21,8 @@ JOINT = "params.task_sequence.joint"
 ALGORITHM = "params.algorithm.name"
 SCENARIO = "params.task_sequence.scenario"
 TASK_SEQUENCE = "params.task_sequence.name"
-# Params that say where a run is stored or shown, not what it is.
-RUN_SPECIFIC_PREFIXES = ("params.tracking.", "params.paths.")
+# Params that say where a run is stored or shown, or how it is guarded, not what it is.
+RUN_SPECIFIC_PREFIXES = ("params.tracking.", "params.paths.", "params.guard.")
 CI_LEVEL = 0.95
 # Declared value orders, so that tables and figures come out in the same order in every clone,
 # whatever order MLflow returns the runs in. Values not listed follow, numbers numerically.

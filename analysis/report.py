@@ -12,7 +12,8 @@ over seeds. Writes ``<out>/report.md``, ``summary.csv`` (one row per condition),
 per run), ``retention.csv``, ``tables/*.tex`` and ``figures/*.{png,pdf}``, logs them as artifacts of a
 run tagged ``forgetlab.kind=report`` in the same experiment, and prints the summary table. ``<out>``
 defaults to ``reports/<experiment>/``; a report of one sweep or a filter goes to a directory of its own
-inside it. Exit code 1 with a message when no run matches. Metric definitions: docs/metrics.md.
+inside it. Exit code 1 with a message when no run matches, 2 when the store cannot be used (a missing
+file included: a report never creates a store). Metric definitions: docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -31,13 +32,13 @@ if str(ROOT) not in sys.path:  # run as a script: make `analysis` importable
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
 
 from analysis import aggregate, figures  # noqa: E402
 from analysis.load import (  # noqa: E402
     METRIC_COLUMN_PREFIX, NoRunsError, load_artifacts, mark_superseded, search_training_runs, tag_column,
 )
 from forgetlab import contract, metrics  # noqa: E402
+from forgetlab.tracking.store import StoreError, open_store  # noqa: E402
 
 # Columns of the runs frame (``mlflow.search_runs``) that the report reads
 RUN_NAME = tag_column(contract.TAG_RUN_NAME)
@@ -93,8 +94,9 @@ def build_report(
 ) -> Report:
     import mlflow
 
+    # The store must exist already: a report never creates an empty one (StoreError instead).
+    client = open_store(tracking_uri, create=False, key="--tracking-uri")
     mlflow.set_tracking_uri(tracking_uri)
-    client = MlflowClient(tracking_uri)
     out = Path(out or default_out(experiment, sweep_id, filter_string))
     cache_dir = Path(cache_dir or REPORTS / ".cache")
     for folder in ("figures", "tables"):
@@ -535,6 +537,9 @@ def main(argv: list[str] | None = None) -> int:
     except NoRunsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except StoreError as error:
+        print(f"Tracking store error: {error}", file=sys.stderr)
+        return 2
     print_summary(report)
     return 0
 

@@ -24,6 +24,7 @@ from omegaconf import DictConfig  # noqa: E402
 from forgetlab import contract  # noqa: E402
 from forgetlab.config import ConfigError, check_command_line, register_configs  # noqa: E402
 from forgetlab.experiment import RunContext, run_experiment  # noqa: E402
+from forgetlab.tracking.store import StoreError  # noqa: E402
 from hydra_plugins.forgetlab_sweeper.forgetlab_sweeper import read_sweep  # noqa: E402
 
 register_configs()
@@ -46,6 +47,11 @@ def main(cfg: DictConfig) -> float | None:
         if multirun:  # the sweeper validated every job; let the launcher record the failure
             raise
         print(f"Invalid config: {error}", file=sys.stderr)
+        sys.exit(2)
+    except StoreError as error:
+        if multirun:
+            raise
+        print(f"Tracking store error: {error}", file=sys.stderr)
         sys.exit(2)
     print(" ".join(f"{k}={v:.4f}" for k, v in final.items()), flush=True)
     return final.get(contract.FINAL_ACC)

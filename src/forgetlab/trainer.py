@@ -19,11 +19,8 @@ from threadpoolctl import threadpool_limits
 
 from forgetlab.algorithms.base import LearningAlgorithm
 from forgetlab.data.tasks import Scenario, TaskSequence
+from forgetlab.divergence import TrainingDiverged, WeightCheck
 from forgetlab.networks.base import Network
-
-
-class TrainingDiverged(FloatingPointError):
-    """The training loss became inf or nan: the weights are no longer numbers worth evaluating."""
 
 
 @dataclass(frozen=True)
@@ -227,6 +224,7 @@ class Trainer:
         self.probe, self.rng, self.observers = probe, rng, list(observers)
         self.stages = self._stages(joint)
         self.evaluator = Evaluator(sequence, scenario, probe, split=eval_split)
+        self.weight_check = WeightCheck(network.params, [s.name for s in self.stages])
 
     def _stages(self, joint: bool) -> list[Stage]:
         tasks = self.sequence.tasks
@@ -297,6 +295,7 @@ class Trainer:
             train_loss=progress.end_interval(),
             tasks_trained=progress.tasks_trained,
         )
+        self.weight_check(point)  # before any observer records the point of a diverged run
         for observer in self.observers:
             observer.on_eval(point)
         return point

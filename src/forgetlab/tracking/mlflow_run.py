@@ -27,11 +27,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from forgetlab import contract
 from forgetlab.tracking.liveness import Heartbeat, process_identity
-from forgetlab.tracking.store import RetryingClient
+from forgetlab.tracking.store import RetryingClient, open_store
 from forgetlab.trainer import EvalPoint, TrainingResult
 
-# Keys left out of the config hash: where results are stored does not change what they are.
-UNHASHED_GROUPS = ("tracking", "paths")
+# Keys left out of the config hash: where results are stored, and the guard's limits, do not change what they are.
+UNHASHED_GROUPS = ("tracking", "paths", "guard")
 # Keys added after runs were first recorded, with the value that reproduces what those runs did: at
 # that value a key is left out of the hash, so adding a feature does not orphan every recorded run.
 NEUTRAL_ADDITIONS: dict[str, Any] = {
@@ -241,7 +241,7 @@ def write_eval_artifacts(result: TrainingResult, root: Path) -> None:
 def run_for_config(cfg: DictConfig, run_name: str, context) -> Iterator[MlflowRun]:
     """An MlflowRun for ``cfg`` with the contract's params and tags; ended FAILED (KILLED on
     Ctrl-C) if the body raises. ``context`` carries overrides, sweep id and parent run id."""
-    client = RetryingClient(cfg.tracking.uri)
+    client = open_store(cfg.tracking.uri)
     experiment_id = get_or_create_experiment(client, cfg.tracking.experiment, cfg.tracking.artifact_location)
     tags = {
         contract.TAG_CONFIG_HASH: config_hash(cfg),

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from forgetlab import contract
 from forgetlab.tracking.liveness import is_stale
 from forgetlab.tracking.mlflow_run import resume_hashes
-from forgetlab.tracking.store import RetryingClient
+from forgetlab.tracking.store import RetryingClient, open_store
 
 
 def reason_to_skip(client: RetryingClient, experiment_id: str, config_hashes: Sequence[str], *, resume: bool,
@@ -49,7 +49,7 @@ def reason_to_skip(client: RetryingClient, experiment_id: str, config_hashes: Se
 
 def job_already_done(cfg: DictConfig, label: str) -> str | None:
     """``reason_to_skip`` for one job's config, from inside the job."""
-    client = RetryingClient(cfg.tracking.uri)
+    client = open_store(cfg.tracking.uri)
     experiment = client.get_experiment_by_name(cfg.tracking.experiment)
     if experiment is None:
         return None

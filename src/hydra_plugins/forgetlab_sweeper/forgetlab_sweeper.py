@@ -40,9 +40,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from forgetlab import contract
 from forgetlab.config import ConfigError, check_targets, explain_composition_error, validate
+from forgetlab.cost import check_cost
 from forgetlab.tracking.mlflow_run import config_hash, get_or_create_experiment, new_sweep_id, resume_hashes
 from forgetlab.tracking.resume import reason_to_skip
-from forgetlab.tracking.store import RetryingClient
+from forgetlab.tracking.store import RetryingClient, StoreError, open_store
 
 SWEEP_FILE = "forgetlab_sweep.json"
 
@@ -96,6 +97,7 @@ def compose_jobs(config_loader, master: DictConfig, job_overrides: Sequence[Sequ
             del cfg["hydra"]
         try:
             validate(cfg)
+            check_cost(cfg, label=" ".join(overrides) or "(defaults)")
         except ConfigError as error:
             raise ConfigError(f"{error} (job {' '.join(overrides)})") from error
         for key in ("enabled", "uri", "experiment"):
@@ -189,16 +191,20 @@ class ResumableSweeper(Sweeper):
         tracking = self.config.tracking
         client = None
         if tracking.enabled:
-            client = RetryingClient(tracking.uri)
-            experiment_id = get_or_create_experiment(client, tracking.experiment, tracking.artifact_location)
-            for job in jobs:
-                job.skip_reason = reason_to_skip(
-                    client, experiment_id, job.resume_hashes or (job.config_hash,), resume=tracking.resume,
-                    stale_after_s=tracking.stale_after_s, label=job.label,
-                )
-            task_overrides = list(self.config.hydra.overrides.task)
-            sweep = open_parent(client, experiment_id, sweep_key(tracking.experiment, jobs), task_overrides)
-            client.log_dict(sweep.parent_run_id, jobs_manifest(jobs), contract.ARTIFACT_SWEEP_JOBS)
+            try:
+                client = open_store(tracking.uri)
+                experiment_id = get_or_create_experiment(client, tracking.experiment, tracking.artifact_location)
+                for job in jobs:
+                    job.skip_reason = reason_to_skip(
+                        client, experiment_id, job.resume_hashes or (job.config_hash,), resume=tracking.resume,
+                        stale_after_s=tracking.stale_after_s, label=job.label,
+                    )
+                task_overrides = list(self.config.hydra.overrides.task)
+                sweep = open_parent(client, experiment_id, sweep_key(tracking.experiment, jobs), task_overrides)
+                client.log_dict(sweep.parent_run_id, jobs_manifest(jobs), contract.ARTIFACT_SWEEP_JOBS)
+            except StoreError as error:
+                print(f"Tracking store error: {error}", file=sys.stderr, flush=True)
+                sys.exit(2)
         else:
             sweep = Sweep(new_sweep_id(), None)
         (sweep_dir / SWEEP_FILE).write_text(json.dumps(asdict(sweep)))
@@ -226,7 +232,10 @@ class ResumableSweeper(Sweeper):
             raise
         finally:
             if client is not None and sweep.parent_run_id is not None:
-                client.set_terminated(sweep.parent_run_id, status)
+                try:
+                    client.set_terminated(sweep.parent_run_id, status)
+                except StoreError as error:  # the summary below matters more than the parent's status
+                    print(f"[sweep] could not end the parent run {status}: {error}", file=sys.stderr, flush=True)
 
         print(
             f"[sweep] {sweep.sweep_id}: {len(jobs)} jobs, {len(jobs) - len(to_run)} skipped, "
