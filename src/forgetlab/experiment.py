@@ -11,10 +11,11 @@ from omegaconf import DictConfig, OmegaConf
 from forgetlab.algorithms import build_algorithm
 from forgetlab.config import validate
 from forgetlab.data import Scenario, build_task_sequence
+from forgetlab.ensemble import MEMBER_KEYS, incompatible_key
 from forgetlab.networks import build_network
 from forgetlab.tracking.mlflow_run import final_metrics, run_for_config
 from forgetlab.tracking.sweep import job_already_done
-from forgetlab.trainer import EvalPoint, Trainer, choose_probe
+from forgetlab.trainer import EvalPoint, Observer, Trainer, TrainingResult, choose_probe
 
 
 @dataclass
@@ -67,13 +68,27 @@ class ProgressBar:
             self.bar.close()
 
 
-def build_trainer(cfg: DictConfig, observers=()) -> Trainer:
-    """Data, network, algorithm and trainer for ``cfg`` (already validated), seeded by ``cfg.seed``."""
+def build_ensemble_trainer(cfgs: list[DictConfig], observers: list[list[Observer]] | None = None) -> Trainer:
+    """One trainer for the configs ``cfgs`` (already validated) as the members of one ensemble: each
+    member seeded by its ``seed`` (initial weights, sample order) with its own learning rate, L2 and
+    initial scale; ``observers[s]`` see member s's evaluation points. The configs must differ in
+    ``ensemble.MEMBER_KEYS`` only. ``Trainer.run`` returns one result per member, in this order."""
+    if not cfgs:
+        raise ValueError("an ensemble needs at least one config")
+    clash = incompatible_key(cfgs)
+    if clash is not None:
+        key, first, other = clash
+        raise ValueError(f"configs differ in {key!r} ({first!r} vs {other!r}); the members of one ensemble may "
+                         f"differ only in {', '.join(MEMBER_KEYS)}")
+    cfg = cfgs[0]
     sequence = build_task_sequence(cfg.task_sequence)
     scenario = Scenario(cfg.task_sequence.scenario, sequence)
-    init_seed, order_seed = np.random.SeedSequence(cfg.seed).spawn(2)
-    network = build_network(cfg.network, sequence.input_shape, scenario.n_outputs, np.random.default_rng(init_seed))
-    algorithm = build_algorithm(cfg.algorithm, network)
+    seeds = [np.random.SeedSequence(c.seed).spawn(2) for c in cfgs]  # (initial weights, sample order) per member
+    network = build_network(cfg.network, sequence.input_shape, scenario.n_outputs,
+                            [np.random.default_rng(init) for init, _ in seeds],
+                            init_scale=[c.network.init_scale for c in cfgs])
+    algorithm = build_algorithm(cfg.algorithm, network, lr=[c.algorithm.lr for c in cfgs],
+                                l2=[c.algorithm.l2 for c in cfgs])
     probe = choose_probe(sequence, cfg.eval.probe_per_task, cfg.task_sequence.data_seed)
     return Trainer(
         network,
@@ -86,9 +101,14 @@ def build_trainer(cfg: DictConfig, observers=()) -> Trainer:
         joint=cfg.task_sequence.joint,
         every_samples=cfg.eval.every_samples,
         probe=probe,
-        rng=np.random.default_rng(order_seed),
-        observers=list(observers),
+        rngs=[np.random.default_rng(order) for _, order in seeds],
+        observers=observers,
     )
+
+
+def build_trainer(cfg: DictConfig, observers=()) -> Trainer:
+    """The trainer of ``cfg`` (already validated) alone: the ensemble of one member."""
+    return build_ensemble_trainer([cfg], [list(observers)])
 
 
 def total_samples(trainer: Trainer) -> int:
@@ -113,11 +133,20 @@ def run_experiment(cfg: DictConfig, context: RunContext | None = None) -> dict[s
             return {}
     trainer = build_trainer(cfg)
     stage_names = [s.name for s in trainer.stages]
-    trainer.observers.append(TaskLines(name, stage_names) if context.quiet else ProgressBar(total_samples(trainer)))
+    (observers,) = trainer.observers
+    observers.append(TaskLines(name, stage_names) if context.quiet else ProgressBar(total_samples(trainer)))
     if not cfg.tracking.enabled:
-        return final_metrics(trainer.run().accuracy_matrix)
+        return final_metrics(trained(trainer).accuracy_matrix)
 
     with run_for_config(cfg, name, context) as mlflow_run:
-        trainer.observers.append(mlflow_run)
-        result = trainer.run()
+        observers.append(mlflow_run)
+        result = trained(trainer)
         return mlflow_run.finish(result, OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def trained(trainer: Trainer) -> TrainingResult:
+    """Run the trainer of one config; its result, or its ``TrainingDiverged`` raised."""
+    (result,) = trainer.run()
+    if result.error is not None:
+        raise result.error
+    return result
