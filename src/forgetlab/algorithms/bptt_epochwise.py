@@ -22,10 +22,13 @@ class BPTTEpochwise(LearningAlgorithm):
         fwd = net.forward(x, mask)
         h, z, a = fwd.h[:, 0], fwd.z[:, 0], fwd.a[:, 0]  # the one sequence of each member: (S, T, .)
         steps = net.loss_steps(x.shape[-2])
+        # take, not a[:, steps]: indexing lays the steps out first in memory, and the mean over them
+        # would then add them in another order than a lone network does.
+        a_steps = xp.take(a, steps, axis=-2)  # (S, |S|, O)
         delta_y = xp.zeros_like(a)
-        delta_y[:, steps] = net.output_delta(a[:, steps], target, mask) / len(steps)
+        delta_y[:, steps] = net.output_delta(a_steps, target, mask) / len(steps)
         grads = backward_through_time(net, x[..., 0, :, :], h, z, delta_y)
         for name in net.weight_names:
             grads[name] += self.member_l2(3) * net.params[name]
-        data_loss = xp.mean(net.sample_loss(a[:, steps], target, mask), axis=-1)
+        data_loss = xp.mean(net.sample_loss(a_steps, target, mask), axis=-1)
         return data_loss, grads

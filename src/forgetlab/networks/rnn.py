@@ -150,6 +150,6 @@ class RNN(Network):
 
     def data_loss(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Mean over the batch of the sequence loss (mean over the loss steps), no L2 term: (S,)."""
-        a = self.forward(x, mask).a[:, :, self.loss_steps(x.shape[-2])]
+        a = self.xp.take(self.forward(x, mask).a, self.loss_steps(x.shape[-2]), axis=-2)
         per_step = self.sample_loss(a, y[..., None, :], mask[..., None, :])
         return self.xp.mean(per_step, axis=(-2, -1))
