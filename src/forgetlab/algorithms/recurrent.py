@@ -198,6 +198,7 @@ class OnlineRecurrentAlgorithm(LearningAlgorithm):
             if result.loss is not None:
                 losses.append(result.loss)
                 self._pending_error = True
+                self._open_pending()  # an injected error makes an update due, even if its gradient is exactly 0
             self._add(result.gradient)
             state.steps_since_update += 1
             update_due = state.steps_since_update == self.update_every
@@ -225,10 +226,13 @@ class OnlineRecurrentAlgorithm(LearningAlgorithm):
             self.apply(self._pending)
             self._pending, self._pending_error = None, False
 
+    def _open_pending(self) -> None:
+        if self._pending is None:
+            self._pending = {n: self.network.xp.zeros_like(p) for n, p in self.network.params.items()}
+
     def _add(self, grads: dict[str, np.ndarray] | None) -> None:
         if not grads:
             return
-        if self._pending is None:
-            self._pending = {n: self.network.xp.zeros_like(p) for n, p in self.network.params.items()}
+        self._open_pending()
         for n, g in grads.items():
             self._pending[n] += g
