@@ -26,7 +26,9 @@ class Backprop(LearningAlgorithm):
         delta = net.output_delta(a_out, y, mask) / batch  # (S, B, n_out)
         grads: dict[str, np.ndarray] = {}
         for l in range(len(net.W) - 1, -1, -1):
-            dE_dW = xp.matmul(delta.mT, fwd.a[l])
+            # One sample: the outer product, elementwise (a GEMM with an inner dimension of 1 computes
+            # the same products, one BLAS call per member with its packing overhead).
+            dE_dW = delta.mT * fwd.a[l] if batch == 1 else xp.matmul(delta.mT, fwd.a[l])
             if self.has_l2:
                 dE_dW += self.member_l2(3) * net.W[l]
             grads[f"W{l}"] = dE_dW

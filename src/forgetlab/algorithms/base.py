@@ -69,9 +69,12 @@ class LearningAlgorithm(ABC):
         return data_loss
 
     def apply(self, grads: dict[str, np.ndarray]) -> None:
+        """theta -= lr * g for each member. Consumes ``grads``: each is scaled by the learning rate in
+        place, which saves a temporary as large as the weights of every member."""
         params = self.network.params
         for name, g in grads.items():
-            params[name] -= self.member_lr(g.ndim) * g
+            g *= self.member_lr(g.ndim)
+            params[name] -= g
         self.updates += 1
 
     def start_task(self) -> None:
