@@ -123,11 +123,19 @@ class Evaluator:
         self.test_task = owner[: self.n_test]
         self.test_counts = np.bincount(self.test_task, minlength=len(tasks))
 
+    # Members scored per forward pass: the activations of a few members over every sample stay in
+    # the cache; all 8 members of the default config at once took 1.5x as long as 4 at a time.
+    MEMBERS_PER_PASS = 4
+
     def evaluate(self, network: Network) -> Evaluation:
-        """Every member at once: one forward pass of the shared samples through the stacked weights."""
-        a = network.predict(self.x, self.mask)
-        correct = np.asarray(network.predicted_unit(a, self.mask) == self.unit)  # (S, n_samples)
-        loss = np.asarray(network.sample_loss(a, self.y, self.mask))
+        """Every member, a few at a time: one forward pass of the shared samples through their stacked weights."""
+        correct, loss = [], []
+        for start in range(0, network.n_members, self.MEMBERS_PER_PASS):
+            part = network.members(slice(start, start + self.MEMBERS_PER_PASS))
+            a = part.predict(self.x, self.mask)
+            correct.append(np.asarray(part.predicted_unit(a, self.mask) == self.unit))
+            loss.append(np.asarray(part.sample_loss(a, self.y, self.mask)))
+        correct, loss = np.concatenate(correct), np.concatenate(loss)  # (S, n_samples)
         n_test, n_tasks = self.n_test, len(self.test_counts)
 
         def per_task(values: np.ndarray) -> np.ndarray:

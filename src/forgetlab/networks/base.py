@@ -46,6 +46,11 @@ class Network(ABC):
         """Parameters by name, each (S, *shape); the live arrays, updated in place by the learning
         algorithms (never rebound)."""
 
+    @abstractmethod
+    def members(self, selected: slice) -> Network:
+        """The ``selected`` members as a network of their own, whose parameters are views of theirs
+        here (an update of either is an update of both)."""
+
     @property
     @abstractmethod
     def weight_names(self) -> list[str]:

@@ -7,6 +7,7 @@ member, and activations are (S, B, n).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -63,6 +64,13 @@ class MLP(Network):
             named[f"W{l}"], named[f"b{l}"] = W, b
         return named
 
+    def members(self, selected: slice) -> MLP:
+        view = copy.copy(self)
+        view.__dict__.pop("params", None)  # the cached dict of the whole ensemble
+        view.W, view.b = [W[selected] for W in self.W], [b[selected] for b in self.b]
+        view.n_members = view.W[0].shape[0]
+        return view
+
     @property
     def weight_names(self) -> list[str]:
         """Parameters that carry the L2 penalty (weights, not biases)."""
@@ -73,16 +81,26 @@ class MLP(Network):
         xp = self.xp
         a, zs = [x], []
         last = len(self.W) - 1
-        for l, (W, b) in enumerate(zip(self.W, self.b)):
-            # One (B, n_in) @ (n_in, n_out) product per member: the very BLAS call a lone network makes.
-            z = xp.matmul(a[-1], W.mT) + b[:, None, :]
+        for l in range(len(self.W)):
+            z = self._pre_activation(l, a[-1])
             zs.append(z)
             a.append(functions.output(self.output, z, mask) if l == last else functions.activation(self.activation, z))
         return MLPForward(a=a, z=zs)
 
+    def _pre_activation(self, l: int, a: np.ndarray) -> np.ndarray:
+        # One (B, n_in) @ (n_in, n_out) product per member: the very BLAS call a lone network makes.
+        z = self.xp.matmul(a, self.W[l].mT)
+        z += self.b[l][:, None, :]
+        return z
+
     def predict(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Network output a^(L) for a batch (B, n_in) or (S, B, n_in) -> (S, B, n_out)."""
-        return self.forward(x, mask).a[-1]
+        """Network output a^(L) for a batch (B, n_in) or (S, B, n_in) -> (S, B, n_out); the forward
+        pass without keeping what only the backward pass needs (evaluations run it on large batches)."""
+        a, last = x, len(self.W) - 1
+        for l in range(len(self.W)):
+            z = self._pre_activation(l, a)
+            a = functions.output(self.output, z, mask) if l == last else functions.activation(self.activation, z)
+        return a
 
     def data_loss(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Mean over the batch of the loss without the L2 term, straight from the forward pass: (S,)."""

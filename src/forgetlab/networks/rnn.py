@@ -15,6 +15,7 @@ that uses it.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -89,6 +90,14 @@ class RNN(Network):
         """Parameters by name; the arrays are the live ones, updated in place (never rebound, so the
         dict is built once)."""
         return {"W_xh": self.W_xh, "W_hh": self.W_hh, "b_h": self.b_h, "W_hy": self.W_hy, "b_y": self.b_y}
+
+    def members(self, selected: slice) -> RNN:
+        view = copy.copy(self)
+        view.__dict__.pop("params", None)  # the cached dict of the whole ensemble
+        for name in ("W_xh", "W_hh", "b_h", "W_hy", "b_y"):
+            setattr(view, name, getattr(self, name)[selected])
+        view.n_members = view.W_hh.shape[0]
+        return view
 
     @property
     def weight_names(self) -> list[str]:
