@@ -20,7 +20,7 @@ with each recurrent algorithm at its default settings. Members are the default c
   forgetlab's before timing (``--tolerance``).
 
 Per-member updates/s = S x weight updates / seconds. Times are medians over ``--repeats``
-interleaved repetitions, in CPU time of this process (less disturbed by other processes than wall
+repetitions, each timing every workload and S in turn (round robin), in CPU time of this process (less disturbed by other processes than wall
 time, which is reported too). ``os.getloadavg()`` is recorded before and after.
 With ``--json`` the last line is one JSON object.
 """
@@ -178,8 +178,8 @@ class TorchEnsemble:
     def __init__(self, network, algorithm, member_loss) -> None:
         self.params = tuple(torch.tensor(p) for p in network.params.values())
         self.is_weight = [name in network.weight_names for name in network.params]
-        self.lr = [torch.tensor(algorithm.member_lr(p.ndim)) for p in network.params.values()]
-        self.l2 = [torch.tensor(algorithm.member_l2(p.ndim)) for p in network.params.values()]
+        self.lr = [torch.tensor(algorithm.lr_of[name]) for name in network.params]
+        self.l2 = [torch.tensor(algorithm.l2_of[name]) for name in network.params]
         self.step = torch.func.vmap(torch.func.grad(member_loss))
 
     def train(self, batches) -> None:
@@ -204,62 +204,62 @@ def max_difference(a, b) -> float:
 # --- measurements -------------------------------------------------------------------------------
 
 
-def measure(name: str, overrides: list[str], S: int, args) -> dict:
-    """One workload at one S: timings and the torch check."""
-    cfgs = compose_configs(overrides, S)
-    mlp = cfgs[0].network.name == "mlp"
-    recorder = build_ensemble_trainer(cfgs)
-    batches, _ = recorded_batches(recorder, None if mlp else args.sequences)
-    reference = build_ensemble_trainer(cfgs)
-    replay(reference.algorithm, batches)  # the weights the peer must reach; warms every path
-    updates = reference.algorithm.updates
-    final = [p.copy() for p in reference.network.params.values()]
-    if mlp:
-        np.testing.assert_array_equal(final[0], recorder.network.params["W0"])  # the replay is the run
-    row = {"workload": name, "S": S, "updates": updates, "samples": len(batches)}
+class Measurement:
+    """One workload at one S: its recorded batches, checks, and the timed pieces."""
 
-    peer = None
-    if torch is not None and (mlp or cfgs[0].algorithm.name == "bptt_epochwise"):
-        fresh = build_ensemble_trainer(cfgs)
-        loss = torch_mlp_loss(fresh.network) if mlp else torch_rnn_loss(fresh.network)
-        tensors = as_tensors(batches)
-        check = TorchEnsemble(fresh.network, fresh.algorithm, loss)
-        check.train(tensors)
-        row["torch_max_abs_weight_difference"] = difference = max_difference(check.weights(), final)
-        if not difference <= args.tolerance:
-            sys.exit(f"{name} S={S}: torch and forgetlab disagree: max |dW| = {difference:.3g} > {args.tolerance:g}")
-
-        def peer():
+    def __init__(self, name: str, overrides: list[str], S: int, args) -> None:
+        cfgs = compose_configs(overrides, S)
+        self.cfgs, self.S, self.mlp = cfgs, S, cfgs[0].network.name == "mlp"
+        recorder = build_ensemble_trainer(cfgs)
+        self.batches, _ = recorded_batches(recorder, None if self.mlp else args.sequences)
+        reference = build_ensemble_trainer(cfgs)
+        replay(reference.algorithm, self.batches)  # the weights the peer must reach; warms every path
+        final = [p.copy() for p in reference.network.params.values()]
+        if self.mlp:
+            np.testing.assert_array_equal(final[0], recorder.network.params["W0"])  # the replay is the run
+        self.row = {"workload": name, "S": S, "updates": reference.algorithm.updates, "samples": len(self.batches)}
+        self.timers = {k: Timer() for k in ("learn", "run", "torch_vmap", "torch_eager")}
+        self.loss = None
+        if torch is not None and (self.mlp or cfgs[0].algorithm.name == "bptt_epochwise"):
             fresh = build_ensemble_trainer(cfgs)
-            model = TorchEnsemble(fresh.network, fresh.algorithm, loss)
-            with timers["torch_vmap"]:
-                model.train(tensors)
-            if S == 1 and mlp:
+            self.loss = torch_mlp_loss(fresh.network) if self.mlp else torch_rnn_loss(fresh.network)
+            self.tensors = as_tensors(self.batches)
+            check = TorchEnsemble(fresh.network, fresh.algorithm, self.loss)
+            check.train(self.tensors)
+            self.row["torch_max_abs_weight_difference"] = difference = max_difference(check.weights(), final)
+            if not difference <= args.tolerance:
+                sys.exit(f"{name} S={S}: torch and forgetlab disagree: max |dW| = {difference:.3g} > {args.tolerance:g}")
+
+    def time_once(self) -> None:
+        fresh = build_ensemble_trainer(self.cfgs)
+        with self.timers["learn"]:
+            replay(fresh.algorithm, self.batches)
+        if self.mlp:
+            fresh = build_ensemble_trainer(self.cfgs)
+            with self.timers["run"]:
+                fresh.run()
+        if self.loss is not None:
+            fresh = build_ensemble_trainer(self.cfgs)
+            model = TorchEnsemble(fresh.network, fresh.algorithm, self.loss)
+            with self.timers["torch_vmap"]:
+                model.train(self.tensors)
+            if self.S == 1 and self.mlp:
                 from benchmarks.per_sample_backprop import TorchMLP, torch_sgd, torch_train
 
                 eager = TorchMLP(fresh.network)
-                optimizer = torch_sgd(eager, cfgs[0].algorithm.lr, cfgs[0].algorithm.l2)
-                one = [tuple(t[0] for t in b) for b in tensors]
-                with timers["torch_eager"]:
+                optimizer = torch_sgd(eager, self.cfgs[0].algorithm.lr, self.cfgs[0].algorithm.l2)
+                one = [tuple(t[0] for t in b) for b in self.tensors]
+                with self.timers["torch_eager"]:
                     torch_train(eager, optimizer, one, fresh.network.output, fresh.network.loss)
 
-    timers = {k: Timer() for k in ("learn", "run", "torch_vmap", "torch_eager")}
-    for _ in range(args.repeats):  # interleaved, so that load from other processes hits all alike
-        fresh = build_ensemble_trainer(cfgs)
-        with timers["learn"]:
-            replay(fresh.algorithm, batches)
-        if mlp:
-            fresh = build_ensemble_trainer(cfgs)
-            with timers["run"]:
-                fresh.run()
-        if peer is not None:
-            peer()
-    for key, timer in timers.items():
-        if timer.cpu:
-            cpu, wall = timer.median
-            row[f"{key}_member_updates_per_s"] = S * updates / cpu
-            row[f"{key}_member_updates_per_s_wall"] = S * updates / wall
-    return row
+    def result(self) -> dict:
+        row, updates = dict(self.row), self.row["updates"]
+        for key, timer in self.timers.items():
+            if timer.cpu:
+                cpu, wall = timer.median
+                row[f"{key}_member_updates_per_s"] = self.S * updates / cpu
+                row[f"{key}_member_updates_per_s_wall"] = self.S * updates / wall
+        return row
 
 
 def gemm_rate() -> float:
@@ -288,17 +288,15 @@ def main() -> dict:
         torch.set_num_threads(1)
 
     load_before = os.getloadavg()
-    rows = []
     with threadpool_limits(limits=1, user_api="blas"):
         peak = gemm_rate()
-        for name in args.workloads:
-            for S in args.sizes:
-                row = measure(name, WORKLOADS[name], S, args)
-                rows.append(row)
-                print(f"  measured {name} S={S}: " + ", ".join(
-                    f"{k.replace('_member_updates_per_s', '')} {v:,.0f}" for k, v in row.items()
-                    if k.endswith("_member_updates_per_s")), flush=True)
+        measurements = [Measurement(name, WORKLOADS[name], S, args) for name in args.workloads for S in args.sizes]
+        for repeat in range(args.repeats):  # round robin, so that load from other processes hits all alike
+            for m in measurements:
+                m.time_once()
+            print(f"  repeat {repeat + 1} of {args.repeats} done, load average {os.getloadavg()[0]:.1f}", flush=True)
     load_after = os.getloadavg()
+    rows = [m.result() for m in measurements]
 
     for row in rows:
         base = next(r for r in rows if r["workload"] == row["workload"] and r["S"] == min(args.sizes))

@@ -30,7 +30,7 @@ class Backprop(LearningAlgorithm):
             # the same products, one BLAS call per member with its packing overhead).
             dE_dW = delta.mT * fwd.a[l] if batch == 1 else xp.matmul(delta.mT, fwd.a[l])
             if self.has_l2:
-                dE_dW += self.member_l2(3) * net.W[l]
+                dE_dW += self.l2_of[f"W{l}"] * net.W[l]
             grads[f"W{l}"] = dE_dW
             grads[f"b{l}"] = xp.sum(delta, axis=-2)
             if l > 0:

@@ -40,21 +40,11 @@ class LearningAlgorithm(ABC):
         self.lr, self.l2 = per_member(lr, network, "lr"), per_member(l2, network, "l2")
         self.has_l2 = bool(self.network.xp.any(self.l2 != 0.0))  # no L2 work when every member has none
         self.updates = 0  # weight updates, the same for every member (they share the schedule)
-        self._scale = {}  # ndim -> per-member views of lr and l2 shaped to scale an array of that rank
-
-    def member_lr(self, ndim: int) -> np.ndarray:
-        """The learning rates shaped (S, 1, ..., 1) to scale a stacked array of ``ndim`` axes."""
-        return self._scaled(ndim)[0]
-
-    def member_l2(self, ndim: int) -> np.ndarray:
-        """The L2 coefficients shaped (S, 1, ..., 1) to scale a stacked array of ``ndim`` axes."""
-        return self._scaled(ndim)[1]
-
-    def _scaled(self, ndim: int) -> tuple[np.ndarray, np.ndarray]:
-        scaled = self._scale.get(ndim)
-        if scaled is None:
-            scaled = self._scale[ndim] = (by_member(self.lr, ndim), by_member(self.l2, ndim))
-        return scaled
+        # lr and l2 by parameter name, shaped (S, 1, ..., 1) to scale that parameter member by member
+        # (views: they follow changes to lr and l2).
+        shapes = {name: p.ndim for name, p in network.params.items()}
+        self.lr_of = {name: by_member(self.lr, ndim) for name, ndim in shapes.items()}
+        self.l2_of = {name: by_member(self.l2, ndim) for name, ndim in shapes.items()}
 
     @abstractmethod
     def gradient(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -72,8 +62,9 @@ class LearningAlgorithm(ABC):
         """theta -= lr * g for each member. Consumes ``grads``: each is scaled by the learning rate in
         place, which saves a temporary as large as the weights of every member."""
         params = self.network.params
+        lr_of = self.lr_of
         for name, g in grads.items():
-            g *= self.member_lr(g.ndim)
+            g *= lr_of[name]
             params[name] -= g
         self.updates += 1
 

@@ -29,6 +29,6 @@ class BPTTEpochwise(LearningAlgorithm):
         delta_y[:, steps] = net.output_delta(a_steps, target, mask) / len(steps)
         grads = backward_through_time(net, x[..., 0, :, :], h, z, delta_y)
         for name in net.weight_names:
-            grads[name] += self.member_l2(3) * net.params[name]
+            grads[name] += self.l2_of[name] * net.params[name]
         data_loss = xp.mean(net.sample_loss(a_steps, target, mask), axis=-1)
         return data_loss, grads

@@ -14,6 +14,7 @@ from functools import cached_property
 
 import numpy as np
 
+from forgetlab.arrays import NUMPY
 from forgetlab.networks import functions
 from forgetlab.networks.base import Network, member_inits
 
@@ -36,7 +37,7 @@ class MLP(Network):
         init_scale: float | Sequence[float] = 1.0,
         rng: np.random.Generator | Sequence[np.random.Generator] | None = None,
         dtype: type = np.float64,
-        xp=np,
+        xp=None,
     ) -> None:
         """sizes = [n_in, hidden..., n_out]; weights ~ N(0, init_scale^2 / fan_in), biases 0.
         One member per generator in ``rng`` (a single generator: one member), each drawing its
@@ -44,7 +45,8 @@ class MLP(Network):
         inits = member_inits(rng, init_scale)
         self.sizes = list(sizes)
         self.activation, self.output, self.loss = activation, output, loss
-        self.xp, self.n_members = xp, len(inits)
+        self.xp, self.n_members = NUMPY if xp is None else xp, len(inits)
+        xp = self.xp
         layers = list(zip(sizes[:-1], sizes[1:]))
         drawn = [[(scale / np.sqrt(n_in) * r.standard_normal((n_out, n_in))).astype(dtype) for n_in, n_out in layers]
                  for r, scale in inits]

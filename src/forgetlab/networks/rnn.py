@@ -22,6 +22,7 @@ from functools import cached_property
 
 import numpy as np
 
+from forgetlab.arrays import NUMPY
 from forgetlab.networks import functions
 from forgetlab.networks.base import Network, member_inits
 
@@ -53,14 +54,15 @@ class RNN(Network):
         init_scale: float | Sequence[float] = 1.0,
         rng: np.random.Generator | Sequence[np.random.Generator] | None = None,
         dtype: type = np.float64,
-        xp=np,
+        xp=None,
     ) -> None:
         """Weights ~ N(0, init_scale^2 / fan_in) (fan_in of W_hh is H), biases 0. One member per
         generator in ``rng`` (a single generator: one member), each drawing W_xh, W_hh, W_hy in this
         order with its own ``init_scale`` (one for all, or one per member)."""
         inits = member_inits(rng, init_scale)
         self.activation, self.output, self.loss, self.loss_at = activation, output, loss, loss_at
-        self.xp, self.n_members = xp, len(inits)
+        self.xp, self.n_members = NUMPY if xp is None else xp, len(inits)
+        xp = self.xp
 
         def init(shape, fan_in):
             return [(scale / np.sqrt(fan_in) * r.standard_normal(shape)).astype(dtype) for r, scale in inits]
