@@ -2,7 +2,7 @@
 (``xp = array_namespace(x)``), so that the same code can run on another array library (CuPy) later.
 
 On the CPU the namespace is NumPy's own (NumPy >= 2 implements the standard in its main namespace),
-with its reductions ``sum``, ``max`` and ``mean`` bound directly to the ufuncs' ``reduce``: the same
+with its reductions ``sum``, ``max``, ``mean`` and ``any`` bound directly to the ufuncs' ``reduce``: the same
 arithmetic without ``np.sum``'s Python layer, which costs about a microsecond on every call, and the
 per-sample path makes several per update. array_api_compat's wrapper of NumPy would add a Python
 call in front of other functions too (``matmul``, ``zeros``). Other arrays get array_api_compat's
@@ -16,7 +16,7 @@ import types
 import numpy as np
 from array_api_compat import array_namespace as _compat_namespace
 
-_add_reduce, _maximum_reduce = np.add.reduce, np.maximum.reduce
+_add_reduce, _maximum_reduce, _or_reduce = np.add.reduce, np.maximum.reduce, np.logical_or.reduce
 
 
 def _sum(x, /, *, axis=None, keepdims=False):
@@ -27,6 +27,10 @@ def _max(x, /, *, axis=None, keepdims=False):
     return _maximum_reduce(x, axis, None, None, keepdims)
 
 
+def _any(x, /, *, axis=None, keepdims=False):
+    return _or_reduce(x, axis, None, None, keepdims)
+
+
 def _mean(x, /, *, axis=None, keepdims=False):
     # As np.mean computes a float mean: the sum, then a true division by the count.
     count = x.size if axis is None else int(np.prod([x.shape[a] for a in np.atleast_1d(axis)]))
@@ -34,7 +38,7 @@ def _mean(x, /, *, axis=None, keepdims=False):
 
 
 NUMPY = types.SimpleNamespace(**{name: getattr(np, name) for name in dir(np) if not name.startswith("_")})
-NUMPY.sum, NUMPY.max, NUMPY.mean = _sum, _max, _mean
+NUMPY.sum, NUMPY.max, NUMPY.mean, NUMPY.any = _sum, _max, _mean, _any
 NUMPY.__name__ = "numpy"
 
 
