@@ -30,22 +30,11 @@ from forgetlab.networks.mlp import MLP  # noqa: E402
 from forgetlab.networks.rnn import RNN  # noqa: E402
 from forgetlab.probe_gradients import per_sample_gradients  # noqa: E402
 
+from recurrent_cost import best_time  # noqa: E402  (benchmarks/ is on the path when a script here runs)
+
 N_CLASSES = 10
 
 
-def best_time(fn, min_total: float = 0.2, repeats: int = 5) -> float:
-    """Seconds per call: best over ``repeats`` batches, each of enough calls to last ``min_total``."""
-    start = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - start, 1e-7)
-    calls = max(1, int(min_total / once))
-    best = np.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best
 
 
 def probe(rng: np.random.Generator, shape: tuple[int, ...], P: int):
@@ -66,7 +55,7 @@ def measure(name: str, net, x, y, mask) -> dict:
                                for p in range(P)])
 
     np.testing.assert_allclose(batched(), loop(), rtol=1e-10, atol=1e-14)
-    t_batched, t_loop = best_time(batched), best_time(loop)
+    t_batched, t_loop = best_time(batched, repeats=5), best_time(loop, repeats=5)
     return {
         "network": name,
         "probe_samples": P,
