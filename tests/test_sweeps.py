@@ -152,7 +152,9 @@ def test_a_job_that_finds_its_config_done_when_it_starts_counts_as_skipped(tmp_p
     second one's own check at its start finds the first one's run and creates none."""
     proc = run_train("-m", "seed=0,0", *SMALL, *store_args(tmp_path, "twice"), f"hydra.sweep.dir={tmp_path}/sweep")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "] skip: FINISHED as run" in proc.stdout
+    # The console names the job skipped; why is in its train.log (only warnings reach the console).
+    assert "backprop·split_digits·class·s0 skipped (job" in proc.stdout
+    assert any("] skip: FINISHED as run" in log.read_text() for log in (tmp_path / "sweep").glob("*/train.log"))
     assert "2 jobs: 1 skipped (same config and code), 1 trained, 0 failed" in proc.stdout
     _, _, jobs = runs_of(tmp_path, "twice")
     assert [j.info.status for j in jobs] == ["FINISHED"]
