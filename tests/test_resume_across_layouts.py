@@ -47,7 +47,6 @@ def test_a_job_started_later_skips_a_config_finished_under_the_old_layout(tmp_pa
     cfg = compose_cfg("seed=0", *SMALL, f"tracking.uri={sqlite_uri}", "tracking.experiment=layouts",
                       "tracking.resume_ignores_code=true")
     assert run_experiment(cfg, RunContext(parent_run_id="a sweep's parent", quiet=True)) == {}
-    assert f"skip: FINISHED as run {old.info.run_id}" in capsys.readouterr().out
     assert len(client.search_runs([experiment_id])) == 1
 
 

@@ -111,7 +111,9 @@ def test_joblib_sweep_against_the_server_is_a_parent_with_two_finished_jobs(trac
         assert run["info"]["status"] == "FINISHED"
         assert run_tags["mlflow.parentRunId"] == parent_id
         params = {p["key"]: p["value"] for p in run["data"]["params"]}
-        assert params["tracking.uri"] == uri
+        from forgetlab.contract import machine_tag
+
+        assert "tracking.uri" not in params and run_tags[machine_tag("tracking.uri")] == uri  # a tag, not a param
         metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
         assert {"final/acc", "final/bwt", "final/forgetting", "acc/task_0", "loss/train"} <= set(metrics)
         history = rest(uri, "metrics/get-history", run_id=run_id, metric_key="acc/task_0")["metrics"]
