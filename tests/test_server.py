@@ -169,7 +169,7 @@ def test_joblib_sweep_against_the_server_is_a_parent_with_two_finished_jobs(trac
     os.killpg(state.mlflow_pid, signal.SIGKILL)
     restarted = tracking_server.start(port=state.port, workers=1)
     assert restarted.uri == uri and restarted.mlflow_pid != state.mlflow_pid
-    assert len(rest(uri, "runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]) == 4
+    assert len(rest(uri, "runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]) == 3
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="as root, PostgreSQL runs as the 'postgres' user")
