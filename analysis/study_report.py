@@ -384,12 +384,12 @@ def design_markdown(table: pd.DataFrame) -> str:
 
 
 REPRODUCE = """\
-python experiments/train.py -m experiment={selection}           # selection sweeps, validation sets only
+python experiments/train.py -m experiment={selection}  # selection sweeps: validation sets only
 python experiments/train.py -m experiment={experiment}_samples_lr
-python analysis/select_lr.py --experiment {selection}           # -> conf/learner/{experiment}/lr.csv
+python analysis/select_lr.py --experiment {selection}  # writes conf/learner/{experiment}/lr.csv
 python experiments/train.py -m experiment={experiment}
 python experiments/train.py -m experiment={experiment}_samples
-make report EXPERIMENT={experiment}                             # reports/{experiment}/ and its study/ verdict
+make report EXPERIMENT={experiment}  # reports/{experiment}/ and its study/ verdict
 python analysis/study_report.py --experiment {experiment} --doc docs/{experiment}.md
 """
 
