@@ -191,14 +191,17 @@ def perturbation_deltas(table: pd.DataFrame, learner: str, sequence: str, scenar
 
 
 def comparisons(study: Study, table: pd.DataFrame) -> list[tuple[str, str, Pair]]:
-    """(data set, scenario, pair) of the verdict: every learner against the reference, then the
-    declared pairs, in each data set and scenario of the verdict where both have runs."""
+    """(data set, scenario, pair) of the verdict: every learner against the reference, except the
+    treatments of the declared pairs (factor 2), which meet only their own reference; then the
+    declared pairs; in each data set and scenario of the verdict where both have runs."""
     out = []
+    paired_only = {p.treatment for p in study.pairs}
     sequential = table[~table["joint"]]
     for sequence in sorted(sequential["task_sequence"].unique(), key=lambda s: (s != study.primary_sequence, s)):
         for scenario in study.scenarios:
             here = set(sequential[(sequential["task_sequence"] == sequence) & (sequential["scenario"] == scenario)]["learner"])
-            pairs = [Pair(learner, study.reference) for learner in ordered_learners(here) if learner != study.reference]
+            pairs = [Pair(learner, study.reference) for learner in ordered_learners(here)
+                     if learner != study.reference and learner not in paired_only]
             pairs += study.pairs
             out += [(sequence, scenario, p) for p in pairs if p.treatment in here and p.reference in here]
     return out
@@ -381,12 +384,12 @@ def design_markdown(table: pd.DataFrame) -> str:
 
 
 REPRODUCE = """\
-python experiments/train.py -m experiment={selection}           # selection sweeps, validation sets only
+python experiments/train.py -m experiment={selection}  # selection sweeps: validation sets only
 python experiments/train.py -m experiment={experiment}_samples_lr
-python analysis/select_lr.py --experiment {selection}           # -> conf/learner/{experiment}/lr.csv
+python analysis/select_lr.py --experiment {selection}  # writes conf/learner/{experiment}/lr.csv
 python experiments/train.py -m experiment={experiment}
 python experiments/train.py -m experiment={experiment}_samples
-make report EXPERIMENT={experiment}                             # reports/{experiment}/ and its study/ verdict
+make report EXPERIMENT={experiment}  # reports/{experiment}/ and its study/ verdict
 python analysis/study_report.py --experiment {experiment} --doc docs/{experiment}.md
 """
 

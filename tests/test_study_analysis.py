@@ -122,3 +122,16 @@ def test_the_conditions_table_sets_forgetting_beside_learning_accuracy_and_the_j
     assert row["n"] == 8 and row["joint_n"] == 8 and row["joint_acc_mean"] == pytest.approx(0.9)
     assert row["learning_acc_mean"] == pytest.approx(0.8) and np.isfinite(row["noise_sd"])
     assert {"bwt_mean", "forgetting_max_mean", "acc_mean"} <= set(table.columns)
+
+
+def test_factor_two_learners_meet_only_their_declared_reference():
+    learners = ["BPTT(1; 1)", "RTRL", "backprop (MLP)", "backprop (MLP), batch 4", "backprop (MLP), batch 4, 4 epochs"]
+    table = pd.DataFrame([{"learner": name, "task_sequence": "split_mnist", "scenario": scenario, "joint": False}
+                          for name in learners for scenario in ("task", "domain", "class")])
+    found = {(scenario, pair.treatment, pair.reference, pair.matched)
+             for _, scenario, pair in study_report.comparisons(STUDY, table)}
+    expected = {(scenario, treatment, reference, matched) for scenario in ("task", "domain") for treatment, reference, matched in [
+        ("RTRL", "BPTT(1; 1)", ""), ("backprop (MLP)", "BPTT(1; 1)", ""),
+        ("backprop (MLP), batch 4", "backprop (MLP)", "samples"),
+        ("backprop (MLP), batch 4, 4 epochs", "backprop (MLP)", "updates")]}
+    assert found == expected  # class is no scenario of the verdict
