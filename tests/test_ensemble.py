@@ -178,3 +178,17 @@ def test_only_member_keys_may_differ(compose_cfg):
         assert ensemble_signature(cfg) != ensemble_signature(base)
         with pytest.raises(ValueError, match=repr(other.split("=")[0])):
             build_ensemble_trainer([base, cfg])
+
+
+def test_evaluation_in_passes_of_a_few_members_scores_each_as_alone(compose_cfg, monkeypatch):
+    cfgs = [compose_cfg(*SMALL, *member) for member in MEMBERS[:3]]
+    trainer = build_ensemble_trainer(cfgs)
+    monkeypatch.setattr(type(trainer.evaluator), "MEMBERS_PER_PASS", 2)  # passes of members 0-1 and 2
+    together = trainer.evaluator.evaluate(trainer.network)
+    for m in range(3):
+        alone = trainer.evaluator.evaluate(trainer.network.members(slice(m, m + 1)))
+        for field in ("accuracy", "loss", "probe_correct", "probe_loss"):
+            np.testing.assert_array_equal(getattr(together, field)[m], getattr(alone, field)[0], err_msg=field)
+    view = trainer.network.members(slice(1, 2))
+    view.params["W0"][0, 0, 0] = 123.0  # a view: writes reach the ensemble
+    assert trainer.network.params["W0"][1, 0, 0] == 123.0 and view.n_members == 1

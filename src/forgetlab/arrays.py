@@ -11,6 +11,7 @@ namespace for their library.
 
 from __future__ import annotations
 
+import math
 import types
 
 import numpy as np
@@ -33,7 +34,12 @@ def _any(x, /, *, axis=None, keepdims=False):
 
 def _mean(x, /, *, axis=None, keepdims=False):
     # As np.mean computes a float mean: the sum, then a true division by the count.
-    count = x.size if axis is None else int(np.prod([x.shape[a] for a in np.atleast_1d(axis)]))
+    if axis is None:
+        count = x.size
+    elif type(axis) is int:
+        count = x.shape[axis]
+    else:
+        count = math.prod(x.shape[a] for a in axis)
     return np.true_divide(_add_reduce(x, axis, None, None, keepdims), count)
 
 

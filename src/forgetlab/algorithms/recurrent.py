@@ -61,10 +61,15 @@ def backward_through_time(
     injected = xp.matmul(delta_y, net.W_hy)  # W_hy^T delta_y_t for every step at once
     delta_z = xp.empty_like(z)
     from_future = xp.zeros((net.n_members, 1, net.n_hidden), dtype=z.dtype)
+    # Step-major views (L, S, 1, H): each member multiplies a (1, H) row by W_hh, as a lone network does,
+    # and a step is one integer index.
+    steps_first = (1, 0, 2, 3)
+    injected_t = xp.permute_dims(injected[:, :, None, :], steps_first)
+    f_prime_t = xp.permute_dims(f_prime[:, :, None, :], steps_first)
+    delta_z_t = xp.permute_dims(delta_z[:, :, None, :], steps_first)
     for t in range(L - 1, -1, -1):
-        # Steps as slices t:t+1, so that each member multiplies a (1, H) row by W_hh, as a lone network does.
-        delta_z[:, t : t + 1] = (injected[:, t : t + 1] + from_future) * f_prime[:, t : t + 1]
-        from_future = xp.matmul(delta_z[:, t : t + 1], net.W_hh)
+        delta_z_t[t] = (injected_t[t] + from_future) * f_prime_t[t]
+        from_future = xp.matmul(delta_z_t[t], net.W_hh)
     delta_z_T = delta_z.mT
     return {
         "W_xh": xp.matmul(delta_z_T, x),
@@ -193,8 +198,9 @@ class OnlineRecurrentAlgorithm(LearningAlgorithm):
         weights[steps] = 1.0 / len(steps)
         l2_share = by_member(self.l2 / T, 3) if self.has_l2 else None
         losses = []
+        x_t = xp.permute_dims(x, (x.ndim - 2, *range(x.ndim - 2), x.ndim - 1))  # step-major: a step is one index
         for t in range(T):
-            result = self.step(state, x[..., t, :], target, mask, weights[t])
+            result = self.step(state, x_t[t], target, mask, weights[t])
             if result.loss is not None:
                 losses.append(result.loss)
                 self._pending_error = True

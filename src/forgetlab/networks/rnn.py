@@ -135,12 +135,15 @@ class RNN(Network):
         S, H = self.n_members, self.n_hidden
         h = xp.empty((S, N, T + 1, H), dtype=self.W_hh.dtype)
         z = xp.empty((S, N, T, H), dtype=self.W_hh.dtype)
-        h[:, :, 0] = 0.0 if h0 is None else h0
-        x_proj = self.input_projection(x)
+        # Step-major views, (T, S, N, H): a step is one integer index, the cheapest NumPy indexing.
+        steps_first = (2, 0, 1, 3)
+        h_t, z_t = xp.permute_dims(h, steps_first), xp.permute_dims(z, steps_first)
+        x_proj_t = xp.permute_dims(self.input_projection(x), steps_first)
+        h_t[0] = 0.0 if h0 is None else h0
         W_hh_T = self.W_hh.mT
         for t in range(T):
-            z[:, :, t] = xp.matmul(h[:, :, t], W_hh_T) + x_proj[:, :, t]
-            h[:, :, t + 1] = functions.activation(self.activation, z[:, :, t])
+            z_t[t] = xp.matmul(h_t[t], W_hh_T) + x_proj_t[t]
+            h_t[t + 1] = functions.activation(self.activation, z_t[t])
         a = self.readout(h[:, :, 1:], mask[..., None, :])
         return RNNForward(h=h, z=z, a=a)
 
@@ -149,10 +152,10 @@ class RNN(Network):
         xp = self.xp
         N, T = x.shape[-3], x.shape[-2]
         h = xp.zeros((self.n_members, N, self.n_hidden), dtype=self.W_hh.dtype)
-        x_proj = self.input_projection(x)
+        x_proj_t = xp.permute_dims(self.input_projection(x), (2, 0, 1, 3))
         W_hh_T = self.W_hh.mT
         for t in range(T):
-            h = functions.activation(self.activation, xp.matmul(h, W_hh_T) + x_proj[:, :, t])
+            h = functions.activation(self.activation, xp.matmul(h, W_hh_T) + x_proj_t[t])
         return h
 
     def predict(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
