@@ -75,7 +75,7 @@ def build_ensemble_trainer(cfgs: list[DictConfig], observers: list[list[Observer
     ``ensemble.MEMBER_KEYS`` only. ``Trainer.run`` returns one result per member, in this order."""
     if not cfgs:
         raise ValueError("an ensemble needs at least one config")
-    clash = incompatible_key(cfgs)
+    clash = incompatible_key(cfgs) if len(cfgs) > 1 else None
     if clash is not None:
         key, first, other = clash
         raise ValueError(f"configs differ in {key!r} ({first!r} vs {other!r}); the members of one ensemble may "
