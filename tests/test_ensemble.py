@@ -192,3 +192,28 @@ def test_evaluation_in_passes_of_a_few_members_scores_each_as_alone(compose_cfg,
     view = trainer.network.members(slice(1, 2))
     view.params["W0"][0, 0, 0] = 123.0  # a view: writes reach the ensemble
     assert trainer.network.params["W0"][1, 0, 0] == 123.0 and view.n_members == 1
+
+
+def test_a_member_whose_weights_turn_inf_at_a_finite_loss_stops_at_the_next_point(compose_cfg):
+    """An output bias at +inf saturates the sigmoid: the loss stays finite and the gradient 0, so only
+    the weights tell; member 1 stops at the evaluation point after it, the others go on as alone."""
+    cfgs = [compose_cfg(*SMALL, *member) for member in MEMBERS[:3]]
+    ensemble = build_ensemble_trainer(cfgs)
+    algo, learn, poisoned = ensemble.algorithm, ensemble.algorithm.learn, []
+
+    def poisoning_learn(x, y, mask):
+        loss = learn(x, y, mask)
+        if algo.updates == 20 and not poisoned:
+            ensemble.network.params["b1"][1] = np.inf
+            poisoned.append(True)
+        return loss
+
+    algo.learn = poisoning_learn
+    with np.errstate(all="ignore"):
+        results = ensemble.run()
+    assert "at update 150 (150 samples seen" in str(results[1].error)
+    assert "weights are no longer finite" in str(results[1].error)
+    assert [p.samples_seen for p in results[1].points] == [0]
+    for m in (0, 2):
+        solo, solo_params = solo_run(cfgs[m])
+        assert_same_run(solo, results[m], solo_params, {n: p[m] for n, p in ensemble.network.params.items()})

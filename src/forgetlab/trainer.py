@@ -192,11 +192,11 @@ def scheduled_point_due(every: int, samples_seen: int, last_point: int, stage_en
     return every > 0 and samples_seen // every > last_point // every and samples_seen < stage_end
 
 
-def diverged(loss: float, updates: int, samples_seen: int, stage: str) -> TrainingDiverged:
-    """The error of a training whose loss at the latest update is ``loss`` (inf or nan)."""
+def diverged(what: str, updates: int, samples_seen: int, stage: str) -> TrainingDiverged:
+    """The error of a training that diverged at update ``updates``: ``what`` is no longer finite."""
     return TrainingDiverged(
         f"Training diverged at update {updates} ({samples_seen} samples seen, stage {stage!r}): "
-        f"the training loss is {loss}. Lower algorithm.lr or network.init_scale."
+        f"{what}. Lower algorithm.lr or network.init_scale."
     )
 
 
@@ -295,8 +295,8 @@ class Trainer:
                 for _ in range(S)]
         self._points: list[list[EvalPoint]] = [[] for _ in range(S)]
         self._errors: list[TrainingDiverged | None] = [None] * S
-        self._point(progress, stage=-1, boundary=True)
         try:
+            self._point(progress, stage=-1, boundary=True)
             for s, stage in enumerate(self.stages):
                 self._train_stage(s, stage, progress, logs)
         except _AllDiverged:
@@ -342,14 +342,28 @@ class Trainer:
     def _stop_diverged(self, loss: np.ndarray, samples_seen: int, stage: str) -> None:
         """Stop the members whose loss is no longer finite; raise ``_AllDiverged`` when none is left."""
         for m in np.flatnonzero(~np.isfinite(loss)):
-            if self._errors[m] is None:
-                self._errors[m] = diverged(float(loss[m]), self.algorithm.updates, samples_seen, stage)
-                self.algorithm.stop_member(int(m))
+            self._stop(int(m), f"the training loss is {loss[m]}", samples_seen, stage)
+
+    def _stop(self, m: int, what: str, samples_seen: int, stage: str) -> None:
+        if self._errors[m] is None:
+            self._errors[m] = diverged(what, self.algorithm.updates, samples_seen, stage)
+            self.algorithm.stop_member(m)
         if all(error is not None for error in self._errors):
             raise _AllDiverged
 
+    def _stop_nonfinite_weights(self, samples_seen: int, stage: str) -> None:
+        """Stop the members with a weight that is inf or nan although their loss is finite (a bias
+        at inf can saturate the output): checked at each evaluation point, not every update."""
+        S = self.n_members
+        finite = np.ones(S, dtype=bool)
+        for p in self.network.params.values():
+            finite &= np.asarray(self.network.xp.all(self.network.xp.isfinite(p.reshape(S, -1)), axis=-1))
+        for m in np.flatnonzero(~finite):
+            self._stop(int(m), "its weights are no longer finite", samples_seen, stage)
+
     def _point(self, progress: _Progress, stage: int, boundary: bool) -> None:
         """Evaluate every member with its current weights, and tell each running member's observers."""
+        self._stop_nonfinite_weights(progress.samples_seen, self.stages[stage].name if stage >= 0 else "init")
         scores = self.evaluator.evaluate(self.network)
         train_loss = progress.end_interval()
         for m in range(self.n_members):
