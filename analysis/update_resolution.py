@@ -154,11 +154,16 @@ CAPTIONS = {
 
 
 FIGURES = ("erasure_vs_k", "first_order", "interference_matrices", "cosine_traces")
+TABLE = "update_resolution.csv"
+
+
+def figure_path(out: Path, name: str) -> Path:
+    return out / "figures" / f"{name}.png"
 
 
 def written_files(out: Path) -> list[Path]:
     """The files ``report_section`` wrote under ``out`` (none without update-probe runs)."""
-    candidates = [out / "update_resolution.csv", *(out / "figures" / f"{name}.png" for name in FIGURES)]
+    candidates = [out / TABLE, *(figure_path(out, name) for name in FIGURES)]
     return [path for path in candidates if path.exists()]
 
 
@@ -175,24 +180,24 @@ def report_section(analysed: pd.DataFrame, artifacts: dict[str, RunArtifacts], o
             rows.append({"run_id": run["run_id"], "condition": run["condition"], "algorithm": run["algorithm"],
                          **run_update_metrics(artifacts[run["run_id"]].updates)})
     table = pd.DataFrame(rows)
-    table.to_csv(out / "update_resolution.csv", index=False)
+    table.to_csv(out / TABLE, index=False)
     order = [c for c in order if c in set(table["condition"])]
     runs_of = {c: table.loc[table["condition"] == c, "run_id"].tolist() for c in order}
     probes = {c: [artifacts[r].updates for r in ids] for c, ids in runs_of.items()}
 
     figures = {"erasure_vs_k": update_figures.erasure_vs_k(
         {c: np.array([erasure_curve(u) for u in us]) for c, us in probes.items()}, CURVE_KS, order,
-        out / "figures" / "erasure_vs_k.png")}
+        figure_path(out, "erasure_vs_k"))}
     with_interference = {c: [u for u in us if bool(u["interference"])] for c, us in probes.items()}
     with_interference = {c: us for c, us in with_interference.items() if us}
     if with_interference:
         ordered = [c for c in order if c in with_interference]
-        figures["first_order"] = update_figures.first_order_scatter(with_interference, ordered, out / "figures" / "first_order.png")
+        figures["first_order"] = update_figures.first_order_scatter(with_interference, ordered, figure_path(out, "first_order"))
         figures["interference_matrices"] = update_figures.interference_matrices(
-            with_interference, ordered, out / "figures" / "interference_matrices.png")
+            with_interference, ordered, figure_path(out, "interference_matrices"))
         figures["cosine_traces"] = update_figures.cosine_traces(
             {c: (us[0], earlier_task_cosines(us[0])) for c, us in with_interference.items()}, ordered,
-            out / "figures" / "cosine_traces.png")
+            figure_path(out, "cosine_traces"))
 
     lines = [
         "## Update resolution",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from mlflow.entities import Run
 from omegaconf import DictConfig
@@ -30,22 +30,29 @@ class ResumeDecision:
     retrain: str | None = None  # why a config with a FINISHED run trains again: that run is of other code
 
 
+def training_runs(client: RetryingClient, experiment_id: str, config_hashes: Sequence[str],
+                  clauses: Sequence[str] = (), **search: Any) -> list[Run]:
+    """The training runs that carry any of ``config_hashes`` and meet ``clauses``: one search per hash
+    (a filter string has no OR), ``search`` passed to each."""
+    return [
+        run
+        for config_hash in config_hashes
+        for run in client.search_runs(
+            [experiment_id],
+            filter_string=" and ".join([contract.tag_equals(contract.TAG_CONFIG_HASH, config_hash),
+                                        contract.tag_equals(contract.TAG_KIND, contract.KIND_TRAIN), *clauses]),
+            **search,
+        )
+    ]
+
+
 def resume_decision(client: RetryingClient, experiment_id: str, config_hashes: Sequence[str], *,
                     code_version: str | None, resume: bool, stale_after_s: float, label: str) -> ResumeDecision:
     """Skip a job whose runs carry one of ``config_hashes`` (runs recorded before a config layout
     change carry an older one) when a run of the same config and code (any code when
     ``code_version`` is None) FINISHED (when resuming) or is RUNNING alive elsewhere. RUNNING runs
     without a live process are marked KILLED on the way."""
-    runs = [
-        run
-        for config_hash in config_hashes
-        for run in client.search_runs(
-            [experiment_id],
-            filter_string=" and ".join([contract.tag_equals(contract.TAG_CONFIG_HASH, config_hash),
-                                        contract.tag_equals(contract.TAG_KIND, contract.KIND_TRAIN)]),
-            max_results=1000,
-        )
-    ]
+    runs = training_runs(client, experiment_id, config_hashes, max_results=1000)
     skip = other_code = None
     for run in runs:
         status, run_id = run.info.status, run.info.run_id
@@ -132,12 +139,9 @@ def newest_finished_run(client: RetryingClient, experiment_id: str, config_hashe
     """The newest FINISHED training run of the config (any of ``config_hashes``, as in
     ``resume_decision``) and code (any code when ``code_version`` is None), or None: the run that
     stands for the config, as in ``analysis/`` (older ones are superseded)."""
-    runs = []
-    for config_hash in config_hashes:
-        clauses = [contract.tag_equals(contract.TAG_CONFIG_HASH, config_hash),
-                   contract.tag_equals(contract.TAG_KIND, contract.KIND_TRAIN), "attributes.status = 'FINISHED'"]
-        if code_version is not None:
-            clauses.append(contract.tag_equals(contract.TAG_CODE_VERSION, code_version))
-        runs += client.search_runs([experiment_id], filter_string=" and ".join(clauses),
-                                   order_by=["attributes.start_time DESC"], max_results=1)
+    clauses = ["attributes.status = 'FINISHED'"]
+    if code_version is not None:
+        clauses.append(contract.tag_equals(contract.TAG_CODE_VERSION, code_version))
+    runs = training_runs(client, experiment_id, config_hashes, clauses, order_by=["attributes.start_time DESC"],
+                         max_results=1)
     return max(runs, key=lambda run: run.info.start_time, default=None)
