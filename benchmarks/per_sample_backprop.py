@@ -58,11 +58,11 @@ class TorchMLP(torch.nn.Module):
         super().__init__()
         self.activation, self.output = TORCH_ACTIVATIONS[mlp.activation], mlp.output
         self.layers = torch.nn.ModuleList()
-        for W, b in zip(mlp.W, mlp.b):
-            layer = torch.nn.Linear(W.shape[1], W.shape[0], dtype=torch.float64)
+        for W, b in zip(mlp.W, mlp.b):  # the network's one member
+            layer = torch.nn.Linear(W.shape[2], W.shape[1], dtype=torch.float64)
             with torch.no_grad():
-                layer.weight.copy_(torch.from_numpy(W))
-                layer.bias.copy_(torch.from_numpy(b))
+                layer.weight.copy_(torch.from_numpy(W[0]))
+                layer.bias.copy_(torch.from_numpy(b[0]))
             self.layers.append(layer)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -107,8 +107,8 @@ class RecordingAlgorithm:
     def __init__(self, algorithm) -> None:
         self.algorithm, self.batches = algorithm, []
 
-    def learn(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float:
-        self.batches.append((x.copy(), y.copy(), mask.copy()))
+    def learn(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        self.batches.append((x[0].copy(), y[0].copy(), mask[0].copy()))  # the batch of the one member
         return self.algorithm.learn(x, y, mask)
 
     def __getattr__(self, name):
@@ -129,8 +129,8 @@ def record_run(cfg: DictConfig) -> Recording:
     initial = _copy_network(trainer.network)
     recorder = RecordingAlgorithm(trainer.algorithm)
     trainer.algorithm = recorder
-    result = trainer.run()
-    final = {k: v.copy() for k, v in trainer.network.params.items()}
+    (result,) = trainer.run()
+    final = {k: v[0].copy() for k, v in trainer.network.params.items()}
     return Recording(initial, final, recorder.batches, len(result.points))
 
 

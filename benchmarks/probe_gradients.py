@@ -52,14 +52,14 @@ def measure(name: str, net, x, y, mask) -> dict:
 
     def loop():
         return np.concatenate([per_sample_gradients(net, x[p : p + 1], y[p : p + 1], mask[p : p + 1])
-                               for p in range(P)])
+                               for p in range(P)], axis=1)
 
     np.testing.assert_allclose(batched(), loop(), rtol=1e-10, atol=1e-14)
     t_batched, t_loop = best_time(batched, repeats=5), best_time(loop, repeats=5)
     return {
         "network": name,
         "probe_samples": P,
-        "n_params": int(batched().shape[1]),
+        "n_params": int(batched().shape[-1]),
         "batched_ms": 1e3 * t_batched,
         "loop_ms": 1e3 * t_loop,
         "speedup": t_loop / t_batched,

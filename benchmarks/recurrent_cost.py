@@ -80,7 +80,7 @@ def torch_bptt(net: RNN, lr: float):
     step, mean over steps), one SGD update per sequence: (live parameter tensors, learn(x (T, I), target (O,)))."""
     import torch
 
-    params = {n: torch.tensor(p, requires_grad=True) for n, p in net.params.items()}
+    params = {n: torch.tensor(p[0], requires_grad=True) for n, p in net.params.items()}  # the network's one member
 
     def learn(xs, target):
         h = torch.zeros(net.n_hidden, dtype=torch.float64)
@@ -115,8 +115,9 @@ def gemm_ratio(H: int) -> tuple[float, float, float]:
     """(seconds of the sensitivity update, seconds of the bare GEMM of its shape, GEMM time / update time)."""
     rng = np.random.default_rng(1)
     K = H + N_IN + 1
-    W_hh, P = rng.normal(size=(H, H)) / np.sqrt(H), rng.normal(size=(H, H * K))
-    u, f_prime, out = rng.normal(size=K), rng.uniform(size=H), np.empty((H, H * K))
+    # one member: the arrays carry the member axis of length 1
+    W_hh, P = rng.normal(size=(1, H, H)) / np.sqrt(H), rng.normal(size=(1, H, H * K))
+    u, f_prime, out = rng.normal(size=(1, 1, K)), rng.uniform(size=(1, 1, H)), np.empty((1, H, H * K))
     update = best_time(lambda: sensitivity_update(P, W_hh, u, f_prime, out), repeats=5)
     gemm = best_time(lambda: np.matmul(W_hh, P, out=out), repeats=5)
     return update, gemm, gemm / update

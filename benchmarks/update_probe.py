@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
             configs[name] = compose_config([*args.overrides, *extra, "tracking.enabled=false"])
             if args.tracked:
                 configs[f"{name}, tracked"] = compose_config([*args.overrides, *extra, *store, "tracking.enabled=true"])
-        updates = build_trainer(configs["default"]).run().points[-1].updates  # also warms up imports and caches
+        updates = build_trainer(configs["default"]).run()[0].points[-1].updates  # also warms up imports and caches
         for _ in range(args.repeats):
             for name, cfg in configs.items():
                 if cfg.tracking.enabled:

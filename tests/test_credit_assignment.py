@@ -58,7 +58,7 @@ def test_every_recurrent_learner_starts_from_the_same_weights_and_sees_the_same_
         validate(cfg)
         trainers[learner] = build_trainer(cfg)
     first = trainers[RNN_LEARNERS[0]]
-    orders = {name: t.rng.permutation(100) for name, t in trainers.items()}  # the draw of the first epoch's order
+    orders = {name: t.rngs[0].permutation(100) for name, t in trainers.items()}  # the draw of the first epoch's order
     for name, trainer in trainers.items():
         assert trainer.network.n_hidden == first.network.n_hidden and trainer.network.loss_at == "all"
         for key, value in first.network.params.items():
@@ -76,7 +76,7 @@ def test_the_perturbation_moves_every_weight_by_about_its_size_and_nothing_else(
     for key, value in plain.network.params.items():
         moved = perturbed.network.params[key] - value
         assert np.all(moved != 0) and np.max(np.abs(moved)) < 1e-11, key
-    np.testing.assert_array_equal(plain.rng.permutation(50), perturbed.rng.permutation(50))  # same sample order
+    np.testing.assert_array_equal(plain.rngs[0].permutation(50), perturbed.rngs[0].permutation(50))  # same sample order
 
 
 def test_new_keys_at_their_neutral_values_keep_the_config_hash(compose_cfg):
@@ -113,7 +113,7 @@ def test_rtrl_and_epochwise_bptt_rows_differ(compose_cfg, tmp_path):
         cfg = study_cfg(compose_cfg, tmp_path, learner, "task_sequence=delayed_recall", "task_sequence.scenario=task",
                         "seed=0", *SMALL)
         trainer = build_trainer(cfg)
-        result = trainer.run()
+        (result,) = trainer.run()
         results[learner] = (result.accuracy_matrix, result.points[-1].updates, trainer.network.params["W_hh"].copy())
         samples = result.points[-1].samples_seen
     (R_rtrl, updates_rtrl, W_rtrl), (R_bptt, updates_bptt, W_bptt) = results["rtrl"], results["bptt_epochwise"]

@@ -59,7 +59,7 @@ def final_accuracy(compose_cfg, learner_overrides: list[str], seeds: range) -> l
     accuracy = []
     for seed in seeds:
         cfg.seed = seed
-        accuracy.append(float(build_trainer(cfg).run().accuracy_matrix[-1, 0]))
+        accuracy.append(float(build_trainer(cfg).run()[0].accuracy_matrix[-1, 0]))
     return accuracy
 
 

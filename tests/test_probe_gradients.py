@@ -32,18 +32,18 @@ def targets(rng, n, masked=True):
     return y, mask
 
 
-def make_mlp(activation, output, loss, seed=0):
+def make_mlp(activation, output, loss, seed=0, members=1):
     rng = np.random.default_rng(seed)
-    net = MLP([3, 4, 3, O], activation, output, loss, init_scale=1.5, rng=rng)
+    net = MLP([3, 4, 3, O], activation, output, loss, init_scale=1.5, rng=rng if members == 1 else rng.spawn(members))
     for b in net.b:
         b[:] = rng.normal(scale=0.5, size=b.shape)  # nonzero biases exercise dE/db fully
     x = rng.normal(size=(P, 3))
     return net, x, *targets(rng, P)
 
 
-def make_rnn(activation, output, loss, loss_at, seed=0, T=4):
+def make_rnn(activation, output, loss, loss_at, seed=0, T=4, members=1):
     rng = np.random.default_rng(seed)
-    net = RNN(2, 3, O, activation, output, loss, loss_at, init_scale=1.5, rng=rng)
+    net = RNN(2, 3, O, activation, output, loss, loss_at, init_scale=1.5, rng=rng if members == 1 else rng.spawn(members))
     net.b_h[:] = rng.normal(scale=0.5, size=net.b_h.shape)
     net.b_y[:] = rng.normal(scale=0.5, size=net.b_y.shape)
     x = rng.normal(size=(P, T, 2))
@@ -51,11 +51,13 @@ def make_rnn(activation, output, loss, loss_at, seed=0, T=4):
 
 
 def assert_rows_match_finite_differences(net, G, x, y, mask):
-    assert G.shape == (P, sum(p.size for p in net.params.values()))
+    S = net.n_members
+    assert G.shape == (S, P, sum(p[0].size for p in net.params.values()))
     for p in range(P):
         sample = (x[p : p + 1], y[p : p + 1], mask[p : p + 1])
         numeric = flatten(finite_difference(lambda: net.data_loss(*sample), net.params), net)
-        assert relative_error(G[p], numeric) <= TOL, (p, relative_error(G[p], numeric))
+        for s in range(S):
+            assert relative_error(G[s, p], numeric[s]) <= TOL, (s, p, relative_error(G[s, p], numeric[s]))
 
 
 @pytest.mark.parametrize(
@@ -75,11 +77,18 @@ def test_rnn_per_sequence_gradients_match_finite_differences(activation, output,
     assert_rows_match_finite_differences(net, rnn_per_sequence_gradients(net, x, y, mask), x, y, mask)
 
 
+@pytest.mark.parametrize("network", ["mlp", "rnn"])
+def test_the_gradients_of_several_members_match_finite_differences(network):
+    net, x, y, mask = (make_mlp("tanh", "softmax", "mse", members=3) if network == "mlp"
+                       else make_rnn("tanh", "softmax", "mse", "all", members=3))
+    assert_rows_match_finite_differences(net, per_sample_gradients(net, x, y, mask), x, y, mask)
+
+
 def test_batched_rows_equal_one_sample_at_a_time_and_the_dispatch():
     for net, x, y, mask in (make_mlp("relu", "softmax", "cross_entropy"), make_rnn("tanh", "sigmoid", "mse", "all")):
         G = per_sample_gradients(net, x, y, mask)
         for p in range(P):
-            np.testing.assert_allclose(G[p], per_sample_gradients(net, x[p : p + 1], y[p : p + 1], mask[p : p + 1])[0])
+            np.testing.assert_allclose(G[:, p], per_sample_gradients(net, x[p : p + 1], y[p : p + 1], mask[p : p + 1])[:, 0])
     with pytest.raises(TypeError, match="MLP and RNN"):
         per_sample_gradients(object(), x, y, mask)
 
@@ -89,9 +98,9 @@ def test_flatten_follows_the_order_of_network_params():
     flat = flatten(net.params, net)
     start = 0
     for name, p in net.params.items():
-        np.testing.assert_array_equal(flat[start : start + p.size], p.ravel())
-        start += p.size
-    assert start == flat.size
+        np.testing.assert_array_equal(flat[:, start : start + p[0].size], p.reshape(len(p), -1))
+        start += p[0].size
+    assert (1, start) == flat.shape
     with pytest.raises(KeyError, match="W_hh"):
         flatten({k: v for k, v in net.params.items() if k != "W_hh"}, net)
 
@@ -100,8 +109,8 @@ def test_per_sample_losses_are_the_networks_data_loss():
     for net, x, y, mask in (make_mlp("tanh", "sigmoid", "cross_entropy"), make_rnn("sigmoid", "softmax", "mse", "all"),
                             make_rnn("tanh", "sigmoid", "mse", "last")):
         loss, correct = per_sample_losses(net, x, y, mask)
-        assert loss.shape == (P,) and correct.dtype == bool
-        assert loss.mean() == pytest.approx(net.data_loss(x, y, mask))
+        assert loss.shape == (1, P) and correct.dtype == bool
+        assert loss.mean(axis=-1) == pytest.approx(net.data_loss(x, y, mask))
         prediction = functions.masked_argmax(net.predict(x, mask), mask)
         np.testing.assert_array_equal(correct, prediction == y.argmax(axis=1))
 
@@ -119,15 +128,15 @@ def test_first_order_prediction_of_a_small_sgd_step(network):
         x = rng.normal(size=(32, 5, 2))
     y, mask = targets(rng, 32, masked=False)
     probe, batch = slice(0, 30), slice(30, 32)
-    G = per_sample_gradients(net, x[probe], y[probe], mask[probe])
-    g = per_sample_gradients(net, x[batch], y[batch], mask[batch]).mean(axis=0)  # the mini-batch gradient
+    (G,) = per_sample_gradients(net, x[probe], y[probe], mask[probe])
+    g = per_sample_gradients(net, x[batch], y[batch], mask[batch])[0].mean(axis=0)  # the mini-batch gradient
     lr = 1e-4
-    before = per_sample_losses(net, x[probe], y[probe], mask[probe])[0]
+    before = per_sample_losses(net, x[probe], y[probe], mask[probe])[0][0]
     start = 0
     for p in net.params.values():
-        p -= lr * g[start : start + p.size].reshape(p.shape)
-        start += p.size
-    measured = per_sample_losses(net, x[probe], y[probe], mask[probe])[0] - before
+        p -= lr * g[start : start + p[0].size].reshape(p.shape)
+        start += p[0].size
+    measured = per_sample_losses(net, x[probe], y[probe], mask[probe])[0][0] - before
     fit = M.first_order_agreement(M.predicted_loss_change(G, g, lr), measured)
     assert fit["n"] == 30
     assert fit["correlation"] > 0.9999

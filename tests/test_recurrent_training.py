@@ -70,7 +70,7 @@ def test_samples_count_sequences_and_updates_count_weight_changes(compose_cfg, l
                                                                   updates_per_sequence):
     small = [o for o in SMALL if "hidden_size" not in o or learner.startswith("rnn")]
     trainer = build_trainer(compose_cfg(f"learner={learner}", *small, *overrides))
-    result = trainer.run()
+    (result,) = trainer.run()
     sizes = np.cumsum([t.n_train for t in trainer.sequence.tasks])
     boundaries = [p for p in result.points if p.boundary][1:]
     assert [p.samples_seen for p in boundaries] == list(sizes)
@@ -80,8 +80,8 @@ def test_samples_count_sequences_and_updates_count_weight_changes(compose_cfg, l
 
 def test_recurrent_runs_learn_and_are_reproducible(compose_cfg):
     cfg = ["learner=rnn_rtrl", *SMALL, "task_sequence.n_tasks=1", "trainer.epochs_per_task=2", "algorithm.lr=0.3"]
-    a = build_trainer(compose_cfg(*cfg, "seed=5")).run().accuracy_matrix
-    b = build_trainer(compose_cfg(*cfg, "seed=5")).run().accuracy_matrix
+    a = build_trainer(compose_cfg(*cfg, "seed=5")).run()[0].accuracy_matrix
+    b = build_trainer(compose_cfg(*cfg, "seed=5")).run()[0].accuracy_matrix
     np.testing.assert_array_equal(a, b)
     assert a[0, 0] < 0.2 and a[-1, 0] > 0.4  # ten digits (chance 0.1), read row by row, are being learned
 
@@ -97,7 +97,7 @@ def test_stream_mode_carries_the_state_across_sequences_and_tasks(compose_cfg):
         return learn(x, y, mask)
 
     trainer.algorithm.learn = spy
-    result = trainer.run()
+    (result,) = trainer.run()
     assert seen[0] is None  # the very first sequence starts from h_0 = 0
     assert all(h is not None and np.abs(h).sum() > 0 for h in seen[1:])  # every later one where the last ended
     assert result.points[-1].samples_seen == sum(t.n_train for t in trainer.sequence.tasks) == len(seen)

@@ -1,6 +1,7 @@
 """Pieces that keep a sweep alive: retried store calls, dead-process detection, divergence errors,
 the resume query and determinism (in-process; the end-to-end sweeps are in test_sweeps.py)."""
 
+import re
 import subprocess
 import sys
 import time
@@ -152,9 +153,12 @@ def test_resume_query_skips_finished_and_live_runs_and_kills_stale_ones(sqlite_u
 
 def test_a_diverging_run_says_at_which_update(compose_cfg):
     trainer = build_trainer(compose_cfg("tracking.enabled=false", *SMALL, *DIVERGING))
-    with np.errstate(all="ignore"), pytest.raises(TrainingDiverged, match=r"diverged at update 7 \(7 samples seen"):
-        trainer.run()
-    assert trainer.algorithm.updates == 7
+    with np.errstate(all="ignore"):
+        (result,) = trainer.run()
+    assert isinstance(result.error, TrainingDiverged)
+    assert re.search(r"diverged at update 7 \(7 samples seen", str(result.error))
+    assert trainer.algorithm.updates == 7  # training stops when no member is left
+    assert [p.samples_seen for p in result.points] == [0]  # the points before it, none after
 
 
 # --- determinism --------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ PRE_MOVE_HASHES = {
     ("learner=rnn_rtrl",): "0d0edce475be555f",
 }
 SMALL = ["trainer.epochs_per_task=1", "task_sequence.n_tasks=2", "network.hidden_sizes=[16]", "eval.every_samples=100"]
-SMALL_SEED0_PRE_MOVE_HASH = "7d598345f05115e3"  # seed=0 + SMALL, with algorithm.epochs_per_task=1
+SMALL_SEED0_PRE_MOVE_HASH = "7d598345f05115e3"  # seed=0 + SMALL, with trainer.epochs_per_task=1
 
 
 @pytest.mark.parametrize("overrides", list(PRE_MOVE_HASHES), ids=lambda o: " ".join(o) or "defaults")

@@ -79,11 +79,11 @@ def test_truncation_truncates_to_the_last_h_steps():
     x, y, mask = make_sequence()
     tbptt = BPTTTruncated(net, lr=0.1, h=2, h_prime=2).gradient(x, y, mask)[1]
     full = BPTTEpochwise(net, lr=0.1).gradient(x, y, mask)[1]
-    h_enter = net.forward(x, mask).h[:, T - 2].copy()  # at the current weights, then frozen
+    h_enter = net.forward(x, mask).h[:, :, T - 2].copy()  # at the current weights, then frozen
 
     def truncated_objective():
-        a_last = net.forward(x[:, T - 2 :], mask, h0=h_enter).a[:, -1]
-        return float(functions.loss(net.output, net.loss, a_last, y, mask)[0])
+        a_last = net.forward(x[:, T - 2 :], mask, h0=h_enter).a[:, :, -1]
+        return functions.loss(net.output, net.loss, a_last, y, mask)[:, 0]
 
     numeric = finite_difference(truncated_objective, net.params)
     assert_same(tbptt, numeric)
@@ -94,11 +94,14 @@ def test_truncation_truncates_to_the_last_h_steps():
 
 def test_sensitivity_update_is_the_kronecker_formula():
     rng = np.random.default_rng(0)
-    K = H + I + 1
-    W_hh, P, u, fp = rng.normal(size=(H, H)), rng.normal(size=(H, H * K)), rng.normal(size=K), rng.uniform(size=H)
-    immediate = np.kron(np.eye(H), u[None, :])  # U[i, j*K + k] = [i = j] u_k
-    expected = fp[:, None] * (W_hh @ P + immediate)
-    np.testing.assert_allclose(sensitivity_update(P, W_hh, u, fp, out=np.empty_like(P)), expected, rtol=1e-12)
+    K, S = H + I + 1, 3
+    W_hh, P = rng.normal(size=(S, H, H)), rng.normal(size=(S, H, H * K))
+    u, fp = rng.normal(size=(S, 1, K)), rng.uniform(size=(S, 1, H))
+    updated = sensitivity_update(P, W_hh, u, fp, out=np.empty_like(P))
+    for s in range(S):
+        immediate = np.kron(np.eye(H), u[s])  # U[i, j*K + k] = [i = j] u_k
+        expected = fp[s].T * (W_hh[s] @ P[s] + immediate)
+        np.testing.assert_allclose(updated[s], expected, rtol=1e-12)
 
 
 class Recorder:
@@ -191,15 +194,15 @@ def test_stream_mode_carries_the_state_and_its_gradient(make):
     stream = make(net, "never")
     stream.learn(xa, y, mask)
     carried = stream.state.h if isinstance(stream, RTRL) else stream.state.hs[-1]
-    np.testing.assert_allclose(carried, net.forward(xa, mask).h[0, -1], rtol=1e-12)
+    np.testing.assert_allclose(carried, net.forward(xa, mask).h[:, :, -1], rtol=1e-12)
     _, g_stream = stream.gradient(xb, y, mask)
     _, g_again = stream.gradient(xb, y, mask)  # gradient() leaves the carried state as it was
     assert_same(g_again, g_stream, tol=1e-14)
     joined = np.concatenate([xa, xb], axis=1)
 
     def loss_of_b_after_a():
-        a_last = net.forward(joined, mask).a[:, -1]
-        return float(functions.loss(net.output, net.loss, a_last, y, mask)[0])
+        a_last = net.forward(joined, mask).a[:, :, -1]
+        return functions.loss(net.output, net.loss, a_last, y, mask)[:, 0]
 
     assert_same(g_stream, finite_difference(loss_of_b_after_a, net.params))
     _, g_fresh = make(net, "per_sequence").gradient(xb, y, mask)

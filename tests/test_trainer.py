@@ -19,7 +19,7 @@ def small(compose_cfg):
 
 def test_schedule_boundaries_and_counters(small):
     trainer = small("eval.every_samples=50")
-    result = trainer.run()
+    (result,) = trainer.run()
     boundaries = [p for p in result.points if p.boundary]
     assert len(boundaries) == 6  # init + 5 tasks
     assert boundaries[0].samples_seen == 0 and boundaries[0].stage == -1
@@ -37,19 +37,19 @@ def test_evaluation_matches_a_per_sample_loop(small):
     net, sc = trainer.network, trainer.scenario
     for k, task in enumerate(trainer.sequence.tasks):
         y, mask, unit = sc.targets(task.y_test, np.full(len(task.y_test), k))
-        outputs = [net.predict(x[None], m[None])[0] for x, m in zip(task.x_test, mask)]
+        outputs = [net.predict(x[None], m[None])[0, 0] for x, m in zip(task.x_test, mask)]
         hits = [np.argmax(np.where(m > 0, a, -np.inf)) == u for a, m, u in zip(outputs, mask, unit)]
-        assert scores.accuracy[k] == pytest.approx(np.mean(hits))
-        losses = [net.data_loss(x[None], t[None], m[None]) for x, t, m in zip(task.x_test, y, mask)]
-        assert scores.loss[k] == pytest.approx(np.mean(losses))
+        assert scores.accuracy[0, k] == pytest.approx(np.mean(hits))
+        losses = [net.data_loss(x[None], t[None], m[None])[0] for x, t, m in zip(task.x_test, y, mask)]
+        assert scores.loss[0, k] == pytest.approx(np.mean(losses))
     probe = trainer.probe
-    assert scores.probe_correct.shape == scores.probe_loss.shape == (100,)
+    assert scores.probe_correct.shape == scores.probe_loss.shape == (1, 100)
     for p in (0, 57, 99):
         x = trainer.sequence.tasks[probe.task[p]].x_train[probe.index[p]]
         y, mask, unit = sc.targets(probe.label[p : p + 1], probe.task[p : p + 1])
-        a = net.predict(x[None], mask)[0]
-        assert scores.probe_correct[p] == (np.argmax(np.where(mask[0] > 0, a, -np.inf)) == unit[0])
-        assert scores.probe_loss[p] == pytest.approx(net.data_loss(x[None], y, mask))
+        a = net.predict(x[None], mask)[0, 0]
+        assert scores.probe_correct[0, p] == (np.argmax(np.where(mask[0] > 0, a, -np.inf)) == unit[0])
+        assert scores.probe_loss[0, p] == pytest.approx(net.data_loss(x[None], y, mask)[0])
 
 
 def test_scheduled_points_are_the_first_batch_ends_past_each_multiple(small):
@@ -57,7 +57,7 @@ def test_scheduled_points_are_the_first_batch_ends_past_each_multiple(small):
     each multiple of 10 (one point for several multiples in one batch), except where the stage's
     boundary point stands."""
     trainer = small("eval.every_samples=10", "trainer.batch_size=7")
-    result = trainer.run()
+    (result,) = trainer.run()
     expected, start = [], 0
     for task in trainer.sequence.tasks:
         end = start + task.n_train
@@ -70,7 +70,7 @@ def test_scheduled_points_are_the_first_batch_ends_past_each_multiple(small):
 
 def test_probe_presentations_are_recorded(small):
     trainer = small("trainer.epochs_per_task=2")
-    result = trainer.run()
+    (result,) = trainer.run()
     assert result.presented_at.shape == (100, 2)
     assert (result.presented_at > 0).all()
     # a probe sample of task k is presented while task k trains
@@ -81,24 +81,24 @@ def test_probe_presentations_are_recorded(small):
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers(small):
-    a = small("seed=3").run().accuracy_matrix
-    b = small("seed=3").run().accuracy_matrix
-    c = small("seed=4").run().accuracy_matrix
+    a = small("seed=3").run()[0].accuracy_matrix
+    b = small("seed=3").run()[0].accuracy_matrix
+    c = small("seed=4").run()[0].accuracy_matrix
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
 
 
 def test_joint_has_one_stage_and_stream_is_single_pass(small):
-    joint = small("task_sequence.joint=true", "trainer.epochs_per_task=2").run()
+    (joint,) = small("task_sequence.joint=true", "trainer.epochs_per_task=2").run()
     assert joint.accuracy_matrix.shape == (2, 5)
     stream = small("task_sequence=digit_stream", "trainer.epochs_per_task=3")
-    result = stream.run()
+    (result,) = stream.run()
     assert result.points[-1].samples_seen == sum(t.n_train for t in stream.sequence.tasks)
 
 
 def test_class_incremental_collapses_but_joint_does_not(compose_cfg):
-    seq = build_trainer(compose_cfg("tracking.enabled=false")).run().accuracy_matrix
-    joint = build_trainer(compose_cfg("tracking.enabled=false", "task_sequence.joint=true")).run().accuracy_matrix
+    seq = build_trainer(compose_cfg("tracking.enabled=false")).run()[0].accuracy_matrix
+    joint = build_trainer(compose_cfg("tracking.enabled=false", "task_sequence.joint=true")).run()[0].accuracy_matrix
     assert final_metrics(seq)["final/acc"] < 0.3
     assert final_metrics(seq)["final/forgetting"] > 0.9
     assert final_metrics(joint)["final/acc"] > 0.9
@@ -117,7 +117,7 @@ def test_final_metrics_follow_the_contract():
 def test_a_scheduled_point_on_a_boundary_is_logged_once(small):
     trainer = small("eval.every_samples=1")  # every sample: the last one of each task is also a boundary
     seen = []
-    trainer.observers.append(type("Spy", (), {"on_eval": lambda self, p: seen.append((p.samples_seen, p.boundary))})())
+    trainer.observers[0].append(type("Spy", (), {"on_eval": lambda self, p: seen.append((p.samples_seen, p.boundary))})())
     trainer.run()
     steps = [s for s, _ in seen]
     assert len(steps) == len(set(steps))
@@ -131,13 +131,13 @@ def test_probe_presentation_times_are_the_batches_that_held_the_sample(small):
     trainer = small("trainer.epochs_per_task=2", "trainer.batch_size=7")
     algorithm, handed, seen = trainer.algorithm, [], [0]
 
-    def learn(x, y, mask):
-        seen.append(seen[-1] + len(x))
-        handed.append((x.copy(), seen[-1]))
+    def learn(x, y, mask):  # x (1 member, B, n_in)
+        seen.append(seen[-1] + x.shape[1])
+        handed.append((x[0].copy(), seen[-1]))
         return type(algorithm).learn(algorithm, x, y, mask)
 
     algorithm.learn = learn
-    result = trainer.run()
+    (result,) = trainer.run()
     tasks, probe = trainer.sequence.tasks, result.probe
     checked = 0
     for p, (k, i) in enumerate(zip(probe.task, probe.index)):

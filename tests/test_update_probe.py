@@ -50,9 +50,10 @@ class Direct:
 
     def __call__(self):
         net = self.trainer.network
-        self.theta.append(flatten(net.params, net).copy())
-        self.loss.append([net.data_loss(x[None], y[None], m[None]) for x, y, m in zip(self.x, self.y, self.mask)])
-        self.correct.append([np.argmax(np.where(m > 0, net.predict(x[None], m[None])[0], -np.inf)) == np.argmax(y)
+        # One member (the lone network): its row of each member-axis result.
+        self.theta.append(flatten(net.params, net)[0].copy())
+        self.loss.append([net.data_loss(x[None], y[None], m[None])[0] for x, y, m in zip(self.x, self.y, self.mask)])
+        self.correct.append([np.argmax(np.where(m > 0, net.predict(x[None], m[None])[0, 0], -np.inf)) == np.argmax(y)
                              for x, y, m in zip(self.x, self.y, self.mask)])
 
 
@@ -60,7 +61,7 @@ class Direct:
 def test_probe_rows_equal_a_direct_evaluation_after_every_update(tiny, learner):
     trainer = tiny(learner)
     direct = Direct(trainer)
-    history = trainer.run().update_history
+    history = trainer.run()[0].update_history
     U = trainer.algorithm.updates
     assert U > trainer.sequence.tasks[0].n_train  # the recurrent learners update several times per sequence
     np.testing.assert_array_equal(history.updates, np.arange(U + 1))
@@ -85,12 +86,12 @@ def test_a_sample_is_presented_at_the_update_that_applies_its_last_error(tiny, l
         completing = algorithm.updates + (1 if algorithm.error_pending else 0)
         pending_seen.append(algorithm.error_pending)
         for p, x_p in enumerate(probe.x):
-            if any(np.array_equal(x_p, x_b) for x_b in x):
+            if any(np.array_equal(x_p, x_b) for x_b in x[0]):  # member 0's batch
                 expected[p].append(completing)
         return loss
 
     algorithm.learn = watched_learn
-    history = trainer.run().update_history
+    history = trainer.run()[0].update_history
     assert [list(row[row >= 0]) for row in history.presented_update] == expected
     assert all(len(e) == 1 for e in expected)  # one epoch: every probe sample once
     assert any(pending_seen) == (learner == "tbptt_stream")
@@ -99,21 +100,21 @@ def test_a_sample_is_presented_at_the_update_that_applies_its_last_error(tiny, l
 
 def test_update_stage_and_stage_task_follow_the_boundaries(tiny, compose_cfg):
     trainer = tiny("mlp")
-    result = trainer.run()
+    (result,) = trainer.run()
     history = result.update_history
     ends = [p.updates for p in result.points if p.boundary and p.stage >= 0]
     assert len(history.update_stage) == ends[-1]
     for stage, (start, end) in enumerate(zip([0, *ends[:-1]], ends)):
         assert np.all(history.update_stage[start:end] == stage)
     np.testing.assert_array_equal(history.stage_task, [0, 1])
-    joint = build_trainer(compose_cfg(*TINY, "eval.probe_every=1", "task_sequence.joint=true")).run()
+    (joint,) = build_trainer(compose_cfg(*TINY, "eval.probe_every=1", "task_sequence.joint=true")).run()
     np.testing.assert_array_equal(joint.update_history.stage_task, [-1])
     assert np.all(joint.update_history.update_stage == 0)
 
 
 def test_every_kth_update_gives_the_same_rows_subsampled(tiny):
-    every_update = tiny("rtrl_mid_sequence").run().update_history
-    every_fifth = tiny("rtrl_mid_sequence", "eval.probe_every=5").run().update_history
+    every_update = tiny("rtrl_mid_sequence").run()[0].update_history
+    every_fifth = tiny("rtrl_mid_sequence", "eval.probe_every=5").run()[0].update_history
     np.testing.assert_array_equal(every_fifth.updates, every_update.updates[::5])
     np.testing.assert_array_equal(every_fifth.correct, every_update.correct[::5])
     np.testing.assert_array_equal(every_fifth.loss, every_update.loss[::5])
@@ -122,8 +123,8 @@ def test_every_kth_update_gives_the_same_rows_subsampled(tiny):
 
 @pytest.mark.parametrize("learner", ["mlp", "tbptt_stream"])
 def test_the_probe_changes_no_number_of_the_run(tiny, learner):
-    plain = tiny(learner, "eval.probe_every=0").run()
-    probed = tiny(learner, "eval.interference=true").run()
+    plain = tiny(learner, "eval.probe_every=0").run()[0]
+    probed = tiny(learner, "eval.interference=true").run()[0]
     assert plain.update_history is None and probed.update_history is not None
     for a, b in zip(plain.points, probed.points):
         np.testing.assert_array_equal(a.accuracy, b.accuracy)
@@ -137,7 +138,7 @@ def test_interference_records_the_applied_change_of_the_weights(tiny, learner):
     from the weights themselves, and the gradient of a sample's loss at theta_{u-1}."""
     trainer = tiny(learner, "eval.interference=true")
     direct = Direct(trainer)
-    history = trainer.run().update_history
+    history = trainer.run()[0].update_history
     i = history.interference
     theta = np.array(direct.theta)
     steps = np.diff(theta, axis=0)
@@ -152,7 +153,7 @@ def test_interference_records_the_applied_change_of_the_weights(tiny, learner):
         for p in net.params.values():
             p[...] = flat[start : start + p.size].reshape(p.shape)
             start += p.size
-        G = per_sample_gradients(net, trainer.update_probe.x, trainer.update_probe.y, trainer.update_probe.mask)
+        G = per_sample_gradients(net, trainer.update_probe.x, trainer.update_probe.y, trainer.update_probe.mask)[0]
         np.testing.assert_allclose(i.predicted[u], G @ steps[u], rtol=1e-9, atol=1e-15)
         means = metrics.task_mean_gradients(G, history.task, 2)
         np.testing.assert_allclose(i.task_cosine[u], metrics.cosine(-steps[u], means), rtol=1e-9, atol=1e-12)
@@ -165,35 +166,35 @@ def test_an_mlp_step_is_minus_lr_times_the_gradient_of_its_sample(tiny):
     learn = algorithm.learn
 
     def watched_learn(x, y, mask):
-        gradients.append(flatten(algorithm.gradient(x, y, mask)[1], net))
+        gradients.append(flatten(algorithm.gradient(x, y, mask)[1], net)[0])
         return learn(x, y, mask)
 
     algorithm.learn = watched_learn
     direct = Direct(trainer)
     trainer.run()
     steps = np.diff(np.array(direct.theta), axis=0)
-    np.testing.assert_allclose(steps, -algorithm.lr * np.array(gradients), rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(steps, -algorithm.lr[0] * np.array(gradients), rtol=1e-9, atol=1e-15)
 
 
 @pytest.mark.parametrize("learner", LEARNERS)
 def test_first_order_prediction_matches_the_measured_change_for_a_tiny_lr(tiny, learner):
-    history = tiny(learner, "eval.interference=true", "algorithm.lr=1e-4").run().update_history
+    history = tiny(learner, "eval.interference=true", "algorithm.lr=1e-4").run()[0].update_history
     agreement = metrics.first_order_agreement(history.interference.predicted, history.interference.measured)
     assert agreement["correlation"] > 0.9999
     assert agreement["slope"] == pytest.approx(1.0, abs=1e-3)
     # at the trained rates curvature shows: the prediction overshoots
-    trained = tiny(learner, "eval.interference=true").run().update_history.interference
+    trained = tiny(learner, "eval.interference=true").run()[0].update_history.interference
     assert metrics.first_order_agreement(trained.predicted, trained.measured)["correlation"] < agreement["correlation"]
 
 
 def test_interference_matrix_at_each_boundary(tiny):
     trainer = tiny("rtrl_mid_sequence", "eval.interference=true")
-    result = trainer.run()
+    (result,) = trainer.run()
     i = result.update_history.interference
     boundary_updates = [p.updates for p in result.points if p.boundary]
     np.testing.assert_array_equal(i.matrix_updates, boundary_updates)
     probe = trainer.update_probe
-    G = per_sample_gradients(trainer.network, probe.x, probe.y, probe.mask)
+    G = per_sample_gradients(trainer.network, probe.x, probe.y, probe.mask)[0]
     expected, pairs = metrics.interference_matrix(G, probe.task, 2)
     np.testing.assert_allclose(i.matrix[-1], expected, rtol=1e-12)
     np.testing.assert_array_equal(i.matrix_pairs[-1], pairs)
@@ -201,14 +202,14 @@ def test_interference_matrix_at_each_boundary(tiny):
 
 
 def test_stored_arrays(tiny):
-    history = tiny("mlp", "eval.interference=true").run().update_history
+    history = tiny("mlp", "eval.interference=true").run()[0].update_history
     arrays = history.arrays()
     assert arrays["loss"].dtype == np.float32 and arrays["predicted"].dtype == np.float32
     assert arrays["correct"].dtype == bool and bool(arrays["interference"])
     R, P = history.correct.shape
     assert arrays["predicted"].shape == arrays["measured"].shape == (R - 1, P)
     assert arrays["task_cosine"].shape == (R - 1, 2)
-    without = tiny("mlp").run().update_history.arrays()
+    without = tiny("mlp").run()[0].update_history.arrays()
     assert not bool(without["interference"]) and "predicted" not in without
 
 
@@ -223,3 +224,18 @@ def test_stored_arrays(tiny):
 def test_bad_probe_settings_name_the_key(compose_cfg, overrides, key):
     with pytest.raises(ConfigError, match=f"'{key}'"):
         validate(compose_cfg(*overrides))
+
+
+@pytest.mark.parametrize("learner", ["mlp", "tbptt_stream"])
+def test_each_member_of_an_ensemble_has_the_probe_history_of_its_config_alone(compose_cfg, learner):
+    from forgetlab.experiment import build_ensemble_trainer
+
+    cfgs = [compose_cfg(*TINY, *LEARNERS[learner], "eval.probe_every=1", "eval.interference=true", f"seed={s}",
+                        f"algorithm.lr={lr}") for s, lr in ((0, 0.3), (1, 0.1))]
+    ensemble = build_ensemble_trainer(cfgs).run()
+    for cfg, member in zip(cfgs, ensemble):
+        (alone,) = build_trainer(cfg).run()
+        a, b = member.update_history.arrays(), alone.update_history.arrays()
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)

@@ -96,7 +96,7 @@ def test_val_size_zero_trains_and_scores_exactly_as_before(compose_cfg, override
                       *overrides)
     trainer = build_trainer(cfg)
     n_test = np.array([len(t.y_test) for t in trainer.sequence.tasks])
-    correct = trainer.run().accuracy_matrix * n_test
+    correct = trainer.run()[0].accuracy_matrix * n_test
     np.testing.assert_allclose(correct, BEFORE_VALIDATION[overrides], atol=1e-9)
 
 
@@ -105,7 +105,7 @@ def test_eval_split_val_scores_the_validation_sets_only(compose_cfg):
     trainer = build_trainer(cfg)
     trainer.run()
     scored_now = trainer.evaluator.evaluate(trainer.network)
-    acc, loss = scored_now.accuracy, scored_now.loss
+    acc, loss = scored_now.accuracy[0], scored_now.loss[0]  # the lone member
     net, scenario = trainer.network, trainer.scenario
     for k, task in enumerate(trainer.sequence.tasks):
         for x, y, scored in ((task.x_val, task.y_val, True), (task.x_test, task.y_test, False)):

@@ -14,11 +14,12 @@ from forgetlab import contract
 from forgetlab.algorithms import build_algorithm
 from forgetlab.config import validate
 from forgetlab.data import Scenario, build_task_sequence
+from forgetlab.ensemble import MEMBER_KEYS, incompatible_key
 from forgetlab.networks import build_network
 from forgetlab.server import ui_url
 from forgetlab.tracking.mlflow_run import run_for_config
 from forgetlab.tracking.resume import job_already_done
-from forgetlab.trainer import EvalPoint, Trainer, choose_probe
+from forgetlab.trainer import EvalPoint, Observer, Trainer, TrainingResult, choose_probe
 from forgetlab.update_probe import UpdateProbe
 
 log = logging.getLogger(__name__)
@@ -106,16 +107,32 @@ class ProgressBar:
             self.bar.close()
 
 
-def build_trainer(cfg: DictConfig, observers=()) -> Trainer:
-    """Data, network, algorithm and trainer for ``cfg`` (already validated), seeded by ``cfg.seed``."""
+def build_ensemble_trainer(cfgs: list[DictConfig], observers: list[list[Observer]] | None = None) -> Trainer:
+    """One trainer for the configs ``cfgs`` (already validated) as the members of one ensemble: each
+    member seeded by its ``seed`` (initial weights, sample order) with its own learning rate, L2 and
+    initial scale; ``observers[s]`` see member s's evaluation points. The configs must differ in
+    ``ensemble.MEMBER_KEYS`` only. ``Trainer.run`` returns one result per member, in this order."""
+    if not cfgs:
+        raise ValueError("an ensemble needs at least one config")
+    clash = incompatible_key(cfgs) if len(cfgs) > 1 else None
+    if clash is not None:
+        key, first, other = clash
+        raise ValueError(f"configs differ in {key!r} ({first!r} vs {other!r}); the members of one ensemble may "
+                         f"differ only in {', '.join(MEMBER_KEYS)}")
+    cfg = cfgs[0]
     sequence = build_task_sequence(cfg.task_sequence)
     scenario = Scenario(cfg.task_sequence.scenario, sequence)
-    # Children by index: the third stream leaves the first two (weights, order) as they were.
-    init_seed, order_seed, perturbation_seed = np.random.SeedSequence(cfg.seed).spawn(3)
-    network = build_network(cfg.network, sequence.input_shape, scenario.n_outputs, np.random.default_rng(init_seed))
-    if cfg.network.init_perturbation:
-        network.perturb(cfg.network.init_perturbation, np.random.default_rng(perturbation_seed))
-    algorithm = build_algorithm(cfg.algorithm, network)
+    # Per member, children by index: (initial weights, sample order, perturbation); the third stream
+    # leaves the first two as they were before it existed.
+    seeds = [np.random.SeedSequence(c.seed).spawn(3) for c in cfgs]
+    network = build_network(cfg.network, sequence.input_shape, scenario.n_outputs,
+                            [np.random.default_rng(init) for init, _, _ in seeds],
+                            init_scale=[c.network.init_scale for c in cfgs])
+    for m, (c, (_, _, perturbation)) in enumerate(zip(cfgs, seeds)):
+        if c.network.init_perturbation:
+            network.members(slice(m, m + 1)).perturb(c.network.init_perturbation, np.random.default_rng(perturbation))
+    algorithm = build_algorithm(cfg.algorithm, network, lr=[c.algorithm.lr for c in cfgs],
+                                l2=[c.algorithm.l2 for c in cfgs])
     probe = choose_probe(sequence, cfg.eval.probe_per_task, cfg.task_sequence.data_seed)
     update_probe = None
     if cfg.eval.probe_every:
@@ -134,10 +151,15 @@ def build_trainer(cfg: DictConfig, observers=()) -> Trainer:
         every_samples=cfg.eval.every_samples,
         eval_split=cfg.eval.split,
         probe=probe,
-        rng=np.random.default_rng(order_seed),
-        observers=list(observers),
+        rngs=[np.random.default_rng(order) for _, order, _ in seeds],
+        observers=observers,
         update_probe=update_probe,
     )
+
+
+def build_trainer(cfg: DictConfig, observers=()) -> Trainer:
+    """The trainer of ``cfg`` (already validated) alone: the ensemble of one member."""
+    return build_ensemble_trainer([cfg], [list(observers)])
 
 
 def total_samples(trainer: Trainer) -> int:
@@ -164,26 +186,35 @@ def run_experiment(cfg: DictConfig, context: RunContext | None = None) -> dict[s
             log.info("[%s] skip: %s", name, reason)
             return {}
     trainer = build_trainer(cfg)
-    trainer.observers.append(TaskLines(name, [s.name for s in trainer.stages]))
+    (observers,) = trainer.observers
+    observers.append(TaskLines(name, [s.name for s in trainer.stages]))
     if not context.quiet:
-        trainer.observers.append(ProgressBar(total_samples(trainer)))
+        observers.append(ProgressBar(total_samples(trainer)))
     # Log lines go above a single run's progress bar instead of through it.
     redirect = nullcontext() if context.quiet else logging_redirect_tqdm()
     if not cfg.tracking.enabled:
         with redirect:
-            final = contract.final_metrics(trainer.run().accuracy_matrix)
+            final = contract.final_metrics(trained(trainer).accuracy_matrix)
         log.info("[%s] %s", name, format_final(final))
         return final
 
     with run_for_config(cfg, name, full_run_name(cfg, context.overrides), context) as mlflow_run:
-        trainer.observers.append(mlflow_run)
+        observers.append(mlflow_run)
         with redirect:
-            result = trainer.run()
+            result = trained(trainer)
         final = mlflow_run.finish(result, OmegaConf.to_yaml(cfg, resolve=True))
     log.info("[%s] %s", name, format_final(final))
     log.info("[%s] MLflow run %s: %s", name, mlflow_run.run_id,
              ui_url(cfg.tracking.uri, mlflow_run.experiment_id, mlflow_run.run_id))
     return final
+
+
+def trained(trainer: Trainer) -> TrainingResult:
+    """Run the trainer of one config; its result, or its ``TrainingDiverged`` raised."""
+    (result,) = trainer.run()
+    if result.error is not None:
+        raise result.error
+    return result
 
 
 def logging_redirect_tqdm():

@@ -63,16 +63,19 @@ def make_problem(cfg: DictConfig, seed: int = 0) -> Problem:
 
 
 def finite_difference(objective, params: dict[str, np.ndarray], eps: float = EPS) -> dict[str, np.ndarray]:
-    """dE/dtheta by central differences, one entry at a time; ``objective()`` reads the live ``params``."""
+    """dE/dtheta by central differences, one entry at a time; ``objective()`` reads the live ``params``.
+
+    An objective of several members (S,) is differentiated as its sum: each member's E depends on its
+    own parameters only, so the derivative for member s's entries is member s's gradient."""
     grads = {}
     for name, p in params.items():
         g = np.empty_like(p)
         for i in np.ndindex(p.shape):
             old = p[i]
             p[i] = old + eps
-            plus = objective()
+            plus = float(np.sum(objective()))
             p[i] = old - eps
-            minus = objective()
+            minus = float(np.sum(objective()))
             p[i] = old
             g[i] = (plus - minus) / (2 * eps)
         grads[name] = g
@@ -102,13 +105,14 @@ def check(cfg: DictConfig, seed: int = 0) -> tuple[Problem, dict[str, np.ndarray
 
 
 def dump(problem: Problem, analytic: dict[str, np.ndarray], cfg: DictConfig, path: str | Path) -> None:
-    """Weights, sample, loss and analytic gradient as an .npz (no pickled objects)."""
+    """Weights, sample, loss and analytic gradient as an .npz (no pickled objects), of the audited
+    network's one member: arrays without the member axis."""
     algo = problem.algorithm
     net = algo.network
-    meta = {"activation": net.activation, "output": net.output, "loss": net.loss, "l2": algo.l2,
+    meta = {"activation": net.activation, "output": net.output, "loss": net.loss, "l2": float(algo.l2[0]),
             "algorithm": cfg.algorithm.name, "network": cfg.network.name}
-    arrays = {name: p.copy() for name, p in net.params.items()}
-    arrays.update({f"grad_{name}": g for name, g in analytic.items()})
+    arrays = {name: p[0].copy() for name, p in net.params.items()}
+    arrays.update({f"grad_{name}": g[0] for name, g in analytic.items()})
     x, y = problem.x[0], problem.y[0]
     if isinstance(net, RNN):
         # A sequence: the target repeated at every step, and which steps carry loss.
@@ -117,7 +121,7 @@ def dump(problem: Problem, analytic: dict[str, np.ndarray], cfg: DictConfig, pat
         T = len(x)
         y = np.tile(y, (T, 1))
         arrays["mask"] = np.isin(np.arange(T), net.loss_steps(T)).astype(np.float64)
-    arrays.update(x=x, y=y, loss=np.float64(algo.objective(problem.x, problem.y, problem.mask)),
+    arrays.update(x=x, y=y, loss=np.float64(algo.objective(problem.x, problem.y, problem.mask)[0]),
                   meta=np.array(json.dumps(meta)))
     np.savez(path, **arrays)
 
@@ -150,11 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     problem, analytic, errors = check(cfg)
     net = problem.algorithm.network
     print(f"gradient audit: network={cfg.network.name} algorithm={cfg.algorithm.name} activation={net.activation} "
-          f"output={net.output} loss={net.loss} l2={problem.algorithm.l2} tolerance={tolerance:g}")
+          f"output={net.output} loss={net.loss} l2={float(problem.algorithm.l2[0])} tolerance={tolerance:g}")
     for name in net.params:
         err = errors[name]
         flag = "ok" if err <= tolerance else "FAIL"
-        print(f"  {name:<8} shape={str(analytic[name].shape):<12} worst relative error {err:.2e}  {flag}")
+        print(f"  {name:<8} shape={str(analytic[name].shape[1:]):<12} worst relative error {err:.2e}  {flag}")
     if "dump" in options:
         dump(problem, analytic, cfg, options["dump"])
         print(f"wrote {options['dump']}")

@@ -6,12 +6,17 @@ the RNN) and ``updates`` (weight changes, which differ between algorithms for th
 Evaluation points: before training (``init``, for forward transfer), after each training stage
 (a task, or the one joint stage), and every ``every_samples`` samples in between. At each point
 one batched forward pass scores the test set of every task and the sample probe.
+
+The network may be an ensemble of S members (``networks.base``): they train side by side on the same
+task sequence and schedule, each with its own sample order (its own generator), and each gets its
+own evaluation points, observers and result. A member whose training diverges stops there (its
+result carries the error) while the others go on; a lone network is the ensemble of one.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -54,11 +59,15 @@ class Probe:
 
 @dataclass
 class TrainingResult:
+    """One member's training: its evaluation points and, if its training diverged, the error (its
+    points end before it)."""
+
     task_names: list[str]
     points: list[EvalPoint]
     probe: Probe
     presented_at: np.ndarray  # (P, max presentations) samples_seen right after each presentation, -1 = none
     update_history: UpdateHistory | None = None  # the update-resolution probe, when there is one
+    error: TrainingDiverged | None = None
 
     @property
     def accuracy_matrix(self) -> np.ndarray:
@@ -95,12 +104,12 @@ def choose_probe(sequence: TaskSequence, per_task: int | str, data_seed: int) ->
 
 @dataclass(frozen=True)
 class Evaluation:
-    """The scores of one evaluation with the current weights."""
+    """The scores of one evaluation with the current weights, one row per member."""
 
-    accuracy: np.ndarray  # (n_tasks,) test accuracy per task, in [0, 1]
-    loss: np.ndarray  # (n_tasks,) mean test loss per task
-    probe_correct: np.ndarray  # (n_probe,) bool
-    probe_loss: np.ndarray  # (n_probe,)
+    accuracy: np.ndarray  # (S, n_tasks) test accuracy per task, in [0, 1]
+    loss: np.ndarray  # (S, n_tasks) mean test loss per task
+    probe_correct: np.ndarray  # (S, n_probe) bool
+    probe_loss: np.ndarray  # (S, n_probe)
 
 
 class Evaluator:
@@ -120,16 +129,30 @@ class Evaluator:
         self.test_task = owner[: self.n_test]
         self.test_counts = np.bincount(self.test_task, minlength=len(tasks))
 
+    # Members scored per forward pass: the activations of a few members over every sample stay in
+    # the cache; all 8 members of the default config at once took 1.5x as long as 4 at a time.
+    MEMBERS_PER_PASS = 4
+
     def evaluate(self, network: Network) -> Evaluation:
-        a = network.predict(self.x, self.mask)
-        correct = network.predicted_unit(a, self.mask) == self.unit
-        loss = network.sample_loss(a, self.y, self.mask)
+        """Every member, a few at a time: one forward pass of the shared samples through their stacked weights."""
+        correct, loss = [], []
+        for start in range(0, network.n_members, self.MEMBERS_PER_PASS):
+            part = network.members(slice(start, start + self.MEMBERS_PER_PASS))
+            a = part.predict(self.x, self.mask)
+            correct.append(np.asarray(part.predicted_unit(a, self.mask) == self.unit))
+            loss.append(np.asarray(part.sample_loss(a, self.y, self.mask)))
+        correct, loss = np.concatenate(correct), np.concatenate(loss)  # (S, n_samples)
         n_test, n_tasks = self.n_test, len(self.test_counts)
+
+        def per_task(values: np.ndarray) -> np.ndarray:
+            # bincount sums each task's samples in order, member by member, as for a lone network.
+            return np.stack([np.bincount(self.test_task, weights=v[:n_test], minlength=n_tasks) for v in values])
+
         return Evaluation(
-            accuracy=np.bincount(self.test_task, weights=correct[:n_test], minlength=n_tasks) / self.test_counts,
-            loss=np.bincount(self.test_task, weights=loss[:n_test], minlength=n_tasks) / self.test_counts,
-            probe_correct=correct[n_test:],
-            probe_loss=loss[n_test:],
+            accuracy=per_task(correct) / self.test_counts,
+            loss=per_task(loss) / self.test_counts,
+            probe_correct=correct[:, n_test:],
+            probe_loss=loss[:, n_test:],
         )
 
 
@@ -175,39 +198,53 @@ def scheduled_point_due(every: int, samples_seen: int, last_point: int, stage_en
     return every > 0 and samples_seen // every > last_point // every and samples_seen < stage_end
 
 
-def check_finite(loss: float, updates: int, samples_seen: int, stage: str) -> None:
-    """Raise ``TrainingDiverged`` if the training loss of the latest update is inf or nan."""
-    if not math.isfinite(loss):
-        raise TrainingDiverged(
-            f"Training diverged at update {updates} ({samples_seen} samples seen, stage {stage!r}): "
-            f"the training loss is {loss}. Lower algorithm.lr or network.init_scale."
-        )
+def diverged(what: str, updates: int, samples_seen: int, stage: str) -> TrainingDiverged:
+    """The error of a training that diverged at update ``updates``: ``what`` is no longer finite."""
+    return TrainingDiverged(
+        f"Training diverged at update {updates} ({samples_seen} samples seen, stage {stage!r}): "
+        f"{what}. Lower algorithm.lr or network.init_scale."
+    )
 
 
 @dataclass
 class _Progress:
-    """Where a run stands, and the training loss gathered since its last evaluation point."""
+    """Where a run stands, and each member's training losses since its last evaluation point."""
 
+    n_members: int
     samples_seen: int = 0
     tasks_trained: int = 0  # tasks whose training has begun
     last_point: int = 0  # samples_seen at the last evaluation point
-    loss_sum: float = 0.0
-    loss_count: int = 0
+    losses: list = field(default_factory=list)  # each update's mean loss per member (S,)
+    counts: list[int] = field(default_factory=list)  # and the samples it was the mean of
 
-    def trained_on(self, n: int, mean_loss: float) -> None:
-        self.loss_sum += mean_loss * n
-        self.loss_count += n
+    def trained_on(self, n: int, mean_loss: np.ndarray) -> None:
+        # Kept, not summed: one list append instead of arithmetic on small arrays every update.
+        self.losses.append(mean_loss)
+        self.counts.append(n)
         self.samples_seen += n
 
-    def end_interval(self) -> float:
-        """End the interval between evaluation points here: its mean training loss (nan if it had no
-        training), and the next interval starts."""
-        mean = self.loss_sum / self.loss_count if self.loss_count else float("nan")
-        self.loss_sum, self.loss_count, self.last_point = 0.0, 0, self.samples_seen
+    def end_interval(self) -> np.ndarray:
+        """End the interval between evaluation points here: each member's mean training loss (nan if
+        it had no training), and the next interval starts."""
+        if not self.counts:
+            mean = np.full(self.n_members, np.nan)
+        else:
+            # 0 + l_1 n_1 + l_2 n_2 + ..., added in order (cumsum never reorders), then / sum n.
+            weighted = np.stack(self.losses) * np.asarray(self.counts, dtype=np.float64)[:, None]
+            total = np.cumsum(np.concatenate([np.zeros((1, self.n_members)), weighted]), axis=0)[-1]
+            mean = total / sum(self.counts)
+        self.losses, self.counts, self.last_point = [], [], self.samples_seen
         return mean
 
 
+class _AllDiverged(Exception):
+    """Every member's training diverged: nothing is left to train."""
+
+
 class Trainer:
+    """Trains the S members of ``network`` (S >= 1) with ``algorithm`` through the task sequence:
+    member s draws its sample order from ``rngs[s]`` and tells ``observers[s]`` its evaluation points."""
+
     def __init__(
         self,
         network: Network,
@@ -222,17 +259,22 @@ class Trainer:
         every_samples: int = 0,
         eval_split: str = "test",
         probe: Probe,
-        rng: np.random.Generator,
-        observers: list[Observer] = (),
+        rngs: list[np.random.Generator],
+        observers: list[list[Observer]] | None = None,
         update_probe: UpdateProbe | None = None,
     ) -> None:
         self.network, self.algorithm, self.sequence, self.scenario = network, algorithm, sequence, scenario
+        self.n_members = network.n_members
+        if len(rngs) != self.n_members:
+            raise ValueError(f"one sample-order generator per member: got {len(rngs)} for {self.n_members} members")
+        if observers is not None and len(observers) != self.n_members:
+            raise ValueError(f"one list of observers per member: got {len(observers)} for {self.n_members} members")
         self.epochs = 1 if sequence.single_pass else epochs_per_task
         self.batch_size, self.shuffle, self.every = batch_size, shuffle, every_samples
-        self.probe, self.rng, self.observers = probe, rng, list(observers)
-        self.update_probe = update_probe
-        if update_probe is not None:
-            self.observers.append(update_probe)
+        self.probe, self.rngs = probe, list(rngs)
+        self.observers: list[list[Observer]] = [list(o) for o in observers] if observers else [
+            [] for _ in range(self.n_members)]
+        self.update_probe = update_probe  # follows every member; told each evaluation point once
         self.stages = self._stages(joint)
         self.evaluator = Evaluator(sequence, scenario, probe, split=eval_split)
 
@@ -253,63 +295,111 @@ class Trainer:
     # synchronisation, and on a busy machine spinning BLAS threads slow the batched evaluations
     # down many times (docs/performance.md). Sweeps get their parallelism from parallel jobs.
     @threadpool_limits.wrap(limits=1, user_api="blas")
-    def run(self) -> TrainingResult:
-        progress = _Progress()
-        log = PresentationLog(self.probe, [t.n_train for t in self.sequence.tasks], self.batch_size)
+    def run(self) -> list[TrainingResult]:
+        """Train every member; one result per member, in member order. A member whose training
+        diverged has its ``TrainingDiverged`` in ``error`` (the caller decides what that means)."""
+        S = self.n_members
+        progress = _Progress(n_members=S)
+        logs = [PresentationLog(self.probe, [t.n_train for t in self.sequence.tasks], self.batch_size)
+                for _ in range(S)]
+        self._points: list[list[EvalPoint]] = [[] for _ in range(S)]
+        self._errors: list[TrainingDiverged | None] = [None] * S
         if self.update_probe is not None:
             self.update_probe.start(self.network, self.algorithm, [stage.tasks for stage in self.stages])
-        points = [self._point(progress, stage=-1, boundary=True)]
-        for s, stage in enumerate(self.stages):
-            points += self._train_stage(s, stage, progress, log)
-        return TrainingResult(
-            task_names=[t.name for t in self.sequence.tasks],
-            points=points,
-            probe=self.probe,
-            presented_at=log.presented_at(),
-            update_history=self.update_probe.history() if self.update_probe is not None else None,
-        )
+        try:
+            self._point(progress, stage=-1, boundary=True)
+            for s, stage in enumerate(self.stages):
+                self._train_stage(s, stage, progress, logs)
+        except _AllDiverged:
+            pass
+        finally:
+            if self.update_probe is not None:
+                self.update_probe.stop()
+        return [
+            TrainingResult(
+                task_names=[t.name for t in self.sequence.tasks],
+                points=self._points[m],
+                probe=self.probe,
+                presented_at=logs[m].presented_at(),
+                update_history=self.update_probe.history(m) if self.update_probe is not None else None,
+                error=self._errors[m],
+            )
+            for m in range(S)
+        ]
 
-    def _train_stage(self, s: int, stage: Stage, progress: _Progress, log: PresentationLog) -> list[EvalPoint]:
+    def _train_stage(self, s: int, stage: Stage, progress: _Progress, logs: list[PresentationLog]) -> None:
         """Train on ``stage`` for the configured epochs; its scheduled points and its boundary point."""
-        points = []
+        xp = self.network.xp
         n = len(stage.x)
         stage_end = progress.samples_seen + n * self.epochs
-        slots = log.slots(stage.tasks)
+        slots = logs[0].slots(stage.tasks)
         self.algorithm.start_task()
         progress.tasks_trained += len(stage.tasks)  # the stage's tasks count as seen from its first sample
         for _ in range(self.epochs):
-            order = self.rng.permutation(n) if self.shuffle else np.arange(n)
-            # One gather per epoch, so that each update takes views (slices), not copies.
-            x, y, mask = stage.x[order], stage.y[order], stage.mask[order]
-            log.record_epoch(slots[order], progress.samples_seen)
+            orders = np.stack([rng.permutation(n) if self.shuffle else np.arange(n) for rng in self.rngs])
+            # One gather per epoch, (S, n, ...), so that each update takes views (slices), not copies.
+            x, y, mask = (xp.asarray(a[orders]) for a in (stage.x, stage.y, stage.mask))
+            for log, order in zip(logs, orders):
+                log.record_epoch(slots[order], progress.samples_seen)
             for start in range(0, n, self.batch_size):
                 stop = min(start + self.batch_size, n)
-                loss = self.algorithm.learn(x[start:stop], y[start:stop], mask[start:stop])
-                check_finite(loss, self.algorithm.updates, progress.samples_seen + stop - start, stage.name)
+                loss = self.algorithm.learn(x[:, start:stop], y[:, start:stop], mask[:, start:stop])
+                # One sum tells whether any member's loss is inf or nan (losses are bounded otherwise);
+                # over Python floats, it costs a fifth of a NumPy reduction of a few values.
+                if not math.isfinite(sum(loss.tolist())):
+                    self._stop_diverged(np.asarray(loss), progress.samples_seen + stop - start, stage.name)
                 progress.trained_on(stop - start, loss)
                 if self.update_probe is not None:
-                    self.update_probe.learned(s, order[start:stop])
+                    self.update_probe.learned(s, orders[:, start:stop])
                 if scheduled_point_due(self.every, progress.samples_seen, progress.last_point, stage_end):
-                    points.append(self._point(progress, stage=s, boundary=False))
+                    self._point(progress, stage=s, boundary=False)
         self.algorithm.end_task()
-        points.append(self._point(progress, stage=s, boundary=True))
-        return points
+        self._point(progress, stage=s, boundary=True)
 
-    def _point(self, progress: _Progress, stage: int, boundary: bool) -> EvalPoint:
-        """Evaluate with the current weights, and tell the observers."""
+    def _stop_diverged(self, loss: np.ndarray, samples_seen: int, stage: str) -> None:
+        """Stop the members whose loss is no longer finite; raise ``_AllDiverged`` when none is left."""
+        for m in np.flatnonzero(~np.isfinite(loss)):
+            self._stop(int(m), f"the training loss is {loss[m]}", samples_seen, stage)
+
+    def _stop(self, m: int, what: str, samples_seen: int, stage: str) -> None:
+        if self._errors[m] is None:
+            self._errors[m] = diverged(what, self.algorithm.updates, samples_seen, stage)
+            self.algorithm.stop_member(m)
+        if all(error is not None for error in self._errors):
+            raise _AllDiverged
+
+    def _stop_nonfinite_weights(self, samples_seen: int, stage: str) -> None:
+        """Stop the members with a weight that is inf or nan although their loss is finite (a bias
+        at inf can saturate the output): checked at each evaluation point, not every update."""
+        S = self.n_members
+        finite = np.ones(S, dtype=bool)
+        for p in self.network.params.values():
+            finite &= np.asarray(self.network.xp.all(self.network.xp.isfinite(p.reshape(S, -1)), axis=-1))
+        for m in np.flatnonzero(~finite):
+            self._stop(int(m), "its weights are no longer finite", samples_seen, stage)
+
+    def _point(self, progress: _Progress, stage: int, boundary: bool) -> None:
+        """Evaluate every member with its current weights, and tell each running member's observers."""
+        self._stop_nonfinite_weights(progress.samples_seen, self.stages[stage].name if stage >= 0 else "init")
         scores = self.evaluator.evaluate(self.network)
-        point = EvalPoint(
-            samples_seen=progress.samples_seen,
-            updates=self.algorithm.updates,
-            stage=stage,
-            boundary=boundary,
-            accuracy=scores.accuracy,
-            loss=scores.loss,
-            probe_correct=scores.probe_correct,
-            probe_loss=scores.probe_loss,
-            train_loss=progress.end_interval(),
-            tasks_trained=progress.tasks_trained,
-        )
-        for observer in self.observers:
-            observer.on_eval(point)
-        return point
+        train_loss = progress.end_interval()
+        for m in range(self.n_members):
+            if self._errors[m] is not None:
+                continue
+            point = EvalPoint(
+                samples_seen=progress.samples_seen,
+                updates=self.algorithm.updates,
+                stage=stage,
+                boundary=boundary,
+                accuracy=scores.accuracy[m],
+                loss=scores.loss[m],
+                probe_correct=scores.probe_correct[m],
+                probe_loss=scores.probe_loss[m],
+                train_loss=float(train_loss[m]),
+                tasks_trained=progress.tasks_trained,
+            )
+            self._points[m].append(point)
+            for observer in self.observers[m]:
+                observer.on_eval(point)
+        if self.update_probe is not None:
+            self.update_probe.on_eval(point)  # its points' schedule is every member's

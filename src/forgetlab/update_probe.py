@@ -26,6 +26,7 @@ import numpy as np
 
 from forgetlab import metrics
 from forgetlab.algorithms.base import LearningAlgorithm
+from forgetlab.arrays import to_numpy
 from forgetlab.data.tasks import Scenario, TaskSequence
 from forgetlab.networks.base import Network
 from forgetlab.probe_gradients import flatten, per_sample_gradients, per_sample_losses
@@ -100,9 +101,10 @@ class UpdateHistory:
 
 
 class UpdateProbe:
-    """Records the probe history of one run. The trainer calls ``start`` before training,
-    ``learned`` after every batch, ``on_eval`` at its evaluation points (as an observer) and
-    ``history`` at the end."""
+    """Records the probe history of every member of one trainer's network. The trainer calls
+    ``start`` before training, ``learned`` after every batch, ``on_eval`` at its evaluation points
+    and ``history(m)`` for member m at the end. The losses and predictions of every member come from
+    one batched forward pass; the interference diagnostics are computed member by member."""
 
     def __init__(self, sequence: TaskSequence, scenario: Scenario, probe: Probe, every: int, interference: bool) -> None:
         tasks = sequence.tasks
@@ -116,18 +118,23 @@ class UpdateProbe:
     def start(self, network: Network, algorithm: LearningAlgorithm, stage_tasks: list[list[int]]) -> None:
         """Evaluate row 0 and follow ``algorithm``'s updates from now on."""
         self.network, self.algorithm = network, algorithm
+        S = network.n_members
+        xp = network.xp
+        self._x, self._y, self._mask = (xp.asarray(a) for a in (self.x, self.y, self.mask))
         self.stage_task = np.array([s[0] if len(s) == 1 else -1 for s in stage_tasks], dtype=np.int64)
         slots = PresentationLog(self.probe, self.n_train, batch_size=1).slots
         self._slots = [slots(tasks).tolist() for tasks in stage_tasks]  # the probe slot of each stage sample, or -1
-        self._presented: list[list[int]] = [[] for _ in self.task]
+        self._presented: list[list[list[int]]] = [[[] for _ in self.task] for _ in range(S)]
         self._updates: list[int] = []
-        self._loss: list[np.ndarray] = []
+        self._loss: list[np.ndarray] = []  # (S, P) per row
         self._correct: list[np.ndarray] = []
         self._stage_end: list[int] = []  # updates at the end of each stage
-        # interference: the weights and probe gradients at the last row, and the last step
-        self._theta = self._G = self._step = None
-        self._steps: dict[str, list] = {k: [] for k in ("norm", "consecutive", "task", "predicted", "measured")}
-        self._matrices: list[tuple[int, np.ndarray, np.ndarray]] = []
+        # interference, per member: the weights and probe gradients at the last row, and the last step
+        self._theta = self._G = None
+        self._step: list[np.ndarray | None] = [None] * S
+        self._steps: list[dict[str, list]] = [
+            {k: [] for k in ("norm", "consecutive", "task", "predicted", "measured")} for _ in range(S)]
+        self._matrices: list[list[tuple[int, np.ndarray, np.ndarray]]] = [[] for _ in range(S)]
         self._record()
         algorithm.on_update.append(self._after_update)
 
@@ -135,80 +142,94 @@ class UpdateProbe:
         if self.algorithm.updates % self.every == 0:
             self._record()
 
+    def _gradients(self) -> np.ndarray:
+        return to_numpy(per_sample_gradients(self.network, self._x, self._y, self._mask))  # (S, P, n)
+
     def _record(self) -> None:
         net = self.network
-        loss, correct = per_sample_losses(net, self.x, self.y, self.mask)
+        loss, correct = (to_numpy(a) for a in per_sample_losses(net, self._x, self._y, self._mask))
         self._updates.append(self.algorithm.updates)
         self._loss.append(loss)
         self._correct.append(correct)
         if not self.with_interference:
             return
-        theta = flatten(net.params, net)
-        G = per_sample_gradients(net, self.x, self.y, self.mask)
+        theta = to_numpy(flatten(net.params, net))
+        G = self._gradients()
         if self._theta is not None:
-            step = theta - self._theta
-            s = self._steps
-            s["norm"].append(np.linalg.norm(step))
-            # Delta theta = -lr g: predicted_loss_change(G, -Delta theta, 1) = <grad l_p, Delta theta>.
-            s["predicted"].append(metrics.predicted_loss_change(self._G, -step, 1.0))
-            s["measured"].append(loss - self._loss[-2])
-            s["consecutive"].append(metrics.cosine(step, self._step) if self._step is not None else np.nan)
-            means = metrics.task_mean_gradients(self._G, self.task, len(self.task_names))
-            s["task"].append(metrics.cosine(-step, means))
-            self._step = step
+            n_tasks = len(self.task_names)
+            for m, s in enumerate(self._steps):
+                step = theta[m] - self._theta[m]
+                s["norm"].append(np.linalg.norm(step))
+                # Delta theta = -lr g: predicted_loss_change(G, -Delta theta, 1) = <grad l_p, Delta theta>.
+                s["predicted"].append(metrics.predicted_loss_change(self._G[m], -step, 1.0))
+                s["measured"].append(loss[m] - self._loss[-2][m])
+                previous = self._step[m]
+                s["consecutive"].append(metrics.cosine(step, previous) if previous is not None else np.nan)
+                s["task"].append(metrics.cosine(-step, metrics.task_mean_gradients(self._G[m], self.task, n_tasks)))
+                self._step[m] = step
         self._theta, self._G = theta, G
 
     def learned(self, stage: int, samples: np.ndarray) -> None:
-        """The batch of ``stage``'s training samples at positions ``samples`` was learned: note the
-        update that completes its presentation for the probe samples among them."""
+        """Each member's batch of ``stage``'s training samples at positions ``samples`` (S, b) was
+        learned: note the update that completes its presentation for the probe samples among them."""
         slots = self._slots[stage]
-        hits = [p for p in (slots[i] for i in samples.tolist()) if p >= 0]  # per sample: Python is fastest
-        if hits:
-            completing = self.algorithm.updates + int(self.algorithm.error_pending)
-            for p in hits:
-                self._presented[p].append(completing)
+        completing = None
+        for m, positions in enumerate(samples.tolist()):
+            hits = [p for p in (slots[i] for i in positions) if p >= 0]  # per sample: Python is fastest
+            if hits:
+                if completing is None:  # the members share the update schedule
+                    completing = self.algorithm.updates + int(self.algorithm.error_pending)
+                for p in hits:
+                    self._presented[m][p].append(completing)
 
     def on_eval(self, point: EvalPoint) -> None:
         """At the boundary points (init, end of each stage): the stage's last update, and with
-        interference on the task x task interference matrix at the current weights."""
+        interference on the task x task interference matrix at the current weights. Called once per
+        point for all members (the trainer's points of every member share the schedule)."""
         if not point.boundary:
             return
         if point.stage >= 0:
             self._stage_end.append(point.updates)
         if self.with_interference:
-            current = self._G if self._updates[-1] == point.updates else None
-            if current is None:
-                current = per_sample_gradients(self.network, self.x, self.y, self.mask)
-            matrix, pairs = metrics.interference_matrix(current, self.task, len(self.task_names))
-            self._matrices.append((point.updates, matrix, pairs))
+            current = self._G if self._updates[-1] == point.updates else self._gradients()
+            for m, matrices in enumerate(self._matrices):
+                matrix, pairs = metrics.interference_matrix(current[m], self.task, len(self.task_names))
+                matrices.append((point.updates, matrix, pairs))
 
-    def history(self) -> UpdateHistory:
-        """What was recorded; the probe stops following the algorithm."""
-        self.algorithm.on_update.remove(self._after_update)
-        width = max((len(u) for u in self._presented), default=0)
-        presented_update = np.full((len(self._presented), width), -1, dtype=np.int64)
-        for p, updates in enumerate(self._presented):
+    def stop(self) -> None:
+        """Stop following the algorithm."""
+        if self._after_update in self.algorithm.on_update:
+            self.algorithm.on_update.remove(self._after_update)
+
+    def history(self, member: int = 0) -> UpdateHistory:
+        """What was recorded for ``member``."""
+        self.stop()
+        presented = self._presented[member]
+        width = max((len(u) for u in presented), default=0)
+        presented_update = np.full((len(presented), width), -1, dtype=np.int64)
+        for p, updates in enumerate(presented):
             presented_update[p, : len(updates)] = updates
         n_updates = self.algorithm.updates
         update_stage = np.searchsorted(np.array(self._stage_end, dtype=np.int64), np.arange(1, n_updates + 1))
         interference = None
+        P = len(self.task)
         if self.with_interference:
-            s, n_tasks, P = self._steps, len(self.task_names), len(self.task)
+            s, n_tasks, matrices = self._steps[member], len(self.task_names), self._matrices[member]
             interference = Interference(
                 step_norm=np.array(s["norm"], dtype=float),
                 consecutive_cosine=np.array(s["consecutive"], dtype=float),
                 task_cosine=np.array(s["task"], dtype=float).reshape(-1, n_tasks),
                 predicted=np.array(s["predicted"], dtype=float).reshape(-1, P),
                 measured=np.array(s["measured"], dtype=float).reshape(-1, P),
-                matrix=np.array([m for _, m, _ in self._matrices]).reshape(-1, n_tasks, n_tasks),
-                matrix_pairs=np.array([p for _, _, p in self._matrices], dtype=np.int64).reshape(-1, n_tasks, n_tasks),
-                matrix_updates=np.array([u for u, _, _ in self._matrices], dtype=np.int64),
+                matrix=np.array([m for _, m, _ in matrices]).reshape(-1, n_tasks, n_tasks),
+                matrix_pairs=np.array([p for _, _, p in matrices], dtype=np.int64).reshape(-1, n_tasks, n_tasks),
+                matrix_updates=np.array([u for u, _, _ in matrices], dtype=np.int64),
             )
         return UpdateHistory(
             every=self.every,
             updates=np.array(self._updates, dtype=np.int64),
-            correct=np.array(self._correct, dtype=bool).reshape(-1, len(self.task)),
-            loss=np.array(self._loss, dtype=float).reshape(-1, len(self.task)),
+            correct=np.array([c[member] for c in self._correct], dtype=bool).reshape(-1, P),
+            loss=np.array([l[member] for l in self._loss], dtype=float).reshape(-1, P),
             presented_update=presented_update,
             update_stage=update_stage.astype(np.int64),
             stage_task=self.stage_task,

@@ -24,10 +24,12 @@ ALGORITHM_KEYS = {
 RECURRENT = ("bptt_epochwise", "bptt_truncated", "rtrl")
 
 
-def build_algorithm(cfg, network) -> LearningAlgorithm:
+def build_algorithm(cfg, network, lr=None, l2=None) -> LearningAlgorithm:
+    """The algorithm named by ``cfg.name`` over ``network``; ``lr`` and ``l2`` (one per member of the
+    network) replace ``cfg.lr`` and ``cfg.l2`` when given."""
     cls, _ = ALGORITHMS[cfg.name]
     own = {key: cfg[key] for key in ALGORITHM_KEYS.get(cfg.name, ())}
-    return cls(network, lr=cfg.lr, l2=cfg.l2, **own)
+    return cls(network, lr=cfg.lr if lr is None else lr, l2=cfg.l2 if l2 is None else l2, **own)
 
 
 __all__ = ["ALGORITHMS", "ALGORITHM_KEYS", "RECURRENT", "BPTTEpochwise", "BPTTTruncated", "Backprop",

@@ -1,4 +1,4 @@
-"""Back-propagation for the MLP, per sample (batch_size 1) or per mini-batch.
+"""Back-propagation for the MLP, per sample (batch_size 1) or per mini-batch, every member at once.
 
     delta^(L) = dE/dz^(L)                                   (the network's output_delta)
     delta^(l) = (W^(l+1)^T delta^(l+1)) * f'(z^(l))
@@ -19,19 +19,21 @@ class Backprop(LearningAlgorithm):
     network: MLP
 
     def gradient(self, x, y, mask):
-        net = self.network
+        net, xp = self.network, self.network.xp
         fwd = net.forward(x, mask)
         a_out = fwd.a[-1]
-        batch = x.shape[0]
-        delta = net.output_delta(a_out, y, mask) / batch
+        batch = x.shape[-2]
+        delta = net.output_delta(a_out, y, mask) / batch  # (S, B, n_out)
         grads: dict[str, np.ndarray] = {}
         for l in range(len(net.W) - 1, -1, -1):
-            dE_dW = delta.T @ fwd.a[l]
-            if self.l2:
-                dE_dW += self.l2 * net.W[l]
+            # One sample: the outer product, elementwise (a GEMM with an inner dimension of 1 computes
+            # the same products, one BLAS call per member with its packing overhead).
+            dE_dW = delta.mT * fwd.a[l] if batch == 1 else xp.matmul(delta.mT, fwd.a[l])
+            if self.has_l2:
+                dE_dW += self.l2_of[f"W{l}"] * net.W[l]
             grads[f"W{l}"] = dE_dW
-            grads[f"b{l}"] = delta.sum(axis=0)
+            grads[f"b{l}"] = xp.sum(delta, axis=-2)
             if l > 0:
-                delta = (delta @ net.W[l]) * activation_derivative(net.activation, fwd.z[l - 1], fwd.a[l])
-        data_loss = float(net.sample_loss(a_out, y, mask).sum()) / batch
+                delta = xp.matmul(delta, net.W[l]) * activation_derivative(net.activation, fwd.z[l - 1], fwd.a[l])
+        data_loss = xp.sum(net.sample_loss(a_out, y, mask), axis=-1) / batch
         return data_loss, grads

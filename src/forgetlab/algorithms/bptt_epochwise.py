@@ -8,8 +8,6 @@ whole epoch, one weight update.
 
 from __future__ import annotations
 
-import numpy as np
-
 from forgetlab.algorithms.base import LearningAlgorithm
 from forgetlab.algorithms.recurrent import backward_through_time, single_sequence
 from forgetlab.networks.rnn import RNN
@@ -19,15 +17,18 @@ class BPTTEpochwise(LearningAlgorithm):
     network: RNN
 
     def gradient(self, x, y, mask):
-        net = self.network
+        net, xp = self.network, self.network.xp
         x, target, mask = single_sequence(x, y, mask)
-        fwd = net.forward(x[None], mask[None])
-        h, z, a = fwd.h[0], fwd.z[0], fwd.a[0]
-        steps = net.loss_steps(len(x))
-        delta_y = np.zeros_like(a)
-        delta_y[steps] = net.output_delta(a[steps], target, mask) / len(steps)
-        grads = backward_through_time(net, x, h, z, delta_y)
+        fwd = net.forward(x, mask)
+        h, z, a = fwd.h[:, 0], fwd.z[:, 0], fwd.a[:, 0]  # the one sequence of each member: (S, T, .)
+        steps = net.loss_steps(x.shape[-2])
+        # take, not a[:, steps]: indexing lays the steps out first in memory, and the mean over them
+        # would then add them in another order than a lone network does.
+        a_steps = xp.take(a, steps, axis=-2)  # (S, |S|, O)
+        delta_y = xp.zeros_like(a)
+        delta_y[:, steps] = net.output_delta(a_steps, target, mask) / len(steps)
+        grads = backward_through_time(net, x[..., 0, :, :], h, z, delta_y)
         for name in net.weight_names:
-            grads[name] += self.l2 * net.params[name]
-        data_loss = float(np.mean(net.sample_loss(a[steps], target, mask)))
+            grads[name] += self.l2_of[name] * net.params[name]
+        data_loss = xp.mean(net.sample_loss(a_steps, target, mask), axis=-1)
         return data_loss, grads

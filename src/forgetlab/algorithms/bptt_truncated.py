@@ -16,6 +16,7 @@ steps run on across sequence boundaries.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +35,8 @@ from forgetlab.networks.rnn import RNN
 @dataclass
 class History(OnlineState):
     """The last (at most h) steps t: x_t, z_t, delta_y_t, and the states h_t with the one entering
-    the oldest of them (hs[0]), so hs[-1] is the current state."""
+    the oldest of them (hs[0]), so hs[-1] is the current state. Each entry is the step of every
+    member, with a batch axis of one: (S, 1, .)."""
 
     xs: deque
     hs: deque
@@ -45,8 +47,8 @@ class History(OnlineState):
 class BPTTTruncated(OnlineRecurrentAlgorithm):
     network: RNN
 
-    def __init__(self, network: RNN, lr: float, l2: float = 0.0, h: int = 8, h_prime: int = 1,
-                 reset: str = "per_sequence") -> None:
+    def __init__(self, network: RNN, lr: float | Sequence[float], l2: float | Sequence[float] = 0.0, h: int = 8,
+                 h_prime: int = 1, reset: str = "per_sequence") -> None:
         super().__init__(network, lr, l2, reset, update_every=h_prime)
         self.h = h  # truncation depth: steps back-propagated through
 
@@ -56,14 +58,23 @@ class BPTTTruncated(OnlineRecurrentAlgorithm):
         return self.update_every
 
     def initial_state(self) -> History:
-        h_0 = np.zeros(self.network.n_hidden)
+        net = self.network
+        h_0 = net.xp.zeros((net.n_members, 1, net.n_hidden))
         return History(xs=deque(maxlen=self.h), hs=deque([h_0], maxlen=self.h + 1), zs=deque(maxlen=self.h),
                        delta_ys=deque(maxlen=self.h))
+
+    def clear_member(self, state: History, s: int) -> None:
+        for held in (state.hs, state.zs, state.delta_ys):  # the arrays computed here (xs are the inputs)
+            for array in held:
+                array[s] = 0.0
 
     def step(self, state: History, x_t, target, mask, weight) -> StepResult:
         net = self.network
         z_t, h_t = net.step(state.hs[-1], x_t)
-        loss_t, delta_y = step_loss(net, h_t, target, mask, weight) if weight else (None, np.zeros(net.n_outputs))
+        if weight:
+            loss_t, delta_y = step_loss(net, h_t, target, mask, weight)
+        else:
+            loss_t, delta_y = None, net.xp.zeros((net.n_members, 1, net.n_outputs))
         state.xs.append(x_t)
         state.hs.append(h_t)
         state.zs.append(z_t)
@@ -74,12 +85,14 @@ class BPTTTruncated(OnlineRecurrentAlgorithm):
         """Errors of the steps since the last update point, back through the last h steps."""
         if not state.steps_since_update:
             return None
-        delta_y = np.array(state.delta_ys)
-        delta_y[: len(delta_y) - state.steps_since_update] = 0.0  # delivered at an earlier update point
-        if not delta_y.any():
+        xp = self.network.xp
+        # The steps side by side, (S, L, .): each member's stretch laid out as a lone network's.
+        delta_y = xp.concat(list(state.delta_ys), axis=-2)
+        delta_y[:, : delta_y.shape[-2] - state.steps_since_update] = 0.0  # delivered at an earlier update point
+        if not xp.any(delta_y != 0.0):
             return {}
-        return backward_through_time(self.network, np.array(state.xs), np.array(state.hs), np.array(state.zs),
-                                     delta_y)
+        return backward_through_time(self.network, xp.concat(list(state.xs), axis=-2),
+                                     xp.concat(list(state.hs), axis=-2), xp.concat(list(state.zs), axis=-2), delta_y)
 
     def stretches(self, T: int) -> list[tuple[int, int, int]]:
         """(first step back-propagated through, first step whose error is injected, end) of each update
@@ -96,21 +109,21 @@ class BPTTTruncated(OnlineRecurrentAlgorithm):
         gradient. Without truncation (h >= T) it is the objective itself."""
         if self.reset == "never" and self.state is not None:
             raise NotImplementedError("the truncated objective is defined for a sequence started from h_0 = 0")
-        net = self.network
+        net, xp = self.network, self.network.xp
         x_seq, target, mask_seq = single_sequence(x, y, mask)
-        T = len(x_seq)
-        entering = net.forward(x, mask).h[0].copy()  # h[t] enters step t; frozen here
+        T = x_seq.shape[-2]
+        entering = xp.asarray(net.forward(x, mask).h[:, 0], copy=True)  # (S, T + 1, H); h[t] enters step t; frozen here
         in_loss = np.zeros(T, dtype=bool)
         in_loss[net.loss_steps(T)] = True
         plan = self.stretches(T)
 
-        def objective() -> float:
-            total = 0.0
+        def objective() -> np.ndarray:
+            total = xp.zeros(net.n_members)
             for first, inject, end in plan:
-                fwd = net.forward(x_seq[None, first:end], mask_seq[None], h0=entering[first][None])
+                fwd = net.forward(x_seq[..., first:end, :], mask_seq, h0=entering[:, None, first])
                 steps = [t - first for t in range(inject, end) if in_loss[t]]
                 if steps:
-                    total += float(np.sum(net.sample_loss(fwd.a[0, steps], target, mask_seq)))
+                    total = total + xp.sum(net.sample_loss(fwd.a[:, 0, steps], target, mask_seq), axis=-1)
             return total / in_loss.sum() + self.l2_term()
 
         return objective

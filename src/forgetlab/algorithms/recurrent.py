@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import copy
 from abc import abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from forgetlab.algorithms.base import LearningAlgorithm
+from forgetlab.arrays import by_member
 from forgetlab.networks.functions import activation_derivative
 from forgetlab.networks.rnn import RNN
 
@@ -23,22 +25,27 @@ RESETS = ("per_sequence", "never")
 
 
 def single_sequence(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The one sequence of a batch of size 1: (x (T, I), target (O,), mask (O,))."""
-    if x.ndim != 3 or x.shape[0] != 1:
-        raise ValueError(f"recurrent algorithms learn from one sequence at a time, shape (1, T, I); got {x.shape}")
-    return x[0], y[0], mask[0]
+    """The one sequence of a batch of size 1, kept as a batch of one: x (S, 1, T, I) (each member its
+    own) or (1, T, I) (the same for every member); target and mask (S, 1, O) or (1, O), whose batch
+    axis of 1 broadcasts over the steps of a sequence."""
+    if x.ndim not in (3, 4) or x.shape[-3] != 1:
+        raise ValueError(f"recurrent algorithms learn from one sequence at a time, shape (S, 1, T, I) or (1, T, I); "
+                         f"got {x.shape}")
+    return x, y, mask
 
 
-def step_loss(net: RNN, h_t: np.ndarray, target: np.ndarray, mask: np.ndarray, weight: float) -> tuple[float, np.ndarray]:
-    """(E_t, weight * dE_t/dz_y) at one step whose state is h_t."""
+def step_loss(net: RNN, h_t: np.ndarray, target: np.ndarray, mask: np.ndarray, weight: float
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(E_t (S, 1), weight * dE_t/dz_y (S, 1, O)) at one step whose state is h_t (S, 1, H)."""
     a = net.readout(h_t, mask)
-    return float(net.sample_loss(a, target, mask)), weight * net.output_delta(a, target, mask)
+    return net.sample_loss(a, target, mask), weight * net.output_delta(a, target, mask)
 
 
 def backward_through_time(
     net: RNN, x: np.ndarray, h: np.ndarray, z: np.ndarray, delta_y: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """Data-term gradient of sum_t (error injected at step t) over a stretch of L steps, by BPTT.
+    """Data-term gradient of sum_t (error injected at step t) over a stretch of L steps, by BPTT, for
+    every member: each array below has a leading member axis S (x may lack it: the same inputs).
 
     x (L, I) inputs; h (L + 1, H) states, h[0] entering the stretch and held fixed (nothing flows
     back past it); z (L, H) pre-activations; delta_y (L, O) = dE/dz_y at each step (0 where no loss).
@@ -48,20 +55,28 @@ def backward_through_time(
         dE/dW_hh  = sum_t dE/dz_t h_{t-1}^T,  dE/dW_xh = sum_t dE/dz_t x_t^T,  dE/db_h = sum_t dE/dz_t
         dE/dW_hy  = sum_t delta_y_t h_t^T,    dE/db_y  = sum_t delta_y_t
     """
-    L = len(x)
-    f_prime = activation_derivative(net.activation, z, h[1:])
-    injected = delta_y @ net.W_hy  # W_hy^T delta_y_t for every step at once
-    delta_z = np.empty_like(z)
-    from_future = np.zeros(net.n_hidden, dtype=z.dtype)
+    xp = net.xp
+    L = z.shape[-2]
+    f_prime = activation_derivative(net.activation, z, h[:, 1:])
+    injected = xp.matmul(delta_y, net.W_hy)  # W_hy^T delta_y_t for every step at once
+    delta_z = xp.empty_like(z)
+    from_future = xp.zeros((net.n_members, 1, net.n_hidden), dtype=z.dtype)
+    # Step-major views (L, S, 1, H): each member multiplies a (1, H) row by W_hh, as a lone network does,
+    # and a step is one integer index.
+    steps_first = (1, 0, 2, 3)
+    injected_t = xp.permute_dims(injected[:, :, None, :], steps_first)
+    f_prime_t = xp.permute_dims(f_prime[:, :, None, :], steps_first)
+    delta_z_t = xp.permute_dims(delta_z[:, :, None, :], steps_first)
     for t in range(L - 1, -1, -1):
-        delta_z[t] = (injected[t] + from_future) * f_prime[t]
-        from_future = delta_z[t] @ net.W_hh
+        delta_z_t[t] = (injected_t[t] + from_future) * f_prime_t[t]
+        from_future = xp.matmul(delta_z_t[t], net.W_hh)
+    delta_z_T = delta_z.mT
     return {
-        "W_xh": delta_z.T @ x,
-        "W_hh": delta_z.T @ h[:-1],
-        "b_h": delta_z.sum(axis=0),
-        "W_hy": delta_y.T @ h[1:],
-        "b_y": delta_y.sum(axis=0),
+        "W_xh": xp.matmul(delta_z_T, x),
+        "W_hh": xp.matmul(delta_z_T, h[:, :-1]),
+        "b_h": xp.sum(delta_z, axis=-2),
+        "W_hy": xp.matmul(delta_y.mT, h[:, 1:]),
+        "b_y": xp.sum(delta_y, axis=-2),
     }
 
 
@@ -77,7 +92,7 @@ class OnlineState:
 class StepResult:
     """What one step of an online recurrent algorithm yields."""
 
-    loss: float | None = None  # E_t at a loss step, None elsewhere
+    loss: np.ndarray | None = None  # E_t (S, 1) at a loss step, None elsewhere
     gradient: dict[str, np.ndarray] | None = None  # this step's contribution to dE/dtheta, if any
 
 
@@ -102,8 +117,8 @@ class OnlineRecurrentAlgorithm(LearningAlgorithm):
 
     network: RNN
 
-    def __init__(self, network: RNN, lr: float, l2: float = 0.0, reset: str = "per_sequence",
-                 update_every: int = 1) -> None:
+    def __init__(self, network: RNN, lr: float | Sequence[float], l2: float | Sequence[float] = 0.0,
+                 reset: str = "per_sequence", update_every: int = 1) -> None:
         super().__init__(network, lr, l2)
         self.reset, self.update_every = reset, update_every
         self.state: OnlineState | None = None  # carried across sequences when reset == "never"
@@ -117,7 +132,11 @@ class OnlineRecurrentAlgorithm(LearningAlgorithm):
     @abstractmethod
     def step(self, state: OnlineState, x_t: np.ndarray, target: np.ndarray, mask: np.ndarray, weight: float
              ) -> StepResult:
-        """Advance ``state`` one step, in place. ``weight`` = 1/|S| at a loss step, 0 otherwise."""
+        """Advance ``state`` one step, in place, for every member: x_t (S, 1, I) or (1, I), target and
+        mask (S, 1, O) or (1, O). ``weight`` = 1/|S| at a loss step, 0 otherwise."""
+
+    def clear_member(self, state: OnlineState, s: int) -> None:
+        """Set what ``state`` carries for member ``s`` to 0 (``stop_member``)."""
 
     def held_back_gradient(self, state: OnlineState) -> dict[str, np.ndarray] | None:
         """Gradient of the errors injected since the last update point that ``step`` has not delivered
@@ -130,7 +149,7 @@ class OnlineRecurrentAlgorithm(LearningAlgorithm):
         """Sum of the contributions the algorithm computes over the sequence, the weights held fixed."""
         carried = self.reset == "never" and self.state is not None
         state = copy.deepcopy(self.state) if carried else self.initial_state()  # steps update states in place
-        total: dict[str, np.ndarray] = {n: np.zeros_like(p) for n, p in self.network.params.items()}
+        total: dict[str, np.ndarray] = {n: self.network.xp.zeros_like(p) for n, p in self.network.params.items()}
 
         def accumulate(grads):
             for n, g in grads.items():
@@ -163,37 +182,48 @@ class OnlineRecurrentAlgorithm(LearningAlgorithm):
     def error_pending(self) -> bool:
         return self._pending_error
 
+    def stop_member(self, s: int) -> None:
+        super().stop_member(s)
+        if self.state is not None:
+            self.clear_member(self.state, s)
+        for g in (self._pending or {}).values():
+            g[s] = 0.0
+
     # --- bookkeeping ------------------------------------------------------------------------
 
-    def _run(self, x, y, mask, state: OnlineState, update) -> float:
+    def _run(self, x, y, mask, state: OnlineState, update) -> np.ndarray:
         """Step through one sequence from ``state``; ``update(pending)`` at each update point that has
-        an error to deliver. Returns the sequence's mean data loss."""
+        an error to deliver. Returns the sequence's mean data loss of each member (S,)."""
+        xp = self.network.xp
         x, target, mask = single_sequence(x, y, mask)
-        T = len(x)
+        T = x.shape[-2]
         steps = self.network.loss_steps(T)
         weights = np.zeros(T)
         weights[steps] = 1.0 / len(steps)
-        l2_share = self.l2 / T
+        l2_share = by_member(self.l2 / T, 3) if self.has_l2 else None
         losses = []
+        x_t = xp.permute_dims(x, (x.ndim - 2, *range(x.ndim - 2), x.ndim - 1))  # step-major: a step is one index
         for t in range(T):
-            result = self.step(state, x[t], target, mask, weights[t])
+            result = self.step(state, x_t[t], target, mask, weights[t])
             if result.loss is not None:
                 losses.append(result.loss)
                 self._pending_error = True
+                self._open_pending()  # an injected error makes an update due, even if its gradient is exactly 0
             self._add(result.gradient)
             state.steps_since_update += 1
             update_due = state.steps_since_update == self.update_every
             if update_due:
                 self._add(self.held_back_gradient(state))
             # The L2 share joins after the step's errors: the order of the sums is part of the numbers.
-            if l2_share:
+            if l2_share is not None:
                 self._add({n: l2_share * self.network.params[n] for n in self.network.weight_names})
             if update_due:
                 state.steps_since_update = 0
                 if self._pending_error:
                     update(self._pending)
                     self._pending, self._pending_error = None, False
-        return float(np.mean(losses))
+        # (S, |S|), one row per member, so that each member's mean is a contiguous sum as for a lone network.
+        return xp.mean(xp.concat(losses, axis=-1), axis=-1)
 
     def _deliver(self, state: OnlineState) -> None:
         """End of a sequence or task: deliver what is held back and apply what is pending, if it holds
@@ -206,10 +236,13 @@ class OnlineRecurrentAlgorithm(LearningAlgorithm):
             self.apply(self._pending)
             self._pending, self._pending_error = None, False
 
+    def _open_pending(self) -> None:
+        if self._pending is None:
+            self._pending = {n: self.network.xp.zeros_like(p) for n, p in self.network.params.items()}
+
     def _add(self, grads: dict[str, np.ndarray] | None) -> None:
         if not grads:
             return
-        if self._pending is None:
-            self._pending = {n: np.zeros_like(p) for n, p in self.network.params.items()}
+        self._open_pending()
         for n, g in grads.items():
             self._pending[n] += g

@@ -15,6 +15,9 @@ of being built as a Kronecker product; the recurrent term is one (H x H) @ (H x 
 (with D_t folded into its H x H factor):
 O(H^2 K) = O(H^3) memory and O(H^3 K) = O(H^4) time per step.
 
+Every array carries the member axis S first (``networks.base``); each member's products are the
+very BLAS calls a lone network makes.
+
 The contributions are applied online, every ``update_every`` steps (the weights change while the
 sequence runs; P is carried on, as in the original algorithm).
 """
@@ -26,37 +29,49 @@ from dataclasses import dataclass
 import numpy as np
 
 from forgetlab.algorithms.recurrent import OnlineRecurrentAlgorithm, OnlineState, StepResult, step_loss
+from forgetlab.arrays import array_namespace
 from forgetlab.networks.functions import activation_derivative
 from forgetlab.networks.rnn import RNN
 
 
 def sensitivity_update(P: np.ndarray, W_hh: np.ndarray, u: np.ndarray, f_prime: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """P_new = D (W_hh P + U) = (D W_hh) P + D U into ``out``; P and out are (H, H * K), read as (H, H, K).
+    """P_new = D (W_hh P + U) = (D W_hh) P + D U into ``out``, for every member: P and out are
+    (S, H, H * K), read as (S, H, H, K); W_hh (S, H, H); u (S, 1, K); f_prime (S, 1, H).
 
-    D is folded into the (H x H) factor before the product, so the O(H^4) work is one GEMM and
-    nothing else passes over the O(H^3) tensor; D U lives on the diagonal i = j only.
+    D is folded into the (H x H) factor before the product, so the O(H^4) work is one GEMM per member
+    and nothing else passes over the O(H^3) tensor; D U lives on the diagonal i = j only.
     """
-    H, K = W_hh.shape[0], u.shape[0]
-    np.matmul(f_prime[:, None] * W_hh, P, out=out)
-    diagonal = np.arange(H)
-    out.reshape(H, H, K)[diagonal, diagonal] += f_prime[:, None] * u
+    xp = array_namespace(P)
+    S, H, K = W_hh.shape[0], W_hh.shape[-1], u.shape[-1]
+    d = f_prime.mT  # (S, H, 1): D as a column
+    xp.matmul(d * W_hh, P, out=out)
+    diagonal = xp.arange(H)
+    xp.reshape(out, (S, H, H, K), copy=False)[:, diagonal, diagonal] += d * u
     return out
 
 
 @dataclass
 class Sensitivity(OnlineState):
-    h: np.ndarray  # (H,) current state h_t
-    P: np.ndarray  # (H, H * K) dh_t/dW for W = [W_hh | W_xh | b_h]
+    h: np.ndarray  # (S, 1, H) current state h_t
+    P: np.ndarray  # (S, H, H * K) dh_t/dW for W = [W_hh | W_xh | b_h]
     spare: np.ndarray  # buffer the next P is written into
+    u: np.ndarray  # (S, 1, K) buffer for u_t = [h_{t-1}; x_t; 1]
 
 
 class RTRL(OnlineRecurrentAlgorithm):
     network: RNN
 
     def initial_state(self) -> Sensitivity:
-        net = self.network
-        H, K = net.n_hidden, net.n_hidden + net.n_inputs + 1
-        return Sensitivity(h=np.zeros(H), P=np.zeros((H, H * K)), spare=np.empty((H, H * K)))
+        net, xp = self.network, self.network.xp
+        S, H, I = net.n_members, net.n_hidden, net.n_inputs
+        K = H + I + 1
+        u = xp.zeros((S, 1, K))
+        u[..., -1] = 1.0
+        return Sensitivity(h=xp.zeros((S, 1, H)), P=xp.zeros((S, H, H * K)), spare=xp.empty((S, H, H * K)), u=u)
+
+    def clear_member(self, state: Sensitivity, s: int) -> None:
+        state.h[s] = 0.0
+        state.P[s] = 0.0
 
     def step(self, state: Sensitivity, x_t, target, mask, weight) -> StepResult:
         self.update_sensitivity(state, x_t)
@@ -68,7 +83,10 @@ class RTRL(OnlineRecurrentAlgorithm):
     def update_sensitivity(self, state: Sensitivity, x_t: np.ndarray) -> None:
         """h_t = f(z_t) and P_t = D_t (W_hh P_{t-1} + U_t), from h_{t-1} and P_{t-1}, in place."""
         net = self.network
-        u_t = np.concatenate([state.h, x_t, [1.0]])
+        H = net.n_hidden
+        u_t = state.u
+        u_t[..., :H] = state.h
+        u_t[..., H:-1] = x_t
         z_t, h_t = net.step(state.h, x_t)
         f_prime = activation_derivative(net.activation, z_t, h_t)
         P_t = sensitivity_update(state.P, net.W_hh, u_t, f_prime, out=state.spare)
@@ -76,9 +94,9 @@ class RTRL(OnlineRecurrentAlgorithm):
 
     def error_gradient(self, state: Sensitivity, delta_y: np.ndarray) -> dict[str, np.ndarray]:
         """dE_t/dW = sum_i (W_hy^T delta_y_t)_i P_t[i] for W = [W_hh | W_xh | b_h], and the readout's
-        dE_t/dW_hy = delta_y_t h_t^T, dE_t/db_y = delta_y_t; ``delta_y`` = dE_t/dz_y at step t."""
-        net = self.network
-        H, I = net.n_hidden, net.n_inputs
-        dE_dW = ((delta_y @ net.W_hy) @ state.P).reshape(H, H + I + 1)
-        return {"W_hh": dE_dW[:, :H], "W_xh": dE_dW[:, H : H + I], "b_h": dE_dW[:, H + I],
-                "W_hy": np.outer(delta_y, state.h), "b_y": delta_y}
+        dE_t/dW_hy = delta_y_t h_t^T, dE_t/db_y = delta_y_t; ``delta_y`` (S, 1, O) = dE_t/dz_y at step t."""
+        net, xp = self.network, self.network.xp
+        S, H, I = net.n_members, net.n_hidden, net.n_inputs
+        dE_dW = xp.reshape(xp.matmul(xp.matmul(delta_y, net.W_hy), state.P), (S, H, H + I + 1))
+        return {"W_hh": dE_dW[..., :H], "W_xh": dE_dW[..., H : H + I], "b_h": dE_dW[..., H + I],
+                "W_hy": delta_y.mT * state.h, "b_y": delta_y[:, 0]}

@@ -1,5 +1,7 @@
 """Networks in NumPy; every gradient is hand-derived in the learning algorithm that uses it."""
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from forgetlab.networks.base import Network
@@ -9,9 +11,13 @@ from forgetlab.networks.rnn import RNN
 NETWORKS = ("mlp", "rnn")
 
 
-def build_network(cfg, input_shape: tuple[int, ...], n_outputs: int, rng: np.random.Generator) -> Network:
+def build_network(cfg, input_shape: tuple[int, ...], n_outputs: int,
+                  rng: np.random.Generator | Sequence[np.random.Generator], init_scale=None) -> Network:
     """Network named by ``cfg.name`` for inputs of ``input_shape`` (per sample: (n_in,) vectors for the
-    MLP, (T, n_in) sequences for the RNN) and ``n_outputs`` units."""
+    MLP, (T, n_in) sequences for the RNN) and ``n_outputs`` units: one member per generator in ``rng``
+    (one generator: one member), with ``init_scale`` (one per member) in place of ``cfg.init_scale``
+    when given."""
+    init_scale = cfg.init_scale if init_scale is None else init_scale
     if cfg.name == "mlp":
         n_in = int(np.prod(input_shape))
         return MLP(
@@ -19,7 +25,7 @@ def build_network(cfg, input_shape: tuple[int, ...], n_outputs: int, rng: np.ran
             activation=cfg.activation,
             output=cfg.output,
             loss=cfg.loss,
-            init_scale=cfg.init_scale,
+            init_scale=init_scale,
             rng=rng,
         )
     if cfg.name == "rnn":
@@ -33,7 +39,7 @@ def build_network(cfg, input_shape: tuple[int, ...], n_outputs: int, rng: np.ran
             output=cfg.output,
             loss=cfg.loss,
             loss_at=cfg.loss_at,
-            init_scale=cfg.init_scale,
+            init_scale=init_scale,
             rng=rng,
         )
     raise ValueError(f"unknown network {cfg.name!r}; allowed: {sorted(NETWORKS)}")

@@ -1,13 +1,36 @@
 """What every network offers the trainer and the learning algorithms: its parameters, a forward
-pass, and the loss and prediction at its output (the formulas are in ``networks.functions``)."""
+pass, and the loss and prediction at its output (the formulas are in ``networks.functions``).
+
+A network is an ensemble of S members (S >= 1) of the same architecture: every parameter is one
+array with a leading member axis, (S, *shape), and every computation runs on all members at once,
+as one array operation per step of the math. A lone network is the case S = 1 of the same code.
+Members differ in their initial weights (their own random generator) and ``init_scale``.
+Inputs either carry the member axis, (S, B, ...) (each member its own samples), or not,
+(B, ...) (the same samples for every member); outputs always do: (S, B, ...).
+"""
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 import numpy as np
 
 from forgetlab.networks import functions
+
+
+def member_inits(rng: np.random.Generator | Sequence[np.random.Generator] | None,
+                 init_scale: float | Sequence[float]) -> list[tuple[np.random.Generator, float]]:
+    """(generator, init_scale) of each member: ``rng`` is one generator (one member) or one per
+    member (None: one member seeded 0); ``init_scale`` one value for every member or one per member."""
+    if rng is None:
+        rng = np.random.default_rng(0)
+    rngs = [rng] if isinstance(rng, np.random.Generator) else list(rng)
+    scales = [float(init_scale)] * len(rngs) if np.ndim(init_scale) == 0 else [float(s) for s in init_scale]
+    if len(scales) != len(rngs):
+        raise ValueError(f"one init_scale per member: got {len(scales)} values for {len(rngs)} members")
+    return list(zip(rngs, scales))
 
 
 class Network(ABC):
@@ -15,11 +38,19 @@ class Network(ABC):
 
     output: str
     loss: str
+    xp: object  # the array namespace of the parameters (forgetlab.arrays)
+    n_members: int  # S
 
     @property
     @abstractmethod
     def params(self) -> dict[str, np.ndarray]:
-        """Parameters by name; the live arrays, updated in place by the learning algorithms."""
+        """Parameters by name, each (S, *shape); the live arrays, updated in place by the learning
+        algorithms (never rebound)."""
+
+    @abstractmethod
+    def members(self, selected: slice) -> Network:
+        """The ``selected`` members as a network of their own, whose parameters are views of theirs
+        here (an update of either is an update of both)."""
 
     @property
     @abstractmethod
@@ -28,11 +59,21 @@ class Network(ABC):
 
     @abstractmethod
     def predict(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Network output for a batch of samples -> (B, n_out)."""
+        """Network output for a batch of samples -> (S, B, n_out)."""
 
     @abstractmethod
-    def data_loss(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float:
-        """Mean over the batch of the loss without the L2 term."""
+    def data_loss(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Mean over the batch of the loss without the L2 term, per member: (S,)."""
+
+    def __deepcopy__(self, memo: dict) -> Network:
+        """A copy with its own parameters that computes with the same array namespace (a namespace
+        holds modules, which cannot be copied, and is shared by every network anyway)."""
+        memo[id(self.xp)] = self.xp
+        clone = object.__new__(type(self))
+        memo[id(self)] = clone
+        for key, value in self.__dict__.items():
+            setattr(clone, key, copy.deepcopy(value, memo))
+        return clone
 
     def perturb(self, scale: float, rng: np.random.Generator) -> None:
         """Add scale * N(0, 1) noise to every parameter, in place, parameter by parameter in name order."""

@@ -1,18 +1,22 @@
 """Multi-layer perceptron: z^(l) = W^(l) a^(l-1) + b^(l),  a^(l) = f(z^(l)),  output a^(L) = g(z^(L)).
 
-Rows are samples: a batch X of shape (B, n_in) is propagated as Z = A W^T + b.
-W^(l) has shape (n_out, n_in) so that z = W a + b reads as in the derivation.
+Rows are samples: a batch X of shape (B, n_in) is propagated as Z = A W^T + b, for every member at
+once: W^(l) has shape (S, n_out, n_in), so that z = W a + b reads as in the derivation member by
+member, and activations are (S, B, n).
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
-from forgetlab.networks.base import Network
+from forgetlab.arrays import NUMPY
 from forgetlab.networks import functions
+from forgetlab.networks.base import Network, member_inits
 
 
 @dataclass
@@ -30,19 +34,24 @@ class MLP(Network):
         activation: str = "sigmoid",
         output: str = "sigmoid",
         loss: str = "mse",
-        init_scale: float = 1.0,
-        rng: np.random.Generator | None = None,
+        init_scale: float | Sequence[float] = 1.0,
+        rng: np.random.Generator | Sequence[np.random.Generator] | None = None,
         dtype: type = np.float64,
+        xp=None,
     ) -> None:
-        """sizes = [n_in, hidden..., n_out]; weights ~ N(0, init_scale^2 / fan_in), biases 0."""
-        rng = rng if rng is not None else np.random.default_rng(0)
+        """sizes = [n_in, hidden..., n_out]; weights ~ N(0, init_scale^2 / fan_in), biases 0.
+        One member per generator in ``rng`` (a single generator: one member), each drawing its
+        layers in order with its own ``init_scale`` (one for all, or one per member)."""
+        inits = member_inits(rng, init_scale)
         self.sizes = list(sizes)
         self.activation, self.output, self.loss = activation, output, loss
-        self.W = [
-            (init_scale / np.sqrt(n_in) * rng.standard_normal((n_out, n_in))).astype(dtype)
-            for n_in, n_out in zip(sizes[:-1], sizes[1:])
-        ]
-        self.b = [np.zeros(n_out, dtype=dtype) for n_out in sizes[1:]]
+        self.xp, self.n_members = NUMPY if xp is None else xp, len(inits)
+        xp = self.xp
+        layers = list(zip(sizes[:-1], sizes[1:]))
+        drawn = [[(scale / np.sqrt(n_in) * r.standard_normal((n_out, n_in))).astype(dtype) for n_in, n_out in layers]
+                 for r, scale in inits]
+        self.W = [xp.asarray(np.stack([member[l] for member in drawn])) for l in range(len(layers))]
+        self.b = [xp.zeros((self.n_members, n_out), dtype=dtype) for _, n_out in layers]
 
     @property
     def n_outputs(self) -> int:
@@ -57,24 +66,44 @@ class MLP(Network):
             named[f"W{l}"], named[f"b{l}"] = W, b
         return named
 
+    def members(self, selected: slice) -> MLP:
+        view = copy.copy(self)
+        view.__dict__.pop("params", None)  # the cached dict of the whole ensemble
+        view.W, view.b = [W[selected] for W in self.W], [b[selected] for b in self.b]
+        view.n_members = view.W[0].shape[0]
+        return view
+
     @property
     def weight_names(self) -> list[str]:
         """Parameters that carry the L2 penalty (weights, not biases)."""
         return [f"W{l}" for l in range(len(self.W))]
 
     def forward(self, x: np.ndarray, mask: np.ndarray) -> MLPForward:
+        """x (S, B, n_in) or (B, n_in) for every member; mask broadcast against (S, B, n_out)."""
+        xp = self.xp
         a, zs = [x], []
         last = len(self.W) - 1
-        for l, (W, b) in enumerate(zip(self.W, self.b)):
-            z = a[-1] @ W.T + b
+        for l in range(len(self.W)):
+            z = self._pre_activation(l, a[-1])
             zs.append(z)
             a.append(functions.output(self.output, z, mask) if l == last else functions.activation(self.activation, z))
         return MLPForward(a=a, z=zs)
 
-    def predict(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Network output a^(L) for a batch (B, n_in) -> (B, n_out)."""
-        return self.forward(x, mask).a[-1]
+    def _pre_activation(self, l: int, a: np.ndarray) -> np.ndarray:
+        # One (B, n_in) @ (n_in, n_out) product per member: the very BLAS call a lone network makes.
+        z = self.xp.matmul(a, self.W[l].mT)
+        z += self.b[l][:, None, :]
+        return z
 
-    def data_loss(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> float:
-        """Mean over the batch of the loss without the L2 term, straight from the forward pass."""
-        return float(np.mean(self.sample_loss(self.predict(x, mask), y, mask)))
+    def predict(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Network output a^(L) for a batch (B, n_in) or (S, B, n_in) -> (S, B, n_out); the forward
+        pass without keeping what only the backward pass needs (evaluations run it on large batches)."""
+        a, last = x, len(self.W) - 1
+        for l in range(len(self.W)):
+            z = self._pre_activation(l, a)
+            a = functions.output(self.output, z, mask) if l == last else functions.activation(self.activation, z)
+        return a
+
+    def data_loss(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Mean over the batch of the loss without the L2 term, straight from the forward pass: (S,)."""
+        return self.xp.mean(self.sample_loss(self.predict(x, mask), y, mask), axis=-1)
