@@ -51,7 +51,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 
 from forgetlab.config import register_configs, validate  # noqa: E402
-from forgetlab.experiment import build_ensemble_trainer  # noqa: E402
+from forgetlab.assembly import build_ensemble_trainer  # noqa: E402
 
 try:
     import torch

@@ -44,7 +44,8 @@ import torch  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from forgetlab.config import compose, validate  # noqa: E402
-from forgetlab.experiment import RunContext, build_trainer, run_experiment  # noqa: E402
+from forgetlab.assembly import build_trainer  # noqa: E402
+from forgetlab.experiment import RunContext, run_experiment  # noqa: E402
 from forgetlab.networks.mlp import MLP  # noqa: E402
 
 TORCH_ACTIVATIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}

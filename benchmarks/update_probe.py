@@ -37,7 +37,8 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 
 from forgetlab.config import register_configs, validate  # noqa: E402
-from forgetlab.experiment import RunContext, build_trainer, run_experiment  # noqa: E402
+from forgetlab.assembly import build_trainer  # noqa: E402
+from forgetlab.experiment import RunContext, run_experiment  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from forgetlab.config import ConfigError, validate
 from forgetlab.data import build_task_sequence
 from forgetlab.data.tasks import subsampled
-from forgetlab.experiment import build_trainer
+from forgetlab.assembly import build_trainer
 from forgetlab.tracking.mlflow_run import config_hash, flatten
 from tests.conftest import ROOT
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from forgetlab.data import build_task_sequence, delayed_recall
-from forgetlab.experiment import build_trainer
+from forgetlab.assembly import build_trainer
 
 
 def test_each_sequence_is_a_cue_then_distractors_then_the_recall_flag():

@@ -7,7 +7,7 @@ import pytest
 
 from forgetlab.algorithms import ALGORITHMS, build_algorithm
 from forgetlab.ensemble import MEMBER_KEYS, ensemble_signature, member_compatible
-from forgetlab.experiment import build_ensemble_trainer, build_trainer
+from forgetlab.assembly import build_ensemble_trainer, build_trainer
 from forgetlab.gradcheck import finite_difference, relative_error
 from forgetlab.networks import build_network
 from forgetlab.trainer import TrainingDiverged

@@ -7,7 +7,7 @@ from mlflow.tracking import MlflowClient
 
 from forgetlab.config import ConfigError, validate
 from forgetlab.data import build_task_sequence, digits, mnist1d
-from forgetlab.experiment import build_trainer
+from forgetlab.assembly import build_trainer
 from tests.conftest import run_train
 
 SMALL = ["tracking.enabled=false", "network.hidden_size=8", "task_sequence.n_tasks=2", "eval.every_samples=0",

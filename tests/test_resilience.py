@@ -14,7 +14,8 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UN
 from mlflow.tracking import MlflowClient
 
 from forgetlab.contract import TAG_HEARTBEAT, TAG_PROCESS
-from forgetlab.experiment import RunContext, build_trainer, run_experiment
+from forgetlab.assembly import build_trainer
+from forgetlab.experiment import RunContext, run_experiment
 from forgetlab.tracking.liveness import Heartbeat, is_stale, process_identity
 from forgetlab.tracking.resume import resume_decision
 from forgetlab.tracking.store import RetryingClient

@@ -5,7 +5,7 @@ import pytest
 
 from forgetlab import metrics
 from forgetlab.contract import final_metrics
-from forgetlab.experiment import build_trainer
+from forgetlab.assembly import build_trainer
 
 
 @pytest.fixture

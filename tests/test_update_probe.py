@@ -10,7 +10,7 @@ import pytest
 
 from forgetlab import metrics
 from forgetlab.config import ConfigError, validate
-from forgetlab.experiment import build_trainer
+from forgetlab.assembly import build_trainer
 from forgetlab.probe_gradients import flatten, per_sample_gradients
 
 # 2 tasks of about 36 training samples each (90 % of the digits held out for testing).
@@ -228,7 +228,7 @@ def test_bad_probe_settings_name_the_key(compose_cfg, overrides, key):
 
 @pytest.mark.parametrize("learner", ["mlp", "tbptt_stream"])
 def test_each_member_of_an_ensemble_has_the_probe_history_of_its_config_alone(compose_cfg, learner):
-    from forgetlab.experiment import build_ensemble_trainer
+    from forgetlab.assembly import build_ensemble_trainer
 
     cfgs = [compose_cfg(*TINY, *LEARNERS[learner], "eval.probe_every=1", "eval.interference=true", f"seed={s}",
                         f"algorithm.lr={lr}") for s, lr in ((0, 0.3), (1, 0.1))]

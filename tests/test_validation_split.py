@@ -6,7 +6,7 @@ import pytest
 
 from forgetlab.data import Task, TaskSequence, build_task_sequence, digits
 from forgetlab.data.tasks import with_validation
-from forgetlab.experiment import build_trainer
+from forgetlab.assembly import build_trainer
 
 
 def id_tasks() -> TaskSequence:

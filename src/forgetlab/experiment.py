@@ -11,16 +11,12 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from forgetlab import contract
-from forgetlab.algorithms import build_algorithm
 from forgetlab.config import validate
-from forgetlab.data import Scenario, build_task_sequence
-from forgetlab.ensemble import MEMBER_KEYS, incompatible_key
-from forgetlab.networks import build_network
+from forgetlab.assembly import build_trainer, total_samples
 from forgetlab.server import ui_url
 from forgetlab.tracking.mlflow_run import run_for_config
 from forgetlab.tracking.resume import job_already_done
-from forgetlab.trainer import EvalPoint, Observer, Trainer, TrainingResult, choose_probe
-from forgetlab.update_probe import UpdateProbe
+from forgetlab.trainer import EvalPoint, Trainer, TrainingResult
 
 log = logging.getLogger(__name__)
 
@@ -105,65 +101,6 @@ class ProgressBar:
             self.bar.set_postfix(acc_seen=f"{np.mean(point.accuracy[: point.tasks_trained]):.3f}", refresh=False)
         if self.seen >= self.bar.total and point.boundary:
             self.bar.close()
-
-
-def build_ensemble_trainer(cfgs: list[DictConfig], observers: list[list[Observer]] | None = None) -> Trainer:
-    """One trainer for the configs ``cfgs`` (already validated) as the members of one ensemble: each
-    member seeded by its ``seed`` (initial weights, sample order) with its own learning rate, L2 and
-    initial scale; ``observers[s]`` see member s's evaluation points. The configs must differ in
-    ``ensemble.MEMBER_KEYS`` only. ``Trainer.run`` returns one result per member, in this order."""
-    if not cfgs:
-        raise ValueError("an ensemble needs at least one config")
-    clash = incompatible_key(cfgs) if len(cfgs) > 1 else None
-    if clash is not None:
-        key, first, other = clash
-        raise ValueError(f"configs differ in {key!r} ({first!r} vs {other!r}); the members of one ensemble may "
-                         f"differ only in {', '.join(MEMBER_KEYS)}")
-    cfg = cfgs[0]
-    sequence = build_task_sequence(cfg.task_sequence)
-    scenario = Scenario(cfg.task_sequence.scenario, sequence)
-    # Per member, children by index: (initial weights, sample order, perturbation); the third stream
-    # leaves the first two as they were before it existed.
-    seeds = [np.random.SeedSequence(c.seed).spawn(3) for c in cfgs]
-    network = build_network(cfg.network, sequence.input_shape, scenario.n_outputs,
-                            [np.random.default_rng(init) for init, _, _ in seeds],
-                            init_scale=[c.network.init_scale for c in cfgs])
-    for m, (c, (_, _, perturbation)) in enumerate(zip(cfgs, seeds)):
-        if c.network.init_perturbation:
-            network.members(slice(m, m + 1)).perturb(c.network.init_perturbation, np.random.default_rng(perturbation))
-    algorithm = build_algorithm(cfg.algorithm, network, lr=[c.algorithm.lr for c in cfgs],
-                                l2=[c.algorithm.l2 for c in cfgs])
-    probe = choose_probe(sequence, cfg.eval.probe_per_task, cfg.task_sequence.data_seed)
-    update_probe = None
-    if cfg.eval.probe_every:
-        # Drawn as the sample probe is: with equal sizes both probes track the same samples.
-        chosen = choose_probe(sequence, cfg.eval.update_probe_per_task, cfg.task_sequence.data_seed)
-        update_probe = UpdateProbe(sequence, scenario, chosen, cfg.eval.probe_every, cfg.eval.interference)
-    return Trainer(
-        network,
-        algorithm,
-        sequence,
-        scenario,
-        epochs_per_task=cfg.trainer.epochs_per_task,
-        batch_size=cfg.trainer.batch_size,
-        shuffle=cfg.trainer.shuffle,
-        joint=cfg.task_sequence.joint,
-        every_samples=cfg.eval.every_samples,
-        eval_split=cfg.eval.split,
-        probe=probe,
-        rngs=[np.random.default_rng(order) for _, order, _ in seeds],
-        observers=observers,
-        update_probe=update_probe,
-    )
-
-
-def build_trainer(cfg: DictConfig, observers=()) -> Trainer:
-    """The trainer of ``cfg`` (already validated) alone: the ensemble of one member."""
-    return build_ensemble_trainer([cfg], [list(observers)])
-
-
-def total_samples(trainer: Trainer) -> int:
-    return sum(len(s.x) for s in trainer.stages) * trainer.epochs
 
 
 def run_experiment(cfg: DictConfig, context: RunContext | None = None) -> dict[str, float]:
