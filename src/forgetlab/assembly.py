@@ -7,6 +7,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from forgetlab.algorithms import build_algorithm
+from forgetlab.arrays import backend_namespace
 from forgetlab.data import Scenario, build_task_sequence
 from forgetlab.ensemble import MEMBER_KEYS, incompatible_key
 from forgetlab.networks import build_network
@@ -14,11 +15,12 @@ from forgetlab.trainer import Observer, Trainer, choose_probe
 from forgetlab.update_probe import UpdateProbe
 
 
-def build_ensemble_trainer(cfgs: list[DictConfig], observers: list[list[Observer]] | None = None) -> Trainer:
+def build_ensemble_trainer(cfgs: list[DictConfig], observers: list[list[Observer]] | None = None, *, xp=None) -> Trainer:
     """One trainer for the configs ``cfgs`` (already validated) as the members of one ensemble: each
     member seeded by its ``seed`` (initial weights, sample order) with its own learning rate, L2 and
     initial scale; ``observers[s]`` see member s's evaluation points. The configs must differ in
-    ``ensemble.MEMBER_KEYS`` only. ``Trainer.run`` returns one result per member, in this order."""
+    ``ensemble.MEMBER_KEYS`` only. ``Trainer.run`` returns one result per member, in this order.
+    The arrays are those of ``backend.name``, or of the namespace ``xp`` when given (tests)."""
     if not cfgs:
         raise ValueError("an ensemble needs at least one config")
     clash = incompatible_key(cfgs) if len(cfgs) > 1 else None
@@ -34,7 +36,8 @@ def build_ensemble_trainer(cfgs: list[DictConfig], observers: list[list[Observer
     seeds = [np.random.SeedSequence(c.seed).spawn(3) for c in cfgs]
     network = build_network(cfg.network, sequence.input_shape, scenario.n_outputs,
                             [np.random.default_rng(init) for init, _, _ in seeds],
-                            init_scale=[c.network.init_scale for c in cfgs])
+                            init_scale=[c.network.init_scale for c in cfgs],
+                            xp=backend_namespace(cfg.backend.name) if xp is None else xp, dtype=cfg.backend.dtype)
     for m, (c, (_, _, perturbation)) in enumerate(zip(cfgs, seeds)):
         if c.network.init_perturbation:
             network.members(slice(m, m + 1)).perturb(c.network.init_perturbation, np.random.default_rng(perturbation))
@@ -64,10 +67,10 @@ def build_ensemble_trainer(cfgs: list[DictConfig], observers: list[list[Observer
     )
 
 
-def build_trainer(cfg: DictConfig, observers=()) -> Trainer:
+def build_trainer(cfg: DictConfig, observers=(), *, xp=None) -> Trainer:
     """The trainer of ``cfg`` (already validated) alone: the ensemble of one member."""
-    return build_ensemble_trainer([cfg], [list(observers)])
+    return build_ensemble_trainer([cfg], [list(observers)], xp=xp)
 
 
 def total_samples(trainer: Trainer) -> int:
-    return sum(len(s.x) for s in trainer.stages) * trainer.epochs
+    return sum(s.n for s in trainer.stages) * trainer.epochs

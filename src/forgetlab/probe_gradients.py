@@ -22,6 +22,8 @@ RNN, BPTT over the whole sequence from h_0 = 0, batched over P sequences (loop o
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from forgetlab.networks import functions
@@ -31,7 +33,7 @@ from forgetlab.networks.rnn import RNN
 
 def parameter_count(network: MLP | RNN) -> int:
     """Parameters of one member."""
-    return sum(p[0].size for p in network.params.values())
+    return sum(math.prod(p.shape[1:]) for p in network.params.values())
 
 
 def flatten(grads: dict[str, np.ndarray], network: MLP | RNN) -> np.ndarray:
@@ -51,7 +53,7 @@ def _layout(network: MLP | RNN, P: int) -> tuple[np.ndarray, dict[str, np.ndarra
     out = xp.empty((S, P, parameter_count(network)), dtype=dtype)
     views, start = {}, 0
     for name, p in network.params.items():
-        size = p[0].size
+        size = math.prod(p.shape[1:])
         views[name] = xp.reshape(out[..., start : start + size], (S, P, *p.shape[1:]), copy=False)
         start += size
     return out, views
@@ -79,10 +81,10 @@ def rnn_per_sequence_gradients(net: RNN, x: np.ndarray, y: np.ndarray, mask: np.
     fwd = net.forward(x, mask)
     P, T = x.shape[-3], x.shape[-2]
     S, H = net.n_members, net.n_hidden
-    steps = net.loss_steps(T)
+    steps = net.loss_step_index(T)
     h_steps = fwd.h[:, :, 1:][:, :, steps]  # (S, P, |S|, H) states read out at the loss steps
     a_steps, y_steps, mask_steps = fwd.a[:, :, steps], y[..., None, :], mask[..., None, :]
-    delta_y = functions.output_delta(net.output, net.loss, a_steps, y_steps, mask_steps) / len(steps)
+    delta_y = functions.output_delta(net.output, net.loss, a_steps, y_steps, mask_steps) / steps.shape[0]
     injected = xp.zeros((S, P, T, H), dtype=fwd.z.dtype)
     injected[:, :, steps] = xp.matmul(delta_y, net.W_hy[:, None])  # W_hy^T delta_y_t for every sequence and loss step
     f_prime = functions.activation_derivative(net.activation, fwd.z, fwd.h[:, :, 1:])
@@ -126,7 +128,8 @@ def per_sample_losses(
             loss = functions.loss(network.output, network.loss, last, y, mask)
         else:
             fwd = network.forward(x, mask)
-            per_step = functions.loss(network.output, network.loss, fwd.a[:, :, steps], y[..., None, :], mask[..., None, :])
+            a_steps = xp.take(fwd.a, network.loss_step_index(x.shape[-2]), axis=-2)
+            per_step = functions.loss(network.output, network.loss, a_steps, y[..., None, :], mask[..., None, :])
             loss, last = xp.mean(per_step, axis=-1), fwd.a[:, :, -1]
     else:
         last = network.predict(x, mask)

@@ -23,6 +23,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from forgetlab.algorithms.base import LearningAlgorithm
+from forgetlab.arrays import array_namespace, is_numpy, to_numpy
 from forgetlab.data.tasks import Scenario, TaskSequence
 from forgetlab.networks.base import Network
 
@@ -81,11 +82,17 @@ class Observer(Protocol):
 
 @dataclass(frozen=True)
 class Stage:
+    """A stage's training samples, as arrays of the network's namespace (on its device)."""
+
     name: str
     x: np.ndarray
     y: np.ndarray  # one-hot targets
     mask: np.ndarray
     tasks: list[int]  # tasks whose training data the stage holds
+
+    @property
+    def n(self) -> int:
+        return self.x.shape[0]
 
 
 def choose_probe(sequence: TaskSequence, per_task: int | str, data_seed: int) -> Probe:
@@ -117,7 +124,8 @@ class Evaluator:
     selection sweep never sees test data) and on the probe samples: the samples, targets and masks are
     gathered once, into one batch, so that each evaluation is one forward pass."""
 
-    def __init__(self, sequence: TaskSequence, scenario: Scenario, probe: Probe, split: str = "test") -> None:
+    def __init__(self, sequence: TaskSequence, scenario: Scenario, probe: Probe, split: str = "test",
+                 xp=None, dtype=np.float64) -> None:
         tasks = sequence.tasks
         x_held, y_held = zip(*(t.held_out(split) for t in tasks))
         x_probe = [tasks[k].x_train[i] for k, i in zip(probe.task, probe.index)]
@@ -128,19 +136,27 @@ class Evaluator:
         self.n_test = sum(len(y) for y in y_held)  # the held-out samples come first, then the probe
         self.test_task = owner[: self.n_test]
         self.test_counts = np.bincount(self.test_task, minlength=len(tasks))
+        if xp is not None and not is_numpy(xp):  # to the device once; the scores come back once per point
+            self.x, self.y, self.mask = (xp.asarray(a, dtype=dtype) for a in (self.x, self.y, self.mask))
+            self.unit = xp.asarray(self.unit)
+            self.members_per_pass = self.DEVICE_MEMBERS_PER_PASS
+        else:
+            self.members_per_pass = self.MEMBERS_PER_PASS
 
     # Members scored per forward pass: the activations of a few members over every sample stay in
     # the cache; all 8 members of the default config at once took 1.5x as long as 4 at a time.
     MEMBERS_PER_PASS = 4
+    # On a GPU, as many as keep the activations of a pass within about a gigabyte at the default sizes.
+    DEVICE_MEMBERS_PER_PASS = 1024
 
     def evaluate(self, network: Network) -> Evaluation:
         """Every member, a few at a time: one forward pass of the shared samples through their stacked weights."""
         correct, loss = [], []
-        for start in range(0, network.n_members, self.MEMBERS_PER_PASS):
-            part = network.members(slice(start, start + self.MEMBERS_PER_PASS))
+        for start in range(0, network.n_members, self.members_per_pass):
+            part = network.members(slice(start, min(start + self.members_per_pass, network.n_members)))
             a = part.predict(self.x, self.mask)
-            correct.append(np.asarray(part.predicted_unit(a, self.mask) == self.unit))
-            loss.append(np.asarray(part.sample_loss(a, self.y, self.mask)))
+            correct.append(to_numpy(part.predicted_unit(a, self.mask) == self.unit))
+            loss.append(to_numpy(part.sample_loss(a, self.y, self.mask)))
         correct, loss = np.concatenate(correct), np.concatenate(loss)  # (S, n_samples)
         n_test, n_tasks = self.n_test, len(self.test_counts)
 
@@ -230,7 +246,8 @@ class _Progress:
             mean = np.full(self.n_members, np.nan)
         else:
             # 0 + l_1 n_1 + l_2 n_2 + ..., added in order (cumsum never reorders), then / sum n.
-            weighted = np.stack(self.losses) * np.asarray(self.counts, dtype=np.float64)[:, None]
+            losses = to_numpy(array_namespace(self.losses[0]).stack(self.losses))  # one copy from a device
+            weighted = losses.astype(np.float64) * np.asarray(self.counts, dtype=np.float64)[:, None]
             total = np.cumsum(np.concatenate([np.zeros((1, self.n_members)), weighted]), axis=0)[-1]
             mean = total / sum(self.counts)
         self.losses, self.counts, self.last_point = [], [], self.samples_seen
@@ -275,8 +292,9 @@ class Trainer:
         self.observers: list[list[Observer]] = [list(o) for o in observers] if observers else [
             [] for _ in range(self.n_members)]
         self.update_probe = update_probe  # follows every member; told each evaluation point once
+        self.dtype = next(iter(network.params.values())).dtype
         self.stages = self._stages(joint)
-        self.evaluator = Evaluator(sequence, scenario, probe, split=eval_split)
+        self.evaluator = Evaluator(sequence, scenario, probe, split=eval_split, xp=network.xp, dtype=self.dtype)
 
     def _stages(self, joint: bool) -> list[Stage]:
         tasks = self.sequence.tasks
@@ -288,6 +306,8 @@ class Trainer:
             owner = np.concatenate([np.full(tasks[k].n_train, k) for k in group])
             y, mask, _ = self.scenario.targets(labels, owner)
             name = "joint" if joint else tasks[group[0]].name
+            # On the network's device once, in its floating-point type (float64 data is unchanged on NumPy).
+            x, y, mask = (self.network.xp.asarray(a, dtype=self.dtype) for a in (x, y, mask))
             stages.append(Stage(name, x, y, mask, group))
         return stages
 
@@ -330,7 +350,7 @@ class Trainer:
     def _train_stage(self, s: int, stage: Stage, progress: _Progress, logs: list[PresentationLog]) -> None:
         """Train on ``stage`` for the configured epochs; its scheduled points and its boundary point."""
         xp = self.network.xp
-        n = len(stage.x)
+        n = stage.n
         stage_end = progress.samples_seen + n * self.epochs
         slots = logs[0].slots(stage.tasks)
         self.algorithm.start_task()
@@ -338,7 +358,9 @@ class Trainer:
         for _ in range(self.epochs):
             orders = np.stack([rng.permutation(n) if self.shuffle else np.arange(n) for rng in self.rngs])
             # One gather per epoch, (S, n, ...), so that each update takes views (slices), not copies.
-            x, y, mask = (xp.asarray(a[orders]) for a in (stage.x, stage.y, stage.mask))
+            flat = xp.asarray(orders.reshape(-1))
+            x, y, mask = (xp.reshape(xp.take(a, flat, axis=0), (*orders.shape, *a.shape[1:]))
+                          for a in (stage.x, stage.y, stage.mask))
             for log, order in zip(logs, orders):
                 log.record_epoch(slots[order], progress.samples_seen)
             for start in range(0, n, self.batch_size):
@@ -346,8 +368,8 @@ class Trainer:
                 loss = self.algorithm.learn(x[:, start:stop], y[:, start:stop], mask[:, start:stop])
                 # One sum tells whether any member's loss is inf or nan (losses are bounded otherwise);
                 # over Python floats, it costs a fifth of a NumPy reduction of a few values.
-                if not math.isfinite(sum(loss.tolist())):
-                    self._stop_diverged(np.asarray(loss), progress.samples_seen + stop - start, stage.name)
+                if not math.isfinite(sum(to_numpy(loss).tolist())):
+                    self._stop_diverged(to_numpy(loss), progress.samples_seen + stop - start, stage.name)
                 progress.trained_on(stop - start, loss)
                 if self.update_probe is not None:
                     self.update_probe.learned(s, orders[:, start:stop])
@@ -374,7 +396,8 @@ class Trainer:
         S = self.n_members
         finite = np.ones(S, dtype=bool)
         for p in self.network.params.values():
-            finite &= np.asarray(self.network.xp.all(self.network.xp.isfinite(p.reshape(S, -1)), axis=-1))
+            xp = self.network.xp
+            finite &= to_numpy(xp.all(xp.isfinite(xp.reshape(p, (S, -1))), axis=-1))
         for m in np.flatnonzero(~finite):
             self._stop(int(m), "its weights are no longer finite", samples_seen, stage)
 

@@ -20,12 +20,14 @@ from forgetlab.networks.base import Network
 
 
 def per_member(value: float | Sequence[float], network: Network, name: str) -> np.ndarray:
-    """One value for every member, or one per member, as a float vector (S,) of the network's namespace."""
+    """One value for every member, or one per member, as a vector (S,) of the network's namespace and
+    floating-point type (float32 weights are scaled by float32 rates, not promoted)."""
     S = network.n_members
     values = np.full(S, float(value)) if np.ndim(value) == 0 else np.array(value, dtype=np.float64)
     if values.shape != (S,):
         raise ValueError(f"{name}: one value for every member or one per member ({S}); got {len(values)} values")
-    return network.xp.asarray(values)
+    dtype = next(iter(network.params.values())).dtype
+    return network.xp.asarray(values, dtype=dtype)
 
 
 class LearningAlgorithm(ABC):

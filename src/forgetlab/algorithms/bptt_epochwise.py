@@ -21,12 +21,12 @@ class BPTTEpochwise(LearningAlgorithm):
         x, target, mask = single_sequence(x, y, mask)
         fwd = net.forward(x, mask)
         h, z, a = fwd.h[:, 0], fwd.z[:, 0], fwd.a[:, 0]  # the one sequence of each member: (S, T, .)
-        steps = net.loss_steps(x.shape[-2])
+        steps = net.loss_step_index(x.shape[-2])
         # take, not a[:, steps]: indexing lays the steps out first in memory, and the mean over them
         # would then add them in another order than a lone network does.
         a_steps = xp.take(a, steps, axis=-2)  # (S, |S|, O)
         delta_y = xp.zeros_like(a)
-        delta_y[:, steps] = net.output_delta(a_steps, target, mask) / len(steps)
+        delta_y[:, steps] = net.output_delta(a_steps, target, mask) / steps.shape[0]
         grads = backward_through_time(net, x[..., 0, :, :], h, z, delta_y)
         for name in net.weight_names:
             grads[name] += self.l2_of[name] * net.params[name]

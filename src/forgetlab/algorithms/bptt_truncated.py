@@ -59,7 +59,7 @@ class BPTTTruncated(OnlineRecurrentAlgorithm):
 
     def initial_state(self) -> History:
         net = self.network
-        h_0 = net.xp.zeros((net.n_members, 1, net.n_hidden))
+        h_0 = net.xp.zeros((net.n_members, 1, net.n_hidden), dtype=net.W_hh.dtype)
         return History(xs=deque(maxlen=self.h), hs=deque([h_0], maxlen=self.h + 1), zs=deque(maxlen=self.h),
                        delta_ys=deque(maxlen=self.h))
 
@@ -74,7 +74,7 @@ class BPTTTruncated(OnlineRecurrentAlgorithm):
         if weight:
             loss_t, delta_y = step_loss(net, h_t, target, mask, weight)
         else:
-            loss_t, delta_y = None, net.xp.zeros((net.n_members, 1, net.n_outputs))
+            loss_t, delta_y = None, net.xp.zeros((net.n_members, 1, net.n_outputs), dtype=net.W_hh.dtype)
         state.xs.append(x_t)
         state.hs.append(h_t)
         state.zs.append(z_t)
@@ -118,12 +118,13 @@ class BPTTTruncated(OnlineRecurrentAlgorithm):
         plan = self.stretches(T)
 
         def objective() -> np.ndarray:
-            total = xp.zeros(net.n_members)
+            total = xp.zeros(net.n_members, dtype=net.W_hh.dtype)
             for first, inject, end in plan:
                 fwd = net.forward(x_seq[..., first:end, :], mask_seq, h0=entering[:, None, first])
                 steps = [t - first for t in range(inject, end) if in_loss[t]]
                 if steps:
-                    total = total + xp.sum(net.sample_loss(fwd.a[:, 0, steps], target, mask_seq), axis=-1)
+                    a = xp.take(fwd.a[:, 0], xp.asarray(steps), axis=-2)
+                    total = total + xp.sum(net.sample_loss(a, target, mask_seq), axis=-1)
             return total / in_loss.sum() + self.l2_term()
 
         return objective

@@ -198,8 +198,9 @@ class OnlineRecurrentAlgorithm(LearningAlgorithm):
         x, target, mask = single_sequence(x, y, mask)
         T = x.shape[-2]
         steps = self.network.loss_steps(T)
-        weights = np.zeros(T)
-        weights[steps] = 1.0 / len(steps)
+        weights = [0.0] * T  # Python floats: they scale arrays of any namespace and type without promoting them
+        for t in steps.tolist():
+            weights[t] = 1.0 / len(steps)
         l2_share = by_member(self.l2 / T, 3) if self.has_l2 else None
         losses = []
         x_t = xp.permute_dims(x, (x.ndim - 2, *range(x.ndim - 2), x.ndim - 1))  # step-major: a step is one index

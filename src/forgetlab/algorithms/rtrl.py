@@ -65,9 +65,11 @@ class RTRL(OnlineRecurrentAlgorithm):
         net, xp = self.network, self.network.xp
         S, H, I = net.n_members, net.n_hidden, net.n_inputs
         K = H + I + 1
-        u = xp.zeros((S, 1, K))
+        dtype = net.W_hh.dtype
+        u = xp.zeros((S, 1, K), dtype=dtype)
         u[..., -1] = 1.0
-        return Sensitivity(h=xp.zeros((S, 1, H)), P=xp.zeros((S, H, H * K)), spare=xp.empty((S, H, H * K)), u=u)
+        return Sensitivity(h=xp.zeros((S, 1, H), dtype=dtype), P=xp.zeros((S, H, H * K), dtype=dtype),
+                           spare=xp.empty((S, H, H * K), dtype=dtype), u=u)
 
     def clear_member(self, state: Sensitivity, s: int) -> None:
         state.h[s] = 0.0

@@ -14,6 +14,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from forgetlab.arrays import BACKENDS, DTYPES
 from forgetlab.algorithms import ALGORITHMS
 from forgetlab.algorithms.recurrent import RESETS
 from forgetlab.config.constraints import Interval, ListOf, NonBlank, NonNegativeInt, Options, constrain
@@ -158,6 +159,14 @@ class TrackingConfig:
 
 
 @dataclass
+class BackendConfig:
+    """The array library that trains, evaluates and probes (one code path: ``forgetlab.arrays``)."""
+
+    name: str = field(default="numpy", metadata=constrain(Options(*BACKENDS)))
+    dtype: str = field(default="float64", metadata=constrain(Options(*DTYPES)))
+
+
+@dataclass
 class PathsConfig:
     root_dir: str = MISSING
 
@@ -170,6 +179,7 @@ class Config:
     task_sequence: TaskSequenceConfig = field(default_factory=TaskSequenceConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = field(default=0, metadata=constrain(NonNegativeInt()))
 
@@ -189,6 +199,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "task_sequence": {SCHEMA_NAME: TaskSequenceConfig, "delayed_recall": DelayedRecallConfig},
     "eval": {SCHEMA_NAME: EvalConfig},
     "tracking": {SCHEMA_NAME: TrackingConfig},
+    "backend": {SCHEMA_NAME: BackendConfig},
     "paths": {SCHEMA_NAME: PathsConfig},
 }
 

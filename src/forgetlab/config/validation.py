@@ -12,6 +12,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
 from forgetlab.algorithms import ALGORITHMS, RECURRENT
+from forgetlab.arrays import backend_unavailable
 from forgetlab.data import TASK_SEQUENCES
 from forgetlab.config.constraints import CONSTRAINTS, Constraint, Options, allowed
 from forgetlab.config.schema import TOP_LEVEL_KEYS, Config, group_keys, schema_of
@@ -130,3 +131,6 @@ def validate(cfg: DictConfig) -> None:
         fail("eval.interference", cfg.eval.interference, "false with eval.probe_every=0 (the diagnostics need the probe)")
     if cfg.eval.split == "val" and task_sequence.val_size == 0:
         fail("eval.split", cfg.eval.split, "'test' with task_sequence.val_size=0 (no validation set is held out)")
+    unavailable = backend_unavailable(cfg.backend.name)
+    if unavailable is not None:
+        fail("backend.name", cfg.backend.name, f"'numpy' on this machine ({unavailable})")

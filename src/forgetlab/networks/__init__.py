@@ -12,11 +12,14 @@ NETWORKS = ("mlp", "rnn")
 
 
 def build_network(cfg, input_shape: tuple[int, ...], n_outputs: int,
-                  rng: np.random.Generator | Sequence[np.random.Generator], init_scale=None) -> Network:
+                  rng: np.random.Generator | Sequence[np.random.Generator], init_scale=None, *,
+                  xp=None, dtype: str = "float64") -> Network:
     """Network named by ``cfg.name`` for inputs of ``input_shape`` (per sample: (n_in,) vectors for the
     MLP, (T, n_in) sequences for the RNN) and ``n_outputs`` units: one member per generator in ``rng``
     (one generator: one member), with ``init_scale`` (one per member) in place of ``cfg.init_scale``
-    when given."""
+    when given. Its parameters are arrays of ``xp`` (NumPy by default) of ``dtype``; the initial
+    weights are drawn on the host in float64 whatever the backend, so every backend starts alike."""
+    dtype = np.dtype(dtype)
     init_scale = cfg.init_scale if init_scale is None else init_scale
     if cfg.name == "mlp":
         n_in = int(np.prod(input_shape))
@@ -27,6 +30,8 @@ def build_network(cfg, input_shape: tuple[int, ...], n_outputs: int,
             loss=cfg.loss,
             init_scale=init_scale,
             rng=rng,
+            dtype=dtype,
+            xp=xp,
         )
     if cfg.name == "rnn":
         if len(input_shape) != 2:
@@ -41,6 +46,8 @@ def build_network(cfg, input_shape: tuple[int, ...], n_outputs: int,
             loss_at=cfg.loss_at,
             init_scale=init_scale,
             rng=rng,
+            dtype=dtype,
+            xp=xp,
         )
     raise ValueError(f"unknown network {cfg.name!r}; allowed: {sorted(NETWORKS)}")
 

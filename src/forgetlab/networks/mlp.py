@@ -14,7 +14,7 @@ from functools import cached_property
 
 import numpy as np
 
-from forgetlab.arrays import NUMPY
+from forgetlab.arrays import NUMPY, dtype_of
 from forgetlab.networks import functions
 from forgetlab.networks.base import Network, member_inits
 
@@ -51,7 +51,7 @@ class MLP(Network):
         drawn = [[(scale / np.sqrt(n_in) * r.standard_normal((n_out, n_in))).astype(dtype) for n_in, n_out in layers]
                  for r, scale in inits]
         self.W = [xp.asarray(np.stack([member[l] for member in drawn])) for l in range(len(layers))]
-        self.b = [xp.zeros((self.n_members, n_out), dtype=dtype) for _, n_out in layers]
+        self.b = [xp.zeros((self.n_members, n_out), dtype=dtype_of(xp, dtype)) for _, n_out in layers]
 
     @property
     def n_outputs(self) -> int:

@@ -22,7 +22,7 @@ from functools import cached_property
 
 import numpy as np
 
-from forgetlab.arrays import NUMPY
+from forgetlab.arrays import NUMPY, dtype_of
 from forgetlab.networks import functions
 from forgetlab.networks.base import Network, member_inits
 
@@ -72,8 +72,8 @@ class RNN(Network):
         W_xh, W_hh, W_hy = (xp.asarray(np.stack(members)) for members in drawn)
         S = self.n_members
         self.W_xh, self.W_hh, self.W_hy = W_xh, W_hh, W_hy
-        self.b_h = xp.zeros((S, n_hidden), dtype=dtype)
-        self.b_y = xp.zeros((S, n_out), dtype=dtype)
+        self.b_h = xp.zeros((S, n_hidden), dtype=dtype_of(xp, dtype))
+        self.b_y = xp.zeros((S, n_out), dtype=dtype_of(xp, dtype))
 
     @property
     def n_inputs(self) -> int:
@@ -109,6 +109,11 @@ class RNN(Network):
     def loss_steps(self, T: int) -> np.ndarray:
         """Steps that carry loss in a sequence of length T."""
         return np.array([T - 1]) if self.loss_at == "last" else np.arange(T)
+
+    def loss_step_index(self, T: int):
+        """``loss_steps(T)`` as an index array of the network's namespace: arrays on a device are
+        indexed by arrays on that device."""
+        return self.xp.asarray(self.loss_steps(T))
 
     def step(self, h_prev: np.ndarray, x_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(z_t, h_t) (S, N, H) for states h_prev (S, N, H) and inputs x_t (S, N, I) or (N, I)."""
@@ -164,6 +169,6 @@ class RNN(Network):
 
     def data_loss(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Mean over the batch of the sequence loss (mean over the loss steps), no L2 term: (S,)."""
-        a = self.xp.take(self.forward(x, mask).a, self.loss_steps(x.shape[-2]), axis=-2)
+        a = self.xp.take(self.forward(x, mask).a, self.loss_step_index(x.shape[-2]), axis=-2)
         per_step = self.sample_loss(a, y[..., None, :], mask[..., None, :])
         return self.xp.mean(per_step, axis=(-2, -1))

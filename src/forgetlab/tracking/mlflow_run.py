@@ -47,6 +47,8 @@ NEUTRAL_ADDITIONS: dict[str, Any] = {
     "network.init_perturbation": 0.0,
     "algorithm.lr_selected_by": "",
     "task_sequence.max_train_per_task": 0,
+    "backend.name": "numpy",
+    "backend.dtype": "float64",
 }
 MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
 FLUSH_SECONDS = 10.0  # the longest time buffered metrics wait before they are sent
@@ -92,6 +94,8 @@ def _hash(container: dict[str, Any]) -> str:
         group, key = dotted.split(".")
         if group in kept and key in kept[group] and kept[group][key] == neutral:
             del kept[group][key]
+            if not kept[group]:  # a group added later (backend), at its neutral values throughout
+                del kept[group]
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 
