@@ -173,12 +173,13 @@ class Evaluator:
 
 
 class PresentationLog:
-    """When each probe sample was presented during training: ``samples_seen`` right after each batch
-    that held it."""
+    """When each probe sample was presented during training, for every member: ``samples_seen``
+    right after each batch that held it. One row per epoch and member, filled for the whole ensemble
+    at once (an ensemble of thousands would spend longer in a loop over members than in training)."""
 
     def __init__(self, probe: Probe, n_train: list[int], batch_size: int) -> None:
         self.probe, self.n_train, self.batch_size = probe, n_train, batch_size
-        self.times: list[list[int]] = [[] for _ in probe.task]
+        self.epochs: list[np.ndarray] = []  # (S, P) per epoch: samples_seen after the batch, -1 = not presented
 
     def slots(self, tasks: list[int]) -> np.ndarray:
         """For each training sample of a stage that holds ``tasks``' training sets (concatenated in
@@ -190,21 +191,29 @@ class PresentationLog:
             slot[offsets[pos] + self.probe.index[members]] = members
         return slot
 
-    def record_epoch(self, slots: np.ndarray, samples_seen: int) -> None:
-        """Record the coming epoch: ``slots`` gives the probe slot of each sample in the epoch's order,
-        ``samples_seen`` the count before its first batch."""
-        (positions,) = np.nonzero(slots >= 0)
-        batch_ends = np.minimum((positions // self.batch_size + 1) * self.batch_size, len(slots))
-        for p, seen in zip(slots[positions], samples_seen + batch_ends):
-            self.times[p].append(int(seen))
+    def record_epoch(self, slots: np.ndarray, orders: np.ndarray, samples_seen: int) -> None:
+        """Record the coming epoch: ``slots`` gives the probe slot of each sample of the stage,
+        ``orders`` (S, n) each member's order of the stage's samples, ``samples_seen`` the count
+        before its first batch."""
+        S, n = orders.shape
+        (samples,) = np.nonzero(slots >= 0)
+        position = np.empty_like(orders)  # position[m, i]: where sample i comes in member m's epoch
+        position[np.arange(S)[:, None], orders] = np.arange(n)
+        batch_end = np.minimum((position[:, samples] // self.batch_size + 1) * self.batch_size, n)
+        row = np.full((S, len(self.probe.task)), -1, dtype=np.int64)
+        row[:, slots[samples]] = samples_seen + batch_end
+        self.epochs.append(row)
 
-    def presented_at(self) -> np.ndarray:
-        """(P, max presentations) samples_seen right after each presentation, -1 = none."""
-        width = max((len(t) for t in self.times), default=0)
-        table = np.full((len(self.times), width), -1, dtype=np.int64)
-        for p, times in enumerate(self.times):
-            table[p, : len(times)] = times
-        return table
+    def presented_at(self, member: int = 0) -> np.ndarray:
+        """(P, max presentations) samples_seen right after each presentation of member ``member``, -1 = none."""
+        if not self.epochs:
+            return np.full((len(self.probe.task), 0), -1, dtype=np.int64)
+        times = np.stack([row[member] for row in self.epochs], axis=1)  # (P, epochs), increasing where >= 0
+        missing = np.iinfo(np.int64).max
+        table = np.sort(np.where(times >= 0, times, missing), axis=1)  # each sample's presentations first
+        width = int((times >= 0).sum(axis=1).max(initial=0))
+        table = table[:, :width]
+        return np.where(table == missing, -1, table)
 
 
 def scheduled_point_due(every: int, samples_seen: int, last_point: int, stage_end: int) -> bool:
@@ -320,8 +329,7 @@ class Trainer:
         diverged has its ``TrainingDiverged`` in ``error`` (the caller decides what that means)."""
         S = self.n_members
         progress = _Progress(n_members=S)
-        logs = [PresentationLog(self.probe, [t.n_train for t in self.sequence.tasks], self.batch_size)
-                for _ in range(S)]
+        log = PresentationLog(self.probe, [t.n_train for t in self.sequence.tasks], self.batch_size)
         self._points: list[list[EvalPoint]] = [[] for _ in range(S)]
         self._errors: list[TrainingDiverged | None] = [None] * S
         if self.update_probe is not None:
@@ -329,7 +337,7 @@ class Trainer:
         try:
             self._point(progress, stage=-1, boundary=True)
             for s, stage in enumerate(self.stages):
-                self._train_stage(s, stage, progress, logs)
+                self._train_stage(s, stage, progress, log)
         except _AllDiverged:
             pass
         finally:
@@ -340,19 +348,20 @@ class Trainer:
                 task_names=[t.name for t in self.sequence.tasks],
                 points=self._points[m],
                 probe=self.probe,
-                presented_at=logs[m].presented_at(),
+                presented_at=log.presented_at(m),
                 update_history=self.update_probe.history(m) if self.update_probe is not None else None,
                 error=self._errors[m],
             )
             for m in range(S)
         ]
 
-    def _train_stage(self, s: int, stage: Stage, progress: _Progress, logs: list[PresentationLog]) -> None:
+    def _train_stage(self, s: int, stage: Stage, progress: _Progress, log: PresentationLog) -> None:
         """Train on ``stage`` for the configured epochs; its scheduled points and its boundary point."""
         xp = self.network.xp
+        on_host = is_numpy(xp)
         n = stage.n
         stage_end = progress.samples_seen + n * self.epochs
-        slots = logs[0].slots(stage.tasks)
+        slots = log.slots(stage.tasks)
         self.algorithm.start_task()
         progress.tasks_trained += len(stage.tasks)  # the stage's tasks count as seen from its first sample
         for _ in range(self.epochs):
@@ -361,14 +370,14 @@ class Trainer:
             flat = xp.asarray(orders.reshape(-1))
             x, y, mask = (xp.reshape(xp.take(a, flat, axis=0), (*orders.shape, *a.shape[1:]))
                           for a in (stage.x, stage.y, stage.mask))
-            for log, order in zip(logs, orders):
-                log.record_epoch(slots[order], progress.samples_seen)
+            log.record_epoch(slots, orders, progress.samples_seen)
             for start in range(0, n, self.batch_size):
                 stop = min(start + self.batch_size, n)
                 loss = self.algorithm.learn(x[:, start:stop], y[:, start:stop], mask[:, start:stop])
-                # One sum tells whether any member's loss is inf or nan (losses are bounded otherwise);
-                # over Python floats, it costs a fifth of a NumPy reduction of a few values.
-                if not math.isfinite(sum(to_numpy(loss).tolist())):
+                # One sum tells whether any member's loss is inf or nan (losses are bounded otherwise):
+                # over Python floats on the host, a fifth of a NumPy reduction of a few values; on a
+                # device, one reduction there and a single number back.
+                if not math.isfinite(sum(loss.tolist()) if on_host else float(xp.sum(loss))):
                     self._stop_diverged(to_numpy(loss), progress.samples_seen + stop - start, stage.name)
                 progress.trained_on(stop - start, loss)
                 if self.update_probe is not None:
