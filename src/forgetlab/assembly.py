@@ -3,6 +3,8 @@ learning algorithm, the probes. No tracking: ``experiment`` adds MLflow around w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from omegaconf import DictConfig
 
@@ -13,6 +15,22 @@ from forgetlab.ensemble import MEMBER_KEYS, incompatible_key
 from forgetlab.networks import build_network
 from forgetlab.trainer import Observer, Trainer, choose_probe
 from forgetlab.update_probe import UpdateProbe
+
+
+@dataclass(frozen=True)
+class Member:
+    """What one member of an ensemble has of its own: the values of ``ensemble.MEMBER_KEYS``."""
+
+    seed: int
+    lr: float
+    l2: float
+    init_scale: float
+    init_perturbation: float
+
+    @classmethod
+    def of(cls, cfg: DictConfig) -> Member:
+        return cls(seed=cfg.seed, lr=cfg.algorithm.lr, l2=cfg.algorithm.l2, init_scale=cfg.network.init_scale,
+                   init_perturbation=cfg.network.init_perturbation)
 
 
 def build_ensemble_trainer(cfgs: list[DictConfig], observers: list[list[Observer]] | None = None, *, xp=None) -> Trainer:
@@ -28,21 +46,26 @@ def build_ensemble_trainer(cfgs: list[DictConfig], observers: list[list[Observer
         key, first, other = clash
         raise ValueError(f"configs differ in {key!r} ({first!r} vs {other!r}); the members of one ensemble may "
                          f"differ only in {', '.join(MEMBER_KEYS)}")
-    cfg = cfgs[0]
+    return assemble(cfgs[0], [Member.of(c) for c in cfgs], observers, xp=xp)
+
+
+def assemble(cfg: DictConfig, members: list[Member], observers: list[list[Observer]] | None = None, *,
+             xp=None) -> Trainer:
+    """The trainer of ``members`` with everything else from ``cfg``: what ``build_ensemble_trainer``
+    builds, without a config per member (an ensemble of thousands on a GPU)."""
     sequence = build_task_sequence(cfg.task_sequence)
     scenario = Scenario(cfg.task_sequence.scenario, sequence)
     # Per member, children by index: (initial weights, sample order, perturbation); the third stream
     # leaves the first two as they were before it existed.
-    seeds = [np.random.SeedSequence(c.seed).spawn(3) for c in cfgs]
+    seeds = [np.random.SeedSequence(m.seed).spawn(3) for m in members]
     network = build_network(cfg.network, sequence.input_shape, scenario.n_outputs,
                             [np.random.default_rng(init) for init, _, _ in seeds],
-                            init_scale=[c.network.init_scale for c in cfgs],
+                            init_scale=[m.init_scale for m in members],
                             xp=backend_namespace(cfg.backend.name) if xp is None else xp, dtype=cfg.backend.dtype)
-    for m, (c, (_, _, perturbation)) in enumerate(zip(cfgs, seeds)):
-        if c.network.init_perturbation:
-            network.members(slice(m, m + 1)).perturb(c.network.init_perturbation, np.random.default_rng(perturbation))
-    algorithm = build_algorithm(cfg.algorithm, network, lr=[c.algorithm.lr for c in cfgs],
-                                l2=[c.algorithm.l2 for c in cfgs])
+    for s, (member, (_, _, perturbation)) in enumerate(zip(members, seeds)):
+        if member.init_perturbation:
+            network.members(slice(s, s + 1)).perturb(member.init_perturbation, np.random.default_rng(perturbation))
+    algorithm = build_algorithm(cfg.algorithm, network, lr=[m.lr for m in members], l2=[m.l2 for m in members])
     probe = choose_probe(sequence, cfg.eval.probe_per_task, cfg.task_sequence.data_seed)
     update_probe = None
     if cfg.eval.probe_every:
