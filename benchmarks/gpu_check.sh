@@ -13,5 +13,5 @@ if compgen -G ".whl/*.whl" > /dev/null; then
 fi
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv > "$OUT/gpu.txt" 2>&1
-python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_backend.py 2>&1 | tee "$OUT/tests.log"
-python3 benchmarks/gpu.py --json "$@" > "$OUT/gpu.json" 2> >(tee "$OUT/bench.log" >&2)
+timeout 200 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_backend.py 2>&1 | tee "$OUT/tests.log"
+timeout 330 python3 benchmarks/gpu.py --json "$@" > "$OUT/gpu.json" 2> >(tee "$OUT/bench.log" >&2)
