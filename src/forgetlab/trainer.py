@@ -19,14 +19,11 @@ from threadpoolctl import threadpool_limits
 
 from forgetlab.algorithms.base import LearningAlgorithm
 from forgetlab.data.tasks import Scenario, TaskSequence
+from forgetlab.divergence import TrainingDiverged, WeightCheck
 from forgetlab.networks.base import Network
 
 if TYPE_CHECKING:
     from forgetlab.update_probe import UpdateHistory, UpdateProbe
-
-
-class TrainingDiverged(FloatingPointError):
-    """The training loss became inf or nan: the weights are no longer numbers worth evaluating."""
 
 
 @dataclass(frozen=True)
@@ -235,6 +232,7 @@ class Trainer:
             self.observers.append(update_probe)
         self.stages = self._stages(joint)
         self.evaluator = Evaluator(sequence, scenario, probe, split=eval_split)
+        self.weight_check = WeightCheck(network.params, [s.name for s in self.stages])
 
     def _stages(self, joint: bool) -> list[Stage]:
         tasks = self.sequence.tasks
@@ -310,6 +308,7 @@ class Trainer:
             train_loss=progress.end_interval(),
             tasks_trained=progress.tasks_trained,
         )
+        self.weight_check(point)  # before any observer records the point of a diverged run
         for observer in self.observers:
             observer.on_eval(point)
         return point

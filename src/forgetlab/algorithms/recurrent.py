@@ -191,7 +191,8 @@ class OnlineRecurrentAlgorithm(LearningAlgorithm):
             if update_due:
                 state.steps_since_update = 0
                 if self._pending_error:
-                    update(self._pending)
+                    if self._pending is not None:  # None: every error of the stretch was exactly 0 (saturated units)
+                        update(self._pending)
                     self._pending, self._pending_error = None, False
         return float(np.mean(losses))
 

@@ -163,6 +163,12 @@ class PathsConfig:
 
 
 @dataclass
+class GuardConfig:
+    # A run estimated to train for longer than this gets a warning before it starts (hours).
+    max_hours: float = field(default=1.0, metadata=POSITIVE)
+
+
+@dataclass
 class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
@@ -171,6 +177,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
     seed: int = field(default=0, metadata=constrain(NonNegativeInt()))
 
 
@@ -190,6 +197,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "eval": {SCHEMA_NAME: EvalConfig},
     "tracking": {SCHEMA_NAME: TrackingConfig},
     "paths": {SCHEMA_NAME: PathsConfig},
+    "guard": {SCHEMA_NAME: GuardConfig},
 }
 
 
