@@ -515,24 +515,27 @@ def test_a_tracking_server_that_dies_mid_sweep_fails_the_jobs_quickly_and_the_su
             except OSError:
                 assert time.monotonic() < deadline and server.poll() is None, "mlflow server did not start"
                 time.sleep(1)
+        stdout, stderr = open(tmp_path / "out.txt", "w+"), open(tmp_path / "err.txt", "w+")
         sweep = subprocess.Popen(
             [sys.executable, str(ROOT / "experiments" / "train.py"), "-m", "seed=0,1,2", "trainer.epochs_per_task=1",
              "network.hidden_sizes=[16]", f"tracking.uri=http://127.0.0.1:{port}", f"hydra.sweep.dir={tmp_path}/sweep"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+            stdout=stdout, stderr=stderr, text=True, cwd=tmp_path,
             env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_HTTP_REQUEST")},
         )
-        for line in sweep.stdout:  # the first job has begun training: its run exists on the server
-            if "after digits_01" in line:
-                break
+        first_log = tmp_path / "sweep" / "0" / "train.log"  # a sweep job's progress lines go to its train.log
+        while not (first_log.exists() and "after digits_01" in first_log.read_text()):
+            assert sweep.poll() is None, "the sweep ended before its first job trained"
+            time.sleep(0.05)  # the first job has begun training: its run exists on the server
         os.killpg(server.pid, signal.SIGKILL)
         killed_at = time.monotonic()
-        out, err = sweep.communicate(timeout=600)
+        sweep.wait(timeout=600)
         elapsed = time.monotonic() - killed_at
+        out, err = (tmp_path / "out.txt").read_text(), (tmp_path / "err.txt").read_text()
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGKILL)
         server.wait()
     assert sweep.returncode == 1, err[-3000:]
-    assert "3 jobs, 0 skipped, 0 completed, 3 failed" in out
+    assert "3 jobs: 0 skipped (same config and code), 0 trained, 3 failed" in out
     assert "Traceback" not in err and err.count("StoreError") == 3
     assert elapsed < 180, elapsed

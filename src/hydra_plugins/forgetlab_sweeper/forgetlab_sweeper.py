@@ -361,16 +361,19 @@ class ResumableSweeper(Sweeper):
                 progress.settle(**outcome_counts(jobs, to_run, outcomes))
             status = "FAILED" if any(o.result == "failed" for o in outcomes) else "FINISHED"
             if self.client is not None and sweep.parent_run_id is not None:
-                log_sweep_summary(self.client, self.experiment_id, sweep.parent_run_id, jobs,
-                                  outcome_counts(jobs, to_run, outcomes), self.code_identity)
-                print(f"[sweep] parent run {sweep.parent_run_id}: "
-                      f"{ui_url(tracking.uri, self.experiment_id, sweep.parent_run_id)}", flush=True)
+                try:
+                    log_sweep_summary(self.client, self.experiment_id, sweep.parent_run_id, jobs,
+                                      outcome_counts(jobs, to_run, outcomes), self.code_identity)
+                    print(f"[sweep] parent run {sweep.parent_run_id}: "
+                          f"{ui_url(tracking.uri, self.experiment_id, sweep.parent_run_id)}", flush=True)
+                except StoreError as error:  # the jobs are over: their outcome decides the exit code
+                    print(f"[sweep] could not record the summary on the parent run: {error}", file=sys.stderr, flush=True)
         except KeyboardInterrupt as stop:
             status, reason = "KILLED", failure_reason(stop)
             print(f"[sweep] {sweep.sweep_id} stopped: {reason}. Re-run the same command to resume: "
                   "finished jobs are skipped.", file=sys.stderr, flush=True)
             raise
-        except StoreError as error:  # the store failed under the sweeper itself (e.g. its server died)
+        except StoreError as error:  # the store failed under the sweeper before its jobs ran (e.g. its server died)
             reason, store_error = failure_reason(error), error
         except BaseException as error:  # the launcher itself broke
             reason = failure_reason(error)
