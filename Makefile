@@ -51,7 +51,10 @@ test-fast: $(DEV_STAMP) ## the import layering and the fast subset, for local it
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -n 2 -q -m "not slow"
 
+# The store is created (or checked) under forgetlab's lock first: `mlflow ui` would otherwise create its
+# schema while a training run does the same (forgetlab.server stands alone, so the Makefile does it).
 ui: $(STAMP) ## the MLflow UI on the local store at http://127.0.0.1:5000 (UI_PORT=...), one worker, training view
+	@$(PY) -m forgetlab.tracking.store prepare sqlite:///$(CURDIR)/mlflow.db
 	@FORGETLAB_ROOT=$(CURDIR) $(PY) -m forgetlab.server ui --port $(UI_PORT)
 
 screenshots: $(DEV_STAMP) system-deps ## run the browser test on a fresh small study and save its screenshots to docs/ui/

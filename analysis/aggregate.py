@@ -21,8 +21,8 @@ JOINT = "params.task_sequence.joint"
 ALGORITHM = "params.algorithm.name"
 SCENARIO = "params.task_sequence.scenario"
 TASK_SEQUENCE = "params.task_sequence.name"
-# Params that say where a run is stored or shown, not what it is.
-RUN_SPECIFIC_PREFIXES = ("params.tracking.", "params.paths.")
+# Params that say where a run is stored or shown, or how it is guarded, not what it is.
+RUN_SPECIFIC_PREFIXES = ("params.tracking.", "params.paths.", "params.guard.")
 # The learner preset only sets params that are recorded themselves (network, algorithm, input form),
 # and runs from before it was recorded lack it: it never defines a condition.
 PRESET_PARAMS = (f"params.{contract.PARAM_LEARNER}",)

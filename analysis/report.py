@@ -14,7 +14,8 @@ run tagged ``forgetlab.kind=report`` in the experiment ``<experiment>-reports`` 
 experiment's charts hold only training runs), logs the figures to the parent run of the sweep when the
 report covers one whole sweep, and prints the summary table. ``<out>`` defaults to
 ``reports/<experiment>/``; a report of one sweep or a filter goes to a directory of its own inside it.
-Exit code 1 with a message when no run matches. Metric definitions: docs/metrics.md.
+Exit code 1 with a message when no run matches, 2 when the store cannot be used (a missing
+file included: a report never creates a store). Metric definitions: docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from analysis.load import (  # noqa: E402
     METRIC_COLUMN_PREFIX, NoRunsError, load_artifacts, mark_superseded, search_training_runs, tag_column,
 )
 from forgetlab import contract, metrics  # noqa: E402
+from forgetlab.tracking.store import StoreError, open_store  # noqa: E402
 
 # Columns of the runs frame (``mlflow.search_runs``) that the report reads
 RUN_NAME = tag_column(contract.TAG_RUN_NAME)
@@ -95,8 +97,9 @@ def build_report(
 ) -> Report:
     import mlflow
 
+    # The store must exist already: a report never creates an empty one (StoreError instead).
+    client = open_store(tracking_uri, create=False, key="--tracking-uri")
     mlflow.set_tracking_uri(tracking_uri)
-    client = MlflowClient(tracking_uri)
     out = Path(out or default_out(experiment, sweep_id, filter_string))
     cache_dir = Path(cache_dir or REPORTS / ".cache")
     for folder in ("figures", "tables"):
@@ -567,6 +570,9 @@ def main(argv: list[str] | None = None) -> int:
     except NoRunsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except StoreError as error:
+        print(f"Tracking store error: {error}", file=sys.stderr)
+        return 2
     print_summary(report)
     return 0
 

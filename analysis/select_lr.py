@@ -26,10 +26,10 @@ if str(ROOT) not in sys.path:  # run as a script: make `analysis` importable
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
 
 from analysis.load import NoRunsError, mark_superseded, metric_column, search_training_runs, tag_column  # noqa: E402
 from forgetlab import contract  # noqa: E402
+from forgetlab.tracking.store import StoreError, open_store  # noqa: E402
 
 LR = "params.algorithm.lr"
 SEED = "params.seed"
@@ -128,13 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     uri = args.tracking_uri or default_tracking_uri()
     mlflow.set_tracking_uri(uri)
     try:
-        runs = selection_runs(search_training_runs(MlflowClient(uri), args.experiment))
+        client = open_store(uri, create=False, key="--tracking-uri")  # never creates an empty store
+        runs = selection_runs(search_training_runs(client, args.experiment))
         table = select(runs)
     except NoRunsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except SelectionError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except StoreError as error:
+        print(f"Tracking store error: {error}", file=sys.stderr)
         return 2
     path = args.table if args.table is not None else default_table(args.experiment)
     path = path if path.is_absolute() else ROOT / path

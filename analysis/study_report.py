@@ -31,12 +31,12 @@ if str(ROOT) not in sys.path:  # run as a script: make `analysis` importable
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
 
 from analysis import paired_statistics as statistics  # noqa: E402
 from analysis.load import NoRunsError, load_artifacts, mark_superseded, search_training_runs, tag_column  # noqa: E402
 from analysis.report import REPORTS, default_tracking_uri, fmt, markdown_table  # noqa: E402
 from forgetlab import contract, metrics  # noqa: E402
+from forgetlab.tracking.store import StoreError, open_store  # noqa: E402
 
 DECLARATION_START = "# --- study declaration"
 DECLARATION_END = "# --- end of study declaration ---"
@@ -484,8 +484,9 @@ def build(experiment: str, tracking_uri: str, out: Path | None = None, doc: Path
     import mlflow
 
     study = read_declaration(preset or PRESETS / f"{experiment}.yaml")
+    # The store must exist already: a report never creates an empty one (StoreError instead).
+    client = open_store(tracking_uri, create=False, key="--tracking-uri")
     mlflow.set_tracking_uri(tracking_uri)
-    client = MlflowClient(tracking_uri)
     runs = mark_superseded(search_training_runs(client, experiment))
     used = runs[(runs["status"] == "FINISHED") & (runs["superseded_by"] == "")]
     artifacts, problems = load_artifacts(client, list(used["run_id"]), Path(cache_dir or REPORTS / ".cache"))
@@ -529,6 +530,9 @@ def main(argv: list[str] | None = None) -> int:
     except NoRunsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except StoreError as error:
+        print(f"Tracking store error: {error}", file=sys.stderr)
+        return 2
     print(written["verdict_md"].read_text().split("## Verdict")[0].rstrip())
     print("\n" + "\n".join(f"wrote {p}" for p in written.values()))
     return 0

@@ -32,6 +32,7 @@ from forgetlab import contract, stopping  # noqa: E402
 from forgetlab.config import ConfigError, check_command_line, register_configs  # noqa: E402
 from forgetlab.experiment import JobSkipped, JobStopped, RunContext, run_experiment, run_name  # noqa: E402
 from forgetlab.tracking.liveness import process_identity  # noqa: E402
+from forgetlab.tracking.store import StoreError  # noqa: E402
 from hydra_plugins.forgetlab_sweeper import progress  # noqa: E402
 from hydra_plugins.forgetlab_sweeper.forgetlab_sweeper import STOP_FILE, read_sweep  # noqa: E402
 
@@ -58,6 +59,9 @@ def main(cfg: DictConfig) -> float | JobSkipped | JobStopped | None:
                 final = run_experiment(cfg, context)
         except ConfigError as error:
             print(f"Invalid config: {error}", file=sys.stderr)
+            sys.exit(2)
+        except StoreError as error:
+            print(f"Tracking store error: {error}", file=sys.stderr)
             sys.exit(2)
         return final.get(contract.FINAL_ACC) if final else JobSkipped()
 

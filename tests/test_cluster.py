@@ -66,7 +66,6 @@ def test_slurm_preset_rejects_a_misspelt_key():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="merging the UI console (p-ui14) with SIGTERM handling (p-reliab9) left a job run without its params under submitit_local; not yet diagnosed (see the stop's note)", strict=False)
 def test_submitit_local_sweep_is_a_parent_with_jobs_in_their_own_processes(tmp_path, sqlite_uri):
     sweep_dir = tmp_path / "sweep"
     proc = run_train(
@@ -87,7 +86,9 @@ def test_submitit_local_sweep_is_a_parent_with_jobs_in_their_own_processes(tmp_p
         assert job.data.tags["forgetlab.sweep_id"] == parent.data.tags["forgetlab.sweep_id"]
         assert "final/acc" in job.data.metrics
     assert sorted(j.data.params["seed"] for j in jobs) == ["0", "1"]
-    # Each job ran in a submitit worker process, whose log has the job's own progress lines.
+    # Each job ran in a submitit worker process of its own, and wrote its progress lines to its train.log
+    # (a sweep job's console shows only warnings: the sweep's progress bar is there).
     logs = sorted((sweep_dir / ".submitit").glob("*/*_log.out"))
     assert len(logs) == 2
-    assert all("Job completed successfully" in log.read_text() and "after digits_" in log.read_text() for log in logs)
+    assert all("Job completed successfully" in log.read_text() for log in logs)
+    assert all("after digits_" in (sweep_dir / str(num) / "train.log").read_text() for num in (0, 1))

@@ -211,8 +211,8 @@ def test_a_member_whose_weights_turn_inf_at_a_finite_loss_stops_at_the_next_poin
     algo.learn = poisoning_learn
     with np.errstate(all="ignore"):
         results = ensemble.run()
-    assert "at update 150 (150 samples seen" in str(results[1].error)
-    assert "weights are no longer finite" in str(results[1].error)
+    assert "by update 150 (150 samples seen" in str(results[1].error)
+    assert "the root mean square of the weights is inf" in str(results[1].error)
     assert [p.samples_seen for p in results[1].points] == [0]
     for m in (0, 2):
         solo, solo_params = solo_run(cfgs[m])

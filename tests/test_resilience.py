@@ -15,11 +15,11 @@ from mlflow.tracking import MlflowClient
 
 from forgetlab.contract import TAG_HEARTBEAT, TAG_PROCESS
 from forgetlab.assembly import build_trainer
+from forgetlab.divergence import TrainingDiverged, WeightCheck
 from forgetlab.experiment import RunContext, run_experiment
 from forgetlab.tracking.liveness import Heartbeat, is_stale, process_identity
 from forgetlab.tracking.resume import resume_decision
-from forgetlab.tracking.store import RetryingClient
-from forgetlab.trainer import TrainingDiverged
+from forgetlab.tracking.store import RetryingClient, StoreError
 
 SMALL = ["trainer.epochs_per_task=1", "task_sequence.n_tasks=2", "network.hidden_sizes=[16]", "eval.every_samples=200"]
 DIVERGING = [  # found by search: NaN loss at update 7 with seed 0
@@ -60,7 +60,7 @@ def test_other_store_errors_and_exhausted_retries_are_raised():
         RetryingClient("unused", client=bad_value, first_delay_s=0.001).log(1)
     assert bad_value.calls == 1
     always_locked = FlakyStore(100, locked())
-    with pytest.raises(MlflowException, match="locked"):
+    with pytest.raises(StoreError, match="unavailable through 4 attempts.*locked"):
         RetryingClient("unused", client=always_locked, attempts=4, first_delay_s=0.001).log(1)
     assert always_locked.calls == 4
 
@@ -160,6 +160,63 @@ def test_a_diverging_run_says_at_which_update(compose_cfg):
     assert re.search(r"diverged at update 7 \(7 samples seen", str(result.error))
     assert trainer.algorithm.updates == 7  # training stops when no member is left
     assert [p.samples_seen for p in result.points] == [0]  # the points before it, none after
+
+
+LEARNERS = ["mlp_backprop", "rnn_bptt_epochwise", "rnn_bptt_truncated", "rnn_rtrl"]
+
+
+@pytest.mark.parametrize("learner", LEARNERS)
+def test_exploding_weights_stop_every_algorithm_even_while_the_loss_stays_finite(compose_cfg, learner):
+    """lr=1e6 saturates the units: the loss stays finite and these runs used to end FINISHED at chance."""
+    trainer = build_trainer(compose_cfg(f"learner={learner}", "algorithm.lr=1e6", "tracking.enabled=false",
+                                        "trainer.epochs_per_task=1", "eval.every_samples=100"))
+    with np.errstate(all="ignore"):
+        (result,) = trainer.run()
+    assert isinstance(result.error, TrainingDiverged)
+    assert re.match(r"Training diverged by update \d+ \(100 samples seen, stage 'digits_01'\): the root mean "
+                    r"square of the weights is", str(result.error)), result.error
+    assert [p.samples_seen for p in result.points] == [0]  # the point of the diverged weights is not recorded
+
+
+def test_the_weight_bound_follows_each_members_initial_scale():
+    params = {"W": np.stack([np.full((10, 10), 0.1), np.full((10, 10), 50.0)]), "b": np.zeros((2, 10))}
+    check = WeightCheck(params)
+    params["W"][0] = 900.0  # RMS 857: large, but under 1000 x max(1, 0.095)
+    params["W"][1] = 40_000.0  # a large init_scale: the bound grows with it (50 x 1000 x 0.95)
+    assert check.exceeded() == []
+    params["W"][1] = 60_000.0
+    ((member, what),) = check.exceeded()
+    assert member == 1 and f"above {check.limit[1]:.3g}" in what and 47_000 < check.limit[1] < 48_000
+    params["W"][0, 0, 0] = np.nan
+    assert [m for m, _ in check.exceeded()] == [0, 1] and "is nan" in check.exceeded()[0][1]
+
+
+def test_a_stretch_whose_errors_are_all_exactly_zero_changes_no_weight(compose_cfg):
+    """Saturated outputs give error 0 exactly; truncated BPTT then had no gradient to apply and crashed.
+    The update still happens, as a zero step: the members of an ensemble share the update schedule,
+    so whether an update happens cannot depend on the values of one member's errors."""
+    trainer = build_trainer(compose_cfg("learner=rnn_bptt_truncated", "tracking.enabled=false"))
+    algorithm, net = trainer.algorithm, trainer.network
+    stage = trainer.stages[0]
+    x, y, mask = stage.x[:1], stage.y[:1], stage.mask[:1]
+    net.W_hy[:] = 0.0
+    net.b_y[:] = np.where(y[0] > 0, 800.0, -800.0)  # the sigmoid output equals the target to the last bit
+    before = {n: p.copy() for n, p in net.params.items()}
+    algorithm.learn(x, y, mask)
+    assert algorithm.updates == 1 and all(np.array_equal(before[n], p) for n, p in net.params.items())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("learner", LEARNERS)
+def test_a_run_with_exploding_weights_ends_failed_with_the_reason(compose_cfg, sqlite_uri, learner):
+    cfg = compose_cfg(f"learner={learner}", "algorithm.lr=1e6", f"tracking.uri={sqlite_uri}",
+                      "tracking.experiment=explode", "trainer.epochs_per_task=1", "task_sequence.n_tasks=2")
+    with np.errstate(all="ignore"), pytest.raises(TrainingDiverged):
+        run_experiment(cfg, RunContext(quiet=True))
+    client = MlflowClient(sqlite_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("explode").experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["forgetlab.error"].startswith("TrainingDiverged: Training diverged by update")
 
 
 # --- determinism --------------------------------------------------------------------------------

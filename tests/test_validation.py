@@ -19,7 +19,7 @@ BAD_INPUTS = [
     (["algorithm.epochs_per_task=2"], ["'algorithm.epochs_per_task'", "algorithm.epochs_per_task=2", "l2, lr, lr_selected_by, name"]),
     (["algorithm.foo=1"], ["'algorithm.foo'", "algorithm.foo=1", "l2, lr, lr_selected_by, name"]),
     (["+algorithm.foo=1"], ["'algorithm.foo'", "algorithm.foo=1", "l2, lr, lr_selected_by, name"]),
-    (["+foo=1"], ["'foo'", "foo=1", "algorithm, backend, eval, network"]),
+    (["+foo=1"], ["'foo'", "foo=1", "algorithm, backend, eval, guard, network"]),
     (["algorithm=nope"], ["'algorithm'", "'nope'", "'backprop'"]),
     (["task_sequence=nope"], ["'task_sequence'", "'nope'", "'split_digits'"]),
     (["experiment=nope"], ["'experiment'", "'nope'", "'quickstart'"]),

@@ -13,9 +13,11 @@ from omegaconf import DictConfig, OmegaConf
 from forgetlab import contract
 from forgetlab.config import validate
 from forgetlab.assembly import build_trainer, total_samples
+from forgetlab.cost import check_cost
 from forgetlab.server import ui_url
 from forgetlab.tracking.mlflow_run import run_for_config
 from forgetlab.tracking.resume import job_already_done
+from forgetlab.tracking.store import prepare_store
 from forgetlab.trainer import EvalPoint, Trainer, TrainingResult
 
 log = logging.getLogger(__name__)
@@ -114,6 +116,9 @@ def run_experiment(cfg: DictConfig, context: RunContext | None = None) -> dict[s
     """
     context = context or RunContext()
     validate(cfg)
+    check_cost(cfg)
+    if cfg.tracking.enabled:
+        prepare_store(cfg.tracking.uri)  # a store error stops the run before anything is built
     name = run_name(cfg)
     if cfg.tracking.enabled and context.parent_run_id is not None:
         # The sweeper checked before launching, but a job may start much later (a cluster queue)

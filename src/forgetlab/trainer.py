@@ -25,14 +25,11 @@ from threadpoolctl import threadpool_limits
 from forgetlab.algorithms.base import LearningAlgorithm
 from forgetlab.arrays import array_namespace, is_numpy, to_numpy
 from forgetlab.data.tasks import Scenario, TaskSequence
+from forgetlab.divergence import TrainingDiverged, WeightCheck
 from forgetlab.networks.base import Network
 
 if TYPE_CHECKING:
     from forgetlab.update_probe import UpdateHistory, UpdateProbe
-
-
-class TrainingDiverged(FloatingPointError):
-    """The training loss became inf or nan: the weights are no longer numbers worth evaluating."""
 
 
 @dataclass(frozen=True)
@@ -223,11 +220,12 @@ def scheduled_point_due(every: int, samples_seen: int, last_point: int, stage_en
     return every > 0 and samples_seen // every > last_point // every and samples_seen < stage_end
 
 
-def diverged(what: str, updates: int, samples_seen: int, stage: str) -> TrainingDiverged:
-    """The error of a training that diverged at update ``updates``: ``what`` is no longer finite."""
+def diverged(what: str, updates: int, samples_seen: int, stage: str, at_update: bool = True) -> TrainingDiverged:
+    """The error of a training that diverged at update ``updates`` (or, found at an evaluation point,
+    by then: ``at_update`` false): ``what`` is no longer finite or has exploded."""
     return TrainingDiverged(
-        f"Training diverged at update {updates} ({samples_seen} samples seen, stage {stage!r}): "
-        f"{what}. Lower algorithm.lr or network.init_scale."
+        f"Training diverged {'at' if at_update else 'by'} update {updates} ({samples_seen} samples seen, "
+        f"stage {stage!r}): {what}. Lower algorithm.lr or network.init_scale."
     )
 
 
@@ -304,6 +302,7 @@ class Trainer:
         self.dtype = next(iter(network.params.values())).dtype
         self.stages = self._stages(joint)
         self.evaluator = Evaluator(sequence, scenario, probe, split=eval_split, xp=network.xp, dtype=self.dtype)
+        self.weight_check = WeightCheck(network.params)
 
     def _stages(self, joint: bool) -> list[Stage]:
         tasks = self.sequence.tasks
@@ -392,27 +391,22 @@ class Trainer:
         for m in np.flatnonzero(~np.isfinite(loss)):
             self._stop(int(m), f"the training loss is {loss[m]}", samples_seen, stage)
 
-    def _stop(self, m: int, what: str, samples_seen: int, stage: str) -> None:
+    def _stop(self, m: int, what: str, samples_seen: int, stage: str, at_update: bool = True) -> None:
         if self._errors[m] is None:
-            self._errors[m] = diverged(what, self.algorithm.updates, samples_seen, stage)
+            self._errors[m] = diverged(what, self.algorithm.updates, samples_seen, stage, at_update)
             self.algorithm.stop_member(m)
         if all(error is not None for error in self._errors):
             raise _AllDiverged
 
-    def _stop_nonfinite_weights(self, samples_seen: int, stage: str) -> None:
-        """Stop the members with a weight that is inf or nan although their loss is finite (a bias
-        at inf can saturate the output): checked at each evaluation point, not every update."""
-        S = self.n_members
-        finite = np.ones(S, dtype=bool)
-        for p in self.network.params.values():
-            xp = self.network.xp
-            finite &= to_numpy(xp.all(xp.isfinite(xp.reshape(p, (S, -1))), axis=-1))
-        for m in np.flatnonzero(~finite):
-            self._stop(int(m), "its weights are no longer finite", samples_seen, stage)
+    def _stop_exploded_weights(self, samples_seen: int, stage: str) -> None:
+        """Stop the members whose weights are no longer finite or have exploded although their loss
+        is finite (saturated units; a bias at inf): checked at each evaluation point, not every update."""
+        for m, what in self.weight_check.exceeded():
+            self._stop(m, what, samples_seen, stage, at_update=False)
 
     def _point(self, progress: _Progress, stage: int, boundary: bool) -> None:
         """Evaluate every member with its current weights, and tell each running member's observers."""
-        self._stop_nonfinite_weights(progress.samples_seen, self.stages[stage].name if stage >= 0 else "init")
+        self._stop_exploded_weights(progress.samples_seen, self.stages[stage].name if stage >= 0 else "init")
         scores = self.evaluator.evaluate(self.network)
         train_loss = progress.end_interval()
         for m in range(self.n_members):

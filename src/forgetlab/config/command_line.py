@@ -80,6 +80,15 @@ def check_targets(cfg: DictConfig) -> None:
     walk(OmegaConf.to_container(cfg, resolve=False), "")
 
 
+def check_launcher(cfg: DictConfig) -> None:
+    """Raise ConfigError for a launcher setting that would fail only after the sweep has begun
+    (joblib's ``n_jobs=0`` raises inside the launcher, with the parent run already open)."""
+    n_jobs = OmegaConf.select(cfg, "hydra.launcher.n_jobs", default=None)
+    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0):
+        fail("hydra.launcher.n_jobs", n_jobs,
+             "a non-zero int: the number of parallel jobs, or -1 for one per CPU (-2 for all but one, ...)")
+
+
 def check_command_line(config_dir: str, config_name: str, overrides: list[str], multirun: bool) -> None:
     """Compose the primary config from the command line as Hydra is about to, and raise ConfigError
     for an unknown key, unknown group option, wrong type or malformed override. Hydra itself would
@@ -97,6 +106,7 @@ def check_command_line(config_dir: str, config_name: str, overrides: list[str], 
             raise
         raise explained from error
     check_targets(cfg)
+    check_launcher(cfg)
     if not multirun:
         with open_dict(cfg):
             del cfg["hydra"]

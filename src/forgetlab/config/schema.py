@@ -172,6 +172,12 @@ class PathsConfig:
 
 
 @dataclass
+class GuardConfig:
+    # A run estimated to train for longer than this gets a warning before it starts (hours).
+    max_hours: float = field(default=1.0, metadata=POSITIVE)
+
+
+@dataclass
 class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
@@ -181,6 +187,7 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
     seed: int = field(default=0, metadata=constrain(NonNegativeInt()))
 
 
@@ -201,6 +208,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "tracking": {SCHEMA_NAME: TrackingConfig},
     "backend": {SCHEMA_NAME: BackendConfig},
     "paths": {SCHEMA_NAME: PathsConfig},
+    "guard": {SCHEMA_NAME: GuardConfig},
 }
 
 

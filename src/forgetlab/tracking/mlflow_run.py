@@ -29,13 +29,13 @@ from forgetlab import contract
 from forgetlab.tracking import run_figures
 from forgetlab.tracking.code_version import CodeVersion, code_version
 from forgetlab.tracking.liveness import Heartbeat, process_identity
-from forgetlab.tracking.store import RetryingClient
+from forgetlab.tracking.store import RetryingClient, open_store
 from forgetlab.trainer import EvalPoint, TrainingResult
 
 log = logging.getLogger(__name__)
 
-# Keys left out of the config hash: where results are stored does not change what they are.
-UNHASHED_GROUPS = ("tracking", "paths")
+# Keys left out of the config hash: where results are stored, and the guard's limits, do not change what they are.
+UNHASHED_GROUPS = ("tracking", "paths", "guard")
 # Keys added after runs were first recorded, with the value that reproduces what those runs did: at
 # that value a key is left out of the hash, so adding a feature does not orphan every recorded run.
 NEUTRAL_ADDITIONS: dict[str, Any] = {
@@ -310,7 +310,7 @@ def run_for_config(cfg: DictConfig, run_name: str, full_name: str, context) -> I
     """An MlflowRun for ``cfg`` with the contract's params and tags; ended FAILED (KILLED on
     Ctrl-C or SIGTERM) if the body raises. ``context`` carries overrides, learner preset, sweep id,
     parent run id and the entry point."""
-    client = RetryingClient(cfg.tracking.uri)
+    client = open_store(cfg.tracking.uri)
     experiment_id = get_or_create_experiment(client, cfg.tracking.experiment, cfg.tracking.artifact_location)
     code = code_version(Path(cfg.paths.root_dir) / "conf")
     params, machine_tags = split_params(cfg)

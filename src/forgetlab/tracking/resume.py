@@ -21,7 +21,7 @@ from forgetlab import contract
 from forgetlab.tracking.code_version import code_version as current_code_version
 from forgetlab.tracking.liveness import is_local, is_stale, process_identity
 from forgetlab.tracking.mlflow_run import resume_hashes
-from forgetlab.tracking.store import RetryingClient
+from forgetlab.tracking.store import RetryingClient, open_store
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def code_identity(cfg: DictConfig) -> str | None:
 
 def job_already_done(cfg: DictConfig, label: str) -> str | None:
     """``resume_decision``'s skip reason for one job's config, from inside the job."""
-    client = RetryingClient(cfg.tracking.uri)
+    client = open_store(cfg.tracking.uri)
     experiment = client.get_experiment_by_name(cfg.tracking.experiment)
     if experiment is None:
         return None

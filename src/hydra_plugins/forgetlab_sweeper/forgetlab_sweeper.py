@@ -57,6 +57,7 @@ from mlflow.entities import Metric, Param
 
 from forgetlab import contract, stopping
 from forgetlab.config import ConfigError, check_targets, explain_composition_error, validate
+from forgetlab.cost import check_cost
 from forgetlab.experiment import JobSkipped, JobStopped
 from forgetlab.server import ui_url
 from forgetlab.tracking.code_version import code_version
@@ -66,7 +67,7 @@ from forgetlab.tracking.mlflow_run import (
     source_tags,
 )
 from forgetlab.tracking.resume import end_orphaned_runs, nested_runs, newest_finished_run, resume_decision
-from forgetlab.tracking.store import RetryingClient
+from forgetlab.tracking.store import RetryingClient, StoreError, open_store
 from hydra_plugins.forgetlab_sweeper.progress import SweepProgress
 
 SWEEP_FILE = "forgetlab_sweep.json"
@@ -133,6 +134,7 @@ def compose_jobs(config_loader, master: DictConfig, job_overrides: Sequence[Sequ
             del cfg["hydra"]
         try:
             validate(cfg)
+            check_cost(cfg, label=" ".join(overrides) or "(defaults)")
         except ConfigError as error:
             raise ConfigError(f"{error} (job {' '.join(overrides)})") from error
         for key in ("enabled", "uri", "experiment"):
@@ -312,18 +314,23 @@ class ResumableSweeper(Sweeper):
         self.code_identity = None if tracking.resume_ignores_code else code.code_hash
         self.client = None
         if tracking.enabled:
-            self.client = client = RetryingClient(tracking.uri)
-            self.experiment_id = get_or_create_experiment(client, tracking.experiment, tracking.artifact_location)
-            for job in jobs:
-                decision = resume_decision(
-                    client, self.experiment_id, job.resume_hashes or (job.config_hash,), code_version=self.code_identity,
-                    resume=tracking.resume, stale_after_s=tracking.stale_after_s, label=job.label,
-                )
-                job.skip_reason, job.retrain_reason = decision.skip, decision.retrain
-            task_overrides = list(self.config.hydra.overrides.task)
-            key = sweep_key(tracking.experiment, jobs, self.code_identity)
-            sweep = open_parent(client, self.experiment_id, key, task_overrides,
-                                source_tags(code, entry_point(self.config.paths.root_dir)))
+            try:
+                self.client = client = open_store(tracking.uri)
+                self.experiment_id = get_or_create_experiment(client, tracking.experiment, tracking.artifact_location)
+                for job in jobs:
+                    decision = resume_decision(
+                        client, self.experiment_id, job.resume_hashes or (job.config_hash,),
+                        code_version=self.code_identity, resume=tracking.resume,
+                        stale_after_s=tracking.stale_after_s, label=job.label,
+                    )
+                    job.skip_reason, job.retrain_reason = decision.skip, decision.retrain
+                task_overrides = list(self.config.hydra.overrides.task)
+                key = sweep_key(tracking.experiment, jobs, self.code_identity)
+                sweep = open_parent(client, self.experiment_id, key, task_overrides,
+                                    source_tags(code, entry_point(self.config.paths.root_dir)))
+            except StoreError as error:  # nothing has run yet: stop as a bad config does
+                print(f"Tracking store error: {error}", file=sys.stderr, flush=True)
+                sys.exit(2)
         else:
             sweep = Sweep(new_sweep_id(), None, process_identity())
         self.sweep_run = sweep
@@ -331,6 +338,7 @@ class ResumableSweeper(Sweeper):
         to_run = [job for job in jobs if job.skip_reason is None]
         outcomes: list[Outcome] = []
         status, reason = "FAILED", None
+        store_error: StoreError | None = None
         quiet_launcher_log(self.launcher)
         try:  # from here on the parent run exists: whatever happens, it ends with a status
             if self.client is not None:
@@ -353,27 +361,35 @@ class ResumableSweeper(Sweeper):
                 progress.settle(**outcome_counts(jobs, to_run, outcomes))
             status = "FAILED" if any(o.result == "failed" for o in outcomes) else "FINISHED"
             if self.client is not None and sweep.parent_run_id is not None:
-                log_sweep_summary(self.client, self.experiment_id, sweep.parent_run_id, jobs,
-                                  outcome_counts(jobs, to_run, outcomes), self.code_identity)
-                print(f"[sweep] parent run {sweep.parent_run_id}: "
-                      f"{ui_url(tracking.uri, self.experiment_id, sweep.parent_run_id)}", flush=True)
+                try:
+                    log_sweep_summary(self.client, self.experiment_id, sweep.parent_run_id, jobs,
+                                      outcome_counts(jobs, to_run, outcomes), self.code_identity)
+                    print(f"[sweep] parent run {sweep.parent_run_id}: "
+                          f"{ui_url(tracking.uri, self.experiment_id, sweep.parent_run_id)}", flush=True)
+                except StoreError as error:  # the jobs are over: their outcome decides the exit code
+                    print(f"[sweep] could not record the summary on the parent run: {error}", file=sys.stderr, flush=True)
         except KeyboardInterrupt as stop:
             status, reason = "KILLED", failure_reason(stop)
             print(f"[sweep] {sweep.sweep_id} stopped: {reason}. Re-run the same command to resume: "
                   "finished jobs are skipped.", file=sys.stderr, flush=True)
             raise
+        except StoreError as error:  # the store failed under the sweeper before its jobs ran (e.g. its server died)
+            reason, store_error = failure_reason(error), error
         except BaseException as error:  # the launcher itself broke
             reason = failure_reason(error)
             print("[sweep] the launcher failed; re-run the same command to resume the sweep", file=sys.stderr)
             raise
         finally:
             if self.client is not None and sweep.parent_run_id is not None:
-                if reason is not None:
-                    end_orphaned_runs(self.client, self.experiment_id, sweep.parent_run_id,
-                                      reason=f"{reason} (its sweep ended before the job did)",
-                                      stale_after_s=tracking.stale_after_s)
-                    self.client.set_tag(sweep.parent_run_id, contract.TAG_ERROR, reason[:5000])
-                self.client.set_terminated(sweep.parent_run_id, status)
+                try:
+                    if reason is not None:
+                        end_orphaned_runs(self.client, self.experiment_id, sweep.parent_run_id,
+                                          reason=f"{reason} (its sweep ended before the job did)",
+                                          stale_after_s=tracking.stale_after_s)
+                        self.client.set_tag(sweep.parent_run_id, contract.TAG_ERROR, reason[:5000])
+                    self.client.set_terminated(sweep.parent_run_id, status)
+                except StoreError as error:  # the summary below matters more than the parent's status
+                    print(f"[sweep] could not end the parent run {status}: {error}", file=sys.stderr, flush=True)
 
         failed = [o for o in outcomes if o.result == "failed"]
         counts = outcome_counts(jobs, to_run, outcomes)
@@ -383,6 +399,9 @@ class ResumableSweeper(Sweeper):
         for outcome in failed:
             where = f" (job dir {outcome.job_dir})" if outcome.job_dir else ""
             print(f"[sweep] FAILED {outcome.job.label}: {outcome.error}{where}", file=sys.stderr, flush=True)
+        if store_error is not None:
+            print(f"Tracking store error: {store_error}", file=sys.stderr, flush=True)
+            sys.exit(2)
         if failed:
             sys.exit(1)
         return outcomes
