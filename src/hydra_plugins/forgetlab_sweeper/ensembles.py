@@ -73,8 +73,12 @@ def group_jobs(jobs: list, max_size: int, parallel: int = 1) -> list[list]:
     parts = []
     for members in groups.values():
         n_parts = math.ceil(len(members) / limit)
-        size = math.ceil(len(members) / n_parts)
-        parts += [members[i : i + size] for i in range(0, len(members), size)]
+        size, larger = divmod(len(members), n_parts)  # the first ``larger`` parts get one member more
+        start = 0
+        for k in range(n_parts):
+            stop = start + size + (k < larger)
+            parts.append(members[start:stop])
+            start = stop
     order = {id(job): i for i, job in enumerate(jobs)}
     return sorted(parts, key=lambda part: order[id(part[0])])
 
