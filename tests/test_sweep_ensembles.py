@@ -21,8 +21,10 @@ SMALL = ["trainer.epochs_per_task=1", "task_sequence.n_tasks=2", "network.hidden
 
 
 def job(compose_cfg, *overrides, learner=None):
-    return SimpleNamespace(cfg=compose_cfg("tracking.enabled=false", *overrides), overrides=list(overrides),
-                           learner=learner)
+    from forgetlab.tracking.mlflow_run import config_hash
+
+    cfg = compose_cfg("tracking.enabled=false", *overrides)
+    return SimpleNamespace(cfg=cfg, overrides=list(overrides), learner=learner, config_hash=config_hash(cfg))
 
 
 def seeds_of(groups) -> list[list[int]]:
@@ -47,6 +49,9 @@ def test_jobs_that_differ_only_in_member_keys_share_an_ensemble(compose_cfg):
     # As many launches as the launcher runs at a time: no worker left idle.
     assert seeds_of(group_jobs(many, max_size=8, parallel=4)) == [[0, 1, 2], [3, 4, 5], [6, 7], [8, 9]]
     assert seeds_of(group_jobs(many[:2], max_size=8, parallel=2)) == [[0], [1]]
+    # The same config twice: never in one ensemble (the second one's own resume check skips it).
+    twice = [many[0], job(compose_cfg, "seed=0"), many[1]]
+    assert seeds_of(group_jobs(twice, max_size=8)) == [[0, 1], [0]]
 
 
 def test_the_off_switch_launches_every_job_alone_and_on_an_ensemble_file_holds_the_members(compose_cfg, tmp_path):

@@ -62,16 +62,22 @@ def parallel_jobs(launcher: Any) -> int:
 
 
 def group_jobs(jobs: list, max_size: int, parallel: int = 1) -> list[list]:
-    """``jobs`` as ensembles: equal ``ensemble_signature`` and learner preset, in sweep order, each
-    group split evenly into parts of at most ``max_size`` members and of at most
+    """``jobs`` as ensembles: equal ``ensemble_signature`` and learner preset, distinct config hashes,
+    in sweep order, each group split evenly into parts of at most ``max_size`` members and of at most
     ceil(len(jobs) / parallel), so that there are at least ``parallel`` launches when there are
     that many jobs."""
     limit = max(1, min(max_size, math.ceil(len(jobs) / max(1, parallel))))
-    groups: dict[tuple, list] = {}
+    groups: dict[tuple, list[list]] = {}
     for job in jobs:
-        groups.setdefault((ensemble_signature(job.cfg), job.learner), []).append(job)
+        buckets = groups.setdefault((ensemble_signature(job.cfg), job.learner), [])
+        # The same config twice goes to another ensemble: launched on its own, its start-of-job
+        # resume check finds the first one's run, as a job of its own would.
+        bucket = next((b for b in buckets if all(j.config_hash != job.config_hash for j in b)), None)
+        if bucket is None:
+            buckets.append(bucket := [])
+        bucket.append(job)
     parts = []
-    for members in groups.values():
+    for members in (bucket for buckets in groups.values() for bucket in buckets):
         n_parts = math.ceil(len(members) / limit)
         size, larger = divmod(len(members), n_parts)  # the first ``larger`` parts get one member more
         start = 0
