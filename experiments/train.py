@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,10 +31,13 @@ from omegaconf import DictConfig  # noqa: E402
 
 from forgetlab import contract, stopping  # noqa: E402
 from forgetlab.config import ConfigError, check_command_line, register_configs  # noqa: E402
-from forgetlab.experiment import JobSkipped, JobStopped, RunContext, run_experiment, run_name  # noqa: E402
+from forgetlab.experiment import (  # noqa: E402
+    EnsembleReturn, JobSkipped, JobStopped, MemberFailed, RunContext, run_ensemble, run_experiment, run_name,
+)
 from forgetlab.tracking.liveness import process_identity  # noqa: E402
 from forgetlab.tracking.store import StoreError  # noqa: E402
 from hydra_plugins.forgetlab_sweeper import progress  # noqa: E402
+from hydra_plugins.forgetlab_sweeper.ensembles import ENSEMBLE_ENV, read_ensemble  # noqa: E402
 from hydra_plugins.forgetlab_sweeper.forgetlab_sweeper import STOP_FILE, read_sweep  # noqa: E402
 
 register_configs()
@@ -66,6 +70,8 @@ def main(cfg: DictConfig) -> float | JobSkipped | JobStopped | None:
         return final.get(contract.FINAL_ACC) if final else JobSkipped()
 
     console_warnings_only()
+    if os.environ.get(ENSEMBLE_ENV):  # the sweeper grouped jobs into this one (hydra_plugins/…/ensembles.py)
+        return ensemble_job(hc.sweep.dir, os.environ[ENSEMBLE_ENV], sweep, context)
     started, outcome = time.monotonic(), {"name": run_name(cfg)}
     try:
         # The sweeper validated every job: a ConfigError here is the job's failure.
@@ -85,6 +91,45 @@ def main(cfg: DictConfig) -> float | JobSkipped | JobStopped | None:
         return final.get(contract.FINAL_ACC) if final else JobSkipped()
     finally:
         progress.record_job(hc.sweep.dir, hc.job.num, {**outcome, "seconds": time.monotonic() - started})
+
+
+def ensemble_job(sweep_dir: str, ensemble_file: str, sweep, context: RunContext) -> EnsembleReturn | JobStopped:
+    """A sweep job that trains several of the sweep's jobs as one ensemble: each member reports its
+    own outcome, as its own job would have."""
+    members = read_ensemble(sweep_dir, ensemble_file)
+    cfgs = [member.cfg for member in members]
+    contexts = [replace(context, overrides=member.overrides, learner=member.learner) for member in members]
+    started, outcomes = time.monotonic(), [{"name": run_name(cfg)} for cfg in cfgs]
+
+    def all_failed(error: str) -> None:
+        for outcome in outcomes:
+            outcome.update(status=progress.FAILED, error=error[:500])
+
+    try:
+        with stopping.job(Path(sweep_dir) / STOP_FILE):
+            results = run_ensemble(cfgs, contexts)
+    except stopping.Stopped as stopped:
+        all_failed(f"stopped: {stopped}")
+        if sweep is not None and sweep.process != process_identity():
+            return JobStopped(str(stopped))
+        raise
+    except BaseException as error:
+        all_failed(f"{type(error).__name__}: {error}")
+        raise
+    else:
+        returned = []
+        for outcome, result in zip(outcomes, results):
+            if isinstance(result, BaseException):
+                outcome.update(status=progress.FAILED, error=f"{type(result).__name__}: {result}"[:500])
+                returned.append(MemberFailed(outcome["error"]))
+            else:
+                outcome.update(status=progress.COMPLETED if result else progress.SKIPPED, final=result)
+                returned.append(result.get(contract.FINAL_ACC) if result else JobSkipped())
+        return EnsembleReturn(tuple(returned))
+    finally:
+        seconds = time.monotonic() - started
+        for member, outcome in zip(members, outcomes):
+            progress.record_job(sweep_dir, member.num, {**outcome, "seconds": seconds})
 
 
 def console_warnings_only() -> None:

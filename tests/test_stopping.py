@@ -207,16 +207,16 @@ from forgetlab.tracking.mlflow_run import MlflowRun
 
 def main(cfg):
     # Seed 1 dies like a job killed by the OS (out of memory) after its first evaluation point,
-    # every time it runs: its run exists, RUNNING, when the worker goes.
-    if cfg.seed == 1:
-        on_eval = MlflowRun.on_eval
+    # every time it runs: its run exists, RUNNING, when the worker goes. (Seeds 0 and 1 share an
+    # ensemble: the sweeper runs them again one at a time.)
+    on_eval = MlflowRun.on_eval
 
-        def killed_after_first_point(self, point):
-            on_eval(self, point)
-            if point.samples_seen > 0:
-                os.kill(os.getpid(), signal.SIGKILL)
+    def killed_after_first_point(self, point):
+        on_eval(self, point)
+        if self.run_name.endswith("s1") and point.samples_seen > 0:
+            os.kill(os.getpid(), signal.SIGKILL)
 
-        MlflowRun.on_eval = killed_after_first_point
+    MlflowRun.on_eval = killed_after_first_point
     return train.main.__wrapped__(cfg)
 
 

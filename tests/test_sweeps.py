@@ -79,7 +79,9 @@ def test_a_failing_job_ends_failed_and_the_sweep_goes_on(tmp_path):
 
 @pytest.mark.slow
 def test_a_sweep_killed_mid_job_resumes_without_duplicates(tmp_path):
-    args = ["-m", "seed=0,1,2", *SMALL, "trainer.epochs_per_task=2", *store_args(tmp_path, "resume")]
+    # Each job its own launch (its own train.log); tests/test_sweep_ensembles.py resumes ensembles.
+    args = ["-m", "seed=0,1,2", *SMALL, "trainer.epochs_per_task=2", *store_args(tmp_path, "resume"),
+            "hydra.sweeper.ensemble=false"]
     first = subprocess.Popen(
         [sys.executable, str(ROOT / "experiments" / "train.py"), *args, f"hydra.sweep.dir={tmp_path}/first"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,

@@ -183,18 +183,21 @@ def human_seconds(s: float) -> str:
     return f"{s / 3600:.3g} h" if s >= 3600 else f"{s / 60:.3g} min" if s >= 60 else f"{s:.2g} s"
 
 
-def check_cost(cfg: DictConfig, *, available: int | None = None, label: str = "") -> Cost:
+def check_cost(cfg: DictConfig, *, available: int | None = None, label: str = "", members: int = 1) -> Cost:
     """Refuse (ConfigError) a run whose estimated memory exceeds what is available now; warn on
     stderr when its estimated time exceeds ``guard.max_hours``. ``available`` defaults to
-    ``available_memory()``; ``label`` names the run in the warning."""
-    cost = estimate(cfg, data_size(cfg))
+    ``available_memory()``; ``label`` names the run in the warning; ``members``: the config trains as
+    one of that many members of an ensemble, which hold their arrays side by side."""
+    one = estimate(cfg, data_size(cfg))
+    cost = Cost(memory_bytes=one.memory_bytes * members, seconds=one.seconds, largest_term=one.largest_term)
     available = available_memory() if available is None else available
     if available is not None and cost.memory_bytes > available:
         key = size_key(cfg)
         value = cfg.network.hidden_size if key == "network.hidden_size" else list(cfg.network.hidden_sizes)
         raise ConfigError(
             f"The '{key}' parameter must give a network that fits in memory: with algorithm.name="
-            f"{cfg.algorithm.name!r} it needs about {human_bytes(cost.memory_bytes)} (mostly {cost.largest_term}), "
+            f"{cfg.algorithm.name!r}{f' and {members} members' if members > 1 else ''} it needs about "
+            f"{human_bytes(cost.memory_bytes)} (mostly {cost.largest_term}), "
             f"more than the {human_bytes(available)} available. Got {value!r} instead."
         )
     if cost.seconds > cfg.guard.max_hours * 3600:

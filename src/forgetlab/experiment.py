@@ -12,11 +12,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from forgetlab import contract
 from forgetlab.config import validate
-from forgetlab.assembly import build_trainer, total_samples
+from forgetlab.assembly import build_ensemble_trainer, build_trainer, total_samples
 from forgetlab.cost import check_cost
 from forgetlab.server import ui_url
-from forgetlab.tracking.mlflow_run import run_for_config
+from forgetlab.tracking.mlflow_run import failure_reason, run_for_config
 from forgetlab.tracking.resume import job_already_done
+from forgetlab.divergence import TrainingDiverged
 from forgetlab.tracking.store import prepare_store
 from forgetlab.trainer import EvalPoint, Trainer, TrainingResult
 
@@ -163,3 +164,88 @@ def logging_redirect_tqdm():
     from tqdm.contrib.logging import logging_redirect_tqdm as redirect
 
     return redirect()
+
+
+# --- the members of one ensemble, each its own run -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemberFailed:
+    """A member of an ensemble job whose run ended FAILED with ``reason`` while the others went on."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class EnsembleReturn:
+    """What an ensemble job of a sweep returns: per member, in its ensemble's order, the final
+    accuracy (a float), ``JobSkipped`` or ``MemberFailed``."""
+
+    members: tuple
+
+
+def run_ensemble(cfgs: list[DictConfig], contexts: list[RunContext]) -> list[dict[str, float] | TrainingDiverged]:
+    """``run_experiment`` for configs that differ only in ``ensemble.MEMBER_KEYS``, trained as the
+    members of one ensemble (``assembly.build_ensemble_trainer``): each member's numbers, MLflow run
+    (params, tags, metrics, artifacts, resume identity, name) and log lines are those of its config
+    trained alone, ``contexts[m]`` being member m's context.
+
+    Returns per member its final metrics; none (an empty dict) for a member whose config and code a
+    sweep job finds already done (it creates no run); the ``TrainingDiverged`` of a member whose
+    training diverged (its run ends FAILED with the reason, the others train on). Anything else that
+    raises ends every member's run that has not ended FAILED (KILLED on Ctrl-C or SIGTERM) and
+    propagates.
+    """
+    for cfg in cfgs:
+        validate(cfg)
+    check_cost(cfgs[0], members=len(cfgs))
+    if cfgs[0].tracking.enabled:
+        prepare_store(cfgs[0].tracking.uri)  # a store error stops the ensemble before anything is built
+    names = [run_name(cfg) for cfg in cfgs]
+    results: list[dict[str, float] | TrainingDiverged] = [{} for _ in cfgs]
+    todo = []
+    for m, (cfg, context) in enumerate(zip(cfgs, contexts)):
+        reason = None
+        if cfg.tracking.enabled and context.parent_run_id is not None:  # as in run_experiment
+            reason = job_already_done(cfg, names[m])
+        if reason:
+            log.info("[%s] skip: %s", names[m], reason)
+        else:
+            todo.append(m)
+    if not todo:
+        return results
+    trainer = build_ensemble_trainer([cfgs[m] for m in todo])
+    for observers, m in zip(trainer.observers, todo):
+        observers.append(TaskLines(names[m], [s.name for s in trainer.stages]))
+
+    open_runs = []  # (member, its run_for_config context, its MlflowRun), until the run has ended
+    try:
+        if cfgs[todo[0]].tracking.enabled:
+            for observers, m in zip(trainer.observers, todo):
+                opened = run_for_config(cfgs[m], names[m], full_run_name(cfgs[m], contexts[m].overrides), contexts[m])
+                open_runs.append((m, opened, opened.__enter__()))
+                observers.append(open_runs[-1][2])
+        trained_members = dict(zip(todo, trainer.run()))
+        for m in todo:
+            result, mlflow_run = trained_members[m], open_runs[0][2] if open_runs else None
+            if result.error is not None:
+                log.warning("[%s] %s", names[m], failure_reason(result.error))
+                if mlflow_run is not None:
+                    mlflow_run.fail(result.error)
+                results[m] = result.error
+            else:
+                results[m] = (mlflow_run.finish(result, OmegaConf.to_yaml(cfgs[m], resolve=True)) if mlflow_run
+                              else contract.final_metrics(result.accuracy_matrix))
+                log.info("[%s] %s", names[m], format_final(results[m]))
+            if mlflow_run is not None:
+                open_runs.pop(0)[1].__exit__(None, None, None)
+                log.info("[%s] MLflow run %s: %s", names[m], mlflow_run.run_id,
+                         ui_url(cfgs[m].tracking.uri, mlflow_run.experiment_id, mlflow_run.run_id))
+    except BaseException as error:
+        for _, opened, _ in open_runs:  # each ends FAILED, or KILLED on a stop (run_for_config)
+            try:
+                opened.__exit__(type(error), error, error.__traceback__)
+            except Exception:  # the store itself may be the failure: still try to end the others
+                log.exception("could not end a member's run")
+        raise
+    return results

@@ -58,7 +58,7 @@ from mlflow.entities import Metric, Param
 from forgetlab import contract, stopping
 from forgetlab.config import ConfigError, check_targets, explain_composition_error, validate
 from forgetlab.cost import check_cost
-from forgetlab.experiment import JobSkipped, JobStopped
+from forgetlab.experiment import EnsembleReturn, JobSkipped, JobStopped, MemberFailed
 from forgetlab.server import ui_url
 from forgetlab.tracking.code_version import code_version
 from forgetlab.tracking.liveness import process_identity
@@ -68,6 +68,7 @@ from forgetlab.tracking.mlflow_run import (
 )
 from forgetlab.tracking.resume import end_orphaned_runs, nested_runs, newest_finished_run, resume_decision
 from forgetlab.tracking.store import RetryingClient, StoreError, open_store
+from hydra_plugins.forgetlab_sweeper.ensembles import Launch, ensemble_launch, launches, parallel_jobs
 from hydra_plugins.forgetlab_sweeper.progress import SweepProgress
 
 SWEEP_FILE = "forgetlab_sweep.json"
@@ -102,6 +103,7 @@ class Job:
     # Every hash a run of this config may carry (runs recorded before a config layout change carry an older one).
     resume_hashes: tuple[str, ...] = ()
     retrain_reason: str | None = None  # it has a FINISHED run, but of other code
+    learner: str | None = None  # the learner preset it chose (conf/learner/)
 
 
 @dataclass
@@ -130,6 +132,7 @@ def compose_jobs(config_loader, master: DictConfig, job_overrides: Sequence[Sequ
                 raise
             raise ConfigError(f"{explained} (job {' '.join(overrides)})") from error
         check_targets(cfg)
+        learner = OmegaConf.select(cfg, "hydra.runtime.choices.learner")
         with open_dict(cfg):
             del cfg["hydra"]
         try:
@@ -143,7 +146,7 @@ def compose_jobs(config_loader, master: DictConfig, job_overrides: Sequence[Sequ
                     f"The 'tracking.{key}' parameter must be the same for every job of a sweep. "
                     f"Got {cfg.tracking[key]!r} instead of {master.tracking[key]!r} (job {' '.join(overrides)})."
                 )
-        jobs.append(Job(overrides, cfg, config_hash(cfg), resume_hashes=resume_hashes(cfg)))
+        jobs.append(Job(overrides, cfg, config_hash(cfg), resume_hashes=resume_hashes(cfg), learner=learner))
     shared = set.intersection(*(set(job.overrides) for job in jobs)) if len(jobs) > 1 else set()
     for job in jobs:
         job.label = " ".join(o for o in job.overrides if o not in shared) or " ".join(job.overrides) or "(defaults)"
@@ -274,9 +277,11 @@ class ResumableSweeper(Sweeper):
     It reuses the basic sweeper's expansion but does not subclass it: Hydra's plugin scan re-executes
     the basic sweeper's module, so its class object changes after import and ``super()`` breaks."""
 
-    def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None) -> None:
+    def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None,
+                 ensemble: bool = True, max_ensemble_size: int = 8) -> None:
         super().__init__()
         self.max_batch_size, self.params = max_batch_size, dict(params or {})
+        self.ensemble, self.max_ensemble_size = ensemble, max_ensemble_size  # see ensembles.py
         self.hydra_context: HydraContext | None = None
         self.config: DictConfig | None = None
         self.launcher = None
@@ -354,9 +359,11 @@ class ResumableSweeper(Sweeper):
             let_idle_workers_ignore_stop_signals(self.launcher)
             with stopping.jobs_elsewhere(sweep_dir / STOP_FILE), \
                     SweepProgress(sweep_dir, len(jobs), len(jobs) - len(to_run), f"sweep {sweep.sweep_id}") as progress:
-                size = self.max_batch_size or len(to_run) or 1
-                for start in range(0, len(to_run), size):
-                    outcomes += self._launch(to_run[start : start + size], start)
+                units = launches(to_run, sweep_dir, ensemble=self.ensemble, max_size=self.max_ensemble_size,
+                                 parallel=parallel_jobs(self.launcher))
+                size = self.max_batch_size or len(units) or 1
+                for start in range(0, len(units), size):
+                    outcomes += self._launch(units[start : start + size], start)
                 # The jobs' own records miss those that lost their worker: the bar ends on the sweeper's counts.
                 progress.settle(**outcome_counts(jobs, to_run, outcomes))
             status = "FAILED" if any(o.result == "failed" for o in outcomes) else "FINISHED"
@@ -406,40 +413,49 @@ class ResumableSweeper(Sweeper):
             sys.exit(1)
         return outcomes
 
-    def _launch(self, batch: list[Job], first_index: int) -> list[Outcome]:
-        """Launch ``batch`` (job numbers from ``first_index``); a lost worker fails only its job."""
+    def _launch(self, batch: list[Launch], first_index: int) -> list[Outcome]:
+        """Launch ``batch`` (job numbers from ``first_index``); a lost worker fails only its launch's jobs."""
         started_ms = now_ms()
         try:
-            results = self.launcher.launch([job.overrides for job in batch], initial_job_idx=first_index)
+            results = self.launcher.launch([unit.overrides for unit in batch], initial_job_idx=first_index)
         except BrokenExecutor as error:  # a worker process died: killed by the OS, out of memory, ...
             stopping.raise_if_stopped()  # it died of a stop signal (one that came before it could ignore it)
             return self._relaunch_lost(batch, first_index, describe_lost_worker(error), started_ms)
-        return [outcome_of(job, result) for job, result in zip(batch, results)]
+        return [outcome for unit, result in zip(batch, results) for outcome in outcomes_of(unit, result)]
 
-    def _relaunch_lost(self, batch: list[Job], first_index: int, lost: str, started_ms: int) -> list[Outcome]:
+    def _relaunch_lost(self, batch: list[Launch], first_index: int, lost: str, started_ms: int) -> list[Outcome]:
         """After ``batch`` lost a worker: end its orphaned runs KILLED, keep what its jobs recorded
-        before, and run the others again one at a time."""
+        before, and run the others again one job at a time (an ensemble's members too)."""
         client, parent = self.client, self.sweep_run.parent_run_id
         if client is not None and parent is not None:
             end_orphaned_runs(client, self.experiment_id, parent, reason=f"Its worker process was lost ({lost})",
                               stale_after_s=self.config.tracking.stale_after_s)
-        if len(batch) == 1:
-            print(f"[sweep] {batch[0].label} lost its worker process again: {lost}", file=sys.stderr, flush=True)
-            return [Outcome(batch[0], "failed", f"its worker process was lost ({lost})")]
+        if len(batch) == 1 and len(batch[0].jobs) == 1:
+            job = batch[0].jobs[0]
+            print(f"[sweep] {job.label} lost its worker process again: {lost}", file=sys.stderr, flush=True)
+            return [Outcome(job, "failed", f"its worker process was lost ({lost})")]
         print(f"[sweep] a worker process was lost ({lost}); the jobs of its batch that did not end run again "
               "one at a time", file=sys.stderr, flush=True)
         outcomes = []
-        for index, job in enumerate(batch, start=first_index):
-            ended = None
-            if client is not None and parent is not None:
-                runs = nested_runs(client, self.experiment_id, parent, config_hash=job.config_hash, since_ms=started_ms)
-                ended = next((r for r in runs if r.info.status in ("FINISHED", "FAILED")), None)
-            if ended is None:
-                outcomes += self._launch([job], index)
-            elif ended.info.status == "FINISHED":
-                outcomes.append(Outcome(job, "trained"))
-            else:
-                outcomes.append(Outcome(job, "failed", ended.data.tags.get(contract.TAG_ERROR, "FAILED")))
+        index = first_index
+        for unit in batch:
+            for k, job in enumerate(unit.jobs):
+                ended = None
+                if client is not None and parent is not None:
+                    runs = nested_runs(client, self.experiment_id, parent, config_hash=job.config_hash,
+                                       since_ms=started_ms)
+                    ended = next((r for r in runs if r.info.status in ("FINISHED", "FAILED")), None)
+                if ended is None:
+                    alone = Launch([job])
+                    if unit.ensemble_file is not None:  # its progress record keeps its number
+                        alone = ensemble_launch(Path(self.config.hydra.sweep.dir),
+                                                f"{Path(unit.ensemble_file).stem}-{k}.json", [(unit.numbers[k], job)])
+                    outcomes += self._launch([alone], index)
+                    index += 1
+                elif ended.info.status == "FINISHED":
+                    outcomes.append(Outcome(job, "trained"))
+                else:
+                    outcomes.append(Outcome(job, "failed", ended.data.tags.get(contract.TAG_ERROR, "FAILED")))
         return outcomes
 
 
@@ -453,17 +469,25 @@ def outcome_counts(jobs: list[Job], to_run: list[Job], outcomes: list[Outcome]) 
     }
 
 
-def outcome_of(job: Job, result: JobReturn) -> Outcome:
+def outcomes_of(unit: Launch, result: JobReturn) -> list[Outcome]:
+    """The outcome of every job of ``unit`` from its launch's ``result``."""
     where = OmegaConf.select(result.hydra_cfg, "hydra.runtime.output_dir") if result.hydra_cfg else None
     if result.status != JobStatus.COMPLETED:
         error = result._return_value
-        return Outcome(job, "failed", f"{type(error).__name__}: {error}", where)
+        return [Outcome(job, "failed", f"{type(error).__name__}: {error}", where) for job in unit.jobs]
     value = result.return_value
-    if isinstance(value, JobSkipped):
-        return Outcome(job, "skipped")
     if isinstance(value, JobStopped):  # its process was stopped, the sweep was not (e.g. one node's time limit)
-        return Outcome(job, "failed", value.reason, where)
-    return Outcome(job, "trained", job_dir=where)
+        return [Outcome(job, "failed", value.reason, where) for job in unit.jobs]
+    members = value.members if isinstance(value, EnsembleReturn) else (value,) * len(unit.jobs)
+    outcomes = []
+    for job, member in zip(unit.jobs, members):
+        if isinstance(member, JobSkipped):
+            outcomes.append(Outcome(job, "skipped"))
+        elif isinstance(member, MemberFailed):
+            outcomes.append(Outcome(job, "failed", member.reason, where))
+        else:
+            outcomes.append(Outcome(job, "trained", job_dir=where))
+    return outcomes
 
 
 def let_idle_workers_ignore_stop_signals(launcher) -> None:
@@ -485,6 +509,8 @@ class ResumableSweeperConf:
     _target_: str = "hydra_plugins.forgetlab_sweeper.forgetlab_sweeper.ResumableSweeper"
     max_batch_size: Optional[int] = None
     params: Optional[Dict[str, str]] = None
+    ensemble: bool = True  # train jobs that differ only in member keys (seed, lr, ...) as ensembles
+    max_ensemble_size: int = 8
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="forgetlab", node=ResumableSweeperConf, provider="forgetlab")

@@ -1,0 +1,121 @@
+"""Jobs of a sweep that train together as one ensemble (``forgetlab.ensemble``).
+
+Jobs whose configs differ only in ``forgetlab.ensemble.MEMBER_KEYS`` (seed, learning rate, …) and
+that chose the same ``learner`` preset are grouped, in sweep order, into ensembles of at most
+``max_ensemble_size`` members; a sweep also keeps at least as many launches as its launcher runs
+jobs at a time (``parallel_jobs``), so that grouping never leaves a worker idle. Each ensemble is
+one launch of Hydra's launcher: the first member's overrides plus
+``+hydra.job.env_set.FORGETLAB_ENSEMBLE=<file>``, where ``<file>`` (in ``<sweep dir>/forgetlab_ensembles/``)
+holds every member's number, overrides, learner preset and config as the sweeper composed and
+validated it. The job (experiments/train.py) trains them with ``forgetlab.experiment.run_ensemble``:
+each member is its own MLflow run, and reports its own outcome.
+"""
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from forgetlab.ensemble import ensemble_signature
+
+ENSEMBLE_ENV = "FORGETLAB_ENSEMBLE"  # the job's environment variable naming its ensemble file
+ENSEMBLES_DIR = "forgetlab_ensembles"
+
+
+@dataclass
+class Launch:
+    """One job of the launcher: a lone sweep job (``ensemble_file`` None, launched as without
+    grouping) or the members of an ensemble, named by their file."""
+
+    jobs: list  # the sweeper's Jobs, in member order
+    ensemble_file: str | None = None
+    numbers: tuple[int, ...] = ()  # each member's number among the sweep's jobs to run (its progress record)
+
+    @property
+    def overrides(self) -> list[str]:
+        first = list(self.jobs[0].overrides)
+        return first + ([f"+hydra.job.env_set.{ENSEMBLE_ENV}={self.ensemble_file}"] if self.ensemble_file else [])
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of an ensemble job, as its file gives it."""
+
+    num: int  # its number in the sweep's jobs to run: where the progress bar expects its outcome
+    overrides: list[str]
+    learner: str | None
+    cfg: DictConfig
+
+
+def parallel_jobs(launcher: Any) -> int:
+    """How many jobs ``launcher`` runs at a time: joblib's ``n_jobs`` (negative: counted back from
+    the CPU count, as joblib does), 1 for the basic launcher, and for others (a cluster) unknown: 1."""
+    options = getattr(launcher, "joblib", None)
+    n_jobs = options.get("n_jobs") if isinstance(options, dict) else None
+    if not isinstance(n_jobs, int):
+        return 1
+    return n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+
+
+def group_jobs(jobs: list, max_size: int, parallel: int = 1) -> list[list]:
+    """``jobs`` as ensembles: equal ``ensemble_signature`` and learner preset, distinct config hashes,
+    in sweep order, each group split evenly into parts of at most ``max_size`` members and of at most
+    ceil(len(jobs) / parallel), so that there are at least ``parallel`` launches when there are
+    that many jobs."""
+    limit = max(1, min(max_size, math.ceil(len(jobs) / max(1, parallel))))
+    groups: dict[tuple, list[list]] = {}
+    for job in jobs:
+        buckets = groups.setdefault((ensemble_signature(job.cfg), job.learner), [])
+        # The same config twice goes to another ensemble: launched on its own, its start-of-job
+        # resume check finds the first one's run, as a job of its own would.
+        bucket = next((b for b in buckets if all(j.config_hash != job.config_hash for j in b)), None)
+        if bucket is None:
+            buckets.append(bucket := [])
+        bucket.append(job)
+    parts = []
+    for members in (bucket for buckets in groups.values() for bucket in buckets):
+        n_parts = math.ceil(len(members) / limit)
+        size, larger = divmod(len(members), n_parts)  # the first ``larger`` parts get one member more
+        start = 0
+        for k in range(n_parts):
+            stop = start + size + (k < larger)
+            parts.append(members[start:stop])
+            start = stop
+    order = {id(job): i for i, job in enumerate(jobs)}
+    return sorted(parts, key=lambda part: order[id(part[0])])
+
+
+def write_ensemble(sweep_dir: Path, name: str, members: list[tuple[int, Any]]) -> str:
+    """Write the ensemble file ``name`` (``members``: (number, Job) pairs); returns ``name``."""
+    folder = sweep_dir / ENSEMBLES_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = [{"num": num, "overrides": list(job.overrides), "learner": job.learner,
+                "config": OmegaConf.to_container(job.cfg, resolve=True)} for num, job in members]
+    (folder / name).write_text(json.dumps({"members": entries}))
+    return name
+
+
+def read_ensemble(sweep_dir: str | Path, name: str) -> list[Member]:
+    """The members of the ensemble file ``name`` of the sweep in ``sweep_dir``."""
+    written = json.loads((Path(sweep_dir) / ENSEMBLES_DIR / name).read_text())
+    return [Member(e["num"], e["overrides"], e["learner"], OmegaConf.create(e["config"])) for e in written["members"]]
+
+
+def launches(jobs: list, sweep_dir: Path, *, ensemble: bool, max_size: int, parallel: int) -> list[Launch]:
+    """What to launch for ``jobs`` (the sweep's jobs to run, numbered by their position): one launch
+    per job when ``ensemble`` is off, else one per ensemble, each with its file."""
+    if not ensemble:
+        return [Launch([job]) for job in jobs]
+    number = {id(job): i for i, job in enumerate(jobs)}
+    return [ensemble_launch(sweep_dir, f"{k}.json", [(number[id(job)], job) for job in group])
+            for k, group in enumerate(group_jobs(jobs, max_size, parallel))]
+
+
+def ensemble_launch(sweep_dir: Path, name: str, members: list[tuple[int, Any]]) -> Launch:
+    """The launch of the ensemble of ``members`` ((number, Job) pairs), its file written as ``name``."""
+    return Launch([job for _, job in members], write_ensemble(sweep_dir, name, members),
+                  tuple(num for num, _ in members))
