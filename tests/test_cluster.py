@@ -71,6 +71,7 @@ def test_submitit_local_sweep_is_a_parent_with_jobs_in_their_own_processes(tmp_p
     proc = run_train(
         "-m", "seed=0,1", *FAST, f"tracking.uri={sqlite_uri}", "tracking.experiment=cluster",
         "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5", f"hydra.sweep.dir={sweep_dir}",
+        "hydra.sweeper.ensemble=false",  # one process per job (ensembled, the two seeds share one)
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = MlflowClient(sqlite_uri)
