@@ -17,8 +17,8 @@ scenario, 5 tasks x 5 epochs) trained as one ensemble of S members (seeds 0..S-1
 evaluation schedule (every 100 samples: every member scored on 450 test and 100 probe samples, on
 the device), untracked. Per-member updates/s = S x weight updates / wall seconds of ``Trainer.run``.
 
-Configs are composed with ``hydra/sweeper=basic``: forgetlab's sweeper plugin imports MLflow, which a
-GPU machine need not have. Nothing is tracked.
+Nothing is tracked, and MLflow need not be installed (the sweeper's config node composes without it:
+``hydra_plugins/forgetlab_sweeper/config.py``).
 """
 
 from __future__ import annotations
@@ -83,8 +83,32 @@ def rtrl_step(xp, H: int, repeats: int) -> dict:
             "step_tflops": flops / (seconds / T) / 1e12, "updates": learner.updates}
 
 
+# FLOPs of one member-update of the default MLP (64-64-10, one sample): forward 2 (64*64 + 64*10),
+# the hidden delta 2*64*10, the outer products 64*64 + 64*10, the SGD step 2 (64*64 + 64 + 64*10 + 10).
+MLP_FLOPS_PER_UPDATE = 2 * (64 * 64 + 64 * 10) + 2 * 64 * 10 + (64 * 64 + 64 * 10) + 2 * (64 * 64 + 64 + 64 * 10 + 10)
+
+
+def member_matmul_roof(xp, S: int, repeats: int = 20) -> dict:
+    """The batched product the ensemble's step is made of, timed alone: (S, 1, 64) @ (S, 64, 64),
+    one sample through one 64 x 64 layer per member, in float64."""
+    rng = np.random.default_rng(0)
+    a, W = xp.asarray(rng.standard_normal((S, 1, 64))), xp.asarray(rng.standard_normal((S, 64, 64)))
+    xp.matmul(a, W)
+    seconds = timed(xp, lambda: [xp.matmul(a, W) for _ in range(10)], repeats) / 10
+    gflops = 2.0 * 64 * 64 * S / seconds / 1e9
+    return {"matmul_us": 1e6 * seconds, "matmul_gflops": gflops,
+            "roof_member_updates_per_s": gflops * 1e9 / MLP_FLOPS_PER_UPDATE}
+
+
+def warm_up(backend: str, dtype: str) -> None:
+    """A short ensemble run first, so that CuPy compiles its kernels outside the timed runs."""
+    cfg = compose(["tracking.enabled=false", f"backend={backend}", f"backend.dtype={dtype}",
+                   "task_sequence.n_tasks=2", "trainer.epochs_per_task=1"])
+    assemble(cfg, [replace(Member.of(cfg), seed=s) for s in range(2)]).run()
+
+
 def ensemble_rate(backend: str, S: int, dtype: str = "float64") -> dict:
-    base = ["hydra/sweeper=basic", "tracking.enabled=false", f"backend={backend}", f"backend.dtype={dtype}"]
+    base = ["tracking.enabled=false", f"backend={backend}", f"backend.dtype={dtype}"]
     cfg = compose(base)
     members = [replace(Member.of(cfg), seed=s) for s in range(S)]  # one config per member costs ms each
     start = time.perf_counter()
@@ -137,12 +161,19 @@ def main() -> None:
     report["ensemble"] = []
     runs = [("numpy", S, "float64") for S in args.cpu_ensemble_sizes]
     if "gpu" in backends:
-        runs += [("cupy", S, "float64") for S in args.ensemble_sizes] + [("cupy", 1024, "float32")]
+        runs += [("cupy", S, "float64") for S in args.ensemble_sizes] + [("cupy", S, "float32") for S in (1024, 4096)]
+    warmed = set()
     for backend, S, dtype in runs:
+        if (backend, dtype) not in warmed:
+            warm_up(backend, dtype)
+            warmed.add((backend, dtype))
         row = ensemble_rate(backend, S, dtype)
+        if dtype == "float64":
+            row.update(member_matmul_roof(backends["gpu" if backend == "cupy" else "cpu"], S))
         report["ensemble"].append(row)
+        roof = f", matmul roof {row['roof_member_updates_per_s']:,.0f}" if "roof_member_updates_per_s" in row else ""
         print(f"ensemble {backend} {dtype} S={S}: {row['member_updates_per_s']:,.0f} member-updates/s "
-              f"({row['seconds']:.1f} s)", file=sys.stderr, flush=True)
+              f"({row['seconds']:.1f} s){roof}", file=sys.stderr, flush=True)
     print(json.dumps(report, indent=2) if args.json else report)
 
 

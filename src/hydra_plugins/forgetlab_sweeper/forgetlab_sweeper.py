@@ -42,10 +42,9 @@ import sys
 from concurrent.futures import BrokenExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Sequence
 
 from hydra._internal.core_plugins import basic_sweeper
-from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
@@ -68,6 +67,7 @@ from forgetlab.tracking.mlflow_run import (
 )
 from forgetlab.tracking.resume import end_orphaned_runs, nested_runs, newest_finished_run, resume_decision
 from forgetlab.tracking.store import RetryingClient, StoreError, open_store
+from hydra_plugins.forgetlab_sweeper.config import ResumableSweeperConf  # noqa: F401  (the node of this sweeper)
 from hydra_plugins.forgetlab_sweeper.ensembles import Launch, ensemble_launch, launches, parallel_jobs
 from hydra_plugins.forgetlab_sweeper.progress import SweepProgress
 
@@ -502,15 +502,3 @@ def quiet_launcher_log(launcher) -> None:
     """The launcher's own "#3 : seed=1 ..." line per job would scroll through the progress bar; the
     same list is in the parent's ``sweep_jobs.json`` and every job's ``.hydra/overrides.yaml``."""
     logging.getLogger(type(launcher).__module__.rpartition(".")[0]).setLevel(logging.WARNING)
-
-
-@dataclass
-class ResumableSweeperConf:
-    _target_: str = "hydra_plugins.forgetlab_sweeper.forgetlab_sweeper.ResumableSweeper"
-    max_batch_size: Optional[int] = None
-    params: Optional[Dict[str, str]] = None
-    ensemble: bool = True  # train jobs that differ only in member keys (seed, lr, ...) as ensembles
-    max_ensemble_size: int = 8
-
-
-ConfigStore.instance().store(group="hydra/sweeper", name="forgetlab", node=ResumableSweeperConf, provider="forgetlab")
