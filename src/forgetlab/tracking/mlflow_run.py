@@ -201,7 +201,8 @@ class MlflowRun:
             self.client.log_artifacts(self.run_id, str(root))
         # The tag that makes the UI show the table, as MlflowClient.log_table sets it on a new run:
         # sent with the last metrics instead of log_table's own upload, get_run and set_tag.
-        self.flush(tags=[RunTag(MLFLOW_LOGGED_ARTIFACTS, json.dumps([{"path": contract.ARTIFACT_ACCURACY_TABLE, "type": "table"}]))])
+        table_tag = json.dumps([{"path": contract.ARTIFACT_ACCURACY_TABLE, "type": "table"}])
+        self.flush(tags=[RunTag(MLFLOW_LOGGED_ARTIFACTS, table_tag)])
         self.heartbeat.stop()
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
         return final

@@ -105,7 +105,8 @@ def accuracy_matrix_figure(result: TrainingResult, title: str, path: Path) -> Pa
         for j in range(cols):
             ax.text(j, i, f"{R[i, j]:.2f}", ha="center", va="center", fontsize=8,
                     color="black" if R[i, j] > 0.6 else "white")
-    ax.set_xticks(range(cols), result.task_names, fontsize=8, rotation=30 if rotated else 0, ha="right" if rotated else "center")
+    ax.set_xticks(range(cols), result.task_names, fontsize=8,
+                  rotation=30 if rotated else 0, ha="right" if rotated else "center")
     ax.set_yticks(range(rows), row_labels, fontsize=8)
     ax.set_title(title, fontsize=9, y=1.0)
     ax.set_xlabel("test accuracy on", fontsize=8)
