@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunStatus
 from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
 from omegaconf import DictConfig, OmegaConf
 
@@ -176,13 +176,9 @@ class MlflowRun:
         if time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
             self.flush()
 
-    def flush(self, tags: list[RunTag] = ()) -> None:
-        """Send the buffered metrics, and ``tags`` with the last batch."""
-        batches = [self._buffer[i : i + MAX_BATCH] for i in range(0, len(self._buffer), MAX_BATCH)] or [[]]
-        for i, batch in enumerate(batches):
-            last = i == len(batches) - 1
-            if batch or (last and tags):
-                self.client.log_batch(self.run_id, metrics=batch, tags=list(tags) if last else [])
+    def flush(self) -> None:
+        for i in range(0, len(self._buffer), MAX_BATCH):
+            self.client.log_batch(self.run_id, metrics=self._buffer[i : i + MAX_BATCH])
         self._buffer = []
         self._flushed_at = time.monotonic()
 
@@ -192,6 +188,7 @@ class MlflowRun:
         final = contract.final_metrics(result.accuracy_matrix)
         step = result.points[-1].samples_seen
         self._buffer += [Metric(k, v, now_ms(), step) for k, v in final.items()]
+        self.flush()  # the metrics first: a run killed while its artifacts are written keeps them
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             (root / contract.ARTIFACT_CONFIG).write_text(resolved_config_yaml)
@@ -199,10 +196,10 @@ class MlflowRun:
             write_figures(result, self.run_name, root)
             write_table(accuracy_table(result), root / contract.ARTIFACT_ACCURACY_TABLE)
             self.client.log_artifacts(self.run_id, str(root))
-        # The tag that makes the UI show the table, as MlflowClient.log_table sets it on a new run:
-        # sent with the last metrics instead of log_table's own upload, get_run and set_tag.
+        # The tag that makes the UI show the table, as MlflowClient.log_table sets it on a new run,
+        # once the table is stored: log_table would upload it on its own and read the whole run back.
         table_tag = json.dumps([{"path": contract.ARTIFACT_ACCURACY_TABLE, "type": "table"}])
-        self.flush(tags=[RunTag(MLFLOW_LOGGED_ARTIFACTS, table_tag)])
+        self.client.set_tag(self.run_id, MLFLOW_LOGGED_ARTIFACTS, table_tag)
         self.heartbeat.stop()
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
         return final
