@@ -94,7 +94,7 @@ ARTIFACT_CODE_DIFF = "code/uncommitted.diff"  # the uncommitted changes of TAG_C
 FIGURES_DIR = "figures"
 ARTIFACT_TASK_ACCURACY_FIGURE = f"{FIGURES_DIR}/task_accuracy.png"
 ARTIFACT_ACCURACY_MATRIX_FIGURE = f"{FIGURES_DIR}/accuracy_matrix.png"
-ARTIFACT_ACCURACY_TABLE = "accuracy_matrix.json"  # logged with MlflowClient.log_table: a table in the UI
+ARTIFACT_ACCURACY_TABLE = "accuracy_matrix.json"  # in MlflowClient.log_table's layout: a table in the UI
 ARTIFACT_SWEEP_JOBS = "sweep_jobs.json"  # parent runs: every job of the sweep, trained or skipped
 ARTIFACT_SWEEP_REPORT = "report"  # parent runs: the figures of the latest report of the sweep
 

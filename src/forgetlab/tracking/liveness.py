@@ -75,18 +75,25 @@ def is_stale(run: Run, stale_after_s: float, now: float | None = None) -> bool:
     return now - last > stale_after_s
 
 
-class Heartbeat:
-    """Sets the heartbeat tag of ``run_id`` now and every ``interval_s`` until ``stop``."""
+def beat_value() -> str:
+    """The heartbeat tag's value now: unix seconds."""
+    return f"{time.time():.0f}"
 
-    def __init__(self, client, run_id: str, interval_s: float) -> None:
+
+class Heartbeat:
+    """Sets the heartbeat tag of ``run_id`` now (unless the run was created with it: ``beat_now``
+    false saves a store call) and every ``interval_s`` until ``stop``."""
+
+    def __init__(self, client, run_id: str, interval_s: float, *, beat_now: bool = True) -> None:
         self.client, self.run_id, self.interval_s = client, run_id, interval_s
         self._stop = threading.Event()
-        self.beat()
+        if beat_now:
+            self.beat()
         self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{run_id[:8]}", daemon=True)
         self._thread.start()
 
     def beat(self) -> None:
-        self.client.set_tag(self.run_id, TAG_HEARTBEAT, f"{time.time():.0f}")
+        self.client.set_tag(self.run_id, TAG_HEARTBEAT, beat_value())
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):

@@ -23,12 +23,13 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 from mlflow.entities import Metric, Param, RunStatus
+from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
 from omegaconf import DictConfig, OmegaConf
 
 from forgetlab import contract
 from forgetlab.tracking import run_figures
 from forgetlab.tracking.code_version import CodeVersion, code_version
-from forgetlab.tracking.liveness import Heartbeat, process_identity
+from forgetlab.tracking.liveness import Heartbeat, beat_value, process_identity
 from forgetlab.tracking.store import RetryingClient, open_store
 from forgetlab.trainer import EvalPoint, TrainingResult
 
@@ -146,12 +147,14 @@ class MlflowRun:
         heartbeat_s: float,
     ) -> None:
         self.client, self.experiment_id, self.run_name = client, experiment_id, run_name
-        run = client.create_run(experiment_id, run_name=run_name, tags={**tags, contract.TAG_PROCESS: process_identity()})
+        # The first heartbeat is a tag of the new run, not a call of its own.
+        tags = {**tags, contract.TAG_PROCESS: process_identity(), contract.TAG_HEARTBEAT: beat_value()}
+        run = client.create_run(experiment_id, run_name=run_name, tags=tags)
         self.run_id = run.info.run_id
         items = [Param(k, v) for k, v in params.items()]
         for i in range(0, len(items), 100):
             client.log_batch(self.run_id, params=items[i : i + 100])
-        self.heartbeat = Heartbeat(client, self.run_id, heartbeat_s)
+        self.heartbeat = Heartbeat(client, self.run_id, heartbeat_s, beat_now=False)
         self._buffer: list[Metric] = []
         self._flushed_at = time.monotonic()
 
@@ -185,14 +188,18 @@ class MlflowRun:
         final = contract.final_metrics(result.accuracy_matrix)
         step = result.points[-1].samples_seen
         self._buffer += [Metric(k, v, now_ms(), step) for k, v in final.items()]
-        self.flush()
+        self.flush()  # the metrics first: a run killed while its artifacts are written keeps them
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             (root / contract.ARTIFACT_CONFIG).write_text(resolved_config_yaml)
             write_eval_artifacts(result, root)
             write_figures(result, self.run_name, root)
+            write_table(accuracy_table(result), root / contract.ARTIFACT_ACCURACY_TABLE)
             self.client.log_artifacts(self.run_id, str(root))
-        self.client.log_table(self.run_id, accuracy_table(result), contract.ARTIFACT_ACCURACY_TABLE)
+        # The tag that makes the UI show the table, as MlflowClient.log_table sets it on a new run,
+        # once the table is stored: log_table would upload it on its own and read the whole run back.
+        table_tag = json.dumps([{"path": contract.ARTIFACT_ACCURACY_TABLE, "type": "table"}])
+        self.client.set_tag(self.run_id, MLFLOW_LOGGED_ARTIFACTS, table_tag)
         self.heartbeat.stop()
         self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
         return final
@@ -260,6 +267,11 @@ def accuracy_table(result: TrainingResult) -> pd.DataFrame:
     table = pd.DataFrame(result.accuracy_matrix.round(4), columns=result.task_names)  # exact values: eval/*.csv
     table.insert(0, "after", run_figures.stage_labels(result))
     return table
+
+
+def write_table(table: pd.DataFrame, path: Path) -> None:
+    """``table`` in the JSON layout of ``MlflowClient.log_table``, which the UI reads."""
+    table.to_json(path, orient="split", index=False, date_format="iso")
 
 
 def write_eval_artifacts(result: TrainingResult, root: Path) -> None:
