@@ -8,7 +8,8 @@ config, the newest); refuses (exit code 2) when any of them scored test data: ev
 have ``eval.split=val``. Runs are grouped by the params that vary across them except ``algorithm.lr``
 and ``seed`` (always including the task sequence, scenario, network and algorithm); in each group the
 rate with the highest mean logged ``final/acc`` over seeds, on the validation sets, is chosen (a tie
-goes to the smaller rate). Writes the table that ``${forgetlab.selected:...}`` reads
+goes to the smaller rate); a rate with fewer FINISHED seeds than the others of its group (one diverged)
+is not eligible. Writes the table that ``${forgetlab.selected:...}`` reads
 (``forgetlab/config/selection.py``): a column per grouping key, then ``lr``, ``selected_by`` (the
 selection sweep id, which every study run records as ``algorithm.lr_selected_by``), the score, its
 seeds and the runner-up. Default table: ``conf/learner/<experiment without _lr>/lr.csv``.
@@ -89,6 +90,11 @@ def select(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for values, group in frame.groupby(keys, sort=True):
         scores = group.groupby("lr_value")[score_column].agg(["mean", "count"]).reset_index()
+        # A rate that lost seeds (a run that diverged ends FAILED and is not here) is out: the mean of
+        # its survivors would flatter it.
+        complete = scores["count"] == scores["count"].max()
+        incomplete = " ".join(f"{lr:g}" for lr in sorted(scores.loc[~complete, "lr_value"]))
+        scores = scores[complete]
         # Highest mean first; among equal means the smaller rate.
         scores = scores.sort_values(["mean", "lr_value"], ascending=[False, True]).reset_index(drop=True)
         best = scores.iloc[0]
@@ -102,7 +108,8 @@ def select(runs: pd.DataFrame) -> pd.DataFrame:
             "criterion": f"mean validation {CRITERION}",
             "runner_up_lr": scores["lr_value"].iloc[1] if len(scores) > 1 else np.nan,
             "runner_up_score": float(scores["mean"].iloc[1]) if len(scores) > 1 else np.nan,
-            "lrs_tried": " ".join(f"{lr:g}" for lr in sorted(scores["lr_value"])),
+            "lrs_tried": " ".join(f"{lr:g}" for lr in sorted(group["lr_value"].unique())),
+            "lrs_missing_seeds": incomplete,
         })
         rows.append(row)
     return pd.DataFrame(rows)

@@ -44,6 +44,17 @@ def test_selection_takes_the_best_mean_validation_accuracy_and_the_smaller_rate_
     assert table.loc[table["algorithm.name"] == "rtrl", "algorithm.h"].item() == ""
 
 
+def test_a_rate_that_lost_a_seed_to_divergence_is_not_chosen_on_its_survivors():
+    runs = selection_frame()
+    runs.loc[(runs["params.algorithm.name"] == "rtrl") & (runs["params.algorithm.lr"] == "0.3"), "metrics.final/acc"] = 0.95
+    diverged = (runs["params.algorithm.name"] == "rtrl") & (runs["params.algorithm.lr"] == "0.3") & (runs["params.seed"] == "1002")
+    table = select_lr.select(select_lr.selection_runs(runs[~diverged]))  # its FAILED run is not among them
+    rtrl = table[table["algorithm.name"] == "rtrl"].iloc[0]
+    assert rtrl["lr"] == "0.1" and rtrl["lrs_missing_seeds"] == "0.3" and rtrl["lrs_tried"] == "0.1 0.3"
+    bptt = table[table["algorithm.name"] == "bptt_truncated"].iloc[0]
+    assert bptt["lrs_missing_seeds"] == ""
+
+
 def test_selection_refuses_runs_that_scored_test_data():
     with pytest.raises(select_lr.SelectionError, match="scored test data"):
         select_lr.selection_runs(selection_frame(split="test"))
