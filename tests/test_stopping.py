@@ -51,6 +51,37 @@ def test_sigterm_in_a_job_raises_stopped_once_with_its_reason(fresh_stop_state):
     time.sleep(0.05)
 
 
+def test_a_stop_that_lands_in_a_finalizer_is_delivered_again_without_a_traceback(tmp_path):
+    # SQLAlchemy's weakref callbacks run at any time; a SIGTERM handled inside one raised Stopped
+    # where Python drops it with "Exception ignored in ... Traceback", and the job went on.
+    script = textwrap.dedent("""
+        import os, signal, time
+        from forgetlab import stopping
+
+        class SignalsInItsFinalizer:
+            def __del__(self):
+                os.kill(os.getpid(), signal.SIGTERM)
+                for _ in range(1000):  # the handler runs here, inside the finalizer
+                    pass
+
+        try:
+            with stopping.job():
+                obj = SignalsInItsFinalizer()
+                del obj
+                print("after the finalizer", flush=True)
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    sum(range(100))
+                print("NOT STOPPED", flush=True)
+        except stopping.Stopped as stop:
+            print("stopped:", stop, flush=True)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert proc.stdout.splitlines() == ["after the finalizer", "stopped: Terminated by SIGTERM"], proc
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+
+
 def test_a_job_that_starts_after_its_sweep_was_stopped_does_nothing(fresh_stop_state, tmp_path):
     stop_file = tmp_path / "forgetlab_stop"
     stop_file.write_text("Terminated by SIGTERM")

@@ -16,6 +16,11 @@ Three kinds of process see the signal, and each does what lets the others finish
   initializer). Were it to die, loky would take the pool for broken and SIGKILL the workers
   that are still ending their runs.
 
+A signal that lands while Python runs a finalizer (a ``__del__``, a weakref callback such as
+SQLAlchemy's) raises ``Stopped`` there, where Python prints "Exception ignored in" and drops it.
+``sys.unraisablehook`` catches that drop, prints nothing and delivers the stop again, so it is
+never lost and a stop never shows a traceback.
+
 Child processes are found in /proc (Linux); elsewhere nothing is forwarded.
 """
 
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -85,11 +91,36 @@ def _handle(signum: int, frame) -> None:
                   f"(at most {GRACE_S:.0f} s; send it again to stop at once)\n")
 
 
+def _redeliver_dropped_stop(unraisable) -> None:
+    """``sys.unraisablehook``: a ``Stopped`` raised inside a finalizer was dropped by Python; send
+    its signal again (from another thread, as this hook runs inside the finalizer's caller) so that
+    the handler raises it where it can propagate."""
+    stop = unraisable.exc_value
+    if not isinstance(stop, Stopped) or stop is not _state.stop:
+        _previous_unraisablehook(unraisable)
+        return
+    _state.raised = False
+    state = _state
+
+    def send_again() -> None:
+        if state is _state and not state.raised:  # not raised meanwhile (raise_if_stopped), not reset
+            os.kill(os.getpid(), stop.signum)
+
+    threading.Timer(0.01, send_again).start()
+
+
+_previous_unraisablehook = sys.unraisablehook
+
+
 def handle_stop_signals() -> None:
     """Route SIGINT and SIGTERM of this process to forgetlab's handler (the main thread only can)."""
+    global _previous_unraisablehook
     if threading.current_thread() is threading.main_thread():
         for signum in STOP_SIGNALS:
             signal.signal(signum, _handle)
+    if sys.unraisablehook is not _redeliver_dropped_stop:
+        _previous_unraisablehook = sys.unraisablehook
+        sys.unraisablehook = _redeliver_dropped_stop
 
 
 def ignore_stop_signals() -> None:
