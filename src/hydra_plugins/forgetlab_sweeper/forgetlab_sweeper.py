@@ -34,6 +34,7 @@ with the reason.
 
 # No `from __future__ import annotations`: Hydra's plugin scan runs this module before it is in
 # sys.modules, where dataclasses cannot resolve string annotations.
+import copy
 import hashlib
 import json
 import logging
@@ -44,6 +45,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.core_plugins import basic_sweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
@@ -117,13 +119,50 @@ class Outcome:
 # --- before launch ------------------------------------------------------------------------------
 
 
+class SweepComposer:
+    """Composes job configs as the launcher will (``load_sweep_config``), once per distinct choice of
+    config groups. Hydra builds a config in two steps: it merges the configs of the defaults list,
+    which only the config-group overrides (``learner=…``, ``hydra/launcher=…``) and ``+``/``~``
+    overrides change, then applies the value overrides (``seed=3``) to the result in order. Jobs that
+    differ only in values share the first step, which is ~90 % of the cost (0.2 s a job: a study of
+    2,400 jobs took 8 minutes to compose before it trained anything); the second is Hydra's own
+    ``_apply_overrides_to_config``. ``tests/test_sweeps.py`` checks the result equals Hydra's own
+    composition, job by job."""
+
+    def __init__(self, config_loader, master: DictConfig) -> None:
+        self.config_loader, self.master = config_loader, master
+        self.parser = OverridesParser.create(config_loader=config_loader)
+        self.templates: dict[tuple[str, ...], DictConfig] = {}
+
+    def _shapes_defaults(self, override) -> bool:
+        """Whether Hydra reads this override while building the defaults list (so it keys the template)."""
+        if override.is_hydra_override() or override.package is not None or override.is_add() \
+                or override.is_force_add() or override.is_delete():
+            return True
+        repository = getattr(self.config_loader, "repository", None)
+        return repository is None or repository.group_exists(override.key_or_group)
+
+    def compose(self, overrides: list[str]) -> DictConfig:
+        parsed = self.parser.parse_overrides(overrides)
+        structural = tuple(o.input_line for o in parsed if self._shapes_defaults(o))
+        if len(structural) == len(parsed):
+            return self.config_loader.load_sweep_config(self.master, overrides)
+        template = self.templates.get(structural)
+        if template is None:
+            template = self.templates[structural] = self.config_loader.load_sweep_config(self.master, list(structural))
+        cfg = copy.deepcopy(template)
+        ConfigLoaderImpl._apply_overrides_to_config([o for o in parsed if not self._shapes_defaults(o)], cfg)
+        return cfg
+
+
 def compose_jobs(config_loader, master: DictConfig, job_overrides: Sequence[Sequence[str]]) -> list[Job]:
     """Every job's config, composed as the launcher will and validated. Raises ConfigError."""
     jobs = []
+    composer = SweepComposer(config_loader, master)
     for overrides in job_overrides:
         overrides = list(overrides)
         try:
-            cfg = config_loader.load_sweep_config(master, overrides)
+            cfg = composer.compose(overrides)
         except Exception as error:
             explained = explain_composition_error(
                 error, overrides, lambda kept: config_loader.load_sweep_config(master, kept)
