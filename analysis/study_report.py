@@ -165,6 +165,7 @@ def run_table(runs: pd.DataFrame, artifacts) -> pd.DataFrame:
             "sweep_id": run.get(SWEEP_ID),
             "git_commit": run.get(GIT_COMMIT),
             "seconds": (pd.Timestamp(run["end_time"]) - pd.Timestamp(run["start_time"])).total_seconds(),
+            "n_tasks": R.shape[1],
         }
         for name, (_, outcome) in OUTCOMES.items():
             row[name] = outcome(R) if not joint or name == "acc" else np.nan
@@ -383,6 +384,62 @@ def design_markdown(table: pd.DataFrame) -> str:
     return markdown_table(pd.DataFrame(rows))
 
 
+# Split MNIST fine-tuning and joint training, final ACC over the 5 tasks: van de Ven, Tuytelaars &
+# Tolias (2022), "Three types of incremental learning", Nature Machine Intelligence 4, 1185-1197
+# (approximate; full MNIST, a 2x400 ReLU MLP, Adam, mini-batches; see forgetlab.data.mnist).
+LITERATURE_SPLIT_MNIST = {"task": (0.85, 0.98), "domain": (0.57, 0.98), "class": (0.199, 0.98)}
+LITERATURE_SEQUENCE = "split_mnist"
+
+
+def literature_markdown(conditions: pd.DataFrame, table: pd.DataFrame) -> str:
+    """Every learner's Split MNIST fine-tuning ACC per scenario beside the published values, and
+    whether it shows their ordering class < domain < task, with class-IL against 1/T."""
+    rows = conditions[conditions["task_sequence"] == LITERATURE_SEQUENCE]
+    if rows.empty:
+        return f"No sequential runs on `{LITERATURE_SEQUENCE}`."
+    n_tasks = table.loc[table["task_sequence"] == LITERATURE_SEQUENCE, "n_tasks"].max()
+    scenarios = list(LITERATURE_SPLIT_MNIST)
+    shown = []
+    for learner in ordered_learners(rows["learner"].unique()):
+        mine = rows[rows["learner"] == learner].set_index("scenario")
+        acc = {s: mine.at[s, "acc_mean"] if s in mine.index else np.nan for s in scenarios}
+        joint = {s: mine.at[s, "joint_acc_mean"] if s in mine.index else np.nan for s in scenarios}
+        ordered = (acc["class"] < acc["domain"] < acc["task"]) if all(np.isfinite(list(acc.values()))) else None
+        shown.append({"learner": learner, **{f"{s}-IL": f"{fmt(acc[s])} (joint {fmt(joint[s])})" for s in scenarios},
+                      "class < domain < task": {True: "yes", False: "**no**", None: "–"}[ordered],
+                      f"class-IL − 1/T (T = {n_tasks})": fmt(acc["class"] - 1 / n_tasks)})
+    shown.append({"learner": "literature (fine-tuning, joint)",
+                  **{f"{s}-IL": f"≈ {fmt(f)} (joint ≈ {fmt(j)})" for s, (f, j) in LITERATURE_SPLIT_MNIST.items()},
+                  "class < domain < task": "yes", f"class-IL − 1/T (T = {n_tasks})": fmt(0.199 - 1 / n_tasks)})
+    return markdown_table(pd.DataFrame(shown))
+
+
+def sweep_times(client, experiment: str, sweep_ids: list[str]) -> pd.DataFrame:
+    """Wall time of each study sweep from its parent runs (a resumed sweep has one per launch)."""
+    exp = client.get_experiment_by_name(experiment)
+    rows = []
+    for sweep_id in sweep_ids:
+        for run in client.search_runs([exp.experiment_id], max_results=100, filter_string=" and ".join([
+                contract.tag_equals(contract.TAG_KIND, contract.KIND_SWEEP), contract.tag_equals(contract.TAG_SWEEP_ID, sweep_id)])):
+            if run.info.end_time:
+                rows.append({"sweep": sweep_id, "status": run.info.status,
+                             "minutes": (run.info.end_time - run.info.start_time) / 60_000,
+                             "jobs": run.data.metrics.get(contract.METRIC_SWEEP_JOBS),
+                             "skipped": run.data.metrics.get(contract.METRIC_SWEEP_SKIPPED),
+                             "failed": run.data.metrics.get(contract.METRIC_SWEEP_FAILED)})
+    return pd.DataFrame(rows)
+
+
+def sweep_times_markdown(times: pd.DataFrame) -> str:
+    if times.empty:
+        return "The sweeps' parent runs record no end time."
+    count = lambda v: "–" if pd.isna(v) else f"{v:.0f}"  # noqa: E731
+    shown = times.assign(minutes=times["minutes"].map(lambda m: f"{m:.1f}"),
+                         **{k: times[k].map(count) for k in ("jobs", "skipped", "failed")})
+    return (markdown_table(shown) + "\n\n" + f"In all {times['minutes'].sum():.1f} minutes of wall time "
+            "(from each sweep's parent run: composing and checking every job, training, tracking).")
+
+
 REPRODUCE = """\
 python experiments/train.py -m experiment={selection}  # selection sweeps: validation sets only
 python experiments/train.py -m experiment={experiment}_samples_lr
@@ -444,7 +501,7 @@ def summary_sentences(study: Study, frame: pd.DataFrame) -> list[str]:
 
 
 def write_markdown(study: Study, experiment: str, frame: pd.DataFrame, conditions: pd.DataFrame, runs_used: pd.DataFrame,
-                   table: pd.DataFrame, doc: bool) -> str:
+                   table: pd.DataFrame, doc: bool, times: pd.DataFrame | None = None) -> str:
     n_seeds = int(conditions["n"].max()) if len(conditions) else 0
     title = f"# Credit assignment and forgetting (`experiment={experiment}`)" if doc else f"# Study verdict: `{experiment}`"
     lines = [title, "", "<!-- generated by analysis/study_report.py from the MLflow runs; do not edit by hand -->", ""]
@@ -471,7 +528,14 @@ def write_markdown(study: Study, experiment: str, frame: pd.DataFrame, condition
               "plain and perturbed; seeds counted on plain sequential runs); run time from MLflow's start and end:", "",
               design_markdown(table), "",
               f"In all: {len(table)} runs, {table['seconds'].sum() / 60:.1f} minutes of run time "
-              "(summed over runs; jobs ran in parallel).", ""]
+              "(summed over runs; jobs ran in parallel, members of an ensemble share their time).", ""]
+    if times is not None:
+        lines += ["What the study's sweeps took on the machine that ran them:", "", sweep_times_markdown(times), ""]
+    lines += ["## Split MNIST beside the published fine-tuning results", "",
+              "Final ACC of sequential training (mean over the unperturbed seeds) and of joint training, per "
+              "scenario, beside van de Ven, Tuytelaars & Tolias (2022), *Three types of incremental learning* "
+              "(approximate; full MNIST with a 2×400 ReLU MLP and Adam, so only the ordering and the scale compare):", "",
+              literature_markdown(conditions, table), ""]
     lines += ["## Forgetting with learning accuracy and the joint ceiling", "",
               "Mean ± sd over the unperturbed seeds of sequential training; joint ACC: all tasks shuffled together "
               "(the ceiling); noise sd: sd of the perturbation differences of the primary outcome.", "",
@@ -503,10 +567,11 @@ def build(experiment: str, tracking_uri: str, out: Path | None = None, doc: Path
     frame.to_csv(written["verdict_csv"], index=False)
     conditions.to_csv(written["conditions_csv"], index=False)
     table.to_csv(written["runs_csv"], index=False)
-    written["verdict_md"].write_text(write_markdown(study, experiment, frame, conditions, used, table, doc=False))
+    times = sweep_times(client, experiment, sorted(table["sweep_id"].dropna().astype(str).unique()))
+    written["verdict_md"].write_text(write_markdown(study, experiment, frame, conditions, used, table, doc=False, times=times))
     if doc is not None:
         doc.parent.mkdir(parents=True, exist_ok=True)
-        doc.write_text(write_markdown(study, experiment, frame, conditions, used, table, doc=True))
+        doc.write_text(write_markdown(study, experiment, frame, conditions, used, table, doc=True, times=times))
         written["doc"] = doc
     return written
 

@@ -146,3 +146,19 @@ def test_factor_two_learners_meet_only_their_declared_reference():
         ("backprop (MLP), batch 4", "backprop (MLP)", "samples"),
         ("backprop (MLP), batch 4, 4 epochs", "backprop (MLP)", "updates")]}
     assert found == expected  # class is no scenario of the verdict
+
+
+def test_the_literature_table_checks_the_ordering_and_class_il_against_one_over_t():
+    rows = []
+    for learner, accs in (("backprop (MLP)", {"task": 0.95, "domain": 0.6, "class": 0.21}),
+                          ("RTRL", {"task": 0.7, "domain": 0.75, "class": 0.2})):
+        for scenario, acc in accs.items():
+            rows.append({"task_sequence": "split_mnist", "scenario": scenario, "learner": learner,
+                         "acc_mean": acc, "joint_acc_mean": 0.9})
+    table = pd.DataFrame({"task_sequence": ["split_mnist"], "n_tasks": [5]})
+    text = study_report.literature_markdown(pd.DataFrame(rows), table)
+    lines = {line.split("|")[1].strip(): line for line in text.splitlines()[2:]}
+    assert lines["backprop (MLP)"].split("|")[5].strip() == "yes"
+    assert lines["RTRL"].split("|")[5].strip() == "**no**"  # domain above task breaks the ordering
+    assert lines["backprop (MLP)"].split("|")[6].strip() == study_report.fmt(0.21 - 0.2)
+    assert "≈ 0.85" in lines["literature (fine-tuning, joint)"]
