@@ -54,6 +54,18 @@ def test_jobs_that_differ_only_in_member_keys_share_an_ensemble(compose_cfg):
     assert seeds_of(group_jobs(twice, max_size=8)) == [[0, 1], [0]]
 
 
+@pytest.mark.parametrize("setting, message", [
+    ("hydra.sweeper.max_ensemble_size=0", "The 'hydra.sweeper.max_ensemble_size' parameter must be a whole number >= 1. Got 0."),
+    ("hydra.sweeper.max_batch_size=-2", "The 'hydra.sweeper.max_batch_size' parameter must be a whole number >= 1 "
+                                        "or null (all jobs in one batch). Got -2."),
+])
+def test_a_bad_sweeper_setting_is_refused_before_any_run(tmp_path, setting, message):
+    proc = run_train("-m", "seed=0,1", *SMALL, setting, *store_args(tmp_path), f"hydra.sweep.dir={tmp_path}/sweep")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"Invalid config: {message}" in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "sweep").exists()
+
+
 def test_the_off_switch_launches_every_job_alone_and_on_an_ensemble_file_holds_the_members(compose_cfg, tmp_path):
     from forgetlab.tracking.mlflow_run import config_hash
     from hydra_plugins.forgetlab_sweeper.ensembles import ENSEMBLE_ENV, launches, read_ensemble

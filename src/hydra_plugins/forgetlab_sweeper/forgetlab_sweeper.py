@@ -155,6 +155,15 @@ class SweepComposer:
         return cfg
 
 
+def check_sweeper_settings(max_batch_size: int | None, max_ensemble_size: int) -> None:
+    """The sweeper's own keys, checked before anything is composed or created. Raises ConfigError."""
+    for key, value, allowed_none in (("max_batch_size", max_batch_size, True),
+                                     ("max_ensemble_size", max_ensemble_size, False)):
+        if (value is None and not allowed_none) or (value is not None and value < 1):
+            allowed = "a whole number >= 1" + (" or null (all jobs in one batch)" if allowed_none else "")
+            raise ConfigError(f"The 'hydra.sweeper.{key}' parameter must be {allowed}. Got {value!r}.")
+
+
 def compose_jobs(config_loader, master: DictConfig, job_overrides: Sequence[Sequence[str]]) -> list[Job]:
     """Every job's config, composed as the launcher will and validated. Raises ConfigError."""
     jobs = []
@@ -346,6 +355,7 @@ class ResumableSweeper(Sweeper):
         job_overrides = [job for batch in batches for job in batch]
         sweep_dir = Path(self.config.hydra.sweep.dir)
         try:
+            check_sweeper_settings(self.max_batch_size, self.max_ensemble_size)
             jobs = compose_jobs(self.hydra_context.config_loader, self.config, job_overrides)
         except ConfigError as error:
             print(f"Invalid config: {error}", file=sys.stderr, flush=True)
