@@ -166,6 +166,7 @@ def run_table(runs: pd.DataFrame, artifacts) -> pd.DataFrame:
             "git_commit": run.get(GIT_COMMIT),
             "seconds": (pd.Timestamp(run["end_time"]) - pd.Timestamp(run["start_time"])).total_seconds(),
             "n_tasks": R.shape[1],
+            "init_acc": float(np.mean(R[0])),  # the untrained network: what "learned" is measured from
         }
         for name, (_, outcome) in OUTCOMES.items():
             row[name] = outcome(R) if not joint or name == "acc" else np.nan
@@ -268,6 +269,7 @@ def condition_table(study: Study, table: pd.DataFrame) -> pd.DataFrame:
             row[f"{outcome}_mean"] = plain[outcome].mean()
             row[f"{outcome}_sd"] = plain[outcome].std(ddof=1)
         row["joint_acc_mean"], row["joint_n"] = joint["acc"].mean(), len(joint)
+        row["init_acc_mean"] = plain["init_acc"].mean() if "init_acc" in plain else np.nan
         deltas = perturbation_deltas(table, learner, sequence, scenario, study.primary_metric)
         row["noise_sd"] = float(np.std(deltas, ddof=1)) if len(deltas) > 1 else np.nan
         rows.append(row)
@@ -328,6 +330,7 @@ def conditions_markdown(frame: pd.DataFrame) -> str:
     shown = pd.DataFrame({
         "data": frame["task_sequence"], "scenario": frame["scenario"], "learner": frame["learner"],
         "lr": frame["lr"], "n": frame["n"],
+        "untrained ACC": frame["init_acc_mean"].map(fmt),
         "ACC": [cell(r, "acc") for _, r in frame.iterrows()],
         "learning accuracy": [cell(r, "learning_acc") for _, r in frame.iterrows()],
         "BWT": [cell(r, "bwt") for _, r in frame.iterrows()],
@@ -483,6 +486,26 @@ def stamps(runs_used: pd.DataFrame, table: pd.DataFrame) -> list[str]:
     ]
 
 
+def learning_check(study: Study, conditions: pd.DataFrame) -> list[str]:
+    """The conditions whose learners barely learned: mean learning accuracy (each task right after
+    it was trained) less than the equivalence margin above the untrained network's. Forgetting is
+    measured from what was learned, so their BWT and forgetting say little."""
+    gain = conditions["learning_acc_mean"] - conditions["init_acc_mean"]
+    weak = conditions[gain < study.margin]
+    if weak.empty:
+        return [f"Every learner's learning accuracy lies at least {study.margin:g} above the untrained network's "
+                "in every data set and scenario."]
+    lines = [f"In these conditions the learner's mean learning accuracy lies less than {study.margin:g} (the "
+             "equivalence margin) above the untrained network's: it barely learned the tasks, so its BWT and "
+             "forgetting cannot show forgetting, and a comparison involving it says little:", ""]
+    for (sequence, scenario), group in weak.groupby(["task_sequence", "scenario"], sort=False):
+        learners = ", ".join(f"{r['learner']} ({fmt(r['learning_acc_mean'])} vs {fmt(r['init_acc_mean'])})"
+                             for _, r in group.iterrows())
+        total = int(((conditions["task_sequence"] == sequence) & (conditions["scenario"] == scenario)).sum())
+        lines.append(f"- {sequence}, {scenario} ({len(group)} of {total} learners): {learners}")
+    return lines
+
+
 def summary_sentences(study: Study, frame: pd.DataFrame) -> list[str]:
     """What the primary outcome showed, comparison by comparison, in words with its numbers."""
     primary = frame[frame["primary"]] if not frame.empty else frame
@@ -519,6 +542,8 @@ def write_markdown(study: Study, experiment: str, frame: pd.DataFrame, condition
         f"every learner against {study.reference}, paired by seed; alpha = {study.alpha:g}, equivalence margin "
         f"±{study.margin:g}.", "",
         *summary_sentences(study, frame), "",
+        "## Did the learners learn?", "",
+        *learning_check(study, conditions), "",
     ]
     for outcome in study.outcomes:
         name = OUTCOMES[outcome][0]

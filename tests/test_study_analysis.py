@@ -162,3 +162,16 @@ def test_the_literature_table_checks_the_ordering_and_class_il_against_one_over_
     assert lines["RTRL"].split("|")[5].strip() == "**no**"  # domain above task breaks the ordering
     assert lines["backprop (MLP)"].split("|")[6].strip() == study_report.fmt(0.21 - 0.2)
     assert "≈ 0.85" in lines["literature (fine-tuning, joint)"]
+
+
+def test_the_learning_check_names_the_learners_that_barely_learned():
+    conditions = pd.DataFrame([
+        {"task_sequence": "split_mnist", "scenario": "task", "learner": "RTRL", "learning_acc_mean": 0.52, "init_acc_mean": 0.5},
+        {"task_sequence": "split_mnist", "scenario": "task", "learner": "BPTT(1; 1)", "learning_acc_mean": 0.9, "init_acc_mean": 0.5},
+        {"task_sequence": "delayed_recall", "scenario": "domain", "learner": "RTRL", "learning_acc_mean": 0.8, "init_acc_mean": 0.5},
+    ])
+    lines = study_report.learning_check(STUDY, conditions)
+    assert lines[-1] == "- split_mnist, task (1 of 2 learners): RTRL (0.520 vs 0.500)"
+    assert not any("BPTT(1; 1)" in line or "delayed_recall" in line for line in lines)
+    learned = conditions.assign(learning_acc_mean=0.9)
+    assert study_report.learning_check(STUDY, learned)[0].startswith("Every learner's learning accuracy")

@@ -56,7 +56,7 @@ def test_selection_then_study_then_verdict(tmp_path):
     assert selection_sweep in text and all(s in text for s in study_sweeps)
     assert "| split_mnist | domain | RTRL − BPTT(1; 1) |" in text  # the verdict row of the primary cell
     assert (out / "verdict.md").exists() and (out / "runs.csv").exists()
-    assert "## Split MNIST beside the published fine-tuning results" in text
+    assert "## Split MNIST beside the published fine-tuning results" in text and "## Did the learners learn?" in text
     assert "| RTRL |" in text.split("## Split MNIST beside")[1]  # every learner's ACC beside the literature
     times = text.split("What the study's sweeps took")[1].split("##")[0]
     assert all(s in times for s in study_sweeps) and "minutes of wall time" in times
