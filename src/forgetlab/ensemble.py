@@ -15,6 +15,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from forgetlab.tracking.mlflow_run import flat_config
+
 # Dotted config keys in which the members of one ensemble may differ.
 MEMBER_KEYS = ("seed", "algorithm.lr", "algorithm.l2", "network.init_scale", "network.init_perturbation")
 
@@ -24,18 +26,7 @@ _NOT_CONFIG = ("hydra",)
 
 def _flat(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config (Hydra's node left out) as dotted keys -> values."""
-    kept = OmegaConf.masked_copy(cfg, [k for k in cfg if k not in _NOT_CONFIG])
-    out: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, f"{prefix}.{k}" if prefix else str(k))
-        else:
-            out[prefix] = node
-
-    walk(OmegaConf.to_container(kept, resolve=True), "")
-    return out
+    return flat_config(OmegaConf.masked_copy(cfg, [k for k in cfg if k not in _NOT_CONFIG]))
 
 
 def ensemble_signature(cfg: DictConfig) -> str:

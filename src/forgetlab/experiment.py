@@ -12,14 +12,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from forgetlab import contract
 from forgetlab.config import validate
-from forgetlab.assembly import build_ensemble_trainer, build_trainer, total_samples
+from forgetlab.assembly import build_ensemble_trainer, total_samples
 from forgetlab.cost import check_cost
 from forgetlab.server import ui_url
 from forgetlab.tracking.mlflow_run import failure_reason, run_for_config
 from forgetlab.tracking.resume import job_already_done
 from forgetlab.divergence import TrainingDiverged
 from forgetlab.tracking.store import prepare_store
-from forgetlab.trainer import EvalPoint, Trainer, TrainingResult
+from forgetlab.trainer import EvalPoint
 
 log = logging.getLogger(__name__)
 
@@ -107,56 +107,19 @@ class ProgressBar:
 
 
 def run_experiment(cfg: DictConfig, context: RunContext | None = None) -> dict[str, float]:
-    """Validate ``cfg``, train, and (when tracking is enabled) record everything in MLflow.
+    """Validate ``cfg``, train, and (when tracking is enabled) record everything in MLflow: the
+    ensemble of one (``run_ensemble``), with a progress bar unless ``context.quiet``.
 
     Returns the final metrics; none (an empty dict) when a sweep job finds its config and code
     already done. A run that raises is ended FAILED (KILLED on Ctrl-C or SIGTERM) in MLflow and the
-    exception propagates. Progress goes to the log (logger ``forgetlab.experiment``), every line
-    starting with ``[<run name>]``; the last ones give the final metrics and, with tracking, the run
-    id and its page in the MLflow UI.
+    exception propagates; so does the ``TrainingDiverged`` of a diverged run, after its run ended
+    FAILED. Progress goes to the log (logger ``forgetlab.experiment``), every line starting with
+    ``[<run name>]``; the last ones give the final metrics and, with tracking, the run id and its
+    page in the MLflow UI.
     """
-    context = context or RunContext()
-    validate(cfg)
-    check_cost(cfg)
-    if cfg.tracking.enabled:
-        prepare_store(cfg.tracking.uri)  # a store error stops the run before anything is built
-    name = run_name(cfg)
-    if cfg.tracking.enabled and context.parent_run_id is not None:
-        # The sweeper checked before launching, but a job may start much later (a cluster queue)
-        # while the same config was trained by an overlapping sweep: check again, at its start.
-        reason = job_already_done(cfg, name)
-        if reason:
-            log.info("[%s] skip: %s", name, reason)
-            return {}
-    trainer = build_trainer(cfg)
-    (observers,) = trainer.observers
-    observers.append(TaskLines(name, [s.name for s in trainer.stages]))
-    if not context.quiet:
-        observers.append(ProgressBar(total_samples(trainer)))
-    # Log lines go above a single run's progress bar instead of through it.
-    redirect = nullcontext() if context.quiet else logging_redirect_tqdm()
-    if not cfg.tracking.enabled:
-        with redirect:
-            final = contract.final_metrics(trained(trainer).accuracy_matrix)
-        log.info("[%s] %s", name, format_final(final))
-        return final
-
-    with run_for_config(cfg, name, full_run_name(cfg, context.overrides), context) as mlflow_run:
-        observers.append(mlflow_run)
-        with redirect:
-            result = trained(trainer)
-        final = mlflow_run.finish(result, OmegaConf.to_yaml(cfg, resolve=True))
-    log.info("[%s] %s", name, format_final(final))
-    log.info("[%s] MLflow run %s: %s", name, mlflow_run.run_id,
-             ui_url(cfg.tracking.uri, mlflow_run.experiment_id, mlflow_run.run_id))
-    return final
-
-
-def trained(trainer: Trainer) -> TrainingResult:
-    """Run the trainer of one config; its result, or its ``TrainingDiverged`` raised."""
-    (result,) = trainer.run()
-    if result.error is not None:
-        raise result.error
+    (result,) = run_ensemble([cfg], [context or RunContext()])
+    if isinstance(result, TrainingDiverged):
+        raise result
     return result
 
 
@@ -217,6 +180,10 @@ def run_ensemble(cfgs: list[DictConfig], contexts: list[RunContext]) -> list[dic
     trainer = build_ensemble_trainer([cfgs[m] for m in todo])
     for observers, m in zip(trainer.observers, todo):
         observers.append(TaskLines(names[m], [s.name for s in trainer.stages]))
+    redirect = nullcontext()
+    if len(cfgs) == 1 and not contexts[0].quiet:  # a lone run at the console: log lines above its bar
+        trainer.observers[0].append(ProgressBar(total_samples(trainer)))
+        redirect = logging_redirect_tqdm()
 
     open_runs = []  # (member, its run_for_config context, its MlflowRun), until the run has ended
     try:
@@ -225,7 +192,8 @@ def run_ensemble(cfgs: list[DictConfig], contexts: list[RunContext]) -> list[dic
                 opened = run_for_config(cfgs[m], names[m], full_run_name(cfgs[m], contexts[m].overrides), contexts[m])
                 open_runs.append((m, opened, opened.__enter__()))
                 observers.append(open_runs[-1][2])
-        trained_members = dict(zip(todo, trainer.run()))
+        with redirect:
+            trained_members = dict(zip(todo, trainer.run()))
         for m in todo:
             result, mlflow_run = trained_members[m], open_runs[0][2] if open_runs else None
             if result.error is not None:

@@ -55,19 +55,24 @@ MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
 FLUSH_SECONDS = 10.0  # the longest time buffered metrics wait before they are sent
 
 
-def flatten(cfg: DictConfig) -> dict[str, str]:
-    """Resolved config as dotted keys -> string values (lists as their YAML-ish str)."""
-    out: dict[str, str] = {}
+def flat_config(cfg: DictConfig) -> dict[str, Any]:
+    """Resolved config as dotted keys -> values (lists stay lists)."""
+    out: dict[str, Any] = {}
 
     def walk(node: Any, prefix: str) -> None:
         if isinstance(node, dict):
             for k, v in node.items():
                 walk(v, f"{prefix}.{k}" if prefix else str(k))
         else:
-            out[prefix] = json.dumps(node) if isinstance(node, list) else str(node)
+            out[prefix] = node
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")
     return out
+
+
+def flatten(cfg: DictConfig) -> dict[str, str]:
+    """Resolved config as dotted keys -> string values (lists as their YAML-ish str)."""
+    return {k: json.dumps(v) if isinstance(v, list) else str(v) for k, v in flat_config(cfg).items()}
 
 
 def config_hash(cfg: DictConfig) -> str:
