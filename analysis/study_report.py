@@ -167,11 +167,34 @@ def run_table(runs: pd.DataFrame, artifacts) -> pd.DataFrame:
             "seconds": (pd.Timestamp(run["end_time"]) - pd.Timestamp(run["start_time"])).total_seconds(),
             "n_tasks": R.shape[1],
             "init_acc": float(np.mean(R[0])),  # the untrained network: what "learned" is measured from
+            "loss_design": loss_design(run),
         }
         for name, (_, outcome) in OUTCOMES.items():
             row[name] = outcome(R) if not joint or name == "acc" else np.nan
         rows.append(row)
-    return pd.DataFrame(rows)
+    return label_loss_designs(pd.DataFrame(rows))
+
+
+def loss_design(run: pd.Series) -> str:
+    """Which steps of a sequence carry loss ('' for the MLP)."""
+    where = param(run, "network.loss_at")
+    if where == "all":
+        return "loss at every step"
+    if where == "last":
+        k = int(param(run, "network.loss_last_steps", "1"))
+        return "loss at the last step" if k == 1 else f"loss at the last {k} steps"
+    return ""
+
+
+def label_loss_designs(table: pd.DataFrame) -> pd.DataFrame:
+    """A data set whose RNN runs used more than one loss design is several data sets of the study
+    (its runs are no pairs across designs): each design's runs get it in their data label."""
+    if table.empty:
+        return table
+    designs = table[table["loss_design"] != ""].groupby("task_sequence")["loss_design"].nunique()
+    mixed = table["task_sequence"].isin(designs[designs > 1].index) & (table["loss_design"] != "")
+    table.loc[mixed, "task_sequence"] = table.loc[mixed, "task_sequence"] + ", " + table.loc[mixed, "loss_design"]
+    return table
 
 
 def outcome_by_seed(table: pd.DataFrame, learner: str, sequence: str, scenario: str, outcome: str,
@@ -445,9 +468,11 @@ def sweep_times_markdown(times: pd.DataFrame) -> str:
 
 REPRODUCE = """\
 python experiments/train.py -m experiment={selection}  # selection sweeps: validation sets only
+python experiments/train.py -m experiment={experiment}_recall_lr
 python experiments/train.py -m experiment={experiment}_samples_lr
 python analysis/select_lr.py --experiment {selection}  # writes conf/learner/{experiment}/lr.csv
 python experiments/train.py -m experiment={experiment}
+python experiments/train.py -m experiment={experiment}_recall
 python experiments/train.py -m experiment={experiment}_samples
 make report EXPERIMENT={experiment}  # reports/{experiment}/ and its study/ verdict
 python analysis/study_report.py --experiment {experiment} --doc docs/{experiment}.md
@@ -457,9 +482,16 @@ CAVEATS = """\
 - The MLP reference differs from the RNN in architecture and input form (64 sigmoid units reading the
   image as a vector against 32 tanh units reading its rows); only the RNN learners isolate credit
   assignment.
-- Every RNN learner has the loss at every step (`network.loss_at=all`), so that all of them optimise
-  one objective and RTRL and BPTT(h; 1) can update in mid-sequence. On MNIST rows the early rows say
+- On MNIST rows every RNN learner has the loss at every step (`network.loss_at=all`), so that all of
+  them optimise one objective and RTRL and BPTT(h; 1) can update in mid-sequence. The early rows say
   little about the digit: the objective lowers the accuracy of every RNN learner alike.
+- On delayed recall the loss is on the last 2 steps only (`experiment=credit_assignment_recall`),
+  11 steps after the cue: credit must travel back through the delay, RTRL updates at both loss steps
+  and epochwise BPTT once. A first design had the loss at every step there too; the target is then
+  present from the cue on, each step's loss teaches the state to hold the cue for one more step, and
+  BPTT(1; 1) learned the task, so truncation could not matter. Where the store still holds runs of
+  that design, they are the data set "delayed_recall, loss at every step" (never paired with the
+  other design's runs).
 - The BPTT stream trains on states carried over from the previous samples, but is scored (as every
   learner) on each test sequence from h_0 = 0.
 - Learning rates come from one selection sweep per learner, data set and scenario (5 rates, 3 seeds

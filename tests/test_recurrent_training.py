@@ -63,6 +63,8 @@ def test_mnist1d_stream_and_permuted_sequences_are_built_like_the_digit_ones():
     ("rnn_rtrl", ["network.loss_at=all", "algorithm.update_every=1"], 8),
     ("rnn_rtrl", ["network.loss_at=all", "algorithm.update_every=3"], 3),  # steps 3, 6 and the end (8)
     ("rnn_rtrl", ["network.loss_at=last"], 1),
+    ("rnn_rtrl", ["network.loss_at=last", "network.loss_last_steps=2", "algorithm.update_every=1"], 2),
+    ("rnn_bptt_epochwise", ["network.loss_at=last", "network.loss_last_steps=2"], 1),
     ("rnn_bptt_truncated", ["network.loss_at=all", "algorithm.h=4", "algorithm.h_prime=2"], 4),
     ("mlp_backprop", ["network.hidden_sizes=[8]"], 1),
 ])
@@ -117,6 +119,8 @@ def test_stream_mode_carries_the_state_across_sequences_and_tasks(compose_cfg):
     (["learner=rnn_rtrl", "algorithm.reset=sometimes"], "algorithm.reset"),
     (["learner=rnn_rtrl", "network.activation=relu"], "network.activation"),
     (["learner=rnn_rtrl", "network.loss_at=first"], "network.loss_at"),
+    (["learner=rnn_rtrl", "network.loss_at=all", "network.loss_last_steps=2"], "network.loss_last_steps"),
+    (["learner=rnn_rtrl", "network.loss_last_steps=0"], "network.loss_last_steps"),
     (["learner=rnn_rtrl", "network.hidden_size=0"], "network.hidden_size"),
     (["learner=rnn_rtrl", "task_sequence.input=matrix"], "task_sequence.input"),
     (["learner=rnn_rtrl", "task_sequence=split_mnist1d", "task_sequence.n_tasks=11"], "task_sequence.n_tasks"),

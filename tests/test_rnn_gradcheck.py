@@ -25,6 +25,11 @@ def test_audit_passes_for_every_algorithm_and_combination(algorithm, activation,
     assert gradcheck.main(overrides) == 0
 
 
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_audit_passes_with_the_loss_on_the_last_steps(algorithm):
+    assert gradcheck.main([*SMALL, f"algorithm={algorithm}", "network.loss_at=last", "network.loss_last_steps=3"]) == 0
+
+
 @pytest.mark.parametrize("h,h_prime", [(3, 2), (1, 1), (8, 8), (5, 3)])
 def test_audit_of_truncated_bptt_passes_with_and_without_truncation(h, h_prime):
     overrides = [*SMALL, "algorithm=bptt_truncated", f"algorithm.h={h}", f"algorithm.h_prime={h_prime}",

@@ -20,9 +20,9 @@ T, I, H, O = 5, 3, 4, 5
 TOL = 1e-6
 
 
-def make_net(activation="tanh", output="softmax", loss="cross_entropy", loss_at="all", seed=0):
+def make_net(activation="tanh", output="softmax", loss="cross_entropy", loss_at="all", seed=0, loss_last_steps=1):
     rng = np.random.default_rng(seed)
-    net = RNN(I, H, O, activation, output, loss, loss_at, init_scale=1.5, rng=rng)
+    net = RNN(I, H, O, activation, output, loss, loss_at, loss_last_steps, init_scale=1.5, rng=rng)
     net.b_h[:] = rng.normal(scale=0.5, size=H)  # nonzero biases exercise dE/db fully
     net.b_y[:] = rng.normal(scale=0.5, size=O)
     return net
@@ -59,6 +59,32 @@ def test_rtrl_equals_epochwise_bptt_equals_finite_differences(activation, output
         assert loss_r == pytest.approx(loss_b, rel=1e-12)
         assert_same(g_rtrl, numeric)
         assert_same(g_rtrl, g_bptt, tol=1e-10)
+
+
+@pytest.mark.parametrize("activation,output,loss", list(itertools.product(RNN_ACTIVATIONS, functions.OUTPUTS, functions.LOSSES)))
+def test_loss_on_the_last_k_steps_rtrl_equals_epochwise_bptt_equals_finite_differences(activation, output, loss):
+    net = make_net(activation, output, loss, "last", loss_last_steps=3)
+    x, y, mask = make_sequence()
+    assert list(net.loss_steps(T)) == [T - 3, T - 2, T - 1]
+    bptt = BPTTEpochwise(net, lr=0.1, l2=0.03)
+    numeric = finite_difference(lambda: bptt.objective(x, y, mask), net.params)
+    loss_b, g_bptt = bptt.gradient(x, y, mask)
+    assert loss_b == pytest.approx(net.data_loss(x, y, mask), rel=1e-12)
+    assert_same(g_bptt, numeric)
+    assert relative_error(g_bptt["W_hh"], make_and_grad(activation, output, loss, x, y, mask)["W_hh"]) > 1e-3
+    for update_every in (1, 2):
+        assert_same(RTRL(net, lr=0.1, l2=0.03, update_every=update_every).gradient(x, y, mask)[1], numeric)
+    for h, h_prime in ((T, T), (T, 1), (2, 1)):
+        tbptt = BPTTTruncated(net, lr=0.1, l2=0.03, h=h, h_prime=h_prime).gradient(x, y, mask)[1]
+        if h >= T:
+            assert_same(tbptt, g_bptt, tol=1e-10)
+        else:
+            assert relative_error(tbptt["W_xh"], g_bptt["W_xh"]) > 1e-3  # the early steps' credit is cut
+
+
+def make_and_grad(activation, output, loss, x, y, mask):
+    """Epochwise BPTT's gradient with the loss at the last step only (the default)."""
+    return BPTTEpochwise(make_net(activation, output, loss, "last"), lr=0.1, l2=0.03).gradient(x, y, mask)[1]
 
 
 @pytest.mark.parametrize("loss_at", LOSS_AT)

@@ -175,3 +175,16 @@ def test_the_learning_check_names_the_learners_that_barely_learned():
     assert not any("BPTT(1; 1)" in line or "delayed_recall" in line for line in lines)
     learned = conditions.assign(learning_acc_mean=0.9)
     assert study_report.learning_check(STUDY, learned)[0].startswith("Every learner's learning accuracy")
+
+
+def test_runs_of_one_data_set_with_two_loss_designs_are_two_data_sets():
+    table = pd.DataFrame({
+        "task_sequence": ["delayed_recall", "delayed_recall", "split_mnist", "split_mnist"],
+        "loss_design": ["loss at every step", "loss at the last 2 steps", "loss at every step", ""],
+    })
+    labelled = study_report.label_loss_designs(table.copy())
+    assert list(labelled["task_sequence"]) == ["delayed_recall, loss at every step",
+                                              "delayed_recall, loss at the last 2 steps", "split_mnist", "split_mnist"]
+    run = pd.Series({"params.network.loss_at": "last", "params.network.loss_last_steps": "2"})
+    assert study_report.loss_design(run) == "loss at the last 2 steps"
+    assert study_report.loss_design(pd.Series({"params.network.loss_at": "last"})) == "loss at the last step"

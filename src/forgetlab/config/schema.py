@@ -62,6 +62,7 @@ class RNNConfig(NetworkConfig):
     activation: str = "tanh"
     hidden_size: int = field(default=32, metadata=AT_LEAST_1)
     loss_at: str = field(default="last", metadata=constrain(Options(*LOSS_AT)))
+    loss_last_steps: int = field(default=1, metadata=AT_LEAST_1)  # with loss_at=last: how many final steps
 
 
 @dataclass

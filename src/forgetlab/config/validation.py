@@ -107,6 +107,9 @@ def validate(cfg: DictConfig) -> None:
     if algorithm.name in RECURRENT and cfg.trainer.batch_size != 1:
         fail("trainer.batch_size", cfg.trainer.batch_size,
              f"1 with algorithm.name={algorithm.name!r} (one sequence at a time)")
+    if recurrent_net and network.loss_at != "last" and network.loss_last_steps != 1:
+        fail("network.loss_last_steps", network.loss_last_steps,
+             f"1 with network.loss_at={network.loss_at!r} (it counts the final steps that carry loss with loss_at='last')")
     if algorithm.name == "bptt_truncated":
         h, h_prime = algorithm.h, algorithm.h_prime
         if not 1 <= h_prime <= h:

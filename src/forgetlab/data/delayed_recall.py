@@ -8,7 +8,11 @@ Each sample is a sequence of T = delay + 2 steps of ``2 n_symbols + 1`` features
 - step delay + 1, the recall: a flag on the last channel; the target is s (the label).
 
 Only step 0 says which symbol it was, and the loss is at the recall step (``network.loss_at=last``),
-delay + 1 steps later. Split into tasks as split digits are: with 10 symbols and 5 tasks, task k
+delay + 1 steps later, or at the last k steps (``network.loss_last_steps=k``, k <= delay + 1: the
+credit-assignment study uses 2, so that RTRL updates twice per sequence and epochwise BPTT once).
+Never put the loss at every step (``loss_at=all``): the target is then present from the cue on, and
+each step's loss teaches the state to hold the cue for one more step, which needs no credit through
+time (in the study's first design BPTT(1; 1) learned the task that way). Split into tasks as split digits are: with 10 symbols and 5 tasks, task k
 recalls symbol 2k or 2k + 1, so the class / task / domain scenarios mean what they mean there
 (domain: which of its task's two symbols was shown).
 

@@ -2,7 +2,8 @@
 
 A sample is a sequence x of shape (T, I); a batch is (N, T, I), the same for every member, or
 (S, N, T, I), each member its own. The target and the output mask of a sample apply at every step
-that carries loss: the last step (``loss_at="last"``) or every step (``loss_at="all"``). The data
+that carries loss: the last ``loss_last_steps`` steps (``loss_at="last"``; one by default) or every
+step (``loss_at="all"``). The data
 loss of a sequence is the mean of the per-step losses over those steps, so that it is on the scale
 of the MLP's per-sample loss whatever ``loss_at`` is:
 
@@ -51,6 +52,7 @@ class RNN(Network):
         output: str = "softmax",
         loss: str = "cross_entropy",
         loss_at: str = "last",
+        loss_last_steps: int = 1,
         init_scale: float | Sequence[float] = 1.0,
         rng: np.random.Generator | Sequence[np.random.Generator] | None = None,
         dtype: type = np.float64,
@@ -61,6 +63,7 @@ class RNN(Network):
         order with its own ``init_scale`` (one for all, or one per member)."""
         inits = member_inits(rng, init_scale)
         self.activation, self.output, self.loss, self.loss_at = activation, output, loss, loss_at
+        self.loss_last_steps = loss_last_steps
         self.xp, self.n_members = NUMPY if xp is None else xp, len(inits)
         xp = self.xp
 
@@ -107,8 +110,9 @@ class RNN(Network):
         return ["W_xh", "W_hh", "W_hy"]
 
     def loss_steps(self, T: int) -> np.ndarray:
-        """Steps that carry loss in a sequence of length T."""
-        return np.array([T - 1]) if self.loss_at == "last" else np.arange(T)
+        """Steps that carry loss in a sequence of length T: the last ``loss_last_steps`` (all of
+        them in a shorter sequence), or every step."""
+        return np.arange(max(T - self.loss_last_steps, 0), T) if self.loss_at == "last" else np.arange(T)
 
     def loss_step_index(self, T: int):
         """``loss_steps(T)`` as an index array of the network's namespace: arrays on a device are

@@ -46,6 +46,7 @@ NEUTRAL_ADDITIONS: dict[str, Any] = {
     "eval.update_probe_per_task": 20,
     "eval.interference": False,
     "network.init_perturbation": 0.0,
+    "network.loss_last_steps": 1,
     "algorithm.lr_selected_by": "",
     "task_sequence.max_train_per_task": 0,
     "backend.name": "numpy",
