@@ -153,7 +153,8 @@ def test_a_table_that_matches_twice_or_is_missing_stops_the_run(compose_cfg, tmp
 
 
 @pytest.mark.parametrize("preset", ["credit_assignment", "credit_assignment_samples", "credit_assignment_lr",
-                                    "credit_assignment_samples_lr"])
+                                    "credit_assignment_samples_lr", "credit_assignment_recall",
+                                    "credit_assignment_recall_lr"])
 def test_every_learner_and_data_set_of_the_presets_is_valid(compose_cfg, tmp_path, preset):
     """Every learner on every data set of the sweep (the other axes change no rule; the sweeper
     validates every job before launching): selection jobs score validation sets and read no table,
@@ -168,18 +169,23 @@ def test_every_learner_and_data_set_of_the_presets_is_valid(compose_cfg, tmp_pat
     values = {key: list(o.sweep_string_iterator()) if o.is_sweep_override() else [str(o.value())]
               for key, o in parsed.items()}
     selection = preset.endswith("_lr")
+    loss_design = [f"{key}={values[key][0]}" for key in ("network.loss_at", "network.loss_last_steps") if key in values]
     for learner, sequence in itertools.product(values["learner"], values["task_sequence"]):
         cfg = compose_cfg(f"experiment={preset}", f"paths.root_dir={tmp_path}", f"learner={learner}",
-                          f"task_sequence={sequence}")
+                          f"task_sequence={sequence}", *loss_design)
         validate(cfg)
         assert cfg.eval.split == ("val" if selection else "test")
         assert cfg.task_sequence.val_size > 0
         assert cfg.algorithm.lr_selected_by == ("" if selection else "20261127-000000-abcdef")
         if cfg.network.name == "rnn":
-            assert cfg.network.hidden_size == 32 and cfg.network.loss_at == "all"
+            assert cfg.network.hidden_size == 32
+            # The memory task with the loss on its last steps only: with loss at every step it needs no
+            # credit through time (conf/experiment/credit_assignment_recall.yaml).
+            recall = sequence == "delayed_recall"
+            assert (cfg.network.loss_at, cfg.network.loss_last_steps) == (("last", 2) if recall else ("all", 1))
     factor_1 = "samples" not in preset
     assert len(values["learner"]) == (5 if factor_1 else 6)
-    assert values["task_sequence"] == (["split_mnist", "delayed_recall"] if factor_1 else ["split_mnist"])
+    assert values["task_sequence"] == (["delayed_recall"] if "recall" in preset else ["split_mnist"])
     assert values["task_sequence.scenario"] == ["task", "domain", "class"]
     if selection:
         assert values["seed"] == ["1000", "1001", "1002"] and len(values["algorithm.lr"]) == 5
