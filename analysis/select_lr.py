@@ -69,6 +69,24 @@ def selection_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return used
 
 
+def with_neutral_params(runs: pd.DataFrame) -> pd.DataFrame:
+    """A run recorded before a config key existed lacks its param but ran at the key's neutral value
+    (``contract.NEUTRAL_ADDITIONS``): fill it in, so that such a run groups with (and its table row
+    matches) the configs of today, which carry the key. Only runs whose group has the key are filled:
+    ``network.loss_last_steps`` belongs to the RNN, never to the MLP (told apart by ``<group>.name``)."""
+    runs = runs.copy()
+    for key, neutral in contract.NEUTRAL_ADDITIONS.items():
+        column = f"params.{key}"
+        if column not in runs:
+            continue
+        missing = runs[column].isna()
+        name = f"params.{key.split('.')[0]}.name"
+        if name in runs:
+            missing &= runs[name].isin(runs.loc[runs[column].notna(), name].unique())
+        runs.loc[missing, column] = str(neutral)
+    return runs
+
+
 def grouping_keys(runs: pd.DataFrame) -> list[str]:
     """The core keys, then every other param that varies across ``runs`` (except lr and seed)."""
     varying = [
@@ -82,6 +100,7 @@ def grouping_keys(runs: pd.DataFrame) -> list[str]:
 def select(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per group: its key values (columns named by the config keys), the chosen ``lr``,
     ``selected_by``, ``score`` (mean validation final/acc over ``n_seeds``) and the runner-up."""
+    runs = with_neutral_params(runs)
     keys = grouping_keys(runs)
     score_column = metric_column(CRITERION)
     frame = runs[keys + [LR, SEED, score_column, tag_column(contract.TAG_SWEEP_ID)]].copy()

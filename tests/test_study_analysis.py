@@ -188,3 +188,18 @@ def test_runs_of_one_data_set_with_two_loss_designs_are_two_data_sets():
     run = pd.Series({"params.network.loss_at": "last", "params.network.loss_last_steps": "2"})
     assert study_report.loss_design(run) == "loss at the last 2 steps"
     assert study_report.loss_design(pd.Series({"params.network.loss_at": "last"})) == "loss at the last step"
+
+
+def test_runs_recorded_before_a_key_existed_group_with_its_neutral_value():
+    """network.loss_last_steps came later: the old RNN runs lack it and ran at 1; new runs at 1 are the
+    same learner (one row), new runs at 2 another; the MLP never has the key."""
+    runs = selection_frame()
+    runs["params.network.loss_last_steps"] = None
+    newer = selection_frame().assign(**{"params.network.loss_last_steps": "2", "run_id": lambda f: f["run_id"] + "-new",
+                                        "tags.forgetlab.config_hash": lambda f: f["tags.forgetlab.config_hash"] + "-new"})
+    mlp = selection_frame().query("`params.algorithm.name` == 'rtrl'").assign(**{
+        "params.network.name": "mlp", "params.algorithm.name": "backprop", "params.network.loss_last_steps": None,
+        "run_id": lambda f: f["run_id"] + "-mlp", "tags.forgetlab.config_hash": lambda f: f["tags.forgetlab.config_hash"] + "-mlp"})
+    table = select_lr.select(select_lr.selection_runs(pd.concat([runs, newer, mlp], ignore_index=True)))
+    steps = dict(zip(zip(table["algorithm.name"], table["network.loss_last_steps"]), table["lr"]))
+    assert set(steps) == {("rtrl", "1"), ("rtrl", "2"), ("bptt_truncated", "1"), ("bptt_truncated", "2"), ("backprop", "")}

@@ -142,3 +142,21 @@ def final_metrics(R_with_init: np.ndarray) -> dict[str, float]:
         out[FINAL_FWT] = metrics.forward_transfer(R, r_init)
         out[FINAL_FORGETTING] = metrics.forgetting_max(R)
     return out
+
+
+# Config keys added after runs were first recorded, with the value that reproduces what those runs
+# did: at that value a key is left out of the config hash, so adding a feature does not orphan every
+# recorded run, and a run that lacks the param ran at that value (analysis/select_lr.py reads it so).
+NEUTRAL_ADDITIONS: dict[str, object] = {
+    "task_sequence.val_size": 0.0,
+    "eval.split": "test",
+    "eval.probe_every": 0,
+    "eval.update_probe_per_task": 20,
+    "eval.interference": False,
+    "network.init_perturbation": 0.0,
+    "network.loss_last_steps": 1,
+    "algorithm.lr_selected_by": "",
+    "task_sequence.max_train_per_task": 0,
+    "backend.name": "numpy",
+    "backend.dtype": "float64",
+}

@@ -27,6 +27,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
 from omegaconf import DictConfig, OmegaConf
 
 from forgetlab import contract
+from forgetlab.contract import NEUTRAL_ADDITIONS
 from forgetlab.tracking import run_figures
 from forgetlab.tracking.code_version import CodeVersion, code_version
 from forgetlab.tracking.liveness import Heartbeat, beat_value, process_identity
@@ -37,21 +38,6 @@ log = logging.getLogger(__name__)
 
 # Keys left out of the config hash: where results are stored, and the guard's limits, do not change what they are.
 UNHASHED_GROUPS = ("tracking", "paths", "guard")
-# Keys added after runs were first recorded, with the value that reproduces what those runs did: at
-# that value a key is left out of the hash, so adding a feature does not orphan every recorded run.
-NEUTRAL_ADDITIONS: dict[str, Any] = {
-    "task_sequence.val_size": 0.0,
-    "eval.split": "test",
-    "eval.probe_every": 0,
-    "eval.update_probe_per_task": 20,
-    "eval.interference": False,
-    "network.init_perturbation": 0.0,
-    "network.loss_last_steps": 1,
-    "algorithm.lr_selected_by": "",
-    "task_sequence.max_train_per_task": 0,
-    "backend.name": "numpy",
-    "backend.dtype": "float64",
-}
 MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
 FLUSH_SECONDS = 10.0  # the longest time buffered metrics wait before they are sent
 
