@@ -400,7 +400,7 @@ def design_markdown(table: pd.DataFrame) -> str:
         plain = runs[(~runs["joint"]) & (runs["perturbation"] == 0)]
         rows.append({
             "learner": learner,
-            "data": ", ".join(sorted(runs["task_sequence"].unique())),
+            "data": "; ".join(sorted(runs["task_sequence"].unique())),  # labels may hold commas
             "scenarios": ", ".join(sorted(runs["scenario"].unique(), key=["task", "domain", "class"].index)),
             "seeds": plain["seed"].nunique(),
             "learning rates": ", ".join(f"{v:g}" for v in sorted(runs["lr"].unique())),
