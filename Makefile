@@ -39,9 +39,11 @@ study: $(STAMP) ## run the quickstart study on the local sqlite store, write its
 	echo; echo "Browse the runs:  make ui   (it prints the address to open)"; \
 	exit $$trained
 
-report: $(STAMP) ## write reports/<name>/ for an experiment, and the verdict of a declared study: make report EXPERIMENT=name
-	$(PY) analysis/report.py --experiment $(EXPERIMENT)
+# A declared study's verdict comes first: the general report draws a figure panel per condition,
+# which takes long for a study of thousands of runs.
+report: $(STAMP) ## write the verdict of a declared study, then reports/<name>/ for an experiment: make report EXPERIMENT=name
 	$(PY) analysis/study_report.py --experiment $(EXPERIMENT) --if-declared
+	$(PY) analysis/report.py --experiment $(EXPERIMENT)
 
 test: $(DEV_STAMP) system-deps ## check the import layering, then run the whole test suite (slow end-to-end tests included)
 	$(VENV)/bin/lint-imports
