@@ -64,7 +64,7 @@ from forgetlab.server import ui_url
 from forgetlab.tracking.code_version import code_version
 from forgetlab.tracking.liveness import process_identity
 from forgetlab.tracking.mlflow_run import (
-    config_hash, failure_reason, get_or_create_experiment, log_code_diff, new_sweep_id, now_ms, resume_hashes,
+    failure_reason, get_or_create_experiment, log_code_diff, new_sweep_id, now_ms, resume_hashes,
     source_tags,
 )
 from forgetlab.tracking.resume import end_orphaned_runs, nested_runs, newest_finished_run, resume_decision
@@ -144,14 +144,15 @@ class SweepComposer:
 
     def compose(self, overrides: list[str]) -> DictConfig:
         parsed = self.parser.parse_overrides(overrides)
-        structural = tuple(o.input_line for o in parsed if self._shapes_defaults(o))
-        if len(structural) == len(parsed):
+        shapes = [self._shapes_defaults(o) for o in parsed]
+        if all(shapes):
             return self.config_loader.load_sweep_config(self.master, overrides)
+        structural = tuple(o.input_line for o, shaping in zip(parsed, shapes) if shaping)
         template = self.templates.get(structural)
         if template is None:
             template = self.templates[structural] = self.config_loader.load_sweep_config(self.master, list(structural))
         cfg = copy.deepcopy(template)
-        ConfigLoaderImpl._apply_overrides_to_config([o for o in parsed if not self._shapes_defaults(o)], cfg)
+        ConfigLoaderImpl._apply_overrides_to_config([o for o, shaping in zip(parsed, shapes) if not shaping], cfg)
         return cfg
 
 
@@ -194,7 +195,8 @@ def compose_jobs(config_loader, master: DictConfig, job_overrides: Sequence[Sequ
                     f"The 'tracking.{key}' parameter must be the same for every job of a sweep. "
                     f"Got {cfg.tracking[key]!r} instead of {master.tracking[key]!r} (job {' '.join(overrides)})."
                 )
-        jobs.append(Job(overrides, cfg, config_hash(cfg), resume_hashes=resume_hashes(cfg), learner=learner))
+        hashes = resume_hashes(cfg)  # the current layout's hash first: each resolves the whole config
+        jobs.append(Job(overrides, cfg, hashes[0], resume_hashes=hashes, learner=learner))
     shared = set.intersection(*(set(job.overrides) for job in jobs)) if len(jobs) > 1 else set()
     for job in jobs:
         job.label = " ".join(o for o in job.overrides if o not in shared) or " ".join(job.overrides) or "(defaults)"
