@@ -19,6 +19,7 @@ from forgetlab.divergence import TrainingDiverged, WeightCheck
 from forgetlab.experiment import RunContext, run_experiment
 from forgetlab.tracking.liveness import Heartbeat, is_stale, process_identity
 from forgetlab.tracking.resume import resume_decision
+from forgetlab.tracking import store as store_module
 from forgetlab.tracking.store import RetryingClient, StoreError
 
 SMALL = ["trainer.epochs_per_task=1", "task_sequence.n_tasks=2", "network.hidden_sizes=[16]", "eval.every_samples=200"]
@@ -63,6 +64,31 @@ def test_other_store_errors_and_exhausted_retries_are_raised():
     with pytest.raises(StoreError, match="unavailable through 4 attempts.*locked"):
         RetryingClient("unused", client=always_locked, attempts=4, first_delay_s=0.001).log(1)
     assert always_locked.calls == 4
+
+
+def refused() -> MlflowException:
+    return MlflowException("API request to http://127.0.0.1:9/api/2.0/mlflow/runs/log-batch failed with exception "
+                           "Max retries exceeded (Caused by NewConnectionError: [Errno 111] Connection refused)")
+
+
+def test_a_server_that_did_not_answer_is_not_asked_again_for_a_while(monkeypatch):
+    """Each call to a dead server waits through MLflow's HTTP retries (~7 s) to fail alike: after the
+    first, the calls of the process fail at once, on every client of that store, until the hold ends."""
+    monkeypatch.setattr(store_module, "_unreachable", {})  # this test's own, not the process's
+    uri = "http://127.0.0.1:9"
+    dead = FlakyStore(100, refused())
+    with pytest.raises(StoreError, match="failed: no answer to /api/2.0/mlflow/runs/log-batch"):
+        RetryingClient(uri, client=dead).log(1)
+    other_client = RetryingClient(uri, client=dead)
+    with pytest.raises(StoreError, match="no answer to .*Not asked again"):
+        other_client.log(1)
+    assert dead.calls == 1
+    RetryingClient("sqlite:///elsewhere.db", client=FlakyStore(0, refused())).log(1)  # another store is asked
+    until, failure = store_module._unreachable[uri]
+    assert until > time.monotonic() + store_module.UNREACHABLE_HOLD_S - 5
+    store_module._unreachable[uri] = (time.monotonic() - 1, failure)  # the hold is over: asked again
+    back = FlakyStore(0, refused())
+    assert RetryingClient(uri, client=back).log(7) == 7 and back.calls == 1
 
 
 # --- dead-process detection ---------------------------------------------------------------------

@@ -450,26 +450,24 @@ def test_a_damaged_store_stops_training_until_it_is_repaired(store, tmp_path):
 
 @pytest.mark.slow
 def test_concurrent_first_use_of_a_new_store_never_breaks_it(tmp_path):
-    """8 single runs started together on a store that does not exist yet, three times: before the lock,
-    7 of 8 failed on the racing migrations and the file was often left unusable."""
-    processes, rounds = 8, 3
-    for r in range(rounds):
-        uri = f"sqlite:///{tmp_path}/round{r}/mlflow.db"
-        procs = [
-            subprocess.Popen(
-                [sys.executable, str(ROOT / "experiments" / "train.py"), *SMALL, f"seed={seed}", f"tracking.uri={uri}",
-                 f"hydra.run.dir={tmp_path}/out{r}-{seed}", f"tracking.artifact_location={tmp_path}/art"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-            )
-            for seed in range(processes)
-        ]
-        outputs = [p.communicate(timeout=600) for p in procs]
-        failed = [message_lines(err)[-3:] for p, (_, err) in zip(procs, outputs) if p.returncode]
-        assert not failed, failed
-        assert state(uri).kind == "healthy"
-        client = MlflowClient(uri)
-        runs = client.search_runs([client.get_experiment_by_name("forgetlab").experiment_id])
-        assert sorted(r.info.status for r in runs) == ["FINISHED"] * processes
+    """8 single runs started together on a store that does not exist yet: before the lock, 7 of 8
+    failed on the racing migrations and the file was often left unusable, so one round catches it."""
+    processes, uri = 8, f"sqlite:///{tmp_path}/mlflow.db"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "experiments" / "train.py"), *SMALL, f"seed={seed}", f"tracking.uri={uri}",
+             f"hydra.run.dir={tmp_path}/out{seed}", f"tracking.artifact_location={tmp_path}/art"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        )
+        for seed in range(processes)
+    ]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    failed = [message_lines(err)[-3:] for p, (_, err) in zip(procs, outputs) if p.returncode]
+    assert not failed, failed
+    assert state(uri).kind == "healthy"
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("forgetlab").experiment_id])
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * processes
 
 
 @pytest.mark.slow
@@ -538,4 +536,6 @@ def test_a_tracking_server_that_dies_mid_sweep_fails_the_jobs_quickly_and_the_su
     assert sweep.returncode == 1, err[-3000:]
     assert "3 jobs: 0 skipped (same config and code), 0 trained, 3 failed" in out
     assert "Traceback" not in err and err.count("StoreError") == 3
-    assert elapsed < 180, elapsed
+    # Each call to the dead server waits ~7 s through MLflow's retries; after the first, the process
+    # does not ask it again (store.UNREACHABLE_HOLD_S): 3 jobs end in ~10 s instead of ~75 s.
+    assert elapsed < 45, elapsed

@@ -71,7 +71,7 @@ def test_a_failing_job_ends_failed_and_the_sweep_goes_on(tmp_path):
     written = artifact_paths(client, fine.info.run_id)
     assert ARTIFACTS <= written
     # safe to read: no pickled formats, and the arrays load with allow_pickle=False
-    assert {os.path.splitext(p)[1] for p in written} <= {".yaml", ".csv", ".parquet", ".npz", ".txt", ".png", ".json"}
+    assert {os.path.splitext(p)[1] for p in written} <= {".yaml", ".csv", ".parquet", ".npz", ".txt", ".png", ".json", ".diff"}
     local = client.download_artifacts(fine.info.run_id, "eval/sample_probe.npz", str(tmp_path / "dl"))
     with np.load(local, allow_pickle=False) as probe:
         assert all(probe[name].dtype != object for name in probe.files)

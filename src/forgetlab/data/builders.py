@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from forgetlab.data.tasks import Task, TaskSequence
 
@@ -19,6 +18,8 @@ Split = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 def stratified_split(x: np.ndarray, y: np.ndarray, test_size: float, data_seed: int) -> Split:
     """(x_train, x_test, y_train, y_test), stratified by class and fixed by ``data_seed``. The arrays
     are read-only: loaders cache them across the runs of a process, and tasks take copies."""
+    from sklearn.model_selection import train_test_split  # see forgetlab.data: imported where used
+
     parts = train_test_split(x, y, test_size=test_size, stratify=y, random_state=data_seed)
     for part in parts:
         part.setflags(write=False)

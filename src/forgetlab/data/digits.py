@@ -10,8 +10,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from scipy.ndimage import rotate
-from sklearn.datasets import load_digits
 
 from forgetlab.data import builders
 from forgetlab.data.tasks import TaskSequence
@@ -26,6 +24,8 @@ def load_split(test_size: float, data_seed: int) -> tuple[np.ndarray, np.ndarray
 
     Cached: reading and splitting takes ~13 ms, a noticeable share of a short run, and the jobs of a
     sweep in one process all use the same split. The arrays are read-only (tasks take copies)."""
+    from sklearn.datasets import load_digits  # see forgetlab.data: imported where used
+
     digits = load_digits()
     return builders.stratified_split(digits.data.astype(np.float64) / 16.0, digits.target, test_size, data_seed)
 
@@ -44,6 +44,8 @@ def permuted_digits(n_tasks: int = 5, test_size: float = 0.25, data_seed: int = 
 def rotate_images(x: np.ndarray, angle: float) -> np.ndarray:
     """Rotate flattened 8x8 images counter-clockwise by ``angle`` degrees about their centre (bilinear)."""
     images = x.reshape(-1, SIDE, SIDE)
+    from scipy.ndimage import rotate
+
     rotated = rotate(images, angle, axes=(2, 1), reshape=False, order=1, mode="constant", cval=0.0)
     return np.clip(rotated, 0.0, 1.0).reshape(len(x), -1)
 

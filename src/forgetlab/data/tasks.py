@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 SCENARIOS = ("class", "task", "domain")
 
@@ -145,6 +144,8 @@ def subsampled(sequence: TaskSequence, max_per_task: int, data_seed: int) -> Tas
         if t.n_train <= max_per_task:
             tasks.append(t)
             continue
+        from sklearn.model_selection import train_test_split  # see forgetlab.data: imported where used
+
         kept, _ = train_test_split(np.arange(t.n_train), train_size=max_per_task, stratify=t.y_train,
                                    random_state=data_seed)
         kept = np.sort(kept)
@@ -158,6 +159,8 @@ def with_validation(sequence: TaskSequence, val_size: float, data_seed: int) -> 
     samples). ``val_size=0`` returns ``sequence`` itself: the training data stay exactly as they were."""
     if val_size == 0:
         return sequence
+    from sklearn.model_selection import train_test_split  # see forgetlab.data: imported where used
+
     tasks = []
     for t in sequence.tasks:
         try:

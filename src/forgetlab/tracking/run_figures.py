@@ -11,13 +11,16 @@ overhead"); the axes keep their size and the figure grows with long task names.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.font_manager import FontProperties
 
 from forgetlab.trainer import TrainingResult
+
+if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn: ~0.5 s that untracked runs, sweep
+    # parents and refused commands need not pay
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
 DPI = 100
 # PNG compression: zlib's level 1 writes these flat-coloured plots ~10 % larger than the default
@@ -34,12 +37,17 @@ def stage_labels(result: TrainingResult) -> list[str]:
 
 
 def new_figure(width: float, height: float) -> tuple[Figure, FigureCanvasAgg]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), dpi=DPI)
     return fig, FigureCanvasAgg(fig)
 
 
 def text_width(canvas: FigureCanvasAgg, labels: list[str], fontsize: float) -> float:
     """Width in inches of the widest of ``labels`` at ``fontsize`` points, as the figure draws it."""
+    from matplotlib.font_manager import FontProperties
+
     renderer, font = canvas.get_renderer(), FontProperties(size=fontsize)
     widths = [renderer.get_text_width_height_descent(s, font, ismath=False)[0] for s in labels]
     return max(widths, default=0.0) / DPI

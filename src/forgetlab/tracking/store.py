@@ -25,6 +25,9 @@ rolls the transaction back and raises with error code TEMPORARILY_UNAVAILABLE, s
 repeated safely. ``RetryingClient`` repeats such calls (and its own creation) with jittered
 exponential backoff. Errors that no repetition cures (a read-only or full disk, a file that is not a
 database, an unreachable server) are raised at once as ``StoreError``, whose message is one line.
+A server found unreachable is not asked again by this process for ``UNREACHABLE_HOLD_S``: each call
+would wait through MLflow's HTTP retries (~7 s) to fail the same way, and a job that dies with its
+server makes several (its metrics, its error tag, its end, the sweep's summary).
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ HTTP_LIMITS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
 }
+UNREACHABLE_HOLD_S = 60.0  # how long a server that did not answer is taken as down without asking again
 HEALTH_ATTEMPTS, HEALTH_TIMEOUT_S = 3, 2.0  # the up-front check that a tracking server answers
 # Parts of error messages of failures that no repetition cures: the store is unusable as it is.
 PERMANENT = (
@@ -88,6 +92,10 @@ logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 class StoreError(Exception):
     """A tracking store that cannot be used: the message names it, says why, and what to do."""
+
+
+# uri -> (until when, on time.monotonic(), the server is taken as down; the StoreError it raised)
+_unreachable: dict[str, tuple[float, StoreError]] = {}
 
 
 # --- errors and retries -------------------------------------------------------------------------
@@ -146,6 +154,9 @@ def first_sentence(error: BaseException) -> str:
 def with_retries(call: Callable[[], T], uri: str, *, attempts: int = ATTEMPTS,
                  first_delay_s: float = FIRST_DELAY_S) -> T:
     """``call()``, repeated on transient store errors; store failures become ``StoreError``."""
+    down = _unreachable.get(uri)
+    if down is not None and time.monotonic() < down[0]:
+        raise StoreError(f"{down[1]} (Not asked again: it did not answer less than {UNREACHABLE_HOLD_S:.0f} s ago.)")
     for attempt in range(attempts):
         try:
             return call()
@@ -157,8 +168,11 @@ def with_retries(call: Callable[[], T], uri: str, *, attempts: int = ATTEMPTS,
                 raise StoreError(f"The tracking store {shown(uri)} stayed unavailable through {attempts} attempts: "
                                  f"{first_line(error)}") from error
             if is_store_failure(error):
-                raise StoreError(f"The tracking store {shown(uri)} failed: {first_line(error)}. Repeating would not help: "
-                                 "check its disk (space, permissions) or server, or point tracking.uri elsewhere.") from error
+                failure = StoreError(f"The tracking store {shown(uri)} failed: {first_line(error)}. Repeating would not help: "
+                                     "check its disk (space, permissions) or server, or point tracking.uri elsewhere.")
+                if any(marker in str(error).lower() for marker in UNREACHABLE):
+                    _unreachable[uri] = (time.monotonic() + UNREACHABLE_HOLD_S, failure)
+                raise failure from error
             raise
     raise AssertionError("unreachable")
 
