@@ -23,6 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
 from mlflow.tracking import MlflowClient
 
+from forgetlab.tracking import store as store_module
 from forgetlab.tracking.store import (
     HTTP_LIMITS, RetryingClient, StoreError, expected_schema, inspect_sqlite, is_transient, main, prepare_store,
     repair_store, sqlite_file,
@@ -284,10 +285,14 @@ def test_any_http_answer_counts_as_a_live_server():
 
     server = http.server.HTTPServer(("127.0.0.1", 0), NotFound)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_port}"
+    # A server that answers again after a blip is asked again by the jobs that check it.
+    store_module._unreachable[uri] = (time.monotonic() + 60, StoreError("down a moment ago"))
     try:
-        prepare_store(f"http://127.0.0.1:{server.server_port}")
+        prepare_store(uri)
     finally:
         server.shutdown()
+    assert uri not in store_module._unreachable
 
 
 # --- damaged stores -----------------------------------------------------------------------------

@@ -25,9 +25,10 @@ rolls the transaction back and raises with error code TEMPORARILY_UNAVAILABLE, s
 repeated safely. ``RetryingClient`` repeats such calls (and its own creation) with jittered
 exponential backoff. Errors that no repetition cures (a read-only or full disk, a file that is not a
 database, an unreachable server) are raised at once as ``StoreError``, whose message is one line.
-A server found unreachable is not asked again by this process for ``UNREACHABLE_HOLD_S``: each call
-would wait through MLflow's HTTP retries (~7 s) to fail the same way, and a job that dies with its
-server makes several (its metrics, its error tag, its end, the sweep's summary).
+A server found unreachable is not asked again by this process for ``UNREACHABLE_HOLD_S``, unless a
+new job's health check finds it answering: each call would wait through MLflow's HTTP retries (~7 s)
+to fail the same way, and a job that dies with its server makes several (its metrics, its error tag,
+its end, the sweep's summary).
 """
 
 from __future__ import annotations
@@ -242,11 +243,14 @@ def check_server(uri: str) -> None:
     for attempt in range(HEALTH_ATTEMPTS):
         try:
             with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_S):
-                return
+                answered = True
         except urllib.error.HTTPError:  # it answered (perhaps 401 behind auth): it is alive
-            return
+            answered = True
         except (urllib.error.URLError, OSError) as error:
-            reason = str(getattr(error, "reason", error))
+            answered, reason = False, str(getattr(error, "reason", error))
+        if answered:
+            _unreachable.pop(uri, None)  # back after a blip: the calls of a job that checked it are made again
+            return
         if attempt < HEALTH_ATTEMPTS - 1:
             time.sleep(0.5 * 2**attempt)
     raise StoreError(f"No MLflow tracking server answers at {shown(uri)} ({reason}; {HEALTH_ATTEMPTS} tries). "
