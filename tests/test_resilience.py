@@ -13,12 +13,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
 from mlflow.tracking import MlflowClient
 
-from forgetlab.contract import TAG_HEARTBEAT, TAG_PROCESS
+from forgetlab.contract import (
+    KIND_SWEEP, KIND_TRAIN, TAG_ERROR, TAG_HEARTBEAT, TAG_KIND, TAG_PARENT_RUN_ID, TAG_PROCESS, TAG_SWEEP_ID,
+)
 from forgetlab.assembly import build_trainer
 from forgetlab.divergence import TrainingDiverged, WeightCheck
 from forgetlab.experiment import RunContext, run_experiment
 from forgetlab.tracking.liveness import Heartbeat, is_stale, process_identity
-from forgetlab.tracking.resume import resume_decision
+from forgetlab.tracking.resume import end_stale_sweeps, resume_decision
 from forgetlab.tracking import store as store_module
 from forgetlab.tracking.store import RetryingClient, StoreError
 
@@ -112,6 +114,35 @@ def test_a_run_of_this_machine_is_stale_exactly_when_its_process_is_gone():
     assert is_stale(fake_run({TAG_PROCESS: reused_pid}, start_s=time.time()), stale_after_s=1e9)
     other_container = " ".join(me[:2] + ["pid:[1]"] + me[3:])  # same kernel, another pid namespace
     assert not is_stale(fake_run({TAG_PROCESS: other_container}, start_s=time.time()), stale_after_s=600)
+
+
+def test_a_sweep_whose_process_died_is_ended_killed_with_its_orphaned_jobs(sqlite_uri):
+    """A sweeper killed with ``kill -9`` leaves its parent RUNNING; the next sweep of the experiment
+    ends it KILLED, with the jobs it left RUNNING, and leaves live sweeps and unjudgeable ones alone."""
+    client = MlflowClient(sqlite_uri)
+    exp = client.create_experiment("sweeps")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    dead_process = process_identity(child.pid)
+    child.kill()
+    child.wait()
+
+    def parent(**tags):  # started an hour ago: a parent without a heartbeat would look stale
+        return client.create_run(exp, start_time=int((time.time() - 3600) * 1000),
+                                 tags={TAG_KIND: KIND_SWEEP, **tags}).info.run_id
+
+    dead = parent(**{TAG_PROCESS: dead_process, TAG_SWEEP_ID: "s-dead"})
+    orphan = client.create_run(exp, tags={TAG_KIND: KIND_TRAIN, TAG_PARENT_RUN_ID: dead,
+                                          TAG_PROCESS: dead_process}).info.run_id
+    live = parent(**{TAG_PROCESS: process_identity()})
+    unrecorded = parent()  # written before parents named their process: it may still run
+    finished = parent(**{TAG_PROCESS: dead_process})
+    client.set_terminated(finished, "FINISHED")
+
+    assert end_stale_sweeps(RetryingClient(sqlite_uri), exp, stale_after_s=600) == [dead]
+    status = {run_id: client.get_run(run_id).info.status for run_id in (dead, orphan, live, unrecorded, finished)}
+    assert status == {dead: "KILLED", orphan: "KILLED", live: "RUNNING", unrecorded: "RUNNING", finished: "FINISHED"}
+    assert client.get_run(dead).data.tags[TAG_ERROR].startswith("Stale: the sweep process that ran it")
+    assert "its job ended with it" in client.get_run(orphan).data.tags[TAG_ERROR]
 
 
 def test_a_run_of_another_machine_is_stale_when_its_heartbeat_is_old():

@@ -41,6 +41,8 @@ def test_multirun_is_a_parent_with_nested_jobs_following_the_contract(tmp_path, 
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     assert parent.data.params == {"seed": "0,1"}  # the swept keys only
+    # The sweeper's process and heartbeat, so that a later sweep can tell if it died (end_stale_sweeps).
+    assert parent.data.tags["forgetlab.process"].split()[3].isdigit() and "forgetlab.heartbeat" in parent.data.tags
     summary = parent.data.metrics
     assert (summary["sweep/jobs"], summary["sweep/jobs_finished"], summary["sweep/jobs_failed"],
             summary["sweep/jobs_skipped"]) == (2, 2, 0, 0)

@@ -134,6 +134,32 @@ def end_orphaned_runs(client: RetryingClient, experiment_id: str, parent_run_id:
     return [run.info.run_id for run in orphans]
 
 
+def end_stale_sweeps(client: RetryingClient, experiment_id: str, *, stale_after_s: float) -> list[str]:
+    """End KILLED the RUNNING sweep parents of the experiment whose sweeper process is gone (killed
+    with ``kill -9``, or its machine lost), and their training runs left RUNNING with it; returns the
+    parents' ids. A sweep is judged only when its parent records its process: a parent written
+    before sweeps did (no ``forgetlab.process`` tag) may belong to a sweep that still runs."""
+    running = client.search_runs(
+        [experiment_id], max_results=1000,
+        filter_string=" and ".join([contract.tag_equals(contract.TAG_KIND, contract.KIND_SWEEP),
+                                    "attributes.status = 'RUNNING'"]),
+    )
+    ended = []
+    for parent in running:
+        if contract.TAG_PROCESS not in parent.data.tags or not is_stale(parent, stale_after_s):
+            continue
+        run_id = parent.info.run_id
+        reason = f"Stale: the sweep process that ran it ({parent.data.tags[contract.TAG_PROCESS]}) is gone."
+        end_orphaned_runs(client, experiment_id, run_id, reason=f"{reason} (its job ended with it)",
+                          stale_after_s=stale_after_s, wait_s=0.0)
+        client.set_tag(run_id, contract.TAG_ERROR, reason)
+        client.set_terminated(run_id, "KILLED")
+        print(f"[sweep] marked sweep {parent.data.tags.get(contract.TAG_SWEEP_ID, run_id)} KILLED "
+              "(its process is gone)", flush=True)
+        ended.append(run_id)
+    return ended
+
+
 def newest_finished_run(client: RetryingClient, experiment_id: str, config_hashes: Sequence[str], *,
                         code_version: str | None) -> Run | None:
     """The newest FINISHED training run of the config (any of ``config_hashes``, as in

@@ -62,12 +62,14 @@ from forgetlab.cost import check_cost
 from forgetlab.experiment import EnsembleReturn, JobSkipped, JobStopped, MemberFailed
 from forgetlab.server import ui_url
 from forgetlab.tracking.code_version import code_version
-from forgetlab.tracking.liveness import process_identity
+from forgetlab.tracking.liveness import Heartbeat, beat_value, process_identity
 from forgetlab.tracking.mlflow_run import (
     failure_reason, get_or_create_experiment, log_code_diff, new_sweep_id, now_ms, resume_hashes,
     source_tags,
 )
-from forgetlab.tracking.resume import end_orphaned_runs, nested_runs, newest_finished_run, resume_decision
+from forgetlab.tracking.resume import (
+    end_orphaned_runs, end_stale_sweeps, nested_runs, newest_finished_run, resume_decision,
+)
 from forgetlab.tracking.store import RetryingClient, StoreError, open_store
 from hydra_plugins.forgetlab_sweeper.config import ResumableSweeperConf  # noqa: F401  (the node of this sweeper)
 from hydra_plugins.forgetlab_sweeper.ensembles import Launch, ensemble_launch, launches, parallel_jobs
@@ -219,19 +221,21 @@ def jobs_manifest(jobs: list[Job]) -> list[dict[str, Any]]:
 def open_parent(client: RetryingClient, experiment_id: str, key: str, overrides: list[str],
                 code_tags: dict[str, str]) -> Sweep:
     """The parent run of this sweep: the earlier one with the same key (set RUNNING again, the
-    reason it stopped removed) or a new one."""
+    reason it stopped removed) or a new one. It names this process (``forgetlab.process``, and a
+    heartbeat the caller keeps up), so that a later sweep can tell when it died (``end_stale_sweeps``)."""
     same_sweep = [contract.tag_equals(contract.TAG_KIND, contract.KIND_SWEEP),
                   contract.tag_equals(contract.TAG_SWEEP_KEY, key)]
     earlier = client.search_runs(
         [experiment_id], filter_string=" and ".join(same_sweep), order_by=["attributes.start_time DESC"], max_results=1,
     )
     me = process_identity()
+    owner = {contract.TAG_PROCESS: me, contract.TAG_HEARTBEAT: beat_value()}
     if earlier:
         parent = earlier[0]
         client.update_run(parent.info.run_id, status="RUNNING")
         if contract.TAG_ERROR in parent.data.tags:
             client.delete_tag(parent.info.run_id, contract.TAG_ERROR)
-        for tag, value in code_tags.items():
+        for tag, value in {**code_tags, **owner}.items():
             client.set_tag(parent.info.run_id, tag, value)
         return Sweep(parent.data.tags[contract.TAG_SWEEP_ID], parent.info.run_id, me)
     sweep_id = new_sweep_id()
@@ -244,6 +248,7 @@ def open_parent(client: RetryingClient, experiment_id: str, key: str, overrides:
             contract.TAG_OVERRIDES: " ".join(overrides),
             contract.TAG_SWEEP_KEY: key,
             **code_tags,
+            **owner,
         },
     )
     return Sweep(sweep_id, parent.info.run_id, me)
@@ -380,6 +385,7 @@ class ResumableSweeper(Sweeper):
                         stale_after_s=tracking.stale_after_s, label=job.label,
                     )
                     job.skip_reason, job.retrain_reason = decision.skip, decision.retrain
+                end_stale_sweeps(client, self.experiment_id, stale_after_s=tracking.stale_after_s)
                 task_overrides = list(self.config.hydra.overrides.task)
                 key = sweep_key(tracking.experiment, jobs, self.code_identity)
                 sweep = open_parent(client, self.experiment_id, key, task_overrides,
@@ -392,6 +398,9 @@ class ResumableSweeper(Sweeper):
         self.sweep_run = sweep
 
         to_run = [job for job in jobs if job.skip_reason is None]
+        heartbeat = None
+        if self.client is not None:
+            heartbeat = Heartbeat(self.client, sweep.parent_run_id, tracking.stale_after_s / 10, beat_now=False)
         outcomes: list[Outcome] = []
         status, reason = "FAILED", None
         store_error: StoreError | None = None
@@ -438,6 +447,8 @@ class ResumableSweeper(Sweeper):
             print("[sweep] the launcher failed; re-run the same command to resume the sweep", file=sys.stderr)
             raise
         finally:
+            if heartbeat is not None:
+                heartbeat.stop()
             if self.client is not None and sweep.parent_run_id is not None:
                 try:
                     if reason is not None:
