@@ -39,8 +39,8 @@ study: $(STAMP) ## run the quickstart study on the local sqlite store, write its
 	echo; echo "Browse the runs:  make ui   (it prints the address to open)"; \
 	exit $$trained
 
-# A declared study's verdict comes first: the general report draws a figure panel per condition,
-# which takes long for a study of thousands of runs.
+# A declared study's verdict comes first: it is what a study is for, and the general report of a study of
+# thousands of runs takes minutes to read them (its figures are left out beyond --max-panels panels).
 report: $(STAMP) ## write the verdict of a declared study, then reports/<name>/ for an experiment: make report EXPERIMENT=name
 	$(PY) analysis/study_report.py --experiment $(EXPERIMENT) --if-declared
 	$(PY) analysis/report.py --experiment $(EXPERIMENT)

@@ -122,6 +122,11 @@ def build_layout(table: pd.DataFrame, keys: list[str]) -> Layout:
     )
 
 
+def panel_count(layout: Layout) -> int:
+    """Panels of the largest figure: one per hue and row (the per-hue figures), times the columns."""
+    return max(1, len(layout.panel_order)) * max(1, len(layout.col_order))
+
+
 def _levels(table: pd.DataFrame, keys: list[str], names: dict[str, str], named: bool = False
             ) -> tuple[pd.Series, list[str]]:
     """A label per condition from ``keys`` (``name=value, ...``; the value alone for one key unless

@@ -12,7 +12,9 @@ over seeds. Writes ``<out>/report.md``, ``summary.csv`` (one row per condition),
 per run), ``retention.csv``, ``tables/*.tex`` and ``figures/*.{png,pdf}``, logs them as artifacts of a
 run tagged ``forgetlab.kind=report`` in the experiment ``<experiment>-reports`` (so the training
 experiment's charts hold only training runs), logs the figures to the parent run of the sweep when the
-report covers one whole sweep, and prints the summary table. ``<out>`` defaults to
+report covers one whole sweep, and prints the summary table. A selection whose figures would have
+more than ``--max-panels`` panels (one per condition group) gets the tables without the figures and a
+note on how to narrow it. ``<out>`` defaults to
 ``reports/<experiment>/``; a report of one sweep or a filter goes to a directory of its own inside it.
 Exit code 1 with a message when no run matches, 2 when the store cannot be used (a missing
 file included: a report never creates a store). Metric definitions: docs/metrics.md.
@@ -51,6 +53,10 @@ GIT_COMMIT = tag_column(contract.TAG_GIT_COMMIT)
 ERROR = tag_column(contract.TAG_ERROR)
 
 REPORTS = ROOT / "reports"
+# A figure taller than a page helps no one, and matplotlib's shared axes make a facet grid's drawing time
+# grow faster than quadratically in its panels: the credit-assignment study's first figure (4,790 runs,
+# 109 panels) spent 4.5 CPU minutes in them, and the report had not finished after 7.
+MAX_PANELS = 36
 SUMMARY_COLUMNS = ["acc", "bwt", "forgetting_max"]  # printed at the end of `make study`
 TASK_LEVEL = ["acc", "bwt", "fwt", "forgetting_max", "forgetting_after", "learning_acc", "intransigence"]
 SAMPLE_LEVEL = ["forgetting_events", "learning_events", "unforgettable", "never_learned", "drop_per_update"]
@@ -64,6 +70,7 @@ class Report:
     figures: dict[str, Path]
     report_run_id: str | None
     seconds: dict[str, float]  # time spent per phase
+    figures_note: str = ""  # why there are no figures, when there are none
 
 
 def default_tracking_uri() -> str:
@@ -94,6 +101,7 @@ def build_report(
     cache_dir: Path | None = None,
     workers: int = 8,
     log_to_mlflow: bool = True,
+    max_panels: int = MAX_PANELS,
 ) -> Report:
     import mlflow
 
@@ -142,7 +150,16 @@ def build_report(
     clock.lap("metrics")
 
     layout = figures.build_layout(conditions, keys)
-    figure_paths = make_figures(analysed, artifacts, retention, bin_edges, layout, out / "figures")
+    panels = figures.panel_count(layout)
+    if panels <= max_panels:
+        figure_paths, figures_note = make_figures(analysed, artifacts, retention, bin_edges, layout, out / "figures"), ""
+    else:
+        figure_paths = {}
+        varying = ", ".join(f"`{k.removeprefix('params.')}` ({analysed[k].nunique()})" for k in keys)
+        figures_note = (f"Not drawn: this selection's largest figure would have {panels} panel{'s' * (panels != 1)} "
+                        f"(the limit is {max_panels}: `--max-panels`). Narrow it with `--sweep-id` or `--filter` "
+                        f"(e.g. `--filter \"params.task_sequence.scenario = 'domain'\"`) on the params that vary: "
+                        f"{varying}.")
     update_section = update_resolution.report_section(analysed, artifacts, order, out)  # "" without update-probe runs
     clock.lap("figures")
     runs_table = runs_csv(runs, analysed, keys)
@@ -173,7 +190,7 @@ def build_report(
         ).info.run_id
     (out / "report.md").write_text(
         report_markdown(experiment, tracking_uri, sweep_id, filter_string, keys, runs, analysed, summary, figure_paths,
-                        tables, out, run_id, update_section)
+                        tables, out, run_id, update_section, figures_note)
     )
     if report_client is not None:
         # file by file: `out` may hold the reports of narrower selections, and files of older reports
@@ -189,7 +206,7 @@ def build_report(
             raise
         report_client.set_terminated(run_id, "FINISHED")
     clock.lap("writing")
-    return Report(out, summary, runs_table, figure_paths, run_id, clock.seconds)
+    return Report(out, summary, runs_table, figure_paths, run_id, clock.seconds, figures_note)
 
 
 def report_experiment_id(client: MlflowClient, experiment: str) -> str:
@@ -433,7 +450,7 @@ CAPTIONS = {
 
 
 def report_markdown(experiment, uri, sweep_id, filter_string, keys, runs, analysed, summary, figure_paths, tables, out,
-                    run_id, update_section: str = "") -> str:
+                    run_id, update_section: str = "", figures_note: str = "") -> str:
     not_analysed = runs[~runs["analysed"]]
     mismatched = analysed[~analysed["matches_logged_final"]]
     sweeps = sorted(runs.loc[runs["superseded_by"] == "", SWEEP_ID].dropna().unique())
@@ -465,7 +482,7 @@ def report_markdown(experiment, uri, sweep_id, filter_string, keys, runs, analys
               f"Mean ± std [95 % t-interval] over the n seeds (definitions below); as LaTeX: {latex}.", "",
               "### Task level", "", summary_markdown(summary, columns, TASK_LEVEL), "",
               "### Sample level (probe)", "", summary_markdown(summary, columns, SAMPLE_LEVEL), ""]
-    lines += ["## Figures", ""]
+    lines += ["## Figures", ""] + ([figures_note, ""] if figures_note else [])
     for key, path in figure_paths.items():
         png = path.relative_to(out).as_posix()
         lines += [f"![{CAPTIONS[key]}]({png})", "", f"*{CAPTIONS[key]}* ([PDF]({png.removesuffix('.png')}.pdf))", ""]
@@ -545,6 +562,8 @@ def print_summary(report: Report) -> None:
     if superseded.any():
         print(f"\n{int(superseded.sum())} older run(s) superseded by a newer run of the same config (listed in report.md)")
     print(f"\nReport: {report.out / 'report.md'}  (figures in {report.out / 'figures'})")
+    if report.figures_note:
+        print(report.figures_note.replace("`", ""))
     print("Time: " + ", ".join(f"{k} {v:.1f} s" for k, v in report.seconds.items()))
     if report.report_run_id:
         print(f"Logged as MLflow run {report.report_run_id} (tag {contract.TAG_KIND}={contract.KIND_REPORT})")
@@ -561,11 +580,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=None, help="artifact download cache (default reports/.cache)")
     parser.add_argument("--workers", type=int, default=8, help="threads downloading and reading artifacts")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log the report as an MLflow run")
+    parser.add_argument("--max-panels", type=int, default=MAX_PANELS,
+                        help="draw no figures when they would have more panels than this (default %(default)s)")
     args = parser.parse_args(argv)
     try:
         report = build_report(
             args.tracking_uri, args.experiment, sweep_id=args.sweep_id, filter_string=args.filter,
             out=args.out, cache_dir=args.cache_dir, workers=args.workers, log_to_mlflow=not args.no_mlflow,
+            max_panels=args.max_panels,
         )
     except NoRunsError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -132,6 +132,19 @@ def test_report_has_every_figure_as_png_and_pdf_its_latex_tables_and_sections(bu
     assert retention["retained_mean"].dropna().between(0, 1).all()
 
 
+def test_a_selection_with_more_panels_than_allowed_gets_its_tables_and_a_note_instead_of_figures(store, tmp_path, capsys):
+    uri, tmp = store
+    out = tmp_path / "crowded"
+    assert report.main(["--experiment", EXPERIMENT, "--tracking-uri", uri, "--out", str(out), "--cache-dir",
+                        str(tmp / "cache"), "--no-mlflow", "--max-panels", "0"]) == 0
+    text = (out / "report.md").read_text()
+    assert "Not drawn: this selection's largest figure would have 1 panel (the limit is 0: `--max-panels`)" in text
+    assert "figures/" not in text and not list((out / "figures").iterdir())
+    assert (out / "summary.csv").exists() and "joint" in (out / "tables" / "summary_task_level.tex").read_text()
+    assert "on the params that vary: `task_sequence.joint` (2)." in text
+    assert "Narrow it with --sweep-id or --filter" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_report_is_logged_as_a_report_run_that_is_never_analysed_as_training(built, store, tmp_path):
     uri, tmp = store
