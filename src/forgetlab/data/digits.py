@@ -43,9 +43,9 @@ def permuted_digits(n_tasks: int = 5, test_size: float = 0.25, data_seed: int = 
 
 def rotate_images(x: np.ndarray, angle: float) -> np.ndarray:
     """Rotate flattened 8x8 images counter-clockwise by ``angle`` degrees about their centre (bilinear)."""
-    images = x.reshape(-1, SIDE, SIDE)
-    from scipy.ndimage import rotate
+    from scipy.ndimage import rotate  # see forgetlab.data: imported where used
 
+    images = x.reshape(-1, SIDE, SIDE)
     rotated = rotate(images, angle, axes=(2, 1), reshape=False, order=1, mode="constant", cval=0.0)
     return np.clip(rotated, 0.0, 1.0).reshape(len(x), -1)
 

@@ -157,7 +157,7 @@ def with_retries(call: Callable[[], T], uri: str, *, attempts: int = ATTEMPTS,
     """``call()``, repeated on transient store errors; store failures become ``StoreError``."""
     down = _unreachable.get(uri)
     if down is not None and time.monotonic() < down[0]:
-        raise StoreError(f"{down[1]} (Not asked again: it did not answer less than {UNREACHABLE_HOLD_S:.0f} s ago.)")
+        raise StoreError(f"{down[1]} (Not asked again: it failed to answer within the last {UNREACHABLE_HOLD_S:.0f} s.)")
     for attempt in range(attempts):
         try:
             return call()
