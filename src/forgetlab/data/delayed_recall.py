@@ -12,9 +12,11 @@ delay + 1 steps later, or at the last k steps (``network.loss_last_steps=k``, k 
 credit-assignment study uses 2, so that RTRL updates twice per sequence and epochwise BPTT once).
 Never put the loss at every step (``loss_at=all``): the target is then present from the cue on, and
 each step's loss teaches the state to hold the cue for one more step, which needs no credit through
-time (in the study's first design BPTT(1; 1) learned the task that way). Split into tasks as split digits are: with 10 symbols and 5 tasks, task k
-recalls symbol 2k or 2k + 1, so the class / task / domain scenarios mean what they mean there
-(domain: which of its task's two symbols was shown).
+time (in the study's first design BPTT(1; 1) learned the task that way).
+
+Split into tasks as split digits are: with 10 symbols and 5 tasks, task k recalls symbol 2k or
+2k + 1, so the class / task / domain scenarios mean what they mean there (domain: which of its
+task's two symbols was shown).
 
 Why truncation must matter: BPTT(h; h') back-propagates the recall step's error through the last h
 steps only, holding the state that enters them fixed. With h <= delay + 1 the cue step lies outside

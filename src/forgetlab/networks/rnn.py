@@ -3,9 +3,8 @@
 A sample is a sequence x of shape (T, I); a batch is (N, T, I), the same for every member, or
 (S, N, T, I), each member its own. The target and the output mask of a sample apply at every step
 that carries loss: the last ``loss_last_steps`` steps (``loss_at="last"``; one by default) or every
-step (``loss_at="all"``). The data
-loss of a sequence is the mean of the per-step losses over those steps, so that it is on the scale
-of the MLP's per-sample loss whatever ``loss_at`` is:
+step (``loss_at="all"``). The data loss of a sequence is the mean of the per-step losses over those
+steps, so that it is on the scale of the MLP's per-sample loss whatever ``loss_at`` is:
 
     E = 1/|S| sum_{t in S} loss(y_t, target) + (lambda/2) (||W_xh||^2 + ||W_hh||^2 + ||W_hy||^2)
 

@@ -46,6 +46,12 @@ def training_runs(client: RetryingClient, experiment_id: str, config_hashes: Seq
     ]
 
 
+def end_killed(client: RetryingClient, run_id: str, reason: str) -> None:
+    """End ``run_id`` KILLED, with ``reason`` as its ``forgetlab.error``."""
+    client.set_tag(run_id, contract.TAG_ERROR, reason[:5000])
+    client.set_terminated(run_id, "KILLED")
+
+
 def resume_decision(client: RetryingClient, experiment_id: str, config_hashes: Sequence[str], *,
                     code_version: str | None, resume: bool, stale_after_s: float, label: str) -> ResumeDecision:
     """Skip a job whose runs carry one of ``config_hashes`` (runs recorded before a config layout
@@ -60,8 +66,7 @@ def resume_decision(client: RetryingClient, experiment_id: str, config_hashes: S
         same_code = code_version is None or run_code == code_version
         if status == "RUNNING" and is_stale(run, stale_after_s):
             owner = run.data.tags.get(contract.TAG_PROCESS, "unknown process")
-            client.set_tag(run_id, contract.TAG_ERROR, f"Stale: the process that ran it ({owner}) is gone.")
-            client.set_terminated(run_id, "KILLED")
+            end_killed(client, run_id, f"Stale: the process that ran it ({owner}) is gone.")
             print(f"[sweep] marked run {run_id} KILLED (its process is gone): {label}", flush=True)
         elif status in ("RUNNING", "SCHEDULED") and same_code:
             skip = f"still RUNNING as run {run_id} ({run.data.tags.get(contract.TAG_PROCESS, '?')})"
@@ -129,8 +134,7 @@ def end_orphaned_runs(client: RetryingClient, experiment_id: str, parent_run_id:
             break
         time.sleep(0.1)
     for run in orphans:
-        client.set_tag(run.info.run_id, contract.TAG_ERROR, reason[:5000])
-        client.set_terminated(run.info.run_id, "KILLED")
+        end_killed(client, run.info.run_id, reason)
     return [run.info.run_id for run in orphans]
 
 
@@ -152,8 +156,7 @@ def end_stale_sweeps(client: RetryingClient, experiment_id: str, *, stale_after_
         reason = f"Stale: the sweep process that ran it ({parent.data.tags[contract.TAG_PROCESS]}) is gone."
         end_orphaned_runs(client, experiment_id, run_id, reason=f"{reason} (its job ended with it)",
                           stale_after_s=stale_after_s, wait_s=0.0)
-        client.set_tag(run_id, contract.TAG_ERROR, reason)
-        client.set_terminated(run_id, "KILLED")
+        end_killed(client, run_id, reason)
         print(f"[sweep] marked sweep {parent.data.tags.get(contract.TAG_SWEEP_ID, run_id)} KILLED "
               "(its process is gone)", flush=True)
         ended.append(run_id)
