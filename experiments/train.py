@@ -40,7 +40,7 @@ from hydra_plugins.forgetlab_sweeper import progress  # noqa: E402
 from hydra_plugins.forgetlab_sweeper.ensembles import ENSEMBLE_ENV, read_ensemble  # noqa: E402
 from hydra_plugins.forgetlab_sweeper.forgetlab_sweeper import STOP_FILE, read_sweep  # noqa: E402
 
-register_configs()
+register_configs(ROOT / "conf")
 SOURCE = Path(__file__).resolve().relative_to(ROOT).as_posix()
 
 

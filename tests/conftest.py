@@ -12,10 +12,11 @@ os.environ.setdefault("FORGETLAB_ROOT", str(ROOT))
 
 @pytest.fixture
 def compose_cfg():
-    """Compose the real conf/ tree with overrides, as experiments/train.py would (without the hydra node)."""
-    from forgetlab.config import compose
+    """Compose the real conf/ tree with overrides, as experiments/train.py would, as the typed config
+    (its values not yet checked: ``validate`` checks them)."""
+    from forgetlab.config import as_config, compose
 
-    return lambda *overrides: compose(overrides)
+    return lambda *overrides: as_config(compose(overrides))
 
 
 @pytest.fixture

@@ -108,7 +108,7 @@ def assert_close_runs(reference, other, rtol):
         np.testing.assert_allclose(q.probe_loss, p.probe_loss, rtol=rtol, atol=1e-13)
         np.testing.assert_array_equal(q.accuracy, p.accuracy)
     np.testing.assert_array_equal(reference.presented_at, other.presented_at)
-    a, b = reference.update_history.arrays(), other.update_history.arrays()
+    a, b = reference.records.get("update_probe").arrays(), other.records.get("update_probe").arrays()
     for key in ("updates", "correct", "presented_update"):
         np.testing.assert_array_equal(b[key], a[key], err_msg=key)
     np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-6)  # stored as float32

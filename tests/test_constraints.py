@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from forgetlab.config.constraints import Interval, ListOf, NonBlank, NonNegativeInt, Options, allowed
+from forgetlab.constraints import Interval, ListOf, NonBlank, NonNegativeInt, Options, allowed
 
 INTERVALS = [
     # (interval, accepted, rejected, description)

@@ -29,7 +29,7 @@ def test_audit_passes_for_every_combination(activation, output, loss):
 def test_audit_fails_on_a_wrong_gradient(monkeypatch, capsys, algorithm, param, overrides):
     from forgetlab.algorithms import ALGORITHMS
 
-    cls = ALGORITHMS[algorithm][0]
+    cls = ALGORITHMS[algorithm]
     right = cls.gradient
 
     def off_by_a_bit(self, x, y, mask):

@@ -190,5 +190,5 @@ def test_study_presets_match_data_samples_and_the_documented_learning_rates(comp
         assert cfg.algorithm.lr == DEFAULT_LR[learner]
         assert cfg.trainer.epochs_per_task == 2
         assert cfg.task_sequence.name == "split_digits"
-        assert OmegaConf.select(cfg, "network.output") == "sigmoid" and cfg.network.loss == "mse"
+        assert cfg.network.output == "sigmoid" and cfg.network.loss == "mse"
     assert len(sweep.seed.split(",")) >= 3

@@ -6,6 +6,7 @@ import pytest
 from forgetlab import metrics
 from forgetlab.contract import final_metrics
 from forgetlab.assembly import build_trainer
+from forgetlab.trainer import Callback
 
 
 @pytest.fixture
@@ -117,7 +118,11 @@ def test_final_metrics_follow_the_contract():
 def test_a_scheduled_point_on_a_boundary_is_logged_once(small):
     trainer = small("eval.every_samples=1")  # every sample: the last one of each task is also a boundary
     seen = []
-    trainer.observers[0].append(type("Spy", (), {"on_eval": lambda self, p: seen.append((p.samples_seen, p.boundary))})())
+    class Spy(Callback):
+        def on_eval(self, trainer, points):
+            seen.append((points[0].samples_seen, points[0].boundary))
+
+    trainer.callbacks.append(Spy())
     trainer.run()
     steps = [s for s, _ in seen]
     assert len(steps) == len(set(steps))

@@ -12,6 +12,7 @@ from forgetlab import metrics
 from forgetlab.config import ConfigError, validate
 from forgetlab.assembly import build_trainer
 from forgetlab.probe_gradients import flatten, per_sample_gradients
+from forgetlab.update_probe import UpdateProbe
 
 # 2 tasks of about 36 training samples each (90 % of the digits held out for testing).
 TINY = ("tracking.enabled=false", "trainer.epochs_per_task=1", "task_sequence.n_tasks=2",
@@ -24,6 +25,12 @@ LEARNERS = {
     "tbptt_stream": ("learner=rnn_bptt_truncated", "network.hidden_size=6", "network.loss_at=all",
                      "algorithm.h=4", "algorithm.h_prime=3", "algorithm.reset=never"),
 }
+
+
+def probe_of(trainer) -> UpdateProbe:
+    """The update-resolution probe among the trainer's callbacks."""
+    (probe,) = [c for c in trainer.callbacks if isinstance(c, UpdateProbe)]
+    return probe
 
 
 @pytest.fixture
@@ -42,7 +49,7 @@ class Direct:
 
     def __init__(self, trainer):
         self.trainer = trainer
-        probe = trainer.update_probe
+        probe = probe_of(trainer)
         self.x, self.y, self.mask = probe.x, probe.y, probe.mask
         self.theta, self.loss, self.correct = [], [], []
         self()
@@ -61,7 +68,7 @@ class Direct:
 def test_probe_rows_equal_a_direct_evaluation_after_every_update(tiny, learner):
     trainer = tiny(learner)
     direct = Direct(trainer)
-    history = trainer.run()[0].update_history
+    history = trainer.run()[0].records.get("update_probe")
     U = trainer.algorithm.updates
     assert U > trainer.sequence.tasks[0].n_train  # the recurrent learners update several times per sequence
     np.testing.assert_array_equal(history.updates, np.arange(U + 1))
@@ -76,7 +83,7 @@ def test_a_sample_is_presented_at_the_update_that_applies_its_last_error(tiny, l
     samples by its input; its last error is applied by the last update inside the call, or by the
     next update when the call leaves an error pending."""
     trainer = tiny(learner)
-    algorithm, probe = trainer.algorithm, trainer.update_probe
+    algorithm, probe = trainer.algorithm, probe_of(trainer)
     expected = [[] for _ in probe.task]
     pending_seen = []
     learn = algorithm.learn
@@ -91,7 +98,7 @@ def test_a_sample_is_presented_at_the_update_that_applies_its_last_error(tiny, l
         return loss
 
     algorithm.learn = watched_learn
-    history = trainer.run()[0].update_history
+    history = trainer.run()[0].records.get("update_probe")
     assert [list(row[row >= 0]) for row in history.presented_update] == expected
     assert all(len(e) == 1 for e in expected)  # one epoch: every probe sample once
     assert any(pending_seen) == (learner == "tbptt_stream")
@@ -101,20 +108,20 @@ def test_a_sample_is_presented_at_the_update_that_applies_its_last_error(tiny, l
 def test_update_stage_and_stage_task_follow_the_boundaries(tiny, compose_cfg):
     trainer = tiny("mlp")
     (result,) = trainer.run()
-    history = result.update_history
+    history = result.records.get("update_probe")
     ends = [p.updates for p in result.points if p.boundary and p.stage >= 0]
     assert len(history.update_stage) == ends[-1]
     for stage, (start, end) in enumerate(zip([0, *ends[:-1]], ends)):
         assert np.all(history.update_stage[start:end] == stage)
     np.testing.assert_array_equal(history.stage_task, [0, 1])
     (joint,) = build_trainer(compose_cfg(*TINY, "eval.probe_every=1", "task_sequence.joint=true")).run()
-    np.testing.assert_array_equal(joint.update_history.stage_task, [-1])
-    assert np.all(joint.update_history.update_stage == 0)
+    np.testing.assert_array_equal(joint.records.get("update_probe").stage_task, [-1])
+    assert np.all(joint.records.get("update_probe").update_stage == 0)
 
 
 def test_every_kth_update_gives_the_same_rows_subsampled(tiny):
-    every_update = tiny("rtrl_mid_sequence").run()[0].update_history
-    every_fifth = tiny("rtrl_mid_sequence", "eval.probe_every=5").run()[0].update_history
+    every_update = tiny("rtrl_mid_sequence").run()[0].records.get("update_probe")
+    every_fifth = tiny("rtrl_mid_sequence", "eval.probe_every=5").run()[0].records.get("update_probe")
     np.testing.assert_array_equal(every_fifth.updates, every_update.updates[::5])
     np.testing.assert_array_equal(every_fifth.correct, every_update.correct[::5])
     np.testing.assert_array_equal(every_fifth.loss, every_update.loss[::5])
@@ -125,7 +132,7 @@ def test_every_kth_update_gives_the_same_rows_subsampled(tiny):
 def test_the_probe_changes_no_number_of_the_run(tiny, learner):
     plain = tiny(learner, "eval.probe_every=0").run()[0]
     probed = tiny(learner, "eval.interference=true").run()[0]
-    assert plain.update_history is None and probed.update_history is not None
+    assert plain.records.get("update_probe") is None and probed.records.get("update_probe") is not None
     for a, b in zip(plain.points, probed.points):
         np.testing.assert_array_equal(a.accuracy, b.accuracy)
         np.testing.assert_array_equal(a.probe_loss, b.probe_loss)
@@ -138,7 +145,7 @@ def test_interference_records_the_applied_change_of_the_weights(tiny, learner):
     from the weights themselves, and the gradient of a sample's loss at theta_{u-1}."""
     trainer = tiny(learner, "eval.interference=true")
     direct = Direct(trainer)
-    history = trainer.run()[0].update_history
+    history = trainer.run()[0].records.get("update_probe")
     i = history.interference
     theta = np.array(direct.theta)
     steps = np.diff(theta, axis=0)
@@ -153,7 +160,7 @@ def test_interference_records_the_applied_change_of_the_weights(tiny, learner):
         for p in net.params.values():
             p[...] = flat[start : start + p.size].reshape(p.shape)
             start += p.size
-        G = per_sample_gradients(net, trainer.update_probe.x, trainer.update_probe.y, trainer.update_probe.mask)[0]
+        G = per_sample_gradients(net, probe_of(trainer).x, probe_of(trainer).y, probe_of(trainer).mask)[0]
         np.testing.assert_allclose(i.predicted[u], G @ steps[u], rtol=1e-9, atol=1e-15)
         means = metrics.task_mean_gradients(G, history.task, 2)
         np.testing.assert_allclose(i.task_cosine[u], metrics.cosine(-steps[u], means), rtol=1e-9, atol=1e-12)
@@ -178,22 +185,22 @@ def test_an_mlp_step_is_minus_lr_times_the_gradient_of_its_sample(tiny):
 
 @pytest.mark.parametrize("learner", LEARNERS)
 def test_first_order_prediction_matches_the_measured_change_for_a_tiny_lr(tiny, learner):
-    history = tiny(learner, "eval.interference=true", "algorithm.lr=1e-4").run()[0].update_history
+    history = tiny(learner, "eval.interference=true", "algorithm.lr=1e-4").run()[0].records.get("update_probe")
     agreement = metrics.first_order_agreement(history.interference.predicted, history.interference.measured)
     assert agreement["correlation"] > 0.9999
     assert agreement["slope"] == pytest.approx(1.0, abs=1e-3)
     # at the trained rates curvature shows: the prediction overshoots
-    trained = tiny(learner, "eval.interference=true").run()[0].update_history.interference
+    trained = tiny(learner, "eval.interference=true").run()[0].records.get("update_probe").interference
     assert metrics.first_order_agreement(trained.predicted, trained.measured)["correlation"] < agreement["correlation"]
 
 
 def test_interference_matrix_at_each_boundary(tiny):
     trainer = tiny("rtrl_mid_sequence", "eval.interference=true")
     (result,) = trainer.run()
-    i = result.update_history.interference
+    i = result.records.get("update_probe").interference
     boundary_updates = [p.updates for p in result.points if p.boundary]
     np.testing.assert_array_equal(i.matrix_updates, boundary_updates)
-    probe = trainer.update_probe
+    probe = probe_of(trainer)
     G = per_sample_gradients(trainer.network, probe.x, probe.y, probe.mask)[0]
     expected, pairs = metrics.interference_matrix(G, probe.task, 2)
     np.testing.assert_allclose(i.matrix[-1], expected, rtol=1e-12)
@@ -202,14 +209,14 @@ def test_interference_matrix_at_each_boundary(tiny):
 
 
 def test_stored_arrays(tiny):
-    history = tiny("mlp", "eval.interference=true").run()[0].update_history
+    history = tiny("mlp", "eval.interference=true").run()[0].records.get("update_probe")
     arrays = history.arrays()
     assert arrays["loss"].dtype == np.float32 and arrays["predicted"].dtype == np.float32
     assert arrays["correct"].dtype == bool and bool(arrays["interference"])
     R, P = history.correct.shape
     assert arrays["predicted"].shape == arrays["measured"].shape == (R - 1, P)
     assert arrays["task_cosine"].shape == (R - 1, 2)
-    without = tiny("mlp").run()[0].update_history.arrays()
+    without = tiny("mlp").run()[0].records.get("update_probe").arrays()
     assert not bool(without["interference"]) and "predicted" not in without
 
 
@@ -235,7 +242,7 @@ def test_each_member_of_an_ensemble_has_the_probe_history_of_its_config_alone(co
     ensemble = build_ensemble_trainer(cfgs).run()
     for cfg, member in zip(cfgs, ensemble):
         (alone,) = build_trainer(cfg).run()
-        a, b = member.update_history.arrays(), alone.update_history.arrays()
+        a, b = member.records.get("update_probe").arrays(), alone.records.get("update_probe").arrays()
         assert a.keys() == b.keys()
         for key in a:
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)

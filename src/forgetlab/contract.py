@@ -7,6 +7,10 @@ so a name is spelled once and writer and reader cannot drift apart.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from typing import Any
+
 import numpy as np
 
 from forgetlab import metrics
@@ -67,9 +71,31 @@ def report_experiment(experiment: str) -> str:
     return f"{experiment}-reports"
 
 
-# --- params beyond the resolved config ----------------------------------------------------------
+# --- params: the resolved config, flattened --------------------------------------------------------
 
 PARAM_LEARNER = "learner"  # the learner preset chosen (conf/learner/), "none" without one
+TAG_LEARNER_LABEL = "forgetlab.learner_label"  # how reports name the learner, e.g. "BPTT(4; 1)" (its class says)
+
+
+def flat_config(config: Any) -> dict[str, Any]:
+    """A run's config (a dataclass of the typed config, or its plain nested dict) as dotted keys ->
+    values (lists stay lists): the params of a run are these keys."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}.{k}" if prefix else str(k))
+        else:
+            out[prefix] = node
+
+    walk(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config, "")
+    return out
+
+
+def flatten(config: Any) -> dict[str, str]:
+    """``flat_config`` with string values, as MLflow records params (lists as JSON)."""
+    return {k: json.dumps(v) if isinstance(v, list) else str(v) for k, v in flat_config(config).items()}
 
 
 def tag_equals(key: str, value: str) -> str:

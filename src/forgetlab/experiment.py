@@ -1,4 +1,7 @@
-"""One training run from a composed config: validate, build, train, track."""
+"""One training run from a composed config: validate, build, train, track.
+
+This is the entry of a run: the composed ``DictConfig`` becomes the typed ``Config`` here
+(``forgetlab.config.typed``), once, and everything below reads that.""" 
 
 from __future__ import annotations
 
@@ -11,15 +14,16 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from forgetlab import contract
-from forgetlab.config import validate
+from forgetlab.algorithms import ALGORITHMS
 from forgetlab.assembly import build_ensemble_trainer, total_samples
+from forgetlab.config import Config, validate
 from forgetlab.cost import check_cost
+from forgetlab.divergence import TrainingDiverged
 from forgetlab.server import ui_url
 from forgetlab.tracking.mlflow_run import failure_reason, run_for_config
 from forgetlab.tracking.resume import job_already_done
-from forgetlab.divergence import TrainingDiverged
 from forgetlab.tracking.store import prepare_store
-from forgetlab.trainer import EvalPoint
+from forgetlab.trainer import Callback, EvalPoint, Trainer, TrainingResult
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +55,14 @@ class JobStopped:
     reason: str
 
 
-def run_name(cfg: DictConfig) -> str:
+def run_name(cfg: Config) -> str:
     """Short, and distinct across the usual sweeps: ``rtrl·split_digits·task·s3``, ``…·joint·s3``."""
     ts = cfg.task_sequence
     parts = [cfg.algorithm.name, ts.name, ts.scenario, *(["joint"] if ts.joint else []), f"s{cfg.seed}"]
     return "·".join(map(str, parts))
 
 
-def full_run_name(cfg: DictConfig, overrides: list[str]) -> str:
+def full_run_name(cfg: Config, overrides: list[str]) -> str:
     """The run spelled out, with the overrides that made it (machine paths left out)."""
     ts = cfg.task_sequence
     joint = ", joint" if ts.joint else ""
@@ -71,14 +75,15 @@ def format_final(final: dict[str, float]) -> str:
     return " ".join(f"{k}={v:.4f}" for k, v in final.items())
 
 
-class TaskLines:
-    """One log line per finished training stage."""
+class TaskLines(Callback):
+    """One log line per finished training stage of member ``member``."""
 
-    def __init__(self, name: str, stage_names: list[str]) -> None:
-        self.name, self.stage_names = name, stage_names
+    def __init__(self, name: str, stage_names: list[str], member: int = 0) -> None:
+        self.name, self.stage_names, self.member = name, stage_names, member
 
-    def on_eval(self, point: EvalPoint) -> None:
-        if point.boundary and point.stage >= 0:
+    def on_eval(self, trainer: Trainer, points: dict[int, EvalPoint]) -> None:
+        point = points.get(self.member)
+        if point is not None and point.boundary and point.stage >= 0:
             seen = point.accuracy[: point.tasks_trained]
             log.info(
                 "[%s] after %s: samples=%d %s=%d %s=%.3f", self.name, self.stage_names[point.stage],
@@ -86,14 +91,17 @@ class TaskLines:
             )
 
 
-class ProgressBar:
+class ProgressBar(Callback):
     """A tqdm bar over samples for a single run, from the first evaluation (after the set-up's log
     lines) until the last stage ends."""
 
     def __init__(self, total: int) -> None:
         self.total, self.seen, self.bar = total, 0, None
 
-    def on_eval(self, point: EvalPoint) -> None:
+    def on_eval(self, trainer: Trainer, points: dict[int, EvalPoint]) -> None:
+        if not points:
+            return
+        point = next(iter(points.values()))
         if self.bar is None:
             from tqdm import tqdm
 
@@ -106,7 +114,7 @@ class ProgressBar:
             self.bar.close()
 
 
-def run_experiment(cfg: DictConfig, context: RunContext | None = None) -> dict[str, float]:
+def run_experiment(cfg: DictConfig | Config, context: RunContext | None = None) -> dict[str, float]:
     """Validate ``cfg``, train, and (when tracking is enabled) record everything in MLflow: the
     ensemble of one (``run_ensemble``), with a progress bar unless ``context.quiet``.
 
@@ -147,11 +155,11 @@ class EnsembleReturn:
     members: tuple
 
 
-def run_ensemble(cfgs: list[DictConfig], contexts: list[RunContext]) -> list[dict[str, float] | TrainingDiverged]:
-    """``run_experiment`` for configs that differ only in ``ensemble.MEMBER_KEYS``, trained as the
-    members of one ensemble (``assembly.build_ensemble_trainer``): each member's numbers, MLflow run
-    (params, tags, metrics, artifacts, resume identity, name) and log lines are those of its config
-    trained alone, ``contexts[m]`` being member m's context.
+def run_ensemble(cfgs: list[DictConfig | Config], contexts: list[RunContext]) -> list[dict[str, float] | TrainingDiverged]:
+    """``run_experiment`` for configs that differ only in member keys (``assembly.member_keys``),
+    trained as the members of one ensemble (``assembly.build_ensemble_trainer``): each member's
+    numbers, MLflow run (params, tags, metrics, artifacts, resume identity, name) and log lines are
+    those of its config trained alone, ``contexts[m]`` being member m's context.
 
     Returns per member its final metrics; none (an empty dict) for a member whose config and code a
     sweep job finds already done (it creates no run); the ``TrainingDiverged`` of a member whose
@@ -159,61 +167,69 @@ def run_ensemble(cfgs: list[DictConfig], contexts: list[RunContext]) -> list[dic
     raises ends every member's run that has not ended FAILED (KILLED on Ctrl-C or SIGTERM) and
     propagates.
     """
-    for cfg in cfgs:
-        validate(cfg)
-    check_cost(cfgs[0], members=len(cfgs))
-    if cfgs[0].tracking.enabled:
-        prepare_store(cfgs[0].tracking.uri)  # a store error stops the ensemble before anything is built
-    names = [run_name(cfg) for cfg in cfgs]
-    results: list[dict[str, float] | TrainingDiverged] = [{} for _ in cfgs]
-    todo = []
-    for m, (cfg, context) in enumerate(zip(cfgs, contexts)):
-        reason = None
-        if cfg.tracking.enabled and context.parent_run_id is not None:  # as in run_experiment
-            reason = job_already_done(cfg, names[m])
-        if reason:
-            log.info("[%s] skip: %s", names[m], reason)
-        else:
-            todo.append(m)
+    runs = [validate(cfg) for cfg in cfgs]
+    check_cost(runs[0], members=len(runs))
+    if runs[0].tracking.enabled:
+        prepare_store(runs[0].tracking.uri)  # a store error stops the ensemble before anything is built
+    names = [run_name(run) for run in runs]
+    results: list[dict[str, float] | TrainingDiverged] = [{} for _ in runs]
+    todo = [m for m in range(len(runs)) if not _already_done(runs[m], contexts[m], names[m])]
     if not todo:
         return results
-    trainer = build_ensemble_trainer([cfgs[m] for m in todo])
-    for observers, m in zip(trainer.observers, todo):
-        observers.append(TaskLines(names[m], [s.name for s in trainer.stages]))
+    trainer = build_ensemble_trainer([runs[m] for m in todo])
+    stage_names = [s.name for s in trainer.stages]
+    trainer.callbacks += [TaskLines(names[m], stage_names, member=k) for k, m in enumerate(todo)]
     redirect = nullcontext()
-    if len(cfgs) == 1 and not contexts[0].quiet:  # a lone run at the console: log lines above its bar
-        trainer.observers[0].append(ProgressBar(total_samples(trainer)))
+    if len(runs) == 1 and not contexts[0].quiet:  # a lone run at the console: log lines above its bar
+        trainer.callbacks.append(ProgressBar(total_samples(trainer)))
         redirect = logging_redirect_tqdm()
-
-    open_runs = []  # (member, its run_for_config context, its MlflowRun), until the run has ended
+    open_runs: dict[int, tuple] = {}  # member -> (its run_for_config context, its MlflowRun), until it has ended
     try:
-        if cfgs[todo[0]].tracking.enabled:
-            for observers, m in zip(trainer.observers, todo):
-                opened = run_for_config(cfgs[m], names[m], full_run_name(cfgs[m], contexts[m].overrides), contexts[m])
-                open_runs.append((m, opened, opened.__enter__()))
-                observers.append(open_runs[-1][2])
+        if runs[todo[0]].tracking.enabled:
+            for k, m in enumerate(todo):
+                opened = run_for_config(runs[m], names[m], full_run_name(runs[m], contexts[m].overrides), contexts[m],
+                                        member=k, learner_label=ALGORITHMS[runs[m].algorithm.name].label(runs[m]))
+                open_runs[m] = (opened, opened.__enter__())
+                trainer.callbacks.append(open_runs[m][1])
         with redirect:
-            trained_members = dict(zip(todo, trainer.run()))
-        for m in todo:
-            result, mlflow_run = trained_members[m], open_runs[0][2] if open_runs else None
-            if result.error is not None:
-                log.warning("[%s] %s", names[m], failure_reason(result.error))
-                if mlflow_run is not None:
-                    mlflow_run.fail(result.error)
-                results[m] = result.error
-            else:
-                results[m] = (mlflow_run.finish(result, OmegaConf.to_yaml(cfgs[m], resolve=True)) if mlflow_run
-                              else contract.final_metrics(result.accuracy_matrix))
-                log.info("[%s] %s", names[m], format_final(results[m]))
-            if mlflow_run is not None:
-                open_runs.pop(0)[1].__exit__(None, None, None)
-                log.info("[%s] MLflow run %s: %s", names[m], mlflow_run.run_id,
-                         ui_url(cfgs[m].tracking.uri, mlflow_run.experiment_id, mlflow_run.run_id))
+            trained = trainer.run()
+        for m, result in zip(todo, trained):
+            results[m] = _end_member(runs[m], names[m], result, open_runs.get(m, (None, None)))
+            open_runs.pop(m, None)
     except BaseException as error:
-        for _, opened, _ in open_runs:  # each ends FAILED, or KILLED on a stop (run_for_config)
+        for opened, _ in open_runs.values():  # each ends FAILED, or KILLED on a stop (run_for_config)
             try:
                 opened.__exit__(type(error), error, error.__traceback__)
             except Exception:  # the store itself may be the failure: still try to end the others
                 log.exception("could not end a member's run")
         raise
     return results
+
+
+def _already_done(run: Config, context: RunContext, name: str) -> bool:
+    """Whether a sweep job's own resume check, at its start, finds this config and code done."""
+    reason = None
+    if run.tracking.enabled and context.parent_run_id is not None:
+        reason = job_already_done(run, name)
+    if reason:
+        log.info("[%s] skip: %s", name, reason)
+    return bool(reason)
+
+
+def _end_member(run: Config, name: str, result: TrainingResult, opened: tuple) -> dict[str, float] | TrainingDiverged:
+    """End a member's MLflow run (when tracked) FINISHED with its metrics, or FAILED if it diverged."""
+    context, mlflow_run = opened
+    if result.error is not None:
+        log.warning("[%s] %s", name, failure_reason(result.error))
+        if mlflow_run is not None:
+            mlflow_run.fail(result.error)
+        outcome = result.error
+    else:
+        yaml = OmegaConf.to_yaml(OmegaConf.structured(run))
+        outcome = mlflow_run.finish(result, yaml) if mlflow_run else contract.final_metrics(result.accuracy_matrix)
+        log.info("[%s] %s", name, format_final(outcome))
+    if mlflow_run is not None:
+        context.__exit__(None, None, None)
+        log.info("[%s] MLflow run %s: %s", name, mlflow_run.run_id,
+                 ui_url(run.tracking.uri, mlflow_run.experiment_id, mlflow_run.run_id))
+    return outcome

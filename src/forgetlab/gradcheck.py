@@ -21,16 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig
 
-from forgetlab.algorithms import ALGORITHM_KEYS, LearningAlgorithm, build_algorithm
-from forgetlab.config import ConfigError, compose, validate
+from forgetlab.algorithms import AlgorithmConfig, LearningAlgorithm, build_algorithm
+from forgetlab.config import Config, ConfigError, compose, typed
 from forgetlab.data import Scenario, build_task_sequence
-from forgetlab.networks import RNN, build_network
+from forgetlab.networks import NETWORKS, build_network
 
 DEFAULT_TOLERANCE = 1e-6
 EPS = 1e-6
@@ -46,7 +45,7 @@ class Problem:
     mask: np.ndarray  # (1, n_outputs), all units active
 
 
-def make_problem(cfg: DictConfig, seed: int = 0) -> Problem:
+def make_problem(cfg: Config, seed: int = 0) -> Problem:
     """The configured network and algorithm, on the configured task's input shape and output count,
     with random weights, random nonzero biases and one random input and target."""
     rng = np.random.default_rng(seed)
@@ -97,14 +96,14 @@ def relative_errors(analytic: dict[str, np.ndarray], numeric: dict[str, np.ndarr
     return {name: relative_error(a, numeric[name]) for name, a in analytic.items()}
 
 
-def check(cfg: DictConfig, seed: int = 0) -> tuple[Problem, dict[str, np.ndarray], dict[str, float]]:
+def check(cfg: Config, seed: int = 0) -> tuple[Problem, dict[str, np.ndarray], dict[str, float]]:
     """(problem, analytic gradient, worst relative error per parameter)."""
     problem = make_problem(cfg, seed)
     _, analytic = problem.algorithm.gradient(problem.x, problem.y, problem.mask)
     return problem, analytic, relative_errors(analytic, numeric_gradient(problem))
 
 
-def dump(problem: Problem, analytic: dict[str, np.ndarray], cfg: DictConfig, path: str | Path) -> None:
+def dump(problem: Problem, analytic: dict[str, np.ndarray], cfg: Config, path: str | Path) -> None:
     """Weights, sample, loss and analytic gradient as an .npz (no pickled objects), of the audited
     network's one member: arrays without the member axis."""
     algo = problem.algorithm
@@ -114,10 +113,11 @@ def dump(problem: Problem, analytic: dict[str, np.ndarray], cfg: DictConfig, pat
     arrays = {name: p[0].copy() for name, p in net.params.items()}
     arrays.update({f"grad_{name}": g[0] for name, g in analytic.items()})
     x, y = problem.x[0], problem.y[0]
-    if isinstance(net, RNN):
+    if NETWORKS[cfg.network.name].reads == "sequence":
         # A sequence: the target repeated at every step, and which steps carry loss.
         meta["loss_at"] = net.loss_at
-        meta.update({key: cfg.algorithm[key] for key in ALGORITHM_KEYS.get(cfg.algorithm.name, ())})
+        base = {f.name for f in fields(AlgorithmConfig)}
+        meta.update({f.name: getattr(cfg.algorithm, f.name) for f in fields(cfg.algorithm) if f.name not in base})
         T = len(x)
         y = np.tile(y, (T, 1))
         arrays["mask"] = np.isin(np.arange(T), net.loss_steps(T)).astype(np.float64)
@@ -143,11 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     options = {a.split("=", 1)[0][1:]: a.split("=", 1)[1] for a in argv if a.startswith(("+dump=", "+tol="))}
     overrides = [a for a in argv if not a.startswith(("+dump=", "+tol="))]
     tolerance = float(options.get("tol", DEFAULT_TOLERANCE))
-    cfg = compose(overrides)
-    if cfg.network.name == "rnn" and not any(o.startswith("task_sequence.input=") for o in overrides):
-        cfg.task_sequence.input = "sequence"  # the audit takes only the input shape from the task
+    composed = compose(overrides)
+    reads = NETWORKS[composed.network.name].reads if composed.network.name in NETWORKS else None
+    if reads and not any(o.startswith("task_sequence.input=") for o in overrides):
+        composed.task_sequence.input = reads  # the audit takes only the input shape from the task
     try:
-        validate(cfg)
+        cfg = typed(composed)
     except ConfigError as error:
         print(f"Invalid config: {error}", file=sys.stderr)
         return 2

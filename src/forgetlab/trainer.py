@@ -9,15 +9,18 @@ one batched forward pass scores the test set of every task and the sample probe.
 
 The network may be an ensemble of S members (``networks.base``): they train side by side on the same
 task sequence and schedule, each with its own sample order (its own generator), and each gets its
-own evaluation points, observers and result. A member whose training diverges stops there (its
-result carries the error) while the others go on; a lone network is the ensemble of one.
+own evaluation points and result. A member whose training diverges stops there (its result carries
+the error) while the others go on; a lone network is the ensemble of one.
+
+Whoever follows training (tracking, progress lines, the update-resolution probe, a continual-learning
+strategy) is a ``Callback``: one protocol, called by the trainer, which never imports its callbacks.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -27,9 +30,6 @@ from forgetlab.arrays import array_namespace, is_numpy, to_numpy
 from forgetlab.data.tasks import Scenario, TaskSequence
 from forgetlab.divergence import TrainingDiverged, WeightCheck
 from forgetlab.networks.base import Network
-
-if TYPE_CHECKING:
-    from forgetlab.update_probe import UpdateHistory, UpdateProbe
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,10 @@ class TrainingResult:
     points: list[EvalPoint]
     probe: Probe
     presented_at: np.ndarray  # (P, max presentations) samples_seen right after each presentation, -1 = none
-    update_history: UpdateHistory | None = None  # the update-resolution probe, when there is one
     error: TrainingDiverged | None = None
+    # What callbacks recorded for this member, by name (e.g. the update-resolution probe's history),
+    # added in their ``on_train_end``: tracking stores what it knows.
+    records: dict[str, Any] = field(default_factory=dict)
 
     @property
     def accuracy_matrix(self) -> np.ndarray:
@@ -73,8 +75,36 @@ class TrainingResult:
         return np.stack([p.accuracy for p in self.points if p.boundary])
 
 
-class Observer(Protocol):
-    def on_eval(self, point: EvalPoint) -> None: ...
+class Callback:
+    """What the trainer tells whoever follows it. Every method is optional (these do nothing); the
+    trainer calls ``on_update`` and ``on_batch_end`` only on callbacks that define them, since they
+    come with every update. ``points`` hold the evaluation point of each member still training."""
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        """Before the first evaluation point."""
+
+    def on_stage_start(self, trainer: Trainer, stage: int) -> None:
+        """Before the first sample of training stage ``stage``."""
+
+    def on_update(self, trainer: Trainer) -> None:
+        """After every weight update, wherever the algorithm makes it (mid-sequence included)."""
+
+    def on_batch_end(self, trainer: Trainer, stage: int, samples: np.ndarray) -> None:
+        """Each member learned its batch of ``stage``'s training samples at positions ``samples`` (S, b)."""
+
+    def on_stage_end(self, trainer: Trainer, stage: int) -> None:
+        """After the last sample of ``stage`` (and the algorithm's ``end_task``), before its boundary point."""
+
+    def on_eval(self, trainer: Trainer, points: dict[int, EvalPoint]) -> None:
+        """An evaluation point of every member still training, by member."""
+
+    def on_train_end(self, trainer: Trainer, results: list[TrainingResult]) -> None:
+        """After training, with each member's result (a callback may add to its ``records``)."""
+
+
+def defines(callback: Callback, method: str) -> bool:
+    """Whether ``callback``'s class overrides ``Callback.<method>``."""
+    return getattr(type(callback), method) is not getattr(Callback, method)
 
 
 @dataclass(frozen=True)
@@ -267,7 +297,7 @@ class _AllDiverged(Exception):
 
 class Trainer:
     """Trains the S members of ``network`` (S >= 1) with ``algorithm`` through the task sequence:
-    member s draws its sample order from ``rngs[s]`` and tells ``observers[s]`` its evaluation points."""
+    member s draws its sample order from ``rngs[s]``; ``callbacks`` follow every member."""
 
     def __init__(
         self,
@@ -284,21 +314,16 @@ class Trainer:
         eval_split: str = "test",
         probe: Probe,
         rngs: list[np.random.Generator],
-        observers: list[list[Observer]] | None = None,
-        update_probe: UpdateProbe | None = None,
+        callbacks: list[Callback] = (),
     ) -> None:
         self.network, self.algorithm, self.sequence, self.scenario = network, algorithm, sequence, scenario
         self.n_members = network.n_members
         if len(rngs) != self.n_members:
             raise ValueError(f"one sample-order generator per member: got {len(rngs)} for {self.n_members} members")
-        if observers is not None and len(observers) != self.n_members:
-            raise ValueError(f"one list of observers per member: got {len(observers)} for {self.n_members} members")
         self.epochs = 1 if sequence.single_pass else epochs_per_task
         self.batch_size, self.shuffle, self.every = batch_size, shuffle, every_samples
         self.probe, self.rngs = probe, list(rngs)
-        self.observers: list[list[Observer]] = [list(o) for o in observers] if observers else [
-            [] for _ in range(self.n_members)]
-        self.update_probe = update_probe  # follows every member; told each evaluation point once
+        self.callbacks: list[Callback] = list(callbacks)
         self.dtype = next(iter(network.params.values())).dtype
         self.stages = self._stages(joint)
         self.evaluator = Evaluator(sequence, scenario, probe, split=eval_split, xp=network.xp, dtype=self.dtype)
@@ -331,28 +356,33 @@ class Trainer:
         log = PresentationLog(self.probe, [t.n_train for t in self.sequence.tasks], self.batch_size)
         self._points: list[list[EvalPoint]] = [[] for _ in range(S)]
         self._errors: list[TrainingDiverged | None] = [None] * S
-        if self.update_probe is not None:
-            self.update_probe.start(self.network, self.algorithm, [stage.tasks for stage in self.stages])
+        self._per_update = [c for c in self.callbacks if defines(c, "on_update")]
+        self._per_batch = [c for c in self.callbacks if defines(c, "on_batch_end")]
+        if self._per_update:
+            self.algorithm.on_update.append(self._updated)
         try:
+            for callback in self.callbacks:
+                callback.on_train_start(self)
             self._point(progress, stage=-1, boundary=True)
             for s, stage in enumerate(self.stages):
                 self._train_stage(s, stage, progress, log)
         except _AllDiverged:
             pass
         finally:
-            if self.update_probe is not None:
-                self.update_probe.stop()
-        return [
-            TrainingResult(
-                task_names=[t.name for t in self.sequence.tasks],
-                points=self._points[m],
-                probe=self.probe,
-                presented_at=log.presented_at(m),
-                update_history=self.update_probe.history(m) if self.update_probe is not None else None,
-                error=self._errors[m],
-            )
+            if self._updated in self.algorithm.on_update:
+                self.algorithm.on_update.remove(self._updated)
+        results = [
+            TrainingResult(task_names=[t.name for t in self.sequence.tasks], points=self._points[m], probe=self.probe,
+                           presented_at=log.presented_at(m), error=self._errors[m])
             for m in range(S)
         ]
+        for callback in self.callbacks:
+            callback.on_train_end(self, results)
+        return results
+
+    def _updated(self) -> None:
+        for callback in self._per_update:
+            callback.on_update(self)
 
     def _train_stage(self, s: int, stage: Stage, progress: _Progress, log: PresentationLog) -> None:
         """Train on ``stage`` for the configured epochs; its scheduled points and its boundary point."""
@@ -361,6 +391,8 @@ class Trainer:
         n = stage.n
         stage_end = progress.samples_seen + n * self.epochs
         slots = log.slots(stage.tasks)
+        for callback in self.callbacks:
+            callback.on_stage_start(self, s)
         self.algorithm.start_task()
         progress.tasks_trained += len(stage.tasks)  # the stage's tasks count as seen from its first sample
         for _ in range(self.epochs):
@@ -379,11 +411,13 @@ class Trainer:
                 if not math.isfinite(sum(loss.tolist()) if on_host else float(xp.sum(loss))):
                     self._stop_diverged(to_numpy(loss), progress.samples_seen + stop - start, stage.name)
                 progress.trained_on(stop - start, loss)
-                if self.update_probe is not None:
-                    self.update_probe.learned(s, orders[:, start:stop])
+                for callback in self._per_batch:
+                    callback.on_batch_end(self, s, orders[:, start:stop])
                 if scheduled_point_due(self.every, progress.samples_seen, progress.last_point, stage_end):
                     self._point(progress, stage=s, boundary=False)
         self.algorithm.end_task()
+        for callback in self.callbacks:
+            callback.on_stage_end(self, s)
         self._point(progress, stage=s, boundary=True)
 
     def _stop_diverged(self, loss: np.ndarray, samples_seen: int, stage: str) -> None:
@@ -405,14 +439,15 @@ class Trainer:
             self._stop(m, what, samples_seen, stage, at_update=False)
 
     def _point(self, progress: _Progress, stage: int, boundary: bool) -> None:
-        """Evaluate every member with its current weights, and tell each running member's observers."""
+        """Evaluate every member with its current weights, and tell the callbacks each running member's point."""
         self._stop_exploded_weights(progress.samples_seen, self.stages[stage].name if stage >= 0 else "init")
         scores = self.evaluator.evaluate(self.network)
         train_loss = progress.end_interval()
+        points = {}
         for m in range(self.n_members):
             if self._errors[m] is not None:
                 continue
-            point = EvalPoint(
+            points[m] = point = EvalPoint(
                 samples_seen=progress.samples_seen,
                 updates=self.algorithm.updates,
                 stage=stage,
@@ -425,7 +460,5 @@ class Trainer:
                 tasks_trained=progress.tasks_trained,
             )
             self._points[m].append(point)
-            for observer in self.observers[m]:
-                observer.on_eval(point)
-        if self.update_probe is not None:
-            self.update_probe.on_eval(point)  # its points' schedule is every member's
+        for callback in self.callbacks:
+            callback.on_eval(self, points)

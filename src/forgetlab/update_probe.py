@@ -3,7 +3,7 @@ update (``eval.probe_every``), for every learning algorithm, including those tha
 mid-sequence; optionally with the gradient-interference diagnostics (``eval.interference``).
 Definitions: docs/metrics.md, "Update resolution"; the stored arrays: docs/tracking.md.
 
-The probe hooks into ``LearningAlgorithm.on_update``, so it sees every update where it is applied.
+The probe is a trainer ``Callback``: its ``on_update`` sees every update where it is applied.
 Each evaluation is one batched forward pass of the P probe samples (``per_sample_losses``); with
 interference on, also one batched pass of their per-sample gradients (``per_sample_gradients``).
 
@@ -20,20 +20,17 @@ in mid-sequence (RTRL, BPTT(h; h')) that is the last update made within the sequ
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from forgetlab import metrics
-from forgetlab.algorithms.base import LearningAlgorithm
 from forgetlab.arrays import to_numpy
 from forgetlab.data.tasks import Scenario, TaskSequence
-from forgetlab.networks.base import Network
 from forgetlab.probe_gradients import flatten, per_sample_gradients, per_sample_losses
-from forgetlab.trainer import PresentationLog
+from forgetlab.trainer import Callback, EvalPoint, PresentationLog, Probe, Trainer, TrainingResult
 
-if TYPE_CHECKING:
-    from forgetlab.trainer import EvalPoint, Probe
+# The name under which a member's ``TrainingResult.records`` holds its ``UpdateHistory``.
+RECORD = "update_probe"
 
 
 @dataclass(frozen=True)
@@ -100,11 +97,10 @@ class UpdateHistory:
         return out
 
 
-class UpdateProbe:
-    """Records the probe history of every member of one trainer's network. The trainer calls
-    ``start`` before training, ``learned`` after every batch, ``on_eval`` at its evaluation points
-    and ``history(m)`` for member m at the end. The losses and predictions of every member come from
-    one batched forward pass; the interference diagnostics are computed member by member."""
+class UpdateProbe(Callback):
+    """Records the probe history of every member of one trainer's network, and leaves member m's in
+    its result's ``records[RECORD]``. The losses and predictions of every member come from one
+    batched forward pass; the interference diagnostics are computed member by member."""
 
     def __init__(self, sequence: TaskSequence, scenario: Scenario, probe: Probe, every: int, interference: bool) -> None:
         tasks = sequence.tasks
@@ -115,9 +111,10 @@ class UpdateProbe:
         self.n_train = [t.n_train for t in tasks]
         self.every, self.with_interference = every, interference
 
-    def start(self, network: Network, algorithm: LearningAlgorithm, stage_tasks: list[list[int]]) -> None:
-        """Evaluate row 0 and follow ``algorithm``'s updates from now on."""
-        self.network, self.algorithm = network, algorithm
+    def on_train_start(self, trainer: Trainer) -> None:
+        """Evaluate row 0."""
+        network, stage_tasks = trainer.network, [stage.tasks for stage in trainer.stages]
+        self.network, self.algorithm = network, trainer.algorithm
         S = network.n_members
         xp = network.xp
         self._x, self._y, self._mask = (xp.asarray(a) for a in (self.x, self.y, self.mask))
@@ -136,9 +133,8 @@ class UpdateProbe:
             {k: [] for k in ("norm", "consecutive", "task", "predicted", "measured")} for _ in range(S)]
         self._matrices: list[list[tuple[int, np.ndarray, np.ndarray]]] = [[] for _ in range(S)]
         self._record()
-        algorithm.on_update.append(self._after_update)
 
-    def _after_update(self) -> None:
+    def on_update(self, trainer: Trainer) -> None:
         if self.algorithm.updates % self.every == 0:
             self._record()
 
@@ -169,7 +165,7 @@ class UpdateProbe:
                 self._step[m] = step
         self._theta, self._G = theta, G
 
-    def learned(self, stage: int, samples: np.ndarray) -> None:
+    def on_batch_end(self, trainer: Trainer, stage: int, samples: np.ndarray) -> None:
         """Each member's batch of ``stage``'s training samples at positions ``samples`` (S, b) was
         learned: note the update that completes its presentation for the probe samples among them."""
         slots = self._slots[stage]
@@ -182,10 +178,11 @@ class UpdateProbe:
                 for p in hits:
                     self._presented[m][p].append(completing)
 
-    def on_eval(self, point: EvalPoint) -> None:
+    def on_eval(self, trainer: Trainer, points: dict[int, EvalPoint]) -> None:
         """At the boundary points (init, end of each stage): the stage's last update, and with
-        interference on the task x task interference matrix at the current weights. Called once per
-        point for all members (the trainer's points of every member share the schedule)."""
+        interference on the task x task interference matrix at the current weights (the points of
+        every member share the schedule)."""
+        point = next(iter(points.values()))
         if not point.boundary:
             return
         if point.stage >= 0:
@@ -196,14 +193,12 @@ class UpdateProbe:
                 matrix, pairs = metrics.interference_matrix(current[m], self.task, len(self.task_names))
                 matrices.append((point.updates, matrix, pairs))
 
-    def stop(self) -> None:
-        """Stop following the algorithm."""
-        if self._after_update in self.algorithm.on_update:
-            self.algorithm.on_update.remove(self._after_update)
+    def on_train_end(self, trainer: Trainer, results: list[TrainingResult]) -> None:
+        for m, result in enumerate(results):
+            result.records[RECORD] = self.history(m)
 
     def history(self, member: int = 0) -> UpdateHistory:
         """What was recorded for ``member``."""
-        self.stop()
         presented = self._presented[member]
         width = max((len(u) for u in presented), default=0)
         presented_update = np.full((len(presented), width), -1, dtype=np.int64)

@@ -16,6 +16,14 @@ from forgetlab.networks.mlp import MLP
 
 
 class Backprop(LearningAlgorithm):
+    name = "backprop"
+    trains = ("mlp",)
+
+    @classmethod
+    def label(cls, run) -> str:
+        batch = run.trainer.batch_size
+        return "backprop (MLP)" + (f", batch {batch}" if batch != 1 else "")
+
     network: MLP
 
     def gradient(self, x, y, mask):

@@ -5,18 +5,45 @@ MLP, a sequence for the RNN) or a mini-batch per member, and the algorithm decid
 change. Every array carries the network's leading member axis (``networks.base``): the members
 learn side by side, each from its own samples and with its own learning rate and L2 coefficient,
 and a lone network is the case of one member.
+
+An algorithm class is also its config group's option (``algorithm=<name>``, ``forgetlab.registry``):
+it declares its name, its config (``AlgorithmConfig`` or a subclass, next to it, whose fields are its
+constructor's keyword arguments), the networks it trains, whether it learns one sequence at a time,
+whether its members gain from sharing an ensemble, its label in reports and what it costs.
 """
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Callable
+from dataclasses import dataclass, field, fields
+from typing import Callable, ClassVar
 
 import numpy as np
 
 from forgetlab.arrays import by_member
+from forgetlab.constraints import AT_LEAST_0, MEMBER, POSITIVE, OneOfNames, constrain
+from forgetlab.cost_model import DataSize, NetworkCost, Work
 from forgetlab.networks.base import Network
+from forgetlab.registry import Registry
+
+ALGORITHMS: Registry[type[LearningAlgorithm]] = Registry("algorithm")
+
+
+@dataclass
+class AlgorithmConfig:
+    """What every learning algorithm's config has; an algorithm with keys of its own extends it next
+    to its class. Every field but ``name`` and ``lr_selected_by`` is a keyword of the constructor."""
+
+    name: str = field(default="backprop", metadata=constrain(OneOfNames(ALGORITHMS.names)))
+    lr: float = field(default=0.5, metadata=constrain(POSITIVE, member=True))
+    l2: float = field(default=0.0, metadata=constrain(AT_LEAST_0, member=True))
+    # The selection sweep whose validation runs chose ``lr`` ("": set by hand), so a run names its source.
+    lr_selected_by: str = ""
+
+    def check(self, run) -> None:
+        """Raise ConfigError for a rule that spans this config's fields (or ``run``'s other groups)."""
 
 
 def per_member(value: float | Sequence[float], network: Network, name: str) -> np.ndarray:
@@ -36,6 +63,45 @@ class LearningAlgorithm(ABC):
     Objective per update and member: E = mean over the batch of the data loss
     + (l2 / 2) sum over weights ||W||^2. ``lr`` and ``l2``: one value for every member or one per member.
     """
+
+    # --- the declaration (``forgetlab.registry``): a subclass that sets ``name`` is registered ---
+    name: ClassVar[str]
+    Config: ClassVar[type[AlgorithmConfig]] = AlgorithmConfig
+    trains: ClassVar[tuple[str, ...]]  # the networks (their names) it can train
+    # Learns from one sequence at a time (trainer.batch_size must be 1).
+    one_sample_at_a_time: ClassVar[bool] = False
+    # Whether several seeds (learning rates, ...) train faster as one ensemble than one by one: false
+    # where each member's work is already one large product, which stacking members only slows.
+    shares_ensemble: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            ALGORITHMS.add(cls.name, cls)
+
+    @classmethod
+    def from_config(cls, members: Sequence[AlgorithmConfig], network: Network) -> LearningAlgorithm:
+        """The algorithm of ``members``' configs (equal but in the fields an ensemble's members may
+        differ in, ``constraints.MEMBER``: passed one value per member) over ``network``."""
+        accepted = inspect.signature(cls.__init__).parameters
+        kwargs = {}
+        for f in fields(members[0]):
+            if f.name in accepted and f.name != "network":
+                values = [getattr(m, f.name) for m in members]
+                kwargs[f.name] = values if f.metadata.get(MEMBER) else values[0]
+        return cls(network, **kwargs)
+
+    @classmethod
+    def label(cls, run) -> str:
+        """How reports name this learner in the config ``run`` (e.g. "BPTT(4; 1)")."""
+        return cls.name
+
+    @classmethod
+    def cost(cls, run, network: NetworkCost, data: DataSize) -> Work:
+        """The operations of training on one sample and the values held for it, for the config ``run``.
+        By default about one forward and one backward pass (3 forward passes), nothing held beyond the
+        network's own arrays: an algorithm that does more declares it."""
+        return Work(ops_per_sample=3 * network.forward_ops)
 
     def __init__(self, network: Network, lr: float | Sequence[float], l2: float | Sequence[float] = 0.0) -> None:
         self.network = network

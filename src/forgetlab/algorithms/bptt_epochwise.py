@@ -9,11 +9,25 @@ whole epoch, one weight update.
 from __future__ import annotations
 
 from forgetlab.algorithms.base import LearningAlgorithm
+from forgetlab.cost_model import DataSize, NetworkCost, Work
 from forgetlab.algorithms.recurrent import backward_through_time, single_sequence
 from forgetlab.networks.rnn import RNN
 
 
 class BPTTEpochwise(LearningAlgorithm):
+    name = "bptt_epochwise"
+    trains = ("rnn",)
+    one_sample_at_a_time = True
+
+    @classmethod
+    def label(cls, run) -> str:
+        return "epochwise BPTT"
+
+    @classmethod
+    def cost(cls, run, network: NetworkCost, data: DataSize) -> Work:
+        # the whole sequence forward, then back; the history of every step is held
+        return Work(3 * network.forward_ops, {"the BPTT history": 4 * data.steps * run.network.hidden_size})
+
     network: RNN
 
     def gradient(self, x, y, mask):

@@ -15,9 +15,10 @@ steps run on across sequence boundaries.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,7 +30,23 @@ from forgetlab.algorithms.recurrent import (
     single_sequence,
     step_loss,
 )
+from forgetlab.algorithms.base import AlgorithmConfig
+from forgetlab.algorithms.recurrent import RESETS
+from forgetlab.constraints import AT_LEAST_1, Options, constrain, fail
+from forgetlab.cost_model import DataSize, NetworkCost, Work
 from forgetlab.networks.rnn import RNN
+
+
+@dataclass
+class BPTTTruncatedConfig(AlgorithmConfig):
+    name: str = "bptt_truncated"
+    h: int = field(default=8, metadata=constrain(AT_LEAST_1))
+    h_prime: int = 1  # 1 <= h' <= h: ``check``
+    reset: str = field(default="per_sequence", metadata=constrain(Options(*RESETS)))
+
+    def check(self, run) -> None:
+        if not 1 <= self.h_prime <= self.h:
+            fail("algorithm.h_prime", self.h_prime, f"an int in the range [1, algorithm.h={self.h}] (BPTT(h; h') needs h' <= h)")
 
 
 @dataclass
@@ -45,6 +62,24 @@ class History(OnlineState):
 
 
 class BPTTTruncated(OnlineRecurrentAlgorithm):
+    name = "bptt_truncated"
+    Config = BPTTTruncatedConfig
+    trains = ("rnn",)
+    one_sample_at_a_time = True
+
+    @classmethod
+    def label(cls, run) -> str:
+        alg = run.algorithm
+        return f"BPTT({alg.h}; {alg.h_prime})" + (" stream" if alg.reset == "never" else "")
+
+    @classmethod
+    def cost(cls, run, network: NetworkCost, data: DataSize) -> Work:
+        # one forward pass, and a backward pass through h steps every h' steps
+        alg, H, T = run.algorithm, run.network.hidden_size, data.steps
+        step_ops = 2 * H * (H + data.n_inputs)
+        backward_ops = math.ceil(T / alg.h_prime) * min(alg.h, T) * 2 * step_ops
+        return Work(network.forward_ops + backward_ops, {"the BPTT history": 4 * alg.h * H})
+
     network: RNN
 
     def __init__(self, network: RNN, lr: float | Sequence[float], l2: float | Sequence[float] = 0.0, h: int = 8,

@@ -24,14 +24,24 @@ sequence runs; P is carried on, as in the original algorithm).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from forgetlab.algorithms.recurrent import OnlineRecurrentAlgorithm, OnlineState, StepResult, step_loss
+from forgetlab.algorithms.base import AlgorithmConfig
+from forgetlab.algorithms.recurrent import RESETS, OnlineRecurrentAlgorithm, OnlineState, StepResult, step_loss
+from forgetlab.constraints import AT_LEAST_1, Options, constrain
+from forgetlab.cost_model import DataSize, NetworkCost, Work
 from forgetlab.arrays import array_namespace
 from forgetlab.networks.functions import activation_derivative
 from forgetlab.networks.rnn import RNN
+
+
+@dataclass
+class RTRLConfig(AlgorithmConfig):
+    name: str = "rtrl"
+    update_every: int = field(default=1, metadata=constrain(AT_LEAST_1))
+    reset: str = field(default="per_sequence", metadata=constrain(Options(*RESETS)))
 
 
 def sensitivity_update(P: np.ndarray, W_hh: np.ndarray, u: np.ndarray, f_prime: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -59,6 +69,25 @@ class Sensitivity(OnlineState):
 
 
 class RTRL(OnlineRecurrentAlgorithm):
+    name = "rtrl"
+    Config = RTRLConfig
+    trains = ("rnn",)
+    one_sample_at_a_time = True
+
+    @classmethod
+    def label(cls, run) -> str:
+        every = run.algorithm.update_every
+        return "RTRL" + (f", update every {every}" if every != 1 else "")
+
+    @classmethod
+    def cost(cls, run, network: NetworkCost, data: DataSize) -> Work:
+        # the sensitivity tensor and the one it is written into; one (H x H) @ (H x H K) product and
+        # dE/dW a step
+        H, T = run.network.hidden_size, data.steps
+        K = H + data.n_inputs + 1
+        return Work(network.forward_ops + T * (2 * H * H * H * K + 2 * H * H * K),
+                    {"RTRL's sensitivity tensors (2 x H x H x (H+I+1))": 2 * H * H * K})
+
     network: RNN
 
     def initial_state(self) -> Sensitivity:

@@ -11,7 +11,8 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationErr
 
 from forgetlab.config.compose import compose
 from forgetlab.config.schema import declared_type, group_keys
-from forgetlab.config.validation import ConfigError, fail, unknown_key_error, validate
+from forgetlab.config.validation import unknown_key_error, validate
+from forgetlab.constraints import ConfigError, fail
 
 
 def explain_composition_error(

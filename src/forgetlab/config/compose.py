@@ -33,7 +33,7 @@ def compose(
     Resets Hydra's global state before and after: not for use inside a running Hydra application."""
     # conf/paths/default.yaml resolves the project root from this variable (set by experiments/train.py).
     os.environ.setdefault("FORGETLAB_ROOT", str(PROJECT_ROOT))
-    register_configs()
+    register_configs(conf_dir=config_dir)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):

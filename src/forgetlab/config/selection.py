@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from forgetlab.config.validation import ConfigError
+from forgetlab.constraints import ConfigError
 
 RESOLVER = "forgetlab.selected"
 MISSING_CELL = ""

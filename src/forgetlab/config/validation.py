@@ -1,6 +1,8 @@
-"""Semantic validation of a composed config: unknown keys, each field's declared constraints
-(``schema.py``), and the rules that span several fields. Together with the types of the schema they
-reject a bad config before any MLflow run exists.
+"""Semantic validation of a composed config, and its one conversion into typed objects (``typed``):
+unknown keys, each field's declared constraints, the rules each part declares on its own config
+(``check``), and the rules between parts that their declarations imply (which networks an algorithm
+trains, which input form a network reads, ...). Together with the types of the schema they reject a
+bad config before any MLflow run exists.
 """
 
 from __future__ import annotations
@@ -11,24 +13,12 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
-from forgetlab.algorithms import ALGORITHMS, RECURRENT
+from forgetlab.algorithms import ALGORITHMS
 from forgetlab.arrays import backend_unavailable
+from forgetlab.constraints import CONSTRAINTS, ConfigError, Constraint, allowed, fail
+from forgetlab.config.schema import PART_GROUPS, TOP_LEVEL_KEYS, Config, group_keys
 from forgetlab.data import TASK_SEQUENCES
-from forgetlab.config.constraints import CONSTRAINTS, Constraint, Options, allowed
-from forgetlab.config.schema import TOP_LEVEL_KEYS, Config, group_keys, schema_of
-from forgetlab.networks.functions import HIDDEN_ACTIVATIONS
-from forgetlab.networks.rnn import RNN_ACTIVATIONS
-
-# Sequences split by label, one task per pair of classes: at most 10 tasks.
-SPLIT_SEQUENCES = ("split_digits", "split_mnist1d", "split_mnist")
-
-
-class ConfigError(ValueError):
-    """A config value is out of its allowed range or set; the message names key, value and what is allowed."""
-
-
-def fail(key: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"The '{key}' parameter must be {allowed}. Got {value!r} instead.")
+from forgetlab.networks import NETWORKS
 
 
 def require(key: str, value: Any, *constraints: Constraint) -> None:
@@ -66,74 +56,109 @@ def check_known_keys(cfg: DictConfig) -> None:
 # --- one field at a time ------------------------------------------------------------------------
 
 
-def check_fields(cfg: DictConfig) -> None:
-    """Every value against the constraints declared on its field, group by group in schema order;
-    each group by the schema its YAML extends (RNNConfig's fields for network=rnn)."""
-    _check_node(cfg, Config, "")
-
-
-def _check_node(node: DictConfig, declared: type, prefix: str) -> None:
-    for f in fields(schema_of(node, declared)):
-        if f.name not in node:
-            continue
-        if is_dataclass(f.default_factory):  # a group: its own schema
-            _check_node(node[f.name], f.default_factory, f"{prefix}{f.name}.")
+def check_fields(run: Any, prefix: str = "") -> None:
+    """Every value of the typed config ``run`` against the constraints declared on its field, group by
+    group in schema order; each group by its own dataclass (RNNConfig's fields for network=rnn)."""
+    for f in fields(run):
+        value = getattr(run, f.name)
+        if is_dataclass(value):
+            check_fields(value, f"{prefix}{f.name}.")
         elif CONSTRAINTS in f.metadata:
-            require(f"{prefix}{f.name}", node[f.name], *f.metadata[CONSTRAINTS])
+            require(f"{prefix}{f.name}", value, *f.metadata[CONSTRAINTS])
 
 
-# --- rules that span fields ---------------------------------------------------------------------
+# --- rules that span fields, on the typed config ----------------------------------------------------
 
 
-def validate(cfg: DictConfig) -> None:
-    """Check keys, each field's constraints, and the combinations of fields that no single field
-    can express. Raises ConfigError."""
-    check_known_keys(cfg)
+def check_parts(run: Config) -> None:
+    """Each part's own rules, then the rules between parts that their declarations imply."""
+    for part in (run.network, run.algorithm, run.task_sequence):
+        part.check(run)
+    network, algorithm, sequence = run.network, run.algorithm, run.task_sequence
+    learner = ALGORITHMS[algorithm.name]
+    if network.name not in learner.trains:
+        fail("network.name", network.name, f"one of {learner.trains} with algorithm.name={algorithm.name!r}")
+    if learner.one_sample_at_a_time and run.trainer.batch_size != 1:
+        fail("trainer.batch_size", run.trainer.batch_size,
+             f"1 with algorithm.name={algorithm.name!r} (one sequence at a time)")
+    inputs = TASK_SEQUENCES[sequence.name].inputs
+    readers = [name for name, cls in NETWORKS.items() if cls.reads in inputs]
+    if NETWORKS[network.name].reads not in inputs:
+        allowed_networks = repr(readers[0]) if len(readers) == 1 else f"one of {tuple(readers)}"
+        fail("network.name", network.name, f"{allowed_networks} with task_sequence.name={sequence.name!r} "
+             f"(its samples exist only as {' or '.join(inputs)}s)")
+    reads = NETWORKS[network.name].reads
+    if sequence.input != reads:
+        fail("task_sequence.input", sequence.input, f"{reads!r} with network.name={network.name!r}")
+
+
+def check_run(run: Config) -> None:
+    """The rules of the groups that are not parts."""
+    if run.eval.interference and not run.eval.probe_every:
+        fail("eval.interference", run.eval.interference, "false with eval.probe_every=0 (the diagnostics need the probe)")
+    if run.eval.split == "val" and run.task_sequence.val_size == 0:
+        fail("eval.split", run.eval.split, "'test' with task_sequence.val_size=0 (no validation set is held out)")
+    unavailable = backend_unavailable(run.backend.name)
+    if unavailable is not None:
+        fail("backend.name", run.backend.name, f"'numpy' on this machine ({unavailable})")
+
+
+def config_from_container(container: dict[str, Any]) -> Config:
+    """The typed config of a resolved config's plain values (a composed config's, or one read back
+    from a file): each group as its schema, a part's group as the config its part declares."""
+    values = {}
+    for f in fields(Config):
+        if f.name not in container:
+            continue
+        value = container[f.name]
+        if is_dataclass(f.default_factory):
+            schema = f.default_factory
+            if f.name in PART_GROUPS:
+                registry = PART_GROUPS[f.name][0]
+                if value.get("name") not in registry:
+                    require(f"{f.name}.name", value.get("name"), *fields_by_name(schema)["name"].metadata[CONSTRAINTS])
+                schema = registry[value["name"]].Config
+            value = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), value))
+        values[f.name] = value
+    return Config(**values)
+
+
+def fields_by_name(schema: type) -> dict[str, Any]:
+    return {f.name: f for f in fields(schema)}
+
+
+def _resolved(cfg: DictConfig) -> dict[str, Any]:
     try:
-        check_fields(cfg)
+        return OmegaConf.to_container(cfg, resolve=True)
     except InterpolationResolutionError as error:  # e.g. a value a selection table does not hold
         # OmegaConf's message: "<Error> raised while resolving interpolation: <reason>\n    full_key: ..."
         reason = str(error).split("\n")[0].split(" raised while resolving interpolation: ")[-1]
         raise ConfigError(f"The '{error.full_key}' parameter could not be resolved: {reason}") from None
 
-    network, algorithm, task_sequence = cfg.network, cfg.algorithm, cfg.task_sequence
-    recurrent_net = network.name == "rnn"
-    require("network.activation", network.activation,
-            Options(*(RNN_ACTIVATIONS if recurrent_net else HIDDEN_ACTIVATIONS)))
 
-    trainable = ALGORITHMS[algorithm.name][1]
-    if network.name not in trainable:
-        fail("network.name", network.name, f"one of {trainable} with algorithm.name={algorithm.name!r}")
-    if algorithm.name in RECURRENT and cfg.trainer.batch_size != 1:
-        fail("trainer.batch_size", cfg.trainer.batch_size,
-             f"1 with algorithm.name={algorithm.name!r} (one sequence at a time)")
-    if recurrent_net and network.loss_at != "last" and network.loss_last_steps != 1:
-        fail("network.loss_last_steps", network.loss_last_steps,
-             f"1 with network.loss_at={network.loss_at!r} (it counts the final steps that carry loss with loss_at='last')")
-    if algorithm.name == "bptt_truncated":
-        h, h_prime = algorithm.h, algorithm.h_prime
-        if not 1 <= h_prime <= h:
-            fail("algorithm.h_prime", h_prime, f"an int in the range [1, algorithm.h={h}] (BPTT(h; h') needs h' <= h)")
+def as_config(cfg: DictConfig) -> Config:
+    """The typed config of a composed config, its keys checked but not its values (``validate``
+    checks them): for code that builds a config to change it before it is checked. Raises ConfigError."""
+    check_known_keys(cfg)
+    return config_from_container({k: v for k, v in _resolved(cfg).items() if k != "hydra"})
 
-    inputs = TASK_SEQUENCES[task_sequence.name].inputs  # delayed_recall exists only as sequences
-    if task_sequence.input not in inputs:
-        fail("task_sequence.input", task_sequence.input,
-             "one of " + ", ".join(repr(i) for i in inputs) + f" with task_sequence.name={task_sequence.name!r}")
-    if "vector" not in inputs and not recurrent_net:
-        fail("network.name", network.name,
-             f"'rnn' with task_sequence.name={task_sequence.name!r} (its samples exist only as sequences)")
-    reads = "sequence" if recurrent_net else "vector"
-    if task_sequence.input != reads:
-        fail("task_sequence.input", task_sequence.input, f"{reads!r} with network.name={network.name!r}")
-    if task_sequence.name in SPLIT_SEQUENCES and task_sequence.n_tasks > 10:
-        fail("task_sequence.n_tasks", task_sequence.n_tasks, f"an int in [1, 10] for {task_sequence.name}")
-    if task_sequence.name == "delayed_recall" and task_sequence.n_tasks > task_sequence.n_symbols:
-        fail("task_sequence.n_tasks", task_sequence.n_tasks,
-             f"an int in [1, task_sequence.n_symbols={task_sequence.n_symbols}]")
-    if cfg.eval.interference and not cfg.eval.probe_every:
-        fail("eval.interference", cfg.eval.interference, "false with eval.probe_every=0 (the diagnostics need the probe)")
-    if cfg.eval.split == "val" and task_sequence.val_size == 0:
-        fail("eval.split", cfg.eval.split, "'test' with task_sequence.val_size=0 (no validation set is held out)")
-    unavailable = backend_unavailable(cfg.backend.name)
-    if unavailable is not None:
-        fail("backend.name", cfg.backend.name, f"'numpy' on this machine ({unavailable})")
+
+def typed(cfg: DictConfig) -> Config:
+    """Check ``cfg`` (keys, each field's constraints, the rules across fields) and return it as typed
+    objects: the one place a ``DictConfig`` becomes the ``Config`` that everything below reads. Raises
+    ConfigError."""
+    run = as_config(cfg)
+    check_fields(run)
+    check_parts(run)
+    check_run(run)
+    return run
+
+
+def validate(cfg: DictConfig | Config) -> Config:
+    """``typed`` for a composed config; the rules across fields again for a typed one. Raises ConfigError."""
+    if isinstance(cfg, Config):
+        check_fields(cfg)
+        check_parts(cfg)
+        check_run(cfg)
+        return cfg
+    return typed(cfg)

@@ -45,11 +45,29 @@ with ``data_seed``, as the other sequences are. The task exists only as sequence
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from forgetlab.constraints import AT_LEAST_0, Interval, Options, constrain, fail
 from forgetlab.data import builders
-from forgetlab.data.tasks import TaskSequence
+from forgetlab.data.declaration import TaskSequenceConfig, task_sequence
+from forgetlab.data.tasks import INPUTS, TaskSequence
+
+
+@dataclass
+class DelayedRecallConfig(TaskSequenceConfig):
+    name: str = "delayed_recall"
+    input: str = field(default="sequence", metadata=constrain(Options(*INPUTS)))
+    delay: int = field(default=10, metadata=constrain(AT_LEAST_0))
+    n_symbols: int = field(default=10, metadata=constrain(Interval(2, None, closed="left")))
+    noise: float = field(default=1.0, metadata=constrain(AT_LEAST_0))
+    samples_per_symbol: int = field(default=200, metadata=constrain(Interval(2, None, closed="left")))
+
+    def check(self, run) -> None:
+        super().check(run)
+        if self.n_tasks > self.n_symbols:
+            fail("task_sequence.n_tasks", self.n_tasks, f"an int in [1, task_sequence.n_symbols={self.n_symbols}]")
 
 
 def sequence_shape(delay: int, n_symbols: int) -> tuple[int, int]:
@@ -72,6 +90,7 @@ def load_split(
     return builders.stratified_split(x, y, test_size, data_seed)
 
 
+@task_sequence("delayed_recall", sequence_shape=None, Config=DelayedRecallConfig)
 def delayed_recall(
     n_tasks: int = 5,
     delay: int = 10,

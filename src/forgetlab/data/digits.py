@@ -12,6 +12,7 @@ import functools
 import numpy as np
 
 from forgetlab.data import builders
+from forgetlab.data.declaration import task_sequence
 from forgetlab.data.tasks import TaskSequence
 
 SIDE = 8
@@ -30,11 +31,13 @@ def load_split(test_size: float, data_seed: int) -> tuple[np.ndarray, np.ndarray
     return builders.stratified_split(digits.data.astype(np.float64) / 16.0, digits.target, test_size, data_seed)
 
 
+@task_sequence("split_digits", sequence_shape=SEQUENCE_SHAPE, max_tasks=10)
 def split_digits(test_size: float = 0.25, data_seed: int = 0, n_tasks: int = 5) -> TaskSequence:
     """Digits split into ``n_tasks`` tasks of consecutive classes: {0,1}, {2,3}, ... for 5 tasks."""
     return builders.split_classes("split_digits", load_split(test_size, data_seed), n_tasks, prefix="digits")
 
 
+@task_sequence("permuted_digits", sequence_shape=SEQUENCE_SHAPE)
 def permuted_digits(n_tasks: int = 5, test_size: float = 0.25, data_seed: int = 0) -> TaskSequence:
     """Task 0 is the plain digits; task k > 0 applies a fixed random pixel permutation."""
     transforms = builders.permutations(SIDE * SIDE, n_tasks, data_seed)
@@ -50,6 +53,7 @@ def rotate_images(x: np.ndarray, angle: float) -> np.ndarray:
     return np.clip(rotated, 0.0, 1.0).reshape(len(x), -1)
 
 
+@task_sequence("rotated_digits", sequence_shape=SEQUENCE_SHAPE, keys=("max_angle",))
 def rotated_digits(
     n_tasks: int = 5, max_angle: float = 90.0, test_size: float = 0.25, data_seed: int = 0
 ) -> TaskSequence:
@@ -59,6 +63,7 @@ def rotated_digits(
     return builders.transformed("rotated_digits", load_split(test_size, data_seed), transforms)
 
 
+@task_sequence("digit_stream", sequence_shape=SEQUENCE_SHAPE)
 def digit_stream(n_tasks: int = 5, test_size: float = 0.25, data_seed: int = 0) -> TaskSequence:
     """The seed's setting: the training samples, all ten classes, cut into blocks T_0, T_1, ...
     each presented once, one update per sample."""

@@ -24,6 +24,7 @@ import functools
 import numpy as np
 
 from forgetlab.data import builders
+from forgetlab.data.declaration import task_sequence
 from forgetlab.data.tasks import TaskSequence
 
 SIDE = 28
@@ -53,11 +54,13 @@ def load_split(test_size: float, data_seed: int) -> tuple[np.ndarray, np.ndarray
     return builders.stratified_split(*load_images(), test_size, data_seed)
 
 
+@task_sequence("split_mnist", sequence_shape=SEQUENCE_SHAPE, max_tasks=10)
 def split_mnist(test_size: float = 0.2, data_seed: int = 0, n_tasks: int = 5) -> TaskSequence:
     """MNIST split into ``n_tasks`` tasks of consecutive digits: {0,1}, {2,3}, ... for 5 tasks."""
     return builders.split_classes("split_mnist", load_split(test_size, data_seed), n_tasks, prefix="mnist")
 
 
+@task_sequence("permuted_mnist", sequence_shape=SEQUENCE_SHAPE)
 def permuted_mnist(n_tasks: int = 5, test_size: float = 0.2, data_seed: int = 0) -> TaskSequence:
     """Task 0 is plain MNIST; task k > 0 applies a fixed random pixel permutation (drawn with data_seed)."""
     transforms = builders.permutations(SIDE * SIDE, n_tasks, data_seed)

@@ -12,6 +12,7 @@ from functools import lru_cache
 import numpy as np
 
 from forgetlab.data import builders
+from forgetlab.data.declaration import task_sequence
 from forgetlab.data.tasks import TaskSequence
 
 LENGTH = 40
@@ -34,17 +35,20 @@ def load_split(test_size: float = 0.2, data_seed: int = 42) -> tuple[np.ndarray,
     return tuple(a.copy() for a in _generate(test_size, data_seed))
 
 
+@task_sequence("split_mnist1d", sequence_shape=SEQUENCE_SHAPE, max_tasks=10)
 def split_mnist1d(test_size: float = 0.2, data_seed: int = 42, n_tasks: int = 5) -> TaskSequence:
     """Five two-class tasks {0,1}, {2,3}, ... (for n_tasks=5)."""
     return builders.split_classes("split_mnist1d", load_split(test_size, data_seed), n_tasks, prefix="mnist1d")
 
 
+@task_sequence("permuted_mnist1d", sequence_shape=SEQUENCE_SHAPE)
 def permuted_mnist1d(n_tasks: int = 5, test_size: float = 0.2, data_seed: int = 42) -> TaskSequence:
     """Task 0 plain; task k > 0 a fixed random permutation of the 40 positions."""
     transforms = builders.permutations(LENGTH, n_tasks, data_seed)
     return builders.transformed("permuted_mnist1d", load_split(test_size, data_seed), transforms)
 
 
+@task_sequence("mnist1d_stream", sequence_shape=SEQUENCE_SHAPE)
 def mnist1d_stream(n_tasks: int = 5, test_size: float = 0.2, data_seed: int = 42) -> TaskSequence:
     """The training signals, all ten classes, in blocks presented once."""
     return builders.stream_blocks("mnist1d_stream", load_split(test_size, data_seed), n_tasks, data_seed)

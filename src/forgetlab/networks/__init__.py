@@ -1,56 +1,28 @@
-"""Networks in NumPy; every gradient is hand-derived in the learning algorithm that uses it."""
+"""Networks in NumPy, one class a file, each registered under its name (``networks.base.NETWORKS``)."""
 
 from collections.abc import Sequence
 
 import numpy as np
 
-from forgetlab.networks.base import Network
-from forgetlab.networks.mlp import MLP
-from forgetlab.networks.rnn import RNN
+from forgetlab.networks.base import NETWORKS, Network, NetworkConfig
+from forgetlab.networks.mlp import MLP, MLPConfig
+from forgetlab.networks.rnn import RNN, RNNConfig
+from forgetlab.registry import import_submodules
 
-NETWORKS = ("mlp", "rnn")
+import_submodules(__name__, __path__)  # a network in a new file of this package registers itself
 
 
-def build_network(cfg, input_shape: tuple[int, ...], n_outputs: int,
+def build_network(cfg: NetworkConfig, input_shape: tuple[int, ...], n_outputs: int,
                   rng: np.random.Generator | Sequence[np.random.Generator], init_scale=None, *,
                   xp=None, dtype: str = "float64") -> Network:
-    """Network named by ``cfg.name`` for inputs of ``input_shape`` (per sample: (n_in,) vectors for the
-    MLP, (T, n_in) sequences for the RNN) and ``n_outputs`` units: one member per generator in ``rng``
-    (one generator: one member), with ``init_scale`` (one per member) in place of ``cfg.init_scale``
-    when given. Its parameters are arrays of ``xp`` (NumPy by default) of ``dtype``; the initial
-    weights are drawn on the host in float64 whatever the backend, so every backend starts alike."""
-    dtype = np.dtype(dtype)
-    init_scale = cfg.init_scale if init_scale is None else init_scale
-    if cfg.name == "mlp":
-        n_in = int(np.prod(input_shape))
-        return MLP(
-            [n_in, *cfg.hidden_sizes, n_outputs],
-            activation=cfg.activation,
-            output=cfg.output,
-            loss=cfg.loss,
-            init_scale=init_scale,
-            rng=rng,
-            dtype=dtype,
-            xp=xp,
-        )
-    if cfg.name == "rnn":
-        if len(input_shape) != 2:
-            raise ValueError(f"the RNN reads sequences of shape (T, n_in); got samples of shape {input_shape}")
-        return RNN(
-            input_shape[-1],
-            cfg.hidden_size,
-            n_outputs,
-            activation=cfg.activation,
-            output=cfg.output,
-            loss=cfg.loss,
-            loss_at=cfg.loss_at,
-            loss_last_steps=cfg.loss_last_steps,
-            init_scale=init_scale,
-            rng=rng,
-            dtype=dtype,
-            xp=xp,
-        )
-    raise ValueError(f"unknown network {cfg.name!r}; allowed: {sorted(NETWORKS)}")
+    """The network ``cfg.name`` names, for inputs of ``input_shape`` (per sample: (n_in,) vectors for
+    the MLP, (T, n_in) sequences for the RNN) and ``n_outputs`` units: one member per generator in
+    ``rng`` (one generator: one member), with ``init_scale`` (one per member) in place of
+    ``cfg.init_scale`` when given. Its parameters are arrays of ``xp`` (NumPy by default) of ``dtype``;
+    the initial weights are drawn on the host in float64 whatever the backend, so every backend starts alike."""
+    rngs = [rng] if isinstance(rng, np.random.Generator) else list(rng)
+    scales = cfg.init_scale if init_scale is None else init_scale
+    return NETWORKS[cfg.name].from_config(cfg, input_shape, n_outputs, rngs, scales, xp=xp, dtype=np.dtype(dtype))
 
 
-__all__ = ["MLP", "NETWORKS", "RNN", "Network", "build_network"]
+__all__ = ["MLP", "MLPConfig", "NETWORKS", "Network", "NetworkConfig", "RNN", "RNNConfig", "build_network"]

@@ -7,6 +7,10 @@ as one array operation per step of the math. A lone network is the case S = 1 of
 Members differ in their initial weights (their own random generator) and ``init_scale``.
 Inputs either carry the member axis, (S, B, ...) (each member its own samples), or not,
 (B, ...) (the same samples for every member); outputs always do: (S, B, ...).
+
+A network class is also its config group's option (``network=<name>``, ``forgetlab.registry``): it
+declares its name, its config (``NetworkConfig`` or a subclass, next to it), what form of input it
+reads, how to build it from its config, and what it costs.
 """
 
 from __future__ import annotations
@@ -14,10 +18,34 @@ from __future__ import annotations
 import copy
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
+from forgetlab.constraints import AT_LEAST_0, POSITIVE, OneOfNames, Options, constrain
+from forgetlab.cost_model import DataSize, NetworkCost
 from forgetlab.networks import functions
+from forgetlab.registry import Registry
+
+NETWORKS: Registry[type[Network]] = Registry("network")
+
+
+@dataclass
+class NetworkConfig:
+    """What every network's config has; a network with keys of its own extends it next to its class."""
+
+    name: str = field(default="mlp", metadata=constrain(OneOfNames(NETWORKS.names)))
+    activation: str = "sigmoid"  # each network declares the activations it allows on its own config
+    output: str = field(default="sigmoid", metadata=constrain(Options(*functions.OUTPUTS)))
+    loss: str = field(default="mse", metadata=constrain(Options(*functions.LOSSES)))
+    init_scale: float = field(default=1.0, metadata=constrain(POSITIVE, member=True))
+    # SD of Gaussian noise added to every parameter after initialisation, from a stream of its own
+    # (the noise floor of a study: the same run with a rounding-level change).
+    init_perturbation: float = field(default=0.0, metadata=constrain(AT_LEAST_0, member=True))
+
+    def check(self, run) -> None:
+        """Raise ConfigError for a rule that spans this config's fields (or ``run``'s other groups)."""
 
 
 def member_inits(rng: np.random.Generator | Sequence[np.random.Generator] | None,
@@ -35,6 +63,29 @@ def member_inits(rng: np.random.Generator | Sequence[np.random.Generator] | None
 
 class Network(ABC):
     """A network with output function ``output`` and loss ``loss`` (names from ``functions``)."""
+
+    # --- the declaration (``forgetlab.registry``): a subclass that sets ``name`` is registered ---
+    name: ClassVar[str]
+    Config: ClassVar[type[NetworkConfig]] = NetworkConfig
+    reads: ClassVar[str]  # the form of a sample it reads: "vector" or "sequence" (task_sequence.input)
+    size_key: ClassVar[str]  # its config key that sets its size (named when a run would not fit in memory)
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            NETWORKS.add(cls.name, cls)
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, cfg: NetworkConfig, input_shape: tuple[int, ...], n_outputs: int,
+                    rng: Sequence[np.random.Generator], init_scale: Sequence[float], *, xp, dtype) -> Network:
+        """The network of ``cfg`` for samples of ``input_shape`` and ``n_outputs`` output units: one
+        member per generator in ``rng``, each with its ``init_scale``."""
+
+    @classmethod
+    @abstractmethod
+    def cost(cls, cfg: NetworkConfig, data: DataSize) -> NetworkCost:
+        """Its size, the operations of one sample's forward pass, and what its evaluations hold."""
 
     output: str
     loss: str

@@ -9,14 +9,25 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
 from forgetlab.arrays import NUMPY, dtype_of
+from forgetlab.constraints import AT_LEAST_1, ListOf, Options, constrain
+from forgetlab.cost_model import SECONDS_PER_UPDATE, DataSize, NetworkCost
 from forgetlab.networks import functions
-from forgetlab.networks.base import Network, member_inits
+from forgetlab.networks.base import NetworkConfig, Network, member_inits
+
+
+@dataclass
+class MLPConfig(NetworkConfig):
+    name: str = "mlp"
+    activation: str = field(default="sigmoid", metadata=constrain(Options(*functions.HIDDEN_ACTIVATIONS)))
+    hidden_sizes: list[int] = field(
+        default_factory=lambda: [64], metadata=constrain(ListOf(AT_LEAST_1, description="a list of positive ints")),
+    )
 
 
 @dataclass
@@ -28,6 +39,30 @@ class MLPForward:
 
 
 class MLP(Network):
+    name = "mlp"
+    Config = MLPConfig
+    reads = "vector"
+    size_key = "hidden_sizes"
+
+    @classmethod
+    def from_config(cls, cfg: MLPConfig, input_shape, n_outputs, rng, init_scale, *, xp, dtype) -> MLP:
+        n_in = int(np.prod(input_shape))
+        return cls([n_in, *cfg.hidden_sizes, n_outputs], activation=cfg.activation, output=cfg.output, loss=cfg.loss,
+                   init_scale=init_scale, rng=rng, dtype=dtype, xp=xp)
+
+    @classmethod
+    def cost(cls, cfg: MLPConfig, data: DataSize) -> NetworkCost:
+        sizes = [data.n_inputs * data.steps, *(int(s) for s in cfg.hidden_sizes), data.n_outputs]
+        weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+        units = sum(sizes[1:])
+        return NetworkCost(
+            params=weights + units,
+            forward_ops=2 * weights,
+            memory={"the evaluation's forward pass": 2 * data.eval_samples * units,
+                    "the batch's forward pass": 4 * data.batch_size * units},
+            seconds_per_sample=SECONDS_PER_UPDATE / data.batch_size,
+        )
+
     def __init__(
         self,
         sizes: list[int],

@@ -17,18 +17,33 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
 from forgetlab.arrays import NUMPY, dtype_of
+from forgetlab.constraints import AT_LEAST_1, Options, constrain, fail
+from forgetlab.cost_model import SECONDS_PER_STEP, DataSize, NetworkCost
 from forgetlab.networks import functions
-from forgetlab.networks.base import Network, member_inits
+from forgetlab.networks.base import NetworkConfig, Network, member_inits
 
-# The allowed values, checked by the config before a network is built.
 RNN_ACTIVATIONS = ("tanh", "sigmoid")
 LOSS_AT = ("last", "all")
+
+
+@dataclass
+class RNNConfig(NetworkConfig):
+    name: str = "rnn"
+    activation: str = field(default="tanh", metadata=constrain(Options(*RNN_ACTIVATIONS)))
+    hidden_size: int = field(default=32, metadata=constrain(AT_LEAST_1))
+    loss_at: str = field(default="last", metadata=constrain(Options(*LOSS_AT)))
+    loss_last_steps: int = field(default=1, metadata=constrain(AT_LEAST_1))  # with loss_at=last: how many final steps
+
+    def check(self, run) -> None:
+        if self.loss_at != "last" and self.loss_last_steps != 1:
+            fail("network.loss_last_steps", self.loss_last_steps,
+                 f"1 with network.loss_at={self.loss_at!r} (it counts the final steps that carry loss with loss_at='last')")
 
 
 @dataclass
@@ -42,6 +57,29 @@ class RNNForward:
 
 
 class RNN(Network):
+    name = "rnn"
+    Config = RNNConfig
+    reads = "sequence"
+    size_key = "hidden_size"
+
+    @classmethod
+    def from_config(cls, cfg: RNNConfig, input_shape, n_outputs, rng, init_scale, *, xp, dtype) -> RNN:
+        if len(input_shape) != 2:
+            raise ValueError(f"the RNN reads sequences of shape (T, n_in); got samples of shape {input_shape}")
+        return cls(input_shape[-1], cfg.hidden_size, n_outputs, activation=cfg.activation, output=cfg.output,
+                   loss=cfg.loss, loss_at=cfg.loss_at, loss_last_steps=cfg.loss_last_steps, init_scale=init_scale,
+                   rng=rng, dtype=dtype, xp=xp)
+
+    @classmethod
+    def cost(cls, cfg: RNNConfig, data: DataSize) -> NetworkCost:
+        H, I, O, T, N = int(cfg.hidden_size), data.n_inputs, data.n_outputs, data.steps, data.eval_samples
+        return NetworkCost(
+            params=H * I + H * H + H + O * H + O,
+            forward_ops=2 * T * (H * (H + I) + O * H),  # outputs at every step: an upper bound
+            memory={"the evaluation's forward pass": N * (T + 1) * H * 2 + N * T * O},
+            seconds_per_sample=T * SECONDS_PER_STEP,
+        )
+
     def __init__(
         self,
         n_in: int,

@@ -9,6 +9,8 @@ still follows a long run closely.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import json
 import logging
@@ -24,15 +26,14 @@ import numpy as np
 import pandas as pd
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
-from omegaconf import DictConfig, OmegaConf
-
 from forgetlab import contract
-from forgetlab.contract import NEUTRAL_ADDITIONS
+from forgetlab.contract import NEUTRAL_ADDITIONS, flat_config, flatten
 from forgetlab.tracking import run_figures
 from forgetlab.tracking.code_version import CodeVersion, code_version
 from forgetlab.tracking.liveness import Heartbeat, beat_value, process_identity
 from forgetlab.tracking.store import RetryingClient, open_store
-from forgetlab.trainer import EvalPoint, TrainingResult
+from forgetlab.trainer import Callback, EvalPoint, Trainer, TrainingResult
+from forgetlab.update_probe import RECORD as UPDATE_PROBE_RECORD
 
 log = logging.getLogger(__name__)
 
@@ -42,41 +43,27 @@ MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
 FLUSH_SECONDS = 10.0  # the longest time buffered metrics wait before they are sent
 
 
-def flat_config(cfg: DictConfig) -> dict[str, Any]:
-    """Resolved config as dotted keys -> values (lists stay lists)."""
-    out: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, f"{prefix}.{k}" if prefix else str(k))
-        else:
-            out[prefix] = node
-
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
-    return out
+def as_container(cfg: Any) -> dict[str, Any]:
+    """A run's typed config (``forgetlab.config.Config``, which tracking does not import) as plain
+    nested values; a plain dict as it is."""
+    return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg
 
 
-def flatten(cfg: DictConfig) -> dict[str, str]:
-    """Resolved config as dotted keys -> string values (lists as their YAML-ish str)."""
-    return {k: json.dumps(v) if isinstance(v, list) else str(v) for k, v in flat_config(cfg).items()}
-
-
-def config_hash(cfg: DictConfig) -> str:
+def config_hash(cfg: Any) -> str:
     """Hash of the resolved config without tracking/paths keys: equal hashes = the same experiment."""
-    return _hash(OmegaConf.to_container(cfg, resolve=True))
+    return _hash(as_container(cfg))
 
 
-def config_hash_before_trainer_group(cfg: DictConfig) -> str:
+def config_hash_before_trainer_group(cfg: Any) -> str:
     """The hash the same experiment had before ``epochs_per_task``, ``batch_size`` and ``shuffle``
     moved from ``algorithm`` into the ``trainer`` group: the hash that runs recorded then carry, so
     that resuming finds them (docs/tracking.md#sweeps-resume-failures-validation)."""
-    container = OmegaConf.to_container(cfg, resolve=True)
+    container = copy.deepcopy(as_container(cfg))
     container["algorithm"] = {**container["algorithm"], **container.pop("trainer")}
     return _hash(container)
 
 
-def resume_hashes(cfg: DictConfig) -> tuple[str, ...]:
+def resume_hashes(cfg: Any) -> tuple[str, ...]:
     """Every ``forgetlab.config_hash`` a run of this config may carry, the current layout's first."""
     return config_hash(cfg), config_hash_before_trainer_group(cfg)
 
@@ -110,7 +97,7 @@ def get_or_create_experiment(client: RetryingClient, name: str, artifact_locatio
         return exp.experiment_id
 
 
-def split_params(cfg: DictConfig) -> tuple[dict[str, str], dict[str, str]]:
+def split_params(cfg: Any) -> tuple[dict[str, str], dict[str, str]]:
     """The flattened config as (params, tags): keys naming machine paths become tags (``contract.machine_tag``)."""
     params, tags = {}, {}
     for key, value in flatten(cfg).items():
@@ -125,8 +112,9 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class MlflowRun:
-    """One training run in MLflow; use as an observer of the trainer, then ``finish`` or ``fail``."""
+class MlflowRun(Callback):
+    """One training run in MLflow, of member ``member`` of the trainer it follows (a trainer
+    ``Callback``); then ``finish`` or ``fail``."""
 
     def __init__(
         self,
@@ -137,8 +125,9 @@ class MlflowRun:
         params: dict[str, str],
         tags: dict[str, str],
         heartbeat_s: float,
+        member: int = 0,
     ) -> None:
-        self.client, self.experiment_id, self.run_name = client, experiment_id, run_name
+        self.client, self.experiment_id, self.run_name, self.member = client, experiment_id, run_name, member
         # The first heartbeat is a tag of the new run, not a call of its own.
         tags = {**tags, contract.TAG_PROCESS: process_identity(), contract.TAG_HEARTBEAT: beat_value()}
         run = client.create_run(experiment_id, run_name=run_name, tags=tags)
@@ -150,9 +139,14 @@ class MlflowRun:
         self._buffer: list[Metric] = []
         self._flushed_at = time.monotonic()
 
-    # --- observer ---------------------------------------------------------------------------
+    # --- callback ---------------------------------------------------------------------------
 
-    def on_eval(self, point: EvalPoint) -> None:
+    def on_eval(self, trainer: Trainer, points: dict[int, EvalPoint]) -> None:
+        point = points.get(self.member)
+        if point is not None:
+            self.record(point)
+
+    def record(self, point: EvalPoint) -> None:
         # Wall-clock time of the evaluation, so MLflow's "Wall time" and "Relative time" axes mean something.
         step, ts = point.samples_seen, now_ms()
         m = self._buffer
@@ -305,15 +299,17 @@ def write_eval_artifacts(result: TrainingResult, root: Path) -> None:
         presented_at=result.presented_at,
         task_names=np.array(result.task_names, dtype=str),
     )
-    if result.update_history is not None:
-        np.savez_compressed(root / contract.ARTIFACT_UPDATE_PROBE, **result.update_history.arrays())
+    history = result.records.get(UPDATE_PROBE_RECORD)
+    if history is not None:
+        np.savez_compressed(root / contract.ARTIFACT_UPDATE_PROBE, **history.arrays())
 
 
 @contextmanager
-def run_for_config(cfg: DictConfig, run_name: str, full_name: str, context) -> Iterator[MlflowRun]:
-    """An MlflowRun for ``cfg`` with the contract's params and tags; ended FAILED (KILLED on
-    Ctrl-C or SIGTERM) if the body raises. ``context`` carries overrides, learner preset, sweep id,
-    parent run id and the entry point."""
+def run_for_config(cfg: Any, run_name: str, full_name: str, context, *, member: int = 0,
+                   learner_label: str = "") -> Iterator[MlflowRun]:
+    """An MlflowRun for the typed config ``cfg``, following member ``member`` of its trainer, with the
+    contract's params and tags; ended FAILED (KILLED on Ctrl-C or SIGTERM) if the body raises.
+    ``context`` carries overrides, learner preset, sweep id, parent run id and the entry point."""
     client = open_store(cfg.tracking.uri)
     experiment_id = get_or_create_experiment(client, cfg.tracking.experiment, cfg.tracking.artifact_location)
     code = code_version(Path(cfg.paths.root_dir) / "conf")
@@ -328,11 +324,13 @@ def run_for_config(cfg: DictConfig, run_name: str, full_name: str, context) -> I
         contract.TAG_KIND: contract.KIND_TRAIN,
         **source_tags(code, context.source),
     }
+    if learner_label:
+        tags[contract.TAG_LEARNER_LABEL] = learner_label
     if context.parent_run_id:
         tags[contract.TAG_PARENT_RUN_ID] = context.parent_run_id
     run = MlflowRun(
         client, experiment_id, run_name=run_name, params=params, tags=tags,
-        heartbeat_s=cfg.tracking.stale_after_s / 10,
+        heartbeat_s=cfg.tracking.stale_after_s / 10, member=member,
     )
     try:
         log_code_diff(client, run.run_id, code)

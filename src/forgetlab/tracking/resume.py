@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mlflow.entities import Run
-from omegaconf import DictConfig
 
 from forgetlab import contract
 from forgetlab.tracking.code_version import code_version as current_code_version
@@ -79,14 +78,14 @@ def resume_decision(client: RetryingClient, experiment_id: str, config_hashes: S
     return ResumeDecision(skip, None if skip else other_code)
 
 
-def code_identity(cfg: DictConfig) -> str | None:
+def code_identity(cfg) -> str | None:
     """The code version that resume matches for ``cfg``'s runs: None when it ignores the code."""
     if cfg.tracking.resume_ignores_code:
         return None
     return current_code_version(Path(cfg.paths.root_dir) / "conf").code_hash
 
 
-def job_already_done(cfg: DictConfig, label: str) -> str | None:
+def job_already_done(cfg, label: str) -> str | None:
     """``resume_decision``'s skip reason for one job's config, from inside the job."""
     client = open_store(cfg.tracking.uri)
     experiment = client.get_experiment_by_name(cfg.tracking.experiment)

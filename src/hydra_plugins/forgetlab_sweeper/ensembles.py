@@ -1,7 +1,8 @@
-"""Jobs of a sweep that train together as one ensemble (``forgetlab.ensemble``).
+"""Jobs of a sweep that train together as one ensemble (``forgetlab.assembly``).
 
-Jobs whose configs differ only in ``forgetlab.ensemble.MEMBER_KEYS`` (seed, learning rate, …) and
-that chose the same ``learner`` preset are grouped, in sweep order, into ensembles of at most
+Jobs whose configs differ only in member keys (``forgetlab.assembly.member_keys``: seed, learning
+rate, …), that chose the same ``learner`` preset and whose algorithm gains from sharing an ensemble
+(``LearningAlgorithm.shares_ensemble``) are grouped, in sweep order, into ensembles of at most
 ``max_ensemble_size`` members; a sweep also keeps at least as many launches as its launcher runs
 jobs at a time (``parallel_jobs``), so that grouping never leaves a worker idle. Each ensemble is
 one launch of Hydra's launcher: the first member's overrides plus
@@ -14,13 +15,13 @@ each member is its own MLflow run, and reports its own outcome.
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
-from forgetlab.ensemble import ensemble_signature
+from forgetlab.algorithms import ALGORITHMS
+from forgetlab.assembly import ensemble_signature
+from forgetlab.config import Config, config_from_container
 
 ENSEMBLE_ENV = "FORGETLAB_ENSEMBLE"  # the job's environment variable naming its ensemble file
 ENSEMBLES_DIR = "forgetlab_ensembles"
@@ -42,13 +43,13 @@ class Launch:
 
 
 @dataclass(frozen=True)
-class Member:
+class MemberJob:
     """One member of an ensemble job, as its file gives it."""
 
     num: int  # its number in the sweep's jobs to run: where the progress bar expects its outcome
     overrides: list[str]
     learner: str | None
-    cfg: DictConfig
+    cfg: Config
 
 
 def parallel_jobs(launcher: Any) -> int:
@@ -69,7 +70,8 @@ def group_jobs(jobs: list, max_size: int, parallel: int = 1) -> list[list]:
     limit = max(1, min(max_size, math.ceil(len(jobs) / max(1, parallel))))
     groups: dict[tuple, list[list]] = {}
     for job in jobs:
-        buckets = groups.setdefault((ensemble_signature(job.cfg), job.learner), [])
+        alone = not ALGORITHMS[job.cfg.algorithm.name].shares_ensemble
+        buckets = groups.setdefault((job.config_hash if alone else ensemble_signature(job.cfg), job.learner), [])
         # The same config twice goes to another ensemble: launched on its own, its start-of-job
         # resume check finds the first one's run, as a job of its own would.
         bucket = next((b for b in buckets if all(j.config_hash != job.config_hash for j in b)), None)
@@ -94,15 +96,16 @@ def write_ensemble(sweep_dir: Path, name: str, members: list[tuple[int, Any]]) -
     folder = sweep_dir / ENSEMBLES_DIR
     folder.mkdir(parents=True, exist_ok=True)
     entries = [{"num": num, "overrides": list(job.overrides), "learner": job.learner,
-                "config": OmegaConf.to_container(job.cfg, resolve=True)} for num, job in members]
+                "config": asdict(job.cfg)} for num, job in members]
     (folder / name).write_text(json.dumps({"members": entries}))
     return name
 
 
-def read_ensemble(sweep_dir: str | Path, name: str) -> list[Member]:
+def read_ensemble(sweep_dir: str | Path, name: str) -> list[MemberJob]:
     """The members of the ensemble file ``name`` of the sweep in ``sweep_dir``."""
     written = json.loads((Path(sweep_dir) / ENSEMBLES_DIR / name).read_text())
-    return [Member(e["num"], e["overrides"], e["learner"], OmegaConf.create(e["config"])) for e in written["members"]]
+    return [MemberJob(e["num"], e["overrides"], e["learner"], config_from_container(e["config"]))
+            for e in written["members"]]
 
 
 def launches(jobs: list, sweep_dir: Path, *, ensemble: bool, max_size: int, parallel: int) -> list[Launch]:

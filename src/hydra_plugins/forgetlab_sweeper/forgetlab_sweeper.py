@@ -57,7 +57,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from mlflow.entities import Metric, Param
 
 from forgetlab import contract, stopping
-from forgetlab.config import ConfigError, check_targets, explain_composition_error, validate
+from forgetlab.config import Config, ConfigError, check_targets, explain_composition_error, typed
 from forgetlab.cost import check_cost
 from forgetlab.experiment import EnsembleReturn, JobSkipped, JobStopped, MemberFailed
 from forgetlab.server import ui_url
@@ -100,7 +100,7 @@ def read_sweep(sweep_dir: str | Path) -> Sweep | None:
 @dataclass
 class Job:
     overrides: list[str]
-    cfg: DictConfig  # the job's config without the hydra node, as the job will see it
+    cfg: Config  # the job's config, typed (``forgetlab.config.typed``), as the job will see it
     config_hash: str
     label: str = ""  # the overrides that tell this job from the others
     skip_reason: str | None = None
@@ -187,18 +187,18 @@ def compose_jobs(config_loader, master: DictConfig, job_overrides: Sequence[Sequ
         with open_dict(cfg):
             del cfg["hydra"]
         try:
-            validate(cfg)
-            check_cost(cfg, label=" ".join(overrides) or "(defaults)")
+            run = typed(cfg)
+            check_cost(run, label=" ".join(overrides) or "(defaults)")
         except ConfigError as error:
             raise ConfigError(f"{error} (job {' '.join(overrides)})") from error
         for key in ("enabled", "uri", "experiment"):
-            if cfg.tracking[key] != master.tracking[key]:
+            if getattr(run.tracking, key) != master.tracking[key]:
                 raise ConfigError(
                     f"The 'tracking.{key}' parameter must be the same for every job of a sweep. "
-                    f"Got {cfg.tracking[key]!r} instead of {master.tracking[key]!r} (job {' '.join(overrides)})."
+                    f"Got {getattr(run.tracking, key)!r} instead of {master.tracking[key]!r} (job {' '.join(overrides)})."
                 )
-        hashes = resume_hashes(cfg)  # the current layout's hash first: each resolves the whole config
-        jobs.append(Job(overrides, cfg, hashes[0], resume_hashes=hashes, learner=learner))
+        hashes = resume_hashes(run)  # the current layout's hash first
+        jobs.append(Job(overrides, run, hashes[0], resume_hashes=hashes, learner=learner))
     shared = set.intersection(*(set(job.overrides) for job in jobs)) if len(jobs) > 1 else set()
     for job in jobs:
         job.label = " ".join(o for o in job.overrides if o not in shared) or " ".join(job.overrides) or "(defaults)"

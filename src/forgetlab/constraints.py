@@ -1,12 +1,15 @@
-"""Per-field constraints, declared next to each schema field in the style of scikit-learn's parameter
+"""Per-field constraints, declared next to each config field in the style of scikit-learn's parameter
 validation (whose classes, in ``sklearn.utils._param_validation``, are private):
 
-    lr: float = field(default=0.5, metadata=constrain(Interval(0, None, closed="neither")))
+    lr: float = field(default=0.5, metadata=constrain(Interval(0, None, closed="neither"), member=True))
 
 A constraint tells whether a value satisfies it, and its ``str`` says what is allowed, so that the
-checker in ``validation.py`` can write "The 'algorithm.lr' parameter must be a number in the range
-(0, inf). Got -1.0 instead." Types are OmegaConf's job (a ``float`` field never holds a string);
+checker in ``config/validation.py`` can write "The 'algorithm.lr' parameter must be a number in the
+range (0, inf). Got -1.0 instead." Types are OmegaConf's job (a ``float`` field never holds a string);
 constraints state what the type cannot.
+
+This module is the bottom of the package: every part (network, algorithm, task sequence) declares its
+config fields with it, next to its own code, and raises ``ConfigError`` for a rule its fields span.
 """
 
 from __future__ import annotations
@@ -18,6 +21,17 @@ from typing import Any, Literal
 
 # The key under which a dataclass field's metadata holds its constraints.
 CONSTRAINTS = "forgetlab.constraints"
+# The key under which it says that the members of one ensemble may differ in this field.
+MEMBER = "forgetlab.member"
+
+
+class ConfigError(ValueError):
+    """A config value is out of its allowed range or set; the message names key, value and what is allowed."""
+
+
+def fail(key: str, value: Any, allowed: str) -> None:
+    """Raise the ConfigError of ``key``: "The 'key' parameter must be <allowed>. Got <value> instead."."""
+    raise ConfigError(f"The '{key}' parameter must be {allowed}. Got {value!r} instead.")
 
 
 class Constraint(ABC):
@@ -29,9 +43,11 @@ class Constraint(ABC):
         """What is allowed, as the end of "The 'key' parameter must be ..."."""
 
 
-def constrain(*constraints: Constraint) -> dict[str, tuple[Constraint, ...]]:
-    """Field metadata: the value must satisfy at least one of ``constraints``."""
-    return {CONSTRAINTS: constraints}
+def constrain(*constraints: Constraint, member: bool = False) -> dict[str, Any]:
+    """Field metadata: the value must satisfy at least one of ``constraints``; ``member``: the members
+    of one ensemble may differ in this field (each member's value is passed to the part that reads
+    it, as one value per member)."""
+    return {CONSTRAINTS: constraints, MEMBER: member}
 
 
 def allowed(constraints: tuple[Constraint, ...]) -> str:
@@ -115,3 +131,23 @@ class NonBlank(Constraint):
 
     def __str__(self) -> str:
         return f"a non-empty {self.what}"
+
+
+class OneOfNames(Constraint):
+    """A name that ``names()`` lists when the value is checked (the options of a registry, which an
+    extension may add to after this constraint was declared)."""
+
+    def __init__(self, names) -> None:
+        self.names = names
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        return value in self.names()
+
+    def __str__(self) -> str:
+        return str(Options(*self.names()))
+
+
+# Constraints that many fields share.
+POSITIVE = Interval(0, None, closed="neither")
+AT_LEAST_0 = Interval(0, None, closed="left")
+AT_LEAST_1 = Interval(1, None, closed="left")
