@@ -1,4 +1,5 @@
-"""Networks in NumPy; every gradient is hand-derived in the learning algorithm that uses it."""
+"""Networks in NumPy, each with its one hand-derived backward pass, which the learning algorithms and the
+probes call."""
 
 from collections.abc import Sequence
 
