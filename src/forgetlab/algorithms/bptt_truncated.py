@@ -86,12 +86,12 @@ class BPTTTruncated(OnlineRecurrentAlgorithm):
             return None
         xp = self.network.xp
         # The steps side by side, (S, 1, L, .): each member's stretch laid out as a lone network's.
-        delta_y = xp.stack(list(state.delta_ys), axis=-2)
+        delta_y = xp.concat(list(state.delta_ys), axis=-2)[..., None, :, :]
         delta_y[..., : delta_y.shape[-2] - state.steps_since_update, :] = 0.0  # delivered at an earlier update point
         if not xp.any(delta_y != 0.0):
             return {}
-        return self.network.backward(xp.stack(list(state.xs), axis=-2), xp.stack(list(state.hs), axis=-2),
-                                     xp.stack(list(state.zs), axis=-2), delta_y)
+        x, h, z = (xp.concat(list(steps), axis=-2)[..., None, :, :] for steps in (state.xs, state.hs, state.zs))
+        return self.network.backward(x, h, z, delta_y)
 
     def stretches(self, T: int) -> list[tuple[int, int, int]]:
         """(first step back-propagated through, first step whose error is injected, end) of each update

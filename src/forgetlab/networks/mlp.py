@@ -26,7 +26,6 @@ import numpy as np
 from forgetlab.arrays import NUMPY, dtype_of
 from forgetlab.networks import functions
 from forgetlab.networks.base import Network, member_inits, put
-from forgetlab.networks.functions import activation_derivative
 
 
 @dataclass
@@ -136,7 +135,7 @@ class MLP(Network):
                 put(grads, f"W{l}", dE_dW, out)
                 put(grads, f"b{l}", xp.sum(delta, axis=-2), out)
             if l > 0:
-                delta = xp.matmul(delta, self.W[l]) * activation_derivative(self.activation, fwd.z[l - 1], fwd.a[l])
+                delta = xp.matmul(delta, self.W[l]) * functions.activation_derivative(self.activation, fwd.z[l - 1], fwd.a[l])
         return grads
 
     def data_gradient(self, x, y, mask, per_sample=False, out=None):

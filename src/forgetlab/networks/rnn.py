@@ -39,7 +39,6 @@ import numpy as np
 from forgetlab.arrays import NUMPY, dtype_of
 from forgetlab.networks import functions
 from forgetlab.networks.base import Network, member_inits, put
-from forgetlab.networks.functions import activation_derivative
 
 # The allowed values, checked by the config before a network is built.
 RNN_ACTIVATIONS = ("tanh", "sigmoid")
@@ -54,6 +53,12 @@ class RNNForward:
     h: np.ndarray
     z: np.ndarray
     a: np.ndarray
+
+
+def _steps_of_every_sequence(xp, a: np.ndarray) -> np.ndarray:
+    """(..., N, L, k) as (..., N L, k). One sequence, as the recurrent learners have, is an index (a
+    view with a lone network's layout, at a tenth of reshape's Python cost, paid on every update)."""
+    return a[..., 0, :, :] if a.shape[-3] == 1 else xp.reshape(a, (*a.shape[:-3], -1, a.shape[-1]))
 
 
 class RNN(Network):
@@ -200,7 +205,7 @@ class RNN(Network):
         into ``out`` if given."""
         xp = self.xp
         S, N, L, H = z.shape
-        f_prime = activation_derivative(self.activation, z, h[..., 1:, :])
+        f_prime = functions.activation_derivative(self.activation, z, h[..., 1:, :])
         injected = xp.matmul(delta_y, self.W_hy[:, None])  # W_hy^T delta_y_t of every sequence and step at once
         delta_z = xp.empty_like(z)
         from_future = xp.zeros((S, N, H), dtype=z.dtype)  # W_hh^T dE/dz_{t+1}
@@ -213,10 +218,8 @@ class RNN(Network):
             from_future = xp.matmul(delta_z_t[t], self.W_hh)
         h_prev, h_now = h[..., :-1, :], h[..., 1:, :]
         if not per_sample:  # the sums run over the steps of every sequence: one axis of N L steps
-            # (one sequence, as the recurrent learners have: views, each member's steps as a lone network's)
-            delta_z, delta_y, h_prev, h_now = (xp.reshape(a, (S, N * L, a.shape[-1]))
-                                               for a in (delta_z, delta_y, h_prev, h_now))
-            x = xp.reshape(x, (*x.shape[:-3], N * L, x.shape[-1]))
+            delta_z, delta_y, h_prev, h_now, x = (_steps_of_every_sequence(xp, a)
+                                                  for a in (delta_z, delta_y, h_prev, h_now, x))
         # Sums over steps as batched matmuls (BLAS); einsum does not use BLAS for them and is ~20x slower.
         delta_z_T = delta_z.mT
         grads: dict[str, np.ndarray] = {}
