@@ -5,7 +5,7 @@
 MLP 64-64-10 on 64 inputs (sigmoid, sigmoid output, mse: conf/network/mlp.yaml) and the Elman RNN with
 H = 32 on 8x8 row sequences (T = 8 steps of 8 inputs, tanh, sigmoid output, mse, loss at the last
 step and at all steps: conf/network/rnn.yaml), P probe samples. "batched" is one call of
-``forgetlab.probe_gradients.per_sample_gradients`` on all P samples; "loop" calls it on one sample at
+``Network.per_sample_gradients`` on all P samples; "loop" calls it on one sample at
 a time, P calls. Both give the same (P, n_params) matrix, which is checked before timing.
 
 One BLAS thread, as the trainer runs. Times are the best of a few repeats (the least disturbed by
@@ -28,7 +28,6 @@ import numpy as np  # noqa: E402
 
 from forgetlab.networks.mlp import MLP  # noqa: E402
 from forgetlab.networks.rnn import RNN  # noqa: E402
-from forgetlab.probe_gradients import per_sample_gradients  # noqa: E402
 
 from recurrent_cost import best_time  # noqa: E402  (benchmarks/ is on the path when a script here runs)
 
@@ -48,10 +47,10 @@ def measure(name: str, net, x, y, mask) -> dict:
     P = len(x)
 
     def batched():
-        return per_sample_gradients(net, x, y, mask)
+        return net.per_sample_gradients(x, y, mask)
 
     def loop():
-        return np.concatenate([per_sample_gradients(net, x[p : p + 1], y[p : p + 1], mask[p : p + 1])
+        return np.concatenate([net.per_sample_gradients(x[p : p + 1], y[p : p + 1], mask[p : p + 1])
                                for p in range(P)], axis=1)
 
     np.testing.assert_allclose(batched(), loop(), rtol=1e-10, atol=1e-14)

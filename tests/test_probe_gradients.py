@@ -1,5 +1,6 @@
-"""Batched per-sample probe gradients (forgetlab.probe_gradients) against float64 central finite
-differences of each sample's data loss, and the first-order prediction of a small SGD step."""
+"""A network's per-sample gradients (``Network.per_sample_gradients``, what the update probe's
+interference diagnostics use) against float64 central finite differences of each sample's data
+loss, their flat layout, and the first-order prediction of a small SGD step."""
 
 import itertools
 
@@ -11,13 +12,6 @@ from forgetlab.gradcheck import finite_difference, relative_error
 from forgetlab.networks import functions
 from forgetlab.networks.mlp import MLP
 from forgetlab.networks.rnn import LOSS_AT, RNN, RNN_ACTIVATIONS
-from forgetlab.probe_gradients import (
-    flatten,
-    mlp_per_sample_gradients,
-    per_sample_gradients,
-    per_sample_losses,
-    rnn_per_sequence_gradients,
-)
 
 TOL = 1e-6
 P, O = 4, 5
@@ -55,7 +49,7 @@ def assert_rows_match_finite_differences(net, G, x, y, mask):
     assert G.shape == (S, P, sum(p[0].size for p in net.params.values()))
     for p in range(P):
         sample = (x[p : p + 1], y[p : p + 1], mask[p : p + 1])
-        numeric = flatten(finite_difference(lambda: net.data_loss(*sample), net.params), net)
+        numeric = net.flatten(finite_difference(lambda: net.data_loss(*sample), net.params))
         for s in range(S):
             assert relative_error(G[s, p], numeric[s]) <= TOL, (s, p, relative_error(G[s, p], numeric[s]))
 
@@ -65,7 +59,7 @@ def assert_rows_match_finite_differences(net, G, x, y, mask):
 )
 def test_mlp_per_sample_gradients_match_finite_differences(activation, output, loss):
     net, x, y, mask = make_mlp(activation, output, loss)
-    assert_rows_match_finite_differences(net, mlp_per_sample_gradients(net, x, y, mask), x, y, mask)
+    assert_rows_match_finite_differences(net, net.per_sample_gradients(x, y, mask), x, y, mask)
 
 
 RNN_COMBOS = list(itertools.product(RNN_ACTIVATIONS, functions.OUTPUTS, functions.LOSSES, LOSS_AT))
@@ -74,41 +68,41 @@ RNN_COMBOS = list(itertools.product(RNN_ACTIVATIONS, functions.OUTPUTS, function
 @pytest.mark.parametrize("activation,output,loss,loss_at", RNN_COMBOS)
 def test_rnn_per_sequence_gradients_match_finite_differences(activation, output, loss, loss_at):
     net, x, y, mask = make_rnn(activation, output, loss, loss_at)
-    assert_rows_match_finite_differences(net, rnn_per_sequence_gradients(net, x, y, mask), x, y, mask)
+    assert_rows_match_finite_differences(net, net.per_sample_gradients(x, y, mask), x, y, mask)
 
 
 @pytest.mark.parametrize("network", ["mlp", "rnn"])
 def test_the_gradients_of_several_members_match_finite_differences(network):
     net, x, y, mask = (make_mlp("tanh", "softmax", "mse", members=3) if network == "mlp"
                        else make_rnn("tanh", "softmax", "mse", "all", members=3))
-    assert_rows_match_finite_differences(net, per_sample_gradients(net, x, y, mask), x, y, mask)
+    assert_rows_match_finite_differences(net, net.per_sample_gradients(x, y, mask), x, y, mask)
 
 
-def test_batched_rows_equal_one_sample_at_a_time_and_the_dispatch():
+def test_batched_rows_equal_one_sample_at_a_time_and_the_backward_pass_flattened():
     for net, x, y, mask in (make_mlp("relu", "softmax", "cross_entropy"), make_rnn("tanh", "sigmoid", "mse", "all")):
-        G = per_sample_gradients(net, x, y, mask)
+        G = net.per_sample_gradients(x, y, mask)
         for p in range(P):
-            np.testing.assert_allclose(G[:, p], per_sample_gradients(net, x[p : p + 1], y[p : p + 1], mask[p : p + 1])[:, 0])
-    with pytest.raises(TypeError, match="MLP and RNN"):
-        per_sample_gradients(object(), x, y, mask)
+            np.testing.assert_allclose(G[:, p], net.per_sample_gradients(x[p : p + 1], y[p : p + 1], mask[p : p + 1])[:, 0])
+        # written into the flat matrix in place (out=) or returned by name: the same numbers
+        np.testing.assert_array_equal(G, net.flatten(net.data_gradient(x, y, mask, per_sample=True)[1]))
 
 
 def test_flatten_follows_the_order_of_network_params():
     net, *_ = make_rnn("tanh", "softmax", "cross_entropy", "last")
-    flat = flatten(net.params, net)
+    flat = net.flatten(net.params)
     start = 0
     for name, p in net.params.items():
         np.testing.assert_array_equal(flat[:, start : start + p[0].size], p.reshape(len(p), -1))
         start += p[0].size
-    assert (1, start) == flat.shape
+    assert (1, start) == flat.shape == (1, net.parameter_count)
     with pytest.raises(KeyError, match="W_hh"):
-        flatten({k: v for k, v in net.params.items() if k != "W_hh"}, net)
+        net.flatten({k: v for k, v in net.params.items() if k != "W_hh"})
 
 
 def test_per_sample_losses_are_the_networks_data_loss():
     for net, x, y, mask in (make_mlp("tanh", "sigmoid", "cross_entropy"), make_rnn("sigmoid", "softmax", "mse", "all"),
                             make_rnn("tanh", "sigmoid", "mse", "last")):
-        loss, correct = per_sample_losses(net, x, y, mask)
+        loss, correct = net.per_sample_losses(x, y, mask)
         assert loss.shape == (1, P) and correct.dtype == bool
         assert loss.mean(axis=-1) == pytest.approx(net.data_loss(x, y, mask))
         prediction = functions.masked_argmax(net.predict(x, mask), mask)
@@ -128,15 +122,15 @@ def test_first_order_prediction_of_a_small_sgd_step(network):
         x = rng.normal(size=(32, 5, 2))
     y, mask = targets(rng, 32, masked=False)
     probe, batch = slice(0, 30), slice(30, 32)
-    (G,) = per_sample_gradients(net, x[probe], y[probe], mask[probe])
-    g = per_sample_gradients(net, x[batch], y[batch], mask[batch])[0].mean(axis=0)  # the mini-batch gradient
+    (G,) = net.per_sample_gradients(x[probe], y[probe], mask[probe])
+    g = net.per_sample_gradients(x[batch], y[batch], mask[batch])[0].mean(axis=0)  # the mini-batch gradient
     lr = 1e-4
-    before = per_sample_losses(net, x[probe], y[probe], mask[probe])[0][0]
+    before = net.per_sample_losses(x[probe], y[probe], mask[probe])[0][0]
     start = 0
     for p in net.params.values():
         p -= lr * g[start : start + p[0].size].reshape(p.shape)
         start += p[0].size
-    measured = per_sample_losses(net, x[probe], y[probe], mask[probe])[0][0] - before
+    measured = net.per_sample_losses(x[probe], y[probe], mask[probe])[0][0] - before
     fit = M.first_order_agreement(M.predicted_loss_change(G, g, lr), measured)
     assert fit["n"] == 30
     assert fit["correlation"] > 0.9999

@@ -11,7 +11,6 @@ import pytest
 from forgetlab import metrics
 from forgetlab.config import ConfigError, validate
 from forgetlab.assembly import build_trainer
-from forgetlab.probe_gradients import flatten, per_sample_gradients
 from forgetlab.update_probe import UpdateProbe
 
 # 2 tasks of about 36 training samples each (90 % of the digits held out for testing).
@@ -58,7 +57,7 @@ class Direct:
     def __call__(self):
         net = self.trainer.network
         # One member (the lone network): its row of each member-axis result.
-        self.theta.append(flatten(net.params, net)[0].copy())
+        self.theta.append(net.flatten(net.params)[0].copy())
         self.loss.append([net.data_loss(x[None], y[None], m[None])[0] for x, y, m in zip(self.x, self.y, self.mask)])
         self.correct.append([np.argmax(np.where(m > 0, net.predict(x[None], m[None])[0, 0], -np.inf)) == np.argmax(y)
                              for x, y, m in zip(self.x, self.y, self.mask)])
@@ -160,7 +159,7 @@ def test_interference_records_the_applied_change_of_the_weights(tiny, learner):
         for p in net.params.values():
             p[...] = flat[start : start + p.size].reshape(p.shape)
             start += p.size
-        G = per_sample_gradients(net, probe_of(trainer).x, probe_of(trainer).y, probe_of(trainer).mask)[0]
+        G = net.per_sample_gradients(probe_of(trainer).x, probe_of(trainer).y, probe_of(trainer).mask)[0]
         np.testing.assert_allclose(i.predicted[u], G @ steps[u], rtol=1e-9, atol=1e-15)
         means = metrics.task_mean_gradients(G, history.task, 2)
         np.testing.assert_allclose(i.task_cosine[u], metrics.cosine(-steps[u], means), rtol=1e-9, atol=1e-12)
@@ -173,7 +172,7 @@ def test_an_mlp_step_is_minus_lr_times_the_gradient_of_its_sample(tiny):
     learn = algorithm.learn
 
     def watched_learn(x, y, mask):
-        gradients.append(flatten(algorithm.gradient(x, y, mask)[1], net)[0])
+        gradients.append(net.flatten(algorithm.gradient(x, y, mask)[1])[0])
         return learn(x, y, mask)
 
     algorithm.learn = watched_learn
@@ -201,7 +200,7 @@ def test_interference_matrix_at_each_boundary(tiny):
     boundary_updates = [p.updates for p in result.points if p.boundary]
     np.testing.assert_array_equal(i.matrix_updates, boundary_updates)
     probe = probe_of(trainer)
-    G = per_sample_gradients(trainer.network, probe.x, probe.y, probe.mask)[0]
+    G = trainer.network.per_sample_gradients(probe.x, probe.y, probe.mask)[0]
     expected, pairs = metrics.interference_matrix(G, probe.task, 2)
     np.testing.assert_allclose(i.matrix[-1], expected, rtol=1e-12)
     np.testing.assert_array_equal(i.matrix_pairs[-1], pairs)

@@ -457,8 +457,8 @@ def survival_after_updates(times: ForgetTimes, ks=(1, 10, 100, 1000)) -> np.ndar
 
 # --- gradient interference -------------------------------------------------------------------
 #
-# Gradients are flat vectors in the layout of forgetlab.probe_gradients (one entry per parameter, in
-# the order of ``network.params``). g_i is the gradient the algorithm applied at update i
+# Gradients are flat vectors in the layout of ``Network.flatten`` (one entry per parameter, in the
+# order of ``network.params``). g_i is the gradient the algorithm applied at update i
 # (theta <- theta - lr g_i); grad_p the data-loss gradient of probe sample p at the weights before it.
 
 

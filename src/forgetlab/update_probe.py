@@ -4,8 +4,9 @@ mid-sequence; optionally with the gradient-interference diagnostics (``eval.inte
 Definitions: docs/metrics.md, "Update resolution"; the stored arrays: docs/tracking.md.
 
 The probe is a trainer ``Callback``: its ``on_update`` sees every update where it is applied.
-Each evaluation is one batched forward pass of the P probe samples (``per_sample_losses``); with
-interference on, also one batched pass of their per-sample gradients (``per_sample_gradients``).
+Each evaluation is one batched forward pass of the P probe samples (``Network.per_sample_losses``);
+with interference on, also one batched pass of their per-sample gradients
+(``Network.per_sample_gradients``).
 
 Rows: row r holds the probe after ``updates[r]`` = r k weight updates; row 0 is before training.
 A *step* is the weight change between two consecutive rows, Delta theta_r = theta_r - theta_{r-1}:
@@ -26,7 +27,6 @@ import numpy as np
 from forgetlab import metrics
 from forgetlab.arrays import to_numpy
 from forgetlab.data.tasks import Scenario, TaskSequence
-from forgetlab.probe_gradients import flatten, per_sample_gradients, per_sample_losses
 from forgetlab.trainer import Callback, EvalPoint, PresentationLog, Probe, Trainer, TrainingResult
 
 # The name under which a member's ``TrainingResult.records`` holds its ``UpdateHistory``.
@@ -139,17 +139,17 @@ class UpdateProbe(Callback):
             self._record()
 
     def _gradients(self) -> np.ndarray:
-        return to_numpy(per_sample_gradients(self.network, self._x, self._y, self._mask))  # (S, P, n)
+        return to_numpy(self.network.per_sample_gradients(self._x, self._y, self._mask))  # (S, P, n)
 
     def _record(self) -> None:
         net = self.network
-        loss, correct = (to_numpy(a) for a in per_sample_losses(net, self._x, self._y, self._mask))
+        loss, correct = (to_numpy(a) for a in net.per_sample_losses(self._x, self._y, self._mask))
         self._updates.append(self.algorithm.updates)
         self._loss.append(loss)
         self._correct.append(correct)
         if not self.with_interference:
             return
-        theta = to_numpy(flatten(net.params, net))
+        theta = to_numpy(net.flatten(net.params))
         G = self._gradients()
         if self._theta is not None:
             n_tasks = len(self.task_names)

@@ -3,14 +3,14 @@ epoch (one sequence), run forward through it with the weights fixed, one backwar
 whole epoch, one weight update.
 
     delta_y_t = dE_t/dz_y / |S| at the loss steps t in S, 0 elsewhere   (the network's output_delta)
-    backward pass and dE/dtheta: algorithms.recurrent.backward_through_time, plus lambda W for each W
+    dE/dtheta = the RNN's backward pass from h_0 = 0 over the sequence (networks/rnn.py), + lambda W for each W
 """
 
 from __future__ import annotations
 
 from forgetlab.algorithms.base import LearningAlgorithm
+from forgetlab.algorithms.recurrent import single_sequence
 from forgetlab.cost_model import DataSize, NetworkCost, Work
-from forgetlab.algorithms.recurrent import backward_through_time, single_sequence
 from forgetlab.networks.rnn import RNN
 
 
@@ -31,18 +31,8 @@ class BPTTEpochwise(LearningAlgorithm):
     network: RNN
 
     def gradient(self, x, y, mask):
-        net, xp = self.network, self.network.xp
-        x, target, mask = single_sequence(x, y, mask)
-        fwd = net.forward(x, mask)
-        h, z, a = fwd.h[:, 0], fwd.z[:, 0], fwd.a[:, 0]  # the one sequence of each member: (S, T, .)
-        steps = net.loss_step_index(x.shape[-2])
-        # take, not a[:, steps]: indexing lays the steps out first in memory, and the mean over them
-        # would then add them in another order than a lone network does.
-        a_steps = xp.take(a, steps, axis=-2)  # (S, |S|, O)
-        delta_y = xp.zeros_like(a)
-        delta_y[:, steps] = net.output_delta(a_steps, target, mask) / steps.shape[0]
-        grads = backward_through_time(net, x[..., 0, :, :], h, z, delta_y)
+        net = self.network
+        data_loss, grads = net.data_gradient(*single_sequence(x, y, mask))
         for name in net.weight_names:
             grads[name] += self.l2_of[name] * net.params[name]
-        data_loss = xp.mean(net.sample_loss(a_steps, target, mask), axis=-1)
         return data_loss, grads

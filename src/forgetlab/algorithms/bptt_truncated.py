@@ -6,7 +6,7 @@ held fixed) and the weights are updated. BPTT(h; 1) is classic truncated BPTT; w
 on a sequence it is epochwise BPTT.
 
     delta_y_t = dE_t/dz_y / |S| at the loss steps t in S among the last h' steps, 0 elsewhere
-    backward pass over the last h steps: algorithms.recurrent.backward_through_time
+    backward pass over the last h steps: the RNN's (networks/rnn.py), from the state entering them
 
 With ``reset="per_sequence"`` each sequence starts from h_0 = 0 and its last, possibly shorter,
 stretch is delivered at its end. With ``reset="never"`` the state and the history of the last h
@@ -26,7 +26,6 @@ from forgetlab.algorithms.recurrent import (
     OnlineRecurrentAlgorithm,
     OnlineState,
     StepResult,
-    backward_through_time,
     single_sequence,
     step_loss,
 )
@@ -121,13 +120,13 @@ class BPTTTruncated(OnlineRecurrentAlgorithm):
         if not state.steps_since_update:
             return None
         xp = self.network.xp
-        # The steps side by side, (S, L, .): each member's stretch laid out as a lone network's.
-        delta_y = xp.concat(list(state.delta_ys), axis=-2)
-        delta_y[:, : delta_y.shape[-2] - state.steps_since_update] = 0.0  # delivered at an earlier update point
+        # The steps side by side, (S, 1, L, .): each member's stretch laid out as a lone network's.
+        delta_y = xp.concat(list(state.delta_ys), axis=-2)[..., None, :, :]
+        delta_y[..., : delta_y.shape[-2] - state.steps_since_update, :] = 0.0  # delivered at an earlier update point
         if not xp.any(delta_y != 0.0):
             return {}
-        return backward_through_time(self.network, xp.concat(list(state.xs), axis=-2),
-                                     xp.concat(list(state.hs), axis=-2), xp.concat(list(state.zs), axis=-2), delta_y)
+        x, h, z = (xp.concat(list(steps), axis=-2)[..., None, :, :] for steps in (state.xs, state.hs, state.zs))
+        return self.network.backward(x, h, z, delta_y)
 
     def stretches(self, T: int) -> list[tuple[int, int, int]]:
         """(first step back-propagated through, first step whose error is injected, end) of each update

@@ -1,6 +1,6 @@
-"""What the recurrent learning algorithms share: the error signal at the output of each step, the
-backward pass through a stretch of time, and the bookkeeping of an online learner that steps
-through sequences and changes the weights in mid-sequence.
+"""What the recurrent learning algorithms share: the error signal at the output of each step and
+the bookkeeping of an online learner that steps through sequences and changes the weights in
+mid-sequence. The backward pass through a stretch of time is the network's (``RNN.backward``).
 
 Notation (networks/rnn.py): z_t = W_hh h_{t-1} + W_xh x_t + b_h, h_t = f(z_t), y_t = g(W_hy h_t + b_y);
 E = 1/|S| sum_{t in S} E_t + (lambda/2) sum ||W||^2 over the loss steps S of a sequence of T steps.
@@ -17,7 +17,6 @@ import numpy as np
 
 from forgetlab.algorithms.base import LearningAlgorithm
 from forgetlab.arrays import by_member
-from forgetlab.networks.functions import activation_derivative
 from forgetlab.networks.rnn import RNN
 
 # The allowed values of ``reset``, checked by the config before an algorithm is built.
@@ -39,45 +38,6 @@ def step_loss(net: RNN, h_t: np.ndarray, target: np.ndarray, mask: np.ndarray, w
     """(E_t (S, 1), weight * dE_t/dz_y (S, 1, O)) at one step whose state is h_t (S, 1, H)."""
     a = net.readout(h_t, mask)
     return net.sample_loss(a, target, mask), weight * net.output_delta(a, target, mask)
-
-
-def backward_through_time(
-    net: RNN, x: np.ndarray, h: np.ndarray, z: np.ndarray, delta_y: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Data-term gradient of sum_t (error injected at step t) over a stretch of L steps, by BPTT, for
-    every member: each array below has a leading member axis S (x may lack it: the same inputs).
-
-    x (L, I) inputs; h (L + 1, H) states, h[0] entering the stretch and held fixed (nothing flows
-    back past it); z (L, H) pre-activations; delta_y (L, O) = dE/dz_y at each step (0 where no loss).
-
-        dE/dh_t   = W_hy^T delta_y_t + W_hh^T dE/dz_{t+1}
-        dE/dz_t   = dE/dh_t * f'(z_t)
-        dE/dW_hh  = sum_t dE/dz_t h_{t-1}^T,  dE/dW_xh = sum_t dE/dz_t x_t^T,  dE/db_h = sum_t dE/dz_t
-        dE/dW_hy  = sum_t delta_y_t h_t^T,    dE/db_y  = sum_t delta_y_t
-    """
-    xp = net.xp
-    L = z.shape[-2]
-    f_prime = activation_derivative(net.activation, z, h[:, 1:])
-    injected = xp.matmul(delta_y, net.W_hy)  # W_hy^T delta_y_t for every step at once
-    delta_z = xp.empty_like(z)
-    from_future = xp.zeros((net.n_members, 1, net.n_hidden), dtype=z.dtype)
-    # Step-major views (L, S, 1, H): each member multiplies a (1, H) row by W_hh, as a lone network does,
-    # and a step is one integer index.
-    steps_first = (1, 0, 2, 3)
-    injected_t = xp.permute_dims(injected[:, :, None, :], steps_first)
-    f_prime_t = xp.permute_dims(f_prime[:, :, None, :], steps_first)
-    delta_z_t = xp.permute_dims(delta_z[:, :, None, :], steps_first)
-    for t in range(L - 1, -1, -1):
-        delta_z_t[t] = (injected_t[t] + from_future) * f_prime_t[t]
-        from_future = xp.matmul(delta_z_t[t], net.W_hh)
-    delta_z_T = delta_z.mT
-    return {
-        "W_xh": xp.matmul(delta_z_T, x),
-        "W_hh": xp.matmul(delta_z_T, h[:, :-1]),
-        "b_h": xp.sum(delta_z, axis=-2),
-        "W_hy": xp.matmul(delta_y.mT, h[:, 1:]),
-        "b_y": xp.sum(delta_y, axis=-2),
-    }
 
 
 @dataclass(kw_only=True)

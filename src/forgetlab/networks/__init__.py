@@ -1,4 +1,5 @@
-"""Networks in NumPy, one class a file, each registered under its name (``networks.base.NETWORKS``)."""
+"""Networks in NumPy, one class a file, each registered under its name (``networks.base.NETWORKS``),
+each with its one hand-derived backward pass, which the learning algorithms and the probes call."""
 
 from collections.abc import Sequence
 

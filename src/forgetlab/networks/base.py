@@ -1,5 +1,6 @@
 """What every network offers the trainer and the learning algorithms: its parameters, a forward
-pass, and the loss and prediction at its output (the formulas are in ``networks.functions``).
+pass, the loss and prediction at its output (the formulas are in ``networks.functions``), and the
+gradient of its data loss, of a batch or of each sample, from its one backward pass.
 
 A network is an ensemble of S members (S >= 1) of the same architecture: every parameter is one
 array with a leading member axis, (S, *shape), and every computation runs on all members at once,
@@ -11,11 +12,21 @@ Inputs either carry the member axis, (S, B, ...) (each member its own samples), 
 A network class is also its config group's option (``network=<name>``, ``forgetlab.registry``): it
 declares its name, its config (``NetworkConfig`` or a subclass, next to it), what form of input it
 reads, how to build it from its config, and what it costs.
+
+Each network writes its backward pass once, as ``backward``, with the equations in its module's
+docstring; its arguments are what its forward pass keeps, so their form is the network's own. A
+switch ``per_sample`` says whether the weight gradients keep the sample axis, (S, B, *shape), or
+sum over it, (S, *shape). Everything else (``data_gradient``, ``per_sample_gradients``, the
+learning algorithms) calls it.
+
+Flat layout (``flatten``): the parameters of one member in the order of ``params``, each raveled
+in C order; ``parameter_count`` entries.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,6 +70,16 @@ def member_inits(rng: np.random.Generator | Sequence[np.random.Generator] | None
     if len(scales) != len(rngs):
         raise ValueError(f"one init_scale per member: got {len(scales)} values for {len(rngs)} members")
     return list(zip(rngs, scales))
+
+
+def put(grads: dict[str, np.ndarray], name: str, value: np.ndarray, out: dict[str, np.ndarray] | None) -> None:
+    """grads[name] = value; with ``out``, written into out[name] (a view of a caller's flat matrix),
+    whose view becomes the entry: per-sample gradients are large, and a temporary that dies at once
+    costs less than a second copy of all of them."""
+    if out is not None:
+        out[name][...] = value
+        value = out[name]
+    grads[name] = value
 
 
 class Network(ABC):
@@ -115,6 +136,50 @@ class Network(ABC):
     @abstractmethod
     def data_loss(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Mean over the batch of the loss without the L2 term, per member: (S,)."""
+
+    @abstractmethod
+    def data_gradient(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, per_sample: bool = False,
+                      out: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(loss, dE/dtheta by parameter name) of the data loss E (no L2 term), by the backward pass:
+        of the mean over the batch, loss (S,) and each gradient (S, *shape); or, ``per_sample``, of each
+        sample's own loss, loss (S, B) and each gradient (S, B, *shape). ``out``: arrays by parameter
+        name to write the gradients into (new ones when None)."""
+
+    @abstractmethod
+    def per_sample_losses(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(loss (S, B), correct (S, B) bool) from a forward pass only: each sample's data loss (what
+        ``data_gradient`` differentiates), and whether its prediction is its target's class."""
+
+    def per_sample_gradients(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """dE_p/dtheta of each sample's data loss, flattened: (S, B, n_params), row p of member s
+        the gradient of sample p, so that the first-order loss change of every sample under an update
+        g is one product (``forgetlab.metrics.predicted_loss_change``)."""
+        xp, S, B = self.xp, self.n_members, y.shape[-2]
+        G = xp.empty((S, B, self.parameter_count), dtype=next(iter(self.params.values())).dtype)
+        blocks, start = {}, 0  # the (S, B, *shape) view of G of each parameter
+        for name, p in self.params.items():
+            size = math.prod(p.shape[1:])
+            blocks[name] = xp.reshape(G[..., start : start + size], (S, B, *p.shape[1:]), copy=False)
+            start += size
+        self.data_gradient(x, y, mask, per_sample=True, out=blocks)
+        return G
+
+    @property
+    def parameter_count(self) -> int:
+        """Parameters of one member."""
+        return sum(math.prod(p.shape[1:]) for p in self.params.values())
+
+    def flatten(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        """Values by parameter name (a gradient or an update (S, *shape), per-sample gradients
+        (S, B, *shape), or ``params`` itself) as flat vectors in the flat layout: (S, n_params) or
+        (S, B, n_params)."""
+        missing = [name for name in self.params if name not in values]
+        if missing:
+            raise KeyError(f"no entry for the parameters {missing}; flatten needs one per entry of params")
+        xp = self.xp
+        name, p = next(iter(self.params.items()))
+        lead = values[name].shape[: values[name].ndim - (p.ndim - 1)]  # (S,) or (S, B)
+        return xp.concat([xp.reshape(xp.asarray(values[name]), (*lead, -1)) for name in self.params], axis=-1)
 
     def __deepcopy__(self, memo: dict) -> Network:
         """A copy with its own parameters that computes with the same array namespace (a namespace

@@ -3,6 +3,15 @@
 Rows are samples: a batch X of shape (B, n_in) is propagated as Z = A W^T + b, for every member at
 once: W^(l) has shape (S, n_out, n_in), so that z = W a + b reads as in the derivation member by
 member, and activations are (S, B, n).
+
+Backward pass (``backward``), for every sample of the batch at once, from the error at the output:
+
+    delta^(L)   = dE/dz^(L)                              (networks.functions.output_delta)
+    delta^(l)   = (W^(l+1)^T delta^(l+1)) * f'(z^(l))
+    dE/dW^(l)   = delta^(l) a^(l-1)^T                    (per sample, or summed over the batch)
+    dE/db^(l)   = delta^(l)
+
+E is a sample's loss (``per_sample``), or the mean over the batch, whose delta^(L) is divided by B.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from forgetlab.arrays import NUMPY, dtype_of
 from forgetlab.constraints import AT_LEAST_1, ListOf, Options, constrain
 from forgetlab.cost_model import SECONDS_PER_UPDATE, DataSize, NetworkCost
 from forgetlab.networks import functions
-from forgetlab.networks.base import NetworkConfig, Network, member_inits
+from forgetlab.networks.base import Network, NetworkConfig, member_inits, put
 
 
 @dataclass
@@ -142,3 +151,41 @@ class MLP(Network):
     def data_loss(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Mean over the batch of the loss without the L2 term, straight from the forward pass: (S,)."""
         return self.xp.mean(self.sample_loss(self.predict(x, mask), y, mask), axis=-1)
+
+    def backward(self, fwd: MLPForward, delta: np.ndarray, per_sample: bool = False,
+                 out: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """dE/dtheta by parameter name from the forward pass ``fwd`` of a batch of B samples and
+        delta = dE/dz^(L) (S, B, n_out) of each: (S, B, *shape), one gradient per sample
+        (``per_sample``), or (S, *shape), their sum over the batch; written into ``out`` if given."""
+        xp = self.xp
+        grads: dict[str, np.ndarray] = {}
+        for l in range(len(self.W) - 1, -1, -1):
+            if per_sample:
+                put(grads, f"W{l}", delta[..., :, None] * fwd.a[l][..., None, :], out)
+                put(grads, f"b{l}", delta, out)
+            else:
+                # One sample: the outer product, elementwise (a GEMM with an inner dimension of 1 computes
+                # the same products, one BLAS call per member with its packing overhead).
+                dE_dW = delta.mT * fwd.a[l] if delta.shape[-2] == 1 else xp.matmul(delta.mT, fwd.a[l])
+                put(grads, f"W{l}", dE_dW, out)
+                put(grads, f"b{l}", xp.sum(delta, axis=-2), out)
+            if l > 0:
+                delta = xp.matmul(delta, self.W[l]) * functions.activation_derivative(self.activation, fwd.z[l - 1], fwd.a[l])
+        return grads
+
+    def data_gradient(self, x, y, mask, per_sample=False, out=None):
+        """x (B, n_in) or (S, B, n_in); y and mask (B, n_out) or (S, B, n_out). See ``Network``."""
+        fwd = self.forward(x, mask)
+        a_out = fwd.a[-1]
+        loss = self.sample_loss(a_out, y, mask)  # (S, B)
+        delta = self.output_delta(a_out, y, mask)
+        if per_sample:
+            return loss, self.backward(fwd, delta, per_sample=True, out=out)
+        batch = x.shape[-2]
+        return self.xp.sum(loss, axis=-1) / batch, self.backward(fwd, delta / batch, out=out)
+
+    def per_sample_losses(self, x, y, mask):
+        """x (B, n_in) or (S, B, n_in); y and mask (B, n_out) or (S, B, n_out). See ``Network``."""
+        a_out = self.predict(x, mask)
+        correct = self.predicted_unit(a_out, mask) == self.xp.argmax(y, axis=-1)
+        return self.sample_loss(a_out, y, mask), correct

@@ -9,8 +9,22 @@ steps, so that it is on the scale of the MLP's per-sample loss whatever ``loss_a
     E = 1/|S| sum_{t in S} loss(y_t, target) + (lambda/2) (||W_xh||^2 + ||W_hh||^2 + ||W_hy||^2)
 
 Every parameter has a leading member axis (``networks.base``): W_hh is (S, H, H), and so on; states
-are (S, N, H). The network only runs forward; every gradient is derived in the learning algorithm
-that uses it.
+are (S, N, H).
+
+Backward pass (``backward``): BPTT through a stretch of L steps t = 1..L entered from the state h_0,
+which is held fixed (nothing flows back past it: a whole sequence from h_0 = 0, or a stretch of
+truncated BPTT), for every sequence of the batch at once, from the error injected at the output of
+each step, delta_y_t = dE/dz_y at step t (0 where no loss; ``data_gradient``: dE_t/dz_y / |S| at t in S):
+
+    dE/dh_t   = W_hy^T delta_y_t + W_hh^T dE/dz_{t+1}         (dE/dz_{L+1} = 0)
+    dE/dz_t   = dE/dh_t * f'(z_t)
+    dE/dW_hh  = sum_t dE/dz_t h_{t-1}^T
+    dE/dW_xh  = sum_t dE/dz_t x_t^T
+    dE/db_h   = sum_t dE/dz_t
+    dE/dW_hy  = sum_t delta_y_t h_t^T
+    dE/db_y   = sum_t delta_y_t
+
+The sums run over the steps of each sequence (``per_sample``), or over the steps of every sequence.
 """
 
 from __future__ import annotations
@@ -26,7 +40,7 @@ from forgetlab.arrays import NUMPY, dtype_of
 from forgetlab.constraints import AT_LEAST_1, Options, constrain, fail
 from forgetlab.cost_model import SECONDS_PER_STEP, DataSize, NetworkCost
 from forgetlab.networks import functions
-from forgetlab.networks.base import NetworkConfig, Network, member_inits
+from forgetlab.networks.base import Network, NetworkConfig, member_inits, put
 
 RNN_ACTIVATIONS = ("tanh", "sigmoid")
 LOSS_AT = ("last", "all")
@@ -54,6 +68,12 @@ class RNNForward:
     h: np.ndarray
     z: np.ndarray
     a: np.ndarray
+
+
+def _steps_of_every_sequence(xp, a: np.ndarray) -> np.ndarray:
+    """(..., N, L, k) as (..., N L, k). One sequence, as the recurrent learners have, is an index (a
+    view with a lone network's layout, at a tenth of reshape's Python cost, paid on every update)."""
+    return a[..., 0, :, :] if a.shape[-3] == 1 else xp.reshape(a, (*a.shape[:-3], -1, a.shape[-1]))
 
 
 class RNN(Network):
@@ -213,3 +233,70 @@ class RNN(Network):
         a = self.xp.take(self.forward(x, mask).a, self.loss_step_index(x.shape[-2]), axis=-2)
         per_step = self.sample_loss(a, y[..., None, :], mask[..., None, :])
         return self.xp.mean(per_step, axis=(-2, -1))
+
+    def backward(self, x: np.ndarray, h: np.ndarray, z: np.ndarray, delta_y: np.ndarray, per_sample: bool = False,
+                 out: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """dE/dtheta by parameter name by BPTT over a stretch of L steps of N sequences: x (N, L, I) or
+        (S, N, L, I) its inputs; h (S, N, L + 1, H) its states, h[..., 0, :] the one entering it, held
+        fixed; z (S, N, L, H) its pre-activations; delta_y (S, N, L, O) = dE/dz_y at each step.
+        Gradients (S, N, *shape), one per sequence (``per_sample``), or (S, *shape), their sum; written
+        into ``out`` if given."""
+        xp = self.xp
+        S, N, L, H = z.shape
+        f_prime = functions.activation_derivative(self.activation, z, h[..., 1:, :])
+        injected = xp.matmul(delta_y, self.W_hy[:, None])  # W_hy^T delta_y_t of every sequence and step at once
+        delta_z = xp.empty_like(z)
+        from_future = xp.zeros((S, N, H), dtype=z.dtype)  # W_hh^T dE/dz_{t+1}
+        # Step-major views (L, S, N, H): a step is one integer index, and each member multiplies its (N, H)
+        # rows by W_hh, as a lone network does (one sequence: a vector-matrix product).
+        steps_first = (2, 0, 1, 3)
+        injected_t, f_prime_t, delta_z_t = (xp.permute_dims(a, steps_first) for a in (injected, f_prime, delta_z))
+        for t in range(L - 1, -1, -1):
+            delta_z_t[t] = (injected_t[t] + from_future) * f_prime_t[t]
+            from_future = xp.matmul(delta_z_t[t], self.W_hh)
+        h_prev, h_now = h[..., :-1, :], h[..., 1:, :]
+        if not per_sample:  # the sums run over the steps of every sequence: one axis of N L steps
+            delta_z, delta_y, h_prev, h_now, x = (_steps_of_every_sequence(xp, a)
+                                                  for a in (delta_z, delta_y, h_prev, h_now, x))
+        # Sums over steps as batched matmuls (BLAS); einsum does not use BLAS for them and is ~20x slower.
+        delta_z_T = delta_z.mT
+        grads: dict[str, np.ndarray] = {}
+        put(grads, "W_xh", xp.matmul(delta_z_T, x), out)
+        put(grads, "W_hh", xp.matmul(delta_z_T, h_prev), out)
+        put(grads, "b_h", xp.sum(delta_z, axis=-2), out)
+        put(grads, "W_hy", xp.matmul(delta_y.mT, h_now), out)
+        put(grads, "b_y", xp.sum(delta_y, axis=-2), out)
+        return grads
+
+    def data_gradient(self, x, y, mask, per_sample=False, out=None):
+        """Sequences x (N, T, I) or (S, N, T, I) from h_0 = 0; y and mask (N, O) or (S, N, O).
+        See ``Network``."""
+        xp = self.xp
+        N, T = x.shape[-3], x.shape[-2]
+        fwd = self.forward(x, mask)
+        steps = self.loss_step_index(T)
+        # take, not a[..., steps, :]: indexing lays the steps out first in memory, and the mean over them
+        # would then add them in another order than a lone network does.
+        a_steps = xp.take(fwd.a, steps, axis=-2)  # (S, N, |S|, O)
+        y_steps, mask_steps = y[..., None, :], mask[..., None, :]
+        loss = xp.mean(self.sample_loss(a_steps, y_steps, mask_steps), axis=-1)  # (S, N)
+        delta_y = xp.zeros_like(fwd.a)
+        per_step = steps.shape[0] * (1 if per_sample else N)  # the mean over the loss steps (and the batch)
+        delta_y[..., steps, :] = self.output_delta(a_steps, y_steps, mask_steps) / per_step
+        grads = self.backward(x, fwd.h, fwd.z, delta_y, per_sample, out)
+        return (loss, grads) if per_sample else (xp.mean(loss, axis=-1), grads)
+
+    def per_sample_losses(self, x, y, mask):
+        """Sequences x (N, T, I) or (S, N, T, I); y and mask (N, O) or (S, N, O); the prediction is the
+        output at the last step. See ``Network``."""
+        xp = self.xp
+        T = x.shape[-2]
+        if self.loss_steps(T).shape[0] == 1:  # the last step only: no output of the other steps is needed
+            last = self.predict(x, mask)
+            loss = self.sample_loss(last, y, mask)
+        else:
+            fwd = self.forward(x, mask)
+            a_steps = xp.take(fwd.a, self.loss_step_index(T), axis=-2)
+            loss = xp.mean(self.sample_loss(a_steps, y[..., None, :], mask[..., None, :]), axis=-1)
+            last = fwd.a[:, :, -1]
+        return loss, self.predicted_unit(last, mask) == xp.argmax(y, axis=-1)
