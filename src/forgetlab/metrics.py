@@ -165,6 +165,18 @@ def forgetting_events(correct: np.ndarray, samples_seen: np.ndarray, presented_a
     return transition_counts(correct, samples_seen, presented_at)[0]
 
 
+def mean_forgetting_events(correct: np.ndarray, samples_seen: np.ndarray, presented_at: np.ndarray) -> float:
+    """Mean number of forgetting events (``forgetting_events``) per presented probe sample; NaN when
+    no probe sample was presented."""
+    return _mean_defined(transition_counts(correct, samples_seen, presented_at)[0])
+
+
+def mean_learning_events(correct: np.ndarray, samples_seen: np.ndarray, presented_at: np.ndarray) -> float:
+    """Mean number of learning events (0 -> 1, ``transition_counts``) per presented probe sample; NaN
+    when no probe sample was presented."""
+    return _mean_defined(transition_counts(correct, samples_seen, presented_at)[1])
+
+
 def sample_fractions(correct: np.ndarray, samples_seen: np.ndarray, presented_at: np.ndarray) -> dict[str, float]:
     """Fractions of the presented probe samples that are *unforgettable* (correct at some point of their
     window and never forgotten there) and *never learned* (never correct in their window)
@@ -179,6 +191,16 @@ def sample_fractions(correct: np.ndarray, samples_seen: np.ndarray, presented_at
         "unforgettable": float(np.mean((ever_correct & (forgot == 0))[presented])),
         "never_learned": float(np.mean(~ever_correct[presented])),
     }
+
+
+def unforgettable_fraction(correct: np.ndarray, samples_seen: np.ndarray, presented_at: np.ndarray) -> float:
+    """The fraction of presented probe samples that are unforgettable (``sample_fractions``)."""
+    return sample_fractions(correct, samples_seen, presented_at)["unforgettable"]
+
+
+def never_learned_fraction(correct: np.ndarray, samples_seen: np.ndarray, presented_at: np.ndarray) -> float:
+    """The fraction of presented probe samples never learned (``sample_fractions``)."""
+    return sample_fractions(correct, samples_seen, presented_at)["never_learned"]
 
 
 def retention_curve(
