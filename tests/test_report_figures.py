@@ -201,3 +201,13 @@ def test_a_narrower_selection_gets_its_own_report_directory():
     assert filtered.parent == full and filtered.name.startswith("filtered-") and filtered != other
     assert filtered == report.default_out("quickstart", filter_string="params.`task_sequence.scenario` = 'class'")
     assert report.default_out("quickstart", sweep_id="20261126-051925-ab12cd").name == "sweep-20261126-051925-ab12cd"
+
+
+def test_bar_whiskers_are_clipped_to_the_metrics_range():
+    from forgetlab.metric_registry import BY_NAME
+
+    seeds = [0.9, 0.99, 1.0]  # the t-interval of three accuracies near 1 reaches above it
+    low, high = aggregate.t_errorbar(seeds)
+    assert high > 1
+    assert figures.clipped_t_errorbar(BY_NAME["acc"].bounds)(seeds) == (pytest.approx(low), 1.0)
+    assert figures.bar_title(BY_NAME["bwt"]) == "BWT ↑" and figures.bar_title(BY_NAME["forgetting_max"]).endswith(" ↓")
