@@ -37,9 +37,9 @@ def test_the_logged_metrics_are_the_records_with_a_logged_key_and_equal_them():
 def test_names_that_recorded_runs_and_reports_use_do_not_change():
     assert (contract.FINAL_ACC, contract.FINAL_BWT, contract.FINAL_FWT, contract.FINAL_FORGETTING) == (
         "final/acc", "final/bwt", "final/fwt", "final/forgetting")
-    assert [m.name for m in registry.METRICS] == [
-        "acc", "bwt", "fwt", "forgetting_max", "forgetting_after", "learning_acc", "intransigence",
-        "forgetting_events", "learning_events", "unforgettable", "never_learned", "drop_per_update"]
+    recorded = ["acc", "bwt", "fwt", "forgetting_max", "forgetting_after", "learning_acc", "intransigence",
+                "forgetting_events", "learning_events", "unforgettable", "never_learned", "drop_per_update"]
+    assert [m.name for m in registry.METRICS][: len(recorded)] == recorded  # a new metric's column comes after them
 
 
 def test_names_labels_and_logged_keys_are_unique_and_every_field_is_valid():
