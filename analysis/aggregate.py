@@ -1,8 +1,9 @@
 """From loaded runs to conditions, per-run metrics and seed statistics (mean, std, 95 % t-interval).
 
-Every number is recomputed from the run's eval artifacts with ``forgetlab.metrics`` (the task-level
-ones that a run also logs through ``forgetlab.contract.final_metrics``, the same function); the logged
-values are only compared against (``check_against_logged``).
+Every number is recomputed from the run's eval artifacts, one column per record of
+``forgetlab.metric_registry`` (the records with a ``logged`` key are also what a run logs through
+``forgetlab.contract.final_metrics``, the same functions); the logged values are only compared against
+(``check_against_logged``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from scipy import stats
 
 from analysis.load import RunArtifacts, metric_column
 from forgetlab import contract, metrics
+from forgetlab.metric_registry import METRICS, TASK, task_arrays
 
 SEED = "params.seed"
 JOINT = "params.task_sequence.joint"
@@ -28,29 +30,14 @@ RUN_SPECIFIC_PREFIXES = ("params.tracking.", "params.paths.", "params.guard.")
 PRESET_PARAMS = (f"params.{contract.PARAM_LEARNER}",)
 CI_LEVEL = 0.95
 # Declared value orders, so that tables and figures come out in the same order in every clone,
-# whatever order MLflow returns the runs in. Values not listed follow, numbers numerically.
+# whatever order MLflow returns the runs in. Values not listed follow, numbers numerically, then text
+# (algorithms, in name order).
 VALUE_ORDER: dict[str, list[str]] = {
-    ALGORITHM: ["backprop", "bptt_epochwise", "bptt_truncated", "rtrl"],
     SCENARIO: ["task", "domain", "class"],  # easiest to hardest (van de Ven et al. 2022)
     JOINT: ["False", "True"],
 }
 SEQUENTIAL_TRAINING, JOINT_TRAINING = "sequential", "joint"
-
-# name in runs.csv / summary.csv -> (label, the logged final metric it must equal, or None)
-METRICS: dict[str, tuple[str, str | None]] = {
-    "acc": ("ACC", contract.FINAL_ACC),
-    "bwt": ("BWT", contract.FINAL_BWT),
-    "fwt": ("FWT", contract.FINAL_FWT),
-    "forgetting_max": ("Forgetting (max, RWalk)", contract.FINAL_FORGETTING),
-    "forgetting_after": ("Forgetting (after training, Avalanche)", None),
-    "learning_acc": ("Learning accuracy", None),
-    "intransigence": ("Intransigence (vs joint)", None),
-    "forgetting_events": ("Forgetting events per sample", None),
-    "learning_events": ("Learning events per sample", None),
-    "unforgettable": ("Unforgettable samples", None),
-    "never_learned": ("Never-learned samples", None),
-    "drop_per_update": ("Accuracy drop per update", None),
-}
+METRIC_NAMES = [m.name for m in METRICS]  # the metric columns of runs.csv; summary.csv has <name>_mean ...
 
 
 # --- conditions ------------------------------------------------------------------------------
@@ -143,25 +130,11 @@ def condition_table(runs: pd.DataFrame, keys: list[str], order: list[str]) -> pd
 
 
 def run_metrics(art: RunArtifacts, bin_edges: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
-    """Task- and sample-level metrics of one run, and its retention curve on ``bin_edges``."""
-    R_with_init = art.R_with_init
-    R = R_with_init[1:]
-    out = {k: float("nan") for k in METRICS}
-    final = contract.final_metrics(R_with_init)
-    for name, (_, logged) in METRICS.items():
-        if logged in final:
-            out[name] = final[logged]
-    if R.shape[0] == R.shape[1]:  # one stage per task (not a joint run)
-        out["forgetting_after"] = metrics.forgetting_after_training(R)
-        out["learning_acc"] = metrics.learning_accuracy(R)
+    """Every metric of one run (NaN where the run does not define it; the ones that need the joint
+    runs of its condition come from ``add_reference_metrics``), and its retention curve on ``bin_edges``."""
+    task = task_arrays(art.R_with_init)
+    out = {m.name: m.value(task if m.level == TASK else art.probe) for m in METRICS}
     p = art.probe
-    forgot, learned = metrics.transition_counts(p["correct"], p["samples_seen"], p["presented_at"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # no presented probe sample: NaN
-        out["forgetting_events"] = float(np.nanmean(forgot)) if forgot.size else float("nan")
-        out["learning_events"] = float(np.nanmean(learned)) if learned.size else float("nan")
-    out.update(metrics.sample_fractions(p["correct"], p["samples_seen"], p["presented_at"]))
-    out["drop_per_update"] = metrics.accuracy_drop_per_update(p["correct"], p["samples_seen"], p["updates"], p["presented_at"])
     retention, _ = metrics.retention_curve(p["correct"], p["samples_seen"], p["presented_at"], bin_edges)
     return out, retention
 
@@ -187,11 +160,13 @@ def is_joint(runs: pd.DataFrame) -> pd.Series:
     return runs[JOINT].astype(str).str.lower() == "true"
 
 
-def add_intransigence(table: pd.DataFrame, artifacts: dict[str, RunArtifacts], keys: list[str]) -> pd.DataFrame:
-    """Intransigence of each sequential run against the joint runs of its condition (same values of
-    every other condition key): the reference is their final accuracy per task, averaged over seeds."""
+def add_reference_metrics(table: pd.DataFrame, artifacts: dict[str, RunArtifacts], keys: list[str]) -> pd.DataFrame:
+    """The metrics that take ``joint_accuracy`` (intransigence), of each sequential run against the
+    joint runs of its condition (same values of every other condition key): the reference is their
+    final accuracy per task, averaged over seeds."""
     table = table.copy()
-    if JOINT not in keys:
+    referenced = [m for m in METRICS if "joint_accuracy" in m.inputs]
+    if JOINT not in keys or not referenced:
         return table
     others = [k for k in keys if k != JOINT]
     joint = table[is_joint(table)]
@@ -202,9 +177,11 @@ def add_intransigence(table: pd.DataFrame, artifacts: dict[str, RunArtifacts], k
         reference[tuple(map(str, values))] = np.mean(finals, axis=0)
     for i, row in table[~is_joint(table)].iterrows():
         ref = reference.get(tuple(str(row[k]) for k in others))
-        R = artifacts[row["run_id"]].R_with_init[1:]
-        if ref is not None and R.shape[0] == R.shape[1] == len(ref):
-            table.at[i, "intransigence"] = metrics.intransigence(R, ref)
+        R_with_init = artifacts[row["run_id"]].R_with_init
+        if ref is not None and R_with_init.shape[1] == len(ref):
+            arrays = task_arrays(R_with_init, joint_accuracy=ref)
+            for m in referenced:
+                table.at[i, m.name] = m.value(arrays)
     return table
 
 
@@ -212,11 +189,11 @@ def check_against_logged(table: pd.DataFrame, tol: float = 1e-9) -> pd.Series:
     """For each run: True when every recomputed metric with a logged ``final/*`` twin equals it
     (both missing counts as equal)."""
     ok = pd.Series(True, index=table.index)
-    for name, (_, logged) in METRICS.items():
-        if logged is None:
+    for m in METRICS:
+        if m.logged is None:
             continue
-        col = metric_column(logged)
-        mine = table[name].astype(float)
+        col = metric_column(m.logged)
+        mine = table[m.name].astype(float)
         theirs = table[col].astype(float) if col in table else pd.Series(np.nan, index=table.index)
         same = (mine - theirs).abs().le(tol) | (mine.isna() & theirs.isna())
         ok &= same
@@ -254,14 +231,14 @@ def summarize(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     for condition in order:
         group = table[table["condition"] == condition]
         row = {"condition": condition, "algorithm": group["algorithm"].iloc[0], "runs": len(group)}
-        values = group[list(METRICS)].to_numpy(dtype=float)
+        values = group[METRIC_NAMES].to_numpy(dtype=float)
         low, high = t_interval(values)
         n = np.sum(np.isfinite(values), axis=0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(values, axis=0)
-            std = np.nanstd(values, axis=0, ddof=1) if len(group) > 1 else np.full(len(METRICS), np.nan)
-        for k, name in enumerate(METRICS):
+            std = np.nanstd(values, axis=0, ddof=1) if len(group) > 1 else np.full(len(METRIC_NAMES), np.nan)
+        for k, name in enumerate(METRIC_NAMES):
             row[f"{name}_mean"], row[f"{name}_std"] = mean[k], std[k]
             row[f"{name}_ci_low"], row[f"{name}_ci_high"] = low[k], high[k]
             row[f"{name}_n"] = int(n[k])

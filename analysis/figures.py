@@ -33,18 +33,18 @@ from analysis.aggregate import (  # noqa: E402
     SCENARIO,
     SEQUENTIAL_TRAINING,
     TASK_SEQUENCE,
-    VALUE_ORDER,
     short_names,
     t_errorbar,
     value_rank,
 )
+from forgetlab.metric_registry import BY_NAME, HIGHER, LOWER, Metric  # noqa: E402
 
 DPI = 150  # the PNG is for report.md and screens; the PDF beside it is the print version
 FORMATS = ("png", "pdf")
 COLUMN_KEYS = (SCENARIO, TASK_SEQUENCE)  # the first that varies becomes the figure columns
 TRAINING_ORDER = [SEQUENTIAL_TRAINING, JOINT_TRAINING]
-BAR_METRICS = {"acc": "ACC", "bwt": "BWT (< 0: forgetting)", "forgetting_max": "forgetting (> 0: lost)",
-               "learning_acc": "learning accuracy"}
+BAR_METRICS = ("acc", "bwt", "forgetting_max", "learning_acc")  # the metric records drawn as bars
+DIRECTION = {HIGHER: " ↑", LOWER: " ↓", None: ""}  # after a metric's label: which way is better
 BAND = {"alpha": 0.18, "linewidth": 0}
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 # colorblind-palette entries, the orange and vermillion pair apart: blue, orange, green, pink, ...
@@ -52,11 +52,9 @@ ALGORITHM_COLOR_INDEX = [0, 1, 2, 4, 5, 9, 6, 8, 3, 7]
 
 
 def algorithm_colors(algorithms) -> dict[str, tuple]:
-    """A fixed colour per known algorithm (the same in every report), then the rest in name order."""
+    """A colour per algorithm in name order, so the same algorithms get the same colours in every report."""
     palette = sns.color_palette("colorblind", 10)
-    known = VALUE_ORDER[ALGORITHM]
-    names = known + sorted(set(algorithms) - set(known))
-    return {name: palette[ALGORITHM_COLOR_INDEX[i % len(palette)]] for i, name in enumerate(names)}
+    return {name: palette[ALGORITHM_COLOR_INDEX[i % len(palette)]] for i, name in enumerate(sorted(set(algorithms)))}
 
 
 @dataclass
@@ -372,15 +370,31 @@ def accuracy_matrices(matrices: dict[str, np.ndarray], layout: Layout, task_name
         return _save(g, path)
 
 
+def bar_title(metric: Metric) -> str:
+    """A metric's panel title: its label and, by an arrow, which way is better."""
+    return metric.label + DIRECTION[metric.better]
+
+
+def clipped_t_errorbar(bounds: tuple[float, float]):
+    """``t_errorbar`` clipped to ``bounds``: an accuracy's interval ends at 1, where the t-interval of
+    a few seeds close to it need not."""
+    def errorbar(values) -> tuple[float, float]:
+        return tuple(float(np.clip(end, *bounds)) for end in t_errorbar(values))
+
+    return errorbar
+
+
 def final_metric_bars(per_run: pd.DataFrame, layout: Layout, path: Path) -> Path:
-    """ACC, BWT, forgetting and learning accuracy: bars = mean, whiskers = 95 % t-interval, dots = seeds;
-    x = column key (scenario), hue = algorithm; the joint runs' ACC as dashed outlines. A metric that
-    is undefined for a condition (BWT of a joint run) is left out, not drawn as zero."""
+    """The metrics of BAR_METRICS: bars = mean, whiskers = 95 % t-interval clipped to the metric's range,
+    dots = seeds; x = column key (scenario), hue = algorithm; the joint runs' ACC as dashed outlines. A
+    metric that is undefined for a condition (BWT of a joint run) is left out, not drawn as zero."""
+    shown = {bar_title(BY_NAME[name]): BY_NAME[name] for name in BAR_METRICS}
+    titles = {metric.name: title for title, metric in shown.items()}
     long = per_run.melt(id_vars=["condition", "run_id"], value_vars=list(BAR_METRICS), var_name="metric")
-    long = layout.attach(long.dropna(subset=["value"]).assign(metric=lambda d: d["metric"].map(BAR_METRICS)))
+    long = layout.attach(long.dropna(subset=["value"]).assign(metric=lambda d: d["metric"].map(titles)))
     bars, joint = _preferred(long)
-    joint = joint[joint["metric"] == BAR_METRICS["acc"]]
-    metrics = [m for m in BAR_METRICS.values() if m in set(bars["metric"])]
+    joint = joint[joint["metric"] == titles["acc"]]
+    metrics = [m for m in shown if m in set(bars["metric"])]
     x, order = ("col", layout.col_order) if len(layout.col_order) > 1 else ("hue", layout.hue_order)
     hue = {"hue": "hue", "hue_order": layout.hue_order, "order": order, "x": x, "y": "value"}
     with _style():
@@ -390,8 +404,11 @@ def final_metric_bars(per_run: pd.DataFrame, layout: Layout, path: Path) -> Path
                           margin_titles=True,
                           despine=False)
         g.panel_vars = (row, "metric")
-        g.map_dataframe(sns.barplot, **hue, palette=layout.palette, errorbar=t_errorbar, capsize=0.2,
-                        err_kws={"linewidth": 0.9, "color": "0.15"}, alpha=0.85, legend=False)
+        for ax, panel in _panels(g, bars):
+            if len(panel):
+                sns.barplot(data=panel, **hue, palette=layout.palette, capsize=0.2, alpha=0.85, legend=False, ax=ax,
+                            errorbar=clipped_t_errorbar(shown[panel["metric"].iloc[0]].bounds),
+                            err_kws={"linewidth": 0.9, "color": "0.15"})
         with _seeded_jitter():
             g.map_dataframe(sns.stripplot, **hue, palette={h: "0.1" for h in layout.hue_order}, dodge=x != "hue",
                             size=2.2, jitter=0.06, legend=False)
@@ -405,13 +422,17 @@ def final_metric_bars(per_run: pd.DataFrame, layout: Layout, path: Path) -> Path
                 plt.setp(ax.get_xticklabels(), rotation=40, ha="right", rotation_mode="anchor")
         g.set_titles(row_template="{row_name}", col_template="{col_name}")
         g.set_axis_labels(layout.col_title if x == "col" else "", "")
-        entries = {h: Patch(color=layout.palette[h], alpha=0.85) for h in layout.hue_order if h in set(bars["hue"])}
-        if len(joint):
-            entries["joint training (ACC)"] = Patch(fill=False, ls="--", edgecolor="0.3")
-        entries["seed"] = Line2D([], [], ls="", marker="o", markersize=3, color="0.1")
-        entries["95 % t-interval"] = Line2D([], [], color="0.15", lw=0.9, marker="_", markersize=6)
-        _legend(g, entries, layout.hue_title)
+        _legend(g, _bar_entries(layout, bars, joint), layout.hue_title)
         return _save(g, path)
+
+
+def _bar_entries(layout: Layout, bars: pd.DataFrame, joint: pd.DataFrame) -> dict:
+    entries = {h: Patch(color=layout.palette[h], alpha=0.85) for h in layout.hue_order if h in set(bars["hue"])}
+    if len(joint):
+        entries["joint training (ACC)"] = Patch(fill=False, ls="--", edgecolor="0.3")
+    entries["seed"] = Line2D([], [], ls="", marker="o", markersize=3, color="0.1")
+    entries["95 % t-interval"] = Line2D([], [], color="0.15", lw=0.9, marker="_", markersize=6)
+    return entries
 
 
 def retention_curves(retention: pd.DataFrame, layout: Layout, path: Path) -> Path:

@@ -40,9 +40,10 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from analysis import aggregate, figures, update_resolution  # noqa: E402
 from analysis.load import (  # noqa: E402
-    METRIC_COLUMN_PREFIX, NoRunsError, load_artifacts, mark_superseded, search_training_runs, tag_column,
+    METRIC_COLUMN_PREFIX, NoRunsError, RunArtifacts, load_artifacts, mark_superseded, search_training_runs, tag_column,
 )
 from forgetlab import contract, metrics  # noqa: E402
+from forgetlab.metric_registry import BY_NAME, METRICS, SAMPLE, TASK, of_level  # noqa: E402
 from forgetlab.tracking.store import StoreError, open_store  # noqa: E402
 
 # Columns of the runs frame (``mlflow.search_runs``) that the report reads
@@ -57,9 +58,9 @@ REPORTS = ROOT / "reports"
 # grow faster than quadratically in its panels: the credit-assignment study's first figure (4,790 runs,
 # 109 panels) spent 4.5 CPU minutes in them, and the report had not finished after 7.
 MAX_PANELS = 36
-SUMMARY_COLUMNS = ["acc", "bwt", "forgetting_max"]  # printed at the end of `make study`
-TASK_LEVEL = ["acc", "bwt", "fwt", "forgetting_max", "forgetting_after", "learning_acc", "intransigence"]
-SAMPLE_LEVEL = ["forgetting_events", "learning_events", "unforgettable", "never_learned", "drop_per_update"]
+SUMMARY_COLUMNS = ["acc", "bwt", "forgetting_max"]  # printed at the end of `make study`, and in the run table
+TASK_LEVEL = [m.name for m in of_level(TASK)]
+SAMPLE_LEVEL = [m.name for m in of_level(SAMPLE)]
 
 
 @dataclass
@@ -91,6 +92,20 @@ def default_out(experiment: str, sweep_id: str | None = None, filter_string: str
 # --- building --------------------------------------------------------------------------------
 
 
+@dataclass
+class Analysis:
+    """The selected runs with their conditions, and the metrics of the analysed ones."""
+
+    runs: pd.DataFrame  # every selected run: the analysed ones first, in condition order
+    analysed: pd.DataFrame  # the analysed runs with their metrics, in condition order
+    keys: list[str]  # the params that define the conditions
+    order: list[str]  # the conditions, in order
+    conditions: pd.DataFrame  # aggregate.condition_table
+    summary: pd.DataFrame  # one row per condition, with a column per condition key
+    retention: dict[str, np.ndarray]  # each analysed run's retention curve
+    bin_edges: np.ndarray  # of the retention curves
+
+
 def build_report(
     tracking_uri: str,
     experiment: str,
@@ -109,104 +124,138 @@ def build_report(
     client = open_store(tracking_uri, create=False, key="--tracking-uri")
     mlflow.set_tracking_uri(tracking_uri)
     out = Path(out or default_out(experiment, sweep_id, filter_string))
-    cache_dir = Path(cache_dir or REPORTS / ".cache")
     for folder in ("figures", "tables"):
         (out / folder).mkdir(parents=True, exist_ok=True)
 
     clock = _Clock()
-    runs = mark_superseded(search_training_runs(client, experiment, sweep_id, filter_string))
+    runs = select_runs(client, experiment, sweep_id, filter_string)
     clock.lap("query")
-    runs["problem"] = ""
-    if ERROR in runs:
-        runs["problem"] = runs[ERROR].fillna("").astype(str)
+    artifacts = read_artifacts(client, runs, Path(cache_dir or REPORTS / ".cache"), workers)
+    clock.lap("artifacts")
+    analysis = analyse(runs, artifacts)
+    clock.lap("metrics")
+    figure_paths, figures_note = draw_figures(analysis, artifacts, out / "figures", max_panels)
+    update_section = update_resolution.report_section(analysis.analysed, artifacts, analysis.order, out)  # "" without update-probe runs
+    clock.lap("figures")
+    runs_table = runs_csv(analysis.runs, analysis.analysed, analysis.keys)
+    written, tables = write_tables(analysis, runs_table, out)
+
+    run_id = None
+    if log_to_mlflow:
+        log_figures_to_sweep(client, experiment, analysis.runs, filter_string, out / "figures")
+        run_id = create_report_run(client, experiment, sweep_id, filter_string, analysis.runs)
+    (out / "report.md").write_text(report_markdown(
+        ReportSource(experiment, tracking_uri, sweep_id, filter_string, run_id), analysis, figure_paths, tables, out,
+        update_section, figures_note,
+    ))
+    if run_id is not None:
+        # file by file: `out` may hold the reports of narrower selections, and files of older reports
+        files = [out / "report.md", *written, *tables.values()]
+        files += [png.with_suffix(f".{suffix}") for png in figure_paths.values() for suffix in figures.FORMATS]
+        files += update_resolution.written_files(out) if update_section else []
+        log_report_files(client, run_id, out, files)
+    clock.lap("writing")
+    return Report(out, analysis.summary, runs_table, figure_paths, run_id, clock.seconds, figures_note)
+
+
+def select_runs(client: MlflowClient, experiment: str, sweep_id: str | None, filter_string: str | None) -> pd.DataFrame:
+    """The selected training runs, each marked ``superseded_by`` (or "") and with its ``problem`` (or "")."""
+    runs = mark_superseded(search_training_runs(client, experiment, sweep_id, filter_string))
+    runs["problem"] = runs[ERROR].fillna("").astype(str) if ERROR in runs else ""
+    return runs
+
+
+def read_artifacts(client: MlflowClient, runs: pd.DataFrame, cache_dir: Path, workers: int) -> dict[str, RunArtifacts]:
+    """The eval artifacts of the newest FINISHED run of each config; marks ``runs`` ``analysed`` (those
+    whose artifacts could be read) and notes the problem of each that could not. Raises NoRunsError
+    when there is none."""
     finished = runs[(runs["superseded_by"] == "") & (runs["status"] == "FINISHED")]
     artifacts, problems = load_artifacts(client, list(finished["run_id"]), cache_dir, workers)
     for run_id, problem in problems.items():
         runs.loc[runs["run_id"] == run_id, "problem"] = problem
     runs["analysed"] = runs["run_id"].isin(artifacts)
-    clock.lap("artifacts")
     if not runs["analysed"].any():
         listing = "; ".join(f"{r[RUN_NAME]} {r['status']} {r['problem']}".strip() for _, r in runs.iterrows())
         raise NoRunsError(f"None of the {len(runs)} selected runs is FINISHED with readable eval artifacts: {listing}")
+    return artifacts
+
+
+def analyse(runs: pd.DataFrame, artifacts: dict[str, RunArtifacts]) -> Analysis:
+    """Conditions, per-run metrics (checked against the logged ones) and their summary over seeds."""
     # Conditions from the analysed runs only: a run that died before logging its params would
     # otherwise make every param look swept.
     keys = aggregate.condition_keys(runs[runs["analysed"]])
     runs = aggregate.add_conditions(runs, keys)
-
     analysed = runs[runs["analysed"]].copy()
     bin_edges = aggregate.retention_bin_edges(artifacts)
     per_run, retention = {}, {}
     for run_id in analysed["run_id"]:
         per_run[run_id], retention[run_id] = aggregate.run_metrics(artifacts[run_id], bin_edges)
-    metric_frame = pd.DataFrame.from_dict(per_run, orient="index")
-    analysed = analysed.join(metric_frame, on="run_id")
-    analysed = aggregate.add_intransigence(analysed, artifacts, keys)
+    analysed = analysed.join(pd.DataFrame.from_dict(per_run, orient="index"), on="run_id")
+    analysed = aggregate.add_reference_metrics(analysed, artifacts, keys)
     analysed["matches_logged_final"] = aggregate.check_against_logged(analysed)
     order = aggregate.condition_order(analysed, keys)
     analysed = _sorted_by_condition(analysed, order)
     runs = pd.concat([_sorted_by_condition(runs[runs["analysed"]], order), runs[~runs["analysed"]]])
     conditions = aggregate.condition_table(analysed, keys, order)
     summary = with_condition_columns(aggregate.summarize(analysed, order), conditions)
-    clock.lap("metrics")
+    return Analysis(runs, analysed, keys, order, conditions, summary, retention, bin_edges)
 
-    layout = figures.build_layout(conditions, keys)
+
+def draw_figures(analysis: Analysis, artifacts: dict[str, RunArtifacts], fig_dir: Path,
+                 max_panels: int) -> tuple[dict[str, Path], str]:
+    """(the figures, ""), or no figures and a note on how to narrow a selection whose largest figure
+    would have more than ``max_panels`` panels."""
+    layout = figures.build_layout(analysis.conditions, analysis.keys)
     panels = figures.panel_count(layout)
     if panels <= max_panels:
-        figure_paths, figures_note = make_figures(analysed, artifacts, retention, bin_edges, layout, out / "figures"), ""
-    else:
-        figure_paths = {}
-        varying = ", ".join(f"`{k.removeprefix('params.')}` ({analysed[k].nunique()})" for k in keys)
-        figures_note = (f"Not drawn: this selection's largest figure would have {panels} panel{'s' * (panels != 1)} "
-                        f"(the limit is {max_panels}: `--max-panels`). Narrow it with `--sweep-id` or `--filter` "
-                        f"(e.g. `--filter \"params.task_sequence.scenario = 'domain'\"`) on the params that vary: "
-                        f"{varying}.")
-    update_section = update_resolution.report_section(analysed, artifacts, order, out)  # "" without update-probe runs
-    clock.lap("figures")
-    runs_table = runs_csv(runs, analysed, keys)
+        return make_figures(analysis.analysed, artifacts, analysis.retention, analysis.bin_edges, layout, fig_dir), ""
+    varying = ", ".join(f"`{k.removeprefix('params.')}` ({analysis.analysed[k].nunique()})" for k in analysis.keys)
+    return {}, (f"Not drawn: this selection's largest figure would have {panels} panel{'s' * (panels != 1)} "
+                f"(the limit is {max_panels}: `--max-panels`). Narrow it with `--sweep-id` or `--filter` "
+                f"(e.g. `--filter \"params.task_sequence.scenario = 'domain'\"`) on the params that vary: "
+                f"{varying}.")
+
+
+def write_tables(analysis: Analysis, runs_table: pd.DataFrame, out: Path) -> tuple[list[Path], dict[str, Path]]:
+    """(summary.csv, runs.csv and retention.csv; the LaTeX summary tables by name), written under ``out``."""
     written = [out / "summary.csv", out / "runs.csv", out / "retention.csv"]
-    summary.to_csv(written[0], index=False)
+    analysis.summary.to_csv(written[0], index=False)
     runs_table.to_csv(written[1], index=False)
-    retention_table(analysed, retention, bin_edges, order).to_csv(written[2], index=False)
+    retention_table(analysis.analysed, analysis.retention, analysis.bin_edges, analysis.order).to_csv(written[2], index=False)
     tables = {}
     for name, columns in (("summary_task_level", TASK_LEVEL), ("summary_sample_level", SAMPLE_LEVEL)):
         tables[name] = out / "tables" / f"{name}.tex"
-        tables[name].write_text(summary_latex(summary, condition_columns(summary), columns))
+        tables[name].write_text(summary_latex(analysis.summary, condition_columns(analysis.summary), columns))
+    return written, tables
 
-    run_id = None
-    report_client = None
-    if log_to_mlflow:
-        report_client = client
-        log_figures_to_sweep(client, experiment, runs, filter_string, out / "figures")
-        exp_id = report_experiment_id(client, experiment)
-        run_id = client.create_run(
-            exp_id,
-            run_name=f"report {time.strftime('%Y%m%d-%H%M%S')}",
-            tags={
-                contract.TAG_KIND: contract.KIND_REPORT,
-                contract.TAG_REPORT_SWEEP_ID: sweep_id or "",
-                contract.TAG_REPORT_FILTER: filter_string or "",
-                contract.TAG_REPORT_RUNS: str(int(runs["analysed"].sum())),
-            },
-        ).info.run_id
-    (out / "report.md").write_text(
-        report_markdown(experiment, tracking_uri, sweep_id, filter_string, keys, runs, analysed, summary, figure_paths,
-                        tables, out, run_id, update_section, figures_note)
-    )
-    if report_client is not None:
-        # file by file: `out` may hold the reports of narrower selections, and files of older reports
-        files = [out / "report.md", *written, *tables.values()]
-        files += [png.with_suffix(f".{suffix}") for png in figure_paths.values() for suffix in figures.FORMATS]
-        files += update_resolution.written_files(out) if update_section else []
-        try:
-            for path in files:
-                parent = path.parent.relative_to(out).as_posix()
-                report_client.log_artifact(run_id, str(path), None if parent == "." else parent)
-        except BaseException:
-            report_client.set_terminated(run_id, "FAILED")
-            raise
-        report_client.set_terminated(run_id, "FINISHED")
-    clock.lap("writing")
-    return Report(out, summary, runs_table, figure_paths, run_id, clock.seconds, figures_note)
+
+def create_report_run(client: MlflowClient, experiment: str, sweep_id: str | None, filter_string: str | None,
+                      runs: pd.DataFrame) -> str:
+    """A new RUNNING report run (``contract.KIND_REPORT``) in the experiment of ``experiment``'s reports."""
+    return client.create_run(
+        report_experiment_id(client, experiment),
+        run_name=f"report {time.strftime('%Y%m%d-%H%M%S')}",
+        tags={
+            contract.TAG_KIND: contract.KIND_REPORT,
+            contract.TAG_REPORT_SWEEP_ID: sweep_id or "",
+            contract.TAG_REPORT_FILTER: filter_string or "",
+            contract.TAG_REPORT_RUNS: str(int(runs["analysed"].sum())),
+        },
+    ).info.run_id
+
+
+def log_report_files(client: MlflowClient, run_id: str, out: Path, files: list[Path]) -> None:
+    """``files`` (under ``out``) as the report run's artifacts, in their folders; ends the run FINISHED,
+    or FAILED when logging fails."""
+    try:
+        for path in files:
+            parent = path.parent.relative_to(out).as_posix()
+            client.log_artifact(run_id, str(path), None if parent == "." else parent)
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
 
 
 def report_experiment_id(client: MlflowClient, experiment: str) -> str:
@@ -271,7 +320,7 @@ def make_figures(analysed, artifacts, retention, bin_edges, layout, fig_dir: Pat
         first = artifacts[ids[0]].curve
         ends = first.loc[first["boundary"] & (first["stage"] >= 0), "samples_seen"].unique()
         stage_ends[c] = sorted(int(x) for x in ends)
-    final = analysed[["condition", "run_id", *aggregate.METRICS]]
+    final = analysed[["condition", "run_id", *aggregate.METRIC_NAMES]]
     return {
         "seen_accuracy": figures.seen_task_accuracy(
             pd.concat(seen), final, layout, stage_ends, names, fig_dir / "seen_accuracy"
@@ -304,7 +353,7 @@ def runs_csv(runs: pd.DataFrame, analysed: pd.DataFrame, keys: list[str]) -> pd.
             "seed": runs.get(aggregate.SEED),
         }
     )
-    recomputed = analysed[["run_id", *aggregate.METRICS, "matches_logged_final"]]
+    recomputed = analysed[["run_id", *aggregate.METRIC_NAMES, "matches_logged_final"]]
     metric_columns = sorted(c for c in runs.columns if c.startswith(METRIC_COLUMN_PREFIX))
     logged = runs[["run_id", *metric_columns]]
     logged = logged.rename(columns={c: "logged." + c.removeprefix(METRIC_COLUMN_PREFIX) for c in metric_columns})
@@ -385,7 +434,7 @@ def summary_frame(summary: pd.DataFrame, columns: list[str], names: list[str], c
         {
             **{c: summary[c].astype(str) for c in columns},
             "n": summary["runs"],
-            **{aggregate.METRICS[n][0]: [cell_of(r, n) for _, r in summary.iterrows()] for n in names},
+            **{BY_NAME[n].label: [cell_of(r, n) for _, r in summary.iterrows()] for n in names},
         }
     )
 
@@ -405,39 +454,35 @@ def summary_latex(summary: pd.DataFrame, columns: list[str], names: list[str]) -
     )
 
 
-DEFINITIONS = """\
-R[i, j] is the test accuracy on task j after training stage i (T tasks), R_init the accuracy before
-training; a joint run has one stage, so only ACC applies to it. Positive forgetting = lost accuracy;
-negative BWT = lost accuracy. Full definitions, edge cases and citations: `docs/metrics.md`.
+def definitions_markdown() -> str:
+    """The report's section on what its numbers are: every metric's definition (its record), the
+    retention curve, and how cells and intervals are computed."""
+    rows = [{"metric": m.label, "definition": m.definition} for m in METRICS]
+    rows.append({"metric": "Retention curve", "definition": "P(correct n samples after its last presentation | "
+                 "correct at the first evaluation point at or after it)"})
+    return "\n".join([
+        "R[i, j] is the test accuracy on task j after training stage i (T tasks), R_init the accuracy before",
+        "training; a joint run has one stage, so only ACC applies to it. Positive forgetting = lost accuracy;",
+        "negative BWT = lost accuracy. Full definitions, edge cases and citations: `docs/metrics.md`.",
+        "",
+        markdown_table(pd.DataFrame(rows)),
+        "",
+        "Each cell: mean ± standard deviation (ddof = 1) over the n seeds [95 % Student-t interval of the mean,",
+        "mean ± t_{0.975, n−1} · s/√n]; `n` is the number of seeds (a cell where the metric is undefined for some",
+        "seeds gives its own n). With 3 seeds t_{0.975, 2} = 4.30: the interval is wide, and it may extend",
+        "beyond the range of the seeds, as it should; a percentile bootstrap never does and understates the",
+        "uncertainty at small n. Bands and error bars in the figures are the same intervals (error bars clipped",
+        "to the metric's range); dots are seeds.",
+    ])
 
-| metric | definition |
-| --- | --- |
-| ACC | 1/T Σ_j R[T−1, j] (Lopez-Paz & Ranzato 2017) |
-| BWT | 1/(T−1) Σ_{j<T−1} (R[T−1, j] − R[j, j]) (Lopez-Paz & Ranzato 2017, paper normalisation) |
-| FWT | 1/(T−1) Σ_{j≥1} (R[j−1, j] − R_init[j]) (Lopez-Paz & Ranzato 2017) |
-| Forgetting (max, RWalk) | 1/(T−1) Σ_{j<T−1} (max_{l<T−1} R[l, j] − R[T−1, j]) (Chaudhry et al. 2018) |
-| Forgetting (after training, Avalanche) | 1/(T−1) Σ_{j<T−1} (R[j, j] − R[T−1, j]) = −BWT exactly |
-| Learning accuracy | 1/T Σ_j R[j, j] (Riemer et al. 2019) |
-| Intransigence (vs joint) | 1/T Σ_j (A_joint[j] − R[j, j]), A_joint = final accuracy of the joint runs of the same condition (mean over seeds) (Chaudhry et al. 2018) |
-| Forgetting / learning events per sample | number of correct→wrong / wrong→correct changes of a probe sample between consecutive evaluation points, from the first point at or after its first presentation (Toneva et al. 2019); mean over presented probe samples |
-| Unforgettable / never-learned samples | fraction of presented probe samples correct at some point and never forgotten / never correct (same window) |
-| Accuracy drop per update | Σ_e d_e / Σ_e u_e over consecutive evaluation points: d_e = accuracy drop on probe samples presented before the interval and not during it, u_e = updates in the interval |
-| Retention curve | P(correct n samples after its last presentation \\| correct at the first evaluation point at or after it) |
-
-Each cell: mean ± standard deviation (ddof = 1) over the n seeds [95 % Student-t interval of the mean,
-mean ± t_{0.975, n−1} · s/√n]; `n` is the number of seeds (a cell where the metric is undefined for some
-seeds gives its own n). With 3 seeds t_{0.975, 2} = 4.30: the interval is wide, and it may extend
-beyond the range of the seeds, as it should; a percentile bootstrap never does and understates the
-uncertainty at small n. Bands and error bars in the figures are the same intervals; dots are seeds.
-"""
 
 CAPTIONS = {
     "seen_accuracy": "Mean test accuracy on the tasks trained so far, over training samples seen: a line per "
     "algorithm or swept value (band: 95 % t-interval over seeds); dashed: final ACC of joint training (all tasks "
     "shuffled together), the ceiling; dotted: task boundaries, each stretch named after its task.",
-    "final_metrics": "ACC, BWT, forgetting (RWalk) and learning accuracy of sequential training: bars = mean, "
-    "whiskers = 95 % t-interval, dots = seeds; dashed outlines: ACC of joint training. Metrics undefined for joint "
-    "training (one stage) are left out.",
+    "final_metrics": f"{', '.join(BY_NAME[n].label for n in figures.BAR_METRICS)} of sequential training (↑ higher is "
+    "better, ↓ lower is better): bars = mean, whiskers = 95 % t-interval (clipped to the metric's range), dots = "
+    "seeds; dashed outlines: ACC of joint training. Metrics undefined for joint training (one stage) are left out.",
     "accuracy_matrices": "Accuracy matrix R[i, j], test accuracy on task j after training stage i (mean over seeds); "
     "last row: final accuracy of joint training.",
     "task_curves": "Test accuracy on every task over training samples seen (mean over seeds); dotted: task "
@@ -449,93 +494,130 @@ CAPTIONS = {
 }
 
 
-def report_markdown(experiment, uri, sweep_id, filter_string, keys, runs, analysed, summary, figure_paths, tables, out,
-                    run_id, update_section: str = "", figures_note: str = "") -> str:
-    not_analysed = runs[~runs["analysed"]]
-    mismatched = analysed[~analysed["matches_logged_final"]]
+@dataclass
+class ReportSource:
+    """Where a report's runs come from and where it is logged."""
+
+    experiment: str
+    tracking_uri: str
+    sweep_id: str | None
+    filter_string: str | None
+    report_run_id: str | None
+
+
+def report_markdown(source: ReportSource, analysis: Analysis, figure_paths: dict[str, Path], tables: dict[str, Path],
+                    out: Path, update_section: str = "", figures_note: str = "") -> str:
+    lines = header_markdown(source, analysis)
+    lines += summary_section(analysis.summary, tables, out)
+    lines += figures_section(figure_paths, out, figures_note)
+    if update_section:
+        lines += [update_section, ""]
+    lines += ["## Metric definitions", "", definitions_markdown(), ""]
+    lines += runs_section(analysis.analysed)
+    lines += not_analysed_section(analysis.runs[~analysis.runs["analysed"]])
+    lines += configuration_section(analysis.analysed, analysis.keys)
+    return "\n".join(lines)
+
+
+def header_markdown(source: ReportSource, analysis: Analysis) -> list[str]:
+    """Title, selection, code, and the runs that were not analysed or disagree with their logged metrics."""
+    runs, analysed = analysis.runs, analysis.analysed
     sweeps = sorted(runs.loc[runs["superseded_by"] == "", SWEEP_ID].dropna().unique())
     commits = sorted(runs.get(GIT_COMMIT, pd.Series(dtype=str)).dropna().unique())
     lines = [
-        f"# Forgetting report: experiment `{experiment}`",
+        f"# Forgetting report: experiment `{source.experiment}`",
         "",
-        f"- generated: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; tracking URI: `{uri}`"
-        + (f"; report run `{run_id}`" if run_id else ""),
-        f"- selection: `{contract.TAG_KIND}={contract.KIND_TRAIN}`" + (f", sweep `{sweep_id}`" if sweep_id else "")
-        + (f", filter `{filter_string}`" if filter_string else "") + f"; sweeps: {', '.join(f'`{s}`' for s in sweeps)}",
-        f"- runs: {int(runs['analysed'].sum())} analysed of {len(runs)} found; {len(summary)} conditions over "
-        + (", ".join(f"`{k.removeprefix('params.')}`" for k in keys) or "no varying param") + "; statistics over `seed`",
+        f"- generated: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; tracking URI: `{source.tracking_uri}`"
+        + (f"; report run `{source.report_run_id}`" if source.report_run_id else ""),
+        f"- selection: `{contract.TAG_KIND}={contract.KIND_TRAIN}`"
+        + (f", sweep `{source.sweep_id}`" if source.sweep_id else "")
+        + (f", filter `{source.filter_string}`" if source.filter_string else "")
+        + f"; sweeps: {', '.join(f'`{s}`' for s in sweeps)}",
+        f"- runs: {int(runs['analysed'].sum())} analysed of {len(runs)} found; {len(analysis.summary)} conditions over "
+        + (", ".join(f"`{k.removeprefix('params.')}`" for k in analysis.keys) or "no varying param")
+        + "; statistics over `seed`",
         "- code: " + (", ".join(f"`{c[:12]}`" for c in commits) or "unknown"),
         "",
     ]
+    not_analysed = runs[~runs["analysed"]]
     if len(not_analysed):
         lines += [f"**{len(not_analysed)} run(s) not analysed** (listed under *Runs not analysed*).", ""]
+    mismatched = analysed[~analysed["matches_logged_final"]]
     if len(mismatched):
         lines += [
             f"**Warning: {len(mismatched)} run(s) whose recomputed metrics differ from their logged `final/*`:** "
             + ", ".join(mismatched[RUN_NAME].astype(str)), "",
         ]
     else:
-        lines += ["Every recomputed ACC, BWT, FWT and forgetting equals the run's logged `final/*` metric.", ""]
+        logged = [m.label for m in METRICS if m.logged]
+        lines += [f"Every recomputed {', '.join(logged[:-1])} and {logged[-1]} equals the run's logged `final/*` metric.", ""]
+    return lines
+
+
+def summary_section(summary: pd.DataFrame, tables: dict[str, Path], out: Path) -> list[str]:
     columns = condition_columns(summary)
     latex = ", ".join(f"[`{p.name}`]({p.relative_to(out).as_posix()})" for p in tables.values())
-    lines += ["## Summary", "",
-              f"Mean ± std [95 % t-interval] over the n seeds (definitions below); as LaTeX: {latex}.", "",
-              "### Task level", "", summary_markdown(summary, columns, TASK_LEVEL), "",
-              "### Sample level (probe)", "", summary_markdown(summary, columns, SAMPLE_LEVEL), ""]
-    lines += ["## Figures", ""] + ([figures_note, ""] if figures_note else [])
+    return ["## Summary", "",
+            f"Mean ± std [95 % t-interval] over the n seeds (definitions below); as LaTeX: {latex}.", "",
+            "### Task level", "", summary_markdown(summary, columns, TASK_LEVEL), "",
+            "### Sample level (probe)", "", summary_markdown(summary, columns, SAMPLE_LEVEL), ""]
+
+
+def figures_section(figure_paths: dict[str, Path], out: Path, figures_note: str) -> list[str]:
+    lines = ["## Figures", ""] + ([figures_note, ""] if figures_note else [])
     for key, path in figure_paths.items():
         png = path.relative_to(out).as_posix()
         lines += [f"![{CAPTIONS[key]}]({png})", "", f"*{CAPTIONS[key]}* ([PDF]({png.removesuffix('.png')}.pdf))", ""]
-    if update_section:
-        lines += [update_section, ""]
-    lines += ["## Metric definitions", "", DEFINITIONS, ""]
-    lines += ["## Runs", ""]
+    return lines
+
+
+def runs_section(analysed: pd.DataFrame) -> list[str]:
+    """One row per analysed run with its headline metrics."""
     table = pd.DataFrame(
         {
             "run": analysed[RUN_NAME],
             "run id": analysed["run_id"].str[:12],
             "condition": analysed["condition"],
             "seed": analysed.get(aggregate.SEED),
-            "ACC": analysed["acc"].map(fmt),
-            "BWT": analysed["bwt"].map(fmt),
-            "forgetting": analysed["forgetting_max"].map(fmt),
+            **{BY_NAME[n].label: analysed[n].map(fmt) for n in SUMMARY_COLUMNS},
             "= logged": analysed["matches_logged_final"].map({True: "yes", False: "**no**"}),
             "sweep": analysed[SWEEP_ID],
         }
     )
-    lines += [markdown_table(table), ""]
-    if len(not_analysed):
-        lines += ["## Runs not analysed", ""]
-        reason = not_analysed.apply(
-            lambda r: f"superseded by `{r['superseded_by'][:12]}` (same config)" if r["superseded_by"] else (r["problem"] or "no reason recorded"),
-            axis=1,
-        )
-        lines += [
-            markdown_table(
-                pd.DataFrame(
-                    {
-                        "run": not_analysed[RUN_NAME],
-                        "run id": not_analysed["run_id"].str[:12],
-                        "status": not_analysed["status"],
-                        "condition": not_analysed["condition"],
-                        "reason": reason,
-                    }
-                )
-            ),
-            "",
-        ]
-    lines += ["## Configuration", "", "Swept (define the conditions): "
-              + (", ".join(f"`{k.removeprefix('params.')}` ∈ {{{', '.join(sorted(map(str, analysed[k].unique())))}}}" for k in keys) or "none")
-              + f"; seeds: {', '.join(sorted(map(str, analysed.get(aggregate.SEED, pd.Series(dtype=str)).unique())))}.", ""]
+    return ["## Runs", "", markdown_table(table), ""]
+
+
+def not_analysed_section(not_analysed: pd.DataFrame) -> list[str]:
+    if not len(not_analysed):
+        return []
+    reason = not_analysed.apply(
+        lambda r: f"superseded by `{r['superseded_by'][:12]}` (same config)" if r["superseded_by"] else (r["problem"] or "no reason recorded"),
+        axis=1,
+    )
+    table = pd.DataFrame(
+        {
+            "run": not_analysed[RUN_NAME],
+            "run id": not_analysed["run_id"].str[:12],
+            "status": not_analysed["status"],
+            "condition": not_analysed["condition"],
+            "reason": reason,
+        }
+    )
+    return ["## Runs not analysed", "", markdown_table(table), ""]
+
+
+def configuration_section(analysed: pd.DataFrame, keys: list[str]) -> list[str]:
+    """The swept params with their values, and the params common to every analysed run."""
+    swept = ", ".join(f"`{k.removeprefix('params.')}` ∈ {{{', '.join(sorted(map(str, analysed[k].unique())))}}}" for k in keys)
+    seeds = ", ".join(sorted(map(str, analysed.get(aggregate.SEED, pd.Series(dtype=str)).unique())))
     constant = sorted(
         c for c in analysed.columns
         if c.startswith("params.") and c not in keys and c != aggregate.SEED and not c.startswith(aggregate.RUN_SPECIFIC_PREFIXES)
         and analysed[c].nunique(dropna=False) == 1  # a preset param varies without defining conditions
     )
-    lines += ["Common to every analysed run:", "", markdown_table(pd.DataFrame(
-        {"param": [c.removeprefix("params.") for c in constant], "value": [analysed[c].iloc[0] for c in constant]}
-    )), ""]
-    return "\n".join(lines)
+    common = pd.DataFrame({"param": [c.removeprefix("params.") for c in constant], "value": [analysed[c].iloc[0] for c in constant]})
+    return ["## Configuration", "", f"Swept (define the conditions): {swept or 'none'}; seeds: {seeds}.", "",
+            "Common to every analysed run:", "", markdown_table(common), ""]
 
 
 def print_summary(report: Report) -> None:
@@ -544,7 +626,7 @@ def print_summary(report: Report) -> None:
         {
             **{c: s[c] for c in condition_columns(s)},
             "n": s["runs"],
-            **{aggregate.METRICS[n][0]: [
+            **{BY_NAME[n].label: [
                 f"{fmt(r[f'{n}_mean'])} ± {fmt(r[f'{n}_std'])}" if np.isfinite(r[f"{n}_mean"]) else "–"
                 for _, r in s.iterrows()
             ] for n in SUMMARY_COLUMNS},

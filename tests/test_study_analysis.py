@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from analysis import select_lr, study_report
-from forgetlab.tracking.mlflow_run import flatten
+from forgetlab import contract
+from forgetlab.metric_registry import BY_NAME
 from tests.conftest import ROOT
 
 STUDY = study_report.read_declaration(ROOT / "conf" / "experiment" / "credit_assignment.yaml")
@@ -68,16 +69,35 @@ def test_the_declaration_is_read_from_the_preset():
         study_report.read_declaration(ROOT / "conf" / "experiment" / "quickstart.yaml")
 
 
-def test_every_learner_has_a_label_and_the_declared_pairs_name_real_learners(compose_cfg):
-    labels = {}
-    for path in sorted((ROOT / "conf" / "learner" / "credit_assignment").glob("*.yaml")):
-        params = flatten(compose_cfg(f"learner=credit_assignment/{path.stem}", "algorithm.lr=0.1"))
-        labels[path.stem] = study_report.learner_label(pd.Series({f"params.{k}": v for k, v in params.items()}), 1)
-    assert labels["bptt_1_1"] == STUDY.reference
-    assert labels["rtrl"] == "RTRL" and labels["bptt_12_1"] == "BPTT(12; 1)"
-    assert len(set(labels.values())) == len(labels)  # no two learners share a name
-    for pair in STUDY.pairs:
-        assert {pair.treatment, pair.reference} <= set(labels.values()), pair
+def test_a_learner_is_named_by_its_recorded_label_with_the_studys_factors():
+    tag = f"tags.{contract.TAG_LEARNER_LABEL}"
+    run = pd.Series({tag: "BPTT(4; 1)", "params.algorithm.name": "bptt_truncated", "params.trainer.batch_size": "1",
+                     "params.trainer.epochs_per_task": "1"})
+    assert study_report.learner_label(run, 1) == "BPTT(4; 1)"
+    # runs from before the label was recorded: the algorithm's name
+    assert study_report.learner_label(run.drop(tag), 1) == "bptt_truncated"
+    assert study_report.learner_label(run.replace({"BPTT(4; 1)": np.nan}), 1) == "bptt_truncated"
+    # samples per update and epochs per task are the study's factors, not the learner's
+    mlp = pd.Series({tag: "backprop (MLP)", "params.algorithm.name": "backprop", "params.trainer.batch_size": "4",
+                     "params.trainer.epochs_per_task": "4"})
+    assert study_report.learner_label(mlp, 1) == "backprop (MLP), batch 4, 4 epochs"
+    assert study_report.learner_label(mlp, 4) == "backprop (MLP), batch 4"
+    assert {p.treatment for p in STUDY.pairs} >= {"backprop (MLP), batch 4, 4 epochs", "backprop (MLP), batch 4"}
+
+
+def test_learners_come_in_name_order_numbers_numerically():
+    learners = ["RTRL", "BPTT(12; 1)", "epochwise BPTT", "BPTT(4; 1)", "backprop (MLP), batch 4", "BPTT(1; 1)",
+                "backprop (MLP)", "BPTT(112; 112) stream"]
+    assert study_report.ordered_learners(learners) == [
+        "backprop (MLP)", "backprop (MLP), batch 4", "BPTT(1; 1)", "BPTT(4; 1)", "BPTT(12; 1)",
+        "BPTT(112; 112) stream", "epochwise BPTT", "RTRL"]
+
+
+def test_outcomes_are_the_task_level_metric_records():
+    assert set(STUDY.outcomes) <= set(study_report.OUTCOMES)
+    assert study_report.OUTCOMES["bwt"] is BY_NAME["bwt"]
+    assert "intransigence" not in study_report.OUTCOMES  # it needs the joint runs, not one run's matrix
+    assert STUDY.shown_outcomes == ["acc", "bwt", "forgetting_max", "learning_acc"]  # the columns of conditions.csv
 
 
 def synthetic_runs(effect: float, noise: float, seeds=range(8)) -> pd.DataFrame:
@@ -156,7 +176,8 @@ def test_the_literature_table_checks_the_ordering_and_class_il_against_one_over_
             rows.append({"task_sequence": "split_mnist", "scenario": scenario, "learner": learner,
                          "acc_mean": acc, "joint_acc_mean": 0.9})
     table = pd.DataFrame({"task_sequence": ["split_mnist"], "n_tasks": [5]})
-    text = study_report.literature_markdown(pd.DataFrame(rows), table)
+    text = study_report.literature_markdown(STUDY.literature, pd.DataFrame(rows), table)
+    assert text.splitlines()[0].split("|")[5].strip() == "class < domain < task"  # the published ordering
     lines = {line.split("|")[1].strip(): line for line in text.splitlines()[2:]}
     assert lines["backprop (MLP)"].split("|")[5].strip() == "yes"
     assert lines["RTRL"].split("|")[5].strip() == "**no**"  # domain above task breaks the ordering
@@ -203,3 +224,56 @@ def test_runs_recorded_before_a_key_existed_group_with_its_neutral_value():
     table = select_lr.select(select_lr.selection_runs(pd.concat([runs, newer, mlp], ignore_index=True)))
     steps = dict(zip(zip(table["algorithm.name"], table["network.loss_last_steps"]), table["lr"]))
     assert set(steps) == {("rtrl", "1"), ("rtrl", "2"), ("bptt_truncated", "1"), ("bptt_truncated", "2"), ("backprop", "")}
+
+
+def study_doc(study: study_report.Study, runs: pd.DataFrame) -> str:
+    """The doc of a fabricated study of ``runs`` (synthetic_runs), as ``study_report.build`` writes it."""
+    table = runs.assign(run_id=[f"run-{i}" for i in range(len(runs))], sweep_id="sweep-1", git_commit="abcdef123456",
+                        lr_selected_by="selection-1", seconds=2.0, n_tasks=5, init_acc=0.5, loss_design="")
+    times = pd.DataFrame([{"sweep": "sweep-1", "status": "FINISHED", "minutes": 1.5, "jobs": 64.0, "skipped": 0.0,
+                           "failed": 0.0}])
+    return study_report.write_markdown(study, "credit_assignment", study_report.verdict_table(study, table),
+                                       study_report.condition_table(study, table), table, table, times)
+
+
+def headings(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("#")]
+
+
+def test_the_study_template_gives_the_sections_of_the_doc():
+    """docs/credit_assignment.md is generated from runs not in the repository: the engine and the
+    study's template (docs/templates/credit_assignment.md) must give its sections, in its order."""
+    doc = study_doc(STUDY, synthetic_runs(effect=0.1, noise=0.01))
+    committed = (ROOT / "docs" / "credit_assignment.md").read_text()
+
+    def shape(text):  # a verdict per declared outcome, whatever the outcome's label was then
+        return ["## Verdict" if h.startswith("## Verdict: ") else h for h in headings(text)]
+
+    assert shape(doc) == shape(committed)
+    assert [h for h in headings(doc) if h.startswith("## Verdict: ")] == [
+        "## Verdict: BWT (primary outcome)", "## Verdict: ACC", "## Verdict: Learning accuracy",
+        "## Verdict: Forgetting (max, RWalk)"]
+    assert "<!-- study:" not in doc and "<!-- template:" not in doc
+    assert doc.startswith("# Credit assignment and forgetting (`experiment=credit_assignment`)\n\n<!-- generated by")
+    # the study's prose and published numbers come from its preset and template, the numbers from the runs
+    assert "python experiments/train.py -m experiment=credit_assignment_recall_lr" in doc
+    assert "| literature (fine-tuning, joint) | ≈ 0.850 (joint ≈ 0.980)" in doc
+    assert "perturbed by 1e-12 · N(0, 1)" in doc
+    assert "> **Not the declared study**: at most 8 seeds per condition" in doc
+    assert doc.endswith("their noise floor is shown, not used.\n")
+
+
+def test_a_study_without_a_template_gets_the_engines_sections():
+    plain = study_report.Study(**{**STUDY.__dict__, "template": None, "literature": None})
+    doc = study_doc(plain, synthetic_runs(effect=0.1, noise=0.01))
+    assert headings(doc)[:3] == ["# Study verdict: `credit_assignment`", "## Primary outcome (declared before running)",
+                                 "## Did the learners learn?"]
+    assert headings(doc)[-3:] == ["## Design", "## Forgetting with learning accuracy and the joint ceiling", "## Statistics"]
+    assert "Split MNIST" not in doc and "Caveats" not in doc
+
+
+def test_a_template_that_names_no_section_is_refused():
+    filled = {"primary": "## Primary"}
+    assert study_report.fill_template("# T\n\n<!-- study: primary -->\n\ntext\n", filled) == "# T\n\n## Primary\n\ntext\n"
+    with pytest.raises(ValueError, match="'verdict'"):
+        study_report.fill_template("<!-- study: verdict -->", filled)

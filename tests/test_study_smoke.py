@@ -7,6 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from analysis import select_lr, study_report
+from forgetlab import contract
 from tests.conftest import run_train
 
 TINY = ["learner=credit_assignment/bptt_1_1,credit_assignment/rtrl", "task_sequence=split_mnist",
@@ -39,6 +40,8 @@ def test_selection_then_study_then_verdict(tmp_path):
         chosen = table[table["algorithm.name"] == params["algorithm.name"]]["lr"].item()
         assert float(params["algorithm.lr"]) == float(chosen)
     study_sweeps = {run.data.tags["forgetlab.sweep_id"] for run in runs}
+    labels = {"bptt_truncated": "BPTT(1; 1)", "rtrl": "RTRL"}  # as each learner class names itself
+    assert all(run.data.tags[contract.TAG_LEARNER_LABEL] == labels[run.data.params["algorithm.name"]] for run in runs)
 
     doc = tmp_path / "docs" / "credit_assignment.md"
     out = tmp_path / "reports" / "study"

@@ -251,6 +251,10 @@ def test_cosine_traces():
     c = M.cosine_to_earlier_tasks(updates, per_update, np.full(5, 2))
     assert c[4, 0] == pytest.approx(-np.sqrt(0.5)) and c[4, 1] == pytest.approx(np.sqrt(0.5))
     assert c[1, 1] == pytest.approx(1.0)
+    # every task, earlier or not: what the update probe stores
+    every = M.cosine_to_tasks(updates, task_gradients)
+    np.testing.assert_allclose(every[:, 1], [0.0, 1.0, -1.0, nan, np.sqrt(0.5)])
+    np.testing.assert_allclose(M.cosine_to_tasks(updates, np.broadcast_to(task_gradients, (5, 2, 2))), every)
 
 
 def test_task_mean_gradients_and_interference_matrix():

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from forgetlab import metrics
+from forgetlab import metric_registry
 
 # --- tags ----------------------------------------------------------------------------------------
 
@@ -32,6 +32,7 @@ TAG_SWEEP_KEY = "forgetlab.sweep_key"  # parent runs: the experiment, its jobs' 
 TAG_CODE_VERSION = "forgetlab.code_version"  # content hash of the package's source: with the config hash, a run's identity
 TAG_CODE_DIFF = "forgetlab.code_diff"  # hash of the uncommitted changes to the package and conf/ (only when there are any)
 TAG_FULL_NAME = "forgetlab.full_name"  # training runs: the run name spelled out, with the job's overrides
+TAG_LEARNER_LABEL = "forgetlab.learner_label"  # training runs: the learner's display label, e.g. "BPTT(4; 1)"
 
 # Config keys that say on which machine a run was stored, not what it is: tags, not params.
 MACHINE_KEYS = ("tracking.uri", "tracking.artifact_location")
@@ -74,7 +75,6 @@ def report_experiment(experiment: str) -> str:
 # --- params: the resolved config, flattened --------------------------------------------------------
 
 PARAM_LEARNER = "learner"  # the learner preset chosen (conf/learner/), "none" without one
-TAG_LEARNER_LABEL = "forgetlab.learner_label"  # how reports name the learner, e.g. "BPTT(4; 1)" (its class says)
 
 
 def flat_config(config: Any) -> dict[str, Any]:
@@ -139,10 +139,11 @@ METRIC_SEEN_ACCURACY = "acc/seen"  # mean accuracy over the tasks whose training
 METRIC_TRAIN_LOSS = "loss/train"
 METRIC_UPDATES = "updates"
 
-FINAL_ACC = "final/acc"
-FINAL_BWT = "final/bwt"
-FINAL_FWT = "final/fwt"
-FINAL_FORGETTING = "final/forgetting"
+# The final metrics: every metric record with a ``logged`` key (forgetlab.metric_registry).
+FINAL_ACC = metric_registry.ACC.logged
+FINAL_BWT = metric_registry.BWT.logged
+FINAL_FWT = metric_registry.FWT.logged
+FINAL_FORGETTING = metric_registry.FORGETTING_MAX.logged
 
 # Parent runs, at the end of a sweep (step 0). Names of their own, so that they never share a chart
 # with the training runs' metrics.
@@ -159,15 +160,10 @@ def metric_sweep_mean(final_metric: str) -> str:
 
 def final_metrics(R_with_init: np.ndarray) -> dict[str, float]:
     """The ``final/*`` metrics from the accuracy matrix with its init row (row 0, the accuracy
-    before training). Transfer and forgetting need T >= 2 training stages that each trained one
-    task; a joint run (one stage) has ``final/acc`` only."""
-    r_init, R = R_with_init[0], R_with_init[1:]
-    out = {FINAL_ACC: metrics.average_accuracy(R)}
-    if R.shape[0] >= 2 and R.shape[0] == R.shape[1]:
-        out[FINAL_BWT] = metrics.backward_transfer(R)
-        out[FINAL_FWT] = metrics.forward_transfer(R, r_init)
-        out[FINAL_FORGETTING] = metrics.forgetting_max(R)
-    return out
+    before training): each logged metric record that the run defines. Transfer and forgetting need
+    T >= 2 training stages that each trained one task; a joint run (one stage) has ``final/acc`` only."""
+    arrays = metric_registry.task_arrays(R_with_init)
+    return {m.logged: m.value(arrays) for m in metric_registry.METRICS if m.logged and m.defined_on(arrays["R"])}
 
 
 # Config keys added after runs were first recorded, with the value that reproduces what those runs

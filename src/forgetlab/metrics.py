@@ -165,6 +165,18 @@ def forgetting_events(correct: np.ndarray, samples_seen: np.ndarray, presented_a
     return transition_counts(correct, samples_seen, presented_at)[0]
 
 
+def mean_forgetting_events(correct: np.ndarray, samples_seen: np.ndarray, presented_at: np.ndarray) -> float:
+    """Mean number of forgetting events (``forgetting_events``) per presented probe sample; NaN when
+    no probe sample was presented."""
+    return _mean_defined(transition_counts(correct, samples_seen, presented_at)[0])
+
+
+def mean_learning_events(correct: np.ndarray, samples_seen: np.ndarray, presented_at: np.ndarray) -> float:
+    """Mean number of learning events (0 -> 1, ``transition_counts``) per presented probe sample; NaN
+    when no probe sample was presented."""
+    return _mean_defined(transition_counts(correct, samples_seen, presented_at)[1])
+
+
 def sample_fractions(correct: np.ndarray, samples_seen: np.ndarray, presented_at: np.ndarray) -> dict[str, float]:
     """Fractions of the presented probe samples that are *unforgettable* (correct at some point of their
     window and never forgotten there) and *never learned* (never correct in their window)
@@ -179,6 +191,16 @@ def sample_fractions(correct: np.ndarray, samples_seen: np.ndarray, presented_at
         "unforgettable": float(np.mean((ever_correct & (forgot == 0))[presented])),
         "never_learned": float(np.mean(~ever_correct[presented])),
     }
+
+
+def unforgettable_fraction(correct: np.ndarray, samples_seen: np.ndarray, presented_at: np.ndarray) -> float:
+    """The fraction of presented probe samples that are unforgettable (``sample_fractions``)."""
+    return sample_fractions(correct, samples_seen, presented_at)["unforgettable"]
+
+
+def never_learned_fraction(correct: np.ndarray, samples_seen: np.ndarray, presented_at: np.ndarray) -> float:
+    """The fraction of presented probe samples never learned (``sample_fractions``)."""
+    return sample_fractions(correct, samples_seen, presented_at)["never_learned"]
 
 
 def retention_curve(
@@ -521,19 +543,23 @@ def task_mean_gradients(per_sample_gradients: np.ndarray, task: np.ndarray, n_ta
     return means
 
 
-def cosine_to_earlier_tasks(updates: np.ndarray, task_gradients: np.ndarray, update_task: np.ndarray) -> np.ndarray:
-    """c[i, t] = cos(g_i, m_t) for the tasks t < update_task[i] trained before the update's task,
-    NaN for the others. updates (U, n); task_gradients (T, n) fixed, or (U, T, n) taken at the
-    weights of each update; update_task (U,) -> (U, T)."""
+def cosine_to_tasks(updates: np.ndarray, task_gradients: np.ndarray) -> np.ndarray:
+    """c[i, t] = cos(g_i, m_t) for every task t. updates (U, n); task_gradients (T, n) fixed, or
+    (U, T, n) taken at the weights of each update -> (U, T)."""
     updates = np.asarray(updates, dtype=float)
     task_gradients = np.asarray(task_gradients, dtype=float)
     if task_gradients.ndim == 2:  # one matmul: broadcasting would build a (U, T, n) product
         norms = np.outer(np.linalg.norm(updates, axis=1), np.linalg.norm(task_gradients, axis=1))
         with np.errstate(invalid="ignore", divide="ignore"):
-            c = np.where(norms > 0, (updates @ task_gradients.T) / np.where(norms > 0, norms, 1.0), np.nan)
-    else:
-        c = cosine(updates[:, None, :], task_gradients)
-    earlier = np.arange(task_gradients.shape[-2])[None, :] < np.asarray(update_task)[:, None]
+            return np.where(norms > 0, (updates @ task_gradients.T) / np.where(norms > 0, norms, 1.0), np.nan)
+    return cosine(updates[:, None, :], task_gradients)
+
+
+def cosine_to_earlier_tasks(updates: np.ndarray, task_gradients: np.ndarray, update_task: np.ndarray) -> np.ndarray:
+    """c[i, t] = cos(g_i, m_t) (``cosine_to_tasks``) for the tasks t < update_task[i] trained before
+    the update's task, NaN for the others. update_task (U,) -> (U, T)."""
+    c = cosine_to_tasks(updates, task_gradients)
+    earlier = np.arange(c.shape[1])[None, :] < np.asarray(update_task)[:, None]
     return np.where(earlier, c, np.nan)
 
 

@@ -159,9 +159,11 @@ class UpdateProbe(Callback):
                 # Delta theta = -lr g: predicted_loss_change(G, -Delta theta, 1) = <grad l_p, Delta theta>.
                 s["predicted"].append(metrics.predicted_loss_change(self._G[m], -step, 1.0))
                 s["measured"].append(loss[m] - self._loss[-2][m])
-                previous = self._step[m]
-                s["consecutive"].append(metrics.cosine(step, previous) if previous is not None else np.nan)
-                s["task"].append(metrics.cosine(-step, metrics.task_mean_gradients(self._G[m], self.task, n_tasks)))
+                # This step and the one before it: c_0 = NaN when there is none.
+                steps = step[None] if self._step[m] is None else np.stack([self._step[m], step])
+                s["consecutive"].append(metrics.consecutive_update_cosines(steps)[-1])
+                task_means = metrics.task_mean_gradients(self._G[m], self.task, n_tasks)
+                s["task"].append(metrics.cosine_to_tasks(-step[None], task_means[None])[0])
                 self._step[m] = step
         self._theta, self._G = theta, G
 
