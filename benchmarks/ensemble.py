@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 
-from forgetlab.config import register_configs, validate  # noqa: E402
+from forgetlab.config import register_configs, typed, validate  # noqa: E402
 from forgetlab.assembly import build_ensemble_trainer  # noqa: E402
 
 try:
@@ -72,7 +72,7 @@ def compose_configs(overrides: list[str], S: int):
     for seed in range(S):
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=[*overrides, "tracking.enabled=false", f"seed={seed}"])
+            cfg = typed(compose(config_name="config", overrides=[*overrides, "tracking.enabled=false", f"seed={seed}"]))
         validate(cfg)
         cfgs.append(cfg)
     GlobalHydra.instance().clear()

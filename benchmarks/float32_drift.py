@@ -18,14 +18,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from forgetlab.assembly import build_trainer  # noqa: E402
-from forgetlab.config import compose  # noqa: E402
+from forgetlab.config import compose, typed  # noqa: E402
 
 
 def drift(learner: str) -> str:
     runs = {}
     for dtype in ("float64", "float32"):
-        cfg = compose(["tracking.enabled=false", f"learner={learner}", "task_sequence.scenario=task",
-                       f"backend.dtype={dtype}"])
+        cfg = typed(compose(["tracking.enabled=false", f"learner={learner}", "task_sequence.scenario=task",
+                       f"backend.dtype={dtype}"]))
         (runs[dtype],) = build_trainer(cfg).run()
     a, b = runs["float64"], runs["float32"]
     acc = np.abs(a.accuracy_matrix - b.accuracy_matrix).max()

@@ -43,7 +43,7 @@ os.environ.setdefault("FORGETLAB_ROOT", str(ROOT))
 import torch  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from forgetlab.config import compose, validate  # noqa: E402
+from forgetlab.config import compose, typed, validate  # noqa: E402
 from forgetlab.assembly import build_trainer  # noqa: E402
 from forgetlab.experiment import RunContext, run_experiment  # noqa: E402
 from forgetlab.networks.mlp import MLP  # noqa: E402
@@ -214,10 +214,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             f"tracking.artifact_location={tmp}/artifacts",
             "tracking.experiment=benchmark",
         ]
-        cfg_on = compose([*args.overrides, *store, "tracking.enabled=true"])
-        cfg_off = compose([*args.overrides, *store, "tracking.enabled=false"])
+        cfg_on = typed(compose([*args.overrides, *store, "tracking.enabled=true"]))
+        cfg_off = typed(compose([*args.overrides, *store, "tracking.enabled=false"]))
         # Where the time goes: the same run evaluated only before training and at task ends.
-        cfg_loop = compose([*args.overrides, *store, "tracking.enabled=false", "eval.every_samples=0"])
+        cfg_loop = typed(compose([*args.overrides, *store, "tracking.enabled=false", "eval.every_samples=0"]))
         validate(cfg_on)
         if cfg_on.network.name != "mlp" or cfg_on.algorithm.name != "backprop":
             parser.error("this benchmark compares network=mlp with algorithm=backprop")

@@ -35,16 +35,16 @@ EXPERIMENT = "bench_report"
 
 
 def create_runs(uri: str, artifacts: Path, epochs: int) -> int:
-    from forgetlab.config import compose
+    from forgetlab.config import compose, typed
     from forgetlab.experiment import RunContext, run_experiment
 
     n = 0
     for lr, scenario, joint, seed in itertools.product(LRS, SCENARIOS, JOINT, SEEDS):
-        cfg = compose([
+        cfg = typed(compose([
             f"tracking.uri={uri}", f"tracking.experiment={EXPERIMENT}", f"tracking.artifact_location={artifacts}",
             f"algorithm.lr={lr}", f"task_sequence.scenario={scenario}", f"task_sequence.joint={joint}",
             f"seed={seed}", f"trainer.epochs_per_task={epochs}",
-        ])
+        ]))
         run_experiment(cfg, RunContext(quiet=True))
         n += 1
     return n

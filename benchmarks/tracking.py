@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("FORGETLAB_ROOT", str(ROOT))
 
-from forgetlab.config import compose  # noqa: E402
+from forgetlab.config import compose, typed  # noqa: E402
 from forgetlab.experiment import RunContext, run_ensemble, run_experiment  # noqa: E402
 from forgetlab.tracking import mlflow_run  # noqa: E402
 
@@ -69,12 +69,12 @@ def main(argv: list[str] | None = None) -> dict:
                 "tracking.experiment=benchmark"]
 
     def solo(enabled: bool):
-        cfg = compose([*args.overrides, *store(), f"tracking.enabled={str(enabled).lower()}"])
+        cfg = typed(compose([*args.overrides, *store(), f"tracking.enabled={str(enabled).lower()}"]))
         return lambda: run_experiment(cfg, context)
 
     def ensemble(enabled: bool):
         tracked = store()
-        cfgs = [compose([*args.overrides, *tracked, f"seed={s}", f"tracking.enabled={str(enabled).lower()}"])
+        cfgs = [typed(compose([*args.overrides, *tracked, f"seed={s}", f"tracking.enabled={str(enabled).lower()}"]))
                 for s in range(args.members)]
         return lambda: run_ensemble(cfgs, [context] * len(cfgs))
 

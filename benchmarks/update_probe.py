@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 
-from forgetlab.config import register_configs, validate  # noqa: E402
+from forgetlab.config import register_configs, typed, validate  # noqa: E402
 from forgetlab.assembly import build_trainer  # noqa: E402
 from forgetlab.experiment import RunContext, run_experiment  # noqa: E402
 
@@ -52,7 +52,7 @@ def compose_config(overrides: list[str]):
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+        cfg = typed(compose(config_name="config", overrides=overrides))
     GlobalHydra.instance().clear()
     validate(cfg)
     return cfg

@@ -113,8 +113,8 @@ class LearningAlgorithm(ABC):
         shapes = {name: p.ndim for name, p in network.params.items()}
         self.lr_of = {name: by_member(self.lr, ndim) for name, ndim in shapes.items()}
         self.l2_of = {name: by_member(self.l2, ndim) for name, ndim in shapes.items()}
-        # Called after every weight update, wherever it happens (mid-sequence included): observers
-        # that must see each update, such as the update-resolution probe.
+        # Called after every weight update, wherever it happens (mid-sequence included): the trainer
+        # hooks its callbacks here (``Callback.on_update``).
         self.on_update: list[Callable[[], None]] = []
 
     @abstractmethod

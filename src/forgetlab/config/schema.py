@@ -23,6 +23,7 @@ from forgetlab.arrays import BACKENDS, DTYPES
 from forgetlab.constraints import AT_LEAST_0, AT_LEAST_1, POSITIVE, Interval, NonBlank, NonNegativeInt, Options, constrain
 from forgetlab.data import EVAL_SPLITS, TASK_SEQUENCES, TaskSequenceConfig
 from forgetlab.networks import NETWORKS, NetworkConfig
+from forgetlab.config.help import register_help_resolver
 from forgetlab.config.selection import register_resolvers
 from forgetlab.registry import load_extensions
 
@@ -136,6 +137,7 @@ def register_configs(conf_dir: str | Path = CONF_DIR) -> None:
     ``forgetlab.selected`` (``selection.py``) that study presets read chosen values with."""
     load_extensions()
     register_resolvers()
+    register_help_resolver(Path(conf_dir), lambda group: PART_GROUPS[group][0].names() if group in PART_GROUPS else [])
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     for group, named in schemas().items():

@@ -355,86 +355,77 @@ class ResumableSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         stopping.handle_stop_signals()
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        jobs = self._compose(arguments)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        code = code_version(Path(self.config.paths.root_dir) / "conf")
+        self.code_identity = None if self.config.tracking.resume_ignores_code else code.code_hash
+        self.sweep_run = sweep = self._open_parent(jobs, code)
+        to_run = [job for job in jobs if job.skip_reason is None]
+        outcomes, store_error = self._run_and_end_parent(jobs, to_run, sweep, sweep_dir, code)
+        failed = [o for o in outcomes if o.result == "failed"]
+        self._print_summary(jobs, to_run, outcomes, failed)
+        if store_error is not None:
+            print(f"Tracking store error: {store_error}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        if failed:
+            sys.exit(1)
+        return outcomes
+
+    def _compose(self, arguments: list[str]) -> list[Job]:
+        """Every job of the sweep, composed and validated; a bad one exits with code 2 before anything is written."""
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         params = [f"{key}={value}" for key, value in self.params.items()]
         overrides = parser.parse_overrides(params + list(arguments))
         batches = basic_sweeper.BasicSweeper.split_arguments(overrides, None)
         job_overrides = [job for batch in batches for job in batch]
-        sweep_dir = Path(self.config.hydra.sweep.dir)
         try:
             check_sweeper_settings(self.max_batch_size, self.max_ensemble_size)
-            jobs = compose_jobs(self.hydra_context.config_loader, self.config, job_overrides)
+            return compose_jobs(self.hydra_context.config_loader, self.config, job_overrides)
         except ConfigError as error:
             print(f"Invalid config: {error}", file=sys.stderr, flush=True)
             sys.exit(2)
 
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+    def _open_parent(self, jobs: list[Job], code) -> Sweep:
+        """Open the store, decide each job's resume, end stale sweeps and open (or reopen) the parent run;
+        a store that cannot be used exits with code 2 before any job runs. Without tracking, a sweep id only."""
         tracking = self.config.tracking
-        code = code_version(Path(self.config.paths.root_dir) / "conf")
-        self.code_identity = None if tracking.resume_ignores_code else code.code_hash
         self.client = None
-        if tracking.enabled:
-            try:
-                self.client = client = open_store(tracking.uri)
-                self.experiment_id = get_or_create_experiment(client, tracking.experiment, tracking.artifact_location)
-                for job in jobs:
-                    decision = resume_decision(
-                        client, self.experiment_id, job.resume_hashes or (job.config_hash,),
-                        code_version=self.code_identity, resume=tracking.resume,
-                        stale_after_s=tracking.stale_after_s, label=job.label,
-                    )
-                    job.skip_reason, job.retrain_reason = decision.skip, decision.retrain
-                end_stale_sweeps(client, self.experiment_id, stale_after_s=tracking.stale_after_s)
-                task_overrides = list(self.config.hydra.overrides.task)
-                key = sweep_key(tracking.experiment, jobs, self.code_identity)
-                sweep = open_parent(client, self.experiment_id, key, task_overrides,
-                                    source_tags(code, entry_point(self.config.paths.root_dir)))
-            except StoreError as error:  # nothing has run yet: stop as a bad config does
-                print(f"Tracking store error: {error}", file=sys.stderr, flush=True)
-                sys.exit(2)
-        else:
-            sweep = Sweep(new_sweep_id(), None, process_identity())
-        self.sweep_run = sweep
+        if not tracking.enabled:
+            return Sweep(new_sweep_id(), None, process_identity())
+        try:
+            self.client = client = open_store(tracking.uri)
+            self.experiment_id = get_or_create_experiment(client, tracking.experiment, tracking.artifact_location)
+            for job in jobs:
+                decision = resume_decision(
+                    client, self.experiment_id, job.resume_hashes or (job.config_hash,),
+                    code_version=self.code_identity, resume=tracking.resume,
+                    stale_after_s=tracking.stale_after_s, label=job.label,
+                )
+                job.skip_reason, job.retrain_reason = decision.skip, decision.retrain
+            end_stale_sweeps(client, self.experiment_id, stale_after_s=tracking.stale_after_s)
+            key = sweep_key(tracking.experiment, jobs, self.code_identity)
+            return open_parent(client, self.experiment_id, key, list(self.config.hydra.overrides.task),
+                               source_tags(code, entry_point(self.config.paths.root_dir)))
+        except StoreError as error:  # nothing has run yet: stop as a bad config does
+            print(f"Tracking store error: {error}", file=sys.stderr, flush=True)
+            sys.exit(2)
 
-        to_run = [job for job in jobs if job.skip_reason is None]
+    def _run_and_end_parent(self, jobs: list[Job], to_run: list[Job], sweep: Sweep, sweep_dir: Path, code
+                            ) -> tuple[list[Outcome], StoreError | None]:
+        """Run the jobs; whatever happens from here on, the parent run ends with a status (and the reason)."""
+        tracking = self.config.tracking
         heartbeat = None
         if self.client is not None:
             heartbeat = Heartbeat(self.client, sweep.parent_run_id, tracking.stale_after_s / 10, beat_now=False)
         outcomes: list[Outcome] = []
-        status, reason = "FAILED", None
-        store_error: StoreError | None = None
+        status, reason, store_error = "FAILED", None, None
         quiet_launcher_log(self.launcher)
-        try:  # from here on the parent run exists: whatever happens, it ends with a status
-            if self.client is not None:
-                log_code_diff(self.client, sweep.parent_run_id, code)
-                self.client.log_dict(sweep.parent_run_id, jobs_manifest(jobs), contract.ARTIFACT_SWEEP_JOBS)
-                log_swept_params(self.client, sweep.parent_run_id, jobs)
-            (sweep_dir / SWEEP_FILE).write_text(json.dumps(asdict(sweep)))
-            for job in jobs:
-                if job.skip_reason:
-                    print(f"[sweep] skip {job.label}: {job.skip_reason}", flush=True)
-                elif job.retrain_reason:
-                    print(f"[sweep] retrain {job.label}: {job.retrain_reason}", flush=True)
-            let_idle_workers_ignore_stop_signals(self.launcher)
-            with stopping.jobs_elsewhere(sweep_dir / STOP_FILE), \
-                    SweepProgress(sweep_dir, len(jobs), len(jobs) - len(to_run), f"sweep {sweep.sweep_id}") as progress:
-                units = launches(to_run, sweep_dir, ensemble=self.ensemble, max_size=self.max_ensemble_size,
-                                 parallel=parallel_jobs(self.launcher))
-                size = self.max_batch_size or len(units) or 1
-                for start in range(0, len(units), size):
-                    outcomes += self._launch(units[start : start + size], start)
-                # The jobs' own records miss those that lost their worker: the bar ends on the sweeper's counts.
-                progress.settle(**outcome_counts(jobs, to_run, outcomes))
+        try:
+            outcomes = self._run_jobs(jobs, to_run, sweep, sweep_dir, code)
             status = "FAILED" if any(o.result == "failed" for o in outcomes) else "FINISHED"
-            if self.client is not None and sweep.parent_run_id is not None:
-                try:
-                    log_sweep_summary(self.client, self.experiment_id, sweep.parent_run_id, jobs,
-                                      outcome_counts(jobs, to_run, outcomes), self.code_identity)
-                    print(f"[sweep] parent run {sweep.parent_run_id}: "
-                          f"{ui_url(tracking.uri, self.experiment_id, sweep.parent_run_id)}", flush=True)
-                except StoreError as error:  # the jobs are over: their outcome decides the exit code
-                    print(f"[sweep] could not record the summary on the parent run: {error}", file=sys.stderr, flush=True)
+            self._log_summary(jobs, to_run, outcomes, sweep)
         except KeyboardInterrupt as stop:
             status, reason = "KILLED", failure_reason(stop)
             print(f"[sweep] {sweep.sweep_id} stopped: {reason}. Re-run the same command to resume: "
@@ -449,31 +440,67 @@ class ResumableSweeper(Sweeper):
         finally:
             if heartbeat is not None:
                 heartbeat.stop()
-            if self.client is not None and sweep.parent_run_id is not None:
-                try:
-                    if reason is not None:
-                        end_orphaned_runs(self.client, self.experiment_id, sweep.parent_run_id,
-                                          reason=f"{reason} (its sweep ended before the job did)",
-                                          stale_after_s=tracking.stale_after_s)
-                        self.client.set_tag(sweep.parent_run_id, contract.TAG_ERROR, reason[:5000])
-                    self.client.set_terminated(sweep.parent_run_id, status)
-                except StoreError as error:  # the summary below matters more than the parent's status
-                    print(f"[sweep] could not end the parent run {status}: {error}", file=sys.stderr, flush=True)
+            self._end_parent(sweep, status, reason)
+        return outcomes, store_error
 
-        failed = [o for o in outcomes if o.result == "failed"]
+    def _run_jobs(self, jobs: list[Job], to_run: list[Job], sweep: Sweep, sweep_dir: Path, code) -> list[Outcome]:
+        """Record the sweep on its parent, then launch its jobs (as ensembles where they can share one) in batches."""
+        if self.client is not None:
+            log_code_diff(self.client, sweep.parent_run_id, code)
+            self.client.log_dict(sweep.parent_run_id, jobs_manifest(jobs), contract.ARTIFACT_SWEEP_JOBS)
+            log_swept_params(self.client, sweep.parent_run_id, jobs)
+        (sweep_dir / SWEEP_FILE).write_text(json.dumps(asdict(sweep)))
+        for job in jobs:
+            if job.skip_reason:
+                print(f"[sweep] skip {job.label}: {job.skip_reason}", flush=True)
+            elif job.retrain_reason:
+                print(f"[sweep] retrain {job.label}: {job.retrain_reason}", flush=True)
+        let_idle_workers_ignore_stop_signals(self.launcher)
+        outcomes: list[Outcome] = []
+        with stopping.jobs_elsewhere(sweep_dir / STOP_FILE), \
+                SweepProgress(sweep_dir, len(jobs), len(jobs) - len(to_run), f"sweep {sweep.sweep_id}") as progress:
+            units = launches(to_run, sweep_dir, ensemble=self.ensemble, max_size=self.max_ensemble_size,
+                             parallel=parallel_jobs(self.launcher))
+            size = self.max_batch_size or len(units) or 1
+            for start in range(0, len(units), size):
+                outcomes += self._launch(units[start : start + size], start)
+            # The jobs' own records miss those that lost their worker: the bar ends on the sweeper's counts.
+            progress.settle(**outcome_counts(jobs, to_run, outcomes))
+        return outcomes
+
+    def _log_summary(self, jobs: list[Job], to_run: list[Job], outcomes: list[Outcome], sweep: Sweep) -> None:
+        if self.client is None or sweep.parent_run_id is None:
+            return
+        tracking = self.config.tracking
+        try:
+            log_sweep_summary(self.client, self.experiment_id, sweep.parent_run_id, jobs,
+                              outcome_counts(jobs, to_run, outcomes), self.code_identity)
+            print(f"[sweep] parent run {sweep.parent_run_id}: "
+                  f"{ui_url(tracking.uri, self.experiment_id, sweep.parent_run_id)}", flush=True)
+        except StoreError as error:  # the jobs are over: their outcome decides the exit code
+            print(f"[sweep] could not record the summary on the parent run: {error}", file=sys.stderr, flush=True)
+
+    def _end_parent(self, sweep: Sweep, status: str, reason: str | None) -> None:
+        if self.client is None or sweep.parent_run_id is None:
+            return
+        try:
+            if reason is not None:
+                end_orphaned_runs(self.client, self.experiment_id, sweep.parent_run_id,
+                                  reason=f"{reason} (its sweep ended before the job did)",
+                                  stale_after_s=self.config.tracking.stale_after_s)
+                self.client.set_tag(sweep.parent_run_id, contract.TAG_ERROR, reason[:5000])
+            self.client.set_terminated(sweep.parent_run_id, status)
+        except StoreError as error:  # the summary below matters more than the parent's status
+            print(f"[sweep] could not end the parent run {status}: {error}", file=sys.stderr, flush=True)
+
+    def _print_summary(self, jobs: list[Job], to_run: list[Job], outcomes: list[Outcome], failed: list[Outcome]) -> None:
         counts = outcome_counts(jobs, to_run, outcomes)
         same = "same config and code" if self.code_identity else "same config"
-        print(f"[sweep] {sweep.sweep_id}: {len(jobs)} jobs: {counts['skipped']} skipped ({same}), "
+        print(f"[sweep] {self.sweep_run.sweep_id}: {len(jobs)} jobs: {counts['skipped']} skipped ({same}), "
               f"{counts['trained']} trained, {counts['failed']} failed", flush=True)
         for outcome in failed:
             where = f" (job dir {outcome.job_dir})" if outcome.job_dir else ""
             print(f"[sweep] FAILED {outcome.job.label}: {outcome.error}{where}", file=sys.stderr, flush=True)
-        if store_error is not None:
-            print(f"Tracking store error: {store_error}", file=sys.stderr, flush=True)
-            sys.exit(2)
-        if failed:
-            sys.exit(1)
-        return outcomes
 
     def _launch(self, batch: list[Launch], first_index: int) -> list[Outcome]:
         """Launch ``batch`` (job numbers from ``first_index``); a lost worker fails only its launch's jobs."""

@@ -1,0 +1,39 @@
+"""What ``python experiments/train.py --help`` lists for each config group: its options, the YAML files of
+``conf/<group>/`` and, for a group of parts, every registered part (an extension's without a YAML too),
+the default marked ``*``. The help template (conf/hydra/help/forgetlab.yaml) reads them with the resolver
+``${forgetlab.options:<group>}``, so a new option never needs the template edited."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import yaml
+from omegaconf import OmegaConf
+
+RESOLVER = "forgetlab.options"
+INDENT = " " * 18  # where the option lines start in the printed help
+WIDTH = 110
+
+
+def default_choices(conf_dir: Path) -> dict[str, str | None]:
+    """group -> the option the primary config's defaults list chooses (None: none by default)."""
+    defaults = yaml.safe_load((conf_dir / "config.yaml").read_text()).get("defaults", [])
+    return {k: v for entry in defaults if isinstance(entry, dict) for k, v in entry.items()}
+
+
+def options(group: str, conf_dir: Path, parts: list[str] = ()) -> str:
+    """The options of ``group`` as the help shows them: wrapped, the default marked, or '(default: none)'."""
+    names = sorted({p.stem for p in (conf_dir / group).glob("*.yaml")} | set(parts), key=str)
+    default = default_choices(conf_dir).get(group)
+    shown = ", ".join(f"{n}*" if n == default else n for n in names)
+    if default is None:
+        shown += "   (default: none)"
+    lines = textwrap.wrap(shown, WIDTH - len(INDENT), break_long_words=False, break_on_hyphens=False)
+    return f"\n{INDENT}".join(lines)
+
+
+def register_help_resolver(conf_dir: Path, parts_of) -> None:
+    """``${forgetlab.options:<group>}``; ``parts_of(group)`` names the parts registered for a group of parts."""
+    OmegaConf.register_new_resolver(RESOLVER, lambda group: options(group, Path(conf_dir), parts_of(group)),
+                                    replace=True)
