@@ -242,9 +242,10 @@ def main(cfg):
     # ensemble: the sweeper runs them again one at a time.)
     on_eval = MlflowRun.on_eval
 
-    def killed_after_first_point(self, point):
-        on_eval(self, point)
-        if self.run_name.endswith("s1") and point.samples_seen > 0:
+    def killed_after_first_point(self, trainer, points):
+        on_eval(self, trainer, points)
+        point = points.get(self.member)
+        if point is not None and self.run_name.endswith("s1") and point.samples_seen > 0:
             os.kill(os.getpid(), signal.SIGKILL)
 
     MlflowRun.on_eval = killed_after_first_point
