@@ -219,7 +219,7 @@ def test_stream_mode_carries_the_state_and_its_gradient(make):
     (xa, y, mask), (xb, _, _) = make_sequence(seed=1), make_sequence(seed=2)
     stream = make(net, "never")
     stream.learn(xa, y, mask)
-    carried = stream.state.h if isinstance(stream, RTRL) else stream.state.hs[-1]
+    carried = stream.state.h
     np.testing.assert_allclose(carried, net.forward(xa, mask).h[:, :, -1], rtol=1e-12)
     _, g_stream = stream.gradient(xb, y, mask)
     _, g_again = stream.gradient(xb, y, mask)  # gradient() leaves the carried state as it was

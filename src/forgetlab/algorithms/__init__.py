@@ -17,7 +17,7 @@ ALGORITHMS = {
 # name -> the algorithm's own config keys, passed to its constructor besides lr and l2
 ALGORITHM_KEYS = {
     "bptt_truncated": ("h", "h_prime", "reset"),
-    "rtrl": ("update_every", "reset"),
+    "rtrl": ("update_every", "reset", "implementation"),
 }
 
 # Algorithms that learn from one sequence at a time (trainer.batch_size must be 1).

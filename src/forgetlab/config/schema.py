@@ -17,6 +17,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from forgetlab.arrays import BACKENDS, DTYPES
 from forgetlab.algorithms import ALGORITHMS
 from forgetlab.algorithms.recurrent import RESETS
+from forgetlab.algorithms.rtrl import IMPLEMENTATIONS
 from forgetlab.config.constraints import Interval, ListOf, NonBlank, NonNegativeInt, Options, constrain
 from forgetlab.data import EVAL_SPLITS, INPUTS, SCENARIOS, TASK_SEQUENCES
 from forgetlab.networks import NETWORKS
@@ -90,6 +91,9 @@ class RTRLConfig(AlgorithmConfig):
     name: str = field(default="rtrl", metadata=ALGORITHM_NAME)
     update_every: int = field(default=1, metadata=AT_LEAST_1)
     reset: str = field(default="per_sequence", metadata=RESET)
+    # How the gradient is computed (the same numbers to rounding): 'reverse' needs reset=per_sequence,
+    # a rule of validation.validate; 'auto' picks the faster (algorithms/rtrl.py, implementation_for).
+    implementation: str = field(default="auto", metadata=constrain(Options(*IMPLEMENTATIONS)))
 
 
 @dataclass

@@ -114,6 +114,9 @@ def validate(cfg: DictConfig) -> None:
         h, h_prime = algorithm.h, algorithm.h_prime
         if not 1 <= h_prime <= h:
             fail("algorithm.h_prime", h_prime, f"an int in the range [1, algorithm.h={h}] (BPTT(h; h') needs h' <= h)")
+    if algorithm.name == "rtrl" and algorithm.implementation == "reverse" and algorithm.reset != "per_sequence":
+        fail("algorithm.implementation", algorithm.implementation,
+             "'auto' or 'forward' with algorithm.reset='never' (the reverse form's history would grow without bound)")
 
     inputs = TASK_SEQUENCES[task_sequence.name].inputs  # delayed_recall exists only as sequences
     if task_sequence.input not in inputs:
