@@ -11,9 +11,11 @@ O outputs, T steps per sequence (1 for vectors), N_eval test + probe samples:
 - every algorithm: the weights, their gradient and a pending/temporary copy (3 P); the evaluation
   batch's forward pass (MLP: N_eval x every layer's width, twice; RNN: N_eval x (T + 1) x H, twice);
   the data set, about three times (tasks, stages, the per-epoch shuffled copy);
-- RTRL: the sensitivity dh/dW for W = [W_hh | W_xh | b_h], an H x H x (H + I + 1) tensor, and a
+- RTRL, in the form ``algorithms.rtrl.implementation_for`` picks for the config (``form_costs``):
+  forward, the sensitivity dh/dW for W = [W_hh | W_xh | b_h], an H x H x (H + I + 1) tensor, and a
   second one the next step is written into: O(H^3) memory and O(H^4) operations per step
-  (one (H x H) @ (H x H (H + I + 1)) product);
+  (one (H x H) @ (H x H (H + I + 1)) product); reverse, the history of a sequence, T (H^2 + 5 H + I + 1)
+  values, and O(t H (H + I)) operations per update, t the steps back to the sequence's start;
 - per training sample: backprop ~3 forward passes; epochwise BPTT ~3 forward passes over T steps;
   truncated BPTT(h; h') one forward pass plus a backward pass through h steps every h' steps.
 
@@ -36,6 +38,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from forgetlab.algorithms.rtrl import form_costs, implementation_for
 from forgetlab.config import ConfigError
 from forgetlab.data import Scenario, build_task_sequence
 
@@ -116,10 +119,18 @@ def estimate(cfg: DictConfig, data: DataSize) -> Cost:
         forward_ops = 2 * T * (H * (H + I) + O * H)  # one sequence (outputs at every step: an upper bound)
         terms["the evaluation's forward pass"] = N * (T + 1) * H * 2 + N * T * O
         step_ops = 2 * H * (H + I)
+        overhead = T * SECONDS_PER_STEP
         if alg.name == "rtrl":
-            K = H + I + 1
-            terms["RTRL's sensitivity tensors (2 x H x H x (H+I+1))"] = 2 * H * H * K
-            train_ops = forward_ops + T * (2 * H * H * H * K + 2 * H * H * K)  # the GEMM and dE/dW per step
+            n_loss = T if net.loss_at == "all" else min(int(net.get("loss_last_steps", 1)), T)
+            schedule = (H, I, T, n_loss, int(alg.update_every))
+            forward, reverse = form_costs(*schedule)
+            if implementation_for(alg.implementation, alg.reset, *schedule) == "reverse":
+                cost, terms["RTRL's history of a sequence (T x (H^2+5H+I+1))"] = reverse, reverse.values
+            else:
+                cost, terms["RTRL's sensitivity tensors (2 x H x H x (H+I+1))"] = forward, forward.values
+            train_ops = forward_ops
+            # the form's fitted seconds (measured with everything in cache) or its flops at the guard's rate
+            overhead += max(cost.seconds, cost.flops / FLOPS_PER_S)
         elif alg.name == "bptt_truncated":
             h, h_prime = int(alg.h), int(alg.h_prime)
             train_ops = forward_ops + math.ceil(T / h_prime) * min(h, T) * 2 * step_ops
@@ -127,7 +138,6 @@ def estimate(cfg: DictConfig, data: DataSize) -> Cost:
         else:  # epochwise BPTT: the whole sequence forward, then back
             train_ops = 3 * forward_ops
             terms["the BPTT history"] = 4 * T * H
-        overhead = T * SECONDS_PER_STEP
     else:
         sizes = [I * T, *(int(s) for s in net.hidden_sizes), O]
         weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))

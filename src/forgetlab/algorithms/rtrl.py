@@ -141,32 +141,38 @@ class RTRL(OnlineRecurrentAlgorithm):
 
 
 # --- which form: the auto rule ----------------------------------------------------------------
-# Its constants were fitted to both forms' measured time per sequence on the 2-core development
-# machine, one BLAS thread, float64 (benchmarks/rtrl.py --fit; docs/performance.md, "RTRL: forward
-# and reverse"). They only decide which form runs; both give the same gradient.
-GEMM_FLOPS_PER_S = 1.5e10  # forward RTRL's (H x H) @ (H x H K) product
-SMALL_FLOPS_PER_S = 3e9  # the reverse pass's (1 x H) @ (H x H) and (H x t) @ (t x K) products
-SECONDS_PER_CHAIN_STEP = 1.5e-6  # one (1 x H) @ (H x H) product's call, beyond its arithmetic
-SECONDS_PER_PASS = 10e-6  # one reverse pass's fixed cost
+# Seconds of what the two forms do differently, fitted (least squares, relative residuals within 0.39)
+# to both forms' learn() over H = 4..64, T = 8, 28, 64, loss at the last or every step, updates every 1
+# or 4 steps, on the 2-core development machine, one BLAS thread, float64 (benchmarks/rtrl.py --fit;
+# docs/performance.md, "RTRL: forward and reverse"). They decide which form runs, not what it computes.
+FORWARD_SECONDS_PER_STEP = 9e-6  # the sensitivity update's calls, beyond what the reverse step stores
+FORWARD_SECONDS_PER_LOSS_STEP = 12e-6  # the error gradient's calls, beyond the reverse form's c_t
+FORWARD_FLOPS_PER_S = 3.4e10  # the (H x H) @ (H x H K) products
+REVERSE_SECONDS_PER_PASS = 19e-6  # one reverse pass's fixed cost
+REVERSE_SECONDS_PER_PRODUCT = 0.86e-6  # one (1 x H) @ (H x H) product's call
+REVERSE_FLOPS_PER_S = 1.2e10  # the reverse pass's small products
 REVERSE_MAX_VALUES = 2**27  # a history beyond 1 GiB of float64 per member runs forward, unless forward needs more
 
 
 @dataclass(frozen=True)
 class FormCost:
     values: int  # floats a member holds for its gradient (forward: P and its spare; reverse: the history)
+    flops: int  # per sequence and member, in the form's gradient
     seconds: float  # per sequence and member, for what the two forms do differently
 
 
 def form_costs(H: int, I: int, T: int, n_loss_steps: int, update_every: int) -> tuple[FormCost, FormCost]:
-    """(forward, reverse) cost of one sequence of T steps whose last ``n_loss_steps`` steps carry
-    loss (T of them: every step), with update points every ``update_every`` steps."""
+    """(forward, reverse) cost of one sequence of T steps from h_0 = 0 whose last ``n_loss_steps``
+    steps carry loss (T of them: every step), with update points every ``update_every`` steps."""
     K = H + I + 1
-    forward_ops = T * 2 * H * H * H * K + n_loss_steps * 2 * H * H * K
+    forward_flops = T * 2 * H * H * H * K + n_loss_steps * 2 * H * H * K
     products, passes = chain_steps(T, n_loss_steps, update_every)
-    reverse_ops = T * H * H + products * 2 * H * H + (products + passes) * 2 * H * K
-    return (FormCost(2 * H * H * K, forward_ops / GEMM_FLOPS_PER_S),
-            FormCost(history_values(H, I, T), reverse_ops / SMALL_FLOPS_PER_S
-                     + products * SECONDS_PER_CHAIN_STEP + passes * SECONDS_PER_PASS))
+    reverse_flops = T * H * H + products * 2 * H * H + (products + passes) * 2 * H * K
+    forward = FormCost(2 * H * H * K, forward_flops, T * FORWARD_SECONDS_PER_STEP + n_loss_steps
+                       * FORWARD_SECONDS_PER_LOSS_STEP + forward_flops / FORWARD_FLOPS_PER_S)
+    reverse = FormCost(history_values(H, I, T), reverse_flops, passes * REVERSE_SECONDS_PER_PASS + products
+                       * REVERSE_SECONDS_PER_PRODUCT + reverse_flops / REVERSE_FLOPS_PER_S)
+    return forward, reverse
 
 
 def implementation_for(implementation: str, reset: str, H: int, I: int, T: int, n_loss_steps: int,
