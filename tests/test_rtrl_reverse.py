@@ -184,12 +184,13 @@ def test_chain_steps_counts_the_products_the_reverse_passes_make(T_, n_loss, eve
     net = RNN(I, H, O, "tanh", "sigmoid", "mse", "last", min(n_loss, T_), rng=np.random.default_rng(0))
     algorithm = RTRL(net, lr=0.0, update_every=every, implementation="reverse")
     calls = {"products": 0, "passes": 0}
-    window_gradient = algorithm.reverse.window_gradient
-    matmul = net.xp.matmul
+    window_gradient, matmul, dot = algorithm.reverse.window_gradient, net.xp.matmul, np.dot
 
-    def counting_matmul(a, b, **kwargs):
-        calls["products"] += b.shape[-2:] == (H, H) and a.shape[-2] == 1
-        return matmul(a, b, **kwargs)
+    def counting(product):
+        def counted(a, b, **kwargs):
+            calls["products"] += b.shape[-2:] == (H, H) and a.shape[-1] == H and a.size == H
+            return product(a, b, **kwargs)
+        return counted
 
     def counting_window_gradient(state):
         result = window_gradient(state)
@@ -197,7 +198,8 @@ def test_chain_steps_counts_the_products_the_reverse_passes_make(T_, n_loss, eve
         return result
 
     monkeypatch.setattr(algorithm.reverse, "window_gradient", counting_window_gradient)
-    monkeypatch.setattr(net.xp, "matmul", counting_matmul)
+    monkeypatch.setattr(net.xp, "matmul", counting(matmul))
+    monkeypatch.setattr(np, "dot", counting(dot))
     x = np.random.default_rng(0).normal(size=(1, T_, I))
     algorithm.learn(x, np.eye(O)[[1]], np.ones((1, O)))
     products_of_passes = calls["products"] - T_  # net.step's (1, H) @ (H, H) at each step
