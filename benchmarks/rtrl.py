@@ -188,7 +188,7 @@ def time_bptt(codes: dict, batches, repeats: int, hs=(1, 4, 12)) -> dict:
 
 
 def fit(after: Code, repeats: int) -> dict:
-    """Both forms' learn() over a grid; least squares of the per-sequence seconds on the cost model's terms."""
+    """Both forms' learn() over a grid of H, T, loss placements and update periods, and the fit."""
     from forgetlab.algorithms.rtrl import RTRL
     from forgetlab.algorithms.rtrl_reverse import chain_steps
 
@@ -216,24 +216,29 @@ def fit(after: Code, repeats: int) -> dict:
 
 
 def least_squares(rows: list[dict]) -> dict:
-    """Per-form fits of seconds per sequence: forward on [T, n_loss, GEMM flops], reverse on
-    [T, n_loss, passes, products, small flops]; relative residuals, so that small problems count."""
-    out = {}
-    for form in ("forward", "reverse"):
-        subset = [r for r in rows if r["form"] == form]
-        features = []
-        for r in subset:
-            H, T, K = r["H"], r["T"], r["H"] + r["I"] + 1
-            if form == "forward":
-                features.append([T, r["n_loss"], T * 2 * H**3 * K + r["n_loss"] * 2 * H * H * K])
-            else:
-                features.append([T, r["n_loss"], r["passes"], r["products"],
-                                 T * H * H + r["products"] * 2 * H * H + (r["products"] + r["passes"]) * 2 * H * K])
-        A, b = np.array(features, dtype=float), np.array([r["seconds"] for r in subset])
-        coefficients, *_ = np.linalg.lstsq(A / b[:, None], np.ones_like(b), rcond=None)
-        out[form] = {"coefficients": coefficients.tolist(),
-                     "max_relative_error": float(np.max(np.abs(A @ coefficients / b - 1)))}
-    return out
+    """One non-negative least-squares fit of both forms' seconds per sequence (relative residuals, so
+    that small problems count): what both do, per step and per loss step, plus what each does alone,
+    in the terms of ``forgetlab.algorithms.rtrl.form_costs``; and how often the fitted rule picks the
+    form that was measured faster, and what a wrong pick costs."""
+    from scipy.optimize import nnls
+
+    def terms(r):
+        H, T, K, n_loss, products, passes = r["H"], r["T"], r["H"] + r["I"] + 1, r["n_loss"], r["products"], r["passes"]
+        shared = [T, n_loss]
+        if r["form"] == "forward":
+            return [*shared, T, n_loss, T * 2 * H**3 * K + n_loss * 2 * H * H * K, 0, 0, 0]
+        return [*shared, 0, 0, 0, passes, products, T * H * H + products * 2 * H * H + (products + passes) * 2 * H * K]
+
+    A, b = np.array([terms(r) for r in rows], dtype=float), np.array([r["seconds"] for r in rows])
+    c, _ = nnls(A / b[:, None], np.ones_like(b))
+    predicted = A @ c
+    pairs = [(i, i + 1) for i in range(0, len(rows), 2)]  # (forward, reverse) of one problem
+    wrong = [max(b[f], b[r]) / min(b[f], b[r]) for f, r in pairs if (b[r] < b[f]) != (predicted[r] < predicted[f])]
+    names = ["shared seconds per step", "shared seconds per loss step", "FORWARD_SECONDS_PER_STEP",
+             "FORWARD_SECONDS_PER_LOSS_STEP", "1 / FORWARD_FLOPS_PER_S", "REVERSE_SECONDS_PER_PASS",
+             "REVERSE_SECONDS_PER_PRODUCT", "1 / REVERSE_FLOPS_PER_S"]
+    return {"constants": dict(zip(names, c.tolist())), "max_relative_error": float(np.max(np.abs(predicted / b - 1))),
+            "problems": len(pairs), "wrong_picks": len(wrong), "worst_wrong_pick_slowdown": max(wrong, default=1.0)}
 
 
 def main() -> None:
@@ -269,9 +274,12 @@ def main() -> None:
     for name, row in out.get("bptt", {}).items():
         print(f"BPTT {name:<12} {row['us_per_step']:6.1f} us/step  {row['python_calls_per_step']:5.1f} calls/step  "
               f"bit-identical: {row['bit_identical_to_first']}")
-    for form, result in out.get("fit", {}).items():
-        if form != "grid":
-            print(f"fit {form}: coefficients {result['coefficients']}, max relative error {result['max_relative_error']:.2f}")
+    if "fit" in out:
+        fitted = out["fit"]
+        for name, value in fitted["constants"].items():
+            print(f"fit {name:<32} {value:.3g}")
+        print(f"fit: max relative error {fitted['max_relative_error']:.2f}; the rule picks the slower form in "
+              f"{fitted['wrong_picks']} of {fitted['problems']} problems, at worst {fitted['worst_wrong_pick_slowdown']:.2f}x slower")
     if args.json:
         print(json.dumps(out))
 

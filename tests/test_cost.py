@@ -49,8 +49,10 @@ def test_reverse_rtrl_needs_the_history_of_a_sequence_quadratic_in_the_hidden_si
 
 @pytest.mark.parametrize("overrides,form", [
     ([], "reverse"),  # loss at the last step: one reverse pass a sequence
-    (["network.loss_at=all", "network.hidden_size=8"], "forward"),  # a pass at every step, tiny products
-    (["network.loss_at=all", "algorithm.update_every=4", "network.hidden_size=8"], "reverse"),
+    # a pass at every step of 40, and tiny products: forward; four times fewer passes: reverse
+    (["network.loss_at=all", "network.hidden_size=8", "task_sequence=split_mnist1d"], "forward"),
+    (["network.loss_at=all", "network.hidden_size=8", "task_sequence=split_mnist1d", "algorithm.update_every=4"],
+     "reverse"),
     (["algorithm.reset=never"], "forward"),
 ])
 def test_the_guard_estimates_the_form_the_algorithm_runs(compose_cfg, overrides, form):

@@ -141,16 +141,17 @@ class RTRL(OnlineRecurrentAlgorithm):
 
 
 # --- which form: the auto rule ----------------------------------------------------------------
-# Seconds of what the two forms do differently, fitted (least squares, relative residuals within 0.39)
-# to both forms' learn() over H = 4..64, T = 8, 28, 64, loss at the last or every step, updates every 1
-# or 4 steps, on the 2-core development machine, one BLAS thread, float64 (benchmarks/rtrl.py --fit;
-# docs/performance.md, "RTRL: forward and reverse"). They decide which form runs, not what it computes.
-FORWARD_SECONDS_PER_STEP = 9e-6  # the sensitivity update's calls, beyond what the reverse step stores
-FORWARD_SECONDS_PER_LOSS_STEP = 12e-6  # the error gradient's calls, beyond the reverse form's c_t
-FORWARD_FLOPS_PER_S = 3.4e10  # the (H x H) @ (H x H K) products
-REVERSE_SECONDS_PER_PASS = 19e-6  # one reverse pass's fixed cost
-REVERSE_SECONDS_PER_PRODUCT = 0.86e-6  # one (1 x H) @ (H x H) product's call
-REVERSE_FLOPS_PER_S = 1.2e10  # the reverse pass's small products
+# Seconds of what the two forms do differently: one least-squares fit of both forms' learn() over
+# H = 4..64, T = 8, 28, 64, the loss at the last or every step, updates every 1 or 4 steps (45 problems;
+# the rule picks the form measured faster in 44, and the other is 1.05x slower), on the 2-core
+# development machine, one BLAS thread, float64 (benchmarks/rtrl.py --fit; docs/performance.md,
+# "RTRL: forward and reverse"). They decide which form runs, not what it computes.
+FORWARD_SECONDS_PER_STEP = 13e-6  # the sensitivity update's calls, beyond what the reverse step stores
+FORWARD_SECONDS_PER_LOSS_STEP = 16e-6  # the error gradient's calls, beyond the reverse form's c_t
+FORWARD_FLOPS_PER_S = 3.7e10  # the (H x H) @ (H x H K) products
+REVERSE_SECONDS_PER_PASS = 28e-6  # one reverse pass's fixed cost
+REVERSE_SECONDS_PER_PRODUCT = 0.09e-6  # one (1 x H) @ (H x H) product's call, beyond its arithmetic
+REVERSE_FLOPS_PER_S = 1.3e10  # the reverse pass's small products
 REVERSE_MAX_VALUES = 2**27  # a history beyond 1 GiB of float64 per member runs forward, unless forward needs more
 
 
