@@ -204,3 +204,23 @@ def test_chain_steps_counts_the_products_the_reverse_passes_make(T_, n_loss, eve
     algorithm.learn(x, np.eye(O)[[1]], np.ones((1, O)))
     products_of_passes = calls["products"] - T_  # net.step's (1, H) @ (H, H) at each step
     assert (products_of_passes, calls["passes"]) == chain_steps(T_, min(n_loss, T_), every)
+
+
+def test_the_implementation_key_at_auto_keeps_the_config_hash_and_reverse_needs_per_sequence(compose_cfg):
+    from omegaconf import OmegaConf
+
+    from forgetlab.config import ConfigError, validate
+    from forgetlab.tracking.mlflow_run import config_hash
+
+    cfg = compose_cfg("learner=rnn_rtrl")
+    stripped = OmegaConf.to_container(cfg, resolve=True)
+    del stripped["algorithm"]["implementation"]  # a run recorded before the key existed
+    assert config_hash(cfg) == config_hash(OmegaConf.create(stripped))
+    assert config_hash(compose_cfg("learner=rnn_rtrl", "algorithm.implementation=forward")) != config_hash(cfg)
+    validate(compose_cfg("learner=rnn_rtrl", "algorithm.implementation=reverse"))
+    with pytest.raises(ConfigError, match=r"'algorithm.implementation' parameter must be 'auto' or 'forward' with "
+                                          r"algorithm.reset='never'.*Got 'reverse' instead"):
+        validate(compose_cfg("learner=rnn_rtrl", "algorithm.reset=never", "algorithm.implementation=reverse"))
+    with pytest.raises(ConfigError, match=r"'algorithm.implementation' parameter must be one of 'auto', 'forward', "
+                                          r"'reverse'\. Got 'backward' instead"):
+        validate(compose_cfg("learner=rnn_rtrl", "algorithm.implementation=backward"))

@@ -12,6 +12,7 @@ import copy
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -88,9 +89,8 @@ class OnlineState:
     steps_since_update: int = 0
 
 
-@dataclass(frozen=True)
-class StepResult:
-    """What one step of an online recurrent algorithm yields."""
+class StepResult(NamedTuple):
+    """What one step of an online recurrent algorithm yields (a named tuple: made at every step)."""
 
     loss: np.ndarray | None = None  # E_t (S, 1) at a loss step, None elsewhere
     gradient: dict[str, np.ndarray] | None = None  # this step's contribution to dE/dtheta, if any

@@ -149,12 +149,15 @@ class ReverseAccumulation:
         product a step. On NumPy each member's is a gemv of its own (``np.dot``: ~1 us less a call than a
         batched ``matmul`` at H = 32, and the same call whether the member trains alone or not);
         elsewhere (a GPU) one batched product a step."""
+        if first == 0:
+            return
+        steps = slice(first, 0, -1)  # s + 1 = first, ..., 1, and v_s for s = first - 1, ..., 0 below
         if state.by_member is not None:
             dot = np.dot
             for v, B in state.by_member:
-                for s in range(first - 1, -1, -1):
-                    dot(v[s + 1], B[s + 1], out=v[s])
+                for v_next, B_next, v_s in zip(v[steps], B[steps], v[first - 1 :: -1]):
+                    dot(v_next, B_next, out=v_s)
             return
         matmul, v, B = self.network.xp.matmul, state.v, state.B
-        for s in range(first - 1, -1, -1):
-            matmul(v[s + 1], B[s + 1], out=v[s])
+        for v_next, B_next, v_s in zip(v[steps], B[steps], v[first - 1 :: -1]):
+            matmul(v_next, B_next, out=v_s)
