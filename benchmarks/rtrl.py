@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import forgetlab  # noqa: E402, F401  (this checkout's package, imported first)
 
 STUDY = ["learner=credit_assignment/rtrl", "task_sequence=split_mnist", "task_sequence.max_train_per_task=400",
-         "task_sequence.val_size=0.2", "eval.every_samples=200", "tracking.enabled=false"]
+         "task_sequence.val_size=0.2", "eval.every_samples=200", "tracking.enabled=false", "algorithm.lr=0.03"]
 
 
 def _forgetlab_modules() -> dict:
