@@ -62,8 +62,8 @@ class Code:
     def __init__(self, root: Path | None) -> None:
         self.root, self.modules = root, None
         with self.active():
-            config, assembly = importlib.import_module("forgetlab.config"), importlib.import_module("forgetlab.assembly")
-            algorithms, rnn = importlib.import_module("forgetlab.algorithms"), importlib.import_module("forgetlab.networks.rnn")
+            config, assembly, algorithms, rnn = (importlib.import_module(f"forgetlab.{name}") for name in
+                                                 ("config", "assembly", "algorithms", "networks.rnn"))
             self.api = types.SimpleNamespace(compose=config.compose, build_trainer=assembly.build_trainer,
                                              BPTTTruncated=algorithms.BPTTTruncated, RNN=rnn.RNN)
 
@@ -127,7 +127,8 @@ def time_runs(variants: dict, repeats: int) -> dict:
                 chosen = getattr(trainer.algorithm, "implementation_for", lambda T: "forward (before)")(28)
             times[name].append(seconds)
             results[name] = (results[name].accuracy_matrix, weights, chosen)
-            print(f"  {name:<14} {seconds:6.2f} s CPU  ({chosen}; load {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
+            print(f"  {name:<14} {seconds:6.2f} s CPU  ({chosen}; load {os.getloadavg()[0]:.1f})", file=sys.stderr,
+                  flush=True)
     rows = {}
     for name in variants:
         loss_at, variant = name.split("/")
@@ -178,9 +179,10 @@ def time_bptt(codes: dict, batches, repeats: int, hs=(1, 4, 12)) -> dict:
             with code.active():
                 profile.runcall(lambda: [algorithm.learn(*b) for b in batches[:50]])
             calls = pstats.Stats(profile).total_calls / sum(x.shape[-2] for x, _, _ in batches[:50])
+            first = next(iter(weights.values()))
             rows[f"h={h}/{name}"] = {"us_per_step": 1e6 * statistics.median(times[name]) / steps,
                                      "python_calls_per_step": calls,
-                                     "bit_identical_to_first": bool(np.array_equal(weights[name], next(iter(weights.values()))))}
+                                     "bit_identical_to_first": bool(np.array_equal(weights[name], first))}
     return rows
 
 
@@ -279,7 +281,8 @@ def main() -> None:
         for name, value in fitted["constants"].items():
             print(f"fit {name:<32} {value:.3g}")
         print(f"fit: max relative error {fitted['max_relative_error']:.2f}; the rule picks the slower form in "
-              f"{fitted['wrong_picks']} of {fitted['problems']} problems, at worst {fitted['worst_wrong_pick_slowdown']:.2f}x slower")
+              f"{fitted['wrong_picks']} of {fitted['problems']} problems, at worst "
+              f"{fitted['worst_wrong_pick_slowdown']:.2f}x slower")
     if args.json:
         print(json.dumps(out))
 

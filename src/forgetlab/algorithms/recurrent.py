@@ -148,7 +148,8 @@ class OnlineRecurrentAlgorithm(LearningAlgorithm):
     def gradient(self, x, y, mask):
         """Sum of the contributions the algorithm computes over the sequence, the weights held fixed."""
         carried = self.reset == "never" and self.state is not None
-        state = copy.deepcopy(self.state) if carried else self.initial_state(x.shape[-2])  # steps update states in place
+        # steps update states in place: a carried state is copied
+        state = copy.deepcopy(self.state) if carried else self.initial_state(x.shape[-2])
         total: dict[str, np.ndarray] = {n: self.network.xp.zeros_like(p) for n, p in self.network.params.items()}
 
         def accumulate(grads):

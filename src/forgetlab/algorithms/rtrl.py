@@ -79,12 +79,15 @@ class RTRL(OnlineRecurrentAlgorithm):
                              f"reset='per_sequence'; got {implementation!r} with reset={reset!r}")
         self.implementation = implementation
         self.reverse = ReverseAccumulation(network)
+        self._forms: dict[int, str] = {}  # by sequence length
 
     def implementation_for(self, T: int) -> str:
         """The form that runs a sequence of T steps, "forward" or "reverse" (``implementation_for``)."""
-        net = self.network
-        return implementation_for(self.implementation, self.reset, net.n_hidden, net.n_inputs, T,
-                                  len(net.loss_steps(T)), self.update_every)
+        if T not in self._forms:
+            net = self.network
+            self._forms[T] = implementation_for(self.implementation, self.reset, net.n_hidden, net.n_inputs, T,
+                                                len(net.loss_steps(T)), self.update_every)
+        return self._forms[T]
 
     def initial_state(self, steps: int) -> Sensitivity | History:
         if self.implementation_for(steps) == "reverse":

@@ -20,8 +20,8 @@ the B_s = D_s W_s of its own weights, stored when the step ran; the readout's dE
 h_t^T and dE_t/db_y = delta_y_t are delivered at their step, as forward RTRL delivers them.
 
 Cost per update: one (1 x H) @ (H x H) product per step back to the sequence's start, and one
-(H x t) @ (t x K) product for the sum over s; the history holds B, f', u and c of every step
-(T H (H + K + 2) values per member), so it serves sequences that restart from h_0 = 0
+(H x t) @ (t x K) product for the sum over s; the history holds B, u, f', c, v and delta of every step
+(T (H^2 + K + 4 H) values per member), so it serves sequences that restart from h_0 = 0
 (``reset="per_sequence"``); a stream (``reset="never"``) would grow it without bound and keeps the
 forward form. ``backward_through_time`` (recurrent.py) cannot serve here: it runs the whole stretch
 with the weights of the moment, while these steps ran with the weights in force at each of them.
