@@ -146,7 +146,7 @@ class RTRL(OnlineRecurrentAlgorithm):
 # --- which form: the auto rule ----------------------------------------------------------------
 # Seconds of what the two forms do differently: one least-squares fit of both forms' learn() over
 # H = 4..64, T = 8, 28, 64, the loss at the last or every step, updates every 1 or 4 steps (45 problems;
-# the rule picks the form measured faster in 44, and the other is 1.05x slower), on the 2-core
+# the rule picks the form measured faster in 44; in the 45th its pick is 1.05x slower), on the 2-core
 # development machine, one BLAS thread, float64 (benchmarks/rtrl.py --fit; docs/performance.md,
 # "RTRL: forward and reverse"). They decide which form runs, not what it computes.
 FORWARD_SECONDS_PER_STEP = 13e-6  # the sensitivity update's calls, beyond what the reverse step stores
