@@ -181,4 +181,5 @@ NEUTRAL_ADDITIONS: dict[str, object] = {
     "task_sequence.max_train_per_task": 0,
     "backend.name": "numpy",
     "backend.dtype": "float64",
+    "algorithm.implementation": "auto",
 }
