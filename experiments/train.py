@@ -27,15 +27,17 @@ import hydra  # noqa: E402
 from hydra._internal.utils import get_args_parser  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from forgetlab import contract, stopping  # noqa: E402
 from forgetlab.config import ConfigError, check_command_line, register_configs  # noqa: E402
+from forgetlab.divergence import TrainingDiverged  # noqa: E402
 from forgetlab.experiment import (  # noqa: E402
     EnsembleReturn, JobSkipped, JobStopped, MemberFailed, RunContext, RunningElsewhere, run_ensemble, run_experiment,
     run_name,
 )
 from forgetlab.tracking.liveness import process_identity  # noqa: E402
+from forgetlab.tracking.storage import check_directory  # noqa: E402
 from forgetlab.tracking.store import StoreError  # noqa: E402
 from hydra_plugins.forgetlab_sweeper import progress  # noqa: E402
 from hydra_plugins.forgetlab_sweeper.ensembles import ENSEMBLE_ENV, read_ensemble  # noqa: E402
@@ -66,8 +68,11 @@ def main(cfg: DictConfig) -> float | JobSkipped | JobStopped | RunningElsewhere 
             print(f"Invalid config: {error}", file=sys.stderr)
             sys.exit(2)
         except StoreError as error:
-            print(f"Tracking store error: {error}", file=sys.stderr)
+            print(f"{error.label}: {error}", file=sys.stderr)
             sys.exit(2)
+        except TrainingDiverged as error:  # its run ended FAILED with the reason (and the traceback)
+            print(f"Training diverged: {error}", file=sys.stderr)
+            sys.exit(1)
         return final.get(contract.FINAL_ACC) if final else JobSkipped()
 
     console_warnings_only()
@@ -151,14 +156,21 @@ def console_warnings_only() -> None:
 
 
 def check_arguments() -> None:
-    """Exit 2 with forgetlab's message when the command line does not compose (see check_command_line)."""
+    """Exit 2 with forgetlab's message when the command line does not compose (see check_command_line)
+    or its run directory (``hydra.run.dir``, a sweep's ``hydra.sweep.dir``) cannot be written, before
+    Hydra creates it."""
     args = get_args_parser().parse_args()
     if args.help or args.hydra_help or args.shell_completion or args.info:
         return
     try:
-        check_command_line(str(ROOT / "conf"), args.config_name or "config", args.overrides, args.multirun)
+        cfg = check_command_line(str(ROOT / "conf"), args.config_name or "config", args.overrides, args.multirun)
+        key = "hydra.sweep.dir" if args.multirun else "hydra.run.dir"
+        check_directory(Path(OmegaConf.select(cfg, key)), f"run directory ({key})")
     except ConfigError as error:
         print(f"Invalid config: {error}", file=sys.stderr)
+        sys.exit(2)
+    except StoreError as error:
+        print(f"{error.label}: {error}", file=sys.stderr)
         sys.exit(2)
 
 

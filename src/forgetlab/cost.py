@@ -39,6 +39,11 @@ class Cost:
     memory_bytes: float
     seconds: float
     largest_term: str  # what needs the most memory, in words
+    artifact_bytes: float = 0.0  # an upper bound on the run's artifacts on disk (``artifact_bytes``)
+
+
+# The run's figures, tables, config and code diff: ~80 KiB for the default run; a generous bound.
+FILES_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -70,8 +75,7 @@ def data_size(cfg: Config) -> DataSize:
     steps, n_inputs = (seq.shape[0], seq.shape[1]) if len(seq.shape) == 2 else (1, seq.shape[0])
     epochs = 1 if seq.single_pass else cfg.trainer.epochs_per_task
     n_train, n_held_out = sum(seq.n_train), sum(seq.n_held_out)
-    per_task = cfg.eval.probe_per_task
-    n_probe = sum(n if per_task == "all" else min(int(per_task), n) for n in seq.n_train)
+    n_probe = probe_size(seq.n_train, cfg.eval.probe_per_task)
     stages = 1 if ts.joint else len(seq.n_train)
     every = cfg.eval.every_samples
     train_samples = n_train * epochs
@@ -91,7 +95,29 @@ def estimate(cfg: Config, data: DataSize) -> Cost:
     seconds = data.train_samples * (work.ops_per_sample / FLOPS_PER_S + network.seconds_per_sample)
     seconds += data.eval_points * data.eval_samples * network.forward_ops / FLOPS_PER_S
     largest = max(terms, key=terms.get)
-    return Cost(BYTES_PER_VALUE * sum(terms.values()), seconds, largest)
+    return Cost(BYTES_PER_VALUE * sum(terms.values()), seconds, largest, artifact_bytes(cfg, data))
+
+
+def probe_size(n_train: tuple[int, ...], per_task) -> int:
+    """Samples a probe of ``per_task`` samples of every task holds (``"all"``: every sample)."""
+    return sum(n if per_task == "all" else min(int(per_task), n) for n in n_train)
+
+
+def artifact_bytes(cfg: Config, data: DataSize) -> float:
+    """An upper bound on the bytes of the run's artifacts (docs/tracking.md, "Artifacts"): their
+    arrays uncompressed (the sample probe's booleans and float64 losses at every evaluation point,
+    the task curve, and with ``eval.probe_every`` the update probe's rows at the most updates the
+    run can make), plus ``FILES_BYTES``."""
+    seq = sequence_size(json.dumps(asdict(cfg.task_sequence), sort_keys=True), cfg.eval.split)
+    tasks, points = len(seq.n_train), data.eval_points
+    total = points * probe_size(seq.n_train, cfg.eval.probe_per_task) * (1 + 8) + points * tasks * 7 * 8
+    if cfg.eval.probe_every:
+        rows = data.train_samples * data.steps / max(1, data.batch_size) / cfg.eval.probe_every + 1
+        probed = probe_size(seq.n_train, cfg.eval.update_probe_per_task)
+        total += rows * probed * (1 + 4)  # correct (bool), loss (float32)
+        if cfg.eval.interference:  # predicted and measured (float32), step norms, cosines to every task
+            total += rows * (probed * 8 + (tasks + 2) * 8)
+    return total + FILES_BYTES
 
 
 def available_memory() -> int | None:
@@ -139,7 +165,8 @@ def check_cost(cfg: Config, *, available: int | None = None, label: str = "", me
     ``available_memory()``; ``label`` names the run in the warning; ``members``: the config trains as
     one of that many members of an ensemble, which hold their arrays side by side."""
     one = estimate(cfg, data_size(cfg))
-    cost = Cost(memory_bytes=one.memory_bytes * members, seconds=one.seconds, largest_term=one.largest_term)
+    cost = Cost(memory_bytes=one.memory_bytes * members, seconds=one.seconds, largest_term=one.largest_term,
+                artifact_bytes=one.artifact_bytes * members)
     available = available_memory() if available is None else available
     if available is not None and cost.memory_bytes > available:
         key = size_key(cfg)

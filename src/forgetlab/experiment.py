@@ -22,6 +22,7 @@ from forgetlab.divergence import TrainingDiverged
 from forgetlab.server import ui_url
 from forgetlab.tracking.mlflow_run import failure_reason, run_for_config
 from forgetlab.tracking.resume import job_decision
+from forgetlab.tracking.storage import check_artifact_location
 from forgetlab.tracking.store import prepare_store
 from forgetlab.trainer import Callback, EvalPoint, Trainer, TrainingResult
 
@@ -178,9 +179,11 @@ def run_ensemble(cfgs: list[DictConfig | Config], contexts: list[RunContext]
     propagates.
     """
     runs = [validate(cfg) for cfg in cfgs]
-    check_cost(runs[0], members=len(runs))
-    if runs[0].tracking.enabled:
-        prepare_store(runs[0].tracking.uri)  # a store error stops the ensemble before anything is built
+    cost = check_cost(runs[0], members=len(runs))
+    tracking = runs[0].tracking
+    if tracking.enabled:  # a store or storage error stops the ensemble before anything is built
+        prepare_store(tracking.uri)
+        check_artifact_location(tracking.uri, tracking.experiment, tracking.artifact_location, cost.artifact_bytes)
     names = [run_name(run) for run in runs]
     # None for the members to train: their results are filled in below
     results: list = [_already_done(run, context, name) for run, context, name in zip(runs, contexts, names)]

@@ -94,6 +94,8 @@ logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 class StoreError(Exception):
     """A tracking store that cannot be used: the message names it, says why, and what to do."""
 
+    label = "Tracking store error"  # what the entry points print before the message
+
 
 # uri -> (until when, on time.monotonic(), the server is taken as down; the StoreError it raised)
 _unreachable: dict[str, tuple[float, StoreError]] = {}

@@ -73,6 +73,7 @@ from forgetlab.tracking.resume import (
     ORPHAN_WAIT_S, end_orphaned_runs, end_stale_sweeps, is_orphan, nested_runs, newest_finished_run, resume_decision,
     wait_for_runs,
 )
+from forgetlab.tracking.storage import check_artifact_location
 from forgetlab.tracking.store import RetryingClient, StoreError, open_store
 from hydra_plugins.forgetlab_sweeper.config import ResumableSweeperConf  # noqa: F401  (the node of this sweeper)
 from hydra_plugins.forgetlab_sweeper.ensembles import Launch, ensemble_launch, launches, parallel_jobs
@@ -112,6 +113,7 @@ class Job:
     retrain_reason: str | None = None  # it has a FINISHED run, but of other code
     running_reason: str | None = None  # a run of its config and code is RUNNING in another live process
     learner: str | None = None  # the learner preset it chose (conf/learner/)
+    artifact_bytes: float = 0.0  # an upper bound on its run's artifacts (cost.Cost.artifact_bytes)
 
 
 @dataclass
@@ -192,7 +194,7 @@ def compose_jobs(config_loader, master: DictConfig, job_overrides: Sequence[Sequ
             del cfg["hydra"]
         try:
             run = typed(cfg)
-            check_cost(run, label=" ".join(overrides) or "(defaults)")
+            cost = check_cost(run, label=" ".join(overrides) or "(defaults)")
         except ConfigError as error:
             raise ConfigError(f"{error} (job {' '.join(overrides)})") from error
         for key in ("enabled", "uri", "experiment"):
@@ -202,7 +204,8 @@ def compose_jobs(config_loader, master: DictConfig, job_overrides: Sequence[Sequ
                     f"Got {getattr(run.tracking, key)!r} instead of {master.tracking[key]!r} (job {' '.join(overrides)})."
                 )
         hashes = resume_hashes(run)  # the current layout's hash first
-        jobs.append(Job(overrides, run, hashes[0], resume_hashes=hashes, learner=learner))
+        jobs.append(Job(overrides, run, hashes[0], resume_hashes=hashes, learner=learner,
+                        artifact_bytes=cost.artifact_bytes))
     shared = set.intersection(*(set(job.overrides) for job in jobs)) if len(jobs) > 1 else set()
     for job in jobs:
         job.label = " ".join(o for o in job.overrides if o not in shared) or " ".join(job.overrides) or "(defaults)"
@@ -371,7 +374,7 @@ class ResumableSweeper(Sweeper):
         failed = [o for o in outcomes if o.result == "failed"]
         self._print_summary(jobs, to_run, outcomes, failed)
         if store_error is not None:
-            print(f"Tracking store error: {store_error}", file=sys.stderr, flush=True)
+            print(f"{store_error.label}: {store_error}", file=sys.stderr, flush=True)
             sys.exit(2)
         if failed or outcome_counts(jobs, to_run, outcomes)["running"]:
             sys.exit(1)
@@ -402,12 +405,14 @@ class ResumableSweeper(Sweeper):
             self.client = client = open_store(tracking.uri)
             self.experiment_id = get_or_create_experiment(client, tracking.experiment, tracking.artifact_location)
             self._decide(jobs)
+            check_artifact_location(tracking.uri, tracking.experiment, tracking.artifact_location,
+                                    sum(j.artifact_bytes for j in jobs if not (j.skip_reason or j.running_reason)))
             end_stale_sweeps(client, self.experiment_id, stale_after_s=tracking.stale_after_s)
             key = sweep_key(tracking.experiment, jobs, self.code_identity)
             return open_parent(client, self.experiment_id, key, list(self.config.hydra.overrides.task),
                                source_tags(code, entry_point(self.config.paths.root_dir)))
         except StoreError as error:  # nothing has run yet: stop as a bad config does
-            print(f"Tracking store error: {error}", file=sys.stderr, flush=True)
+            print(f"{error.label}: {error}", file=sys.stderr, flush=True)
             sys.exit(2)
 
     def _decide(self, jobs: list[Job]) -> None:
