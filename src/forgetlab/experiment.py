@@ -182,7 +182,7 @@ def run_ensemble(cfgs: list[DictConfig | Config], contexts: list[RunContext]
     cost = check_cost(runs[0], members=len(runs))
     tracking = runs[0].tracking
     if tracking.enabled:  # a store or storage error stops the ensemble before anything is built
-        prepare_store(tracking.uri)
+        prepare_store(tracking.uri, create_dir=tracking.create_store_dir)
         check_artifact_location(tracking.uri, tracking.experiment, tracking.artifact_location, cost.artifact_bytes)
     names = [run_name(run) for run in runs]
     # None for the members to train: their results are filled in below

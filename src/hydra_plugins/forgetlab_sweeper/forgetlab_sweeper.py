@@ -402,7 +402,7 @@ class ResumableSweeper(Sweeper):
         if not tracking.enabled:
             return Sweep(new_sweep_id(), None, process_identity())
         try:
-            self.client = client = open_store(tracking.uri)
+            self.client = client = open_store(tracking.uri, create_dir=tracking.create_store_dir)
             self.experiment_id = get_or_create_experiment(client, tracking.experiment, tracking.artifact_location)
             self._decide(jobs)
             check_artifact_location(tracking.uri, tracking.experiment, tracking.artifact_location,
