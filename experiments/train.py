@@ -71,7 +71,7 @@ def main(cfg: DictConfig) -> float | JobSkipped | JobStopped | RunningElsewhere 
             print(f"{error.label}: {error}", file=sys.stderr)
             sys.exit(2)
         except TrainingDiverged as error:  # its run ended FAILED with the reason (and the traceback)
-            print(f"Training diverged: {error}", file=sys.stderr)
+            print(error, file=sys.stderr)
             sys.exit(1)
         return final.get(contract.FINAL_ACC) if final else JobSkipped()
 

@@ -2,8 +2,10 @@
 
 ``check_cost(cfg)`` runs before any MLflow run is created (single runs, and every job of a sweep
 before the first starts): a run that cannot fit in the memory available now is refused with a
-ConfigError naming the network size; one estimated to take longer than ``guard.max_hours`` gets a
-warning and goes on. ``estimate`` is a pure function of the config and the data's sizes.
+ConfigError naming the network size; so is one estimated to take longer than ``guard.max_hours``
+(raise it to go on: a run far over the limit is nearly always a mistyped size, and a refusal costs
+a re-typed command where a started run costs hours), and one whose ``trainer.batch_size`` exceeds
+a training stage's samples. ``estimate`` is a pure function of the config and the data's sizes.
 
 The network and the algorithm declare their own costs (``Network.cost``, ``LearningAlgorithm.cost``,
 in the vocabulary of ``forgetlab.cost_model``); this module adds what every run holds:
@@ -21,14 +23,14 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from forgetlab.algorithms import ALGORITHMS
 from forgetlab.config import Config
-from forgetlab.constraints import ConfigError
+from forgetlab.constraints import ConfigError, fail
 from forgetlab.cost_model import BYTES_PER_VALUE, FLOPS_PER_S, DataSize
 from forgetlab.data import TASK_SEQUENCES, Scenario, build_task_sequence
 from forgetlab.networks import NETWORKS
@@ -159,11 +161,12 @@ def human_seconds(s: float) -> str:
     return f"{s / 3600:.3g} h" if s >= 3600 else f"{s / 60:.3g} min" if s >= 60 else f"{s:.2g} s"
 
 
-def check_cost(cfg: Config, *, available: int | None = None, label: str = "", members: int = 1) -> Cost:
-    """Refuse (ConfigError) a run whose estimated memory exceeds what is available now; warn on
-    stderr when its estimated time exceeds ``guard.max_hours``. ``available`` defaults to
-    ``available_memory()``; ``label`` names the run in the warning; ``members``: the config trains as
-    one of that many members of an ensemble, which hold their arrays side by side."""
+def check_cost(cfg: Config, *, available: int | None = None, members: int = 1) -> Cost:
+    """Refuse (ConfigError) a run whose estimated memory exceeds what is available now, whose estimated
+    time exceeds ``guard.max_hours``, or whose batch exceeds a training stage (``check_batch_size``).
+    ``available`` defaults to ``available_memory()``; ``members``: the config trains as one of that
+    many members of an ensemble, which hold their arrays side by side. Returns the estimate."""
+    check_batch_size(cfg)
     one = estimate(cfg, data_size(cfg))
     cost = Cost(memory_bytes=one.memory_bytes * members, seconds=one.seconds, largest_term=one.largest_term,
                 artifact_bytes=one.artifact_bytes * members)
@@ -178,8 +181,23 @@ def check_cost(cfg: Config, *, available: int | None = None, label: str = "", me
             f"more than the {human_bytes(available)} available. Got {value!r} instead."
         )
     if cost.seconds > cfg.guard.max_hours * 3600:
-        print(f"Warning: {label + ': ' if label else ''}this run is estimated to train for about "
-              f"{human_seconds(cost.seconds)} ({size_key(cfg)}={getattr(cfg.network, size_key(cfg).split('.', 1)[1])}, "
-              f"algorithm.name={cfg.algorithm.name!r}), longer than guard.max_hours={cfg.guard.max_hours:g}. "
-              "It goes on; raise guard.max_hours to silence this.", file=sys.stderr, flush=True)
+        hours = cost.seconds / 3600
+        raise ConfigError(
+            f"This run is estimated to train for about {human_seconds(cost.seconds)} ({size_key(cfg)}="
+            f"{getattr(cfg.network, size_key(cfg).split('.', 1)[1])}, algorithm.name={cfg.algorithm.name!r}), longer "
+            f"than guard.max_hours={cfg.guard.max_hours:g}. To run it anyway, raise the limit (e.g. "
+            f"guard.max_hours={math.ceil(hours * 3):g}: the estimate may be off by a factor of 3)."
+        )
     return cost
+
+
+def check_batch_size(cfg: Config) -> None:
+    """Refuse (ConfigError) a ``trainer.batch_size`` larger than the training samples of a stage (a
+    task, or the joint stage): every batch would be the whole stage, one update per epoch, while the
+    run records the batch size it was given."""
+    seq = sequence_size(json.dumps(asdict(cfg.task_sequence), sort_keys=True), cfg.eval.split)
+    stages = (sum(seq.n_train),) if cfg.task_sequence.joint else seq.n_train
+    if cfg.trainer.batch_size > min(stages):
+        fail("trainer.batch_size", cfg.trainer.batch_size,
+             f"at most {min(stages)}, the training samples of the smallest training stage of "
+             f"{cfg.task_sequence.name!r} (a larger batch would be the whole stage)")

@@ -122,6 +122,10 @@ class ProgressBar(Callback):
         if self.seen >= self.bar.total and point.boundary:
             self.bar.close()
 
+    def on_train_end(self, trainer: Trainer, results: list[TrainingResult]) -> None:
+        if self.bar is not None:  # a run that diverged ends before its last sample: no bar left behind
+            self.bar.close()
+
 
 def run_experiment(cfg: DictConfig | Config, context: RunContext | None = None) -> dict[str, float] | RunningElsewhere:
     """Validate ``cfg``, train, and (when tracking is enabled) record everything in MLflow: the

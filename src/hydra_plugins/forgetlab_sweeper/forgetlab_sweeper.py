@@ -40,6 +40,7 @@ import copy
 import hashlib
 import json
 import logging
+import os
 import re
 import sys
 from concurrent.futures import BrokenExecutor
@@ -194,7 +195,7 @@ def compose_jobs(config_loader, master: DictConfig, job_overrides: Sequence[Sequ
             del cfg["hydra"]
         try:
             run = typed(cfg)
-            cost = check_cost(run, label=" ".join(overrides) or "(defaults)")
+            cost = check_cost(run)
         except ConfigError as error:
             raise ConfigError(f"{error} (job {' '.join(overrides)})") from error
         for key in ("enabled", "uri", "experiment"):
@@ -488,6 +489,8 @@ class ResumableSweeper(Sweeper):
             elif job.retrain_reason:
                 print(f"[sweep] retrain {job.label}: {job.retrain_reason}", flush=True)
         init_launcher_workers(self.launcher)
+        if (note := parallelism_note(self.launcher)) is not None:
+            print(note, flush=True)
         outcomes: list[Outcome] = []
         with stopping.jobs_elsewhere(sweep_dir / STOP_FILE), \
                 SweepProgress(sweep_dir, len(jobs), len(jobs) - len(to_run), f"sweep {sweep.sweep_id}") as progress:
@@ -647,6 +650,17 @@ def init_launcher_workers(launcher) -> None:
     options = getattr(launcher, "joblib", None)
     if isinstance(options, dict):
         options.setdefault("initializer", stopping.init_worker)
+
+
+def parallelism_note(launcher) -> str | None:
+    """One line for joblib's ``n_jobs`` < 0 (counted back from the CPU count): how many jobs that is
+    here. Accepted, as joblib documents it, but the number depends on the machine."""
+    options = getattr(launcher, "joblib", None)
+    n_jobs = options.get("n_jobs") if isinstance(options, dict) else None
+    if not isinstance(n_jobs, int) or n_jobs >= 0:
+        return None
+    return (f"[sweep] hydra.launcher.n_jobs={n_jobs}: {parallel_jobs(launcher)} jobs at a time on this machine "
+            f"({os.cpu_count()} CPUs; joblib counts negative values back from the CPU count)")
 
 
 def quiet_launcher_log(launcher) -> None:
