@@ -21,9 +21,9 @@ from forgetlab.cost import check_cost
 from forgetlab.divergence import TrainingDiverged
 from forgetlab.server import ui_url
 from forgetlab.tracking.mlflow_run import failure_reason, run_for_config
-from forgetlab.tracking.resume import job_decision
+from forgetlab.tracking.resume import end_dead_runs, job_decision
 from forgetlab.tracking.storage import check_artifact_location
-from forgetlab.tracking.store import prepare_store
+from forgetlab.tracking.store import RetryingClient, StoreError, prepare_store
 from forgetlab.trainer import Callback, EvalPoint, Trainer, TrainingResult
 
 log = logging.getLogger(__name__)
@@ -188,6 +188,9 @@ def run_ensemble(cfgs: list[DictConfig | Config], contexts: list[RunContext]
     if tracking.enabled:  # a store or storage error stops the ensemble before anything is built
         prepare_store(tracking.uri, create_dir=tracking.create_store_dir)
         check_artifact_location(tracking.uri, tracking.experiment, tracking.artifact_location, cost.artifact_bytes)
+        if contexts[0].sweep_id is None:  # a single run: what a lost server or kill -9 left RUNNING ends now
+            for dead in end_dead_runs(RetryingClient(tracking.uri), stale_after_s=tracking.stale_after_s):
+                log.info("ended KILLED run %s (%s): its process is gone", dead.info.run_id, dead.info.run_name)
     names = [run_name(run) for run in runs]
     # None for the members to train: their results are filled in below
     results: list = [_already_done(run, context, name) for run, context, name in zip(runs, contexts, names)]
@@ -215,11 +218,13 @@ def run_ensemble(cfgs: list[DictConfig | Config], contexts: list[RunContext]
             results[m] = _end_member(runs[m], names[m], result, open_runs.get(m, (None, None)))
             open_runs.pop(m, None)
     except BaseException as error:
-        for opened, _ in open_runs.values():  # each ends FAILED, or KILLED on a stop (run_for_config)
+        for m, (opened, _) in open_runs.items():  # each ends FAILED, or KILLED on a stop (run_for_config)
             try:
                 opened.__exit__(type(error), error, error.__traceback__)
-            except Exception:  # the store itself may be the failure: still try to end the others
-                log.exception("could not end a member's run")
+            except StoreError as lost:  # the store itself is the failure: its one line says all (no chain)
+                log.info("[%s] could not end its run: %s", names[m], lost)
+            except Exception:  # still try to end the others
+                log.exception("[%s] could not end its run", names[m])
         raise
     return results
 

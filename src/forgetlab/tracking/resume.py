@@ -11,6 +11,7 @@ and, when it is an orphan of a dead sweep, waited for while its worker ends it (
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from forgetlab import contract, stopping
 from forgetlab.tracking.code_version import code_version as current_code_version
 from forgetlab.tracking.liveness import is_local, is_stale, process_identity
 from forgetlab.tracking.mlflow_run import resume_hashes
-from forgetlab.tracking.store import RetryingClient, open_store
+from forgetlab.tracking.store import RetryingClient, StoreError, open_store
 
 
 # How long a sweep waits for the runs of a dead sweep's workers to end: each notices its parent's
@@ -216,3 +217,50 @@ def newest_finished_run(client: RetryingClient, experiment_id: str, config_hashe
     runs = training_runs(client, experiment_id, config_hashes, clauses, order_by=["attributes.start_time DESC"],
                          max_results=1)
     return max(runs, key=lambda run: run.info.start_time, default=None)
+
+
+# --- runs a lost server, kill -9 or a lost node left RUNNING ---------------------------------------
+
+
+def end_dead_runs(client: RetryingClient, *, stale_after_s: float) -> list[Run]:
+    """End KILLED, in every experiment of the store, the RUNNING forgetlab runs (training runs and
+    sweep parents that record their process) whose process is gone (``liveness.is_stale``): what a
+    lost tracking server, ``kill -9`` or a lost node left RUNNING. Called at the next contact (a
+    sweep, a single run) and by ``python -m forgetlab.server repair``; returns the runs it ended."""
+    experiment_ids = [e.experiment_id for e in client.search_experiments(max_results=1000)]
+    if not experiment_ids:
+        return []
+    running = client.search_runs(experiment_ids, filter_string="attributes.status = 'RUNNING'", max_results=5000)
+    dead = [run for run in running if contract.TAG_KIND in run.data.tags and contract.TAG_PROCESS in run.data.tags
+            and is_stale(run, stale_after_s)]
+    for run in dead:
+        end_killed(client, run.info.run_id,
+                   f"Stale: the process that ran it ({run.data.tags[contract.TAG_PROCESS]}) is gone.")
+    return dead
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m forgetlab.tracking.resume end-dead-runs URI``: ``end_dead_runs`` from the shell."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m forgetlab.tracking.resume",
+                                     description="End KILLED the runs a store holds RUNNING whose process is gone.")
+    parser.add_argument("action", choices=["end-dead-runs"])
+    parser.add_argument("uri", help="the tracking URI")
+    parser.add_argument("--stale-after-s", type=float, default=600.0,
+                        help="a run of another machine is dead when its heartbeat is older than this (default 600)")
+    args = parser.parse_args(argv)
+    try:
+        dead = end_dead_runs(open_store(args.uri, create=False, key="URI"), stale_after_s=args.stale_after_s)
+    except StoreError as error:
+        print(f"{error.label}: {error}", file=sys.stderr)
+        return 2
+    for run in dead:
+        print(f"ended KILLED: run {run.info.run_id} ({run.info.run_name}, experiment {run.info.experiment_id}): "
+              f"its process ({run.data.tags[contract.TAG_PROCESS]}) is gone")
+    print(f"{len(dead)} run(s) left RUNNING by a process that is gone ended KILLED at {args.uri}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -89,6 +89,9 @@ T = TypeVar("T")
 # read-only file) before raising it; the caller gets the error anyway and retries it or reports it in
 # one line.
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+# Likewise urllib3 logs a warning for each of MLflow's HTTP retries to a server that does not answer
+# (three per call, on the console of every job of a sweep); the StoreError says "after 3 retries".
+logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 class StoreError(Exception):
@@ -170,6 +173,11 @@ def with_retries(call: Callable[[], T], uri: str, *, attempts: int = ATTEMPTS,
                     continue
                 raise StoreError(f"The tracking store {shown(uri)} stayed unavailable through {attempts} attempts: "
                                  f"{first_line(error)}") from error
+            refused = re.search(r"error code (401|403)\b", str(error))
+            if refused:
+                raise StoreError(f"The tracking server {shown(uri)} refused the request (HTTP {refused.group(1)}: not "
+                                 "logged in, or not allowed). Give a user of its users file in MLFLOW_TRACKING_USERNAME "
+                                 "and MLFLOW_TRACKING_PASSWORD (docs/scaling.md, \"Authentication\").") from error
             if is_store_failure(error):
                 failure = StoreError(f"The tracking store {shown(uri)} failed: {first_line(error)}. Repeating would not help: "
                                      "check its disk (space, permissions) or server, or point tracking.uri elsewhere.")

@@ -71,8 +71,8 @@ from forgetlab.tracking.mlflow_run import (
     source_tags,
 )
 from forgetlab.tracking.resume import (
-    ORPHAN_WAIT_S, end_orphaned_runs, end_stale_sweeps, is_orphan, nested_runs, newest_finished_run, resume_decision,
-    wait_for_runs,
+    ORPHAN_WAIT_S, end_dead_runs, end_orphaned_runs, end_stale_sweeps, is_orphan, nested_runs, newest_finished_run,
+    resume_decision, wait_for_runs,
 )
 from forgetlab.tracking.storage import check_artifact_location
 from forgetlab.tracking.store import RetryingClient, StoreError, open_store
@@ -81,6 +81,7 @@ from hydra_plugins.forgetlab_sweeper.ensembles import Launch, ensemble_launch, l
 from hydra_plugins.forgetlab_sweeper.progress import SweepProgress
 
 SWEEP_FILE = "forgetlab_sweep.json"
+LOST_STORE = "StoreError: "  # how a job that lost its tracking store failed (``Outcome.error``)
 STOP_FILE = "forgetlab_stop"  # written when a stop signal reaches the sweeper: later jobs create no run
 
 
@@ -262,6 +263,13 @@ def open_parent(client: RetryingClient, experiment_id: str, key: str, overrides:
     return Sweep(sweep_id, parent.info.run_id, me)
 
 
+def report_dead_runs(dead: list) -> None:
+    """One line for the runs ``end_dead_runs`` ended: left RUNNING by a process that is gone."""
+    if dead:
+        print(f"[sweep] ended KILLED {len(dead)} run(s) that a process now gone (a lost server, kill -9, a lost node) "
+              "had left RUNNING", flush=True)
+
+
 def entry_point(root_dir: str) -> str:
     """The script this process runs, relative to the project root when it lies inside it."""
     script = Path(sys.argv[0]).resolve()
@@ -404,6 +412,7 @@ class ResumableSweeper(Sweeper):
             return Sweep(new_sweep_id(), None, process_identity())
         try:
             self.client = client = open_store(tracking.uri, create_dir=tracking.create_store_dir)
+            report_dead_runs(end_dead_runs(client, stale_after_s=tracking.stale_after_s))
             self.experiment_id = get_or_create_experiment(client, tracking.experiment, tracking.artifact_location)
             self._decide(jobs)
             check_artifact_location(tracking.uri, tracking.experiment, tracking.artifact_location,
@@ -540,9 +549,15 @@ class ResumableSweeper(Sweeper):
         running = f", {counts['running']} still RUNNING elsewhere (not done)" if counts["running"] else ""
         print(f"[sweep] {self.sweep_run.sweep_id}: {len(jobs)} jobs: {counts['skipped']} skipped ({same}), "
               f"{counts['trained']} trained, {counts['failed']} failed{running}", flush=True)
+        lost = [o for o in failed if o.error.startswith(LOST_STORE)]
         for outcome in failed:
-            where = f" (job dir {outcome.job_dir})" if outcome.job_dir else ""
-            print(f"[sweep] FAILED {outcome.job.label}: {outcome.error}{where}", file=sys.stderr, flush=True)
+            if outcome not in lost:
+                where = f" (job dir {outcome.job_dir})" if outcome.job_dir else ""
+                print(f"[sweep] FAILED {outcome.job.label}: {outcome.error}{where}", file=sys.stderr, flush=True)
+        if lost:
+            print(f"[sweep] LOST the tracking store: {len(lost)} job(s) failed with it: "
+                  f"{', '.join(o.job.label for o in lost)} ({lost[0].error}). Runs it holds RUNNING end KILLED at "
+                  "the next sweep or run, or by `python -m forgetlab.server repair`.", file=sys.stderr, flush=True)
         elsewhere = [(job.label, job.running_reason) for job in jobs if job.running_reason]
         elsewhere += [(o.job.label, o.error) for o in outcomes if o.result == "running"]
         for label, reason in elsewhere:
