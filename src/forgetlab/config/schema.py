@@ -84,7 +84,7 @@ class PathsConfig:
 
 @dataclass
 class GuardConfig:
-    # A run estimated to train for longer than this gets a warning before it starts (hours).
+    # A run estimated to train for longer than this is refused before it starts (hours): raise it to go on.
     max_hours: float = field(default=1.0, metadata=constrain(POSITIVE))
 
 
