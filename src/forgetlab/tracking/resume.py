@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 
 from forgetlab import contract, stopping
 from forgetlab.tracking.code_version import code_version as current_code_version
@@ -103,7 +104,10 @@ def is_orphan(client: RetryingClient, run: Run) -> bool:
     parent_id = run.data.tags.get(contract.TAG_PARENT_RUN_ID)
     if not parent_id or not is_local(run):
         return False
-    parent = client.get_run(parent_id)
+    try:
+        parent = client.get_run(parent_id)
+    except MlflowException:  # its parent was deleted: nothing says its sweep is gone
+        return False
     if contract.TAG_PROCESS not in parent.data.tags:
         return False
     return parent.info.status != "RUNNING" or is_stale(parent, float("inf"))
