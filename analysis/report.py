@@ -5,7 +5,9 @@
     python analysis/report.py --experiment quickstart --filter "params.task_sequence.scenario = 'class'"
 
 Selects the ``forgetlab.kind=train`` runs of the experiment (optionally of one sweep, and matching an
-MLflow filter string); of several runs with the same ``forgetlab.config_hash`` (a repeated study, a
+MLflow filter string) trained by the current code (``forgetlab.code_version`` equal to the package's
+``contract.package_hash``; ``--code-version VERSION`` another code's, ``--any-code`` every code's: the
+runs of other code left out are counted in a note); of several runs with the same ``forgetlab.config_hash`` (a repeated study, a
 resumed sweep) the newest FINISHED one is used and the others are listed as superseded. Conditions
 are the params that vary across runs (except ``seed``, ``tracking.*``, ``paths.*``); statistics are
 over seeds. Writes ``<out>/report.md``, ``summary.csv`` (one row per condition), ``runs.csv`` (one row
@@ -40,7 +42,8 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from analysis import aggregate, figures, update_resolution  # noqa: E402
 from analysis.load import (  # noqa: E402
-    METRIC_COLUMN_PREFIX, NoRunsError, RunArtifacts, load_artifacts, mark_superseded, search_training_runs, tag_column,
+    METRIC_COLUMN_PREFIX, CodeChoice, NoRunsError, RunArtifacts, add_code_arguments, choose_code, code_version_asked,
+    code_versions_read, load_artifacts, mark_superseded, search_training_runs, tag_column,
 )
 from forgetlab import contract, metrics  # noqa: E402
 from forgetlab.metric_registry import BY_NAME, METRICS, SAMPLE, TASK, of_level  # noqa: E402
@@ -72,6 +75,7 @@ class Report:
     report_run_id: str | None
     seconds: dict[str, float]  # time spent per phase
     figures_note: str = ""  # why there are no figures, when there are none
+    code: CodeChoice | None = None  # which code's runs were read
 
 
 def default_tracking_uri() -> str:
@@ -117,7 +121,11 @@ def build_report(
     workers: int = 8,
     log_to_mlflow: bool = True,
     max_panels: int = MAX_PANELS,
+    code_version: str | None = None,
+    any_code: bool = False,
 ) -> Report:
+    """The report of ``experiment``'s selected runs of code ``code_version`` (default: the current
+    code's; every code's with ``any_code``); see the module doc."""
     import mlflow
 
     # The store must exist already: a report never creates an empty one (StoreError instead).
@@ -128,7 +136,8 @@ def build_report(
         (out / folder).mkdir(parents=True, exist_ok=True)
 
     clock = _Clock()
-    runs = select_runs(client, experiment, sweep_id, filter_string)
+    version = None if any_code else code_version or contract.package_hash()
+    runs, code = select_runs(client, experiment, sweep_id, filter_string, version)
     clock.lap("query")
     artifacts = read_artifacts(client, runs, Path(cache_dir or REPORTS / ".cache"), workers)
     clock.lap("artifacts")
@@ -145,7 +154,7 @@ def build_report(
         log_figures_to_sweep(client, experiment, analysis.runs, filter_string, out / "figures")
         run_id = create_report_run(client, experiment, sweep_id, filter_string, analysis.runs)
     (out / "report.md").write_text(report_markdown(
-        ReportSource(experiment, tracking_uri, sweep_id, filter_string, run_id), analysis, figure_paths, tables, out,
+        ReportSource(experiment, tracking_uri, sweep_id, filter_string, run_id, code), analysis, figure_paths, tables, out,
         update_section, figures_note,
     ))
     if run_id is not None:
@@ -155,14 +164,17 @@ def build_report(
         files += update_resolution.written_files(out) if update_section else []
         log_report_files(client, run_id, out, files)
     clock.lap("writing")
-    return Report(out, analysis.summary, runs_table, figure_paths, run_id, clock.seconds, figures_note)
+    return Report(out, analysis.summary, runs_table, figure_paths, run_id, clock.seconds, figures_note, code)
 
 
-def select_runs(client: MlflowClient, experiment: str, sweep_id: str | None, filter_string: str | None) -> pd.DataFrame:
-    """The selected training runs, each marked ``superseded_by`` (or "") and with its ``problem`` (or "")."""
-    runs = mark_superseded(search_training_runs(client, experiment, sweep_id, filter_string))
+def select_runs(client: MlflowClient, experiment: str, sweep_id: str | None, filter_string: str | None,
+                code_version: str | None = None) -> tuple[pd.DataFrame, CodeChoice]:
+    """The selected training runs of code ``code_version`` (every code's when None), each marked
+    ``superseded_by`` (or "") and with its ``problem`` (or ""), and which code was chosen."""
+    runs, code = choose_code(search_training_runs(client, experiment, sweep_id, filter_string), code_version)
+    runs = mark_superseded(runs)
     runs["problem"] = runs[ERROR].fillna("").astype(str) if ERROR in runs else ""
-    return runs
+    return runs, code
 
 
 def read_artifacts(client: MlflowClient, runs: pd.DataFrame, cache_dir: Path, workers: int) -> dict[str, RunArtifacts]:
@@ -503,6 +515,7 @@ class ReportSource:
     sweep_id: str | None
     filter_string: str | None
     report_run_id: str | None
+    code: CodeChoice | None = None
 
 
 def report_markdown(source: ReportSource, analysis: Analysis, figure_paths: dict[str, Path], tables: dict[str, Path],
@@ -536,9 +549,12 @@ def header_markdown(source: ReportSource, analysis: Analysis) -> list[str]:
         f"- runs: {int(runs['analysed'].sum())} analysed of {len(runs)} found; {len(analysis.summary)} conditions over "
         + (", ".join(f"`{k.removeprefix('params.')}`" for k in analysis.keys) or "no varying param")
         + "; statistics over `seed`",
-        "- code: " + (", ".join(f"`{c[:12]}`" for c in commits) or "unknown"),
+        "- code versions analysed: " + (code_versions_read(analysed, source.code.current) if source.code else "unknown")
+        + "; git commits: " + (", ".join(f"`{c[:12]}`" for c in commits) or "unknown"),
         "",
     ]
+    if source.code is not None and source.code.left_out:
+        lines += [f"**Note: {source.code.note()}**", ""]
     not_analysed = runs[~runs["analysed"]]
     if len(not_analysed):
         lines += [f"**{len(not_analysed)} run(s) not analysed** (listed under *Runs not analysed*).", ""]
@@ -643,6 +659,8 @@ def print_summary(report: Report) -> None:
             print(f"  {r['run_name']} {r['status']} {r['problem'] or ''}")
     if superseded.any():
         print(f"\n{int(superseded.sum())} older run(s) superseded by a newer run of the same config (listed in report.md)")
+    if report.code is not None and report.code.left_out:
+        print("\nNote: " + report.code.note().replace("`", ""))
     print(f"\nReport: {report.out / 'report.md'}  (figures in {report.out / 'figures'})")
     if report.figures_note:
         print(report.figures_note.replace("`", ""))
@@ -664,12 +682,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-mlflow", action="store_true", help="do not log the report as an MLflow run")
     parser.add_argument("--max-panels", type=int, default=MAX_PANELS,
                         help="draw no figures when they would have more panels than this (default %(default)s)")
+    add_code_arguments(parser)
     args = parser.parse_args(argv)
     try:
         report = build_report(
             args.tracking_uri, args.experiment, sweep_id=args.sweep_id, filter_string=args.filter,
             out=args.out, cache_dir=args.cache_dir, workers=args.workers, log_to_mlflow=not args.no_mlflow,
-            max_panels=args.max_panels,
+            max_panels=args.max_panels, code_version=code_version_asked(args), any_code=args.any_code,
         )
     except NoRunsError as error:
         print(f"error: {error}", file=sys.stderr)

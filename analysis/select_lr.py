@@ -3,8 +3,9 @@
     python analysis/select_lr.py --experiment credit_assignment_lr
     python analysis/select_lr.py --experiment credit_assignment_lr --table conf/learner/credit_assignment/lr.csv
 
-Reads the FINISHED training runs of the selection experiment from MLflow (of several runs of one
-config, the newest); refuses (exit code 2) when any of them scored test data: every selection run must
+Reads the FINISHED training runs of the selection experiment from MLflow trained by the current code
+(``--code-version VERSION``: another code's; ``--any-code``: every code's; the runs of other code left
+out are counted in a note), of several runs of one config the newest; refuses (exit code 2) when any of them scored test data: every selection run must
 have ``eval.split=val``. Runs are grouped by the params that vary across them except ``algorithm.lr``
 and ``seed`` (always including the task sequence, scenario, network and algorithm); in each group the
 rate with the highest mean logged ``final/acc`` over seeds, on the validation sets, is chosen (a tie
@@ -28,7 +29,10 @@ if str(ROOT) not in sys.path:  # run as a script: make `analysis` importable
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.load import NoRunsError, mark_superseded, metric_column, search_training_runs, tag_column  # noqa: E402
+from analysis.load import (  # noqa: E402
+    NoRunsError, add_code_arguments, choose_code, code_version_asked, code_versions_read, mark_superseded, metric_column,
+    search_training_runs, tag_column,
+)
 from forgetlab import contract  # noqa: E402
 from forgetlab.tracking.store import StoreError, open_store  # noqa: E402
 
@@ -146,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", required=True, help="the selection sweep's MLflow experiment")
     parser.add_argument("--table", type=Path, help="where to write (default conf/learner/<study>/lr.csv)")
     parser.add_argument("--tracking-uri", help="default $MLFLOW_TRACKING_URI or sqlite:///<project root>/mlflow.db")
+    add_code_arguments(parser)
     args = parser.parse_args(argv)
     import mlflow
 
@@ -155,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     mlflow.set_tracking_uri(uri)
     try:
         client = open_store(uri, create=False, key="--tracking-uri")  # never creates an empty store
-        runs = selection_runs(search_training_runs(client, args.experiment))
+        runs, code = choose_code(search_training_runs(client, args.experiment), code_version_asked(args))
+        runs = selection_runs(runs)
         table = select(runs)
     except NoRunsError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -171,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     write_table(table, path)
     shown = table.drop(columns=["criterion", "lrs_tried"])
     print(shown.to_string(index=False))
-    print(f"\n{len(table)} learning rates from {len(runs)} runs -> {path}")
+    print(f"\n{len(table)} learning rates from {len(runs)} runs of code version(s) "
+          f"{code_versions_read(runs, code.current).replace('`', '')} -> {path}")
+    if code.left_out:
+        print("Note: " + code.note().replace("`", ""))
     return 0
 
 

@@ -27,14 +27,17 @@ import hydra  # noqa: E402
 from hydra._internal.utils import get_args_parser  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from forgetlab import contract, stopping  # noqa: E402
 from forgetlab.config import ConfigError, check_command_line, register_configs  # noqa: E402
+from forgetlab.divergence import TrainingDiverged  # noqa: E402
 from forgetlab.experiment import (  # noqa: E402
-    EnsembleReturn, JobSkipped, JobStopped, MemberFailed, RunContext, run_ensemble, run_experiment, run_name,
+    EnsembleReturn, JobSkipped, JobStopped, MemberFailed, RunContext, RunningElsewhere, run_ensemble, run_experiment,
+    run_name,
 )
 from forgetlab.tracking.liveness import process_identity  # noqa: E402
+from forgetlab.tracking.storage import check_directory  # noqa: E402
 from forgetlab.tracking.store import StoreError  # noqa: E402
 from hydra_plugins.forgetlab_sweeper import progress  # noqa: E402
 from hydra_plugins.forgetlab_sweeper.ensembles import ENSEMBLE_ENV, read_ensemble  # noqa: E402
@@ -45,7 +48,7 @@ SOURCE = Path(__file__).resolve().relative_to(ROOT).as_posix()
 
 
 @hydra.main(version_base="1.3", config_path=str(ROOT / "conf"), config_name="config")
-def main(cfg: DictConfig) -> float | JobSkipped | JobStopped | None:
+def main(cfg: DictConfig) -> float | JobSkipped | JobStopped | RunningElsewhere | None:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     sweep = read_sweep(hc.sweep.dir) if multirun else None
@@ -65,11 +68,17 @@ def main(cfg: DictConfig) -> float | JobSkipped | JobStopped | None:
             print(f"Invalid config: {error}", file=sys.stderr)
             sys.exit(2)
         except StoreError as error:
-            print(f"Tracking store error: {error}", file=sys.stderr)
+            print(f"{error.label}: {error}", file=sys.stderr)
             sys.exit(2)
+        except TrainingDiverged as error:  # its run ended FAILED with the reason (and the traceback)
+            print(error, file=sys.stderr)
+            sys.exit(1)
         return final.get(contract.FINAL_ACC) if final else JobSkipped()
 
     console_warnings_only()
+    if sweep is not None and sweep.process not in ("", process_identity()) \
+            and process_identity(os.getppid()) == sweep.process:
+        stopping.exit_with_parent()  # a process the sweeper started dies with it (joblib's: from its start)
     if os.environ.get(ENSEMBLE_ENV):  # the sweeper grouped jobs into this one (hydra_plugins/…/ensembles.py)
         return ensemble_job(hc.sweep.dir, os.environ[ENSEMBLE_ENV], sweep, context)
     started, outcome = time.monotonic(), {"name": run_name(cfg)}
@@ -87,6 +96,9 @@ def main(cfg: DictConfig) -> float | JobSkipped | JobStopped | None:
         outcome.update(status=progress.FAILED, error=f"{type(error).__name__}: {error}"[:500])
         raise
     else:
+        if isinstance(final, RunningElsewhere):
+            outcome.update(status=progress.RUNNING_ELSEWHERE, error=final.reason)
+            return final
         outcome.update(status=progress.COMPLETED if final else progress.SKIPPED, final=final)
         return final.get(contract.FINAL_ACC) if final else JobSkipped()
     finally:
@@ -122,6 +134,9 @@ def ensemble_job(sweep_dir: str, ensemble_file: str, sweep, context: RunContext)
             if isinstance(result, BaseException):
                 outcome.update(status=progress.FAILED, error=f"{type(result).__name__}: {result}"[:500])
                 returned.append(MemberFailed(outcome["error"]))
+            elif isinstance(result, RunningElsewhere):
+                outcome.update(status=progress.RUNNING_ELSEWHERE, error=result.reason)
+                returned.append(result)
             else:
                 outcome.update(status=progress.COMPLETED if result else progress.SKIPPED, final=result)
                 returned.append(result.get(contract.FINAL_ACC) if result else JobSkipped())
@@ -141,14 +156,21 @@ def console_warnings_only() -> None:
 
 
 def check_arguments() -> None:
-    """Exit 2 with forgetlab's message when the command line does not compose (see check_command_line)."""
+    """Exit 2 with forgetlab's message when the command line does not compose (see check_command_line)
+    or its run directory (``hydra.run.dir``, a sweep's ``hydra.sweep.dir``) cannot be written, before
+    Hydra creates it."""
     args = get_args_parser().parse_args()
     if args.help or args.hydra_help or args.shell_completion or args.info:
         return
     try:
-        check_command_line(str(ROOT / "conf"), args.config_name or "config", args.overrides, args.multirun)
+        cfg = check_command_line(str(ROOT / "conf"), args.config_name or "config", args.overrides, args.multirun)
+        key = "hydra.sweep.dir" if args.multirun else "hydra.run.dir"
+        check_directory(Path(OmegaConf.select(cfg, key)), f"run directory ({key})")
     except ConfigError as error:
         print(f"Invalid config: {error}", file=sys.stderr)
+        sys.exit(2)
+    except StoreError as error:
+        print(f"{error.label}: {error}", file=sys.stderr)
         sys.exit(2)
 
 

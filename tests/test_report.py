@@ -11,6 +11,7 @@ from scipy import stats
 
 from analysis import aggregate
 from analysis import report
+from forgetlab import contract
 
 EXPERIMENT = "reporting"
 FAST = ["trainer.epochs_per_task=1", "eval.every_samples=200", "task_sequence.n_tasks=2"]
@@ -37,13 +38,14 @@ def store(tmp_path_factory):
             run_experiment(_compose(*common, f"seed={seed}", f"task_sequence.joint={joint}"), RunContext(quiet=True))
     client = MlflowClient(uri)
     exp_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
-    failed = client.create_run(exp_id, run_name="diverged-seed7", tags={"forgetlab.kind": "train", "forgetlab.config_hash": "f" * 16})
+    code = {"forgetlab.code_version": contract.package_hash()}  # runs of the current code: the ones a report reads
+    failed = client.create_run(exp_id, run_name="diverged-seed7", tags={"forgetlab.kind": "train", "forgetlab.config_hash": "f" * 16, **code})
     client.log_param(failed.info.run_id, "seed", "7")
     client.set_tag(failed.info.run_id, "forgetlab.error", "FloatingPointError: loss is nan at update 12")
     client.set_terminated(failed.info.run_id, "FAILED")
-    running = client.create_run(exp_id, run_name="still-running", tags={"forgetlab.kind": "train", "forgetlab.config_hash": "e" * 16})
+    running = client.create_run(exp_id, run_name="still-running", tags={"forgetlab.kind": "train", "forgetlab.config_hash": "e" * 16, **code})
     client.log_param(running.info.run_id, "seed", "8")
-    hollow = client.create_run(exp_id, run_name="no-artifacts", tags={"forgetlab.kind": "train", "forgetlab.config_hash": "d" * 16})
+    hollow = client.create_run(exp_id, run_name="no-artifacts", tags={"forgetlab.kind": "train", "forgetlab.config_hash": "d" * 16, **code})
     client.log_param(hollow.info.run_id, "seed", "9")
     client.set_terminated(hollow.info.run_id, "FINISHED")
     return uri, tmp

@@ -103,7 +103,8 @@ def test_a_sweep_killed_mid_job_resumes_without_duplicates(tmp_path):
     second = run_train(*args, f"hydra.sweep.dir={tmp_path}/second")
     assert second.returncode == 0, second.stderr[-3000:]
     assert "[sweep] skip seed=0: FINISHED as run" in second.stdout
-    assert "KILLED (its process is gone): seed=1" in second.stdout
+    # the run of seed=1 and the parent, left RUNNING by the dead processes, are ended first (end_dead_runs)
+    assert "[sweep] ended KILLED 2 run(s) that a process now gone" in second.stdout
     assert "3 jobs: 1 skipped (same config and code), 2 trained, 0 failed" in second.stdout
 
     client, parents, jobs = runs_of(tmp_path, "resume")

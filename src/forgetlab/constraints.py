@@ -108,13 +108,15 @@ class NonNegativeInt(Constraint):
 
 
 class ListOf(Constraint):
-    """A list whose every item satisfies ``item``; ``description`` is what is allowed, in words."""
+    """A list of at least ``min_length`` items, each satisfying ``item``; ``description`` is what is
+    allowed, in words."""
 
-    def __init__(self, item: Constraint, *, description: str) -> None:
-        self.item, self.description = item, description
+    def __init__(self, item: Constraint, *, description: str, min_length: int = 0) -> None:
+        self.item, self.description, self.min_length = item, description, min_length
 
     def is_satisfied_by(self, value: Any) -> bool:
-        return isinstance(value, (list, tuple)) and all(self.item.is_satisfied_by(v) for v in value)
+        return (isinstance(value, (list, tuple)) and len(value) >= self.min_length
+                and all(self.item.is_satisfied_by(v) for v in value))
 
     def __str__(self) -> str:
         return self.description

@@ -8,7 +8,9 @@ so a name is spelled once and writer and reader cannot drift apart.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,23 @@ TAG_CODE_VERSION = "forgetlab.code_version"  # content hash of the package's sou
 TAG_CODE_DIFF = "forgetlab.code_diff"  # hash of the uncommitted changes to the package and conf/ (only when there are any)
 TAG_FULL_NAME = "forgetlab.full_name"  # training runs: the run name spelled out, with the job's overrides
 TAG_LEARNER_LABEL = "forgetlab.learner_label"  # training runs: the learner's display label, e.g. "BPTT(4; 1)"
+
+# The forgetlab package whose source a run's TAG_CODE_VERSION hashes (``package_hash``).
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def package_hash(package_dir: Path = PACKAGE_DIR) -> str:
+    """The value of ``TAG_CODE_VERSION``: the first 16 hex digits of SHA-256 over the relative path and
+    content of every ``*.py`` file of the package. Spelled here, with the tag, so that ``analysis/``
+    tells the current code's runs from others' as training computes it (``tracking.code_version``)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(package_dir).rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
 
 # Config keys that say on which machine a run was stored, not what it is: tags, not params.
 MACHINE_KEYS = ("tracking.uri", "tracking.artifact_location")

@@ -21,8 +21,9 @@ from forgetlab.cost import check_cost
 from forgetlab.divergence import TrainingDiverged
 from forgetlab.server import ui_url
 from forgetlab.tracking.mlflow_run import failure_reason, run_for_config
-from forgetlab.tracking.resume import job_already_done
-from forgetlab.tracking.store import prepare_store
+from forgetlab.tracking.resume import end_dead_runs, job_decision
+from forgetlab.tracking.storage import check_artifact_location
+from forgetlab.tracking.store import RetryingClient, StoreError, prepare_store
 from forgetlab.trainer import Callback, EvalPoint, Trainer, TrainingResult
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,14 @@ class RunContext:
 @dataclass(frozen=True)
 class JobSkipped:
     """Its own resume check, at its start, found its config and code done: it created no run."""
+
+
+@dataclass(frozen=True)
+class RunningElsewhere:
+    """Its own resume check, at its start, found a run of its config and code RUNNING in another live
+    process (and none FINISHED): it created no run, and the job is not done."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -113,13 +122,17 @@ class ProgressBar(Callback):
         if self.seen >= self.bar.total and point.boundary:
             self.bar.close()
 
+    def on_train_end(self, trainer: Trainer, results: list[TrainingResult]) -> None:
+        if self.bar is not None:  # a run that diverged ends before its last sample: no bar left behind
+            self.bar.close()
 
-def run_experiment(cfg: DictConfig | Config, context: RunContext | None = None) -> dict[str, float]:
+
+def run_experiment(cfg: DictConfig | Config, context: RunContext | None = None) -> dict[str, float] | RunningElsewhere:
     """Validate ``cfg``, train, and (when tracking is enabled) record everything in MLflow: the
     ensemble of one (``run_ensemble``), with a progress bar unless ``context.quiet``.
 
     Returns the final metrics; none (an empty dict) when a sweep job finds its config and code
-    already done. A run that raises is ended FAILED (KILLED on Ctrl-C or SIGTERM) in MLflow and the
+    already done; ``RunningElsewhere`` when a sweep job finds them in training in another process. A run that raises is ended FAILED (KILLED on Ctrl-C or SIGTERM) in MLflow and the
     exception propagates; so does the ``TrainingDiverged`` of a diverged run, after its run ended
     FAILED. Progress goes to the log (logger ``forgetlab.experiment``), every line starting with
     ``[<run name>]``; the last ones give the final metrics and, with tracking, the run id and its
@@ -155,25 +168,33 @@ class EnsembleReturn:
     members: tuple
 
 
-def run_ensemble(cfgs: list[DictConfig | Config], contexts: list[RunContext]) -> list[dict[str, float] | TrainingDiverged]:
+def run_ensemble(cfgs: list[DictConfig | Config], contexts: list[RunContext]
+                 ) -> list[dict[str, float] | TrainingDiverged | RunningElsewhere]:
     """``run_experiment`` for configs that differ only in member keys (``assembly.member_keys``),
     trained as the members of one ensemble (``assembly.build_ensemble_trainer``): each member's
     numbers, MLflow run (params, tags, metrics, artifacts, resume identity, name) and log lines are
     those of its config trained alone, ``contexts[m]`` being member m's context.
 
     Returns per member its final metrics; none (an empty dict) for a member whose config and code a
-    sweep job finds already done (it creates no run); the ``TrainingDiverged`` of a member whose
+    sweep job finds already done (it creates no run), ``RunningElsewhere`` for one it finds in
+    training in another live process (no run either); the ``TrainingDiverged`` of a member whose
     training diverged (its run ends FAILED with the reason, the others train on). Anything else that
     raises ends every member's run that has not ended FAILED (KILLED on Ctrl-C or SIGTERM) and
     propagates.
     """
     runs = [validate(cfg) for cfg in cfgs]
-    check_cost(runs[0], members=len(runs))
-    if runs[0].tracking.enabled:
-        prepare_store(runs[0].tracking.uri)  # a store error stops the ensemble before anything is built
+    cost = check_cost(runs[0], members=len(runs))
+    tracking = runs[0].tracking
+    if tracking.enabled:  # a store or storage error stops the ensemble before anything is built
+        prepare_store(tracking.uri, create_dir=tracking.create_store_dir)
+        check_artifact_location(tracking.uri, tracking.experiment, tracking.artifact_location, cost.artifact_bytes)
+        if contexts[0].sweep_id is None:  # a single run: what a lost server or kill -9 left RUNNING ends now
+            for dead in end_dead_runs(RetryingClient(tracking.uri), stale_after_s=tracking.stale_after_s):
+                log.info("ended KILLED run %s (%s): its process is gone", dead.info.run_id, dead.info.run_name)
     names = [run_name(run) for run in runs]
-    results: list[dict[str, float] | TrainingDiverged] = [{} for _ in runs]
-    todo = [m for m in range(len(runs)) if not _already_done(runs[m], contexts[m], names[m])]
+    # None for the members to train: their results are filled in below
+    results: list = [_already_done(run, context, name) for run, context, name in zip(runs, contexts, names)]
+    todo = [m for m, result in enumerate(results) if result is None]
     if not todo:
         return results
     trainer = build_ensemble_trainer([runs[m] for m in todo])
@@ -197,23 +218,31 @@ def run_ensemble(cfgs: list[DictConfig | Config], contexts: list[RunContext]) ->
             results[m] = _end_member(runs[m], names[m], result, open_runs.get(m, (None, None)))
             open_runs.pop(m, None)
     except BaseException as error:
-        for opened, _ in open_runs.values():  # each ends FAILED, or KILLED on a stop (run_for_config)
+        for m, (opened, _) in open_runs.items():  # each ends FAILED, or KILLED on a stop (run_for_config)
             try:
                 opened.__exit__(type(error), error, error.__traceback__)
-            except Exception:  # the store itself may be the failure: still try to end the others
-                log.exception("could not end a member's run")
+            except StoreError as lost:  # the store itself is the failure: its one line says all (no chain)
+                log.info("[%s] could not end its run: %s", names[m], lost)
+            except Exception:  # still try to end the others
+                log.exception("[%s] could not end its run", names[m])
         raise
     return results
 
 
-def _already_done(run: Config, context: RunContext, name: str) -> bool:
-    """Whether a sweep job's own resume check, at its start, finds this config and code done."""
-    reason = None
-    if run.tracking.enabled and context.parent_run_id is not None:
-        reason = job_already_done(run, name)
-    if reason:
-        log.info("[%s] skip: %s", name, reason)
-    return bool(reason)
+def _already_done(run: Config, context: RunContext, name: str) -> dict | RunningElsewhere | None:
+    """A sweep job's own resume check, at its start: no metrics (an empty dict) when it finds this
+    config and code done, ``RunningElsewhere`` when it finds them in training in another live
+    process, else None (to train)."""
+    if not run.tracking.enabled or context.parent_run_id is None:
+        return None
+    decision = job_decision(run, name)
+    if decision.skip:
+        log.info("[%s] skip: %s", name, decision.skip)
+        return {}
+    if decision.running is not None:
+        log.warning("[%s] not trained: %s", name, decision.running_reason)
+        return RunningElsewhere(decision.running_reason)
+    return None
 
 
 def _end_member(run: Config, name: str, result: TrainingResult, opened: tuple) -> dict[str, float] | TrainingDiverged:

@@ -65,6 +65,8 @@ class TrackingConfig:
     resume_ignores_code: bool = False
     # A RUNNING run of another machine counts as dead when its heartbeat is older than this.
     stale_after_s: float = field(default=600.0, metadata=constrain(POSITIVE))
+    # true: a new sqlite store's missing directory is created; false: it is an error (a typo in the URI).
+    create_store_dir: bool = False
 
 
 @dataclass
@@ -82,7 +84,7 @@ class PathsConfig:
 
 @dataclass
 class GuardConfig:
-    # A run estimated to train for longer than this gets a warning before it starts (hours).
+    # A run estimated to train for longer than this is refused before it starts (hours): raise it to go on.
     max_hours: float = field(default=1.0, metadata=constrain(POSITIVE))
 
 

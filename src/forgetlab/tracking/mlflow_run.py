@@ -31,7 +31,8 @@ from forgetlab.contract import NEUTRAL_ADDITIONS, flat_config, flatten
 from forgetlab.tracking import run_figures
 from forgetlab.tracking.code_version import CodeVersion, code_version
 from forgetlab.tracking.liveness import Heartbeat, beat_value, process_identity
-from forgetlab.tracking.store import RetryingClient, open_store
+from forgetlab.tracking.storage import log_artifacts
+from forgetlab.tracking.store import RetryingClient, StoreError, open_store
 from forgetlab.trainer import Callback, EvalPoint, Trainer, TrainingResult
 from forgetlab.update_probe import RECORD as UPDATE_PROBE_RECORD
 
@@ -131,7 +132,7 @@ class MlflowRun(Callback):
         # The first heartbeat is a tag of the new run, not a call of its own.
         tags = {**tags, contract.TAG_PROCESS: process_identity(), contract.TAG_HEARTBEAT: beat_value()}
         run = client.create_run(experiment_id, run_name=run_name, tags=tags)
-        self.run_id = run.info.run_id
+        self.run_id, self.artifact_uri = run.info.run_id, run.info.artifact_uri
         items = [Param(k, v) for k, v in params.items()]
         for i in range(0, len(items), 100):
             client.log_batch(self.run_id, params=items[i : i + 100])
@@ -181,7 +182,7 @@ class MlflowRun(Callback):
             write_eval_artifacts(result, root)
             write_figures(result, self.run_name, root)
             write_table(accuracy_table(result), root / contract.ARTIFACT_ACCURACY_TABLE)
-            self.client.log_artifacts(self.run_id, str(root))
+            log_artifacts(self.client, self.run_id, self.artifact_uri, root)  # all or nothing (tracking/storage.py)
         # The tag that makes the UI show the table, as MlflowClient.log_table sets it on a new run,
         # once the table is stored: log_table would upload it on its own and read the whole run back.
         table_tag = json.dumps([{"path": contract.ARTIFACT_ACCURACY_TABLE, "type": "table"}])
@@ -201,10 +202,13 @@ class MlflowRun(Callback):
         tb = "".join(traceback.format_exception(error))
         try:
             self.client.set_tag(self.run_id, contract.TAG_ERROR, reason)
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / contract.ARTIFACT_TRACEBACK
-                path.write_text(tb)
-                self.client.log_artifact(self.run_id, str(path))
+            try:  # the failure may be the artifact disk itself: the run still ends FAILED with its reason
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = Path(tmp) / contract.ARTIFACT_TRACEBACK
+                    path.write_text(tb)
+                    self.client.log_artifact(self.run_id, str(path))
+            except (OSError, StoreError) as error:
+                log.warning("[%s] could not store its traceback: %s", self.run_name, error)
         finally:
             status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
             self.client.set_terminated(self.run_id, status)

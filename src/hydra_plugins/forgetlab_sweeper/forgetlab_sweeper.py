@@ -12,7 +12,9 @@ launching process and before any job starts:
    with a FINISHED run of the same config and code is skipped (one line each;
    ``tracking.resume=false`` trains it again, ``tracking.resume_ignores_code=true`` skips it
    whatever code trained it), a RUNNING run whose process is gone is marked KILLED and its job
-   trained again, a run that is still alive elsewhere is left to finish;
+   trained again; a run still alive elsewhere is waited for when its own sweep is dead (its worker
+   ends it within seconds), else left to finish, its job reported "still RUNNING elsewhere" and not
+   counted done;
 4. opens the parent run: the same sweep (same experiment, job hashes and code) re-run after an
    interruption reuses its parent and sweep id, so the resumed jobs nest beside the earlier ones.
    The parent's params are the swept keys with their values.
@@ -38,6 +40,7 @@ import copy
 import hashlib
 import json
 import logging
+import os
 import re
 import sys
 from concurrent.futures import BrokenExecutor
@@ -59,7 +62,7 @@ from mlflow.entities import Metric, Param
 from forgetlab import contract, stopping
 from forgetlab.config import Config, ConfigError, check_targets, explain_composition_error, typed
 from forgetlab.cost import check_cost
-from forgetlab.experiment import EnsembleReturn, JobSkipped, JobStopped, MemberFailed
+from forgetlab.experiment import EnsembleReturn, JobSkipped, JobStopped, MemberFailed, RunningElsewhere
 from forgetlab.server import ui_url
 from forgetlab.tracking.code_version import code_version
 from forgetlab.tracking.liveness import Heartbeat, beat_value, process_identity
@@ -68,14 +71,17 @@ from forgetlab.tracking.mlflow_run import (
     source_tags,
 )
 from forgetlab.tracking.resume import (
-    end_orphaned_runs, end_stale_sweeps, nested_runs, newest_finished_run, resume_decision,
+    ORPHAN_WAIT_S, end_dead_runs, end_orphaned_runs, end_stale_sweeps, is_orphan, nested_runs, newest_finished_run,
+    resume_decision, wait_for_runs,
 )
+from forgetlab.tracking.storage import check_artifact_location
 from forgetlab.tracking.store import RetryingClient, StoreError, open_store
 from hydra_plugins.forgetlab_sweeper.config import ResumableSweeperConf  # noqa: F401  (the node of this sweeper)
 from hydra_plugins.forgetlab_sweeper.ensembles import Launch, ensemble_launch, launches, parallel_jobs
 from hydra_plugins.forgetlab_sweeper.progress import SweepProgress
 
 SWEEP_FILE = "forgetlab_sweep.json"
+LOST_STORE = "StoreError: "  # how a job that lost its tracking store failed (``Outcome.error``)
 STOP_FILE = "forgetlab_stop"  # written when a stop signal reaches the sweeper: later jobs create no run
 
 
@@ -107,13 +113,15 @@ class Job:
     # Every hash a run of this config may carry (runs recorded before a config layout change carry an older one).
     resume_hashes: tuple[str, ...] = ()
     retrain_reason: str | None = None  # it has a FINISHED run, but of other code
+    running_reason: str | None = None  # a run of its config and code is RUNNING in another live process
     learner: str | None = None  # the learner preset it chose (conf/learner/)
+    artifact_bytes: float = 0.0  # an upper bound on its run's artifacts (cost.Cost.artifact_bytes)
 
 
 @dataclass
 class Outcome:
     job: Job
-    result: str  # "trained", "skipped" or "failed"
+    result: str  # "trained", "skipped", "failed" or "running" (elsewhere: not done)
     error: str = ""
     job_dir: str | None = None
 
@@ -188,7 +196,7 @@ def compose_jobs(config_loader, master: DictConfig, job_overrides: Sequence[Sequ
             del cfg["hydra"]
         try:
             run = typed(cfg)
-            check_cost(run, label=" ".join(overrides) or "(defaults)")
+            cost = check_cost(run)
         except ConfigError as error:
             raise ConfigError(f"{error} (job {' '.join(overrides)})") from error
         for key in ("enabled", "uri", "experiment"):
@@ -198,7 +206,8 @@ def compose_jobs(config_loader, master: DictConfig, job_overrides: Sequence[Sequ
                     f"Got {getattr(run.tracking, key)!r} instead of {master.tracking[key]!r} (job {' '.join(overrides)})."
                 )
         hashes = resume_hashes(run)  # the current layout's hash first
-        jobs.append(Job(overrides, run, hashes[0], resume_hashes=hashes, learner=learner))
+        jobs.append(Job(overrides, run, hashes[0], resume_hashes=hashes, learner=learner,
+                        artifact_bytes=cost.artifact_bytes))
     shared = set.intersection(*(set(job.overrides) for job in jobs)) if len(jobs) > 1 else set()
     for job in jobs:
         job.label = " ".join(o for o in job.overrides if o not in shared) or " ".join(job.overrides) or "(defaults)"
@@ -252,6 +261,13 @@ def open_parent(client: RetryingClient, experiment_id: str, key: str, overrides:
         },
     )
     return Sweep(sweep_id, parent.info.run_id, me)
+
+
+def report_dead_runs(dead: list) -> None:
+    """One line for the runs ``end_dead_runs`` ended: left RUNNING by a process that is gone."""
+    if dead:
+        print(f"[sweep] ended KILLED {len(dead)} run(s) that a process now gone (a lost server, kill -9, a lost node) "
+              "had left RUNNING", flush=True)
 
 
 def entry_point(root_dir: str) -> str:
@@ -362,14 +378,14 @@ class ResumableSweeper(Sweeper):
         code = code_version(Path(self.config.paths.root_dir) / "conf")
         self.code_identity = None if self.config.tracking.resume_ignores_code else code.code_hash
         self.sweep_run = sweep = self._open_parent(jobs, code)
-        to_run = [job for job in jobs if job.skip_reason is None]
+        to_run = [job for job in jobs if job.skip_reason is None and job.running_reason is None]
         outcomes, store_error = self._run_and_end_parent(jobs, to_run, sweep, sweep_dir, code)
         failed = [o for o in outcomes if o.result == "failed"]
         self._print_summary(jobs, to_run, outcomes, failed)
         if store_error is not None:
-            print(f"Tracking store error: {store_error}", file=sys.stderr, flush=True)
+            print(f"{store_error.label}: {store_error}", file=sys.stderr, flush=True)
             sys.exit(2)
-        if failed:
+        if failed or outcome_counts(jobs, to_run, outcomes)["running"]:
             sys.exit(1)
         return outcomes
 
@@ -395,22 +411,46 @@ class ResumableSweeper(Sweeper):
         if not tracking.enabled:
             return Sweep(new_sweep_id(), None, process_identity())
         try:
-            self.client = client = open_store(tracking.uri)
+            self.client = client = open_store(tracking.uri, create_dir=tracking.create_store_dir)
+            report_dead_runs(end_dead_runs(client, stale_after_s=tracking.stale_after_s))
             self.experiment_id = get_or_create_experiment(client, tracking.experiment, tracking.artifact_location)
-            for job in jobs:
-                decision = resume_decision(
-                    client, self.experiment_id, job.resume_hashes or (job.config_hash,),
-                    code_version=self.code_identity, resume=tracking.resume,
-                    stale_after_s=tracking.stale_after_s, label=job.label,
-                )
-                job.skip_reason, job.retrain_reason = decision.skip, decision.retrain
+            self._decide(jobs)
+            check_artifact_location(tracking.uri, tracking.experiment, tracking.artifact_location,
+                                    sum(j.artifact_bytes for j in jobs if not (j.skip_reason or j.running_reason)))
             end_stale_sweeps(client, self.experiment_id, stale_after_s=tracking.stale_after_s)
             key = sweep_key(tracking.experiment, jobs, self.code_identity)
             return open_parent(client, self.experiment_id, key, list(self.config.hydra.overrides.task),
                                source_tags(code, entry_point(self.config.paths.root_dir)))
         except StoreError as error:  # nothing has run yet: stop as a bad config does
-            print(f"Tracking store error: {error}", file=sys.stderr, flush=True)
+            print(f"{error.label}: {error}", file=sys.stderr, flush=True)
             sys.exit(2)
+
+    def _decide(self, jobs: list[Job]) -> None:
+        """Each job's resume decision (module doc, step 3). Runs of its config and code RUNNING for a
+        sweep whose process died are waited for (at most ``ORPHAN_WAIT_S``) while their workers end
+        them, then decided again: a job is done only by a FINISHED run."""
+        tracking = self.config.tracking
+
+        def decide(job: Job):
+            decision = resume_decision(
+                self.client, self.experiment_id, job.resume_hashes or (job.config_hash,),
+                code_version=self.code_identity, resume=tracking.resume,
+                stale_after_s=tracking.stale_after_s, label=job.label,
+            )
+            job.skip_reason, job.retrain_reason, job.running_reason = (decision.skip, decision.retrain,
+                                                                       decision.running_reason)
+            return decision.running
+
+        running = {job.label: run for job in jobs if (run := decide(job)) is not None}
+        orphans = [run for run in running.values() if is_orphan(self.client, run)]
+        if not orphans:
+            return
+        print(f"[sweep] waiting (at most {ORPHAN_WAIT_S:.0f} s) for {len(orphans)} run(s) of a sweep whose process "
+              "died: their workers end them", flush=True)
+        wait_for_runs(self.client, orphans, timeout_s=ORPHAN_WAIT_S)
+        for job in jobs:
+            if job.label in running:
+                decide(job)
 
     def _run_and_end_parent(self, jobs: list[Job], to_run: list[Job], sweep: Sweep, sweep_dir: Path, code
                             ) -> tuple[list[Outcome], StoreError | None]:
@@ -424,8 +464,8 @@ class ResumableSweeper(Sweeper):
         quiet_launcher_log(self.launcher)
         try:
             outcomes = self._run_jobs(jobs, to_run, sweep, sweep_dir, code)
-            status = "FAILED" if any(o.result == "failed" for o in outcomes) else "FINISHED"
-            self._log_summary(jobs, to_run, outcomes, sweep)
+            summary = self._log_summary(jobs, to_run, outcomes, sweep)
+            status, reason = final_status(jobs, outcome_counts(jobs, to_run, outcomes), summary)
         except KeyboardInterrupt as stop:
             status, reason = "KILLED", failure_reason(stop)
             print(f"[sweep] {sweep.sweep_id} stopped: {reason}. Re-run the same command to resume: "
@@ -453,9 +493,13 @@ class ResumableSweeper(Sweeper):
         for job in jobs:
             if job.skip_reason:
                 print(f"[sweep] skip {job.label}: {job.skip_reason}", flush=True)
+            elif job.running_reason:
+                print(f"[sweep] not trained {job.label}: {job.running_reason}", flush=True)
             elif job.retrain_reason:
                 print(f"[sweep] retrain {job.label}: {job.retrain_reason}", flush=True)
-        let_idle_workers_ignore_stop_signals(self.launcher)
+        init_launcher_workers(self.launcher)
+        if (note := parallelism_note(self.launcher)) is not None:
+            print(note, flush=True)
         outcomes: list[Outcome] = []
         with stopping.jobs_elsewhere(sweep_dir / STOP_FILE), \
                 SweepProgress(sweep_dir, len(jobs), len(jobs) - len(to_run), f"sweep {sweep.sweep_id}") as progress:
@@ -465,20 +509,26 @@ class ResumableSweeper(Sweeper):
             for start in range(0, len(units), size):
                 outcomes += self._launch(units[start : start + size], start)
             # The jobs' own records miss those that lost their worker: the bar ends on the sweeper's counts.
-            progress.settle(**outcome_counts(jobs, to_run, outcomes))
+            counts = outcome_counts(jobs, to_run, outcomes)  # the bar counts a job running elsewhere as skipped
+            progress.settle(skipped=counts["skipped"] + counts["running"], trained=counts["trained"],
+                            failed=counts["failed"])
         return outcomes
 
-    def _log_summary(self, jobs: list[Job], to_run: list[Job], outcomes: list[Outcome], sweep: Sweep) -> None:
+    def _log_summary(self, jobs: list[Job], to_run: list[Job], outcomes: list[Outcome], sweep: Sweep
+                     ) -> dict[str, float] | None:
+        """The parent's summary metrics (``log_sweep_summary``), None without them."""
         if self.client is None or sweep.parent_run_id is None:
-            return
+            return None
         tracking = self.config.tracking
         try:
-            log_sweep_summary(self.client, self.experiment_id, sweep.parent_run_id, jobs,
-                              outcome_counts(jobs, to_run, outcomes), self.code_identity)
+            summary = log_sweep_summary(self.client, self.experiment_id, sweep.parent_run_id, jobs,
+                                        outcome_counts(jobs, to_run, outcomes), self.code_identity)
             print(f"[sweep] parent run {sweep.parent_run_id}: "
                   f"{ui_url(tracking.uri, self.experiment_id, sweep.parent_run_id)}", flush=True)
+            return summary
         except StoreError as error:  # the jobs are over: their outcome decides the exit code
             print(f"[sweep] could not record the summary on the parent run: {error}", file=sys.stderr, flush=True)
+            return None
 
     def _end_parent(self, sweep: Sweep, status: str, reason: str | None) -> None:
         if self.client is None or sweep.parent_run_id is None:
@@ -496,11 +546,23 @@ class ResumableSweeper(Sweeper):
     def _print_summary(self, jobs: list[Job], to_run: list[Job], outcomes: list[Outcome], failed: list[Outcome]) -> None:
         counts = outcome_counts(jobs, to_run, outcomes)
         same = "same config and code" if self.code_identity else "same config"
+        running = f", {counts['running']} still RUNNING elsewhere (not done)" if counts["running"] else ""
         print(f"[sweep] {self.sweep_run.sweep_id}: {len(jobs)} jobs: {counts['skipped']} skipped ({same}), "
-              f"{counts['trained']} trained, {counts['failed']} failed", flush=True)
+              f"{counts['trained']} trained, {counts['failed']} failed{running}", flush=True)
+        lost = [o for o in failed if o.error.startswith(LOST_STORE)]
         for outcome in failed:
-            where = f" (job dir {outcome.job_dir})" if outcome.job_dir else ""
-            print(f"[sweep] FAILED {outcome.job.label}: {outcome.error}{where}", file=sys.stderr, flush=True)
+            if outcome not in lost:
+                where = f" (job dir {outcome.job_dir})" if outcome.job_dir else ""
+                print(f"[sweep] FAILED {outcome.job.label}: {outcome.error}{where}", file=sys.stderr, flush=True)
+        if lost:
+            print(f"[sweep] LOST the tracking store: {len(lost)} job(s) failed with it: "
+                  f"{', '.join(o.job.label for o in lost)} ({lost[0].error}). Runs it holds RUNNING end KILLED at "
+                  "the next sweep or run, or by `python -m forgetlab.server repair`.", file=sys.stderr, flush=True)
+        elsewhere = [(job.label, job.running_reason) for job in jobs if job.running_reason]
+        elsewhere += [(o.job.label, o.error) for o in outcomes if o.result == "running"]
+        for label, reason in elsewhere:
+            print(f"[sweep] NOT DONE {label}: {reason}; re-run the same command once it has ended",
+                  file=sys.stderr, flush=True)
 
     def _launch(self, batch: list[Launch], first_index: int) -> list[Outcome]:
         """Launch ``batch`` (job numbers from ``first_index``); a lost worker fails only its launch's jobs."""
@@ -549,13 +611,28 @@ class ResumableSweeper(Sweeper):
 
 
 def outcome_counts(jobs: list[Job], to_run: list[Job], outcomes: list[Outcome]) -> dict[str, int]:
-    """The sweep's ``skipped``/``trained``/``failed`` counts, as its summary line, progress bar and
-    parent metrics give them: skipped before launch or found done by the job itself."""
+    """The sweep's ``skipped``/``trained``/``failed``/``running`` counts, as its summary line, progress
+    bar and parent metrics give them: skipped before launch or found done by the job itself; running:
+    trained by another live process (found before launch or by the job itself), not done."""
+    running_before = sum(job.running_reason is not None for job in jobs)
     return {
-        "skipped": len(jobs) - len(to_run) + sum(o.result == "skipped" for o in outcomes),
+        "skipped": len(jobs) - len(to_run) - running_before + sum(o.result == "skipped" for o in outcomes),
         "trained": sum(o.result == "trained" for o in outcomes),
         "failed": sum(o.result == "failed" for o in outcomes),
+        "running": running_before + sum(o.result == "running" for o in outcomes),
     }
+
+
+def final_status(jobs: list[Job], counts: dict[str, int], summary: dict[str, float] | None) -> tuple[str, str | None]:
+    """The parent's status and reason: FINISHED only when no job failed and every job has a FINISHED
+    run of this code (the summary's ``sweep/jobs_finished``; without a summary, the counts)."""
+    if counts["failed"]:
+        return "FAILED", None
+    finished = summary[contract.METRIC_SWEEP_FINISHED] if summary else len(jobs) - counts["running"]
+    if finished >= len(jobs):
+        return "FINISHED", None
+    elsewhere = f", {counts['running']} of them still RUNNING in other processes" if counts["running"] else ""
+    return "FAILED", f"{len(jobs) - int(finished)} of {len(jobs)} jobs have no FINISHED run{elsewhere}"
 
 
 def outcomes_of(unit: Launch, result: JobReturn) -> list[Outcome]:
@@ -572,6 +649,8 @@ def outcomes_of(unit: Launch, result: JobReturn) -> list[Outcome]:
     for job, member in zip(unit.jobs, members):
         if isinstance(member, JobSkipped):
             outcomes.append(Outcome(job, "skipped"))
+        elif isinstance(member, RunningElsewhere):
+            outcomes.append(Outcome(job, "running", member.reason, where))
         elif isinstance(member, MemberFailed):
             outcomes.append(Outcome(job, "failed", member.reason, where))
         else:
@@ -579,12 +658,24 @@ def outcomes_of(unit: Launch, result: JobReturn) -> list[Outcome]:
     return outcomes
 
 
-def let_idle_workers_ignore_stop_signals(launcher) -> None:
+def init_launcher_workers(launcher) -> None:
     """Make Hydra's joblib launcher start its workers ignoring SIGINT and SIGTERM (a job installs
-    its own handler): an idle worker that died of the signal would make loky SIGKILL the others."""
+    its own handler: an idle worker that died of the signal would make loky SIGKILL the others) and
+    watching this process, so that they die with it (``stopping.init_worker``)."""
     options = getattr(launcher, "joblib", None)
     if isinstance(options, dict):
-        options.setdefault("initializer", stopping.ignore_stop_signals)
+        options.setdefault("initializer", stopping.init_worker)
+
+
+def parallelism_note(launcher) -> str | None:
+    """One line for joblib's ``n_jobs`` < 0 (counted back from the CPU count): how many jobs that is
+    here. Accepted, as joblib documents it, but the number depends on the machine."""
+    options = getattr(launcher, "joblib", None)
+    n_jobs = options.get("n_jobs") if isinstance(options, dict) else None
+    if not isinstance(n_jobs, int) or n_jobs >= 0:
+        return None
+    return (f"[sweep] hydra.launcher.n_jobs={n_jobs}: {parallel_jobs(launcher)} jobs at a time on this machine "
+            f"({os.cpu_count()} CPUs; joblib counts negative values back from the CPU count)")
 
 
 def quiet_launcher_log(launcher) -> None:

@@ -21,6 +21,7 @@ from tqdm import tqdm
 JOBS_DIR = "forgetlab_jobs"
 POLL_SECONDS = 0.5
 COMPLETED, FAILED, SKIPPED = "completed", "failed", "skipped"  # SKIPPED: done meanwhile by another sweep
+RUNNING_ELSEWHERE = "running elsewhere"  # another live process trains its config: not done, not trained here
 
 
 def record_job(sweep_dir: str | Path, job_num: int, outcome: dict[str, Any]) -> None:
@@ -39,7 +40,9 @@ def job_line(job_num: int, outcome: dict[str, Any]) -> str:
     if status == FAILED:
         return f"{name} FAILED {where}: {outcome.get('error', '')}"
     if status == SKIPPED:
-        return f"{name} skipped {where}: trained, or in training, elsewhere meanwhile (see its train.log)"
+        return f"{name} skipped {where}: trained elsewhere meanwhile (see its train.log)"
+    if status == RUNNING_ELSEWHERE:
+        return f"{name} not trained {where}: {outcome.get('error', '')}"
     final = " ".join(f"{k}={v:.4f}" for k, v in outcome.get("final", {}).items())
     return f"{name} {final} {where}"
 
