@@ -20,7 +20,7 @@ from forgetlab.config import Config, validate
 from forgetlab.cost import check_cost
 from forgetlab.divergence import TrainingDiverged
 from forgetlab.server import ui_url
-from forgetlab.tracking.mlflow_run import failure_reason, run_for_config
+from forgetlab.tracking.mlflow_run import failure_reason, open_experiment, run_for_config
 from forgetlab.tracking.resume import job_already_done
 from forgetlab.tracking.store import prepare_store
 from forgetlab.trainer import Callback, EvalPoint, Trainer, TrainingResult
@@ -186,9 +186,11 @@ def run_ensemble(cfgs: list[DictConfig | Config], contexts: list[RunContext]) ->
     open_runs: dict[int, tuple] = {}  # member -> (its run_for_config context, its MlflowRun), until it has ended
     try:
         if runs[todo[0]].tracking.enabled:
+            experiment = open_experiment(runs[todo[0]])  # the members' store and experiment are the same
             for k, m in enumerate(todo):
                 opened = run_for_config(runs[m], names[m], full_run_name(runs[m], contexts[m].overrides), contexts[m],
-                                        member=k, learner_label=ALGORITHMS[runs[m].algorithm.name].label(runs[m]))
+                                        member=k, learner_label=ALGORITHMS[runs[m].algorithm.name].label(runs[m]),
+                                        experiment=experiment)
                 open_runs[m] = (opened, opened.__enter__())
                 trainer.callbacks.append(open_runs[m][1])
         with redirect:
