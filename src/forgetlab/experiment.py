@@ -5,6 +5,7 @@ This is the entry of a run: the composed ``DictConfig`` becomes the typed ``Conf
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from contextlib import nullcontext
@@ -193,6 +194,7 @@ def run_ensemble(cfgs: list[DictConfig | Config], contexts: list[RunContext]) ->
                                         experiment=experiment)
                 open_runs[m] = (opened, opened.__enter__())
                 trainer.callbacks.append(open_runs[m][1])
+        collect_from_training_on()
         with redirect:
             trained = trainer.run()
         for m, result in zip(todo, trained):
@@ -206,6 +208,22 @@ def run_ensemble(cfgs: list[DictConfig | Config], contexts: list[RunContext]) ->
                 log.exception("could not end a member's run")
         raise
     return results
+
+
+_start_up_frozen = False
+
+
+def collect_from_training_on() -> None:
+    """Freeze, once per process, what start-up made (``gc.freeze``: the modules, configs and data
+    that live as long as the process; the cyclic collector never scans them again), and turn the
+    collector on, which an entry point may have turned off for its start-up (experiments/train.py).
+    Training itself makes no reference cycles (a default run triggers no collection), so from here
+    collections are rare and cheap: they scan only what the runs make (docs/performance.md)."""
+    global _start_up_frozen
+    if not _start_up_frozen:
+        gc.freeze()
+        _start_up_frozen = True
+    gc.enable()
 
 
 def _already_done(run: Config, context: RunContext, name: str) -> bool:

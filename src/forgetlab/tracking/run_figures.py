@@ -196,9 +196,11 @@ def add_figures(client: RetryingClient, run: Run) -> bool:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
-            for path in (contract.ARTIFACT_TASK_CURVE, contract.ARTIFACT_SAMPLE_PROBE):
-                repository.download_artifacts(path, str(root))
-            curves = RunCurves.read(root)
+            local = getattr(repository, "artifact_dir", None)  # a local artifact store: read in place
+            if local is None:
+                for path in (contract.ARTIFACT_TASK_CURVE, contract.ARTIFACT_SAMPLE_PROBE):
+                    repository.download_artifacts(path, str(root))
+            curves = RunCurves.read(Path(local) if local is not None else root)
             (root / contract.FIGURES_DIR).mkdir()
             task_accuracy_figure(curves, title, root / contract.ARTIFACT_TASK_ACCURACY_FIGURE)
             accuracy_matrix_figure(curves, title, root / contract.ARTIFACT_ACCURACY_MATRIX_FIGURE)
