@@ -8,15 +8,19 @@ trainer.epochs_per_task=2 task_sequence.scenario=class``), into a temporary sqli
 already exists (as a sweep's parent leaves it). The child is the script itself, run by ``runpy``
 after a few functions were wrapped to add up their CPU time (``time.process_time``):
 
-- start-up: from the interpreter's start until ``main`` runs (imports, Hydra's composition);
+- start-up: from the interpreter's start until ``main`` runs (the imports);
+- data: building the task sequence (``build_task_sequence``: reading and splitting the data,
+  scikit-learn's import for the digits);
 - training and evaluation: ``Trainer.run`` less what the tracking callback spends inside it;
 - tracking: the run's MLflow calls (``run_for_config``, the callback, ``finish``);
-- figures: drawing the run's two figures once it has ended (``run_figures.add_sweep_figures``);
+- figures: drawing the run's two figures once it has ended (``run_figures.add_sweep_figures``): a
+  single run does it; a sweep's jobs leave it to the sweep's parent;
 - exit: from the end of ``main`` until the process is gone (the parent's ``RUSAGE_CHILDREN``);
 - garbage collection: the cyclic collector's time (``gc.callbacks``), part of the phases above.
 
-"Outside training and evaluation" is the total less training and evaluation. Medians of
-``--repeats`` fresh processes; the load average is printed.
+"Outside training and evaluation" is the total less training and evaluation; "... without the
+figures" also less the figures (what a sweep's job pays). Medians of ``--repeats`` fresh
+processes; the load average is printed.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ import gc, json, os, sys, time
 t_start = time.process_time()
 sys.argv = sys.argv[1:]  # experiments/train.py and its overrides, as if it had been started
 report = os.environ["FORGETLAB_JOB_REPORT"]
-phases = {"training_and_evaluation": 0.0, "tracking": 0.0, "figures": 0.0, "garbage_collection": 0.0}
+phases = {"training_and_evaluation": 0.0, "tracking": 0.0, "figures": 0.0, "garbage_collection": 0.0,
+          "data": 0.0}
 inside_training = [0.0]
 collection_started = [0.0]
 
@@ -91,6 +96,10 @@ timed(mlflow_run, "open_experiment", "tracking")
 timed(experiment, "open_experiment", "tracking")
 timed(run_figures, "add_sweep_figures", "figures")
 timed(train, "add_sweep_figures", "figures")
+import forgetlab.assembly as assembly
+import forgetlab.cost as cost
+for module in (assembly, cost):  # each imported it by name
+    timed(module, "build_task_sequence", "data")
 phase_of_main(train)
 train.stopping.handle_stop_signals()
 train.check_arguments()
@@ -121,6 +130,7 @@ def run_job(overrides: list[str], store: str, tmp: Path) -> dict:
     row = {
         "total": total,
         "start_up": phases["start_up"],
+        "data": phases["data"],
         "training_and_evaluation": phases["training_and_evaluation"],
         "tracking": phases["tracking"],
         "figures": phases["figures"],
@@ -129,6 +139,7 @@ def run_job(overrides: list[str], store: str, tmp: Path) -> dict:
     }
     row["other"] = total - sum(v for k, v in row.items() if k != "total" and "(" not in k)
     row["outside_training_and_evaluation"] = total - row["training_and_evaluation"]
+    row["outside_training_and_evaluation_without_the_figures"] = row["outside_training_and_evaluation"] - row["figures"]
     return row
 
 

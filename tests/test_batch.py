@@ -85,11 +85,27 @@ def test_other_stores_get_mlflows_log_batch_within_its_limits():
             assert len(params) <= 100 and len(tags) <= 100 and len(metrics) + len(params) + len(tags) <= 1000
             calls.append((len(metrics), len(params), len(tags)))
 
+        def set_terminated(self, run_id, status):
+            calls.append(status)
+
     batch.log_batch(Client(), "r", metrics=[Metric("m", 1.0, 1, s) for s in range(1500)],
-                    params=[Param(f"p{i}", "v") for i in range(150)])
-    assert calls == [(900, 100, 0), (600, 50, 0)]
+                    params=[Param(f"p{i}", "v") for i in range(150)], end_status="FINISHED")
+    assert calls == [(900, 100, 0), (600, 50, 0), "FINISHED"]
 
 
 def test_a_run_that_does_not_exist_is_not_found(client):
     with pytest.raises(MlflowException, match="not found"):
         batch.log_batch(client, "0" * 32, metrics=[Metric("m", 1.0, 1, 0)])
+
+
+def test_a_run_ended_in_the_batch_is_ended_as_set_terminated_ends_it(client):
+    experiment = client.create_experiment("e")
+    ours, theirs = (client.create_run(experiment, run_name="r").info.run_id for _ in range(2))
+    batch.log_batch(client, ours, metrics=[Metric("m", 1.0, 1, 0)], end_status="FAILED")
+    client.log_batch(theirs, metrics=[Metric("m", 1.0, 1, 0)])
+    client.set_terminated(theirs, "FAILED")
+    mine, reference = client.get_run(ours).info, client.get_run(theirs).info
+    assert (mine.status, mine.lifecycle_stage) == (reference.status, reference.lifecycle_stage) == ("FAILED", "active")
+    assert abs(mine.end_time - reference.end_time) < 60_000
+    finished = client.search_runs([experiment], "attributes.status = 'FAILED'")
+    assert {r.info.run_id for r in finished} == {ours, theirs}

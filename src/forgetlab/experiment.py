@@ -9,7 +9,7 @@ import gc
 import logging
 import sys
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -245,7 +245,7 @@ def _end_member(run: Config, name: str, result: TrainingResult, opened: tuple) -
             mlflow_run.fail(result.error)
         outcome = result.error
     else:
-        yaml = OmegaConf.to_yaml(OmegaConf.structured(run))
+        yaml = OmegaConf.to_yaml(asdict(run))  # as OmegaConf.structured(run) gives it, in half the time
         outcome = mlflow_run.finish(result, yaml) if mlflow_run else contract.final_metrics(result.accuracy_matrix)
         log.info("[%s] %s", name, format_final(outcome))
     if mlflow_run is not None:

@@ -1,4 +1,4 @@
-"""A run's params, tags and metrics sent to its store in one call: ``log_batch``.
+"""A run's params, tags and metrics (and at its end its status) sent to its store in one call: ``log_batch``.
 
 On a tracking server, or a database other than sqlite, this is MLflow's ``log_batch`` (split at its
 limits of 1000 metrics and 100 params or tags per call). On a local sqlite store, the usual one,
@@ -21,10 +21,11 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import sqlalchemy
-from mlflow.entities import LifecycleStage, Metric, Param, RunTag
+from mlflow.entities import LifecycleStage, Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+from mlflow.utils.time import get_current_time_millis
 from mlflow.utils.validation import MAX_ENTITIES_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH, _validate_batch_log_data
 
 from forgetlab.tracking.store import RetryingClient, with_retries
@@ -41,20 +42,22 @@ UPSERT_LATEST = (
     "(latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)"
 )
 INSERT_PARAMS = "INSERT INTO params (key, value, run_uuid) VALUES (?, ?, ?)"
+END_RUN = "UPDATE runs SET status = ?, end_time = ? WHERE run_uuid = ?"
 UPSERT_TAGS = ("INSERT INTO tags (key, value, run_uuid) VALUES (?, ?, ?) "
                "ON CONFLICT (key, run_uuid) DO UPDATE SET value = excluded.value")
 
 
 def log_batch(client: RetryingClient, run_id: str, *, metrics: Sequence[Metric] = (),
-              params: Sequence[Param] = (), tags: Sequence[RunTag] = ()) -> None:
-    """Send ``metrics``, ``params`` and ``tags`` of ``run_id``: one transaction on a local sqlite
-    store, MLflow's ``log_batch`` elsewhere."""
-    if not (metrics or params or tags):
+              params: Sequence[Param] = (), tags: Sequence[RunTag] = (), end_status: str | None = None) -> None:
+    """Send ``metrics``, ``params`` and ``tags`` of ``run_id`` and, with ``end_status``, end the run
+    in that status (``FINISHED``, ``FAILED``, ``KILLED``: what ``MlflowClient.set_terminated`` does,
+    the end time now): one transaction on a local sqlite store, MLflow's calls elsewhere."""
+    if not (metrics or params or tags or end_status):
         return
     store = sqlite_store(client)
     if store is not None and not any(tag.key == MLFLOW_RUN_NAME for tag in tags):
         try:
-            with_retries(lambda: _write(store, run_id, metrics, params, tags), client.tracking_uri)
+            with_retries(lambda: _write(store, run_id, metrics, params, tags, end_status), client.tracking_uri)
             return
         except MlflowException as error:
             if not isinstance(error.__cause__, sqlalchemy.exc.IntegrityError):
@@ -62,6 +65,8 @@ def log_batch(client: RetryingClient, run_id: str, *, metrics: Sequence[Metric] 
             # a param logged before (the only unique key inserted, not upserted): MLflow decides
     
     _mlflow_log_batch(client, run_id, list(metrics), list(params), list(tags))
+    if end_status is not None:
+        client.set_terminated(run_id, end_status)
 
 
 def sqlite_store(client: RetryingClient) -> Any:
@@ -87,7 +92,7 @@ def _mlflow_log_batch(client: RetryingClient, run_id: str, metrics: list[Metric]
 
 
 def _write(store: Any, run_id: str, metrics: Sequence[Metric], params: Sequence[Param],
-           tags: Sequence[RunTag]) -> None:
+           tags: Sequence[RunTag], end_status: str | None) -> None:
     metrics, params, tags = _validate_batch_log_data(metrics, params, tags)
     rows, seen = [], set()
     for metric in metrics:
@@ -115,6 +120,9 @@ def _write(store: Any, run_id: str, metrics: Sequence[Metric], params: Sequence[
         if rows:
             connection.exec_driver_sql(INSERT_METRICS, rows)
             connection.exec_driver_sql(UPSERT_LATEST, list(latest.values()))
+        if end_status is not None:
+            connection.exec_driver_sql(END_RUN, (RunStatus.to_string(RunStatus.from_string(end_status)),
+                                                 get_current_time_millis(), run_id))
 
 
 def artifact_repository(client: RetryingClient, artifact_uri: str) -> Any:

@@ -155,9 +155,9 @@ class MlflowRun(Callback):
         # Wall-clock time of the evaluation, so MLflow's "Wall time" and "Relative time" axes mean something.
         step, ts = point.samples_seen, now_ms()
         m = self._buffer
-        for j, (acc, loss) in enumerate(zip(point.accuracy, point.loss)):
-            m.append(Metric(contract.metric_task_accuracy(j), float(acc), ts, step))
-            m.append(Metric(contract.metric_task_loss(j), float(loss), ts, step))
+        for j, (acc, loss) in enumerate(zip(point.accuracy.tolist(), point.loss.tolist())):
+            m.append(Metric(contract.metric_task_accuracy(j), acc, ts, step))
+            m.append(Metric(contract.metric_task_loss(j), loss, ts, step))
         if point.tasks_trained:
             seen = float(np.mean(point.accuracy[: point.tasks_trained]))
             m.append(Metric(contract.METRIC_SEEN_ACCURACY, seen, ts, step))
@@ -167,19 +167,21 @@ class MlflowRun(Callback):
         if self._flushed_at is None or time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
             self.flush()
 
-    def flush(self, tags: dict[str, str] | None = None) -> None:
-        """Send what is buffered (the params, until they are sent), with ``tags``: one batch."""
+    def flush(self, tags: dict[str, str] | None = None, end_status: str | None = None) -> None:
+        """Send what is buffered (the params, until they are sent), with ``tags``, and end the run
+        with ``end_status`` when given: one batch."""
         log_batch(self.client, self.run_id, metrics=self._buffer, params=self._params,
-                  tags=[RunTag(k, v) for k, v in (tags or {}).items()])
+                  tags=[RunTag(k, v) for k, v in (tags or {}).items()], end_status=end_status)
         self._buffer, self._params = [], []
         self._flushed_at = time.monotonic()
 
     # --- end of run -------------------------------------------------------------------------
 
     def finish(self, result: TrainingResult, resolved_config_yaml: str) -> dict[str, float]:
-        """End the run FINISHED: its artifacts in one upload, then the final metrics with the rest of
-        the buffer and the tag that shows the accuracy table (as ``MlflowClient.log_table`` sets it,
-        once the table is stored: ``log_table`` would upload it on its own and read the run back)."""
+        """End the run FINISHED: its artifacts in one upload, then one batch with the final metrics,
+        the rest of the buffer, the tag that shows the accuracy table (as ``MlflowClient.log_table``
+        sets it, once the table is stored: ``log_table`` would upload it on its own and read the run
+        back) and the end."""
         final = contract.final_metrics(result.accuracy_matrix)
         step = result.points[-1].samples_seen
         self._buffer += [Metric(k, v, now_ms(), step) for k, v in final.items()]
@@ -190,9 +192,8 @@ class MlflowRun(Callback):
             write_table(accuracy_table(result), root / contract.ARTIFACT_ACCURACY_TABLE)
             self.upload(root)
         table_tag = json.dumps([{"path": contract.ARTIFACT_ACCURACY_TABLE, "type": "table"}])
-        self.flush(tags={MLFLOW_LOGGED_ARTIFACTS: table_tag})
         self.heartbeat.stop()
-        self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
+        self.flush(tags={MLFLOW_LOGGED_ARTIFACTS: table_tag}, end_status=RunStatus.to_string(RunStatus.FINISHED))
         return final
 
     def upload(self, root: Path) -> None:
