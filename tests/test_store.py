@@ -118,6 +118,25 @@ def test_a_run_with_a_store_in_a_missing_directory_stops_in_one_line(tmp_path):
     assert proc.returncode == 0 and (tmp_path / "typo" / "x.db").exists(), proc.stderr[-3000:]
 
 
+def test_a_process_checks_a_store_once_and_again_once_the_file_is_replaced(store, monkeypatch):
+    from forgetlab.tracking import store as store_module
+
+    path, uri = store
+    prepare_store(uri)
+    checks = []
+    inspect = store_module.inspect_sqlite
+    monkeypatch.setattr(store_module, "inspect_sqlite", lambda db: checks.append(db) or inspect(db))
+    prepare_store(uri)
+    assert checks == []  # the run, its members and its resume check open the store it prepared
+    shutil.copyfile(path, path.with_name("copy.db"))
+    os.replace(path.with_name("copy.db"), path)  # another file now (a restored backup, a new store)
+    prepare_store(uri)
+    assert len(checks) == 1
+    path.unlink()
+    with pytest.raises(StoreError, match="does not exist"):
+        prepare_store(uri, create=False)
+
+
 def test_the_command_make_ui_runs_first_prepares_a_store_or_exits_2(tmp_path, capsys):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     assert main(["prepare", uri]) == 0 and state(uri).kind == "healthy"
@@ -579,3 +598,21 @@ def test_a_tracking_server_that_dies_mid_sweep_fails_the_jobs_quickly_and_the_su
     # Each call to the dead server waits ~7 s through MLflow's retries; after the first, the process
     # does not ask it again (store.UNREACHABLE_HOLD_S): 3 jobs end in ~10 s instead of ~75 s.
     assert elapsed < 45, elapsed
+
+
+def test_a_process_walks_mlflows_migration_scripts_once(tmp_path):
+    """Reading the head schema revision executes MLflow's ~70 migration scripts; the store check
+    and MLflow's own check when its client opens the store share one walk."""
+    code = (
+        "import alembic.script.base as base, sys\n"
+        "walks = []\n"
+        "original = base.ScriptDirectory.from_config\n"
+        "base.ScriptDirectory.from_config = classmethod(lambda cls, *a, **k: walks.append(1) or original(*a, **k))\n"
+        "from forgetlab.tracking.store import open_store\n"
+        f"open_store(sys.argv[1]).search_experiments()\n"
+        "print(len(walks))\n"
+    )
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    prepare_store(uri)  # an existing store, as a job finds it
+    walked = subprocess.run([sys.executable, "-c", code, uri], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert walked.stdout.strip() == "1", walked.stderr[-2000:]

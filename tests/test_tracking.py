@@ -121,16 +121,19 @@ def test_an_exception_ends_the_run_failed_with_its_reason(tmp_path, sqlite_uri, 
 
 
 def _metric_calls(monkeypatch) -> list[int]:
-    """Spy on MlflowClient.log_batch: the number of metrics of every call that sends metrics."""
-    calls: list[int] = []
-    original = MlflowClient.log_batch
+    """Spy on the run's store writes (``tracking.batch.log_batch``): the number of metrics of every
+    call that sends metrics."""
+    from forgetlab.tracking import batch, mlflow_run
 
-    def spy(self, run_id, metrics=(), *args, **kwargs):
+    calls: list[int] = []
+    original = batch.log_batch
+
+    def spy(client, run_id, *, metrics=(), **kwargs):
         if metrics:
             calls.append(len(metrics))
-        return original(self, run_id, metrics, *args, **kwargs)
+        return original(client, run_id, metrics=metrics, **kwargs)
 
-    monkeypatch.setattr(MlflowClient, "log_batch", spy)
+    monkeypatch.setattr(mlflow_run, "log_batch", spy)
     return calls
 
 
@@ -165,8 +168,9 @@ def test_every_metric_point_reaches_the_store_however_it_is_batched(compose_cfg,
     last = int(points["samples_seen"].iloc[-1])
     for key in ("final/acc", "final/bwt", "final/fwt", "final/forgetting"):
         assert [step for step, _ in history(key)] == [last]
-    if flush_seconds:  # a run shorter than the flush interval: all of it at the end, in one call
-        assert len(calls) == 1
+    if flush_seconds:  # a run shorter than the flush interval: the first point (with the params), the rest at the end
+        assert len(calls) == 2
+        assert calls[0] == 2 * len(curve["task"].unique()) + 1  # acc/task_j, loss/task_j, updates
     else:  # the store follows the run while it trains
         assert len(calls) > 1
 
@@ -225,3 +229,43 @@ def test_mlflow_telemetry_is_off_unless_asked_for():
     user_choice = subprocess.run([sys.executable, "-c", "import forgetlab, os; print(os.environ['MLFLOW_DISABLE_TELEMETRY'])"],
                                  capture_output=True, text=True, env={**env, "MLFLOW_DISABLE_TELEMETRY": "false"}, timeout=120)
     assert user_choice.stdout.strip() == "false"
+
+
+def test_the_params_and_the_first_point_are_stored_before_training_goes_on(compose_cfg, sqlite_uri, monkeypatch):
+    """What a run killed -9 leaves: everything up to the last flush, the first evaluation point's
+    flush carrying the params (docs/tracking.md, "Metrics")."""
+    from forgetlab.experiment import RunContext, run_experiment
+    from forgetlab.tracking.mlflow_run import MlflowRun
+
+    seen = []
+    on_eval = MlflowRun.on_eval
+
+    def check_after_first_point(self, trainer, points):
+        on_eval(self, trainer, points)
+        if not seen:
+            stored = MlflowClient(sqlite_uri).get_run(self.run_id).data
+            seen.append((stored.params.get("seed"), stored.metrics.get("acc/task_0")))
+
+    monkeypatch.setattr(MlflowRun, "on_eval", check_after_first_point)
+    run_experiment(compose_cfg(f"tracking.uri={sqlite_uri}", "seed=5", *FAST), RunContext(quiet=True))
+    assert seen[0][0] == "5" and seen[0][1] is not None
+
+
+def test_figures_are_drawn_once_the_run_has_ended_from_its_artifacts(compose_cfg, sqlite_uri, tmp_path):
+    from PIL import Image
+
+    from forgetlab.experiment import RunContext, run_experiment
+    from forgetlab.tracking.mlflow_run import open_experiment
+    from forgetlab.tracking.run_figures import add_sweep_figures
+
+    cfg = compose_cfg(f"tracking.uri={sqlite_uri}", f"tracking.artifact_location={tmp_path}/art", *FAST)
+    run_experiment(cfg, RunContext(quiet=True, sweep_id="s1"))
+    client, experiment_id = open_experiment(cfg)
+    (run,) = client.search_runs([experiment_id])
+    assert "figures" not in {a.path for a in client.list_artifacts(run.info.run_id)}  # not on the training path
+    assert add_sweep_figures(client, experiment_id, "s1") == 1
+    for figure in ("figures/task_accuracy.png", "figures/accuracy_matrix.png"):
+        with Image.open(tmp_path / "art" / run.info.run_id / "artifacts" / figure) as image:
+            assert image.format == "PNG" and image.size[0] > 300
+    assert add_sweep_figures(client, experiment_id, "s1") == 0  # it has them
+    assert add_sweep_figures(client, experiment_id, "another sweep") == 0

@@ -74,6 +74,7 @@ from forgetlab.tracking.resume import (
     ORPHAN_WAIT_S, end_dead_runs, end_orphaned_runs, end_stale_sweeps, is_orphan, nested_runs, newest_finished_run,
     resume_decision, wait_for_runs,
 )
+from forgetlab.tracking.run_figures import add_missing_figures, finished_runs
 from forgetlab.tracking.storage import check_artifact_location
 from forgetlab.tracking.store import RetryingClient, StoreError, open_store
 from hydra_plugins.forgetlab_sweeper.config import ResumableSweeperConf  # noqa: F401  (the node of this sweeper)
@@ -382,6 +383,8 @@ class ResumableSweeper(Sweeper):
         outcomes, store_error = self._run_and_end_parent(jobs, to_run, sweep, sweep_dir, code)
         failed = [o for o in outcomes if o.result == "failed"]
         self._print_summary(jobs, to_run, outcomes, failed)
+        if store_error is None:
+            self._add_figures(sweep)
         if store_error is not None:
             print(f"{store_error.label}: {store_error}", file=sys.stderr, flush=True)
             sys.exit(2)
@@ -529,6 +532,16 @@ class ResumableSweeper(Sweeper):
         except StoreError as error:  # the jobs are over: their outcome decides the exit code
             print(f"[sweep] could not record the summary on the parent run: {error}", file=sys.stderr, flush=True)
             return None
+
+    def _add_figures(self, sweep: Sweep) -> None:
+        """The figures of the sweep's finished runs, drawn here once its jobs are done rather than in
+        each job (tracking/run_figures.py): the UI shows them in each run's artifacts."""
+        if self.client is None or sweep.parent_run_id is None:
+            return
+        try:
+            add_missing_figures(self.client, finished_runs(self.client, self.experiment_id, sweep_id=sweep.sweep_id))
+        except StoreError as error:  # the runs are complete without them: `python -m forgetlab.tracking.run_figures`
+            print(f"[sweep] could not add the runs' figures: {error}", file=sys.stderr, flush=True)
 
     def _end_parent(self, sweep: Sweep, status: str, reason: str | None) -> None:
         if self.client is None or sweep.parent_run_id is None:
