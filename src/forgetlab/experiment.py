@@ -14,8 +14,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from forgetlab import contract
-from forgetlab.algorithms import ALGORITHMS
-from forgetlab.assembly import build_ensemble_trainer, total_samples
+from forgetlab.assembly import build_ensemble_trainer, learner_label, total_samples
 from forgetlab.config import Config, validate
 from forgetlab.cost import check_cost
 from forgetlab.divergence import TrainingDiverged
@@ -56,9 +55,11 @@ class JobStopped:
 
 
 def run_name(cfg: Config) -> str:
-    """Short, and distinct across the usual sweeps: ``rtrl·split_digits·task·s3``, ``…·joint·s3``."""
+    """Short, and distinct across the usual sweeps: ``rtrl·split_digits·task·s3``, ``…·joint·s3``,
+    ``backprop·ewc·split_mnist·class·s0`` (a strategy other than fine-tuning after the algorithm)."""
     ts = cfg.task_sequence
-    parts = [cfg.algorithm.name, ts.name, ts.scenario, *(["joint"] if ts.joint else []), f"s{cfg.seed}"]
+    strategy = [cfg.strategy.name] if cfg.strategy.name != "fine_tuning" else []
+    parts = [cfg.algorithm.name, *strategy, ts.name, ts.scenario, *(["joint"] if ts.joint else []), f"s{cfg.seed}"]
     return "·".join(map(str, parts))
 
 
@@ -66,7 +67,8 @@ def full_run_name(cfg: Config, overrides: list[str]) -> str:
     """The run spelled out, with the overrides that made it (machine paths left out)."""
     ts = cfg.task_sequence
     joint = ", joint" if ts.joint else ""
-    text = f"{cfg.algorithm.name} on {cfg.network.name}, {ts.name} ({ts.scenario} scenario{joint}), seed {cfg.seed}"
+    strategy = f" with {cfg.strategy.name}" if cfg.strategy.name != "fine_tuning" else ""
+    text = f"{cfg.algorithm.name}{strategy} on {cfg.network.name}, {ts.name} ({ts.scenario} scenario{joint}), seed {cfg.seed}"
     shown = [o for o in overrides if not contract.is_machine_key(o.split("=", 1)[0].lstrip("+~"))]
     return text + (f"; overrides: {' '.join(shown)}" if shown else "")
 
@@ -188,7 +190,7 @@ def run_ensemble(cfgs: list[DictConfig | Config], contexts: list[RunContext]) ->
         if runs[todo[0]].tracking.enabled:
             for k, m in enumerate(todo):
                 opened = run_for_config(runs[m], names[m], full_run_name(runs[m], contexts[m].overrides), contexts[m],
-                                        member=k, learner_label=ALGORITHMS[runs[m].algorithm.name].label(runs[m]))
+                                        member=k, learner_label=learner_label(runs[m]))
                 open_runs[m] = (opened, opened.__enter__())
                 trainer.callbacks.append(open_runs[m][1])
         with redirect:

@@ -29,7 +29,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from forgetlab.algorithms.base import AlgorithmConfig
-from forgetlab.algorithms.recurrent import RESETS, OnlineRecurrentAlgorithm, OnlineState, StepResult, step_loss
+from forgetlab.algorithms.recurrent import (
+    RESETS,
+    OnlineRecurrentAlgorithm,
+    OnlineState,
+    StepResult,
+    step_loss,
+    updates_per_sequence,
+)
 from forgetlab.constraints import AT_LEAST_1, Options, constrain
 from forgetlab.cost_model import DataSize, NetworkCost, Work
 from forgetlab.arrays import array_namespace
@@ -86,7 +93,8 @@ class RTRL(OnlineRecurrentAlgorithm):
         H, T = run.network.hidden_size, data.steps
         K = H + data.n_inputs + 1
         return Work(network.forward_ops + T * (2 * H * H * H * K + 2 * H * H * K),
-                    {"RTRL's sensitivity tensors (2 x H x H x (H+I+1))": 2 * H * H * K})
+                    {"RTRL's sensitivity tensors (2 x H x H x (H+I+1))": 2 * H * H * K},
+                    updates_per_sample=updates_per_sequence(run, T, run.algorithm.update_every))
 
     network: RNN
 
