@@ -121,7 +121,7 @@ CHECKS = {"fine_tuning": check_fine_tuning, "replay": check_replay, "ewc": check
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS.names())
-@pytest.mark.parametrize("strategy", STRATEGIES.names())
+@pytest.mark.parametrize("strategy", list(ACTIVE))  # forgetlab's own (tests/test_extending.py declares another)
 def test_every_strategy_trains_with_every_algorithm(algorithm, strategy):
     cfg = cfg_of(*SMALL, *learner(algorithm), *ACTIVE[strategy])
     trainer = build_trainer(cfg)
