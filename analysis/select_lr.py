@@ -11,8 +11,10 @@ without a ``strength`` is not part of a strength selection); refuses (exit code 
 scored test data: every selection run must have ``eval.split=val``. Runs are grouped by the params that
 vary across them except the selected key and ``seed`` (always including the task sequence, scenario,
 network and algorithm); in each group the value with the highest mean logged ``final/acc`` over seeds,
-on the validation sets, is chosen (a tie goes to the smaller value); a value with fewer FINISHED seeds
-than the others of its group (one diverged) is not eligible. Writes the table that
+on the validation sets, is chosen (a tie goes to the smaller value); with ``--within D --prefer larger``
+the largest value whose mean lies within D of the highest (a study that needs plasticity, or a strong
+penalty, at a negligible cost on the validation sets); a value with fewer FINISHED seeds than the others
+of its group (one diverged) is not eligible. Writes the table that
 ``${forgetlab.selected:...}`` reads (``forgetlab/config/selection.py``): a column per grouping key, then
 the chosen value (a column named after the key's last part: ``lr``, ``strength``), ``selected_by`` (the
 selection sweep id, which every study run records as ``algorithm.lr_selected_by`` or
@@ -109,10 +111,11 @@ def grouping_keys(runs: pd.DataFrame, param: str = LR) -> list[str]:
     return CORE_KEYS + sorted(c for c in varying if c not in CORE_KEYS)
 
 
-def select(runs: pd.DataFrame, param: str = "algorithm.lr") -> pd.DataFrame:
+def select(runs: pd.DataFrame, param: str = "algorithm.lr", within: float = 0.0, prefer: str = "smaller") -> pd.DataFrame:
     """One row per group: its key values (columns named by the config keys), the chosen value (a column
     named by ``value_column``), ``selected_by``, ``score`` (mean validation final/acc over ``n_seeds``)
-    and the runner-up. Only runs that have ``param`` take part."""
+    and the runner-up. Only runs that have ``param`` take part. The chosen value: among those whose mean
+    lies within ``within`` of the highest, the ``prefer``red one ("smaller" or "larger")."""
     key, column = f"params.{param}", value_column(param)
     runs = with_neutral_params(runs)
     if key not in runs or runs[key].isna().all():
@@ -123,12 +126,15 @@ def select(runs: pd.DataFrame, param: str = "algorithm.lr") -> pd.DataFrame:
     frame = runs[keys + [key, SEED, score_column, tag_column(contract.TAG_SWEEP_ID)]].copy()
     frame[keys] = frame[keys].fillna("").astype(str)
     frame["value"] = frame[key].astype(float)
-    return pd.DataFrame([choice(group, values, keys, key, column, score_column)
+    rule = "best mean" if within == 0 else f"the {prefer} value within {within:g} of the best mean"
+    return pd.DataFrame([{**choice(group, values, keys, key, column, score_column, within, prefer), "rule": rule}
                          for values, group in frame.groupby(keys, sort=True)])
 
 
-def choice(group: pd.DataFrame, values: tuple, keys: list[str], key: str, column: str, score_column: str) -> dict:
-    """The table row of one group: the value with the highest mean score among those with every seed."""
+def choice(group: pd.DataFrame, values: tuple, keys: list[str], key: str, column: str, score_column: str,
+           within: float = 0.0, prefer: str = "smaller") -> dict:
+    """The table row of one group: among the values with every seed, those whose mean score lies within
+    ``within`` of the highest, the ``prefer``red one; the runner-up is the best of the others."""
     scores = group.groupby("value")[score_column].agg(["mean", "count"]).reset_index()
     # A value that lost seeds (a run that diverged ends FAILED and is not here) is out: the mean of its
     # survivors would flatter it.
@@ -137,6 +143,9 @@ def choice(group: pd.DataFrame, values: tuple, keys: list[str], key: str, column
     scores = scores[complete]
     # Highest mean first; among equal means the smaller value.
     scores = scores.sort_values(["mean", "value"], ascending=[False, True]).reset_index(drop=True)
+    eligible = scores[scores["mean"] >= scores["mean"].iloc[0] - within]
+    pick = eligible["value"].idxmax() if prefer == "larger" else eligible["value"].idxmin()
+    scores = pd.concat([scores.loc[[pick]], scores.drop(index=pick)]).reset_index(drop=True)
     best = scores.iloc[0]
     chosen = group[group["value"] == best["value"]]
     row = {k.removeprefix("params."): v for k, v in zip(keys, values)}
@@ -165,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiment", required=True, help="the selection sweep's MLflow experiment")
     parser.add_argument("--param", default="algorithm.lr", help="the swept key to select (default algorithm.lr)")
+    parser.add_argument("--within", type=float, default=0.0,
+                        help="choose among the values whose mean lies within this of the best (default 0: the best)")
+    parser.add_argument("--prefer", choices=("smaller", "larger"), default="smaller",
+                        help="which of those values to choose (default the smaller)")
     parser.add_argument("--table", type=Path, help="where to write (default conf/learner/<study>/<lr, strength ...>.csv)")
     parser.add_argument("--tracking-uri", help="default $MLFLOW_TRACKING_URI or sqlite:///<project root>/mlflow.db")
     args = parser.parse_args(argv)
@@ -177,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         client = open_store(uri, create=False, key="--tracking-uri")  # never creates an empty store
         runs = selection_runs(search_training_runs(client, args.experiment))
-        table = select(runs, args.param)
+        table = select(runs, args.param, args.within, args.prefer)
     except NoRunsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -190,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     path = args.table if args.table is not None else default_table(args.experiment, args.param)
     path = path if path.is_absolute() else ROOT / path
     write_table(table, path)
-    shown = table.drop(columns=["criterion", f"{value_column(args.param)}s_tried"])
+    shown = table.drop(columns=["criterion", "rule", f"{value_column(args.param)}s_tried"])
     print(shown.to_string(index=False))
     print(f"\n{len(table)} values of {args.param} from {len(runs)} runs -> {path}")
     return 0
