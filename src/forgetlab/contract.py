@@ -183,6 +183,7 @@ NEUTRAL_ADDITIONS: dict[str, object] = {
     "task_sequence.max_train_per_task": 0,
     "backend.name": "numpy",
     "backend.dtype": "float64",
+    "algorithm.implementation": "auto",
     # Every run before strategies existed was fine-tuning: at these values the group drops out of the hash.
     "strategy.name": "fine_tuning",
     "strategy.selected_by": "",

@@ -14,6 +14,11 @@ replayed sample's work, a memory); this module adds what every run holds:
 - the data set, about three times (tasks, stages, the per-epoch shuffled copy);
 - the evaluations: one forward pass of the evaluation batch (held-out + probe samples) per point.
 
+RTRL declares the form ``algorithms.rtrl.implementation_for`` picks for the config: forward holds the
+sensitivity dh/dW, an H x H x (H + I + 1) tensor, and a second one the next step is written into
+(O(H^3) memory, O(H^4) operations per step); reverse holds the history of a sequence,
+T (H^2 + 5 H + I + 1) values, and does O(t H (H + I)) operations per update.
+
 Time = operations / ``FLOPS_PER_S`` + the network's call overhead per sample, plus the evaluations.
 RTRL at H = 256 took 0.76 s a step; estimated 0.89 s (docs/performance.md). Expect the estimate within
 a factor of ~3.
