@@ -550,3 +550,16 @@ def test_the_cost_guard_counts_what_a_strategy_adds():
     assert rtrl.updates_per_sample == 28  # an update at every row of an MNIST digit
     # a BPTT pass over 64 memory sequences and the projection at each of them, from the 2nd task on
     assert agem.ops_per_sample == pytest.approx(28 * 4 / 5 * (3 * 64 * rnn.forward_ops + 6 * rnn.params))
+
+
+@pytest.mark.parametrize("strategy", ["si", "agem"])
+def test_both_forms_of_rtrl_give_a_strategy_the_same_updates(strategy):
+    """RTRL's forward recursion and its reverse accumulation compute one gradient: under a strategy that
+    reads every update (SI's path integral) or changes it (A-GEM's projection), the runs agree."""
+    finals = []
+    for form in ("forward", "reverse"):
+        trainer = build_trainer(cfg_of(*SMALL, *learner("rtrl"), *ACTIVE[strategy], f"algorithm.implementation={form}"))
+        trainer.run()
+        finals.append(trainer.network.flatten(trainer.network.params))
+    np.testing.assert_allclose(finals[0], finals[1], rtol=1e-9, atol=1e-11)
+    assert not np.array_equal(finals[0], fine_tuning_run("rtrl")[0].network.flatten(fine_tuning_run("rtrl")[0].network.params))
