@@ -21,6 +21,8 @@ from forgetlab.metric_registry import METRICS, TASK, task_arrays
 SEED = "params.seed"
 JOINT = "params.task_sequence.joint"
 ALGORITHM = "params.algorithm.name"
+STRATEGY = "params.strategy.name"  # the continual-learning strategy; runs from before strategies lack it
+NO_STRATEGY = "fine_tuning"  # the default: a learner is named by its algorithm alone
 SCENARIO = "params.task_sequence.scenario"
 TASK_SEQUENCE = "params.task_sequence.name"
 # Params that say where a run is stored or shown, or how it is guarded, not what it is.
@@ -52,7 +54,7 @@ def condition_keys(runs: pd.DataFrame) -> list[str]:
     varying = [c for c in keys if runs[c].nunique(dropna=False) > 1]
     # "algorithm=rtrl scenario=class joint=True" reads best; the name breaks ties, so the order does
     # not follow the column order of the search result (which follows the order runs come back in)
-    return sorted(varying, key=lambda c: (c != ALGORITHM, c == JOINT, c))
+    return sorted(varying, key=lambda c: (c != ALGORITHM, c != STRATEGY, c == JOINT, c))
 
 
 def short_names(keys: list[str]) -> dict[str, str]:
@@ -63,21 +65,34 @@ def short_names(keys: list[str]) -> dict[str, str]:
 
 
 def label_keys(runs: pd.DataFrame, keys: list[str]) -> list[str]:
-    """The keys worth showing in a condition label. When the algorithm is swept, a network or algorithm
-    key whose value follows from the algorithm alone (``network.name``, an algorithm's own option) is
-    left out; keys the user swept together stay, even when confounded."""
-    if ALGORITHM not in keys:
+    """The keys worth showing in a condition label. When the learner (algorithm or strategy) is swept,
+    a network, algorithm or strategy key whose value follows from the learner and the data alone
+    (``network.name``, an algorithm's own option, a strategy's selected strength) is left out; keys the
+    user swept together stay, even when confounded."""
+    if ALGORITHM not in keys and STRATEGY not in keys:
         return list(keys)
+    learner = [c for c in (ALGORITHM, STRATEGY, TASK_SEQUENCE, SCENARIO) if c in runs]
 
-    def follows_from_algorithm(key: str) -> bool:
-        own = key.startswith(("params.network.", "params.algorithm."))
-        return own and (runs.groupby(ALGORITHM, dropna=False)[key].nunique(dropna=False) <= 1).all()
+    def follows_from_learner(key: str) -> bool:
+        own = key.startswith(("params.network.", "params.algorithm.", "params.strategy."))
+        return own and (runs.groupby(learner, dropna=False)[key].nunique(dropna=False) <= 1).all()
 
-    return [k for k in keys if k == ALGORITHM or not follows_from_algorithm(k)]
+    return [k for k in keys if k in (ALGORITHM, STRATEGY) or not follows_from_learner(k)]
+
+
+def learner_names(runs: pd.DataFrame) -> pd.Series:
+    """Each run's learner: its algorithm's name, and its strategy's after a "+" (none for fine-tuning,
+    and for runs from before strategies existed)."""
+    algorithm = runs[ALGORITHM].astype(str) if ALGORITHM in runs else pd.Series("unknown", index=runs.index)
+    if STRATEGY not in runs:
+        return algorithm
+    strategy = runs[STRATEGY].fillna(NO_STRATEGY).astype(str)
+    return algorithm.where(strategy == NO_STRATEGY, algorithm + " + " + strategy)
 
 
 def add_conditions(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Columns ``condition`` (a label such as ``scenario=class joint=False``) and ``algorithm``."""
+    """Columns ``condition`` (a label such as ``scenario=class joint=False``) and ``algorithm`` (the
+    learner: the algorithm's name, and the strategy's, ``backprop + ewc``)."""
     runs = runs.copy()
     keys = label_keys(runs, keys)
     names = short_names(keys)
@@ -87,7 +102,7 @@ def add_conditions(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         )
     else:
         runs["condition"] = "all runs"
-    runs["algorithm"] = runs[ALGORITHM].astype(str) if ALGORITHM in runs else "unknown"
+    runs["algorithm"] = learner_names(runs)
     return runs
 
 

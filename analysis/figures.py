@@ -28,6 +28,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from analysis.aggregate import (  # noqa: E402
     ALGORITHM,
+    STRATEGY,
     JOINT,
     JOINT_TRAINING,
     SCENARIO,
@@ -86,8 +87,8 @@ def build_layout(table: pd.DataFrame, keys: list[str]) -> Layout:
     keys = [k for k in keys if k in table]
     names = short_names(keys)
     col_keys = [k for k in COLUMN_KEYS if k in keys][:1]
-    others = [k for k in keys if k not in (ALGORITHM, JOINT, *col_keys)]
-    if ALGORITHM in keys or not others:
+    others = [k for k in keys if k not in (ALGORITHM, STRATEGY, JOINT, *col_keys)]
+    if ALGORITHM in keys or STRATEGY in keys or not others:  # the hue: the learner (algorithm + strategy)
         # a key that follows from the algorithm (the input form of its network) adds no grouping
         others = [k for k in others if not (table.groupby("algorithm")[k].nunique() <= 1).all()]
         table = table.assign(**{ALGORITHM: table["algorithm"]})

@@ -83,6 +83,21 @@ class Literature:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A published finding set beside the study's own comparison: ``treatment`` against the study's
+    reference in ``scenario``, on the primary outcome, is ``expect``ed "higher" (the effect's
+    interval above 0, Holm-adjusted) or "equivalent" (within the equivalence margin, TOST)."""
+
+    treatment: str
+    scenario: str
+    expect: str
+    text: str  # the finding in words, as published
+
+
+EXPECTATIONS = ("higher", "equivalent")
+
+
+@dataclass(frozen=True)
 class Study:
     primary_metric: str
     primary_sequence: str
@@ -97,6 +112,8 @@ class Study:
     selection_experiment: str | None = None
     template: Path | None = None  # the doc's template; None: DEFAULT_TEMPLATE
     literature: Literature | None = None
+    published: list[Claim] = field(default_factory=list)  # published findings set beside ours
+    published_source: str = ""
 
     @property
     def outcomes(self) -> list[str]:
@@ -144,7 +161,18 @@ def read_declaration(preset: Path) -> Study:
             task_sequence=str(doc["literature"]["task_sequence"]), label=str(doc["literature"]["label"]),
             final_acc={str(s): (float(f), float(j)) for s, (f, j) in doc["literature"]["final_acc"].items()},
         ) if "literature" in doc else None,
+        published=read_claims(preset, (doc.get("published") or {}).get("claims", [])),
+        published_source=str((doc.get("published") or {}).get("source", "")),
     )
+
+
+def read_claims(preset: Path, declared: list[dict]) -> list[Claim]:
+    claims = [Claim(**{k: str(v) for k, v in c.items()}) for c in declared]
+    for claim in claims:
+        if claim.expect not in EXPECTATIONS:
+            raise ValueError(f"the published claim {claim.text!r} in {preset} expects {claim.expect!r}; "
+                             f"known: {list(EXPECTATIONS)}")
+    return claims
 
 
 # --- runs --------------------------------------------------------------------------------------
@@ -187,6 +215,8 @@ def run_table(runs: pd.DataFrame, artifacts, outcomes: list[str]) -> pd.DataFram
             "seed": int(param(run, "seed")),
             "lr": float(param(run, "algorithm.lr")),
             "lr_selected_by": param(run, "algorithm.lr_selected_by"),
+            "strength": float(param(run, "strategy.strength", "nan")),  # a penalty strategy's (EWC, SI)
+            "strategy_selected_by": param(run, "strategy.selected_by"),
             "sweep_id": run.get(SWEEP_ID),
             "git_commit": run.get(GIT_COMMIT),
             "seconds": (pd.Timestamp(run["end_time"]) - pd.Timestamp(run["start_time"])).total_seconds(),
@@ -307,7 +337,9 @@ def condition_table(study: Study, table: pd.DataFrame) -> pd.DataFrame:
         plain = group[(~group["joint"]) & (group["perturbation"] == 0)]
         joint = group[group["joint"] & (group["perturbation"] == 0)]
         row = {"task_sequence": sequence, "scenario": scenario, "learner": learner, "n": len(plain),
-               "lr": ", ".join(f"{v:g}" for v in sorted(group["lr"].unique()))}
+               "lr": ", ".join(f"{v:g}" for v in sorted(group["lr"].unique())),
+               "strength": ", ".join(f"{v:g}" for v in sorted(group["strength"].dropna().unique()))
+               if "strength" in group else ""}
         for outcome in study.shown_outcomes:
             row[f"{outcome}_mean"] = plain[outcome].mean()
             row[f"{outcome}_sd"] = plain[outcome].std(ddof=1)
@@ -372,9 +404,10 @@ def conditions_markdown(study: Study, frame: pd.DataFrame) -> str:
         return fmt(mean) + (f" ± {fmt(sd)}" if np.isfinite(sd) else "")
 
     shown = [*ALWAYS_SHOWN, *(o for o in study.outcomes if o not in ALWAYS_SHOWN)]
+    strengths = {"strength": frame["strength"]} if "strength" in frame and frame["strength"].astype(bool).any() else {}
     table = pd.DataFrame({
         "data": frame["task_sequence"], "scenario": frame["scenario"], "learner": frame["learner"],
-        "lr": frame["lr"], "n": frame["n"],
+        "lr": frame["lr"], **strengths, "n": frame["n"],
         "untrained ACC": frame["init_acc_mean"].map(fmt),
         **{BY_NAME[name].label: [cell(r, name) for _, r in frame.iterrows()] for name in shown},
         "joint ACC (ceiling)": [fmt(v) + f" (n = {n})" for v, n in zip(frame["joint_acc_mean"], frame["joint_n"])],
@@ -409,6 +442,16 @@ what the seeds share. Only unperturbed sequential runs enter an effect.
   single run, a stricter demand than p < alpha. **noise sd** (conditions table) is the sd of δ_s of
   the primary outcome.
 """
+
+
+def statistics_text(epsilon: str, perturbed: bool) -> str:
+    """The section *Statistics*; without perturbed runs, the noise floor is said to be absent."""
+    text = STATISTICS.replace("{epsilon}", epsilon)
+    if perturbed:
+        return text
+    floor = text.index("- **noise floor**")
+    return text[:floor] + ("- **noise floor**: this study has no perturbed runs (`network.init_perturbation`), so no "
+                           "noise band: the noise columns show –.\n")
 
 
 def design_markdown(table: pd.DataFrame) -> str:
@@ -456,6 +499,42 @@ def literature_markdown(literature: Literature, conditions: pd.DataFrame, table:
     return markdown_table(pd.DataFrame(shown))
 
 
+def claim_holds(claim: Claim, row: pd.Series | None) -> str:
+    """Whether our comparison shows the published finding: "yes", "no", or "not shown" (inconclusive)."""
+    if row is None:
+        return "no runs"
+    differs = row["verdict"] in ("differs", "differs, within margin")
+    equivalent = row["verdict"] in ("equivalent", "differs, within margin")
+    if claim.expect == "higher":
+        return "yes" if differs and row["mean"] > 0 else "no" if differs or equivalent else "not shown"
+    return "yes" if equivalent else "no" if differs else "not shown"
+
+
+def published_markdown(study: Study, frame: pd.DataFrame) -> str:
+    """Each published finding beside our paired effect on the primary outcome, per scenario, and whether
+    our runs show it."""
+    if not study.published:
+        return "The study declares no published findings to compare with."
+    label, rows = BY_NAME[study.primary_metric].label, []
+    primary = frame[(frame["outcome"] == study.primary_metric) & (frame["task_sequence"] == study.primary_sequence)] \
+        if not frame.empty else frame
+    for claim in study.published:
+        match = primary[(primary["treatment"] == claim.treatment) & (primary["scenario"] == claim.scenario)] \
+            if not primary.empty else primary
+        row = match.iloc[0] if len(match) else None
+        rows.append({
+            "published": claim.text, "scenario": claim.scenario,
+            "comparison": f"{claim.treatment} − {study.reference}",
+            f"ours: {label} effect [95 % CI]": interval(row["mean"], row["ci_low"], row["ci_high"]) if row is not None else "–",
+            "n": row["n"] if row is not None else 0,
+            "verdict": row["verdict"] if row is not None else "–",
+            "shown by our runs": claim_holds(claim, row),
+        })
+    source = f"Published: {study.published_source}. " if study.published_source else ""
+    return (source + f"Expected *higher*: the Holm-adjusted paired t-test shows a difference above 0; *equivalent*: "
+            f"the TOST shows it within ±{study.margin:g}.\n\n" + markdown_table(pd.DataFrame(rows)))
+
+
 def sweep_times(client, experiment: str, sweep_ids: list[str]) -> pd.DataFrame:
     """Wall time of each study sweep from its parent runs (a resumed sweep has one per launch)."""
     exp = client.get_experiment_by_name(experiment)
@@ -485,13 +564,15 @@ def sweep_times_markdown(times: pd.DataFrame) -> str:
 def stamps(runs_used: pd.DataFrame, table: pd.DataFrame, code: CodeChoice | None = None) -> list[str]:
     sweeps = sorted(table["sweep_id"].dropna().astype(str).unique())
     commits = sorted(table["git_commit"].dropna().astype(str).str[:12].unique())
-    selection = sorted(s for s in table["lr_selected_by"].dropna().astype(str).unique() if s)
+    selected_by = [table[c] for c in ("lr_selected_by", "strategy_selected_by") if c in table]
+    selection = sorted({s for column in selected_by for s in column.dropna().astype(str).unique() if s})
     return [
         f"- generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by `python analysis/study_report.py` at commit `{git_head()}`",
         f"- study sweeps: {', '.join(f'`{s}`' for s in sweeps) or 'none'}; runs trained at commit(s) "
         + (", ".join(f"`{c}`" for c in commits) or "unknown"),
-        f"- learning rates selected on validation sets by sweep(s) {', '.join(f'`{s}`' for s in selection) or 'none recorded'}"
-        " (the runs' `algorithm.lr_selected_by`)",
+        f"- learning rates and strategy hyperparameters selected on validation sets by sweep(s) "
+        f"{', '.join(f'`{s}`' for s in selection) or 'none recorded'} (the runs' `algorithm.lr_selected_by` and "
+        "`strategy.selected_by`)",
         f"- {len(runs_used)} runs analysed"
         + (f", of code version(s) {code_versions_read(runs_used, code.current)}" if code else ""),
         *([f"- {code.note()}"] if code is not None and code.left_out else []),
@@ -536,7 +617,8 @@ def summary_sentences(study: Study, frame: pd.DataFrame) -> list[str]:
 
 
 # The engine's sections: a template line ``<!-- study: NAME -->`` becomes section NAME.
-SECTIONS = ("provenance", "primary", "learning-check", "verdicts", "design", "literature", "conditions", "statistics")
+SECTIONS = ("provenance", "primary", "learning-check", "verdicts", "design", "literature", "published", "conditions",
+            "statistics")
 PLACEHOLDER = re.compile(r"^<!-- study: ([a-z-]+) -->$")
 TEMPLATE_NOTE = "<!-- template:"  # a template's own comment, left out of the doc
 DEFAULT_TEMPLATE = """\
@@ -602,11 +684,12 @@ def sections(study: Study, frame: pd.DataFrame, conditions: pd.DataFrame, runs_u
         "design": design_section(table, times),
         "literature": literature_markdown(study.literature, conditions, table) if study.literature
         else "The study declares no published results to compare with.",
+        "published": published_markdown(study, frame),
         "conditions": "\n".join(["## Forgetting with learning accuracy and the joint ceiling", "",
                                  "Mean ± sd over the unperturbed seeds of sequential training; joint ACC: all tasks "
                                  "shuffled together (the ceiling); noise sd: sd of the perturbation differences of the "
                                  "primary outcome.", "", conditions_markdown(study, conditions)]),
-        "statistics": "## Statistics\n\n" + STATISTICS.replace("{epsilon}", epsilon),
+        "statistics": "## Statistics\n\n" + statistics_text(epsilon, bool(perturbations)),
     }
 
 

@@ -277,3 +277,69 @@ def test_a_template_that_names_no_section_is_refused():
     assert study_report.fill_template("# T\n\n<!-- study: primary -->\n\ntext\n", filled) == "# T\n\n## Primary\n\ntext\n"
     with pytest.raises(ValueError, match="'verdict'"):
         study_report.fill_template("<!-- study: verdict -->", filled)
+
+
+def strength_frame() -> pd.DataFrame:
+    """EWC and SI at two strengths each, three seeds; replay (no strength) and a run from before
+    strategies existed (no strategy params) in the same experiment."""
+    rows = []
+    scores = {("ewc", "1.0"): [0.5, 0.52, 0.51], ("ewc", "10.0"): [0.6, 0.61, 0.59],
+              ("si", "0.01"): [0.7, 0.7, 0.71], ("si", "0.1"): [0.4, 0.4, 0.4], ("replay", None): [0.9, 0.9, 0.9]}
+    for (strategy, strength), values in scores.items():
+        for seed, score in zip((1000, 1001, 1002), values):
+            rows.append({
+                "run_id": f"{strategy}-{strength}-{seed}", "status": "FINISHED", "params.algorithm.name": "backprop",
+                "params.algorithm.lr": "0.01", "params.seed": str(seed), "params.eval.split": "val",
+                "params.task_sequence.name": "split_mnist", "params.task_sequence.scenario": "class",
+                "params.network.name": "mlp", "params.strategy.name": strategy, "params.strategy.strength": strength,
+                "params.strategy.selected_by": "", "metrics.final/acc": score, "tags.forgetlab.sweep_id": "sel-2",
+                "tags.forgetlab.config_hash": f"{strategy}{strength}{seed}", "tags.mlflow.runName": f"{strategy}-{seed}",
+            })
+    return pd.DataFrame(rows)
+
+
+def test_a_strategy_strength_is_selected_per_strategy_from_the_runs_that_have_one():
+    table = select_lr.select(select_lr.selection_runs(strength_frame()), "strategy.strength")
+    assert dict(zip(table["strategy.name"], table["strength"])) == {"ewc": "10.0", "si": "0.01"}
+    assert [c for c in table.columns if "." in c] == ["task_sequence.name", "task_sequence.scenario", "network.name",
+                                                      "algorithm.name", "strategy.name"]
+    assert set(table["strengths_tried"]) == {"1 10", "0.01 0.1"} and "runner_up_strength" in table
+    assert select_lr.default_table("strategies_select", "strategy.strength").parts[-3:] == ("learner", "strategies",
+                                                                                            "strength.csv")
+    with pytest.raises(select_lr.SelectionError, match="no selection run has the param"):
+        select_lr.select(select_lr.selection_runs(strength_frame()), "strategy.ratio")
+
+
+def test_runs_from_before_strategies_group_with_fine_tuning():
+    runs = selection_frame()
+    newer = selection_frame().assign(**{"params.strategy.name": "fine_tuning", "run_id": lambda f: f["run_id"] + "-new",
+                                        "tags.forgetlab.config_hash": lambda f: f["tags.forgetlab.config_hash"] + "-new"})
+    filled = select_lr.with_neutral_params(pd.concat([runs, newer], ignore_index=True))
+    assert set(filled["params.strategy.name"]) == {"fine_tuning"}
+
+
+def test_the_report_names_a_learner_by_its_algorithm_and_strategy():
+    from analysis.aggregate import add_conditions, condition_keys
+
+    runs = pd.DataFrame({
+        "params.algorithm.name": ["backprop"] * 6, "params.seed": ["0", "1"] * 3,
+        "params.strategy.name": ["fine_tuning", "fine_tuning", "ewc", "ewc", None, None],
+        "params.strategy.strength": [None, None, "10.0", "10.0", None, None],
+        "params.task_sequence.scenario": ["class"] * 6, "params.task_sequence.name": ["split_mnist"] * 6,
+    })
+    keys = condition_keys(runs)
+    labelled = add_conditions(runs, keys)
+    assert list(labelled["algorithm"]) == ["backprop", "backprop", "backprop + ewc", "backprop + ewc", "backprop", "backprop"]
+    assert keys[0] == "params.strategy.name" and "params.strategy.strength" in keys
+    assert not any("strength" in c for c in labelled["condition"])  # it follows from the learner: no split
+
+
+def test_within_a_tolerance_the_preferred_end_is_chosen():
+    """rtrl: 0.1 scores 0.81, 0.3 scores 0.723; within 0.1 the larger rate wins, within 0.05 the best."""
+    runs = select_lr.selection_runs(selection_frame())
+    rtrl = lambda table: table[table["algorithm.name"] == "rtrl"].iloc[0]  # noqa: E731
+    larger = rtrl(select_lr.select(runs, within=0.1, prefer="larger"))
+    assert larger["lr"] == "0.3" and larger["score"] == pytest.approx(0.7233333) and larger["runner_up_lr"] == 0.1
+    assert "larger value within 0.1" in larger["rule"]
+    assert rtrl(select_lr.select(runs, within=0.05, prefer="larger"))["lr"] == "0.1"
+    assert rtrl(select_lr.select(runs))["rule"] == "best mean"

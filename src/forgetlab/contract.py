@@ -133,6 +133,8 @@ EVAL_ARTIFACTS = (ARTIFACT_ACCURACY_MATRIX, ARTIFACT_TASK_CURVE, ARTIFACT_SAMPLE
 # The update-resolution probe (eval.probe_every > 0): only runs that have one write it.
 UPDATE_PROBE_FILE = "update_probe.npz"
 ARTIFACT_UPDATE_PROBE = f"{EVAL_DIR}/{UPDATE_PROBE_FILE}"
+# A strategy with an episodic memory (replay, A-GEM): which training samples it held, for auditing a run.
+ARTIFACT_STRATEGY_MEMORY = "strategy/memory.npz"
 ARTIFACT_TRACEBACK = "traceback.txt"  # FAILED and KILLED runs
 ARTIFACT_CODE_DIFF = "code/uncommitted.diff"  # the uncommitted changes of TAG_CODE_DIFF
 # For people in the MLflow UI, which cannot preview the parquet and npz files above:
@@ -201,4 +203,7 @@ NEUTRAL_ADDITIONS: dict[str, object] = {
     "backend.name": "numpy",
     "backend.dtype": "float64",
     "algorithm.implementation": "auto",
+    # Every run before strategies existed was fine-tuning: at these values the group drops out of the hash.
+    "strategy.name": "fine_tuning",
+    "strategy.selected_by": "",
 }

@@ -7,8 +7,10 @@ ConfigError naming the network size; so is one estimated to take longer than ``g
 a re-typed command where a started run costs hours), and one whose ``trainer.batch_size`` exceeds
 a training stage's samples. ``estimate`` is a pure function of the config and the data's sizes.
 
-The network and the algorithm declare their own costs (``Network.cost``, ``LearningAlgorithm.cost``,
-in the vocabulary of ``forgetlab.cost_model``); this module adds what every run holds:
+The network, the algorithm and the continual-learning strategy declare their own costs
+(``Network.cost``, ``LearningAlgorithm.cost``, ``Strategy.cost``, in the vocabulary of
+``forgetlab.cost_model``: a strategy's per-update work times the algorithm's updates per sample, a
+replayed sample's work, a memory); this module adds what every run holds:
 
 - the weights, their gradient and a pending/temporary copy (3 P values for P parameters);
 - the data set, about three times (tasks, stages, the per-epoch shuffled copy);
@@ -39,6 +41,7 @@ from forgetlab.constraints import ConfigError, fail
 from forgetlab.cost_model import BYTES_PER_VALUE, FLOPS_PER_S, DataSize
 from forgetlab.data import TASK_SEQUENCES, Scenario, build_task_sequence
 from forgetlab.networks import NETWORKS
+from forgetlab.strategies import STRATEGIES
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ def data_size(cfg: Config) -> DataSize:
         n_inputs=n_inputs, steps=steps, n_outputs=seq.n_outputs, train_samples=train_samples,
         eval_samples=n_held_out + n_probe, eval_points=1 + stages + (train_samples // every if every else 0),
         data_values=(n_train + n_held_out) * steps * n_inputs, batch_size=int(cfg.trainer.batch_size),
+        n_stages=stages, epochs=epochs,
     )
 
 
@@ -97,10 +101,12 @@ def estimate(cfg: Config, data: DataSize) -> Cost:
     """Peak memory (bytes) and training time (seconds) of ``cfg`` on data of size ``data``."""
     network = NETWORKS[cfg.network.name].cost(cfg.network, data)
     work = ALGORITHMS[cfg.algorithm.name].cost(cfg, network, data)
-    terms = {**network.memory, **work.memory,  # values held at once, by what holds them
+    strategy = STRATEGIES[cfg.strategy.name].cost(cfg, network, data, work)
+    terms = {**network.memory, **work.memory, **strategy.memory,  # values held at once, by what holds them
              "the weights, their gradient and a copy": 3 * network.params, "the data set": 3 * data.data_values}
-    seconds = data.train_samples * (work.ops_per_sample / FLOPS_PER_S + work.seconds_per_sample
-                                    + network.seconds_per_sample)
+    ops = work.ops_per_sample + strategy.ops_per_sample
+    overhead = network.seconds_per_sample + work.seconds_per_sample + strategy.seconds_per_sample
+    seconds = data.train_samples * (ops / FLOPS_PER_S + overhead)
     seconds += data.eval_points * data.eval_samples * network.forward_ops / FLOPS_PER_S
     largest = max(terms, key=terms.get)
     return Cost(BYTES_PER_VALUE * sum(terms.values()), seconds, largest, artifact_bytes(cfg, data))

@@ -15,8 +15,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from forgetlab import contract
-from forgetlab.algorithms import ALGORITHMS
-from forgetlab.assembly import build_ensemble_trainer, total_samples
+from forgetlab.assembly import build_ensemble_trainer, learner_label, total_samples
 from forgetlab.config import Config, validate
 from forgetlab.cost import check_cost
 from forgetlab.divergence import TrainingDiverged
@@ -66,9 +65,11 @@ class JobStopped:
 
 
 def run_name(cfg: Config) -> str:
-    """Short, and distinct across the usual sweeps: ``rtrl·split_digits·task·s3``, ``…·joint·s3``."""
+    """Short, and distinct across the usual sweeps: ``rtrl·split_digits·task·s3``, ``…·joint·s3``,
+    ``backprop·ewc·split_mnist·class·s0`` (a strategy other than fine-tuning after the algorithm)."""
     ts = cfg.task_sequence
-    parts = [cfg.algorithm.name, ts.name, ts.scenario, *(["joint"] if ts.joint else []), f"s{cfg.seed}"]
+    strategy = [cfg.strategy.name] if cfg.strategy.name != "fine_tuning" else []
+    parts = [cfg.algorithm.name, *strategy, ts.name, ts.scenario, *(["joint"] if ts.joint else []), f"s{cfg.seed}"]
     return "·".join(map(str, parts))
 
 
@@ -76,7 +77,8 @@ def full_run_name(cfg: Config, overrides: list[str]) -> str:
     """The run spelled out, with the overrides that made it (machine paths left out)."""
     ts = cfg.task_sequence
     joint = ", joint" if ts.joint else ""
-    text = f"{cfg.algorithm.name} on {cfg.network.name}, {ts.name} ({ts.scenario} scenario{joint}), seed {cfg.seed}"
+    strategy = f" with {cfg.strategy.name}" if cfg.strategy.name != "fine_tuning" else ""
+    text = f"{cfg.algorithm.name}{strategy} on {cfg.network.name}, {ts.name} ({ts.scenario} scenario{joint}), seed {cfg.seed}"
     shown = [o for o in overrides if not contract.is_machine_key(o.split("=", 1)[0].lstrip("+~"))]
     return text + (f"; overrides: {' '.join(shown)}" if shown else "")
 
@@ -185,13 +187,8 @@ def run_ensemble(cfgs: list[DictConfig | Config], contexts: list[RunContext]
     """
     runs = [validate(cfg) for cfg in cfgs]
     cost = check_cost(runs[0], members=len(runs))
-    tracking = runs[0].tracking
-    if tracking.enabled:  # a store or storage error stops the ensemble before anything is built
-        prepare_store(tracking.uri, create_dir=tracking.create_store_dir)
-        check_artifact_location(tracking.uri, tracking.experiment, tracking.artifact_location, cost.artifact_bytes)
-        if contexts[0].sweep_id is None:  # a single run: what a lost server or kill -9 left RUNNING ends now
-            for dead in end_dead_runs(RetryingClient(tracking.uri), stale_after_s=tracking.stale_after_s):
-                log.info("ended KILLED run %s (%s): its process is gone", dead.info.run_id, dead.info.run_name)
+    if runs[0].tracking.enabled:  # a store or storage error stops the ensemble before anything is built
+        _prepare_tracking(runs[0], cost.artifact_bytes, single_run=contexts[0].sweep_id is None)
     names = [run_name(run) for run in runs]
     # None for the members to train: their results are filled in below
     results: list = [_already_done(run, context, name) for run, context, name in zip(runs, contexts, names)]
@@ -211,7 +208,7 @@ def run_ensemble(cfgs: list[DictConfig | Config], contexts: list[RunContext]
             experiment = open_experiment(runs[todo[0]])  # the members' store and experiment are the same
             for k, m in enumerate(todo):
                 opened = run_for_config(runs[m], names[m], full_run_name(runs[m], contexts[m].overrides), contexts[m],
-                                        member=k, learner_label=ALGORITHMS[runs[m].algorithm.name].label(runs[m]),
+                                        member=k, learner_label=learner_label(runs[m]),
                                         experiment=experiment)
                 open_runs[m] = (opened, opened.__enter__())
                 trainer.callbacks.append(open_runs[m][1])
@@ -231,6 +228,17 @@ def run_ensemble(cfgs: list[DictConfig | Config], contexts: list[RunContext]
                 log.exception("[%s] could not end its run", names[m])
         raise
     return results
+
+
+def _prepare_tracking(run: Config, artifact_bytes: int, *, single_run: bool) -> None:
+    """The store prepared and the artifact disk checked before anything is built; for a single run,
+    what a lost server or kill -9 left RUNNING ends now."""
+    tracking = run.tracking
+    prepare_store(tracking.uri, create_dir=tracking.create_store_dir)
+    check_artifact_location(tracking.uri, tracking.experiment, tracking.artifact_location, artifact_bytes)
+    if single_run:
+        for dead in end_dead_runs(RetryingClient(tracking.uri), stale_after_s=tracking.stale_after_s):
+            log.info("ended KILLED run %s (%s): its process is gone", dead.info.run_id, dead.info.run_name)
 
 
 _start_up_frozen = False

@@ -72,7 +72,7 @@ def check_fields(run: Any, prefix: str = "") -> None:
 
 def check_parts(run: Config) -> None:
     """Each part's own rules, then the rules between parts that their declarations imply."""
-    for part in (run.network, run.algorithm, run.task_sequence):
+    for part in (run.network, run.algorithm, run.strategy, run.task_sequence):
         part.check(run)
     network, algorithm, sequence = run.network, run.algorithm, run.task_sequence
     learner = ALGORITHMS[algorithm.name]

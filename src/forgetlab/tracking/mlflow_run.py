@@ -39,6 +39,7 @@ from forgetlab.tracking.run_figures import stage_labels
 from forgetlab.tracking.storage import log_artifacts
 from forgetlab.tracking.store import RetryingClient, StoreError, open_store
 from forgetlab.trainer import Callback, EvalPoint, Trainer, TrainingResult
+from forgetlab.strategies import RECORD as STRATEGY_RECORD
 from forgetlab.update_probe import RECORD as UPDATE_PROBE_RECORD
 
 log = logging.getLogger(__name__)
@@ -311,6 +312,10 @@ def write_eval_artifacts(result: TrainingResult, root: Path) -> None:
     history = result.records.get(UPDATE_PROBE_RECORD)
     if history is not None:
         np.savez_compressed(root / contract.ARTIFACT_UPDATE_PROBE, **history.arrays())
+    memory = result.records.get(STRATEGY_RECORD)
+    if memory is not None:
+        (root / contract.ARTIFACT_STRATEGY_MEMORY).parent.mkdir()
+        np.savez_compressed(root / contract.ARTIFACT_STRATEGY_MEMORY, **memory)
 
 
 def open_experiment(cfg: Any) -> tuple[RetryingClient, str]:
