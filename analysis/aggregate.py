@@ -253,3 +253,9 @@ def mean_and_ci(stacked: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
         mean = np.nanmean(stacked, axis=0)
     low, high = t_interval(stacked)
     return mean, low, high
+
+
+if __name__ == "__main__":
+    from analysis import explain_module
+
+    explain_module(__doc__, __file__)

@@ -484,3 +484,9 @@ def forgetting_event_histograms(events: pd.DataFrame, layout: Layout, path: Path
         shades = {SEQUENTIAL_TRAINING: "0.3", JOINT_TRAINING: "0.7"}
         _legend(g, {t: Patch(color=shades[t]) for t in trainings}, "training")
         return _save(g, path)
+
+
+if __name__ == "__main__":
+    from analysis import explain_module
+
+    explain_module(__doc__, __file__)

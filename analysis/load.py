@@ -161,3 +161,9 @@ def load_artifacts(
             else:
                 problems[run_id] = problem
     return loaded, problems
+
+
+if __name__ == "__main__":
+    from analysis import explain_module
+
+    explain_module(__doc__, __file__)

@@ -166,3 +166,9 @@ def _quiet():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         yield
+
+
+if __name__ == "__main__":
+    from analysis import explain_module
+
+    explain_module(__doc__, __file__)

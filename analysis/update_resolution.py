@@ -273,3 +273,9 @@ def interference_table(table: pd.DataFrame, order: list[str]) -> list[str]:
         }),
         "",
     ]
+
+
+if __name__ == "__main__":
+    from analysis import explain_module
+
+    explain_module(__doc__, __file__)

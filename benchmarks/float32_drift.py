@@ -1,7 +1,7 @@
 """How far float32 (``backend.dtype=float32``) drifts from float64 over a whole default-length run,
 per learner, in the task scenario (where accuracy is far from the floor), on the CPU:
 
-    .venv/bin/python benchmarks/float32_drift.py [learner ...]
+    .venv/bin/python benchmarks/float32_drift.py [learner ...]     # default: every learner preset
 
 For each learner: the largest difference of any entry of the accuracy matrix R, the largest relative
 difference of a task's test loss at any evaluation point, and the fraction of probe predictions that
@@ -10,6 +10,7 @@ differ, averaged over the evaluation points.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -35,9 +36,18 @@ def drift(learner: str) -> str:
             f"{b.accuracy_matrix[-1].mean():.4f} |")
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("learners", nargs="*", metavar="learner",
+                        default=["mlp_backprop", "rnn_bptt_epochwise", "rnn_bptt_truncated", "rnn_rtrl"],
+                        help="learner presets (conf/learner/) to compare (default: all four)")
+    learners = parser.parse_args(argv).learners
     print("| learner | max abs. difference in R | max rel. test-loss difference | probe predictions differing "
           "| final acc float64 | final acc float32 |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for learner in sys.argv[1:] or ["mlp_backprop", "rnn_bptt_epochwise", "rnn_bptt_truncated", "rnn_rtrl"]:
+    for learner in learners:
         print(drift(learner), flush=True)
+
+
+if __name__ == "__main__":
+    main()
