@@ -177,7 +177,7 @@ def test_sigterm_stops_a_sweep_with_nothing_left_running_and_a_rerun_completes_i
             else:
                 os.kill(sweep.pid, signal.SIGTERM)
 
-        output = signal_when(sweep, tmp_path / "first" / "0" / "train.log", "[backprop·split_digits·class·s0] after", send)
+        output = signal_when(sweep, tmp_path / "first" / "0" / "train.log", "[backprop·class·s0·split_digits] after", send)
         assert sweep.wait(timeout=120) == 128 + signal.SIGTERM, output[-3000:]
     finally:
         sweep.kill()

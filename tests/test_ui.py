@@ -94,7 +94,7 @@ def test_a_fresh_study_opens_in_the_training_view_with_readable_runs_params_metr
     runs = client.search_runs([experiment.experiment_id])
     (parent,) = [r for r in runs if r.data.tags["forgetlab.kind"] == "sweep"]
     jobs = sorted((r for r in runs if r.data.tags["forgetlab.kind"] == "train"), key=lambda r: r.info.run_name)
-    assert [j.info.run_name for j in jobs] == ["backprop·split_digits·class·s0", "backprop·split_digits·class·s1"]
+    assert [j.info.run_name for j in jobs] == ["backprop·class·s0·split_digits", "backprop·class·s1·split_digits"]
     assert len(runs) == 3  # the report run lives in an experiment of its own
     elsewhere: list[str] = []
 

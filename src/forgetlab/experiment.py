@@ -26,6 +26,15 @@ from forgetlab.tracking.store import prepare_store
 from forgetlab.trainer import Callback, EvalPoint, Trainer, TrainingResult
 
 log = logging.getLogger(__name__)
+# The log record attribute that says which member of ``run_ensemble``'s configs a line is about (its
+# index); lines without it (the set-up's) are the whole ensemble's. A sweep sends each member's lines
+# to that member's own train.log (experiments/train.py).
+MEMBER_ATTRIBUTE = "ensemble_member"
+
+
+def about(member: int) -> dict[str, dict[str, int]]:
+    """The ``extra=`` of a log line about member ``member``."""
+    return {"extra": {MEMBER_ATTRIBUTE: member}}
 
 
 @dataclass
@@ -56,9 +65,10 @@ class JobStopped:
 
 
 def run_name(cfg: Config) -> str:
-    """Short, and distinct across the usual sweeps: ``rtrl·split_digits·task·s3``, ``…·joint·s3``."""
+    """Short, distinct across the usual sweeps, and what differs first (MLflow's run table cuts long
+    names): ``rtrl·task·s3·split_digits``, ``rtrl·task·joint·s3·split_digits``."""
     ts = cfg.task_sequence
-    parts = [cfg.algorithm.name, ts.name, ts.scenario, *(["joint"] if ts.joint else []), f"s{cfg.seed}"]
+    parts = [cfg.algorithm.name, ts.scenario, *(["joint"] if ts.joint else []), f"s{cfg.seed}", ts.name]
     return "·".join(map(str, parts))
 
 
@@ -76,10 +86,11 @@ def format_final(final: dict[str, float]) -> str:
 
 
 class TaskLines(Callback):
-    """One log line per finished training stage of member ``member``."""
+    """One log line per finished training stage of the trainer's member ``member``, marked as the lines
+    of ``run_ensemble``'s member ``index`` (``about``)."""
 
-    def __init__(self, name: str, stage_names: list[str], member: int = 0) -> None:
-        self.name, self.stage_names, self.member = name, stage_names, member
+    def __init__(self, name: str, stage_names: list[str], member: int = 0, index: int = 0) -> None:
+        self.name, self.stage_names, self.member, self.index = name, stage_names, member, index
 
     def on_eval(self, trainer: Trainer, points: dict[int, EvalPoint]) -> None:
         point = points.get(self.member)
@@ -88,12 +99,13 @@ class TaskLines(Callback):
             log.info(
                 "[%s] after %s: samples=%d %s=%d %s=%.3f", self.name, self.stage_names[point.stage],
                 point.samples_seen, contract.METRIC_UPDATES, point.updates, contract.METRIC_SEEN_ACCURACY, np.mean(seen),
+                **about(self.index),
             )
 
 
 class ProgressBar(Callback):
-    """A tqdm bar over samples for a single run, from the first evaluation (after the set-up's log
-    lines) until the last stage ends."""
+    """A tqdm bar over samples for a single run at a terminal, from the first evaluation (after the
+    set-up's log lines) until the last stage ends. Elsewhere the lines of ``TaskLines`` are the progress."""
 
     def __init__(self, total: int) -> None:
         self.total, self.seen, self.bar = total, 0, None
@@ -105,7 +117,9 @@ class ProgressBar(Callback):
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=self.total, unit="sample", dynamic_ncols=True, file=sys.stderr, leave=False)
+            # disable=None: no bar where stderr is not a terminal (a file would get every frame)
+            self.bar = tqdm(total=self.total, unit="sample", dynamic_ncols=True, file=sys.stderr, leave=False,
+                            disable=None)
         self.bar.update(point.samples_seen - self.seen)
         self.seen = point.samples_seen
         if point.tasks_trained:
@@ -173,12 +187,12 @@ def run_ensemble(cfgs: list[DictConfig | Config], contexts: list[RunContext]) ->
         prepare_store(runs[0].tracking.uri)  # a store error stops the ensemble before anything is built
     names = [run_name(run) for run in runs]
     results: list[dict[str, float] | TrainingDiverged] = [{} for _ in runs]
-    todo = [m for m in range(len(runs)) if not _already_done(runs[m], contexts[m], names[m])]
+    todo = [m for m in range(len(runs)) if not _already_done(runs[m], contexts[m], names[m], m)]
     if not todo:
         return results
     trainer = build_ensemble_trainer([runs[m] for m in todo])
     stage_names = [s.name for s in trainer.stages]
-    trainer.callbacks += [TaskLines(names[m], stage_names, member=k) for k, m in enumerate(todo)]
+    trainer.callbacks += [TaskLines(names[m], stage_names, member=k, index=m) for k, m in enumerate(todo)]
     redirect = nullcontext()
     if len(runs) == 1 and not contexts[0].quiet:  # a lone run at the console: log lines above its bar
         trainer.callbacks.append(ProgressBar(total_samples(trainer)))
@@ -194,7 +208,7 @@ def run_ensemble(cfgs: list[DictConfig | Config], contexts: list[RunContext]) ->
         with redirect:
             trained = trainer.run()
         for m, result in zip(todo, trained):
-            results[m] = _end_member(runs[m], names[m], result, open_runs.get(m, (None, None)))
+            results[m] = _end_member(runs[m], names[m], m, result, open_runs.get(m, (None, None)))
             open_runs.pop(m, None)
     except BaseException as error:
         for opened, _ in open_runs.values():  # each ends FAILED, or KILLED on a stop (run_for_config)
@@ -206,30 +220,31 @@ def run_ensemble(cfgs: list[DictConfig | Config], contexts: list[RunContext]) ->
     return results
 
 
-def _already_done(run: Config, context: RunContext, name: str) -> bool:
+def _already_done(run: Config, context: RunContext, name: str, member: int) -> bool:
     """Whether a sweep job's own resume check, at its start, finds this config and code done."""
     reason = None
     if run.tracking.enabled and context.parent_run_id is not None:
         reason = job_already_done(run, name)
     if reason:
-        log.info("[%s] skip: %s", name, reason)
+        log.info("[%s] skip: %s", name, reason, **about(member))
     return bool(reason)
 
 
-def _end_member(run: Config, name: str, result: TrainingResult, opened: tuple) -> dict[str, float] | TrainingDiverged:
-    """End a member's MLflow run (when tracked) FINISHED with its metrics, or FAILED if it diverged."""
+def _end_member(run: Config, name: str, member: int, result: TrainingResult, opened: tuple
+                ) -> dict[str, float] | TrainingDiverged:
+    """End member ``member``'s MLflow run (when tracked) FINISHED with its metrics, or FAILED if it diverged."""
     context, mlflow_run = opened
     if result.error is not None:
-        log.warning("[%s] %s", name, failure_reason(result.error))
+        log.warning("[%s] %s", name, failure_reason(result.error), **about(member))
         if mlflow_run is not None:
             mlflow_run.fail(result.error)
         outcome = result.error
     else:
         yaml = OmegaConf.to_yaml(OmegaConf.structured(run))
         outcome = mlflow_run.finish(result, yaml) if mlflow_run else contract.final_metrics(result.accuracy_matrix)
-        log.info("[%s] %s", name, format_final(outcome))
+        log.info("[%s] %s", name, format_final(outcome), **about(member))
     if mlflow_run is not None:
         context.__exit__(None, None, None)
         log.info("[%s] MLflow run %s: %s", name, mlflow_run.run_id,
-                 ui_url(run.tracking.uri, mlflow_run.experiment_id, mlflow_run.run_id))
+                 ui_url(run.tracking.uri, mlflow_run.experiment_id, mlflow_run.run_id), **about(member))
     return outcome

@@ -172,8 +172,9 @@ class MlflowRun(Callback):
 
     def finish(self, result: TrainingResult, resolved_config_yaml: str) -> dict[str, float]:
         final = contract.final_metrics(result.accuracy_matrix)
-        step = result.points[-1].samples_seen
-        self._buffer += [Metric(k, v, now_ms(), step) for k, v in final.items()]
+        # At step 0, their only step: MLflow's chart view draws a metric whose last step is 0 as bars
+        # (one per run), where a step of samples seen would make a scatter on a narrow axis.
+        self._buffer += [Metric(k, v, now_ms(), contract.FINAL_STEP) for k, v in final.items()]
         self.flush()  # the metrics first: a run killed while its artifacts are written keeps them
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
