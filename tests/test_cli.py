@@ -1,6 +1,7 @@
 """What a researcher sees on the console: every entry point's --help, the config groups in train.py's
 help, run names, the sweep's per-job lines, and the MLflow UI addresses printed."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -165,7 +166,14 @@ def test_ui_addresses_open_the_training_view_on_the_port_the_ui_serves(tmp_path,
     monkeypatch.setenv("FORGETLAB_ROOT", str(tmp_path))
     assert ui_url("sqlite:////x/mlflow.db", "3", "abc") == \
         "http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
-    assert ui_url("http://127.0.0.1:5001/", "3") == "http://127.0.0.1:5001/#/experiments/3?workflowType=machine_learning"
+    # an experiment's page opens the run table's view for comparing, which the experiment carries as a tag
+    assert ui_url("http://127.0.0.1:5001/", "3") == \
+        "http://127.0.0.1:5001/#/experiments/3?workflowType=machine_learning&viewStateShareKey=forgetlab"
+    from forgetlab import contract
+    from forgetlab.server import COMPARE_VIEW_QUERY
+
+    assert COMPARE_VIEW_QUERY == f"viewStateShareKey={contract.COMPARE_VIEW}"
+    assert "metrics.`final/acc`" in json.loads(contract.compare_view())["selectedColumns"]
     ui_state_file().parent.mkdir(parents=True)
     ui_state_file().write_text('{"port": 5050, "store": "sqlite:////x/mlflow.db"}')  # as `make ui UI_PORT=5050` left it
     assert ui_url("sqlite:////x/mlflow.db", "3").startswith("http://127.0.0.1:5050/#/experiments/3?")

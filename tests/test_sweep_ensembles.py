@@ -128,7 +128,8 @@ def test_a_member_run_equals_its_job_swept_alone(tmp_path):
         assert sorted(p.name for p in (tmp_path / name / "sweep").iterdir() if p.name.isdigit()) == list("012345")
     for num, (seed, lr) in enumerate((s, lr) for s in (0, 1, 2) for lr in ("0.5", "0.1")):
         log = (tmp_path / "grouped" / "sweep" / str(num) / "train.log").read_text()
-        assert f"job {num} (seed={seed} algorithm.lr={lr}) trains in an ensemble with jobs 0, 1, 2, 3, 4, 5" in log
+        assert f"job {num} (seed={seed} algorithm.lr={lr} " in log.splitlines()[0]  # its overrides, then the others'
+        assert log.splitlines()[0].endswith(") trains in an ensemble with jobs 0, 1, 2, 3, 4, 5")
         assert log.count("] after digits_") == 2 and log.count("final/acc=") == 1  # its own 2 tasks, its own result
         assert log.count(f"[backprop·class·s{seed}·split_digits]") == 4  # 2 tasks, its result, its run's address
 

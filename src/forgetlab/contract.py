@@ -66,6 +66,21 @@ EXPERIMENT_TAG_KIND = "mlflow.experimentKind"
 EXPERIMENT_KIND_TRAINING = "custom_model_development"
 
 
+# Experiment tag: the run table's columns for comparing runs (the learner, the scenario, training mode and
+# seed, the final metrics), as MLflow's UI reads a shared view: the addresses forgetlab prints for an
+# experiment end in ``viewStateShareKey=<COMPARE_VIEW>`` (forgetlab.server.ui_url), which opens it.
+COMPARE_VIEW = "forgetlab"
+EXPERIMENT_TAG_COMPARE_VIEW = f"mlflow.sharedViewState.{COMPARE_VIEW}"
+
+
+def compare_view() -> str:
+    """The shared view's state (JSON): selected columns, every run shown in the charts."""
+    columns = [f"tags.`{TAG_LEARNER_LABEL}`", "params.`task_sequence.scenario`", "params.`task_sequence.joint`",
+               "params.`seed`", *(f"metrics.`{m.logged}`" for m in metric_registry.METRICS if m.logged),
+               "attributes.`Duration`"]
+    return json.dumps({"selectedColumns": columns, "runsHiddenMode": "SHOW_ALL"})
+
+
 def report_experiment(experiment: str) -> str:
     """Where the report runs of ``experiment`` go: an experiment of their own, so the training
     experiment's run list and charts hold only training runs and their sweep parents."""

@@ -49,6 +49,8 @@ STATE_FILE = "server.json"
 UI_PORT = 5000
 # What MLflow 3's UI reads (the "Model training" switch) to show runs, metrics and artifacts.
 TRAINING_VIEW_QUERY = "workflowType=machine_learning"
+# The run table's view for comparing, an experiment tag (forgetlab.contract.COMPARE_VIEW: the same name)
+COMPARE_VIEW_QUERY = "viewStateShareKey=forgetlab"
 
 
 class ServerError(RuntimeError):
@@ -82,7 +84,8 @@ def ui_url(tracking_uri: str, experiment_id: str | None = None, run_id: str | No
     server serves its own UI; a local store is shown by ``make ui`` on its port (``ui_port``)."""
     base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else f"http://{LOOPBACK}:{ui_port()}"
     page = "/#/experiments" + (f"/{experiment_id}" if experiment_id else "") + (f"/runs/{run_id}" if run_id else "")
-    return f"{base}{page}?{TRAINING_VIEW_QUERY}"
+    query = TRAINING_VIEW_QUERY + (f"&{COMPARE_VIEW_QUERY}" if experiment_id and not run_id else "")
+    return f"{base}{page}?{query}"
 
 
 def free_port(host: str = LOOPBACK) -> int:

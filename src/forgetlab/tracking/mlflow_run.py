@@ -81,12 +81,15 @@ def _hash(container: dict[str, Any]) -> str:
 
 def get_or_create_experiment(client: RetryingClient, name: str, artifact_location: str | None) -> str:
     """Experiment id; creation tolerates a concurrent creator. The experiment is marked as model
-    training (``contract.EXPERIMENT_TAG_KIND``) unless it already says what it is."""
-    kind = {contract.EXPERIMENT_TAG_KIND: contract.EXPERIMENT_KIND_TRAINING}
+    training (``contract.EXPERIMENT_TAG_KIND``) unless it already says what it is, and carries the run
+    table's view for comparing (``contract.compare_view``)."""
+    kind = {contract.EXPERIMENT_TAG_KIND: contract.EXPERIMENT_KIND_TRAINING,
+            contract.EXPERIMENT_TAG_COMPARE_VIEW: contract.compare_view()}
     exp = client.get_experiment_by_name(name)
     if exp is not None:
-        if contract.EXPERIMENT_TAG_KIND not in exp.tags:  # created before forgetlab set the kind
-            client.set_experiment_tag(exp.experiment_id, contract.EXPERIMENT_TAG_KIND, contract.EXPERIMENT_KIND_TRAINING)
+        for tag, value in kind.items():  # created before forgetlab set the tag, or with an older view
+            if exp.tags.get(tag) != value and (tag != contract.EXPERIMENT_TAG_KIND or tag not in exp.tags):
+                client.set_experiment_tag(exp.experiment_id, tag, value)
         return exp.experiment_id
     try:
         return client.create_experiment(name, artifact_location=artifact_location, tags=kind)

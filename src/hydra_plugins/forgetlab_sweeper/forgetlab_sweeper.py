@@ -538,7 +538,9 @@ class ResumableSweeper(Sweeper):
             log_sweep_summary(self.client, sweep.parent_run_id, jobs, runs,
                               outcome_counts(jobs, to_run, outcomes)["failed"], self.results)
             print(f"[sweep] parent run {sweep.parent_run_id}: "
-                  f"{ui_url(tracking.uri, self.experiment_id, sweep.parent_run_id)}", flush=True)
+                  f"{ui_url(tracking.uri, self.experiment_id, sweep.parent_run_id)}\n"
+                  f"[sweep] compare the runs (their final metrics as columns; the chart view draws them as bars): "
+                  f"{ui_url(tracking.uri, self.experiment_id)}", flush=True)
         except StoreError as error:  # the jobs are over: their outcome decides the exit code
             print(f"[sweep] could not record the summary on the parent run: {error}", file=sys.stderr, flush=True)
 
