@@ -14,13 +14,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.load import RunArtifacts, metric_column
+from analysis.load import RunArtifacts, metric_column, tag_column
 from forgetlab import contract, metrics
 from forgetlab.metric_registry import METRICS, TASK, task_arrays
 
 SEED = "params.seed"
 JOINT = "params.task_sequence.joint"
 ALGORITHM = "params.algorithm.name"
+LEARNER_LABEL = tag_column(contract.TAG_LEARNER_LABEL)  # how figures and tables name the learner, e.g. "BPTT(4; 1)"
+CHANCE = tag_column(contract.TAG_CHANCE_ACCURACY)
 SCENARIO = "params.task_sequence.scenario"
 TASK_SEQUENCE = "params.task_sequence.name"
 # Params that say where a run is stored or shown, or how it is guarded, not what it is.
@@ -77,7 +79,8 @@ def label_keys(runs: pd.DataFrame, keys: list[str]) -> list[str]:
 
 
 def add_conditions(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Columns ``condition`` (a label such as ``scenario=class joint=False``) and ``algorithm``."""
+    """Columns ``condition`` (a label such as ``scenario=class joint=False``), ``algorithm`` and
+    ``learner`` (the run's learner label; its algorithm's name for runs recorded before there was one)."""
     runs = runs.copy()
     keys = label_keys(runs, keys)
     names = short_names(keys)
@@ -88,6 +91,8 @@ def add_conditions(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     else:
         runs["condition"] = "all runs"
     runs["algorithm"] = runs[ALGORITHM].astype(str) if ALGORITHM in runs else "unknown"
+    label = runs[LEARNER_LABEL] if LEARNER_LABEL in runs else pd.Series(np.nan, index=runs.index)
+    runs["learner"] = label.where(label.notna() & (label.astype(str) != ""), runs["algorithm"]).astype(str)
     return runs
 
 
@@ -116,11 +121,14 @@ def condition_order(runs: pd.DataFrame, keys: list[str]) -> list[str]:
 
 def condition_table(runs: pd.DataFrame, keys: list[str], order: list[str]) -> pd.DataFrame:
     """One row per condition (index, in ``order``): the value of every label key as text (columns named
-    by the keys), ``algorithm``, ``training`` (sequential or joint) and ``runs``."""
+    by the keys), ``algorithm``, ``learner``, ``training`` (sequential or joint), ``runs`` and ``chance``
+    (the chance accuracy its runs recorded; NaN when they did not)."""
     keys = label_keys(runs, keys)
     firsts = runs.drop_duplicates("condition").set_index("condition").loc[order]
     table = firsts[keys].astype(str) if keys else pd.DataFrame(index=firsts.index)
     table["algorithm"] = firsts["algorithm"].astype(str)
+    table["learner"] = firsts["learner"].astype(str) if "learner" in firsts else table["algorithm"]
+    table["chance"] = pd.to_numeric(firsts[CHANCE], errors="coerce") if CHANCE in firsts else np.nan
     table["training"] = np.where(is_joint(firsts), JOINT_TRAINING, SEQUENTIAL_TRAINING)
     table["runs"] = runs.groupby("condition").size().reindex(order).to_numpy()
     return table

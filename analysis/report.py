@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from analysis import aggregate, figures, update_resolution  # noqa: E402
+from analysis import aggregate, figures, style, update_resolution  # noqa: E402
 from analysis.load import (  # noqa: E402
     METRIC_COLUMN_PREFIX, NoRunsError, RunArtifacts, load_artifacts, mark_superseded, search_training_runs, tag_column,
 )
@@ -104,6 +104,7 @@ class Analysis:
     summary: pd.DataFrame  # one row per condition, with a column per condition key
     retention: dict[str, np.ndarray]  # each analysed run's retention curve
     bin_edges: np.ndarray  # of the retention curves
+    experiment: str = ""
 
 
 def build_report(
@@ -132,7 +133,7 @@ def build_report(
     clock.lap("query")
     artifacts = read_artifacts(client, runs, Path(cache_dir or REPORTS / ".cache"), workers)
     clock.lap("artifacts")
-    analysis = analyse(runs, artifacts)
+    analysis = analyse(runs, artifacts, experiment)
     clock.lap("metrics")
     figure_paths, figures_note = draw_figures(analysis, artifacts, out / "figures", max_panels)
     update_section = update_resolution.report_section(analysis.analysed, artifacts, analysis.order, out)  # "" without update-probe runs
@@ -151,11 +152,17 @@ def build_report(
     if run_id is not None:
         # file by file: `out` may hold the reports of narrower selections, and files of older reports
         files = [out / "report.md", *written, *tables.values()]
-        files += [png.with_suffix(f".{suffix}") for png in figure_paths.values() for suffix in figures.FORMATS]
+        files += [path for png in figure_paths.values() for path in figure_files(png)]
         files += update_resolution.written_files(out) if update_section else []
         log_report_files(client, run_id, out, files)
     clock.lap("writing")
     return Report(out, analysis.summary, runs_table, figure_paths, run_id, clock.seconds, figures_note)
+
+
+def figure_files(png: Path) -> list[Path]:
+    """Every file of the figure whose page-wide PNG is ``png``: both widths, PNG and PDF."""
+    return [png.with_name(png.stem + style.SUFFIX[width]).with_suffix(f".{fmt}")
+            for width in style.WIDTHS for fmt in style.FORMATS]
 
 
 def select_runs(client: MlflowClient, experiment: str, sweep_id: str | None, filter_string: str | None) -> pd.DataFrame:
@@ -180,7 +187,7 @@ def read_artifacts(client: MlflowClient, runs: pd.DataFrame, cache_dir: Path, wo
     return artifacts
 
 
-def analyse(runs: pd.DataFrame, artifacts: dict[str, RunArtifacts]) -> Analysis:
+def analyse(runs: pd.DataFrame, artifacts: dict[str, RunArtifacts], experiment: str = "") -> Analysis:
     """Conditions, per-run metrics (checked against the logged ones) and their summary over seeds."""
     # Conditions from the analysed runs only: a run that died before logging its params would
     # otherwise make every param look swept.
@@ -199,14 +206,14 @@ def analyse(runs: pd.DataFrame, artifacts: dict[str, RunArtifacts]) -> Analysis:
     runs = pd.concat([_sorted_by_condition(runs[runs["analysed"]], order), runs[~runs["analysed"]]])
     conditions = aggregate.condition_table(analysed, keys, order)
     summary = with_condition_columns(aggregate.summarize(analysed, order), conditions)
-    return Analysis(runs, analysed, keys, order, conditions, summary, retention, bin_edges)
+    return Analysis(runs, analysed, keys, order, conditions, summary, retention, bin_edges, experiment)
 
 
 def draw_figures(analysis: Analysis, artifacts: dict[str, RunArtifacts], fig_dir: Path,
                  max_panels: int) -> tuple[dict[str, Path], str]:
     """(the figures, ""), or no figures and a note on how to narrow a selection whose largest figure
     would have more than ``max_panels`` panels."""
-    layout = figures.build_layout(analysis.conditions, analysis.keys)
+    layout = figures.build_layout(analysis.conditions, analysis.keys, figure_source(analysis))
     panels = figures.panel_count(layout)
     if panels <= max_panels:
         return make_figures(analysis.analysed, artifacts, analysis.retention, analysis.bin_edges, layout, fig_dir), ""
@@ -215,6 +222,14 @@ def draw_figures(analysis: Analysis, artifacts: dict[str, RunArtifacts], fig_dir
                 f"(the limit is {max_panels}: `--max-panels`). Narrow it with `--sweep-id` or `--filter` "
                 f"(e.g. `--filter \"params.task_sequence.scenario = 'domain'\"`) on the params that vary: "
                 f"{varying}.")
+
+
+def figure_source(analysis: Analysis) -> style.Source:
+    """What the figures' titles say: the experiment, the task sequences and the seeds per condition."""
+    analysed = analysis.analysed
+    data = sorted(analysed[aggregate.TASK_SEQUENCE].astype(str).unique()) if aggregate.TASK_SEQUENCE in analysed else []
+    return style.Source(analysis.experiment, ", ".join(data) or "?",
+                        style.seeds_text(analysis.conditions["runs"]))
 
 
 def write_tables(analysis: Analysis, runs_table: pd.DataFrame, out: Path) -> tuple[list[Path], dict[str, Path]]:

@@ -33,6 +33,7 @@ TAG_CODE_VERSION = "forgetlab.code_version"  # content hash of the package's sou
 TAG_CODE_DIFF = "forgetlab.code_diff"  # hash of the uncommitted changes to the package and conf/ (only when there are any)
 TAG_FULL_NAME = "forgetlab.full_name"  # training runs: the run name spelled out, with the job's overrides
 TAG_LEARNER_LABEL = "forgetlab.learner_label"  # training runs: the learner's display label, e.g. "BPTT(4; 1)"
+TAG_CHANCE_ACCURACY = "forgetlab.chance_accuracy"  # training runs: accuracy of guessing among the allowed outputs
 
 # Config keys that say on which machine a run was stored, not what it is: tags, not params.
 MACHINE_KEYS = ("tracking.uri", "tracking.artifact_location")

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from forgetlab import contract
 from forgetlab.algorithms import ALGORITHMS
+from forgetlab.arrays import to_numpy
 from forgetlab.assembly import build_ensemble_trainer, total_samples
 from forgetlab.config import Config, validate
 from forgetlab.cost import check_cost
@@ -202,7 +203,8 @@ def run_ensemble(cfgs: list[DictConfig | Config], contexts: list[RunContext]) ->
         if runs[todo[0]].tracking.enabled:
             for k, m in enumerate(todo):
                 opened = run_for_config(runs[m], names[m], full_run_name(runs[m], contexts[m].overrides), contexts[m],
-                                        member=k, learner_label=ALGORITHMS[runs[m].algorithm.name].label(runs[m]))
+                                        member=k, learner_label=ALGORITHMS[runs[m].algorithm.name].label(runs[m]),
+                                        chance=chance_accuracy(trainer))
                 open_runs[m] = (opened, opened.__enter__())
                 trainer.callbacks.append(open_runs[m][1])
         with redirect:
@@ -218,6 +220,16 @@ def run_ensemble(cfgs: list[DictConfig | Config], contexts: list[RunContext]) ->
                 log.exception("could not end a member's run")
         raise
     return results
+
+
+def chance_accuracy(trainer: Trainer) -> float:
+    """The accuracy of guessing among the outputs a held-out sample's mask allows (1/10 in the class
+    scenario of split digits, 1/2 in its task and domain scenarios), averaged over the tasks: where
+    the report's figures draw their chance line."""
+    evaluator = trainer.evaluator
+    mask = to_numpy(evaluator.mask)[: evaluator.n_test]
+    per_sample = 1.0 / np.maximum(mask.sum(axis=-1), 1)
+    return float(np.mean([per_sample[evaluator.test_task == t].mean() for t in np.unique(evaluator.test_task)]))
 
 
 def _already_done(run: Config, context: RunContext, name: str, member: int) -> bool:

@@ -310,7 +310,7 @@ def write_eval_artifacts(result: TrainingResult, root: Path) -> None:
 
 @contextmanager
 def run_for_config(cfg: Any, run_name: str, full_name: str, context, *, member: int = 0,
-                   learner_label: str = "") -> Iterator[MlflowRun]:
+                   learner_label: str = "", chance: float | None = None) -> Iterator[MlflowRun]:
     """An MlflowRun for the typed config ``cfg``, following member ``member`` of its trainer, with the
     contract's params and tags; ended FAILED (KILLED on Ctrl-C or SIGTERM) if the body raises.
     ``context`` carries overrides, learner preset, sweep id, parent run id and the entry point."""
@@ -330,6 +330,8 @@ def run_for_config(cfg: Any, run_name: str, full_name: str, context, *, member: 
     }
     if learner_label:
         tags[contract.TAG_LEARNER_LABEL] = learner_label
+    if chance is not None:
+        tags[contract.TAG_CHANCE_ACCURACY] = f"{chance:.6g}"
     if context.parent_run_id:
         tags[contract.TAG_PARENT_RUN_ID] = context.parent_run_id
     run = MlflowRun(
