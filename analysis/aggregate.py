@@ -239,6 +239,8 @@ def summarize(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     for condition in order:
         group = table[table["condition"] == condition]
         row = {"condition": condition, "algorithm": group["algorithm"].iloc[0], "runs": len(group)}
+        if "learner" in group:
+            row["learner"] = group["learner"].iloc[0]
         values = group[METRIC_NAMES].to_numpy(dtype=float)
         low, high = t_interval(values)
         n = np.sum(np.isfinite(values), axis=0)

@@ -174,15 +174,21 @@ def facets(width: str, rows: list[str], cols: list[str], *, panel_height: float,
 
 
 def _ylabels(f: Facets, label: str, rows: list[str], cols: list[str]) -> None:
-    """The y label on the first column; with facet rows (not wrapped), each row's name above it."""
+    """The y label: on the first column's panels, or, with facet rows, the figure's (at its left), each
+    row named in its first panel's label."""
     for ax in f.figure.axes:
         ax.set_ylabel("")
     by_row = {}
     for (r, _), ax in f.cells.items():
         by_row.setdefault(r, ax)
-    for r, ax in by_row.items():
-        if ax in f.first_column:
-            ax.set_ylabel(f"{r}\n{label}" if r and not ax.get_title().startswith(r) else label)
+    named = [r for r, ax in by_row.items() if r and ax in f.first_column and not ax.get_title().startswith(r)]
+    if named:
+        for r in named:
+            by_row[r].set_ylabel(r)
+        f.figure.supylabel(label, fontsize=style.FONT_PT)
+        return
+    for ax in f.first_column:
+        ax.set_ylabel(label)
 
 
 def _xlabels(f: Facets, label: str) -> None:
@@ -368,7 +374,8 @@ def draw_accuracy_matrices(matrices, layout, task_names, *, width: str):
             ax.set_yticks(np.arange(R.shape[0]), rows)
             ax.grid(False)
             ax.tick_params(length=0)
-        _xlabels(f, "test accuracy on task")
+        for ax in f.axes():  # under each column's bottom panel: the colour bar is below the figure's middle
+            ax.set_xlabel("task" if ax.get_subplotspec().is_last_row() else "")
         _ylabels(f, "after training", layout.panel_order, layout.col_order)
         f.figure.colorbar(matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap=cmap),
                           ax=f.axes(), location="bottom", shrink=0.5, aspect=30, label="test accuracy (mean over seeds)")
@@ -404,8 +411,8 @@ def draw_final_metric_bars(per_run, layout, *, width: str):
             ax.set_title("")
             ax.set_ylabel(title if not r else f"{r}\n{title}")
             ax.set_xlabel(layout.col_title if x == "col" and ax.get_subplotspec().is_last_row() else "")
-            if x == "hue":
-                ax.tick_params(axis="x", labelrotation=30)
+            if x == "hue":  # one bar per learner: the legend names the colours
+                ax.set_xticks(range(len(order)), [""] * len(order))
         known_chance = layout.frame.loc[bars["condition"].unique(), "chance"].notna().any()
         style.legend(f.figure, _bar_entries(layout, bars, joint, known_chance), width, layout.source)
         return f.figure

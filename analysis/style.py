@@ -45,14 +45,18 @@ CHANCE = {"color": "0.35", "ls": (0, (4, 2)), "lw": 0.8}
 BOUNDARY = {"color": "0.6", "ls": ":", "lw": 0.7}
 DIRECTION = {HIGHER: " ↑", LOWER: " ↓", None: ""}
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+# Line styles by position: where two learners' lines coincide (RTRL and epochwise BPTT make the same
+# update when the loss is at the last step), the dashes of one let the other show through.
+DASHES = ["-", (0, (4, 1.5)), (0, (1.5, 1)), (0, (6, 1.5, 1.5, 1.5)), (0, (2, 2))]
 
 # colorblind palette: 0 blue, 1 orange, 2 green, 3 vermillion, 4 purple, 5 brown, 6 pink, 7 grey, 8 olive, 9 cyan
 _COLORBLIND = sns.color_palette("colorblind", 10)
 # The learners forgetlab ships, each its own colour everywhere; other labels get one of the rest by a
 # hash of the label, so that a learner's colour never depends on which others a report holds.
-LEARNER_COLORS = {
-    "backprop (MLP)": 0, "backprop (MLP), batch 4": 9, "epochwise BPTT": 1, "RTRL": 2,
-    "BPTT(1; 1)": 3, "BPTT(4; 1)": 4, "BPTT(12; 1)": 5, "BPTT(4; 1) stream": 6, "BPTT(3; 1)": 8,
+LEARNER_COLORS = {  # in the order figures list them: by how far back credit reaches, RTRL last
+    "backprop (MLP)": 0, "backprop (MLP), batch 4": 9, "epochwise BPTT": 1, "BPTT(1; 1)": 3, "BPTT(3; 1)": 8,
+    "BPTT(4; 2)": 3,
+    "BPTT(4; 1)": 4, "BPTT(12; 1)": 5, "BPTT(4; 1) stream": 6, "RTRL": 2,
 }
 _SPARE = [i for i in range(10) if i != 7]
 
