@@ -174,8 +174,8 @@ def facets(width: str, rows: list[str], cols: list[str], *, panel_height: float,
 
 
 def _ylabels(f: Facets, label: str, rows: list[str], cols: list[str]) -> None:
-    """The y label: on the first column's panels, or, with facet rows, the figure's (at its left), each
-    row named in its first panel's label."""
+    """The y label: the panel's, or with several rows of panels the figure's (at its left), each facet
+    row then named in its first panel's label."""
     for ax in f.figure.axes:
         ax.set_ylabel("")
     by_row = {}
@@ -187,8 +187,10 @@ def _ylabels(f: Facets, label: str, rows: list[str], cols: list[str]) -> None:
             by_row[r].set_ylabel(r)
         f.figure.supylabel(label, fontsize=style.FONT_PT)
         return
-    for ax in f.first_column:
-        ax.set_ylabel(label)
+    if len(f.first_column) > 1:  # stacked panels: one label for all, at the figure's left
+        f.figure.supylabel(label, fontsize=style.FONT_PT)
+    else:
+        f.first_column[0].set_ylabel(label)
 
 
 def _xlabels(f: Facets, label: str) -> None:
