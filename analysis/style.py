@@ -173,8 +173,13 @@ def legend(fig, entries: dict, width: str, source: Source | None = None, n_cols:
         title(fig, source)
         return
     n_cols = n_cols or (min(len(entries), 4 if width == "page" else 2))
-    fig.legend(list(entries.values()), list(entries.keys()), loc="outside upper center", ncols=n_cols,
-               frameon=False, title=source.title() if source else None)
+    renderer = fig.canvas.get_renderer()
+    for cols in range(n_cols, 0, -1):  # as many columns as the figure's width holds
+        legend = fig.legend(list(entries.values()), list(entries.keys()), loc="outside upper center", ncols=cols,
+                            frameon=False, title=source.title() if source else None)
+        if legend.get_window_extent(renderer).width <= fig.bbox.width * 0.98 or cols == 1:
+            return
+        legend.remove()
 
 
 def title(fig, source: Source | None) -> None:

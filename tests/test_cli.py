@@ -168,7 +168,7 @@ def test_ui_addresses_open_the_training_view_on_the_port_the_ui_serves(tmp_path,
         "http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
     # an experiment's page opens the run table's view for comparing, which the experiment carries as a tag
     assert ui_url("http://127.0.0.1:5001/", "3") == \
-        "http://127.0.0.1:5001/#/experiments/3?workflowType=machine_learning&viewStateShareKey=forgetlab"
+        "http://127.0.0.1:5001/#/experiments/3/runs?workflowType=machine_learning&viewStateShareKey=forgetlab"
     from forgetlab import contract
     from forgetlab.server import COMPARE_VIEW_QUERY
 
@@ -176,7 +176,7 @@ def test_ui_addresses_open_the_training_view_on_the_port_the_ui_serves(tmp_path,
     assert "metrics.`final/acc`" in json.loads(contract.compare_view())["selectedColumns"]
     ui_state_file().parent.mkdir(parents=True)
     ui_state_file().write_text('{"port": 5050, "store": "sqlite:////x/mlflow.db"}')  # as `make ui UI_PORT=5050` left it
-    assert ui_url("sqlite:////x/mlflow.db", "3").startswith("http://127.0.0.1:5050/#/experiments/3?")
+    assert ui_url("sqlite:////x/mlflow.db", "3").startswith("http://127.0.0.1:5050/#/experiments/3/runs?")
 
 
 def test_machine_paths_are_tags_and_the_rest_of_the_config_params(compose_cfg):

@@ -83,7 +83,9 @@ def ui_url(tracking_uri: str, experiment_id: str | None = None, run_id: str | No
     """The MLflow UI page of an experiment (or one of its runs) in the training view. A tracking
     server serves its own UI; a local store is shown by ``make ui`` on its port (``ui_port``)."""
     base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else f"http://{LOOPBACK}:{ui_port()}"
-    page = "/#/experiments" + (f"/{experiment_id}" if experiment_id else "") + (f"/runs/{run_id}" if run_id else "")
+    # An experiment's run table (``/runs``): the UI reads a shared view's key there, not on the experiment's
+    # address it redirects from.
+    page = "/#/experiments" + (f"/{experiment_id}/runs" if experiment_id else "") + (f"/{run_id}" if run_id else "")
     query = TRAINING_VIEW_QUERY + (f"&{COMPARE_VIEW_QUERY}" if experiment_id and not run_id else "")
     return f"{base}{page}?{query}"
 
