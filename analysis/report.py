@@ -9,9 +9,10 @@ MLflow filter string); of several runs with the same ``forgetlab.config_hash`` (
 resumed sweep) the newest FINISHED one is used and the others are listed as superseded. Conditions
 are the params that vary across runs (except ``seed``, ``tracking.*``, ``paths.*``); statistics are
 over seeds. Writes ``<out>/report.md``, ``summary.csv`` (one row per condition), ``runs.csv`` (one row
-per run), ``retention.csv``, ``tables/*.tex`` and ``figures/*.{png,pdf}``, logs them as artifacts of a
+per run), ``retention.csv``, ``tables/*.tex`` and ``figures/*.{png,pdf}`` (each figure page and column wide:
+``<name>`` and ``<name>-column``), logs them as artifacts of a
 run tagged ``forgetlab.kind=report`` in the experiment ``<experiment>-reports`` (so the training
-experiment's charts hold only training runs), logs the figures to the parent run of the sweep when the
+experiment's charts hold only training runs; one run per selection, an earlier one deleted), logs the figures to the parent run of the sweep when the
 report covers one whole sweep, and prints the summary table. A selection whose figures would have
 more than ``--max-panels`` panels (one per condition group) gets the tables without the figures and a
 note on how to narrow it. ``<out>`` defaults to

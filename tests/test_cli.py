@@ -195,3 +195,28 @@ def test_make_study_installs_the_package_without_the_dev_and_bench_extras():
     test_plan = subprocess.run(["make", "-n", "test-fast", "VENV=/nonexistent-venv"], capture_output=True, text=True,
                                cwd=ROOT).stdout
     assert '-e ".[dev,bench]"' in test_plan and Path(ROOT / "Makefile").exists()
+
+
+@pytest.mark.slow
+def test_output_redirected_to_a_file_is_plain_lines_without_bar_frames(tmp_path):
+    """What a cluster's log or `make study > log` holds: a single run's task lines and final metrics each on
+    a line of their own, a sweep's first line with its job count and where the logs are, then a line per job."""
+    from tests.conftest import run_train
+
+    small = ["trainer.epochs_per_task=1", "task_sequence.n_tasks=2", "network.hidden_sizes=[16]", "tracking.enabled=false"]
+    single = run_train(*small, f"hydra.run.dir={tmp_path}/run")
+    assert single.returncode == 0, single.stderr[-2000:]
+    out = single.stdout + single.stderr
+    assert "\r" not in out and "sample/s" not in out and "it/s" not in out  # no progress-bar frames
+    lines = out.splitlines()
+    assert any(line.startswith("[backprop·class·s0·split_digits] final/acc=") for line in lines)
+    assert sum(line.startswith("[backprop·class·s0·split_digits] after digits_") for line in lines) == 2
+    sweep = run_train("-m", "seed=0,1", *small, f"hydra.sweep.dir={tmp_path}/sweep")
+    assert sweep.returncode == 0, sweep.stderr[-2000:]
+    assert "\r" not in sweep.stdout + sweep.stderr
+    first, *rest = sweep.stdout.splitlines()
+    assert first.startswith("[sweep] ") and ": 2 jobs, 2 to train" in first
+    assert first.endswith(f"each job's log: {tmp_path}/sweep/<job num>/train.log")
+    assert sum(line.startswith("[sweep] 1/2 (") or line.startswith("[sweep] 2/2 (") for line in rest) == 2
+    for num in (0, 1):
+        assert "] after digits_" in (tmp_path / "sweep" / str(num) / "train.log").read_text()

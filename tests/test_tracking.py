@@ -1,6 +1,7 @@
 """The tracking contract of docs/tracking.md, checked on real runs of experiments/train.py."""
 
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -104,6 +105,23 @@ def test_multirun_is_a_parent_with_nested_jobs_following_the_contract(tmp_path, 
         assert {"path": "accuracy_matrix.json", "type": "table"} in json.loads(tags["mlflow.loggedArtifacts"])
     # different seeds: different hashes
     assert len({j.data.tags["forgetlab.config_hash"] for j in jobs}) == 2
+    if launcher != "basic":
+        return
+    # The same sweep again: one skip line, the same parent with the same counts, its duration the time its
+    # two calls ran (not the time since the first began), and the results table printed all the same.
+    time.sleep(3)
+    started = time.monotonic()
+    rerun = run_train(
+        "-m", "seed=0,1", "learner=mlp_backprop", *FAST, f"tracking.uri={sqlite_uri}", "tracking.experiment=contract",
+        f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path}/sweep2",
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert rerun.stdout.count("[sweep] skip") == 1 and "[sweep] skip 2 of 2 jobs: FINISHED before" in rerun.stdout
+    assert f"{table['data'][0][1]}" in rerun.stdout
+    again = client.get_run(parent.info.run_id)
+    assert {k: again.data.metrics[k] for k in summary} == summary
+    took = (again.info.end_time - again.info.start_time) - (parent.info.end_time - parent.info.start_time)
+    assert 0 <= took <= (time.monotonic() - started) * 1000  # the rerun's own time: not the time between the calls
 
 
 @pytest.mark.slow
