@@ -258,3 +258,9 @@ def texts_outside(fig) -> list[str]:
 
 def smallest_font(fig) -> float:
     return min((t.get_fontsize() for t in texts(fig)), default=FONT_PT)
+
+
+if __name__ == "__main__":
+    from analysis import explain_module
+
+    explain_module(__doc__, __file__)
