@@ -95,7 +95,7 @@ def test_every_immediate_command_of_the_readme_runs(command, tmp_path):
     if "--cfg" in args:
         assert "algorithm:\n  name: rtrl" in proc.stdout and "network:\n  name: rnn" in proc.stdout
     if "--info" in args:
-        assert "Defaults Tree" in proc.stdout
+        assert "Defaults List" in proc.stdout
     if "-sc" in args:
         assert "complete" in proc.stdout  # the bash completion function that `eval` installs
         assert 'eval "$(python experiments/train.py -sc install=bash)"' in README  # the command checked here

@@ -274,15 +274,20 @@ def test_figures_are_byte_identical_whatever_the_run_order(study, tmp_path):
             assert png.with_suffix(suffix).read_bytes() == second[key].with_suffix(suffix).read_bytes(), (key, suffix)
 
 
-def test_summary_tables_as_latex_escape_names_and_show_n(study):
+def test_summary_tables_as_latex_for_a_paper(study):
     summary = _analyse(*study)["summary"]
-    latex = report.summary_latex(summary, report.condition_columns(summary), report.TASK_LEVEL)
+    latex = report.summary_latex(summary, report.condition_columns(summary), report.TASK_LEVEL, "tab:x-task-level")
     assert "\\toprule" in latex and "\\bottomrule" in latex
+    assert "\\centering" in latex and "\\label{tab:x-task-level}" in latex and "\\caption{" in latex
+    assert "\\resizebox{\\linewidth}{!}{%\n\\begin{tabular}" in latex and "\\end{tabular}%\n}" in latex
     assert "bptt\\_truncated" in latex and "bptt_truncated" not in latex.replace("bptt\\_truncated", "")
-    header = next(line for line in latex.splitlines() if line.startswith("algorithm"))
-    assert header.split(" & ")[:4] == ["algorithm", "scenario", "joint", "n"]
-    joint_row = next(line for line in latex.splitlines() if line.startswith("rtrl & task & True"))
-    assert joint_row.count("--") == len(report.TASK_LEVEL) - 1  # only ACC is defined for joint training
+    header = next(line for line in latex.splitlines() if line.startswith("learner"))
+    assert header.split(" & ")[:4] == ["learner", "scenario", "training", "n"]  # no raw True/False
+    assert "True" not in latex and "False" not in latex
+    joint_row = next(line for line in latex.splitlines() if line.startswith("rtrl & task & joint"))
+    shown = len(report.TASK_LEVEL) - len(report.LATEX_LEFT_OUT)  # F_after = -BWT is left out
+    assert header.count(" & ") == 3 + shown
+    assert joint_row.count("--") == shown - 1  # only ACC is defined for joint training
 
 
 def test_a_narrower_selection_gets_its_own_report_directory():

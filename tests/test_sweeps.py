@@ -102,7 +102,7 @@ def test_a_sweep_killed_mid_job_resumes_without_duplicates(tmp_path):
 
     second = run_train(*args, f"hydra.sweep.dir={tmp_path}/second")
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "[sweep] skip seed=0: FINISHED as run" in second.stdout
+    assert "[sweep] skip 1 of 3 jobs: FINISHED before (same config and code;" in second.stdout
     assert "KILLED (its process is gone): seed=1" in second.stdout
     assert "3 jobs: 1 skipped (same config and code), 2 trained, 0 failed" in second.stdout
 

@@ -87,11 +87,17 @@ def format_final(final: dict[str, float]) -> str:
 
 
 class TaskLines(Callback):
-    """One log line per finished training stage of the trainer's member ``member``, marked as the lines
-    of ``run_ensemble``'s member ``index`` (``about``)."""
+    """A log line when training starts and one per finished training stage of the trainer's member
+    ``member``, marked as the lines of ``run_ensemble``'s member ``index`` (``about``)."""
 
     def __init__(self, name: str, stage_names: list[str], member: int = 0, index: int = 0) -> None:
         self.name, self.stage_names, self.member, self.index = name, stage_names, member, index
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        # the first line, so that a log or a file shows at once what trains (a stage can take hours)
+        log.info("[%s] training %d stage%s (%s), %d samples", self.name, len(self.stage_names),
+                 "s" * (len(self.stage_names) != 1), ", ".join(self.stage_names), total_samples(trainer),
+                 **about(self.index))
 
     def on_eval(self, trainer: Trainer, points: dict[int, EvalPoint]) -> None:
         point = points.get(self.member)
