@@ -9,7 +9,7 @@ launching process and before any job starts:
    anything is written to MLflow;
 2. creates the experiment (and the store's schema) once, so parallel jobs never race on set-up;
 3. asks ``forgetlab.tracking.resume`` about each job's config hash and this code's version: a job
-   with a FINISHED run of the same config and code is skipped (one line each;
+   with a FINISHED run of the same config and code is skipped (one line for them all;
    ``tracking.resume=false`` trains it again, ``tracking.resume_ignores_code=true`` skips it
    whatever code trained it), a RUNNING run whose process is gone is marked KILLED and its job
    trained again, a run that is still alive elsewhere is left to finish;
@@ -17,8 +17,10 @@ launching process and before any job starts:
    interruption reuses its parent and sweep id, so the resumed jobs nest beside the earlier ones.
    The parent's params are the swept keys with their values.
 
-While the jobs run, one progress bar counts them (``progress.py``); when they are done, the parent
-gets the sweep's summary metrics (``contract.METRIC_SWEEP_*``).
+While the jobs run, their progress is shown (``progress.py``: a bar at a terminal, plain lines in a
+file); when they are done, the parent gets the sweep's counts (``contract.METRIC_SWEEP_*``) and its
+results table (``results.py``), which is also printed. Each job's folder is ``<sweep dir>/<job num>``,
+numbered among all the sweep's jobs (``Job.num``; ensemble members log to their own, ``ensembles.py``).
 
 Jobs find the parent through ``<sweep dir>/forgetlab_sweep.json`` (``read_sweep``), which also works
 for jobs on other nodes that share the sweep directory. A failed job does not stop the others; at
