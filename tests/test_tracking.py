@@ -49,10 +49,10 @@ def test_multirun_is_a_parent_with_nested_jobs_following_the_contract(tmp_path, 
             summary["sweep/jobs_failed"], summary["sweep/jobs_skipped"]) == (2, 2, 2, 0, 0)
     assert not [name for name in summary if "mean" in name]  # no grand mean over unlike runs
     # The results table (one condition here: the seeds are its rows' n), on the parent as a UI table and printed.
-    table = json.loads(open(client.download_artifacts(parent.info.run_id, "sweep_results.json", str(tmp_path))).read())
-    assert table["columns"] == ["n", "acc", "bwt", "forgetting", "fwt"] and table["data"][0][0] == 2
+    results = json.loads(open(client.download_artifacts(parent.info.run_id, "sweep_results.json", str(tmp_path))).read())
+    assert results["columns"] == ["n", "acc", "bwt", "forgetting", "fwt"] and results["data"][0][0] == 2
     acc = np.mean([j.data.metrics["final/acc"] for j in jobs])
-    assert table["data"][0][1].startswith(f"{acc:.3f} ± ") and f"{acc:.3f} ± " in proc.stdout
+    assert results["data"][0][1].startswith(f"{acc:.3f} ± ") and results["data"][0][1] in proc.stdout
     assert json.loads(parent.data.tags["mlflow.loggedArtifacts"]) == [{"path": "sweep_results.json", "type": "table"}]
     # final/* at step 0, their only step: MLflow's chart view draws such a metric as bars
     assert [m.step for m in client.get_metric_history(jobs[0].info.run_id, "final/acc")] == [0]
@@ -117,7 +117,7 @@ def test_multirun_is_a_parent_with_nested_jobs_following_the_contract(tmp_path, 
     )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert rerun.stdout.count("[sweep] skip") == 1 and "[sweep] skip 2 of 2 jobs: FINISHED before" in rerun.stdout
-    assert f"{table['data'][0][1]}" in rerun.stdout
+    assert results["data"][0][1] in rerun.stdout
     again = client.get_run(parent.info.run_id)
     assert {k: again.data.metrics[k] for k in summary} == summary
     took = (again.info.end_time - again.info.start_time) - (parent.info.end_time - parent.info.start_time)
