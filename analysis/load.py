@@ -230,3 +230,9 @@ def code_versions_read(runs: pd.DataFrame, current: str) -> str:
     """The code versions of ``runs`` with their counts, the current one marked: for report headers."""
     counts = code_versions(runs).value_counts()
     return ", ".join(f"`{v}` ({n} runs{', the current code' if v == current else ''})" for v, n in counts.items())
+
+
+if __name__ == "__main__":
+    from analysis import explain_module
+
+    explain_module(__doc__, __file__)

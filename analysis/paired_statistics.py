@@ -164,3 +164,9 @@ def verdict(p_holm: float, p_tost: float, alpha: float) -> str:
     if equivalent:
         return "equivalent"
     return "inconclusive"
+
+
+if __name__ == "__main__":
+    from analysis import explain_module
+
+    explain_module(__doc__, __file__)

@@ -7,8 +7,9 @@
     python experiments/train.py --help                           # the config groups and their options
 
 A single run logs to the console and to ``outputs/<date>/<time>/train.log`` and ends with its MLflow
-run id and UI address. In a multirun each job logs to its ``multirun/…/<job num>/train.log`` and the
-console shows the sweep's progress bar and one line per finished job.
+run id and UI address. In a multirun each job logs to its ``multirun/<date>/<time>/<job num>/train.log``
+(the members of an ensemble too, each to its own job's folder) and the console shows the sweep's
+progress (a bar on a terminal, plain lines in a file) and one line per finished job.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ import os  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import NoReturn  # noqa: E402
+from typing import Iterator, NoReturn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("FORGETLAB_ROOT", str(ROOT))
@@ -44,8 +46,8 @@ from forgetlab import contract, stopping  # noqa: E402
 from forgetlab.config import ConfigError, check_command_line, register_configs  # noqa: E402
 from forgetlab.divergence import TrainingDiverged  # noqa: E402
 from forgetlab.experiment import (  # noqa: E402
-    EnsembleReturn, JobSkipped, JobStopped, MemberFailed, RunContext, RunningElsewhere, run_ensemble, run_experiment,
-    run_name,
+    MEMBER_ATTRIBUTE, EnsembleReturn, JobSkipped, JobStopped, MemberFailed, RunContext, RunningElsewhere, run_ensemble,
+    run_experiment, run_name,
 )
 from forgetlab.tracking.liveness import process_identity  # noqa: E402
 from forgetlab.tracking.mlflow_run import new_sweep_id, open_experiment  # noqa: E402
@@ -118,7 +120,14 @@ def main(cfg: DictConfig) -> float | JobSkipped | JobStopped | RunningElsewhere 
         outcome.update(status=progress.COMPLETED if final else progress.SKIPPED, final=final)
         return final.get(contract.FINAL_ACC) if final else JobSkipped()
     finally:
-        progress.record_job(hc.sweep.dir, hc.job.num, {**outcome, "seconds": time.monotonic() - started})
+        progress.record_job(hc.sweep.dir, job_number(hc), {**outcome, "seconds": time.monotonic() - started})
+
+
+def job_number(hc) -> int:
+    """This job's number among the sweep's jobs: the folder the sweeper gave it (``hydra.sweep.subdir``,
+    hydra_plugins/forgetlab_sweeper/ensembles.py), else Hydra's own count."""
+    subdir = str(hc.sweep.subdir)
+    return int(subdir) if subdir.isdigit() else hc.job.num
 
 
 def ensemble_job(sweep_dir: str, ensemble_file: str, sweep, context: RunContext) -> EnsembleReturn | JobStopped:
@@ -134,7 +143,7 @@ def ensemble_job(sweep_dir: str, ensemble_file: str, sweep, context: RunContext)
             outcome.update(status=progress.FAILED, error=error[:500])
 
     try:
-        with stopping.job(Path(sweep_dir) / STOP_FILE):
+        with stopping.job(Path(sweep_dir) / STOP_FILE), member_logs(sweep_dir, members):
             results = run_ensemble(cfgs, contexts)
     except stopping.Stopped as stopped:
         all_failed(f"stopped: {stopped}")
@@ -161,6 +170,52 @@ def ensemble_job(sweep_dir: str, ensemble_file: str, sweep, context: RunContext)
         seconds = time.monotonic() - started
         for member, outcome in zip(members, outcomes):
             progress.record_job(sweep_dir, member.num, {**outcome, "seconds": seconds})
+
+
+class MemberLines(logging.Filter):
+    """Passes the lines about ensemble member ``index`` and the lines about none (the shared set-up)."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, MEMBER_ATTRIBUTE, self.index) == self.index
+
+
+@contextmanager
+def member_logs(sweep_dir: str, members) -> Iterator[None]:
+    """Each member of an ensemble job logs to its own job's ``<sweep dir>/<job num>/train.log``, as it
+    would have alone: its own lines and the ensemble's shared ones (each log's first line names the
+    other members). Replaces Hydra's file handler, which would write every member's lines into the
+    launch's folder (the first member's)."""
+    root = logging.getLogger()
+    hydra_files = [h for h in root.handlers if isinstance(h, logging.FileHandler)]
+    file_format = hydra_files[0].formatter if hydra_files else logging.Formatter(
+        "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    for handler in hydra_files:
+        root.removeHandler(handler)
+        handler.close()
+    handlers = []
+    for index, member in enumerate(members):
+        folder = Path(sweep_dir) / str(member.num)
+        folder.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(folder / "train.log")
+        handler.setFormatter(file_format)
+        handler.addFilter(MemberLines(index))
+        root.addHandler(handler)
+        handlers.append(handler)
+    others = ", ".join(str(m.num) for m in members)
+    for index, member in enumerate(members):
+        logging.getLogger(__name__).info("job %d (%s) trains in an ensemble with jobs %s", member.num,
+                                         " ".join(member.overrides) or "defaults", others,
+                                         extra={MEMBER_ATTRIBUTE: index})
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            root.removeHandler(handler)
+            handler.close()
 
 
 def console_warnings_only() -> None:
@@ -208,6 +263,9 @@ def exit_now(code: int | str | None) -> NoReturn:
 
 
 if __name__ == "__main__":
+    # Redirected to a file (a cluster's job output, `make study > log`), each line is written when printed.
+    sys.stdout.reconfigure(line_buffering=True)
+    sys.stderr.reconfigure(line_buffering=True)
     stopping.handle_stop_signals()
     check_arguments()
     try:

@@ -109,7 +109,8 @@ def test_an_unwritable_or_full_disk_stops_the_run_before_it_trains_in_one_line(t
                  "full artifact disk": [f"tracking.artifact_location={tmp_path}/mnt/art"],
                  "read-only sweep dir": ["-m", "seed=0,1", f"hydra.sweep.dir={tmp_path}/mnt/sweep"]}[case]
         started = time.monotonic()
-        proc = run_train(*where, *args)  # -m first
+        # -m first; the case's overrides after the defaults above, which they replace (the last value wins)
+        proc = run_train(*[a for a in where if a == "-m"], *args, *[a for a in where if a != "-m"])
         seconds = time.monotonic() - started
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("Storage error: "), proc.stderr

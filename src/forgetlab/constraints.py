@@ -14,6 +14,7 @@ config fields with it, next to its own code, and raises ``ConfigError`` for a ru
 
 from __future__ import annotations
 
+import difflib
 import math
 from abc import ABC, abstractmethod
 from numbers import Real
@@ -29,9 +30,18 @@ class ConfigError(ValueError):
     """A config value is out of its allowed range or set; the message names key, value and what is allowed."""
 
 
-def fail(key: str, value: Any, allowed: str) -> None:
-    """Raise the ConfigError of ``key``: "The 'key' parameter must be <allowed>. Got <value> instead."."""
-    raise ConfigError(f"The '{key}' parameter must be {allowed}. Got {value!r} instead.")
+def fail(key: str, value: Any, allowed: str, hint: str = "") -> None:
+    """Raise the ConfigError of ``key``: "The 'key' parameter must be <allowed>. Got <value> instead."
+    and ``hint`` (e.g. ``did_you_mean``'s) after it."""
+    raise ConfigError(f"The '{key}' parameter must be {allowed}. Got {value!r} instead.{hint}")
+
+
+def did_you_mean(given: Any, options) -> str:
+    """" Did you mean 'x'?" for the option closest to a mistyped ``given`` (difflib's ratio ≥ 0.6), else ""."""
+    if not isinstance(given, str):
+        return ""
+    close = difflib.get_close_matches(given, [str(o) for o in options], n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 class Constraint(ABC):

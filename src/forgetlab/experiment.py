@@ -15,6 +15,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from forgetlab import contract
+from forgetlab.arrays import to_numpy
 from forgetlab.assembly import build_ensemble_trainer, learner_label, total_samples
 from forgetlab.config import Config, validate
 from forgetlab.cost import check_cost
@@ -27,6 +28,15 @@ from forgetlab.tracking.store import RetryingClient, StoreError, prepare_store
 from forgetlab.trainer import Callback, EvalPoint, Trainer, TrainingResult
 
 log = logging.getLogger(__name__)
+# The log record attribute that says which member of ``run_ensemble``'s configs a line is about (its
+# index); lines without it (the set-up's) are the whole ensemble's. A sweep sends each member's lines
+# to that member's own train.log (experiments/train.py).
+MEMBER_ATTRIBUTE = "ensemble_member"
+
+
+def about(member: int) -> dict[str, dict[str, int]]:
+    """The ``extra=`` of a log line about member ``member``."""
+    return {"extra": {MEMBER_ATTRIBUTE: member}}
 
 
 @dataclass
@@ -65,11 +75,12 @@ class JobStopped:
 
 
 def run_name(cfg: Config) -> str:
-    """Short, and distinct across the usual sweeps: ``rtrl·split_digits·task·s3``, ``…·joint·s3``,
-    ``backprop·ewc·split_mnist·class·s0`` (a strategy other than fine-tuning after the algorithm)."""
+    """Short, distinct across the usual sweeps, and what differs first (MLflow's run table cuts long
+    names): ``rtrl·task·s3·split_digits``, ``rtrl·task·joint·s3·split_digits``,
+    ``backprop·ewc·class·s0·split_mnist`` (a strategy other than fine-tuning after the algorithm)."""
     ts = cfg.task_sequence
     strategy = [cfg.strategy.name] if cfg.strategy.name != "fine_tuning" else []
-    parts = [cfg.algorithm.name, *strategy, ts.name, ts.scenario, *(["joint"] if ts.joint else []), f"s{cfg.seed}"]
+    parts = [cfg.algorithm.name, *strategy, ts.scenario, *(["joint"] if ts.joint else []), f"s{cfg.seed}", ts.name]
     return "·".join(map(str, parts))
 
 
@@ -88,10 +99,17 @@ def format_final(final: dict[str, float]) -> str:
 
 
 class TaskLines(Callback):
-    """One log line per finished training stage of member ``member``."""
+    """A log line when training starts and one per finished training stage of the trainer's member
+    ``member``, marked as the lines of ``run_ensemble``'s member ``index`` (``about``)."""
 
-    def __init__(self, name: str, stage_names: list[str], member: int = 0) -> None:
-        self.name, self.stage_names, self.member = name, stage_names, member
+    def __init__(self, name: str, stage_names: list[str], member: int = 0, index: int = 0) -> None:
+        self.name, self.stage_names, self.member, self.index = name, stage_names, member, index
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        # the first line, so that a log or a file shows at once what trains (a stage can take hours)
+        log.info("[%s] training %d stage%s (%s), %d samples", self.name, len(self.stage_names),
+                 "s" * (len(self.stage_names) != 1), ", ".join(self.stage_names), total_samples(trainer),
+                 **about(self.index))
 
     def on_eval(self, trainer: Trainer, points: dict[int, EvalPoint]) -> None:
         point = points.get(self.member)
@@ -100,12 +118,13 @@ class TaskLines(Callback):
             log.info(
                 "[%s] after %s: samples=%d %s=%d %s=%.3f", self.name, self.stage_names[point.stage],
                 point.samples_seen, contract.METRIC_UPDATES, point.updates, contract.METRIC_SEEN_ACCURACY, np.mean(seen),
+                **about(self.index),
             )
 
 
 class ProgressBar(Callback):
-    """A tqdm bar over samples for a single run, from the first evaluation (after the set-up's log
-    lines) until the last stage ends."""
+    """A tqdm bar over samples for a single run at a terminal, from the first evaluation (after the
+    set-up's log lines) until the last stage ends. Elsewhere the lines of ``TaskLines`` are the progress."""
 
     def __init__(self, total: int) -> None:
         self.total, self.seen, self.bar = total, 0, None
@@ -117,7 +136,9 @@ class ProgressBar(Callback):
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=self.total, unit="sample", dynamic_ncols=True, file=sys.stderr, leave=False)
+            # disable=None: no bar where stderr is not a terminal (a file would get every frame)
+            self.bar = tqdm(total=self.total, unit="sample", dynamic_ncols=True, file=sys.stderr, leave=False,
+                            disable=None)
         self.bar.update(point.samples_seen - self.seen)
         self.seen = point.samples_seen
         if point.tasks_trained:
@@ -191,13 +212,14 @@ def run_ensemble(cfgs: list[DictConfig | Config], contexts: list[RunContext]
         _prepare_tracking(runs[0], cost.artifact_bytes, single_run=contexts[0].sweep_id is None)
     names = [run_name(run) for run in runs]
     # None for the members to train: their results are filled in below
-    results: list = [_already_done(run, context, name) for run, context, name in zip(runs, contexts, names)]
+    results: list = [_already_done(run, context, name, m)
+                     for m, (run, context, name) in enumerate(zip(runs, contexts, names))]
     todo = [m for m, result in enumerate(results) if result is None]
     if not todo:
         return results
     trainer = build_ensemble_trainer([runs[m] for m in todo])
     stage_names = [s.name for s in trainer.stages]
-    trainer.callbacks += [TaskLines(names[m], stage_names, member=k) for k, m in enumerate(todo)]
+    trainer.callbacks += [TaskLines(names[m], stage_names, member=k, index=m) for k, m in enumerate(todo)]
     redirect = nullcontext()
     if len(runs) == 1 and not contexts[0].quiet:  # a lone run at the console: log lines above its bar
         trainer.callbacks.append(ProgressBar(total_samples(trainer)))
@@ -209,14 +231,14 @@ def run_ensemble(cfgs: list[DictConfig | Config], contexts: list[RunContext]
             for k, m in enumerate(todo):
                 opened = run_for_config(runs[m], names[m], full_run_name(runs[m], contexts[m].overrides), contexts[m],
                                         member=k, learner_label=learner_label(runs[m]),
-                                        experiment=experiment)
+                                        experiment=experiment, chance=chance_accuracy(trainer))
                 open_runs[m] = (opened, opened.__enter__())
                 trainer.callbacks.append(open_runs[m][1])
         collect_from_training_on()
         with redirect:
             trained = trainer.run()
         for m, result in zip(todo, trained):
-            results[m] = _end_member(runs[m], names[m], result, open_runs.get(m, (None, None)))
+            results[m] = _end_member(runs[m], names[m], m, result, open_runs.get(m, (None, None)))
             open_runs.pop(m, None)
     except BaseException as error:
         for m, (opened, _) in open_runs.items():  # each ends FAILED, or KILLED on a stop (run_for_config)
@@ -257,7 +279,17 @@ def collect_from_training_on() -> None:
     gc.enable()
 
 
-def _already_done(run: Config, context: RunContext, name: str) -> dict | RunningElsewhere | None:
+def chance_accuracy(trainer: Trainer) -> float:
+    """The accuracy of guessing among the outputs a held-out sample's mask allows (1/10 in the class
+    scenario of split digits, 1/2 in its task and domain scenarios), averaged over the tasks: where
+    the report's figures draw their chance line."""
+    evaluator = trainer.evaluator
+    mask = to_numpy(evaluator.mask)[: evaluator.n_test]
+    per_sample = 1.0 / np.maximum(mask.sum(axis=-1), 1)
+    return float(np.mean([per_sample[evaluator.test_task == t].mean() for t in np.unique(evaluator.test_task)]))
+
+
+def _already_done(run: Config, context: RunContext, name: str, member: int) -> dict | RunningElsewhere | None:
     """A sweep job's own resume check, at its start: no metrics (an empty dict) when it finds this
     config and code done, ``RunningElsewhere`` when it finds them in training in another live
     process, else None (to train)."""
@@ -265,28 +297,29 @@ def _already_done(run: Config, context: RunContext, name: str) -> dict | Running
         return None
     decision = job_decision(run, name)
     if decision.skip:
-        log.info("[%s] skip: %s", name, decision.skip)
+        log.info("[%s] skip: %s", name, decision.skip, **about(member))
         return {}
     if decision.running is not None:
-        log.warning("[%s] not trained: %s", name, decision.running_reason)
+        log.warning("[%s] not trained: %s", name, decision.running_reason, **about(member))
         return RunningElsewhere(decision.running_reason)
     return None
 
 
-def _end_member(run: Config, name: str, result: TrainingResult, opened: tuple) -> dict[str, float] | TrainingDiverged:
-    """End a member's MLflow run (when tracked) FINISHED with its metrics, or FAILED if it diverged."""
+def _end_member(run: Config, name: str, member: int, result: TrainingResult, opened: tuple
+                ) -> dict[str, float] | TrainingDiverged:
+    """End member ``member``'s MLflow run (when tracked) FINISHED with its metrics, or FAILED if it diverged."""
     context, mlflow_run = opened
     if result.error is not None:
-        log.warning("[%s] %s", name, failure_reason(result.error))
+        log.warning("[%s] %s", name, failure_reason(result.error), **about(member))
         if mlflow_run is not None:
             mlflow_run.fail(result.error)
         outcome = result.error
     else:
         yaml = OmegaConf.to_yaml(asdict(run))  # as OmegaConf.structured(run) gives it, in half the time
         outcome = mlflow_run.finish(result, yaml) if mlflow_run else contract.final_metrics(result.accuracy_matrix)
-        log.info("[%s] %s", name, format_final(outcome))
+        log.info("[%s] %s", name, format_final(outcome), **about(member))
     if mlflow_run is not None:
         context.__exit__(None, None, None)
         log.info("[%s] MLflow run %s: %s", name, mlflow_run.run_id,
-                 ui_url(run.tracking.uri, mlflow_run.experiment_id, mlflow_run.run_id))
+                 ui_url(run.tracking.uri, mlflow_run.experiment_id, mlflow_run.run_id), **about(member))
     return outcome

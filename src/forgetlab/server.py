@@ -61,6 +61,8 @@ MIN_PASSWORD = 12  # MLflow's basic auth refuses shorter passwords
 UI_PORT = 5000
 # What MLflow 3's UI reads (the "Model training" switch) to show runs, metrics and artifacts.
 TRAINING_VIEW_QUERY = "workflowType=machine_learning"
+# The run table's view for comparing, an experiment tag (forgetlab.contract.COMPARE_VIEW: the same name)
+COMPARE_VIEW_QUERY = "viewStateShareKey=forgetlab"
 
 
 class ServerError(RuntimeError):
@@ -76,12 +78,28 @@ def default_store() -> str:
     return f"sqlite:///{Path(os.environ.get('FORGETLAB_ROOT', '.')).resolve() / 'mlflow.db'}"
 
 
+def ui_state_file() -> Path:
+    """Where ``serve_ui`` records the port it serves, for the addresses printed after runs."""
+    return Path(os.environ.get("FORGETLAB_ROOT", ".")).resolve() / ".forgetlab" / "ui.json"
+
+
+def ui_port() -> int:
+    """The port of the UI on the local store: the one ``make ui`` serves (or last served), else ``UI_PORT``."""
+    try:
+        return int(json.loads(ui_state_file().read_text())["port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return UI_PORT
+
+
 def ui_url(tracking_uri: str, experiment_id: str | None = None, run_id: str | None = None) -> str:
     """The MLflow UI page of an experiment (or one of its runs) in the training view. A tracking
-    server serves its own UI; a local store is shown by ``make ui`` on port ``UI_PORT``."""
-    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else f"http://{LOOPBACK}:{UI_PORT}"
-    page = "/#/experiments" + (f"/{experiment_id}" if experiment_id else "") + (f"/runs/{run_id}" if run_id else "")
-    return f"{base}{page}?{TRAINING_VIEW_QUERY}"
+    server serves its own UI; a local store is shown by ``make ui`` on its port (``ui_port``)."""
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else f"http://{LOOPBACK}:{ui_port()}"
+    # An experiment's run table (``/runs``): the UI reads a shared view's key there, not on the experiment's
+    # address it redirects from.
+    page = "/#/experiments" + (f"/{experiment_id}/runs" if experiment_id else "") + (f"/{run_id}" if run_id else "")
+    query = TRAINING_VIEW_QUERY + (f"&{COMPARE_VIEW_QUERY}" if experiment_id and not run_id else "")
+    return f"{base}{page}?{query}"
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -254,6 +272,12 @@ def mlflow_server_command(
     # No server-side job runner: it serves MLflow's GenAI features (scorers, trace roll-ups), which
     # forgetlab does not use, and would cost more processes importing all of MLflow.
     env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": backend_store_uri, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    # The model registry on the same store, said explicitly (else MLflow says "Registry store URI not
+    # provided" at every start), and no library's deprecation warning (Starlette's, which MLflow imports) in
+    # the server's output: they are for MLflow's developers.
+    env["MLFLOW_REGISTRY_STORE_URI"] = backend_store_uri
+    quiet = ["ignore::DeprecationWarning", "ignore:starlette.middleware.wsgi is deprecated"]
+    env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), *quiet]))
     env.pop("MLFLOW_TRACKING_URI", None)
     if auth is not None:
         env.update(auth.environment())
@@ -266,6 +290,8 @@ def serve_ui(store: str, *, host: str = LOOPBACK, port: int = UI_PORT) -> None:
     artifacts = Path(os.environ.get("FORGETLAB_ROOT", ".")).resolve() / "mlartifacts"
     port = port or free_port(host)
     cmd, env = mlflow_server_command(store, artifacts, host=host, port=port, workers=1)
+    ui_state_file().parent.mkdir(parents=True, exist_ok=True)
+    ui_state_file().write_text(json.dumps({"port": port, "store": store}))
     print(f"MLflow UI on {store}, once it answers:  {ui_url(f'http://{_connect_host(host)}:{port}')}", flush=True)
     os.execve(cmd[0], cmd, env)
 

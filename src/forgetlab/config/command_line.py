@@ -13,7 +13,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationErr
 from forgetlab.config.compose import compose
 from forgetlab.config.schema import declared_type, group_keys
 from forgetlab.config.validation import unknown_key_error, validate
-from forgetlab.constraints import ConfigError, fail
+from forgetlab.constraints import ConfigError, did_you_mean, fail
 
 
 def explain_composition_error(
@@ -30,7 +30,7 @@ def explain_composition_error(
         group, _, option = error.missing_cfg_file.rpartition("/")
         return ConfigError(
             f"The '{group}' config group must be one of {', '.join(repr(o) for o in error.options)}. "
-            f"Got {option!r} instead."
+            f"Got {option!r} instead.{did_you_mean(option, error.options)}"
         )
     cause = error.__cause__ if error.__cause__ is not None else error
     full_key = getattr(cause, "full_key", None)

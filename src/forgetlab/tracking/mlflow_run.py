@@ -31,7 +31,7 @@ import pandas as pd
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
 from forgetlab import contract
-from forgetlab.contract import NEUTRAL_ADDITIONS, flat_config, flatten
+from forgetlab.contract import NEUTRAL_ADDITIONS, flatten
 from forgetlab.tracking.batch import log_batch
 from forgetlab.tracking.code_version import CodeVersion, code_version
 from forgetlab.tracking.liveness import Heartbeat, beat_value, process_identity
@@ -87,12 +87,15 @@ def _hash(container: dict[str, Any]) -> str:
 
 def get_or_create_experiment(client: RetryingClient, name: str, artifact_location: str | None) -> str:
     """Experiment id; creation tolerates a concurrent creator. The experiment is marked as model
-    training (``contract.EXPERIMENT_TAG_KIND``) unless it already says what it is."""
-    kind = {contract.EXPERIMENT_TAG_KIND: contract.EXPERIMENT_KIND_TRAINING}
+    training (``contract.EXPERIMENT_TAG_KIND``) unless it already says what it is, and carries the run
+    table's view for comparing (``contract.compare_view``)."""
+    kind = {contract.EXPERIMENT_TAG_KIND: contract.EXPERIMENT_KIND_TRAINING,
+            contract.EXPERIMENT_TAG_COMPARE_VIEW: contract.compare_view()}
     exp = client.get_experiment_by_name(name)
     if exp is not None:
-        if contract.EXPERIMENT_TAG_KIND not in exp.tags:  # created before forgetlab set the kind
-            client.set_experiment_tag(exp.experiment_id, contract.EXPERIMENT_TAG_KIND, contract.EXPERIMENT_KIND_TRAINING)
+        for tag, value in kind.items():  # created before forgetlab set the tag, or with an older view
+            if exp.tags.get(tag) != value and (tag != contract.EXPERIMENT_TAG_KIND or tag not in exp.tags):
+                client.set_experiment_tag(exp.experiment_id, tag, value)
         return exp.experiment_id
     try:
         return client.create_experiment(name, artifact_location=artifact_location, tags=kind)
@@ -185,8 +188,10 @@ class MlflowRun(Callback):
         sets it, once the table is stored: ``log_table`` would upload it on its own and read the run
         back) and the end."""
         final = contract.final_metrics(result.accuracy_matrix)
-        step = result.points[-1].samples_seen
-        self._buffer += [Metric(k, v, now_ms(), step) for k, v in final.items()]
+        # At step 0, their only step: MLflow's chart view draws a metric whose last step is 0 as bars
+        # (one per run), where a step of samples seen would make a scatter on a narrow axis. They are
+        # written with the run's end, in its last write (docs/tracking.md: what kill -9 loses).
+        self._buffer += [Metric(k, v, now_ms(), contract.FINAL_STEP) for k, v in final.items()]
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             (root / contract.ARTIFACT_CONFIG).write_text(resolved_config_yaml)
@@ -326,8 +331,8 @@ def open_experiment(cfg: Any) -> tuple[RetryingClient, str]:
 
 @contextmanager
 def run_for_config(cfg: Any, run_name: str, full_name: str, context, *, member: int = 0,
-                   learner_label: str = "", experiment: tuple[RetryingClient, str] | None = None
-                   ) -> Iterator[MlflowRun]:
+                   learner_label: str = "", experiment: tuple[RetryingClient, str] | None = None,
+                   chance: float | None = None) -> Iterator[MlflowRun]:
     """An MlflowRun for the typed config ``cfg``, following member ``member`` of its trainer, with the
     contract's params and tags; ended FAILED (KILLED on Ctrl-C or SIGTERM) if the body raises.
     ``context`` carries overrides, learner preset, sweep id, parent run id and the entry point;
@@ -348,6 +353,8 @@ def run_for_config(cfg: Any, run_name: str, full_name: str, context, *, member: 
     }
     if learner_label:
         tags[contract.TAG_LEARNER_LABEL] = learner_label
+    if chance is not None:
+        tags[contract.TAG_CHANCE_ACCURACY] = f"{chance:.6g}"
     if context.parent_run_id:
         tags[contract.TAG_PARENT_RUN_ID] = context.parent_run_id
     run = MlflowRun(

@@ -23,7 +23,6 @@ import uuid
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from forgetlab.tracking.batch import artifact_repository
 from forgetlab.tracking.store import RetryingClient, StoreError
 
 STAGING_PREFIX = ".incoming-"
@@ -99,8 +98,8 @@ def log_artifacts(client: RetryingClient, run_id: str, artifact_uri: str, local_
     ``artifact_uri``: all or nothing when that is a local directory (module doc), else
     ``client.log_artifacts``. Raises StorageError when they cannot be written."""
     root = local_directory(artifact_uri)
-    if root is None:  # a server's or object store's location: MLflow's repository for it, as its client resolves it
-        artifact_repository(client, artifact_uri).log_artifacts(str(local_dir))
+    if root is None:
+        client.log_artifacts(run_id, str(local_dir))
         return
     staging = root.parent / f"{STAGING_PREFIX}{root.name}-{uuid.uuid4().hex[:8]}"
     try:
