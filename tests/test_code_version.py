@@ -169,6 +169,7 @@ def train_in(checkout: Path, store: Path, *args: str) -> subprocess.CompletedPro
 def test_a_committed_change_to_an_algorithm_retrains_the_sweep(tmp_path):
     checkout = project_checkout(tmp_path)
     store = tmp_path / "store"
+    store.mkdir()  # a store URI in a missing directory is refused (a typo), as a user's would be
     sweep = ["-m", "seed=0,1"]
 
     first = train_in(checkout, store, *sweep, f"hydra.sweep.dir={tmp_path}/first")

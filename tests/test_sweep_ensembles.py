@@ -131,7 +131,7 @@ def test_a_member_run_equals_its_job_swept_alone(tmp_path):
         assert f"job {num} (seed={seed} algorithm.lr={lr} " in log.splitlines()[0]  # its overrides, then the others'
         assert log.splitlines()[0].endswith(") trains in an ensemble with jobs 0, 1, 2, 3, 4, 5")
         assert log.count("] after digits_") == 2 and log.count("final/acc=") == 1  # its own 2 tasks, its own result
-        assert log.count(f"[backprop·class·s{seed}·split_digits]") == 4  # 2 tasks, its result, its run's address
+        assert log.count(f"[backprop·class·s{seed}·split_digits]") == 5  # what it trains, 2 tasks, its result, its run's address
 
     runs = {}
     for name in ("grouped", "alone"):

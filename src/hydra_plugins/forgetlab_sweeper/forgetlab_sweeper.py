@@ -443,8 +443,8 @@ class ResumableSweeper(Sweeper):
         outcomes, store_error = self._run_and_end_parent(jobs, to_run, sweep, sweep_dir, code)
         failed = [o for o in outcomes if o.result == "failed"]
         self._print_summary(jobs, to_run, outcomes, failed)
-        if store_error is None:
-            self._add_figures(sweep)
+        if store_error is None and not any(o.error.startswith(LOST_STORE) for o in failed):
+            self._add_figures(sweep)  # not after a lost store: the LOST line above says why there are none
         if store_error is not None:
             print(f"{store_error.label}: {store_error}", file=sys.stderr, flush=True)
             sys.exit(2)
