@@ -181,4 +181,6 @@ NEUTRAL_ADDITIONS: dict[str, object] = {
     "task_sequence.max_train_per_task": 0,
     "backend.name": "numpy",
     "backend.dtype": "float64",
+    "network.recurrent_init": "gaussian",
+    "network.recurrent_scale": 1.0,
 }
