@@ -19,6 +19,17 @@ from scipy import stats
 # Differences smaller than this are rounding in how an outcome was summed (accuracy outcomes move in
 # steps of 1/n_test), not a difference: they are set to 0 so that no test sees a spread of 1e-17.
 ROUNDING = 1e-12
+# Differences whose sd is below this share of their largest size are equal but for rounding in how
+# they were summed (0.1 - 0.05 and 0.15 - 0.1 differ in the 17th digit): no standard unit exists, and
+# an exact sd == 0 would turn that rounding into d_z ~ 1e15.
+RELATIVE_SPREAD = 1e-9
+
+
+def without_spread(d: np.ndarray) -> bool:
+    """Whether the differences ``d`` (n >= 1) are all equal up to rounding: sd <= RELATIVE_SPREAD * max |d|
+    (all exact zeros included)."""
+    d = np.asarray(d, dtype=float)
+    return bool(np.std(d) <= RELATIVE_SPREAD * np.max(np.abs(d)))
 
 
 def paired_differences(treatment: dict, reference: dict) -> np.ndarray:
@@ -32,7 +43,7 @@ def paired_differences(treatment: dict, reference: dict) -> np.ndarray:
 
 def mean_ci(d: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high): the Student-t interval mean ± t_{(1+level)/2, n-1} s/sqrt(n), s with ddof = 1;
-    NaN bounds for n < 2, the mean itself for s = 0."""
+    NaN bounds for n < 2, the mean itself for differences without spread (``without_spread``)."""
     d = np.asarray(d, dtype=float)
     n = len(d)
     if n == 0:
@@ -40,24 +51,27 @@ def mean_ci(d: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
     mean = float(np.mean(d))
     if n < 2:
         return mean, math.nan, math.nan
+    if without_spread(d):
+        return mean, mean, mean
     half = float(stats.t.ppf((1 + level) / 2, n - 1) * np.std(d, ddof=1) / math.sqrt(n))
     return mean, mean - half, mean + half
 
 
 def cohens_dz(d: np.ndarray) -> float:
     """Cohen's d_z = mean(d) / sd(d) (ddof = 1), the standardised mean of paired differences; NaN for
-    n < 2 or sd = 0 (then every seed moved by the same amount and no standard unit exists)."""
+    n < 2 or differences without spread (``without_spread``: every seed moved by the same amount, up to
+    rounding, and no standard unit exists)."""
     d = np.asarray(d, dtype=float)
-    if len(d) < 2:
+    if len(d) < 2 or without_spread(d):
         return math.nan
-    sd = float(np.std(d, ddof=1))
-    return float(np.mean(d)) / sd if sd > 0 else math.nan
+    return float(np.mean(d)) / float(np.std(d, ddof=1))
 
 
 def paired_t_test(d: np.ndarray) -> tuple[float, float]:
-    """(t, two-sided p) of H0: E[d] = 0, one-sample t-test on the differences; NaN for n < 2 or sd = 0."""
+    """(t, two-sided p) of H0: E[d] = 0, one-sample t-test on the differences; NaN for n < 2 or
+    differences without spread."""
     d = np.asarray(d, dtype=float)
-    if len(d) < 2 or np.std(d) == 0:
+    if len(d) < 2 or without_spread(d):
         return math.nan, math.nan
     result = stats.ttest_1samp(d, 0.0)
     return float(result.statistic), float(result.pvalue)
@@ -65,9 +79,10 @@ def paired_t_test(d: np.ndarray) -> tuple[float, float]:
 
 def wilcoxon_p(d: np.ndarray) -> float:
     """Two-sided p of Wilcoxon's signed-rank test of H0: d symmetric about 0 (zeros dropped, as
-    Wilcoxon did); NaN when no difference is nonzero."""
+    Wilcoxon did); NaN when no difference is nonzero, or for n < 2, as every other statistic of one
+    pair (scipy answers p = 1 for a single difference: no test, not "no difference")."""
     d = np.asarray(d, dtype=float)
-    if not np.any(d != 0):
+    if len(d) < 2 or not np.any(d != 0):
         return math.nan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy warns about ties and small n; the p-value stands
@@ -78,11 +93,12 @@ def tost_p(d: np.ndarray, margin: float) -> float:
     """p of the two one-sided t-tests (Schuirmann 1987) of H0: |E[d]| >= margin against H1:
     -margin < E[d] < margin; the larger of the two one-sided p-values. Equivalence within the margin
     is shown at level alpha when p < alpha, which is when the 1 - 2 alpha t-interval lies inside
-    (-margin, margin). NaN for n < 2; for sd = 0 the exact answer (0 inside, 1 outside)."""
+    (-margin, margin). NaN for n < 2; for differences without spread the exact answer (0 inside, 1
+    outside)."""
     d = np.asarray(d, dtype=float)
     if len(d) < 2:
         return math.nan
-    if np.std(d) == 0:
+    if without_spread(d):
         return 0.0 if abs(float(np.mean(d))) < margin else 1.0
     above_lower = stats.ttest_1samp(d, -margin, alternative="greater").pvalue
     below_upper = stats.ttest_1samp(d, margin, alternative="less").pvalue

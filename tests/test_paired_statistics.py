@@ -107,3 +107,25 @@ def test_compare_and_verdict():
     assert st.verdict(none.p, none.p_tost, 0.05) == "equivalent"
     assert st.verdict(0.01, 0.01, 0.05) == "differs, within margin"
     assert st.verdict(0.3, 0.3, 0.05) == "inconclusive"
+
+
+def test_differences_equal_but_for_rounding_have_no_standard_unit():
+    """0.15 - 0.1 and 0.1 - 0.05 differ in the 17th digit: an exact sd == 0 test let d_z reach ~1e15."""
+    d = np.array([0.15 - 0.1, 0.1 - 0.05, 0.35 - 0.3, 0.05])
+    assert np.std(d) > 0 and len(set(d.tolist())) > 1  # not bit-equal
+    assert math.isnan(st.cohens_dz(d))
+    assert all(math.isnan(v) for v in st.paired_t_test(d))
+    assert st.mean_ci(d) == pytest.approx((0.05, 0.05, 0.05))
+    assert st.tost_p(d, margin=0.1) == 0.0 and st.tost_p(d, margin=0.01) == 1.0
+    # a real spread, however small against the mean, is still one
+    spread = np.array([0.05, 0.05 + 1e-6, 0.05 - 1e-6])
+    assert np.isfinite(st.cohens_dz(spread)) and abs(st.cohens_dz(spread)) > 1e3
+
+
+def test_one_pair_gives_no_test_at_all():
+    """n = 1: every statistic but the mean is undefined, Wilcoxon's p included (scipy says 1)."""
+    result = st.compare(np.array([0.2]), margin=0.05)
+    assert result.n == 1 and result.mean == pytest.approx(0.2)
+    for name in ("ci_low", "ci_high", "d_z", "t", "p", "p_wilcoxon", "p_tost"):
+        assert math.isnan(getattr(result, name)), name
+    assert st.verdict(math.nan, result.p_tost, 0.05) == "inconclusive"
