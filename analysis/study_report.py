@@ -191,7 +191,7 @@ def run_table(runs: pd.DataFrame, artifacts, outcomes: list[str]) -> pd.DataFram
             "init_acc": float(np.mean(R[0])),  # the untrained network: what "learned" is measured from
             "loss_design": loss_design(run),
         }
-        row.update({name: OUTCOMES[name].value(task_arrays(R)) for name in outcomes})
+        row.update({name: OUTCOMES[name].value(task_arrays(R, chance=artifacts[run["run_id"]].chance)) for name in outcomes})
         rows.append(row)
     return label_loss_designs(pd.DataFrame(rows))
 

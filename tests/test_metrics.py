@@ -162,3 +162,36 @@ def test_samples_never_presented_are_left_out_everywhere():
     assert np.isnan(M.sample_fractions(CORRECT, SEEN, presented)["unforgettable"])
     assert (M.retention_curve(CORRECT, SEEN, presented, [0, 100])[1] == 0).all()
     assert np.isnan(M.accuracy_drop_per_update(CORRECT, SEEN, UPDATES, presented))
+
+
+def test_normalized_bwt_is_the_share_of_what_was_learned_above_chance_that_was_lost():
+    chance = np.array([0.5, 0.5, 0.5])
+    assert M.normalized_backward_transfer(R3, chance) == pytest.approx(((0.3 - 0.9) + (0.6 - 0.8)) / ((0.9 - 0.5) + (0.8 - 0.5)))
+    back_to_chance = np.array([[0.9, 0.5], [0.5, 0.9]])
+    assert M.normalized_backward_transfer(back_to_chance, np.array([0.5, 0.5])) == pytest.approx(-1.0)
+    kept = np.array([[0.9, 0.5], [0.9, 0.9]])
+    assert M.normalized_backward_transfer(kept, np.array([0.5, 0.5])) == 0.0
+    # BWT rewards not learning (0 lost of nothing learned); the normalised BWT does not score it at all
+    learned_nothing = np.array([[0.5, 0.5], [0.5, 0.9]])
+    assert M.backward_transfer(learned_nothing) == 0.0
+    assert np.isnan(M.normalized_backward_transfer(learned_nothing, np.array([0.5, 0.5])))
+    assert np.isnan(M.normalized_backward_transfer(np.array([[0.4, 0.5], [0.3, 0.9]]), np.array([0.5, 0.5])))
+    # the same loss of accuracy weighs more for a learner that learned less
+    little = np.array([[0.6, 0.5], [0.5, 0.9]])
+    much = np.array([[1.0, 0.5], [0.9, 0.9]])
+    assert M.backward_transfer(little) == pytest.approx(M.backward_transfer(much))
+    assert M.normalized_backward_transfer(little, np.array([0.5, 0.5])) == pytest.approx(-1.0)
+    assert M.normalized_backward_transfer(much, np.array([0.5, 0.5])) == pytest.approx(-0.2)
+    assert np.isnan(M.normalized_backward_transfer(np.array([[0.8]]), np.array([0.5])))
+    with pytest.raises(ValueError, match="one entry per task"):
+        M.normalized_backward_transfer(R3, np.array([0.5, 0.5]))
+
+
+def test_chance_is_one_over_the_active_output_units_of_each_task():
+    from forgetlab.data import Scenario, build_task_sequence
+    from forgetlab.config import as_config, compose
+
+    sequence = build_task_sequence(as_config(compose(["task_sequence=split_digits"])).task_sequence)
+    expected = {"task": 0.5, "domain": 0.5, "class": 0.1}
+    for scenario, chance in expected.items():
+        np.testing.assert_array_equal(Scenario(scenario, sequence).chance(), np.full(len(sequence.tasks), chance))

@@ -158,11 +158,12 @@ def metric_sweep_mean(final_metric: str) -> str:
     return "sweep/mean_" + final_metric.replace("/", "_")
 
 
-def final_metrics(R_with_init: np.ndarray) -> dict[str, float]:
+def final_metrics(R_with_init: np.ndarray, chance: np.ndarray | None = None) -> dict[str, float]:
     """The ``final/*`` metrics from the accuracy matrix with its init row (row 0, the accuracy
-    before training): each logged metric record that the run defines. Transfer and forgetting need
-    T >= 2 training stages that each trained one task; a joint run (one stage) has ``final/acc`` only."""
-    arrays = metric_registry.task_arrays(R_with_init)
+    before training) and each task's chance accuracy: each logged metric record that the run defines
+    (one that needs ``chance`` is NaN without it). Transfer and forgetting need T >= 2 training stages
+    that each trained one task; a joint run (one stage) has ``final/acc`` only."""
+    arrays = metric_registry.task_arrays(R_with_init, chance=chance)
     return {m.logged: m.value(arrays) for m in metric_registry.METRICS if m.logged and m.defined_on(arrays["R"])}
 
 

@@ -226,7 +226,7 @@ def _end_member(run: Config, name: str, result: TrainingResult, opened: tuple) -
         outcome = result.error
     else:
         yaml = OmegaConf.to_yaml(OmegaConf.structured(run))
-        outcome = mlflow_run.finish(result, yaml) if mlflow_run else contract.final_metrics(result.accuracy_matrix)
+        outcome = mlflow_run.finish(result, yaml) if mlflow_run else contract.final_metrics(result.accuracy_matrix, result.chance)
         log.info("[%s] %s", name, format_final(outcome))
     if mlflow_run is not None:
         context.__exit__(None, None, None)

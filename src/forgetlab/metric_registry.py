@@ -9,7 +9,7 @@ and the tables of docs/metrics.md all read these records. Adding a metric is add
 rewrites the doc's tables).
 
 A record's function is called with a run's arrays by parameter name: task level ``R`` (T, T), or
-(S, T) for a metric of every run, ``r_init`` (T,) and ``joint_accuracy`` (T,) (``task_arrays``);
+(S, T) for a metric of every run, ``r_init`` (T,), ``joint_accuracy`` (T,) and ``chance`` (T,) (``task_arrays``);
 sample level the fields of the sample probe, ``correct``, ``samples_seen``, ``updates`` and
 ``presented_at`` (docs/tracking.md).
 """
@@ -80,11 +80,14 @@ def _parameters(function: Callable) -> tuple[str, ...]:
     return tuple(inspect.signature(function).parameters)
 
 
-def task_arrays(R_with_init: np.ndarray, joint_accuracy: np.ndarray | None = None) -> dict[str, np.ndarray | None]:
+def task_arrays(R_with_init: np.ndarray, joint_accuracy: np.ndarray | None = None,
+                chance: np.ndarray | None = None) -> dict[str, np.ndarray | None]:
     """The arrays of the task-level functions: R (the accuracy matrix without its init row), r_init
-    (the init row) and the joint runs' final accuracy per task (``joint_accuracy``), when known."""
+    (the init row), the joint runs' final accuracy per task (``joint_accuracy``) and each task's
+    accuracy by guessing (``chance``, which runs record in their sample probe), when known."""
     R_with_init = np.asarray(R_with_init, dtype=float)
-    return {"R": R_with_init[1:], "r_init": R_with_init[0], "joint_accuracy": joint_accuracy}
+    chance = None if chance is None else np.asarray(chance, dtype=float)
+    return {"R": R_with_init[1:], "r_init": R_with_init[0], "joint_accuracy": joint_accuracy, "chance": chance}
 
 
 ACC = Metric(
@@ -111,6 +114,13 @@ FORGETTING_AFTER = Metric(
     "forgetting_after", "Forgetting (after training, Avalanche)", TASK, metrics.forgetting_after_training, LOWER,
     (-1.0, 1.0), "F_after = 1/(T−1) Σ_{j<T−1} (R[j, j] − R[T−1, j]) = −BWT exactly (Lomonaco et al. 2021); > 0: accuracy lost",
     defined_for=SEQUENTIAL_T2,
+)
+BWT_NORMALIZED = Metric(
+    "bwt_normalized", "BWT / (learning − chance)", TASK, metrics.normalized_backward_transfer, HIGHER, (-np.inf, np.inf),
+    "nBWT = Σ_{j<T−1} (R[T−1, j] − R[j, j]) / Σ_{j<T−1} (R[j, j] − c_j), c_j = 1/(active output units of task j): "
+    "the share of what was learned above chance that was lost (−1: back to chance); undefined (not 0) when "
+    "nothing was learned above chance, so it cannot reward not learning",
+    logged="final/bwt_normalized", defined_for=SEQUENTIAL_T2,
 )
 LEARNING_ACC = Metric(
     "learning_acc", "Learning accuracy", TASK, metrics.learning_accuracy, HIGHER, (0.0, 1.0),
@@ -150,7 +160,7 @@ DROP_PER_UPDATE = Metric(
 # In the order of the report's tables and CSV columns.
 METRICS: tuple[Metric, ...] = (
     ACC, BWT, FWT, FORGETTING_MAX, FORGETTING_AFTER, LEARNING_ACC, INTRANSIGENCE,
-    FORGETTING_EVENTS, LEARNING_EVENTS, UNFORGETTABLE, NEVER_LEARNED, DROP_PER_UPDATE,
+    FORGETTING_EVENTS, LEARNING_EVENTS, UNFORGETTABLE, NEVER_LEARNED, DROP_PER_UPDATE, BWT_NORMALIZED,
 )
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
 
@@ -175,7 +185,8 @@ def markdown_table(level: str) -> str:
     for m in of_level(level):
         low, high = m.bounds
         cells = [m.label, f"`{m.name}`", f"`{m.function.__name__}`", f"`{m.logged}`" if m.logged else "–",
-                 m.defined_for, m.better or "–", f"[{_bound(low)}, {_bound(high)}{')' if high == np.inf else ']'}",
+                 m.defined_for, m.better or "–",
+                 f"{'(' if low == -np.inf else '['}{_bound(low)}, {_bound(high)}{')' if high == np.inf else ']'}",
                  m.definition.replace("|", "\\|")]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)

@@ -89,6 +89,29 @@ def forgetting_after_training(R: np.ndarray) -> float:
     return _mean_defined(R[j, j] - R[T - 1, j])
 
 
+def normalized_backward_transfer(R: np.ndarray, chance: np.ndarray) -> float:
+    """nBWT = sum_{j<T-1} (R[T-1, j] - R[j, j]) / sum_{j<T-1} (R[j, j] - c_j)
+            = BWT / (mean_{j<T-1} R[j, j] - mean_{j<T-1} c_j),
+
+    c_j the accuracy of guessing on task j (1 / its active output units): the share of what was
+    learned above chance that was lost by the end (-1: every earlier task back at chance; 0: nothing
+    lost; > 0: gained). NaN for T = 1 and when the earlier tasks were learned no better than chance
+    (the denominator <= 0): the forgetting of nothing is undefined, not 0, so a learner cannot score
+    well on it by not learning, as it can on BWT."""
+    R = _square(R)
+    T = R.shape[0]
+    chance = np.asarray(chance, dtype=float)
+    if chance.shape != (T,):
+        raise ValueError(f"chance must have one entry per task, shape ({T},). Got {chance.shape}.")
+    if T < 2:
+        return float("nan")
+    learned = np.diag(R)[:-1]
+    gained = float(np.sum(learned - chance[:-1]))
+    if not np.isfinite(gained) or gained <= 0:
+        return float("nan")
+    return float(np.sum(R[-1, :-1] - learned)) / gained
+
+
 def learning_accuracy(R: np.ndarray) -> float:
     """LA = 1/T sum_j R[j, j]: accuracy on each task right after training it (Riemer et al. 2019)."""
     R = _square(R)

@@ -171,7 +171,7 @@ class MlflowRun(Callback):
     # --- end of run -------------------------------------------------------------------------
 
     def finish(self, result: TrainingResult, resolved_config_yaml: str) -> dict[str, float]:
-        final = contract.final_metrics(result.accuracy_matrix)
+        final = contract.final_metrics(result.accuracy_matrix, result.chance)
         step = result.points[-1].samples_seen
         self._buffer += [Metric(k, v, now_ms(), step) for k, v in final.items()]
         self.flush()  # the metrics first: a run killed while its artifacts are written keeps them
@@ -298,6 +298,7 @@ def write_eval_artifacts(result: TrainingResult, root: Path) -> None:
         label=probe.label,
         presented_at=result.presented_at,
         task_names=np.array(result.task_names, dtype=str),
+        **({"chance": np.asarray(result.chance, dtype=np.float64)} if result.chance is not None else {}),
     )
     history = result.records.get(UPDATE_PROBE_RECORD)
     if history is not None:
