@@ -180,3 +180,48 @@ def verdict(p_holm: float, p_tost: float, alpha: float) -> str:
     if equivalent:
         return "equivalent"
     return "inconclusive"
+
+
+@dataclass(frozen=True)
+class Interaction:
+    F: float
+    df_effect: int
+    df_residual: int
+    p: float
+    n: int  # observations used
+
+
+def interaction_test(frame, outcome: str, a: str = "learner", b: str = "rate", block: str = "seed") -> Interaction:
+    """F-test of the a x b interaction on ``outcome`` in a long table (one row per run), with ``block``
+    (the seed, shared by every cell of a replicate) as a fixed effect: the nested least-squares models
+
+        reduced:  y ~ block + a + b          full:  y ~ block + a + b + a:b
+
+    F = ((RSS_reduced - RSS_full) / (p_full - p_reduced)) / (RSS_full / (n - p_full)), p-values from
+    F(p_full - p_reduced, n - p_full), p the ranks of the design matrices (categorical factors as
+    treatment-coded dummies; unbalanced or missing cells allowed). Rows with a non-finite outcome are
+    left out. NaN when there is no interaction to test or no residual degree of freedom."""
+    import pandas as pd
+
+    data = frame[[a, b, block, outcome]].copy()
+    data = data[np.isfinite(data[outcome].astype(float))]
+    dummies = {name: pd.get_dummies(data[name].astype(str), prefix=name, drop_first=True, dtype=float)
+               for name in (a, b, block)}
+    products = pd.concat([dummies[a][ca] * dummies[b][cb] for ca in dummies[a] for cb in dummies[b]], axis=1) \
+        if len(dummies[a].columns) and len(dummies[b].columns) else pd.DataFrame(index=data.index)
+    intercept = pd.DataFrame({"intercept": 1.0}, index=data.index)
+    reduced = pd.concat([intercept, dummies[block], dummies[a], dummies[b]], axis=1).to_numpy()
+    full = np.hstack([reduced, products.to_numpy()])
+    y = data[outcome].to_numpy(dtype=float)
+
+    def fit(X):
+        coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+        residual = y - X @ coef
+        return float(residual @ residual), int(np.linalg.matrix_rank(X))
+
+    (rss_reduced, p_reduced), (rss_full, p_full) = fit(reduced), fit(full)
+    df_effect, df_residual = p_full - p_reduced, len(y) - p_full
+    if df_effect < 1 or df_residual < 1 or rss_full <= 0:
+        return Interaction(math.nan, df_effect, df_residual, math.nan, len(y))
+    F = ((rss_reduced - rss_full) / df_effect) / (rss_full / df_residual)
+    return Interaction(float(F), df_effect, df_residual, float(stats.f.sf(F, df_effect, df_residual)), len(y))

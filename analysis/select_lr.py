@@ -1,18 +1,26 @@
 """Choose learning rates from a selection sweep's validation runs and write them into a study's table.
 
-    python analysis/select_lr.py --experiment credit_assignment_lr
-    python analysis/select_lr.py --experiment credit_assignment_lr --table conf/learner/credit_assignment/lr.csv
+    python analysis/select_lr.py --experiment credit_assignment_pilot --criterion joint_acc \
+        --table conf/learner/credit_assignment/lr.csv
+    python analysis/select_lr.py --experiment quickstart_lr          # criterion final_acc
 
 Reads the FINISHED training runs of the selection experiment from MLflow (of several runs of one
 config, the newest); refuses (exit code 2) when any of them scored test data: every selection run must
-have ``eval.split=val``. Runs are grouped by the params that vary across them except ``algorithm.lr``
-and ``seed`` (always including the task sequence, scenario, network and algorithm); in each group the
-rate with the highest mean logged ``final/acc`` over seeds, on the validation sets, is chosen (a tie
-goes to the smaller rate); a rate with fewer FINISHED seeds than the others of its group (one diverged)
-is not eligible. Writes the table that ``${forgetlab.selected:...}`` reads
-(``forgetlab/config/selection.py``): a column per grouping key, then ``lr``, ``selected_by`` (the
-selection sweep id, which every study run records as ``algorithm.lr_selected_by``), the score, its
-seeds and the runner-up. Default table: ``conf/learner/<experiment without _lr>/lr.csv``.
+have ``eval.split=val``. The criterion (``CRITERIA``) is the mean over seeds of the logged validation
+``final/acc`` of
+
+- ``final_acc``: the runs themselves (sequential training: what a learner learns *and* retains);
+- ``joint_acc``: the joint runs only (``task_sequence.joint=true``: what a learner can learn, all tasks
+  shuffled together), and the row it writes applies to sequential and joint configs alike.
+
+Runs are grouped by the params that vary across them except ``algorithm.lr`` and ``seed`` (and, with
+``joint_acc``, ``task_sequence.joint``), always including the task sequence, scenario, network and
+algorithm; in each group the rate with the highest criterion is chosen (a tie goes to the smaller
+rate); a rate with fewer FINISHED seeds than the others of its group (one diverged) is not eligible.
+Writes the table that ``${forgetlab.selected:...}`` reads (``forgetlab/config/selection.py``): a column
+per grouping key, then ``lr``, ``selected_by`` (the selection sweep id, which every study run records
+as ``algorithm.lr_selected_by``), the score, its seeds, the criterion and the runner-up. Default table:
+``conf/learner/<experiment without _lr or _pilot>/lr.csv``.
 """
 
 from __future__ import annotations
@@ -36,7 +44,10 @@ LR = "params.algorithm.lr"
 SEED = "params.seed"
 SPLIT = "params.eval.split"
 VAL_SIZE = "params.task_sequence.val_size"
-CRITERION = contract.FINAL_ACC
+JOINT = "params.task_sequence.joint"
+# criterion -> what the table's ``criterion`` column says it is
+CRITERIA = {"final_acc": f"mean validation {contract.FINAL_ACC}",
+            "joint_acc": f"mean validation {contract.FINAL_ACC} of joint training"}
 # Always keys of a row, so a table never applies to a sequence, scenario or learner it was not selected on.
 CORE_KEYS = ["params.task_sequence.name", "params.task_sequence.scenario", "params.network.name",
              "params.algorithm.name"]
@@ -49,7 +60,7 @@ class SelectionError(ValueError):
 
 
 def default_table(experiment: str) -> Path:
-    return ROOT / "conf" / "learner" / experiment.removesuffix("_lr") / "lr.csv"
+    return ROOT / "conf" / "learner" / experiment.removesuffix("_lr").removesuffix("_pilot") / "lr.csv"
 
 
 def selection_runs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -87,22 +98,30 @@ def with_neutral_params(runs: pd.DataFrame) -> pd.DataFrame:
     return runs
 
 
-def grouping_keys(runs: pd.DataFrame) -> list[str]:
-    """The core keys, then every other param that varies across ``runs`` (except lr and seed)."""
+def grouping_keys(runs: pd.DataFrame, not_keys=NOT_KEYS) -> list[str]:
+    """The core keys, then every other param that varies across ``runs`` (except ``not_keys``: lr and seed)."""
     varying = [
         c for c in runs.columns
-        if c.startswith("params.") and c not in NOT_KEYS and not c.startswith(RUN_SPECIFIC_PREFIXES)
+        if c.startswith("params.") and c not in not_keys and not c.startswith(RUN_SPECIFIC_PREFIXES)
         and runs[c].nunique(dropna=False) > 1
     ]
     return CORE_KEYS + sorted(c for c in varying if c not in CORE_KEYS)
 
 
-def select(runs: pd.DataFrame) -> pd.DataFrame:
+def select(runs: pd.DataFrame, criterion: str = "final_acc") -> pd.DataFrame:
     """One row per group: its key values (columns named by the config keys), the chosen ``lr``,
-    ``selected_by``, ``score`` (mean validation final/acc over ``n_seeds``) and the runner-up."""
+    ``selected_by``, ``score`` (the ``criterion`` over ``n_seeds``) and the runner-up."""
+    if criterion not in CRITERIA:
+        raise SelectionError(f"unknown criterion {criterion!r}; known: {', '.join(CRITERIA)}")
     runs = with_neutral_params(runs)
-    keys = grouping_keys(runs)
-    score_column = metric_column(CRITERION)
+    not_keys = NOT_KEYS
+    if criterion == "joint_acc":
+        joint = runs.get(JOINT, pd.Series("False", index=runs.index)).astype(str) == "True"
+        if not joint.any():
+            raise SelectionError("no FINISHED joint run (task_sequence.joint=true) to select on joint accuracy")
+        runs, not_keys = runs[joint], NOT_KEYS | {JOINT}
+    keys = grouping_keys(runs, not_keys)
+    score_column = metric_column(contract.FINAL_ACC)
     frame = runs[keys + [LR, SEED, score_column, tag_column(contract.TAG_SWEEP_ID)]].copy()
     frame[keys] = frame[keys].fillna("").astype(str)
     frame["lr_value"] = frame[LR].astype(float)
@@ -124,7 +143,7 @@ def select(runs: pd.DataFrame) -> pd.DataFrame:
             "selected_by": "+".join(sorted(group[tag_column(contract.TAG_SWEEP_ID)].dropna().unique())),
             "score": float(best["mean"]),
             "n_seeds": int(best["count"]),
-            "criterion": f"mean validation {CRITERION}",
+            "criterion": CRITERIA[criterion],
             "runner_up_lr": scores["lr_value"].iloc[1] if len(scores) > 1 else np.nan,
             "runner_up_score": float(scores["mean"].iloc[1]) if len(scores) > 1 else np.nan,
             "lrs_tried": " ".join(f"{lr:g}" for lr in sorted(group["lr_value"].unique())),
@@ -145,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiment", required=True, help="the selection sweep's MLflow experiment")
     parser.add_argument("--table", type=Path, help="where to write (default conf/learner/<study>/lr.csv)")
+    parser.add_argument("--criterion", choices=list(CRITERIA), default="final_acc",
+                        help="final_acc: the runs' validation final/acc; joint_acc: that of the joint runs only")
     parser.add_argument("--tracking-uri", help="default $MLFLOW_TRACKING_URI or sqlite:///<project root>/mlflow.db")
     args = parser.parse_args(argv)
     import mlflow
@@ -156,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         client = open_store(uri, create=False, key="--tracking-uri")  # never creates an empty store
         runs = selection_runs(search_training_runs(client, args.experiment))
-        table = select(runs)
+        table = select(runs, args.criterion)
     except NoRunsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

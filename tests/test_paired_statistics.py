@@ -129,3 +129,44 @@ def test_one_pair_gives_no_test_at_all():
     for name in ("ci_low", "ci_high", "d_z", "t", "p", "p_wilcoxon", "p_tost"):
         assert math.isnan(getattr(result, name)), name
     assert st.verdict(math.nan, result.p_tost, 0.05) == "inconclusive"
+
+
+def two_way(effect_of_interaction: float, seeds: int = 6, rng_seed: int = 0):
+    import pandas as pd
+
+    rng = np.random.default_rng(rng_seed)
+    rows = []
+    for seed in range(seeds):
+        block = rng.normal(0, 0.5)
+        for i, learner in enumerate(("A", "B", "C")):
+            for j, rate in enumerate((0.001, 0.002, 0.005)):
+                y = block + 0.1 * i - 0.2 * j + effect_of_interaction * (i == 2) * (j == 2) + rng.normal(0, 0.05)
+                rows.append({"learner": learner, "rate": rate, "seed": seed, "y": y})
+    return pd.DataFrame(rows)
+
+
+def test_the_interaction_test_is_the_balanced_two_way_anova_with_seed_blocks():
+    """Balanced data with seed blocks: SS_interaction = s sum (m_ij - m_i. - m_.j + m..)^2 on (a-1)(b-1) df,
+    residual df (ab - 1)(s - 1), the textbook decomposition; the least-squares F equals it."""
+    data = two_way(0.3)
+    m = data.groupby(["learner", "rate"])["y"].mean().unstack()
+    n = 6
+    ss_ab = n * float(((m - m.mean(axis=1).to_numpy()[:, None] - m.mean(axis=0).to_numpy()[None, :] + m.to_numpy().mean()) ** 2).sum().sum())
+    blocks = data.groupby("seed")["y"].transform("mean")
+    cells = data.groupby(["learner", "rate"])["y"].transform("mean")
+    residual = data["y"] - cells - blocks + data["y"].mean()
+    ss_e, df_e = float((residual**2).sum()), (9 - 1) * (n - 1)
+    expected = (ss_ab / 4) / (ss_e / df_e)
+    result = st.interaction_test(data, "y")
+    assert (result.df_effect, result.df_residual, result.n) == (4, df_e, 54)
+    assert result.F == pytest.approx(expected, rel=1e-9)
+    assert result.p == pytest.approx(stats.f.sf(expected, 4, df_e), rel=1e-9) and result.p < 1e-6
+
+
+def test_no_interaction_is_not_found_and_missing_outcomes_are_left_out():
+    data = two_way(0.0, rng_seed=1)
+    assert st.interaction_test(data, "y").p > 0.05
+    data.loc[3, "y"] = np.nan
+    assert st.interaction_test(data, "y").n == 53
+    one_rate = data[data["rate"] == 0.001]
+    assert math.isnan(st.interaction_test(one_rate, "y").F)  # one rate: no interaction to test
