@@ -16,7 +16,7 @@ from scipy import stats
 
 from analysis.load import RunArtifacts, metric_column
 from forgetlab import contract, metrics
-from forgetlab.metric_registry import METRICS, TASK, task_arrays
+from forgetlab.metric_registry import METRICS, SAMPLE, TASK, task_arrays
 
 SEED = "params.seed"
 JOINT = "params.task_sequence.joint"
@@ -133,7 +133,8 @@ def run_metrics(art: RunArtifacts, bin_edges: np.ndarray) -> tuple[dict[str, flo
     """Every metric of one run (NaN where the run does not define it; the ones that need the joint
     runs of its condition come from ``add_reference_metrics``), and its retention curve on ``bin_edges``."""
     task = task_arrays(art.R_with_init, chance=art.chance)
-    out = {m.name: m.value(task if m.level == TASK else art.probe) for m in METRICS}
+    arrays = {TASK: task, SAMPLE: art.probe}
+    out = {m.name: m.value(arrays.get(m.level, art.updates or {})) for m in METRICS}
     p = art.probe
     retention, _ = metrics.retention_curve(p["correct"], p["samples_seen"], p["presented_at"], bin_edges)
     return out, retention

@@ -458,19 +458,20 @@ def retention_curves(retention: pd.DataFrame, layout: Layout, path: Path) -> Pat
 
 def forgetting_event_histograms(events: pd.DataFrame, layout: Layout, path: Path) -> Path:
     """Distribution of forgetting events per probe sample (all seeds pooled), a panel per hue and
-    column; sequential and joint training side by side. ``events``: condition, forgetting_events."""
-    data = layout.attach(events.dropna(subset=["forgetting_events"]))
+    column; sequential and joint training side by side. ``events``: condition, flips_to_wrong (the
+    every-evaluation-point count, ``metrics.flips_to_wrong``)."""
+    data = layout.attach(events.dropna(subset=["flips_to_wrong"]))
     trainings = [t for t in TRAINING_ORDER if t in set(data["training"])]
 
     def draw(data, **_):
         color = np.array(layout.palette[data["hue"].iloc[0]])
         sns.histplot(
-            data=data, x="forgetting_events", hue="training", hue_order=trainings, discrete=True, stat="probability",
+            data=data, x="flips_to_wrong", hue="training", hue_order=trainings, discrete=True, stat="probability",
             common_norm=False, multiple="dodge", shrink=0.85, alpha=0.9, edgecolor="white", linewidth=0.3,
             palette={SEQUENTIAL_TRAINING: tuple(color), JOINT_TRAINING: tuple(color + (1 - color) * 0.55)},
             legend=False,
         )
-        means = data.groupby("training")["forgetting_events"].mean()
+        means = data.groupby("training")["flips_to_wrong"].mean()
         plt.gca().text(0.97, 0.95, "\n".join(f"mean {t}: {means[t]:.2f}" for t in trainings if t in means),
                        transform=plt.gca().transAxes, ha="right", va="top", fontsize=6)
 
@@ -480,7 +481,7 @@ def forgetting_event_histograms(events: pd.DataFrame, layout: Layout, path: Path
             g.map_dataframe(draw)
         for ax in g.axes.flat:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        g.set_axis_labels("forgetting events", "fraction of samples")
+        g.set_axis_labels("flips to wrong", "fraction of samples")
         shades = {SEQUENTIAL_TRAINING: "0.3", JOINT_TRAINING: "0.7"}
         _legend(g, {t: Patch(color=shades[t]) for t in trainings}, "training")
         return _save(g, path)

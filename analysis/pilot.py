@@ -197,6 +197,7 @@ def build(experiment: str, tracking_uri: str, preset: Path | None = None, out: P
                                                        for k, v in sesoi.items()}, "pilot_sweeps": sweeps}, sort_keys=False))
         written["sesoi"] = study.sesoi.file
     if doc is not None:
+        doc.parent.mkdir(parents=True, exist_ok=True)
         doc.write_text(text)
         written["doc"] = doc
     return written, frame

@@ -3,6 +3,7 @@ what docs/metrics.md shows all come from them, so they must agree with each othe
 names that recorded runs and reports already use."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from forgetlab import contract, metric_registry as registry
@@ -37,12 +38,22 @@ def test_the_logged_metrics_are_the_records_with_a_logged_key_and_equal_them():
     assert np.isnan(contract.final_metrics(R3_WITH_INIT)["final/bwt_normalized"])  # no chance recorded: undefined
 
 
-def test_names_that_recorded_runs_and_reports_use_do_not_change():
+def test_names_that_recorded_runs_and_reports_use_do_not_change_unless_renamed_with_care():
     assert (contract.FINAL_ACC, contract.FINAL_BWT, contract.FINAL_FWT, contract.FINAL_FORGETTING) == (
         "final/acc", "final/bwt", "final/fwt", "final/forgetting")
     recorded = ["acc", "bwt", "fwt", "forgetting_max", "forgetting_after", "learning_acc", "intransigence",
                 "forgetting_events", "learning_events", "unforgettable", "never_learned", "drop_per_update"]
-    assert [m.name for m in registry.METRICS][: len(recorded)] == recorded  # a new metric's column comes after them
+    now = [registry.current_name(name) for name in recorded]
+    assert [m.name for m in registry.METRICS][: len(recorded)] == now  # a new metric's column comes after them
+    # a renamed metric's old name names no record, so an old CSV's column is never read as another quantity
+    assert not set(registry.RENAMED) & set(registry.BY_NAME) and set(registry.RENAMED.values()) <= set(registry.BY_NAME)
+
+
+def test_old_csv_columns_are_read_under_the_current_names():
+    old = pd.DataFrame({"condition": ["c"], "forgetting_events": [16.6], "forgetting_events_mean": [16.6],
+                        "learning_events_ci_low": [1.0], "acc_mean": [0.9]})
+    new = registry.with_current_names(old)
+    assert list(new.columns) == ["condition", "flips_to_wrong", "flips_to_wrong_mean", "flips_to_correct_ci_low", "acc_mean"]
 
 
 def test_names_labels_and_logged_keys_are_unique_and_every_field_is_valid():
@@ -55,8 +66,9 @@ def test_names_labels_and_logged_keys_are_unique_and_every_field_is_valid():
         assert m.logged is None or m.logged.startswith("final/")
         assert m.function is getattr(M, m.function.__name__), "a pure function of forgetlab.metrics"
         assert m.function.__doc__, "with its formula in the docstring"
-        known = {"R", "r_init", "joint_accuracy", "chance"} if m.level == registry.TASK else {
-            "correct", "samples_seen", "updates", "presented_at"}
+        known = {registry.TASK: {"R", "r_init", "joint_accuracy", "chance"},
+                 registry.SAMPLE: {"correct", "samples_seen", "updates", "presented_at"},
+                 registry.UPDATE: {"correct", "presented_update", "every"}}[m.level]
         assert set(m.inputs) <= known, m.name
 
 
@@ -93,7 +105,7 @@ def test_sample_metrics_reduce_the_per_sample_functions_of_the_probe():
     assert np.isnan(forgot[-1])  # never presented: left out
     values = {m.name: m.value(probe) for m in registry.of_level(registry.SAMPLE)}
     assert values == pytest.approx({
-        "forgetting_events": np.nanmean(forgot), "learning_events": np.nanmean(learned),
+        "flips_to_wrong": np.nanmean(forgot), "flips_to_correct": np.nanmean(learned),
         **M.sample_fractions(*args),
         "drop_per_update": M.accuracy_drop_per_update(probe["correct"], samples_seen, probe["updates"], probe["presented_at"]),
     })

@@ -106,12 +106,12 @@ CORRECT = np.array(
 PRESENTED = np.array([[3, -1], [12, 25], [-1, -1], [30, -1]])  # p2 is never presented
 
 
-def test_forgetting_and_learning_events_count_transitions_from_the_first_presentation_on():
+def test_flips_to_wrong_and_to_correct_count_transitions_from_the_first_presentation_on():
     forgot, learned = M.transition_counts(CORRECT, SEEN, PRESENTED)
     # p0: window from point 1 (first >= 3): 1 0 1 0; p1: from point 2: 1 1 1; p3: from point 3: 0 0
     np.testing.assert_array_equal(forgot, [2, 0, nan, 0])
     np.testing.assert_array_equal(learned, [1, 0, nan, 0])
-    np.testing.assert_array_equal(M.forgetting_events(CORRECT, SEEN, PRESENTED), forgot)
+    np.testing.assert_array_equal(M.flips_to_wrong(CORRECT, SEEN, PRESENTED), forgot)
 
 
 def test_unforgettable_and_never_learned_fractions_over_presented_samples():
@@ -158,7 +158,7 @@ def test_empty_probe_gives_nan_not_an_error():
 
 def test_samples_never_presented_are_left_out_everywhere():
     presented = np.full((4, 1), -1)
-    assert np.isnan(M.forgetting_events(CORRECT, SEEN, presented)).all()
+    assert np.isnan(M.flips_to_wrong(CORRECT, SEEN, presented)).all()
     assert np.isnan(M.sample_fractions(CORRECT, SEEN, presented)["unforgettable"])
     assert (M.retention_curve(CORRECT, SEEN, presented, [0, 100])[1] == 0).all()
     assert np.isnan(M.accuracy_drop_per_update(CORRECT, SEEN, UPDATES, presented))

@@ -20,14 +20,14 @@ TINY = [f"learner={LEARNERS}", "task_sequence.scenario=domain", "seed=0,1", "alg
 
 
 @pytest.mark.slow
-def test_the_one_command_runs_pilot_selection_gate_study_and_report_and_resumes(tmp_path, capsys):
+def test_the_one_command_runs_pilot_selection_gate_study_and_report_and_resumes(tmp_path, capfd):
     root = tmp_path / "root"
     shutil.copytree(ROOT / "conf", root / "conf")  # the tables this run writes go here, not into the project
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     args = ["credit_assignment", "--trial", "--root", str(root), "--docs", str(tmp_path / "docs"), "--tracking-uri", uri,
             *(x for o in [*TINY, f"hydra.sweep.dir={tmp_path}/multirun"] for x in ("--override", o))]
     assert run_study.main(args) == 0
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out
     assert "[study] study (experiment=credit_assignment): 24 runs" in out and out.count("[study] step") == 5
 
     table = pd.read_csv(root / "conf" / "learner" / "credit_assignment" / "lr.csv", dtype=str, keep_default_na=False)
@@ -64,4 +64,4 @@ def test_the_one_command_runs_pilot_selection_gate_study_and_report_and_resumes(
     assert "Learner × rate interaction" in text and f"{sesoi['sesoi']:g}" in text
 
     assert run_study.main(args) == 0  # again: every job is skipped, the tables and docs are written afresh
-    assert "24 jobs: 24 skipped" in capsys.readouterr().out
+    assert "24 jobs: 24 skipped" in capfd.readouterr().out
