@@ -126,7 +126,7 @@ def not_learned(frame: pd.DataFrame) -> list[str]:
 
 
 def pilot_markdown(study: Study, experiment: str, frame: pd.DataFrame, rates: pd.DataFrame, costs: pd.DataFrame,
-                   sesoi: dict, table: pd.DataFrame) -> str:
+                   sesoi: dict, table: pd.DataFrame, note: str = "") -> str:
     sweeps = ", ".join(f"`{s}`" for s in sorted(table["sweep_id"].dropna().astype(str).unique()))
     commits = ", ".join(f"`{c}`" for c in sorted(table["git_commit"].dropna().astype(str).str[:12].unique()))
     failed = not_learned(frame)
@@ -160,7 +160,7 @@ def pilot_markdown(study: Study, experiment: str, frame: pd.DataFrame, rates: pd
         "data set, scenario and training as one ensemble (its members' runs span it), two jobs at a time on "
         "the machine that ran the pilot.", "", markdown_table(costs), "",
         f"In all {table.groupby(['learner', 'task_sequence', 'scenario', 'joint', 'sweep_id'], dropna=False)['seconds'].max().sum() / 3600:.1f} "
-        "hours of job wall time.",
+        "hours of job wall time." + (f" {note}" if note else ""),
     ]
     return "\n".join(lines) + "\n"
 
@@ -170,7 +170,8 @@ def study_of(experiment: str, preset: Path | None, root: Path = PROJECT_ROOT) ->
 
 
 def build(experiment: str, tracking_uri: str, preset: Path | None = None, out: Path | None = None,
-          doc: Path | None = None, cache_dir: Path | None = None, root: Path = PROJECT_ROOT) -> tuple[dict[str, Path], pd.DataFrame]:
+          doc: Path | None = None, cache_dir: Path | None = None, root: Path = PROJECT_ROOT,
+          note: str = "") -> tuple[dict[str, Path], pd.DataFrame]:
     """Write the pilot's tables, doc and smallest effect of interest; (written files, learnability)."""
     study = study_of(experiment, preset, root)
     if study.selection is None or not study.selection.table.exists():
@@ -189,7 +190,7 @@ def build(experiment: str, tracking_uri: str, preset: Path | None = None, out: P
     written = {"pilot_csv": out / "pilot.csv", "rates_csv": out / "rates.csv", "pilot_md": out / "pilot.md"}
     frame.to_csv(written["pilot_csv"], index=False)
     rates.to_csv(written["rates_csv"], index=False)
-    text = pilot_markdown(study, experiment, frame, rates, costs, sesoi, table)
+    text = pilot_markdown(study, experiment, frame, rates, costs, sesoi, table, note)
     written["pilot_md"].write_text(text)
     if study.sesoi.file is not None:
         sweeps = "+".join(sorted(table["sweep_id"].dropna().astype(str).unique()))
@@ -212,10 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doc", type=Path, help="also write the pilot's doc here (e.g. docs/credit_assignment_pilot.md)")
     parser.add_argument("--root", type=Path, default=PROJECT_ROOT,
                         help="where the selection table and the smallest-effect file live (default: the project)")
+    parser.add_argument("--note", default="", help="a sentence on the machine the pilot ran on (its load), for the doc")
     args = parser.parse_args(argv)
     try:
         written, frame = build(args.experiment, args.tracking_uri or default_tracking_uri(), args.preset, args.out,
-                               args.doc, root=args.root)
+                               args.doc, root=args.root, note=args.note)
     except NoRunsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
