@@ -1,6 +1,6 @@
 """Paired comparisons over seeds, as pure functions: effect size with its t-interval, paired t-test
 with Wilcoxon's signed-rank test as a check, Holm's correction, an equivalence test (TOST), and the
-noise floor. docs/credit_assignment.md#statistics says how the study uses them.
+F-test of an interaction of two factors. docs/credit_assignment.md#statistics says how the study uses them.
 
 A comparison pairs a treatment and a reference by seed (same initial weights and sample order):
 d_s = y_treatment(s) - y_reference(s), s = 1..n.
@@ -120,28 +120,6 @@ def holm(p_values) -> np.ndarray:
         running = max(running, min(1.0, (m - rank) * p[index]))
         adjusted[index] = running
     return adjusted
-
-
-def noise_band(deltas: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """The central ``level`` range of the perturbation differences delta_s = y(s, perturbed) -
-    y(s, unperturbed): their empirical (1 - level)/2 and (1 + level)/2 quantiles (linear
-    interpolation; with few values close to their min and max). NaN when there is none."""
-    deltas = np.asarray(deltas, dtype=float)
-    deltas = deltas[np.isfinite(deltas)]
-    if len(deltas) == 0:
-        return math.nan, math.nan
-    low, high = np.quantile(deltas, [(1 - level) / 2, (1 + level) / 2])
-    return float(low), float(high)
-
-
-def clears_noise_floor(ci_low: float, ci_high: float, band: tuple[float, float]) -> bool | None:
-    """Whether an effect's confidence interval lies entirely outside the noise band (above its upper
-    end or below its lower end): what a rounding-level change of the weights alone produces in one
-    run does not reach the interval. None when either is undefined."""
-    band_low, band_high = band
-    if not all(np.isfinite([ci_low, ci_high, band_low, band_high])):
-        return None
-    return bool(ci_low > band_high or ci_high < band_low)
 
 
 @dataclass(frozen=True)

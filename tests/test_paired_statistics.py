@@ -88,16 +88,6 @@ def test_paired_differences_pair_by_seed():
     assert rounding.tolist() == [0.0, 0.0] and math.isnan(st.cohens_dz(rounding))
 
 
-def test_noise_band_and_clearing_it():
-    deltas = np.linspace(-0.02, 0.02, 41)
-    low, high = st.noise_band(deltas)
-    assert (low, high) == pytest.approx((-0.019, 0.019))
-    assert st.clears_noise_floor(0.03, 0.08, (low, high)) is True
-    assert st.clears_noise_floor(-0.08, -0.025, (low, high)) is True
-    assert st.clears_noise_floor(0.01, 0.08, (low, high)) is False  # the interval reaches into the band
-    assert st.clears_noise_floor(math.nan, 0.08, (low, high)) is None
-
-
 def test_compare_and_verdict():
     rng = np.random.default_rng(3)
     big = st.compare(rng.normal(0.2, 0.05, 20), margin=0.05)
