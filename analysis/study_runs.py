@@ -322,7 +322,7 @@ def learnability(table: pd.DataFrame, gate: dict[str, float], primary: str | Non
     """One row per data set, scenario and learner at its selected rate: the joint ceiling (mean final
     ACC of joint training over seeds, with its sd), the learning accuracy and ACC of sequential training,
     chance, the primary outcome, seeds, and whether the joint ceiling reaches the scenario's ``gate``
-    (True / False; None where the study sets no gate for the scenario or there is no joint run)."""
+    (True / False, False without joint runs; None where the study sets no gate for the scenario)."""
     rows = []
     here = table[table["at_selected"]]
     for (sequence, scenario, learner), group in here.groupby(["task_sequence", "scenario", "learner"]):
@@ -336,7 +336,8 @@ def learnability(table: pd.DataFrame, gate: dict[str, float], primary: str | Non
             "acc": sequential["acc"].mean(), "n": len(sequential), "chance": group["chance"].mean(),
             **({primary: sequential[primary].mean(), f"{primary}_sd": sequential[primary].std(ddof=1)} if primary else {}),
             "gate": threshold,
-            "passes": None if threshold is None or not np.isfinite(ceiling) else bool(ceiling >= threshold),
+            # without joint runs a learner cannot show that it learned: it does not pass a declared gate
+            "passes": None if threshold is None else bool(np.isfinite(ceiling) and ceiling >= threshold),
         })
     frame = pd.DataFrame(rows)
     if frame.empty:
