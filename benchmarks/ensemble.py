@@ -6,8 +6,9 @@ PyTorch doing the same S-member per-sample training.
 
 All in one process, one BLAS and one torch thread. Workloads: the default config (MLP 64-64-10,
 per-sample backprop, split digits, 5 tasks x 5 epochs) and the RNN (H = 32, digits read row by row)
-with each recurrent algorithm at its default settings. Members are the default config with seeds
-0..S-1. For each workload and S:
+with each recurrent algorithm at its default settings, RTRL also in its forward form, and RTRL at the
+credit-assignment study's size (MNIST rows, loss at every step) in each form. Members are the config
+with seeds 0..S-1. For each workload and S:
 
 - ``learn``: the learning algorithm alone, replaying the batches the trainer handed it (MLP: a whole
   training run; RNN: the first ``--sequences`` sequences of each member's order of task 0);
@@ -62,7 +63,13 @@ WORKLOADS = {
     "mlp_backprop": [],
     "rnn_bptt_epochwise": ["learner=rnn_bptt_epochwise"],
     "rnn_bptt_truncated": ["learner=rnn_bptt_truncated"],
-    "rnn_rtrl": ["learner=rnn_rtrl"],
+    "rnn_rtrl": ["learner=rnn_rtrl"],  # the auto rule runs its reverse form
+    "rnn_rtrl_forward": ["learner=rnn_rtrl", "algorithm.implementation=forward"],
+    # the credit-assignment study's RTRL (MNIST rows: T = 28 steps of 28 inputs, loss at every step), each form
+    "rnn_rtrl_study_forward": ["learner=credit_assignment/rtrl", "task_sequence=split_mnist",
+                               "task_sequence.max_train_per_task=400", "algorithm.implementation=forward"],
+    "rnn_rtrl_study_reverse": ["learner=credit_assignment/rtrl", "task_sequence=split_mnist",
+                               "task_sequence.max_train_per_task=400", "algorithm.implementation=reverse"],
 }
 
 
@@ -315,7 +322,7 @@ def main() -> dict:
           f"(5 min {load_before[1]:.1f} -> {load_after[1]:.1f}); python {platform.python_version()}, numpy "
           f"{np.__version__}, torch {torch.__version__ if torch else 'absent'}; one thread; bare GEMM {peak:.1f} GFLOP/s")
     print(f"per-member updates/s (CPU time; medians of {args.repeats})")
-    header = f"{'workload':<20} {'S':>3} {'learn':>9} {'run':>9} {'torch vmap':>11} {'torch eager':>11} " \
+    header = f"{'workload':<24} {'S':>3} {'learn':>9} {'run':>9} {'torch vmap':>11} {'torch eager':>11} " \
              f"{'learn/S1':>9} {'run/S1':>7} {'run/vmap':>9} {'run/eager':>9} {'max |dW|':>9}"
     print(header)
 
@@ -324,7 +331,7 @@ def main() -> dict:
         return format(value, spec) if value is not None else "-"
 
     for r in rows:
-        print(f"{r['workload']:<20} {r['S']:>3} {fmt(r, 'learn_member_updates_per_s', ',.0f'):>9} "
+        print(f"{r['workload']:<24} {r['S']:>3} {fmt(r, 'learn_member_updates_per_s', ',.0f'):>9} "
               f"{fmt(r, 'run_member_updates_per_s', ',.0f'):>9} {fmt(r, 'torch_vmap_member_updates_per_s', ',.0f'):>11} "
               f"{fmt(r, 'torch_eager_member_updates_per_s', ',.0f'):>11} {fmt(r, 'learn_vs_S1', '.2f'):>9} "
               f"{fmt(r, 'run_vs_S1', '.2f'):>7} {fmt(r, 'run_vs_torch_vmap', '.2f'):>9} "

@@ -62,7 +62,7 @@ def algorithms(net):
     return {
         "bptt": BPTTEpochwise(net, lr=1e-3),
         "tbptt": BPTTTruncated(net, lr=1e-3, **TBPTT),
-        "rtrl": RTRL(net, lr=1e-3),
+        "rtrl": RTRL(net, lr=1e-3, implementation="forward"),  # the O(H^4) form (the reverse: benchmarks/rtrl.py)
     }
 
 

@@ -24,7 +24,9 @@ LEARNERS = {
     "bptt_truncated": ["learner=rnn_bptt_truncated", "network.hidden_size=8", "network.loss_at=all",
                        "algorithm.h=3", "algorithm.h_prime=2", "algorithm.reset=never"],
     "rtrl": ["learner=rnn_rtrl", "network.hidden_size=8", "network.loss_at=all", "algorithm.update_every=3",
-             "algorithm.l2=0.001"],
+             "algorithm.l2=0.001"],  # the auto rule picks the reverse form here
+    "rtrl_forward": ["learner=rnn_rtrl", "network.hidden_size=8", "network.loss_at=all", "algorithm.update_every=3",
+                     "algorithm.l2=0.001", "algorithm.implementation=forward"],
 }
 PROBED = ["eval.probe_every=1", "eval.interference=true", "eval.update_probe_per_task=2"]
 GPU = backend_unavailable("cupy") is None

@@ -4,7 +4,8 @@ cannot fit refused before anything is built, a long one announced."""
 import pytest
 
 from forgetlab.config import ConfigError, check_command_line
-from forgetlab.cost import DataSize, available_memory, check_cost, data_size, estimate
+from forgetlab.cost import available_memory, check_cost, data_size, estimate
+from forgetlab.cost_model import DataSize
 from forgetlab.assembly import build_trainer, total_samples
 from tests.conftest import ROOT
 
@@ -13,17 +14,61 @@ SEQUENCE = DataSize(n_inputs=8, steps=8, n_outputs=10, train_samples=1000, eval_
                     data_values=10**5)
 
 
+FORWARD = "algorithm.implementation=forward"
+
+
 def rtrl(compose_cfg, hidden: int, *more: str):
     return compose_cfg("learner=rnn_rtrl", f"network.hidden_size={hidden}", "tracking.enabled=false", *more)
 
 
-def test_rtrl_needs_cubic_memory_and_quartic_time_in_the_hidden_size(compose_cfg):
-    small, large = (estimate(rtrl(compose_cfg, h), SEQUENCE) for h in (512, 1024))
+def test_forward_rtrl_needs_cubic_memory_and_quartic_time_in_the_hidden_size(compose_cfg):
+    small, large = (estimate(rtrl(compose_cfg, h, FORWARD), SEQUENCE) for h in (512, 1024))
     assert large.memory_bytes / small.memory_bytes == pytest.approx(8, rel=0.05)
     assert large.seconds / small.seconds == pytest.approx(16, rel=0.05)
     H, K = 4096, 4096 + 8 + 1  # the issue's MemoryError: one H x H x K float64 tensor is 513 GiB
-    huge = estimate(rtrl(compose_cfg, H), SEQUENCE)
+    huge = estimate(rtrl(compose_cfg, H, FORWARD), SEQUENCE)
     assert huge.memory_bytes >= 2 * H * H * K * 8 and "sensitivity" in huge.largest_term
+
+
+@pytest.mark.parametrize("implementation", ["auto", "reverse"])
+def test_reverse_rtrl_needs_the_history_of_a_sequence_quadratic_in_the_hidden_size(compose_cfg, implementation):
+    """The auto rule picks the reverse form here (loss at the last step): the guard counts its history,
+    T (H^2 + 5H + I + 1) values, not the forward form's 2 H^2 (H + I + 1)."""
+    few_evaluated = DataSize(n_inputs=8, steps=8, n_outputs=10, train_samples=1000, eval_samples=10, eval_points=10,
+                             data_values=10**5)
+    small, large = (estimate(rtrl(compose_cfg, h, f"algorithm.implementation={implementation}"), few_evaluated)
+                    for h in (512, 1024))
+    assert "history" in large.largest_term
+    T, H, I = few_evaluated.steps, 1024, few_evaluated.n_inputs
+    assert large.memory_bytes >= T * (H * H + 5 * H + I + 1) * 8
+    assert large.memory_bytes / small.memory_bytes == pytest.approx(4, rel=0.1)
+    forward = estimate(rtrl(compose_cfg, 1024, FORWARD), few_evaluated)
+    assert large.memory_bytes < forward.memory_bytes / 100 and large.seconds < forward.seconds / 100
+    stream = estimate(rtrl(compose_cfg, 1024, "algorithm.reset=never"), few_evaluated)  # a stream runs forward
+    assert "sensitivity" in stream.largest_term
+
+
+@pytest.mark.parametrize("overrides,form", [
+    ([], "reverse"),  # loss at the last step: one reverse pass a sequence
+    # a pass at every step of 40, and tiny products: forward; four times fewer passes: reverse
+    (["network.loss_at=all", "network.hidden_size=8", "task_sequence=split_mnist1d"], "forward"),
+    (["network.loss_at=all", "network.hidden_size=8", "task_sequence=split_mnist1d", "algorithm.update_every=4"],
+     "reverse"),
+    (["algorithm.reset=never"], "forward"),
+])
+def test_the_guard_estimates_the_form_the_algorithm_runs(compose_cfg, overrides, form):
+    cfg = compose_cfg("learner=rnn_rtrl", "tracking.enabled=false", *overrides)
+    size, trainer = data_size(cfg), build_trainer(cfg)
+    assert trainer.algorithm.implementation_for(size.steps) == form
+    pinned = compose_cfg(*pinned_overrides(overrides, form))
+    assert estimate(cfg, size) == estimate(pinned, size)
+    if "algorithm.reset=never" not in overrides:
+        other = "forward" if form == "reverse" else "reverse"
+        assert estimate(cfg, size) != estimate(compose_cfg(*pinned_overrides(overrides, other)), size)
+
+
+def pinned_overrides(overrides, form):
+    return ["learner=rnn_rtrl", "tracking.enabled=false", *overrides, f"algorithm.implementation={form}"]
 
 
 def test_bptt_and_the_mlp_grow_with_their_parameters(compose_cfg):
@@ -54,7 +99,7 @@ def test_the_estimate_counts_the_samples_and_evaluations_the_trainer_will_do(com
 
 
 def test_a_network_that_cannot_fit_is_refused_naming_the_key_and_value(compose_cfg):
-    cfg = rtrl(compose_cfg, 4096)
+    cfg = rtrl(compose_cfg, 4096, FORWARD)
     with pytest.raises(ConfigError, match=r"'network.hidden_size' parameter must give a network that fits in memory.*"
                                           r"about 1 TiB.*sensitivity.*more than the 8 GiB available\. Got 4096 instead"):
         check_cost(cfg, available=8 * GiB)
@@ -74,12 +119,12 @@ def test_available_memory_is_positive_and_at_most_the_machine_total():
 
 
 def test_a_long_run_gets_a_warning_and_goes_on(compose_cfg, capsys):
-    cfg = rtrl(compose_cfg, 256)  # ~2.5 h measured for one epoch of split digits
+    cfg = rtrl(compose_cfg, 256, FORWARD)  # ~2.5 h measured for one epoch of split digits
     cost = check_cost(cfg, available=64 * GiB)
     assert cost.seconds > 3600
     err = capsys.readouterr().err
     assert "estimated to train for about" in err and "guard.max_hours=1" in err
-    check_cost(rtrl(compose_cfg, 256, "guard.max_hours=100"), available=64 * GiB)
+    check_cost(rtrl(compose_cfg, 256, FORWARD, "guard.max_hours=100"), available=64 * GiB)
     assert capsys.readouterr().err == ""
     check_cost(compose_cfg("tracking.enabled=false"))  # the default run: no warning
     assert capsys.readouterr().err == ""

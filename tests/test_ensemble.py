@@ -72,7 +72,17 @@ def solo_run(cfg):
 @pytest.mark.parametrize("n_members", [3, pytest.param(8, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("algorithm", ALGORITHMS.names())
 def test_each_member_has_the_numbers_of_its_config_alone(compose_cfg, algorithm, n_members):
-    cfgs = [compose_cfg(*SMALL, *learner(algorithm), *member) for member in MEMBERS[:n_members]]
+    assert_each_member_as_alone([compose_cfg(*SMALL, *learner(algorithm), *member) for member in MEMBERS[:n_members]])
+
+
+@pytest.mark.parametrize("implementation", ["forward", "reverse"])
+def test_each_form_of_rtrl_gives_each_member_the_numbers_of_its_config_alone(compose_cfg, implementation):
+    overrides = [*SMALL, *learner("rtrl"), f"algorithm.implementation={implementation}"]
+    assert_each_member_as_alone([compose_cfg(*overrides, *member) for member in MEMBERS[:3]])
+
+
+def assert_each_member_as_alone(cfgs):
+    n_members = len(cfgs)
     ensemble = build_ensemble_trainer(cfgs)
     results = ensemble.run()
     assert len(results) == n_members and all(r.error is None for r in results)

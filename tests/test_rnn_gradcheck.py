@@ -53,7 +53,8 @@ def test_dump_is_self_describing_and_the_algorithms_agree(tmp_path):
     d = _dump(tmp_path, "rtrl", "algorithm.update_every=3")
     meta = json.loads(str(d["meta"]))
     assert meta == {"activation": "tanh", "output": "sigmoid", "loss": "mse", "l2": 0.1, "algorithm": "rtrl",
-                    "network": "rnn", "loss_at": "all", "update_every": 3, "reset": "per_sequence"}
+                    "network": "rnn", "loss_at": "all", "update_every": 3, "reset": "per_sequence",
+                    "implementation": "auto"}
     W_xh, W_hh, b_h, W_hy, b_y, x, y, mask = (d[k] for k in ("W_xh", "W_hh", "b_h", "W_hy", "b_y", "x", "y", "mask"))
     assert W_xh.shape == (5, 8) and W_hh.shape == (5, 5) and b_h.shape == (5,) and W_hy.shape == (10, 5)
     assert x.shape == (8, 8) and y.shape == (8, 10) and mask.shape == (8,) and (mask == 1).all()

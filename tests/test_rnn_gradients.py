@@ -10,7 +10,7 @@ import pytest
 
 from forgetlab.algorithms.bptt_epochwise import BPTTEpochwise
 from forgetlab.algorithms.bptt_truncated import BPTTTruncated
-from forgetlab.algorithms.rtrl import RTRL, sensitivity_update
+from forgetlab.algorithms.rtrl import IMPLEMENTATIONS, RTRL, sensitivity_update
 from forgetlab.networks import functions
 from forgetlab.networks.rnn import LOSS_AT, RNN, RNN_ACTIVATIONS
 from forgetlab.gradcheck import finite_difference, relative_error
@@ -53,8 +53,8 @@ def test_rtrl_equals_epochwise_bptt_equals_finite_differences(activation, output
     loss_b, g_bptt = bptt.gradient(x, y, mask)
     assert loss_b == pytest.approx(net.data_loss(x, y, mask), rel=1e-12)
     assert_same(g_bptt, numeric)
-    for update_every in (1, 2):
-        rtrl = RTRL(net, lr=0.1, l2=0.03, update_every=update_every)
+    for update_every, implementation in itertools.product((1, 2), IMPLEMENTATIONS):
+        rtrl = RTRL(net, lr=0.1, l2=0.03, update_every=update_every, implementation=implementation)
         loss_r, g_rtrl = rtrl.gradient(x, y, mask)
         assert loss_r == pytest.approx(loss_b, rel=1e-12)
         assert_same(g_rtrl, numeric)
@@ -72,8 +72,9 @@ def test_loss_on_the_last_k_steps_rtrl_equals_epochwise_bptt_equals_finite_diffe
     assert loss_b == pytest.approx(net.data_loss(x, y, mask), rel=1e-12)
     assert_same(g_bptt, numeric)
     assert relative_error(g_bptt["W_hh"], make_and_grad(activation, output, loss, x, y, mask)["W_hh"]) > 1e-3
-    for update_every in (1, 2):
-        assert_same(RTRL(net, lr=0.1, l2=0.03, update_every=update_every).gradient(x, y, mask)[1], numeric)
+    for update_every, implementation in itertools.product((1, 2), IMPLEMENTATIONS):
+        rtrl = RTRL(net, lr=0.1, l2=0.03, update_every=update_every, implementation=implementation)
+        assert_same(rtrl.gradient(x, y, mask)[1], numeric)
     for h, h_prime in ((T, T), (T, 1), (2, 1)):
         tbptt = BPTTTruncated(net, lr=0.1, l2=0.03, h=h, h_prime=h_prime).gradient(x, y, mask)[1]
         if h >= T:
@@ -145,11 +146,12 @@ class Recorder:
         algo.apply = recording_apply
 
 
+@pytest.mark.parametrize("implementation", ["forward", "reverse"])
 @pytest.mark.parametrize("loss_at,update_every,expected", [("all", 1, 5), ("all", 2, 3), ("all", 5, 1), ("last", 1, 1)])
-def test_rtrl_updates_online_every_update_every_steps(loss_at, update_every, expected):
+def test_rtrl_updates_online_every_update_every_steps(loss_at, update_every, expected, implementation):
     net = make_net(loss_at=loss_at)
     x, y, mask = make_sequence()
-    rtrl = RTRL(net, lr=0.5, l2=0.01, update_every=update_every)
+    rtrl = RTRL(net, lr=0.5, l2=0.01, update_every=update_every, implementation=implementation)
     record = Recorder(rtrl)
     rtrl.learn(x, y, mask)
     assert rtrl.updates == len(record.grads) == expected
@@ -219,7 +221,7 @@ def test_stream_mode_carries_the_state_and_its_gradient(make):
     (xa, y, mask), (xb, _, _) = make_sequence(seed=1), make_sequence(seed=2)
     stream = make(net, "never")
     stream.learn(xa, y, mask)
-    carried = stream.state.h if isinstance(stream, RTRL) else stream.state.hs[-1]
+    carried = stream.state.h
     np.testing.assert_allclose(carried, net.forward(xa, mask).h[:, :, -1], rtol=1e-12)
     _, g_stream = stream.gradient(xb, y, mask)
     _, g_again = stream.gradient(xb, y, mask)  # gradient() leaves the carried state as it was

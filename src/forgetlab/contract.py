@@ -182,6 +182,7 @@ NEUTRAL_ADDITIONS: dict[str, object] = {
     "task_sequence.max_train_per_task": 0,
     "backend.name": "numpy",
     "backend.dtype": "float64",
+    "algorithm.implementation": "auto",
     "network.recurrent_init": "gaussian",
     "network.recurrent_scale": 1.0,
 }

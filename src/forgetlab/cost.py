@@ -12,6 +12,11 @@ in the vocabulary of ``forgetlab.cost_model``); this module adds what every run 
 - the data set, about three times (tasks, stages, the per-epoch shuffled copy);
 - the evaluations: one forward pass of the evaluation batch (held-out + probe samples) per point.
 
+RTRL declares the form ``algorithms.rtrl.implementation_for`` picks for the config: forward holds the
+sensitivity dh/dW, an H x H x (H + I + 1) tensor, and a second one the next step is written into
+(O(H^3) memory, O(H^4) operations per step); reverse holds the history of a sequence,
+T (H^2 + 5 H + I + 1) values, and does O(t H (H + I)) operations per update.
+
 Time = operations / ``FLOPS_PER_S`` + the network's call overhead per sample, plus the evaluations.
 RTRL at H = 256 took 0.76 s a step; estimated 0.89 s (docs/performance.md). Expect the estimate within
 a factor of ~3.
@@ -88,7 +93,8 @@ def estimate(cfg: Config, data: DataSize) -> Cost:
     work = ALGORITHMS[cfg.algorithm.name].cost(cfg, network, data)
     terms = {**network.memory, **work.memory,  # values held at once, by what holds them
              "the weights, their gradient and a copy": 3 * network.params, "the data set": 3 * data.data_values}
-    seconds = data.train_samples * (work.ops_per_sample / FLOPS_PER_S + network.seconds_per_sample)
+    seconds = data.train_samples * (work.ops_per_sample / FLOPS_PER_S + work.seconds_per_sample
+                                    + network.seconds_per_sample)
     seconds += data.eval_points * data.eval_samples * network.forward_ops / FLOPS_PER_S
     largest = max(terms, key=terms.get)
     return Cost(BYTES_PER_VALUE * sum(terms.values()), seconds, largest)

@@ -47,3 +47,4 @@ class Work:
 
     ops_per_sample: float
     memory: dict[str, float] = field(default_factory=dict)
+    seconds_per_sample: float = 0.0  # time it measured for itself, beyond ops_per_sample at FLOPS_PER_S

@@ -11,12 +11,15 @@ on a sequence it is epochwise BPTT.
 With ``reset="per_sequence"`` each sequence starts from h_0 = 0 and its last, possibly shorter,
 stretch is delivered at its end. With ``reset="never"`` the state and the history of the last h
 steps run on across sequence boundaries.
+
+The history lives in buffers allocated once per state, member-major (S, C, .), so that a stretch is a
+view laid out as a lone network's, handed to the backward pass without a copy; when they are full,
+the last h - 1 steps move to their front.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -50,14 +53,18 @@ class BPTTTruncatedConfig(AlgorithmConfig):
 
 @dataclass
 class History(OnlineState):
-    """The last (at most h) steps t: x_t, z_t, delta_y_t, and the states h_t with the one entering
-    the oldest of them (hs[0]), so hs[-1] is the current state. Each entry is the step of every
-    member, with a batch axis of one: (S, 1, .)."""
+    """The last (at most h) steps: x_t, z_t and delta_y_t of the n steps held in buffers of capacity C,
+    (S, C, .), and in hs (S, C + 1, H) their states with the one entering the oldest of them
+    (hs[:, 0]); hs[:, n] is the current state."""
 
-    xs: deque
-    hs: deque
-    zs: deque
-    delta_ys: deque
+    h: np.ndarray  # (S, 1, H) the current state h_t, as the step computed it
+    xs: np.ndarray
+    hs: np.ndarray
+    zs: np.ndarray
+    delta_ys: np.ndarray
+    n: int = 0  # steps held
+    t: int = 0  # steps taken
+    last_injected: int = -1  # the last step that carried loss
 
 
 class BPTTTruncated(OnlineRecurrentAlgorithm):
@@ -91,42 +98,58 @@ class BPTTTruncated(OnlineRecurrentAlgorithm):
         """Steps between updates: the update period of the base class."""
         return self.update_every
 
-    def initial_state(self) -> History:
-        net = self.network
-        h_0 = net.xp.zeros((net.n_members, 1, net.n_hidden), dtype=net.W_hh.dtype)
-        return History(xs=deque(maxlen=self.h), hs=deque([h_0], maxlen=self.h + 1), zs=deque(maxlen=self.h),
-                       delta_ys=deque(maxlen=self.h))
+    def initial_state(self, steps: int) -> History:
+        net, xp = self.network, self.network.xp
+        S, H, C, dtype = net.n_members, net.n_hidden, max(steps, 2 * self.h), net.W_hh.dtype
+        hs = xp.empty((S, C + 1, H), dtype=dtype)
+        hs[:, 0] = 0.0
+        return History(h=xp.zeros((S, 1, H), dtype=dtype), xs=xp.empty((S, C, net.n_inputs), dtype=dtype), hs=hs,
+                       zs=xp.empty((S, C, H), dtype=dtype), delta_ys=xp.empty((S, C, net.n_outputs), dtype=dtype))
 
     def clear_member(self, state: History, s: int) -> None:
-        for held in (state.hs, state.zs, state.delta_ys):  # the arrays computed here (xs are the inputs)
-            for array in held:
-                array[s] = 0.0
+        for held in (state.h, state.hs, state.zs, state.delta_ys):  # the arrays computed here (xs are the inputs)
+            held[s] = 0.0
 
     def step(self, state: History, x_t, target, mask, weight) -> StepResult:
         net = self.network
-        z_t, h_t = net.step(state.hs[-1], x_t)
-        if weight:
-            loss_t, delta_y = step_loss(net, h_t, target, mask, weight)
-        else:
-            loss_t, delta_y = None, net.xp.zeros((net.n_members, 1, net.n_outputs), dtype=net.W_hh.dtype)
-        state.xs.append(x_t)
-        state.hs.append(h_t)
-        state.zs.append(z_t)
-        state.delta_ys.append(delta_y)
+        if state.n == state.zs.shape[1]:
+            self._keep_last_steps(state)
+        n = state.n
+        z_t, h_t = net.step(state.h, x_t)
+        state.xs[:, n : n + 1] = x_t
+        state.zs[:, n : n + 1] = z_t
+        state.hs[:, n + 1 : n + 2] = h_t
+        state.h, state.n, state.t = h_t, n + 1, state.t + 1
+        if not weight:
+            state.delta_ys[:, n : n + 1] = 0.0
+            return StepResult()
+        loss_t, delta_y = step_loss(net, h_t, target, mask, weight)
+        state.delta_ys[:, n : n + 1] = delta_y
+        state.last_injected = state.t - 1
         return StepResult(loss=loss_t)  # the gradient waits for the update point
+
+    def _keep_last_steps(self, state: History) -> None:
+        """Move the last h - 1 steps (all a stretch can need besides the next step) to the buffers' front."""
+        n, keep = state.n, self.h - 1
+        for held in (state.xs, state.zs, state.delta_ys):
+            held[:, :keep] = held[:, n - keep : n]
+        state.hs[:, : keep + 1] = state.hs[:, n - keep : n + 1]
+        state.n = keep
 
     def held_back_gradient(self, state: History) -> dict[str, np.ndarray] | None:
         """Errors of the steps since the last update point, back through the last h steps."""
-        if not state.steps_since_update:
+        since = state.steps_since_update
+        if not since:
             return None
-        xp = self.network.xp
-        # The steps side by side, (S, 1, L, .): each member's stretch laid out as a lone network's.
-        delta_y = xp.concat(list(state.delta_ys), axis=-2)[..., None, :, :]
-        delta_y[..., : delta_y.shape[-2] - state.steps_since_update, :] = 0.0  # delivered at an earlier update point
-        if not xp.any(delta_y != 0.0):
+        if state.last_injected < state.t - since:  # no error since the last update point
             return {}
-        x, h, z = (xp.concat(list(steps), axis=-2)[..., None, :, :] for steps in (state.xs, state.hs, state.zs))
-        return self.network.backward(x, h, z, delta_y)
+        # The stretch side by side, (S, 1, L, .): views of the buffers, each member's laid out as a lone network's.
+        n = state.n
+        first = n - min(self.h, n)
+        delta_y = state.delta_ys[:, first:n]
+        delta_y[:, : n - first - since] = 0.0  # delivered at an earlier update point
+        x, h, z = state.xs[:, first:n], state.hs[:, first : n + 1], state.zs[:, first:n]
+        return self.network.backward(x[:, None], h[:, None], z[:, None], delta_y[:, None])
 
     def stretches(self, T: int) -> list[tuple[int, int, int]]:
         """(first step back-propagated through, first step whose error is injected, end) of each update

@@ -12,6 +12,7 @@ import copy
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -48,9 +49,8 @@ class OnlineState:
     steps_since_update: int = 0
 
 
-@dataclass(frozen=True)
-class StepResult:
-    """What one step of an online recurrent algorithm yields."""
+class StepResult(NamedTuple):
+    """What one step of an online recurrent algorithm yields (a named tuple: made at every step)."""
 
     loss: np.ndarray | None = None  # E_t (S, 1) at a loss step, None elsewhere
     gradient: dict[str, np.ndarray] | None = None  # this step's contribution to dE/dtheta, if any
@@ -86,8 +86,8 @@ class OnlineRecurrentAlgorithm(LearningAlgorithm):
         self._pending_error = False
 
     @abstractmethod
-    def initial_state(self) -> OnlineState:
-        """The algorithm's state at h_0 = 0."""
+    def initial_state(self, steps: int) -> OnlineState:
+        """The algorithm's state at h_0 = 0, for a sequence of ``steps`` steps (the first of a stream)."""
 
     @abstractmethod
     def step(self, state: OnlineState, x_t: np.ndarray, target: np.ndarray, mask: np.ndarray, weight: float
@@ -108,7 +108,8 @@ class OnlineRecurrentAlgorithm(LearningAlgorithm):
     def gradient(self, x, y, mask):
         """Sum of the contributions the algorithm computes over the sequence, the weights held fixed."""
         carried = self.reset == "never" and self.state is not None
-        state = copy.deepcopy(self.state) if carried else self.initial_state()  # steps update states in place
+        # steps update states in place: a carried state is copied
+        state = copy.deepcopy(self.state) if carried else self.initial_state(x.shape[-2])
         total: dict[str, np.ndarray] = {n: self.network.xp.zeros_like(p) for n, p in self.network.params.items()}
 
         def accumulate(grads):
@@ -126,7 +127,7 @@ class OnlineRecurrentAlgorithm(LearningAlgorithm):
 
     def learn(self, x, y, mask):
         carried = self.reset == "never" and self.state is not None
-        state = self.state if carried else self.initial_state()
+        state = self.state if carried else self.initial_state(x.shape[-2])
         data_loss = self._run(x, y, mask, state, self.apply)
         if self.reset == "per_sequence":
             self._deliver(state)
@@ -154,35 +155,36 @@ class OnlineRecurrentAlgorithm(LearningAlgorithm):
     def _run(self, x, y, mask, state: OnlineState, update) -> np.ndarray:
         """Step through one sequence from ``state``; ``update(pending)`` at each update point that has
         an error to deliver. Returns the sequence's mean data loss of each member (S,)."""
-        xp = self.network.xp
+        net, xp = self.network, self.network.xp
         x, target, mask = single_sequence(x, y, mask)
         T = x.shape[-2]
-        steps = self.network.loss_steps(T)
+        steps = net.loss_steps(T)
         weights = [0.0] * T  # Python floats: they scale arrays of any namespace and type without promoting them
         for t in steps.tolist():
             weights[t] = 1.0 / len(steps)
         l2_share = by_member(self.l2 / T, 3) if self.has_l2 else None
+        params, weight_names = net.params, net.weight_names
+        step, held_back_gradient, add, every = self.step, self.held_back_gradient, self._add, self.update_every
         losses = []
         x_t = xp.permute_dims(x, (x.ndim - 2, *range(x.ndim - 2), x.ndim - 1))  # step-major: a step is one index
         for t in range(T):
-            result = self.step(state, x_t[t], target, mask, weights[t])
+            result = step(state, x_t[t], target, mask, weights[t])
             if result.loss is not None:
                 losses.append(result.loss)
-                self._pending_error = True
-                self._open_pending()  # an injected error makes an update due, even if its gradient is exactly 0
-            self._add(result.gradient)
+                self._pending_error = True  # an injected error makes an update due, even if its gradient is exactly 0
+            if result.gradient:
+                add(result.gradient)
             state.steps_since_update += 1
-            update_due = state.steps_since_update == self.update_every
+            update_due = state.steps_since_update == every
             if update_due:
-                self._add(self.held_back_gradient(state))
+                add(held_back_gradient(state))
             # The L2 share joins after the step's errors: the order of the sums is part of the numbers.
             if l2_share is not None:
-                self._add({n: l2_share * self.network.params[n] for n in self.network.weight_names})
+                add({n: l2_share * params[n] for n in weight_names})
             if update_due:
                 state.steps_since_update = 0
                 if self._pending_error:
-                    update(self._pending)
-                    self._pending, self._pending_error = None, False
+                    self._update(update)
         # (S, |S|), one row per member, so that each member's mean is a contiguous sum as for a lone network.
         return xp.mean(xp.concat(losses, axis=-1), axis=-1)
 
@@ -193,17 +195,24 @@ class OnlineRecurrentAlgorithm(LearningAlgorithm):
         if held_back is not None:
             self._add(held_back)
             state.steps_since_update = 0
-        if self._pending is not None and self._pending_error:
-            self.apply(self._pending)
-            self._pending, self._pending_error = None, False
+        if self._pending_error:
+            self._update(self.apply)
 
-    def _open_pending(self) -> None:
-        if self._pending is None:
-            self._pending = {n: self.network.xp.zeros_like(p) for n, p in self.network.params.items()}
+    def _update(self, update) -> None:
+        """Hand the pending sum to ``update`` and start a new one."""
+        update(self._pending if self._pending is not None else {})
+        self._pending, self._pending_error = None, False
 
     def _add(self, grads: dict[str, np.ndarray] | None) -> None:
+        """Add ``grads`` to the pending sum. A parameter's first contribution opens its entry; one
+        without any has none, which an update reads as 0 (p - lr * 0 = p, bit for bit)."""
         if not grads:
             return
-        self._open_pending()
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = {}
         for n, g in grads.items():
-            self._pending[n] += g
+            if n in pending:
+                pending[n] += g
+            else:
+                pending[n] = g + 0.0  # as 0 + g, bit for bit (-0.0 becomes 0.0), in one pass instead of two
