@@ -58,11 +58,11 @@ study-credit-assignment: $(STAMP) ## the whole credit-assignment study, resumabl
 
 test: $(DEV_STAMP) system-deps ## check the import layering, then run the whole test suite (slow end-to-end tests included)
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 --maxschedchunk 1 -q
 
 test-fast: $(DEV_STAMP) ## the import layering and the fast subset, for local iteration
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -n 2 -q -m "not slow"
+	$(PY) -m pytest -n 2 --maxschedchunk 1 -q -m "not slow"
 
 # The store is created (or checked) under forgetlab's lock first: `mlflow ui` would otherwise create its
 # schema while a training run does the same (forgetlab.server stands alone, so the Makefile does it).

@@ -14,13 +14,17 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.load import RunArtifacts, metric_column
+from analysis.load import RunArtifacts, metric_column, tag_column
 from forgetlab import contract, metrics
 from forgetlab.metric_registry import METRICS, SAMPLE, TASK, task_arrays
 
 SEED = "params.seed"
 JOINT = "params.task_sequence.joint"
 ALGORITHM = "params.algorithm.name"
+STRATEGY = "params.strategy.name"  # the continual-learning strategy; runs from before strategies lack it
+NO_STRATEGY = "fine_tuning"  # the default: a learner is named by its algorithm alone
+LEARNER_LABEL = tag_column(contract.TAG_LEARNER_LABEL)  # how figures and tables name the learner, e.g. "BPTT(4; 1)"
+CHANCE = tag_column(contract.TAG_CHANCE_ACCURACY)
 SCENARIO = "params.task_sequence.scenario"
 TASK_SEQUENCE = "params.task_sequence.name"
 # Params that say where a run is stored or shown, or how it is guarded, not what it is.
@@ -52,7 +56,7 @@ def condition_keys(runs: pd.DataFrame) -> list[str]:
     varying = [c for c in keys if runs[c].nunique(dropna=False) > 1]
     # "algorithm=rtrl scenario=class joint=True" reads best; the name breaks ties, so the order does
     # not follow the column order of the search result (which follows the order runs come back in)
-    return sorted(varying, key=lambda c: (c != ALGORITHM, c == JOINT, c))
+    return sorted(varying, key=lambda c: (c != ALGORITHM, c != STRATEGY, c == JOINT, c))
 
 
 def short_names(keys: list[str]) -> dict[str, str]:
@@ -63,21 +67,35 @@ def short_names(keys: list[str]) -> dict[str, str]:
 
 
 def label_keys(runs: pd.DataFrame, keys: list[str]) -> list[str]:
-    """The keys worth showing in a condition label. When the algorithm is swept, a network or algorithm
-    key whose value follows from the algorithm alone (``network.name``, an algorithm's own option) is
-    left out; keys the user swept together stay, even when confounded."""
-    if ALGORITHM not in keys:
+    """The keys worth showing in a condition label. When the learner (algorithm or strategy) is swept,
+    a network, algorithm or strategy key whose value follows from the learner and the data alone
+    (``network.name``, an algorithm's own option, a strategy's selected strength) is left out; keys the
+    user swept together stay, even when confounded."""
+    if ALGORITHM not in keys and STRATEGY not in keys:
         return list(keys)
+    learner = [c for c in (ALGORITHM, STRATEGY, TASK_SEQUENCE, SCENARIO) if c in runs]
 
-    def follows_from_algorithm(key: str) -> bool:
-        own = key.startswith(("params.network.", "params.algorithm."))
-        return own and (runs.groupby(ALGORITHM, dropna=False)[key].nunique(dropna=False) <= 1).all()
+    def follows_from_learner(key: str) -> bool:
+        own = key.startswith(("params.network.", "params.algorithm.", "params.strategy."))
+        return own and (runs.groupby(learner, dropna=False)[key].nunique(dropna=False) <= 1).all()
 
-    return [k for k in keys if k == ALGORITHM or not follows_from_algorithm(k)]
+    return [k for k in keys if k in (ALGORITHM, STRATEGY) or not follows_from_learner(k)]
+
+
+def learner_names(runs: pd.DataFrame) -> pd.Series:
+    """Each run's learner: its algorithm's name, and its strategy's after a "+" (none for fine-tuning,
+    and for runs from before strategies existed)."""
+    algorithm = runs[ALGORITHM].astype(str) if ALGORITHM in runs else pd.Series("unknown", index=runs.index)
+    if STRATEGY not in runs:
+        return algorithm
+    strategy = runs[STRATEGY].fillna(NO_STRATEGY).astype(str)
+    return algorithm.where(strategy == NO_STRATEGY, algorithm + " + " + strategy)
 
 
 def add_conditions(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Columns ``condition`` (a label such as ``scenario=class joint=False``) and ``algorithm``."""
+    """Columns ``condition`` (a label such as ``scenario=class joint=False``), ``algorithm`` (the
+    algorithm's name, and the strategy's, ``backprop + ewc``) and ``learner`` (the run's learner label,
+    strategy included; the ``algorithm`` column for runs recorded before there was one)."""
     runs = runs.copy()
     keys = label_keys(runs, keys)
     names = short_names(keys)
@@ -87,7 +105,9 @@ def add_conditions(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         )
     else:
         runs["condition"] = "all runs"
-    runs["algorithm"] = runs[ALGORITHM].astype(str) if ALGORITHM in runs else "unknown"
+    runs["algorithm"] = learner_names(runs)
+    label = runs[LEARNER_LABEL] if LEARNER_LABEL in runs else pd.Series(np.nan, index=runs.index)
+    runs["learner"] = label.where(label.notna() & (label.astype(str) != ""), runs["algorithm"]).astype(str)
     return runs
 
 
@@ -116,11 +136,14 @@ def condition_order(runs: pd.DataFrame, keys: list[str]) -> list[str]:
 
 def condition_table(runs: pd.DataFrame, keys: list[str], order: list[str]) -> pd.DataFrame:
     """One row per condition (index, in ``order``): the value of every label key as text (columns named
-    by the keys), ``algorithm``, ``training`` (sequential or joint) and ``runs``."""
+    by the keys), ``algorithm``, ``learner``, ``training`` (sequential or joint), ``runs`` and ``chance``
+    (the chance accuracy its runs recorded; NaN when they did not)."""
     keys = label_keys(runs, keys)
     firsts = runs.drop_duplicates("condition").set_index("condition").loc[order]
     table = firsts[keys].astype(str) if keys else pd.DataFrame(index=firsts.index)
     table["algorithm"] = firsts["algorithm"].astype(str)
+    table["learner"] = firsts["learner"].astype(str) if "learner" in firsts else table["algorithm"]
+    table["chance"] = pd.to_numeric(firsts[CHANCE], errors="coerce") if CHANCE in firsts else np.nan
     table["training"] = np.where(is_joint(firsts), JOINT_TRAINING, SEQUENTIAL_TRAINING)
     table["runs"] = runs.groupby("condition").size().reindex(order).to_numpy()
     return table
@@ -232,6 +255,8 @@ def summarize(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     for condition in order:
         group = table[table["condition"] == condition]
         row = {"condition": condition, "algorithm": group["algorithm"].iloc[0], "runs": len(group)}
+        if "learner" in group:
+            row["learner"] = group["learner"].iloc[0]
         values = group[METRIC_NAMES].to_numpy(dtype=float)
         low, high = t_interval(values)
         n = np.sum(np.isfinite(values), axis=0)
@@ -254,3 +279,9 @@ def mean_and_ci(stacked: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
         mean = np.nanmean(stacked, axis=0)
     low, high = t_interval(stacked)
     return mean, low, high
+
+
+if __name__ == "__main__":
+    from analysis import explain_module
+
+    explain_module(__doc__, __file__)

@@ -166,3 +166,78 @@ def load_artifacts(
             else:
                 problems[run_id] = problem
     return loaded, problems
+
+
+# --- which code's runs ----------------------------------------------------------------------------
+
+CODE_VERSION = tag_column(contract.TAG_CODE_VERSION)
+UNRECORDED = "unrecorded"  # the code version of a run recorded before runs carried one
+
+
+@dataclass(frozen=True)
+class CodeChoice:
+    """Which code's runs an analysis reads, and what it left out."""
+
+    version: str | None  # the code version whose runs are read; None: every code version
+    current: str  # the code version of this checkout (``contract.package_hash``)
+    left_out: dict[str, int]  # runs of other code versions in the selection, by version
+
+    def note(self) -> str:
+        """One sentence on the runs of other code left out ("" when none were)."""
+        if not self.left_out:
+            return ""
+        counts = ", ".join(f"`{v}`: {n}" for v, n in sorted(self.left_out.items(), key=lambda item: -item[1]))
+        return (f"{sum(self.left_out.values())} run(s) of other code left out ({counts}): only code version "
+                f"`{self.version}`{' (the current code)' if self.version == self.current else ''} is read; "
+                "choose another with --code-version VERSION, or every one with --any-code.")
+
+
+def add_code_arguments(parser) -> None:
+    """The options that choose which code's runs are read (``choose_code``)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--code-version", default=None, metavar="VERSION",
+                       help=f"read the runs of this code version (tag {contract.TAG_CODE_VERSION}); "
+                            "default: the current code's")
+    group.add_argument("--any-code", action="store_true", help="read runs of every code version")
+
+
+def code_version_asked(args) -> str | None:
+    """The code version ``add_code_arguments``' options ask for: None for any code."""
+    return None if args.any_code else (args.code_version or contract.package_hash())
+
+
+def code_versions(runs: pd.DataFrame) -> pd.Series:
+    """Each run's code version (``UNRECORDED`` for a run without one)."""
+    if CODE_VERSION not in runs:
+        return pd.Series(UNRECORDED, index=runs.index)
+    return runs[CODE_VERSION].fillna(UNRECORDED).astype(str)
+
+
+def choose_code(runs: pd.DataFrame, version: str | None) -> tuple[pd.DataFrame, CodeChoice]:
+    """The runs of code ``version`` (every run when None) and what was chosen. Raises NoRunsError,
+    naming the code versions there are, when no run is of that code."""
+    choice = CodeChoice(version, contract.package_hash(), {})
+    if version is None:
+        return runs, choice
+    versions = code_versions(runs)
+    kept = versions == version
+    left_out = versions[~kept].value_counts().to_dict()
+    if not kept.any():
+        there = ", ".join(f"`{v}` ({n} runs)" for v, n in left_out.items())
+        which = "the current code (version" if version == choice.current else "code version"
+        raise NoRunsError(f"None of the {len(runs)} selected training runs was trained by {which} {version}"
+                          f"{')' if version == choice.current else ''}; they were trained by {there}. Train "
+                          "them again, or choose with --code-version VERSION, or every code with --any-code.")
+    return runs[kept].reset_index(drop=True), CodeChoice(version, choice.current, left_out)
+
+
+def code_versions_read(runs: pd.DataFrame, current: str) -> str:
+    """The code versions of ``runs`` with their counts, the current one marked: for report headers."""
+    counts = code_versions(runs).value_counts()
+    return ", ".join(f"`{v}` ({n} runs{', the current code' if v == current else ''})" for v, n in counts.items())
+
+
+if __name__ == "__main__":
+    from analysis import explain_module
+
+    explain_module(__doc__, __file__)

@@ -203,3 +203,9 @@ def interaction_test(frame, outcome: str, a: str = "learner", b: str = "rate", b
         return Interaction(math.nan, df_effect, df_residual, math.nan, len(y))
     F = ((rss_reduced - rss_full) / df_effect) / (rss_full / df_residual)
     return Interaction(float(F), df_effect, df_residual, float(stats.f.sf(F, df_effect, df_residual)), len(y))
+
+
+if __name__ == "__main__":
+    from analysis import explain_module
+
+    explain_module(__doc__, __file__)

@@ -181,7 +181,7 @@ def build(experiment: str, tracking_uri: str, preset: Path | None = None, out: P
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
-    _, table = load_runs(client, experiment, study.shown_outcomes, Path(cache_dir or REPORTS / ".cache"),
+    _, table, _ = load_runs(client, experiment, study.shown_outcomes, Path(cache_dir or REPORTS / ".cache"),
                          SelectionTable.read(study.selection.table))
     frame = learnability(table, study.gate, study.primary_metric)
     rates, costs, sesoi = rate_scores(table), cost_table(table), sesoi_by_rule(study, table)

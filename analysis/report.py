@@ -5,13 +5,16 @@
     python analysis/report.py --experiment quickstart --filter "params.task_sequence.scenario = 'class'"
 
 Selects the ``forgetlab.kind=train`` runs of the experiment (optionally of one sweep, and matching an
-MLflow filter string); of several runs with the same ``forgetlab.config_hash`` (a repeated study, a
+MLflow filter string) trained by the current code (``forgetlab.code_version`` equal to the package's
+``contract.package_hash``; ``--code-version VERSION`` another code's, ``--any-code`` every code's: the
+runs of other code left out are counted in a note); of several runs with the same ``forgetlab.config_hash`` (a repeated study, a
 resumed sweep) the newest FINISHED one is used and the others are listed as superseded. Conditions
 are the params that vary across runs (except ``seed``, ``tracking.*``, ``paths.*``); statistics are
 over seeds. Writes ``<out>/report.md``, ``summary.csv`` (one row per condition), ``runs.csv`` (one row
-per run), ``retention.csv``, ``tables/*.tex`` and ``figures/*.{png,pdf}``, logs them as artifacts of a
+per run), ``retention.csv``, ``tables/*.tex`` and ``figures/*.{png,pdf}`` (each figure page and column wide:
+``<name>`` and ``<name>-column``), logs them as artifacts of a
 run tagged ``forgetlab.kind=report`` in the experiment ``<experiment>-reports`` (so the training
-experiment's charts hold only training runs), logs the figures to the parent run of the sweep when the
+experiment's charts hold only training runs; one run per selection, an earlier one deleted), logs the figures to the parent run of the sweep when the
 report covers one whole sweep, and prints the summary table. A selection whose figures would have
 more than ``--max-panels`` panels (one per condition group) gets the tables without the figures and a
 note on how to narrow it. ``<out>`` defaults to
@@ -38,9 +41,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from analysis import aggregate, figures, update_resolution  # noqa: E402
+from analysis import aggregate, figures, style, update_figures, update_resolution  # noqa: E402
 from analysis.load import (  # noqa: E402
-    METRIC_COLUMN_PREFIX, NoRunsError, RunArtifacts, load_artifacts, mark_superseded, search_training_runs, tag_column,
+    METRIC_COLUMN_PREFIX, CodeChoice, NoRunsError, RunArtifacts, add_code_arguments, choose_code, code_version_asked,
+    code_versions_read, load_artifacts, mark_superseded, search_training_runs, tag_column,
 )
 from forgetlab import contract, metrics  # noqa: E402
 from forgetlab.metric_registry import BY_NAME, METRICS, SAMPLE, TASK, of_level  # noqa: E402
@@ -72,6 +76,7 @@ class Report:
     report_run_id: str | None
     seconds: dict[str, float]  # time spent per phase
     figures_note: str = ""  # why there are no figures, when there are none
+    code: CodeChoice | None = None  # which code's runs were read
 
 
 def default_tracking_uri() -> str:
@@ -104,6 +109,7 @@ class Analysis:
     summary: pd.DataFrame  # one row per condition, with a column per condition key
     retention: dict[str, np.ndarray]  # each analysed run's retention curve
     bin_edges: np.ndarray  # of the retention curves
+    experiment: str = ""
 
 
 def build_report(
@@ -117,7 +123,11 @@ def build_report(
     workers: int = 8,
     log_to_mlflow: bool = True,
     max_panels: int = MAX_PANELS,
+    code_version: str | None = None,
+    any_code: bool = False,
 ) -> Report:
+    """The report of ``experiment``'s selected runs of code ``code_version`` (default: the current
+    code's; every code's with ``any_code``); see the module doc."""
     import mlflow
 
     # The store must exist already: a report never creates an empty one (StoreError instead).
@@ -128,14 +138,16 @@ def build_report(
         (out / folder).mkdir(parents=True, exist_ok=True)
 
     clock = _Clock()
-    runs = select_runs(client, experiment, sweep_id, filter_string)
+    version = None if any_code else code_version or contract.package_hash()
+    runs, code = select_runs(client, experiment, sweep_id, filter_string, version)
     clock.lap("query")
     artifacts = read_artifacts(client, runs, Path(cache_dir or REPORTS / ".cache"), workers)
     clock.lap("artifacts")
-    analysis = analyse(runs, artifacts)
+    analysis = analyse(runs, artifacts, experiment)
     clock.lap("metrics")
     figure_paths, figures_note = draw_figures(analysis, artifacts, out / "figures", max_panels)
-    update_section = update_resolution.report_section(analysis.analysed, artifacts, analysis.order, out)  # "" without update-probe runs
+    update_section = update_resolution.report_section(  # "" without update-probe runs
+        analysis.analysed, artifacts, analysis.order, out, update_look(analysis))
     clock.lap("figures")
     runs_table = runs_csv(analysis.runs, analysis.analysed, analysis.keys)
     written, tables = write_tables(analysis, runs_table, out)
@@ -145,24 +157,33 @@ def build_report(
         log_figures_to_sweep(client, experiment, analysis.runs, filter_string, out / "figures")
         run_id = create_report_run(client, experiment, sweep_id, filter_string, analysis.runs)
     (out / "report.md").write_text(report_markdown(
-        ReportSource(experiment, tracking_uri, sweep_id, filter_string, run_id), analysis, figure_paths, tables, out,
+        ReportSource(experiment, tracking_uri, sweep_id, filter_string, run_id, code), analysis, figure_paths, tables, out,
         update_section, figures_note,
     ))
     if run_id is not None:
         # file by file: `out` may hold the reports of narrower selections, and files of older reports
         files = [out / "report.md", *written, *tables.values()]
-        files += [png.with_suffix(f".{suffix}") for png in figure_paths.values() for suffix in figures.FORMATS]
+        files += [path for png in figure_paths.values() for path in figure_files(png)]
         files += update_resolution.written_files(out) if update_section else []
         log_report_files(client, run_id, out, files)
     clock.lap("writing")
-    return Report(out, analysis.summary, runs_table, figure_paths, run_id, clock.seconds, figures_note)
+    return Report(out, analysis.summary, runs_table, figure_paths, run_id, clock.seconds, figures_note, code)
 
 
-def select_runs(client: MlflowClient, experiment: str, sweep_id: str | None, filter_string: str | None) -> pd.DataFrame:
-    """The selected training runs, each marked ``superseded_by`` (or "") and with its ``problem`` (or "")."""
-    runs = mark_superseded(search_training_runs(client, experiment, sweep_id, filter_string))
+def figure_files(png: Path) -> list[Path]:
+    """Every file of the figure whose page-wide PNG is ``png``: both widths, PNG and PDF."""
+    return [png.with_name(png.stem + style.SUFFIX[width]).with_suffix(f".{fmt}")
+            for width in style.WIDTHS for fmt in style.FORMATS]
+
+
+def select_runs(client: MlflowClient, experiment: str, sweep_id: str | None, filter_string: str | None,
+                code_version: str | None = None) -> tuple[pd.DataFrame, CodeChoice]:
+    """The selected training runs of code ``code_version`` (every code's when None), each marked
+    ``superseded_by`` (or "") and with its ``problem`` (or ""), and which code was chosen."""
+    runs, code = choose_code(search_training_runs(client, experiment, sweep_id, filter_string), code_version)
+    runs = mark_superseded(runs)
     runs["problem"] = runs[ERROR].fillna("").astype(str) if ERROR in runs else ""
-    return runs
+    return runs, code
 
 
 def read_artifacts(client: MlflowClient, runs: pd.DataFrame, cache_dir: Path, workers: int) -> dict[str, RunArtifacts]:
@@ -180,7 +201,7 @@ def read_artifacts(client: MlflowClient, runs: pd.DataFrame, cache_dir: Path, wo
     return artifacts
 
 
-def analyse(runs: pd.DataFrame, artifacts: dict[str, RunArtifacts]) -> Analysis:
+def analyse(runs: pd.DataFrame, artifacts: dict[str, RunArtifacts], experiment: str = "") -> Analysis:
     """Conditions, per-run metrics (checked against the logged ones) and their summary over seeds."""
     # Conditions from the analysed runs only: a run that died before logging its params would
     # otherwise make every param look swept.
@@ -199,14 +220,14 @@ def analyse(runs: pd.DataFrame, artifacts: dict[str, RunArtifacts]) -> Analysis:
     runs = pd.concat([_sorted_by_condition(runs[runs["analysed"]], order), runs[~runs["analysed"]]])
     conditions = aggregate.condition_table(analysed, keys, order)
     summary = with_condition_columns(aggregate.summarize(analysed, order), conditions)
-    return Analysis(runs, analysed, keys, order, conditions, summary, retention, bin_edges)
+    return Analysis(runs, analysed, keys, order, conditions, summary, retention, bin_edges, experiment)
 
 
 def draw_figures(analysis: Analysis, artifacts: dict[str, RunArtifacts], fig_dir: Path,
                  max_panels: int) -> tuple[dict[str, Path], str]:
     """(the figures, ""), or no figures and a note on how to narrow a selection whose largest figure
     would have more than ``max_panels`` panels."""
-    layout = figures.build_layout(analysis.conditions, analysis.keys)
+    layout = figures.build_layout(analysis.conditions, analysis.keys, figure_source(analysis))
     panels = figures.panel_count(layout)
     if panels <= max_panels:
         return make_figures(analysis.analysed, artifacts, analysis.retention, analysis.bin_edges, layout, fig_dir), ""
@@ -215,6 +236,25 @@ def draw_figures(analysis: Analysis, artifacts: dict[str, RunArtifacts], fig_dir
                 f"(the limit is {max_panels}: `--max-panels`). Narrow it with `--sweep-id` or `--filter` "
                 f"(e.g. `--filter \"params.task_sequence.scenario = 'domain'\"`) on the params that vary: "
                 f"{varying}.")
+
+
+def update_look(analysis: Analysis) -> update_figures.Look:
+    """How the update-resolution figures show each condition: its learner's label and colour, with the
+    scenario and other swept values that tell conditions of one learner apart."""
+    layout = figures.build_layout(analysis.conditions, analysis.keys, figure_source(analysis))
+    frame = layout.frame
+    joint = np.where(frame["training"] == aggregate.JOINT_TRAINING, "joint", "")
+    parts = pd.DataFrame({"hue": frame["hue"], "col": frame["col"], "row": frame["row"], "joint": joint})
+    labels = {c: " · ".join(v for v in row if v) for c, row in zip(frame.index, parts.itertuples(index=False))}
+    return update_figures.Look(labels, {c: layout.palette[h] for c, h in frame["hue"].items()}, layout.source)
+
+
+def figure_source(analysis: Analysis) -> style.Source:
+    """What the figures' titles say: the experiment, the task sequences and the seeds per condition."""
+    analysed = analysis.analysed
+    data = sorted(analysed[aggregate.TASK_SEQUENCE].astype(str).unique()) if aggregate.TASK_SEQUENCE in analysed else []
+    return style.Source(analysis.experiment, ", ".join(data) or "?",
+                        style.seeds_text(analysis.conditions["runs"]))
 
 
 def write_tables(analysis: Analysis, runs_table: pd.DataFrame, out: Path) -> tuple[list[Path], dict[str, Path]]:
@@ -226,7 +266,8 @@ def write_tables(analysis: Analysis, runs_table: pd.DataFrame, out: Path) -> tup
     tables = {}
     for name, columns in (("summary_task_level", TASK_LEVEL), ("summary_sample_level", SAMPLE_LEVEL)):
         tables[name] = out / "tables" / f"{name}.tex"
-        tables[name].write_text(summary_latex(analysis.summary, condition_columns(analysis.summary), columns))
+        label = f"tab:{analysis.experiment or 'report'}-{name.removeprefix('summary_').replace('_', '-')}"
+        tables[name].write_text(summary_latex(analysis.summary, condition_columns(analysis.summary), columns, label))
     return written, tables
 
 
@@ -246,8 +287,9 @@ def create_report_run(client: MlflowClient, experiment: str, sweep_id: str | Non
 
 
 def log_report_files(client: MlflowClient, run_id: str, out: Path, files: list[Path]) -> None:
-    """``files`` (under ``out``) as the report run's artifacts, in their folders; ends the run FINISHED,
-    or FAILED when logging fails."""
+    """``files`` (under ``out``) as the report run's artifacts, in their folders; ends the run FINISHED
+    and deletes the earlier report runs of the same selection (``retire_earlier_reports``), or ends it
+    FAILED when logging fails (the earlier report stays)."""
     try:
         for path in files:
             parent = path.parent.relative_to(out).as_posix()
@@ -256,6 +298,22 @@ def log_report_files(client: MlflowClient, run_id: str, out: Path, files: list[P
         client.set_terminated(run_id, "FAILED")
         raise
     client.set_terminated(run_id, "FINISHED")
+    retire_earlier_reports(client, run_id)
+
+
+def retire_earlier_reports(client: MlflowClient, run_id: str) -> list[str]:
+    """Delete (MLflow's soft delete: ``mlflow gc`` purges it) every other report run of the experiment
+    and selection (sweep id and filter) of report run ``run_id``: one report run per selection, the
+    newest. Returns the deleted runs' ids."""
+    run = client.get_run(run_id)
+    same = {key: run.data.tags.get(key, "") for key in (contract.TAG_REPORT_SWEEP_ID, contract.TAG_REPORT_FILTER)}
+    reports = client.search_runs([run.info.experiment_id], contract.tag_equals(contract.TAG_KIND, contract.KIND_REPORT),
+                                 max_results=10_000)
+    retired = [r.info.run_id for r in reports if r.info.run_id != run_id
+               and all(r.data.tags.get(key, "") == value for key, value in same.items())]
+    for old in retired:
+        client.delete_run(old)
+    return retired
 
 
 def report_experiment_id(client: MlflowClient, experiment: str) -> str:
@@ -443,15 +501,39 @@ def summary_markdown(summary: pd.DataFrame, columns: list[str], names: list[str]
     return markdown_table(summary_frame(summary, columns, names, cell))
 
 
-def summary_latex(summary: pd.DataFrame, columns: list[str], names: list[str]) -> str:
-    """The summary as a LaTeX table (booktabs rules: \\usepackage{booktabs})."""
-    frame = summary_frame(summary, columns, names, latex_cell)
-    styler = frame.style.hide(axis="index").format(escape="latex", subset=columns).format_index(escape="latex", axis=1)
-    return styler.to_latex(
-        hrules=True, column_format="l" * len(columns) + "r" + "l" * len(names), position="tbp",
+# The LaTeX tables leave out what another column gives: F_after is −BWT exactly (docs/metrics.md).
+LATEX_LEFT_OUT = ("forgetting_after",)
+
+
+def latex_frame(summary: pd.DataFrame, columns: list[str], names: list[str]) -> pd.DataFrame:
+    """The summary as a paper reads it: the learner's label for the algorithm's name, a ``training``
+    column (sequential | joint) for ``joint`` True/False, and no column another one implies."""
+    frame = summary_frame(summary, columns, [n for n in names if n not in LATEX_LEFT_OUT], latex_cell)
+    if "algorithm" in frame and "learner" in summary:
+        frame["algorithm"] = summary["learner"].astype(str).to_numpy()
+        frame = frame.rename(columns={"algorithm": "learner"})
+    if "joint" in frame:
+        frame["joint"] = frame["joint"].map({"True": "joint", "False": "sequential"}).fillna(frame["joint"])
+        frame = frame.rename(columns={"joint": "training"})
+    return frame
+
+
+def summary_latex(summary: pd.DataFrame, columns: list[str], names: list[str], label: str = "tab:summary") -> str:
+    """The summary as a LaTeX table for a paper: booktabs rules (\\usepackage{booktabs}), centred,
+    scaled to the text width (\\resizebox, graphicx), with a caption and ``label``."""
+    frame = latex_frame(summary, columns, names)
+    text_columns = [c for c in frame.columns if c != "n" and c not in {BY_NAME[n].label for n in names}]
+    metric_columns = len(frame.columns) - len(text_columns) - 1
+    styler = frame.style.hide(axis="index").format(escape="latex", subset=text_columns).format_index(
+        escape="latex", axis=1)
+    latex = styler.to_latex(
+        hrules=True, column_format="l" * len(text_columns) + "r" + "l" * metric_columns, position="tbp",
+        position_float="centering", label=label,
         caption="Mean over seeds [95 \\% t-interval of the mean]; $n$: seeds per condition (a cell with fewer "
         "seeds, where the metric is undefined for some, gives its own $n$). Definitions: docs/metrics.md.",
     )
+    return latex.replace("\\begin{tabular}", "\\resizebox{\\linewidth}{!}{%\n\\begin{tabular}").replace(
+        "\\end{tabular}", "\\end{tabular}%\n}")
 
 
 def definitions_markdown() -> str:
@@ -478,20 +560,23 @@ def definitions_markdown() -> str:
 
 CAPTIONS = {
     "seen_accuracy": "Mean test accuracy on the tasks trained so far, over training samples seen: a line per "
-    "algorithm or swept value (band: 95 % t-interval over seeds); dashed: final ACC of joint training (all tasks "
-    "shuffled together), the ceiling; dotted: task boundaries, each stretch named after its task.",
+    "learner or swept value (band: 95 % t-interval over seeds, clipped to [0, 1]); triangles at the right: final "
+    "ACC of joint training (all tasks shuffled together), the ceiling; dashed: chance; dotted: task boundaries, "
+    "each stretch named after its task.",
     "final_metrics": f"{', '.join(BY_NAME[n].label for n in figures.BAR_METRICS)} of sequential training (↑ higher is "
     "better, ↓ lower is better): bars = mean, whiskers = 95 % t-interval (clipped to the metric's range), dots = "
-    "seeds; dashed outlines: ACC of joint training. Metrics undefined for joint training (one stage) are left out.",
+    "seeds; dashed outlines: ACC of joint training; dashed lines: chance. Metrics undefined for joint training (one "
+    "stage) are left out; forgetting (RWalk) mirrors BWT and is in the tables.",
     "accuracy_matrices": "Accuracy matrix R[i, j], test accuracy on task j after training stage i (mean over seeds); "
     "last row: final accuracy of joint training.",
-    "task_curves": "Test accuracy on every task over training samples seen (mean over seeds); dotted: task "
-    "boundaries.",
+    "task_curves": "Test accuracy on every task over training samples seen (mean over seeds, band: 95 % t-interval "
+    "clipped to [0, 1]); dashed: chance; dotted: task boundaries.",
     "retention_curves": "Retention: P(probe sample still correct n samples after its last presentation | correct right "
-    "after it), a line per algorithm or swept value (band: 95 % t-interval over seeds).",
+    "after it), a line per learner or swept value (band: 95 % t-interval over seeds, clipped to [0, 1]); solid: "
+    "sequential training, dashed: joint training.",
     "flips_to_wrong": "Flips to wrong per probe sample (correct → wrong between consecutive evaluations; not Toneva "
-    "et al.'s forgetting events, which count at presentations), "
-    "all seeds pooled; sequential and joint training side by side.",
+    f"et al.'s forgetting events, which count at presentations; the last bar {figures.MAX_EVENTS} or more), all seeds "
+    "pooled: the fraction of samples per count, a bar per learner.",
 }
 
 
@@ -504,6 +589,7 @@ class ReportSource:
     sweep_id: str | None
     filter_string: str | None
     report_run_id: str | None
+    code: CodeChoice | None = None
 
 
 def report_markdown(source: ReportSource, analysis: Analysis, figure_paths: dict[str, Path], tables: dict[str, Path],
@@ -537,9 +623,12 @@ def header_markdown(source: ReportSource, analysis: Analysis) -> list[str]:
         f"- runs: {int(runs['analysed'].sum())} analysed of {len(runs)} found; {len(analysis.summary)} conditions over "
         + (", ".join(f"`{k.removeprefix('params.')}`" for k in analysis.keys) or "no varying param")
         + "; statistics over `seed`",
-        "- code: " + (", ".join(f"`{c[:12]}`" for c in commits) or "unknown"),
+        "- code versions analysed: " + (code_versions_read(analysed, source.code.current) if source.code else "unknown")
+        + "; git commits: " + (", ".join(f"`{c[:12]}`" for c in commits) or "unknown"),
         "",
     ]
+    if source.code is not None and source.code.left_out:
+        lines += [f"**Note: {source.code.note()}**", ""]
     not_analysed = runs[~runs["analysed"]]
     if len(not_analysed):
         lines += [f"**{len(not_analysed)} run(s) not analysed** (listed under *Runs not analysed*).", ""]
@@ -568,7 +657,9 @@ def figures_section(figure_paths: dict[str, Path], out: Path, figures_note: str)
     lines = ["## Figures", ""] + ([figures_note, ""] if figures_note else [])
     for key, path in figure_paths.items():
         png = path.relative_to(out).as_posix()
-        lines += [f"![{CAPTIONS[key]}]({png})", "", f"*{CAPTIONS[key]}* ([PDF]({png.removesuffix('.png')}.pdf))", ""]
+        stem = png.removesuffix(".png")
+        lines += [f"![{CAPTIONS[key]}]({png})", "",
+                  f"*{CAPTIONS[key]}* (PDF: [page width]({stem}.pdf), [column width]({stem}-column.pdf))", ""]
     return lines
 
 
@@ -644,6 +735,8 @@ def print_summary(report: Report) -> None:
             print(f"  {r['run_name']} {r['status']} {r['problem'] or ''}")
     if superseded.any():
         print(f"\n{int(superseded.sum())} older run(s) superseded by a newer run of the same config (listed in report.md)")
+    if report.code is not None and report.code.left_out:
+        print("\nNote: " + report.code.note().replace("`", ""))
     print(f"\nReport: {report.out / 'report.md'}  (figures in {report.out / 'figures'})")
     if report.figures_note:
         print(report.figures_note.replace("`", ""))
@@ -665,12 +758,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-mlflow", action="store_true", help="do not log the report as an MLflow run")
     parser.add_argument("--max-panels", type=int, default=MAX_PANELS,
                         help="draw no figures when they would have more panels than this (default %(default)s)")
+    add_code_arguments(parser)
     args = parser.parse_args(argv)
     try:
         report = build_report(
             args.tracking_uri, args.experiment, sweep_id=args.sweep_id, filter_string=args.filter,
             out=args.out, cache_dir=args.cache_dir, workers=args.workers, log_to_mlflow=not args.no_mlflow,
-            max_panels=args.max_panels,
+            max_panels=args.max_panels, code_version=code_version_asked(args), any_code=args.any_code,
         )
     except NoRunsError as error:
         print(f"error: {error}", file=sys.stderr)

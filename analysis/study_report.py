@@ -1,8 +1,10 @@
 """The verdict of a declared study: its primary family (the declared comparisons of the primary outcome
 in the primary cell, Holm over them for "differs" and for "equivalent" alike), the learnability gate
 (no verdict for a learner that did not learn), the learning rate as a factor (learner x rate table and
-interaction test), the other cells and outcomes as exploratory effects, positive controls, and the
-study's doc, all from the MLflow runs.
+interaction test), the other cells and outcomes as exploratory effects, positive controls, published
+findings set beside the study's own comparisons, and the study's doc, all from the MLflow runs of the
+current code (``--code-version VERSION``: another code's; ``--any-code``: every code's; the runs of other
+code left out are counted in the doc's provenance).
 
     python analysis/study_report.py --experiment credit_assignment
     python analysis/study_report.py --experiment credit_assignment --doc docs/credit_assignment.md
@@ -10,7 +12,7 @@ study's doc, all from the MLflow runs.
 
 The declaration and the run table: ``analysis/study_runs.py``. Comparisons pair two learners by seed, each
 at its selected rate (the selection table the declaration names; runs record the selection sweep in
-``algorithm.lr_selected_by``). Writes ``reports/<experiment>/study/``: ``verdict.csv`` (every comparison
+``algorithm.lr_selected_by``, and that of a strategy's hyperparameter in ``strategy.selected_by``). Writes ``reports/<experiment>/study/``: ``verdict.csv`` (every comparison
 and outcome), ``rates.csv`` (the primary outcome per learner and rate), ``conditions.csv``, ``runs.csv``
 and ``verdict.md``, the study's doc; ``--doc`` writes the doc there too. Statistics:
 ``analysis/paired_statistics.py``; what they mean: the doc's section *Statistics*.
@@ -33,10 +35,10 @@ import pandas as pd  # noqa: E402
 
 from analysis import paired_statistics as statistics  # noqa: E402
 from analysis.aggregate import SCENARIO, value_rank  # noqa: E402
-from analysis.load import NoRunsError  # noqa: E402
+from analysis.load import CodeChoice, NoRunsError, add_code_arguments, code_version_asked, code_versions_read  # noqa: E402
 from analysis.report import REPORTS, default_tracking_uri, fmt, markdown_table  # noqa: E402
 from analysis.study_runs import (  # noqa: E402
-    OUTCOMES, PRESETS, Literature, NotDeclared, Pair, SelectionTable, Study, learnability, load_runs,
+    PRESETS, Claim, Literature, NotDeclared, Pair, SelectionTable, Study, learnability, load_runs,
     ROOT as PROJECT_ROOT, git_head, ordered_learners, read_declaration,
 )
 from forgetlab import contract  # noqa: E402
@@ -152,7 +154,9 @@ def condition_table(study: Study, table: pd.DataFrame) -> pd.DataFrame:
     for (sequence, scenario, learner), group in here.groupby(["task_sequence", "scenario", "learner"]):
         plain, joint = group[~group["joint"]], group[group["joint"]]
         row = {"task_sequence": sequence, "scenario": scenario, "learner": learner, "n": len(plain),
-               "lr": ", ".join(f"{v:g}" for v in sorted(group["lr"].unique()))}
+               "lr": ", ".join(f"{v:g}" for v in sorted(group["lr"].unique())),
+               "strength": ", ".join(f"{v:g}" for v in sorted(group["strength"].dropna().unique()))
+               if "strength" in group else ""}
         for outcome in study.shown_outcomes:
             row[f"{outcome}_mean"], row[f"{outcome}_sd"] = plain[outcome].mean(), plain[outcome].std(ddof=1)
         row.update({"joint_acc_mean": joint["acc"].mean(), "joint_n": len(joint), "chance": group["chance"].mean(),
@@ -280,16 +284,18 @@ def controls_section(study: Study, frame: pd.DataFrame) -> str:
 
 
 def conditions_markdown(study: Study, frame: pd.DataFrame) -> str:
-    """Every learner's outcomes at its selected rate (mean ± sd over seeds), the untrained network's
-    ACC, chance, the joint ceiling and whether it passes the gate."""
+    """Every learner's outcomes at its selected rate (mean ± sd over seeds), its strategy's strength
+    where any learner has one, the untrained network's ACC, chance, the joint ceiling and whether it
+    passes the gate."""
     def cell(row, name):
         mean, sd = row[f"{name}_mean"], row[f"{name}_sd"]
         return fmt(mean) + (f" ± {fmt(sd)}" if np.isfinite(sd) else "")
 
     shown = ["acc", "learning_acc", *(o for o in study.outcomes if o not in ("acc", "learning_acc"))]
+    strengths = {"strength": frame["strength"]} if "strength" in frame and frame["strength"].astype(bool).any() else {}
     table = pd.DataFrame({
         "data": frame["task_sequence"], "scenario": frame["scenario"], "learner": frame["learner"],
-        "lr": frame["lr"], "n": frame["n"], "untrained ACC": frame["init_acc_mean"].map(fmt), "chance": frame["chance"].map(fmt),
+        "lr": frame["lr"], **strengths, "n": frame["n"], "untrained ACC": frame["init_acc_mean"].map(fmt), "chance": frame["chance"].map(fmt),
         **{BY_NAME[name].label: [cell(r, name) for _, r in frame.iterrows()] for name in shown},
         "joint ACC (ceiling)": [fmt(v) + f" (n = {n})" for v, n in zip(frame["joint_acc_mean"], frame["joint_n"])],
         "passes the gate": frame["passes"].map({True: "yes", False: "**no**", None: "–"}),
@@ -375,6 +381,58 @@ def literature_markdown(literature: Literature, conditions: pd.DataFrame, table:
     return markdown_table(pd.DataFrame(shown))
 
 
+def claim_verdict(row: pd.Series | None, alpha: float) -> tuple[str, bool]:
+    """(the verdict of the comparison a published claim names, whether it is Holm-adjusted): the family's
+    own verdict in the primary family; elsewhere (an exploratory comparison) the same rule on the
+    unadjusted p-values. "–" without runs, "no verdict: ..." for a learner below the gate."""
+    if row is None:
+        return "–", False
+    if row["refused"]:
+        return f"no verdict: {row['refused']}", False
+    if row["kind"] == FAMILY:
+        return row["verdict"], True
+    return statistics.verdict(row["p"], row["p_tost"], alpha), False
+
+
+def claim_holds(claim: Claim, verdict: str, mean: float) -> str:
+    """Whether our comparison shows the published finding: "yes", "no", "not shown" (inconclusive, or no
+    verdict) or "no runs"."""
+    if verdict == "–":
+        return "no runs"
+    differs = verdict in ("differs", "differs, within margin")
+    equivalent = verdict in ("equivalent", "differs, within margin")
+    if claim.expect == "higher":
+        return "yes" if differs and mean > 0 else "no" if differs or equivalent else "not shown"
+    return "yes" if equivalent else "no" if differs else "not shown"
+
+
+def published_markdown(study: Study, frame: pd.DataFrame, margin: float) -> str:
+    """Each published finding beside our paired effect on the primary outcome (``treatment`` − the study's
+    reference, in the claim's scenario of the primary data set), and whether our runs show it."""
+    if not study.published:
+        return "The study declares no published findings to compare with."
+    label, rows = BY_NAME[study.primary_metric].label, []
+    primary = frame[(frame["outcome"] == study.primary_metric) & (frame["task_sequence"] == study.primary_sequence)
+                    & (frame["reference"] == study.reference)] if not frame.empty else frame
+    for claim in study.published:
+        match = primary[(primary["treatment"] == claim.treatment) & (primary["scenario"] == claim.scenario)] \
+            if not primary.empty else primary
+        row = match.iloc[0] if len(match) else None
+        verdict, adjusted = claim_verdict(row, study.alpha)
+        rows.append({
+            "published": claim.text, "scenario": claim.scenario,
+            "comparison": f"{claim.treatment} − {study.reference}",
+            f"ours: {label} effect [95 % CI]": interval(row["mean"], row["ci_low"], row["ci_high"]) if row is not None else "–",
+            "n": row["n"] if row is not None else 0,
+            "verdict": verdict + ("" if adjusted or verdict == "–" or verdict.startswith("no verdict") else " (unadjusted)"),
+            "shown by our runs": claim_holds(claim, verdict, row["mean"] if row is not None else np.nan),
+        })
+    source = f"Published: {study.published_source}. " if study.published_source else ""
+    return (source + "Expected *higher*: the paired t-test shows a difference above 0; *equivalent*: the TOST shows "
+            f"it within ±{margin:g}; each at alpha = {study.alpha:g}, Holm-adjusted in the primary family (the "
+            "primary cell) and unadjusted elsewhere (marked).\n\n" + markdown_table(pd.DataFrame(rows)))
+
+
 def sweep_times(client, experiment: str, sweep_ids: list[str]) -> pd.DataFrame:
     """Wall time of each study sweep from its parent runs (a resumed sweep has one per launch)."""
     exp = client.get_experiment_by_name(experiment)
@@ -401,34 +459,39 @@ def sweep_times_markdown(times: pd.DataFrame) -> str:
             "(from each sweep's parent run: composing and checking every job, training, tracking).")
 
 
-def stamps(runs_used: pd.DataFrame, table: pd.DataFrame) -> list[str]:
+def stamps(runs_used: pd.DataFrame, table: pd.DataFrame, code: CodeChoice | None = None) -> list[str]:
     sweeps = sorted(table["sweep_id"].dropna().astype(str).unique())
     commits = sorted(table["git_commit"].dropna().astype(str).str[:12].unique())
-    selection = sorted(s for s in table["lr_selected_by"].dropna().astype(str).unique() if s)
+    selected_by = [table[c] for c in ("lr_selected_by", "strategy_selected_by") if c in table]
+    selection = sorted({s for column in selected_by for s in column.dropna().astype(str).unique() if s})
     return [
         f"- generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by `python analysis/study_report.py` at commit `{git_head()}`",
         f"- study sweeps: {', '.join(f'`{s}`' for s in sweeps) or 'none'}; runs trained at commit(s) "
         + (", ".join(f"`{c}`" for c in commits) or "unknown"),
-        f"- learning rates selected on validation sets by sweep(s) {', '.join(f'`{s}`' for s in selection) or 'none recorded'}"
-        " (the runs' `algorithm.lr_selected_by`)",
-        f"- {len(runs_used)} runs analysed",
+        f"- learning rates and strategy hyperparameters selected on validation sets by sweep(s) "
+        f"{', '.join(f'`{s}`' for s in selection) or 'none recorded'} (the runs' `algorithm.lr_selected_by` and "
+        "`strategy.selected_by`)",
+        f"- {len(runs_used)} runs analysed"
+        + (f", of code version(s) {code_versions_read(runs_used, code.current)}" if code else ""),
+        *([f"- {code.note()}"] if code is not None and code.left_out else []),
     ]
 
 
 # The engine's sections: a template line ``<!-- study: NAME -->`` becomes section NAME.
-SECTIONS = ("provenance", "primary", "gate", "verdicts", "rates", "controls", "design", "literature", "conditions",
-            "statistics")
+SECTIONS = ("provenance", "primary", "gate", "verdicts", "rates", "controls", "design", "literature", "published",
+            "conditions", "statistics")
 PLACEHOLDER = re.compile(r"^<!-- study: ([a-z-]+) -->$")
 TEMPLATE_NOTE = "<!-- template:"  # a template's own comment, left out of the doc
 DEFAULT_TEMPLATE = "# Study verdict: `{experiment}`\n\n" + "\n\n".join(f"<!-- study: {name} -->" for name in SECTIONS
-                                                                        if name != "literature") + "\n"
+                                                                        if name not in ("literature", "published")) + "\n"
 
 
 def write_markdown(study: Study, experiment: str, frame: pd.DataFrame, conditions: pd.DataFrame, runs_used: pd.DataFrame,
-                   table: pd.DataFrame, margin: tuple[float, str], times: pd.DataFrame | None = None) -> str:
+                   table: pd.DataFrame, margin: tuple[float, str], times: pd.DataFrame | None = None,
+                   code: CodeChoice | None = None) -> str:
     """The study's doc: its template (``study.template``, else DEFAULT_TEMPLATE) with the sections filled in."""
     template = study.template.read_text() if study.template else DEFAULT_TEMPLATE.format(experiment=experiment)
-    return fill_template(template, sections(study, frame, conditions, runs_used, table, margin, times))
+    return fill_template(template, sections(study, frame, conditions, runs_used, table, margin, times, code))
 
 
 def fill_template(template: str, filled: dict[str, str]) -> str:
@@ -474,11 +537,12 @@ def verdicts_section(study: Study, frame: pd.DataFrame, margin: float) -> str:
 
 
 def sections(study: Study, frame: pd.DataFrame, conditions: pd.DataFrame, runs_used: pd.DataFrame,
-             table: pd.DataFrame, margin: tuple[float, str], times: pd.DataFrame | None) -> dict[str, str]:
+             table: pd.DataFrame, margin: tuple[float, str], times: pd.DataFrame | None,
+             code: CodeChoice | None = None) -> dict[str, str]:
     """Every section of SECTIONS as markdown, for any declared study."""
     n_seeds = int(conditions["n"].max()) if len(conditions) else 0
     provenance = ["<!-- generated by analysis/study_report.py from the MLflow runs; do not edit by hand -->", "",
-                  *stamps(runs_used, table), ""]
+                  *stamps(runs_used, table, code), ""]
     if n_seeds < study.min_seeds:
         provenance += [f"> **Not the declared study**: at most {n_seeds} seeds per condition, fewer than the declared "
                        f"{study.min_seeds}. The numbers below check the pipeline; they are not a result."]
@@ -492,6 +556,7 @@ def sections(study: Study, frame: pd.DataFrame, conditions: pd.DataFrame, runs_u
         "design": design_section(table, times),
         "literature": literature_markdown(study.literature, conditions, table) if study.literature
         else "The study declares no published results to compare with.",
+        "published": published_markdown(study, frame, margin[0]),
         "conditions": "\n".join(["## Forgetting with learning accuracy, chance and the joint ceiling", "",
                                  "At each learner's selected rate; mean ± sd over the seeds of sequential training (the "
                                  "sd is the seed-to-seed noise); joint ACC: all tasks shuffled together (the ceiling).", "",
@@ -512,7 +577,10 @@ def design_section(table: pd.DataFrame, times: pd.DataFrame | None) -> str:
 
 
 def build(experiment: str, tracking_uri: str, out: Path | None = None, doc: Path | None = None,
-          preset: Path | None = None, cache_dir: Path | None = None, root: Path = PROJECT_ROOT) -> dict[str, Path]:
+          preset: Path | None = None, cache_dir: Path | None = None, root: Path = PROJECT_ROOT,
+          code_version: str | None = None, any_code: bool = False) -> dict[str, Path]:
+    """The study's verdict from ``experiment``'s runs of code ``code_version`` (default: the current
+    code's; every code's with ``any_code``)."""
     import mlflow
 
     study = read_declaration(preset or PRESETS / f"{experiment}.yaml", root)
@@ -521,7 +589,9 @@ def build(experiment: str, tracking_uri: str, out: Path | None = None, doc: Path
     client = open_store(tracking_uri, create=False, key="--tracking-uri")
     mlflow.set_tracking_uri(tracking_uri)
     selection = SelectionTable.read(study.selection.table) if study.selection and study.selection.table.exists() else None
-    used, table = load_runs(client, experiment, study.shown_outcomes, Path(cache_dir or REPORTS / ".cache"), selection)
+    version = None if any_code else code_version or contract.package_hash()
+    used, table, code = load_runs(client, experiment, study.shown_outcomes, Path(cache_dir or REPORTS / ".cache"),
+                                  selection, version)
     frame = verdict_table(study, table, margin[0])
     conditions = condition_table(study, table)
     out = Path(out or REPORTS / experiment / "study")
@@ -532,7 +602,7 @@ def build(experiment: str, tracking_uri: str, out: Path | None = None, doc: Path
     conditions.to_csv(written["conditions.csv"], index=False)
     table.to_csv(written["runs.csv"], index=False)
     times = sweep_times(client, experiment, sorted(table["sweep_id"].dropna().astype(str).unique()))
-    text = write_markdown(study, experiment, frame, conditions, used, table, margin, times=times)
+    text = write_markdown(study, experiment, frame, conditions, used, table, margin, times=times, code=code)
     written["verdict.md"].write_text(text)
     if doc is not None:
         doc.parent.mkdir(parents=True, exist_ok=True)
@@ -551,10 +621,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--if-declared", action="store_true", help="exit 0 without output when no study is declared")
     parser.add_argument("--root", type=Path, default=PROJECT_ROOT,
                         help="where the selection table and the smallest-effect file live (default: the project)")
+    add_code_arguments(parser)
     args = parser.parse_args(argv)
     try:
         written = build(args.experiment, args.tracking_uri or default_tracking_uri(), args.out, args.doc, args.preset,
-                        root=args.root)
+                        root=args.root, code_version=code_version_asked(args), any_code=args.any_code)
     except NotDeclared as error:
         if args.if_declared:
             return 0

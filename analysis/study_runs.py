@@ -8,11 +8,13 @@ under ``study:`` the primary outcome (metric, data set, scenario, reason), the s
 primary family (the declared comparisons), the scenarios, the gate, alpha, the smallest effect of
 interest (a value, or the file the pilot writes it to, with its rule), the learning rates, the
 selection (experiment, table, criterion), positive controls and the number of seeds; under ``doc:``
-how its doc presents it (a template, published results).
+how its doc presents it (a template, published results: the ``literature`` accuracies and the
+``published`` findings, ``Claim``s, set beside the study's own comparisons).
 
-A learner is named by the label its runs record (``forgetlab.learner_label``, e.g. 'BPTT(4; 1)'), with
-the loss placement of a recurrent one (', loss at every step'), a continual-learning strategy
-(', replay') and the study's factors that are not the learner's (', batch 4', ', 4 epochs').
+A learner is named by the label its runs record (``forgetlab.learner_label``, e.g. 'BPTT(4; 1)', with
+its continual-learning strategy after a "+": 'backprop (MLP) + EWC'), with the loss placement of a
+recurrent one (', loss at every step') and the study's factors that are not the learner's (', batch 4',
+', 4 epochs').
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from analysis.load import load_artifacts, mark_superseded, search_training_runs, tag_column
+from analysis.load import CodeChoice, choose_code, load_artifacts, mark_superseded, search_training_runs, tag_column
 from forgetlab import contract
 from forgetlab.metric_registry import TASK, Metric, of_level, task_arrays
 
@@ -42,7 +44,7 @@ OUTCOMES: dict[str, Metric] = {m.name: m for m in of_level(TASK) if "joint_accur
 SWEEP_ID = tag_column(contract.TAG_SWEEP_ID)
 GIT_COMMIT = tag_column(contract.TAG_GIT_COMMIT)
 LEARNER_LABEL = tag_column(contract.TAG_LEARNER_LABEL)
-NO_STRATEGY = ("", "none", "None")
+NO_STRATEGY = ("", "none", "None", "fine_tuning")  # fine-tuning: what every run was before strategies existed
 
 
 class NotDeclared(LookupError):
@@ -62,6 +64,21 @@ class Literature:
     task_sequence: str
     label: str  # the row's name, e.g. "literature (fine-tuning, joint)"
     final_acc: dict[str, tuple[float, float]]  # scenario -> (sequential, joint)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A published finding set beside the study's own comparison: ``treatment`` against the study's
+    reference in ``scenario``, on the primary outcome, is ``expect``ed "higher" (the effect's
+    interval above 0) or "equivalent" (within the smallest effect of interest, TOST)."""
+
+    treatment: str
+    scenario: str
+    expect: str
+    text: str  # the finding in words, as published
+
+
+EXPECTATIONS = ("higher", "equivalent")
 
 
 @dataclass(frozen=True)
@@ -112,6 +129,8 @@ class Study:
     min_seeds: int = 20
     template: Path | None = None  # the doc's template; None: the engine's default
     literature: Literature | None = None
+    published: list[Claim] = field(default_factory=list)  # published findings set beside ours
+    published_source: str = ""
 
     @property
     def outcomes(self) -> list[str]:
@@ -169,7 +188,20 @@ def read_declaration(preset: Path, root: Path = ROOT) -> Study:
             task_sequence=str(doc["literature"]["task_sequence"]), label=str(doc["literature"]["label"]),
             final_acc={str(s): (float(f), float(j)) for s, (f, j) in doc["literature"]["final_acc"].items()},
         ) if "literature" in doc else None,
+        published=read_claims(preset, (doc.get("published") or {}).get("claims") or []),
+        published_source=str((doc.get("published") or {}).get("source", "")),
     )
+
+
+def read_claims(preset: Path, declared: list[dict]) -> list[Claim]:
+    """The published findings of a declaration's ``doc: published: claims:``. Raises ValueError on an
+    ``expect`` not in EXPECTATIONS."""
+    claims = [Claim(**{k: str(v) for k, v in c.items()}) for c in declared]
+    for claim in claims:
+        if claim.expect not in EXPECTATIONS:
+            raise ValueError(f"the published claim {claim.text!r} in {preset} expects {claim.expect!r}; "
+                             f"known: {list(EXPECTATIONS)}")
+    return claims
 
 
 def git_head() -> str:
@@ -204,13 +236,14 @@ def loss_design(run: pd.Series) -> str:
 
 def learner_label(row: pd.Series, base_epochs: int) -> str:
     """A learner's name: the label its run recorded (for runs from before it was recorded, the
-    algorithm's name), its loss placement, its strategy, and ', batch B' / ', E epochs' where it
-    updates on B samples at once or trains more epochs per task than the study's base."""
+    algorithm's name; since strategies exist it names the strategy after a "+", none for fine-tuning),
+    its loss placement, its strategy where the label does not name it, and ', batch B' / ', E epochs'
+    where it updates on B samples at once or trains more epochs per task than the study's base."""
     label = row.get(LEARNER_LABEL)
     label = str(label) if isinstance(label, str) and label else param(row, "algorithm.name")
     parts = [label, loss_design(row)]
     strategy = param(row, "strategy.name")
-    parts.append("" if strategy in NO_STRATEGY else strategy)
+    parts.append("" if strategy in NO_STRATEGY or " + " in label else strategy)
     batch = param(row, "trainer.batch_size", "1")
     parts.append(f"batch {batch}" if batch != "1" and "batch" not in label else "")
     epochs = int(param(row, "trainer.epochs_per_task", str(base_epochs)))
@@ -277,7 +310,9 @@ def run_row(run: pd.Series, artifact, outcomes: list[str], base_epochs: int, tab
         "joint": param(run, "task_sequence.joint") == "True",
         "perturbation": float(param(run, "network.init_perturbation", "0.0")),
         "seed": int(param(run, "seed")), "lr": lr, "selected_lr": selected, "at_selected": bool(np.isclose(lr, selected)),
-        "lr_selected_by": param(run, "algorithm.lr_selected_by"), "sweep_id": run.get(SWEEP_ID),
+        "lr_selected_by": param(run, "algorithm.lr_selected_by"),
+        "strength": float(param(run, "strategy.strength", "nan")),  # a penalty strategy's (EWC, SI)
+        "strategy_selected_by": param(run, "strategy.selected_by"), "sweep_id": run.get(SWEEP_ID),
         "git_commit": run.get(GIT_COMMIT),
         "seconds": (pd.Timestamp(run["end_time"]) - pd.Timestamp(run["start_time"])).total_seconds(),
         "n_tasks": R.shape[1],
@@ -299,20 +334,22 @@ def run_table(runs: pd.DataFrame, artifacts, outcomes: list[str], table: Selecti
     return pd.DataFrame(rows)
 
 
-def load_runs(client, experiment: str, outcomes: list[str], cache_dir: Path,
-              table: SelectionTable | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(the runs used: FINISHED, not superseded, readable; their run table, unperturbed runs only).
+def load_runs(client, experiment: str, outcomes: list[str], cache_dir: Path, table: SelectionTable | None = None,
+              code_version: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, CodeChoice]:
+    """(the runs used: FINISHED, not superseded, readable, of code ``code_version`` (every code's when
+    None; ``analysis.load.choose_code``); their run table, unperturbed runs only; the code choice).
     Raises NoRunsError."""
     from analysis.load import NoRunsError
 
-    runs = mark_superseded(search_training_runs(client, experiment))
+    runs, code = choose_code(search_training_runs(client, experiment), code_version)
+    runs = mark_superseded(runs)
     used = runs[(runs["status"] == "FINISHED") & (runs["superseded_by"] == "")]
     artifacts, problems = load_artifacts(client, list(used["run_id"]), cache_dir)
     used = used[used["run_id"].isin(artifacts)]
     if used.empty:
         raise NoRunsError(f"no FINISHED run of {experiment!r} with readable eval artifacts ({len(problems)} unreadable)")
     frame = run_table(used, artifacts, outcomes, table)
-    return used, frame[frame["perturbation"] == 0].reset_index(drop=True)
+    return used, frame[frame["perturbation"] == 0].reset_index(drop=True), code
 
 
 # --- learnability ----------------------------------------------------------------------------
@@ -347,3 +384,9 @@ def learnability(table: pd.DataFrame, gate: dict[str, float], primary: str | Non
     order = sorted(frame.index, key=lambda i: (frame.at[i, "task_sequence"], scenario_rank.get(frame.at[i, "scenario"], 9),
                                                rank[frame.at[i, "learner"]]))
     return frame.loc[order].reset_index(drop=True)
+
+
+if __name__ == "__main__":
+    from analysis import explain_module
+
+    explain_module(__doc__, __file__)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import update_figures
+from analysis import style, update_figures
 from analysis.load import RunArtifacts
 from forgetlab import metrics
 
@@ -145,14 +145,16 @@ def _by_condition(table: pd.DataFrame, order: list[str], columns: dict[str, tupl
 
 CAPTIONS = {
     "erasure_vs_k": "Erasure after k updates, P(wrong k updates after its presentation | correct right after it), "
-                    "mean over seeds; log k. A lag that meets the sample's next presentation or the end of training is not counted.",
+                    "mean over seeds with its 95 % t-interval (clipped to [0, 1]); log k. A lag that meets the sample's "
+                    "next presentation or the end of training is not counted.",
     "first_order": "First-order prediction ⟨∇ℓ_p, Δθ⟩ against the measured loss change of every probe sample at every "
                    "probed step (a random subset of points, all seeds; axes clipped to the 0.5–99.5 % range); "
                    "r and the slope through the origin over all points.",
     "interference_matrices": "Task × task interference matrix at the end of training: mean cosine between the per-sample "
                              "loss gradients of the probe samples of two tasks (mean over seeds).",
-    "cosine_traces": "Cosine of each applied update with the previous one, and with the mean probe gradient of the "
-                     "tasks trained before (< 0: the update raises their loss), moving average, first seed; dashed: task boundaries.",
+    "cosine_traces": "Cosine of each applied update with the previous one (in the learner's colour), and with the mean "
+                     "probe gradient of the tasks trained before (dashed; < 0: the update raises their loss), moving "
+                     "average, first seed; dotted: task boundaries.",
 }
 
 
@@ -165,14 +167,21 @@ def figure_path(out: Path, name: str) -> Path:
 
 
 def written_files(out: Path) -> list[Path]:
-    """The files ``report_section`` wrote under ``out`` (none without update-probe runs)."""
-    candidates = [out / TABLE, *(figure_path(out, name) for name in FIGURES)]
+    """The files ``report_section`` wrote under ``out`` (none without update-probe runs): the table and
+    each figure at both widths, PNG and PDF."""
+    candidates = [out / TABLE]
+    for name in FIGURES:
+        png = figure_path(out, name)
+        candidates += [png.with_name(png.stem + style.SUFFIX[w]).with_suffix(f".{f}") for w in style.WIDTHS
+                       for f in style.FORMATS]
     return [path for path in candidates if path.exists()]
 
 
-def report_section(analysed: pd.DataFrame, artifacts: dict[str, RunArtifacts], order: list[str], out: Path) -> str:
+def report_section(analysed: pd.DataFrame, artifacts: dict[str, RunArtifacts], order: list[str], out: Path,
+                   look: update_figures.Look | None = None) -> str:
     """The section's markdown (empty when no analysed run has the update probe); writes
-    ``update_resolution.csv`` (one row per run) and the figures under ``out/figures``."""
+    ``update_resolution.csv`` (one row per run) and the figures under ``out/figures``, each condition
+    labelled and coloured as ``look`` says (by default, by its own name)."""
     probed = analysed[[artifacts[r].updates is not None for r in analysed["run_id"]]]
     if probed.empty:
         return ""
@@ -182,10 +191,13 @@ def report_section(analysed: pd.DataFrame, artifacts: dict[str, RunArtifacts], o
     probes = {c: [artifacts[r].updates for r in table.loc[table["condition"] == c, "run_id"]] for c in order}
     with_interference = {c: [u for u in us if bool(u["interference"])] for c, us in probes.items()}
     with_interference = {c: us for c, us in with_interference.items() if us}
-    figures = draw_figures(probes, with_interference, order, out)
+    figures = draw_figures(probes, with_interference, order, out, look or update_figures.Look.plain(order))
     lines = section_tables(table, order, [c for c in order if c in with_interference])
     for key, path in figures.items():
-        lines += [f"![{CAPTIONS[key]}]({path.relative_to(out).as_posix()})", "", f"*{CAPTIONS[key]}*", ""]
+        png = path.relative_to(out).as_posix()
+        stem = png.removesuffix(".png")
+        lines += [f"![{CAPTIONS[key]}]({png})", "",
+                  f"*{CAPTIONS[key]}* (PDF: [page width]({stem}.pdf), [column width]({stem}-column.pdf))", ""]
     return "\n".join(lines)
 
 
@@ -200,20 +212,22 @@ def run_table(probed: pd.DataFrame, artifacts: dict[str, RunArtifacts]) -> pd.Da
     return pd.DataFrame(rows)
 
 
-def draw_figures(probes: dict[str, list], with_interference: dict[str, list], order: list[str], out: Path) -> dict[str, Path]:
+def draw_figures(probes: dict[str, list], with_interference: dict[str, list], order: list[str], out: Path,
+                 look: update_figures.Look) -> dict[str, Path]:
     """Erasure against k for every condition; with interference also the first-order scatter, the final
     interference matrices and the cosine traces (first seed). ``probes``: the update probes by condition."""
     figures = {"erasure_vs_k": update_figures.erasure_vs_k(
         {c: np.array([erasure_curve(u) for u in us]) for c, us in probes.items()}, CURVE_KS, order,
-        figure_path(out, "erasure_vs_k"))}
+        figure_path(out, "erasure_vs_k"), look)}
     if with_interference:
         ordered = [c for c in order if c in with_interference]
-        figures["first_order"] = update_figures.first_order_scatter(with_interference, ordered, figure_path(out, "first_order"))
+        figures["first_order"] = update_figures.first_order_scatter(
+            with_interference, ordered, figure_path(out, "first_order"), look=look)
         figures["interference_matrices"] = update_figures.interference_matrices(
-            with_interference, ordered, figure_path(out, "interference_matrices"))
+            with_interference, ordered, figure_path(out, "interference_matrices"), look)
         figures["cosine_traces"] = update_figures.cosine_traces(
             {c: (us[0], earlier_task_cosines(us[0])) for c, us in with_interference.items()}, ordered,
-            figure_path(out, "cosine_traces"))
+            figure_path(out, "cosine_traces"), look)
     return figures
 
 
@@ -289,3 +303,9 @@ def interference_table(table: pd.DataFrame, order: list[str]) -> list[str]:
         }),
         "",
     ]
+
+
+if __name__ == "__main__":
+    from analysis import explain_module
+
+    explain_module(__doc__, __file__)

@@ -1,7 +1,7 @@
 """How far float32 (``backend.dtype=float32``) drifts from float64 over a whole default-length run,
 per learner, in the task scenario (where accuracy is far from the floor), on the CPU:
 
-    .venv/bin/python benchmarks/float32_drift.py [learner[,override,...] ...]
+    .venv/bin/python benchmarks/float32_drift.py [learner[,override,...] ...]   # default: every learner preset
     .venv/bin/python benchmarks/float32_drift.py rnn_rtrl rnn_rtrl,algorithm.implementation=forward
 
 For each learner (with the overrides after its name, if any): the largest difference of any entry of
@@ -12,6 +12,7 @@ metrics (``contract.final_metrics``) of both.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -40,9 +41,18 @@ def drift(spec: str) -> str:
     return f"| `{spec}` | {acc:.4f} | {loss:.1e} | {flips:.4f} | {finals} |"
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("learners", nargs="*", metavar="learner",
+                        default=["mlp_backprop", "rnn_bptt_epochwise", "rnn_bptt_truncated", "rnn_rtrl"],
+                        help="learner presets (conf/learner/) to compare (default: all four)")
+    learners = parser.parse_args(argv).learners
     print("| learner | max abs. difference in R | max rel. test-loss difference | probe predictions differing "
           "| final acc float64 / float32 | final BWT float64 / float32 |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for learner in sys.argv[1:] or ["mlp_backprop", "rnn_bptt_epochwise", "rnn_bptt_truncated", "rnn_rtrl"]:
+    for learner in learners:
         print(drift(learner), flush=True)
+
+
+if __name__ == "__main__":
+    main()

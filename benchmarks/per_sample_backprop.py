@@ -40,7 +40,26 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("FORGETLAB_ROOT", str(ROOT))
 
-import torch  # noqa: E402
+
+
+def arguments() -> argparse.ArgumentParser:
+    """The command line; defined before torch is imported, so that --help answers without it."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the benchmarked config")
+    parser.add_argument("--repeats", type=int, default=7, help="timed repetitions of each measurement")
+    parser.add_argument("--torch-threads", type=int, default=1, help="torch.set_num_threads (default 1)")
+    parser.add_argument("--tolerance", type=float, default=1e-8, help="max |W_forgetlab - W_torch| allowed")
+    parser.add_argument("--json", action="store_true", help="print the results as one JSON object on the last line")
+    return parser
+
+
+if __name__ == "__main__":
+    arguments().parse_args()  # --help, or a bad option, ends here
+try:
+    import torch  # noqa: E402
+except ModuleNotFoundError as missing:  # the comparison needs it; forgetlab itself does not
+    raise SystemExit("benchmarks/per_sample_backprop.py compares forgetlab with torch, which is not installed: "
+                     "pip install -e '.[bench]'") from missing
 from omegaconf import DictConfig  # noqa: E402
 
 from forgetlab.config import compose, typed, validate  # noqa: E402
@@ -198,13 +217,7 @@ def describe(cfg: DictConfig, rec: Recording) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the benchmarked config")
-    parser.add_argument("--repeats", type=int, default=7, help="timed repetitions of each measurement")
-    parser.add_argument("--torch-threads", type=int, default=1, help="torch.set_num_threads (default 1)")
-    parser.add_argument("--tolerance", type=float, default=1e-8, help="max |W_forgetlab - W_torch| allowed")
-    parser.add_argument("--json", action="store_true", help="print the results as one JSON object on the last line")
-    args = parser.parse_args(argv)
+    args = arguments().parse_args(argv)
     torch.set_num_threads(args.torch_threads)
 
     load_before = os.getloadavg()[0]

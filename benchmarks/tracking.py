@@ -8,7 +8,9 @@ tracked and untracked, every tracked run into one temporary sqlite store whose s
 created (as in a sweep: creating a store costs ~1 s of CPU once).
 Tracking overhead = (CPU tracked − CPU untracked) / CPU tracked: the share of the tracked run's CPU
 time that tracking takes (the issue's measure; docs/performance.md). Where it goes: the same tracked
-run without the figures (``mlflow_run.write_figures`` a no-op) and with every metric write a no-op.
+run with every metric write a no-op. The runs' figures are drawn once a run has ended, off its
+training path (by a sweep's parent, or a single run's process: ``run_figures.add_sweep_figures``):
+timed on their own, per run (``figures_per_run``), not part of the runs above.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,7 +32,7 @@ os.environ.setdefault("FORGETLAB_ROOT", str(ROOT))
 
 from forgetlab.config import compose, typed  # noqa: E402
 from forgetlab.experiment import RunContext, run_ensemble, run_experiment  # noqa: E402
-from forgetlab.tracking import mlflow_run  # noqa: E402
+from forgetlab.tracking import mlflow_run, run_figures  # noqa: E402
 
 
 @contextmanager
@@ -78,23 +81,22 @@ def main(argv: list[str] | None = None) -> dict:
                 for s in range(args.members)]
         return lambda: run_ensemble(cfgs, [context] * len(cfgs))
 
-    def no_figures(fn):
-        def run():
-            with patched(mlflow_run, "write_figures", lambda *a, **k: None):
-                fn()
-        return run
-
     def no_metrics(fn):
         def run():
-            with patched(mlflow_run.MlflowRun, "on_eval", lambda self, point: None):
+            with patched(mlflow_run.MlflowRun, "on_eval", lambda self, trainer, points: None):
                 fn()
         return run
 
+    def figures():  # the figures of one run, drawn from its artifacts as a sweep's parent draws them
+        sweep_id = uuid.uuid4().hex
+        cfg = typed(compose([*args.overrides, *store(), "tracking.enabled=true"]))
+        run_experiment(cfg, RunContext(quiet=True, sweep_id=sweep_id))
+        return lambda: run_figures.add_sweep_figures(*mlflow_run.open_experiment(cfg), sweep_id)
+
     variants = {
-        "solo_off": lambda: solo(False), "solo_on": lambda: solo(True),
-        "solo_on_no_figures": lambda: no_figures(solo(True)), "solo_on_no_metrics": lambda: no_metrics(solo(True)),
+        "solo_off": lambda: solo(False), "solo_on": lambda: solo(True), "solo_on_no_metrics": lambda: no_metrics(solo(True)),
         "ensemble_off": lambda: ensemble(False), "ensemble_on": lambda: ensemble(True),
-        "ensemble_on_no_figures": lambda: no_figures(ensemble(True)),
+        "figures_per_run": figures,
     }
     for make in variants.values():  # warm up: imports, the data cache, the store's schema
         make()()
@@ -114,9 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
         "load_average": os.getloadavg(),
         "solo_tracking_share_cpu": (med["solo_on"] - med["solo_off"]) / med["solo_on"],
         "ensemble_tracking_share_cpu": (med["ensemble_on"] - med["ensemble_off"]) / med["ensemble_on"],
-        "solo_figures_share_cpu": (med["solo_on"] - med["solo_on_no_figures"]) / med["solo_on"],
         "solo_metrics_share_cpu": (med["solo_on"] - med["solo_on_no_metrics"]) / med["solo_on"],
-        "ensemble_figures_share_cpu": (med["ensemble_on"] - med["ensemble_on_no_figures"]) / med["ensemble_on"],
     }
     for name in variants:
         print(f"{name:24s} CPU {med[name]:6.3f} s   wall {med_wall[name]:6.3f} s", file=sys.stderr)

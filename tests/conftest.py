@@ -10,6 +10,13 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("FORGETLAB_ROOT", str(ROOT))
 
 
+def pytest_collection_modifyitems(items):
+    """The slow end-to-end tests first, each file's in its order, then the rest: with `make test`'s
+    one-test-at-a-time scheduling (``--maxschedchunk 1``) the two workers start on the longest
+    tests and end together on short ones, instead of one worker finishing a long sweep alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def compose_cfg():
     """Compose the real conf/ tree with overrides, as experiments/train.py would, as the typed config

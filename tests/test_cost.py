@@ -1,6 +1,8 @@
 """The cost guard (src/forgetlab/cost.py): memory and time estimated from the config, a run that
 cannot fit refused before anything is built, a long one announced."""
 
+import re
+
 import pytest
 
 from forgetlab.config import ConfigError, check_command_line
@@ -118,15 +120,18 @@ def test_available_memory_is_positive_and_at_most_the_machine_total():
     assert available is not None and 0 < available <= total
 
 
-def test_a_long_run_gets_a_warning_and_goes_on(compose_cfg, capsys):
+def test_a_run_estimated_longer_than_the_guard_is_refused_until_the_limit_is_raised(compose_cfg, capsys):
+    """Before, the time guard only warned, and the run went on for hours."""
     cfg = rtrl(compose_cfg, 256, FORWARD)  # ~2.5 h measured for one epoch of split digits
-    cost = check_cost(cfg, available=64 * GiB)
+    with pytest.raises(ConfigError, match=r"estimated to train for about (2.\d+) h \(network.hidden_size=256, "
+                                          r"algorithm.name='rtrl'\), longer than guard.max_hours=1\. To run it anyway, "
+                                          r"raise the limit \(e.g. guard.max_hours=(\d+)") as refused:
+        check_cost(cfg, available=64 * GiB)
+    hours, suggested = (float(g) for g in re.search(r"about (\S+) h .*guard.max_hours=(\d+):", str(refused.value)).groups())  # the suggestion covers the estimate's error (3x)
+    assert 3 * hours <= suggested < 3 * hours + 1
+    cost = check_cost(rtrl(compose_cfg, 256, FORWARD, "guard.max_hours=100"), available=64 * GiB)
     assert cost.seconds > 3600
-    err = capsys.readouterr().err
-    assert "estimated to train for about" in err and "guard.max_hours=1" in err
-    check_cost(rtrl(compose_cfg, 256, FORWARD, "guard.max_hours=100"), available=64 * GiB)
-    assert capsys.readouterr().err == ""
-    check_cost(compose_cfg("tracking.enabled=false"))  # the default run: no warning
+    check_cost(compose_cfg("tracking.enabled=false"))  # the default run is far below the limit
     assert capsys.readouterr().err == ""
 
 

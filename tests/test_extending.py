@@ -1,4 +1,4 @@
-"""Extension in one place: a learner and a task sequence declared in this file alone, and nothing else
+"""Extension in one place: a learner, a continual-learning strategy and a task sequence declared in this file alone, and nothing else
 edited, train through experiments/train.py with tracking, sweep as an ensemble, get their invalid values
 refused, show in --help and in the report (docs/extending.md walks through the same).
 
@@ -18,6 +18,9 @@ import pytest
 from forgetlab.algorithms import AlgorithmConfig, LearningAlgorithm
 from forgetlab.constraints import AT_LEAST_0, constrain
 from forgetlab.data import TaskSequence, task_sequence
+from forgetlab.strategies import Strategy
+from forgetlab.trainer import Callback
+from forgetlab.strategies.penalty import STRENGTH, PenaltyConfig
 from forgetlab.data.tasks import Task
 from tests.conftest import ROOT, run_train
 
@@ -57,6 +60,41 @@ class SignSGD(LearningAlgorithm):
         xp = self.network.xp
         self.apply({n: xp.sign(g) * (xp.abs(g) > self.dead_zone) for n, g in grads.items()})
         return loss
+
+
+@dataclass
+class AnchorConfig(PenaltyConfig):
+    name: str = "anchor"
+    strength: float = field(default=0.01, metadata=STRENGTH)
+
+
+class Anchor(Strategy):
+    """grad += strength * (theta - theta_end_of_last_task): docs/extending.md's example strategy."""
+
+    name = "anchor"
+    Config = AnchorConfig
+
+    @classmethod
+    def label(cls, run):
+        return "anchor"
+
+    def __init__(self, network, rngs, strength=0.01):
+        super().__init__(network, rngs)
+        self.strength, self.strength_of = self.per_member(strength, "strategy.strength")
+        self.anchor = None
+
+    def on_stage_end(self, trainer, stage):
+        self.anchor = {n: p.copy() for n, p in self.network.params.items()}
+
+    def adjust(self, grads):
+        if self.anchor is not None:
+            for n, g in grads.items():
+                g += self.strength_of[n] * (self.network.params[n] - self.anchor[n])
+
+    def stop_member(self, s):
+        if self.anchor is not None:
+            for a in self.anchor.values():
+                a[s] = 0.0
 
 
 @task_sequence("two_blobs", sequence_shape=(2, 2), max_tasks=3)
@@ -100,6 +138,38 @@ def test_the_new_task_sequence_trains_a_network_in_process(compose_cfg):
     (result,) = build_trainer(cfg).run()
     assert result.task_names == ["blobs0", "blobs1"]
     assert result.accuracy_matrix[-1].min() >= 0.85  # separable blobs: learned
+
+
+@pytest.mark.parametrize("learner", ["mlp_backprop", "rnn_rtrl"])
+def test_the_new_strategy_trains_every_algorithm_in_an_ensemble_of_strengths(compose_cfg, learner):
+    """docs/extending.md's strategy, from this file alone: validated, labelled, a member key, and it
+    pulls each member toward its last task's end as hard as its own strength says."""
+    from forgetlab.assembly import build_ensemble_trainer, learner_label, member_keys
+    from forgetlab.config import ConfigError, register_configs, validate
+
+    register_configs()
+    small = ("tracking.enabled=false", f"learner={learner}", "task_sequence.n_tasks=2", "trainer.epochs_per_task=1",
+             "task_sequence.max_train_per_task=30", "eval.every_samples=0", "strategy=anchor")
+    with pytest.raises(ConfigError, match="'strategy.strength' parameter must be a number in the range"):
+        validate(compose_cfg(*small, "strategy.strength=-1"))
+    cfgs = [validate(compose_cfg(*small, f"strategy.strength={s}", "seed=3")) for s in (0.0, 1.0)]
+    assert "strategy.strength" in member_keys(cfgs[0]) and learner_label(cfgs[1]).endswith(" + anchor")
+    trainer = build_ensemble_trainer(cfgs)
+    first_end = {}
+
+    class FirstEnd(Callback):
+        def on_stage_end(self, trainer, stage):
+            if stage == 0:
+                first_end.update({n: a.copy() for n, a in trainer.callbacks[0].anchor.items()})
+
+    trainer.callbacks.append(FirstEnd())
+    trainer.run()
+    params = trainer.network.params
+    # the same seed: both members learn the first task alike; the pulled one moves less in the second
+    for n in params:
+        np.testing.assert_array_equal(first_end[n][0], first_end[n][1])
+    moved = [sum(float(np.sum((params[n][m] - first_end[n][m]) ** 2)) for n in params) for m in (0, 1)]
+    assert moved[1] < 0.9 * moved[0]
 
 
 def test_the_new_task_sequence_declares_its_limits(compose_cfg):

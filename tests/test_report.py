@@ -11,6 +11,7 @@ from scipy import stats
 
 from analysis import aggregate
 from analysis import report
+from forgetlab import contract
 
 EXPERIMENT = "reporting"
 FAST = ["trainer.epochs_per_task=1", "eval.every_samples=200", "task_sequence.n_tasks=2"]
@@ -37,13 +38,14 @@ def store(tmp_path_factory):
             run_experiment(_compose(*common, f"seed={seed}", f"task_sequence.joint={joint}"), RunContext(quiet=True))
     client = MlflowClient(uri)
     exp_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
-    failed = client.create_run(exp_id, run_name="diverged-seed7", tags={"forgetlab.kind": "train", "forgetlab.config_hash": "f" * 16})
+    code = {"forgetlab.code_version": contract.package_hash()}  # runs of the current code: the ones a report reads
+    failed = client.create_run(exp_id, run_name="diverged-seed7", tags={"forgetlab.kind": "train", "forgetlab.config_hash": "f" * 16, **code})
     client.log_param(failed.info.run_id, "seed", "7")
     client.set_tag(failed.info.run_id, "forgetlab.error", "FloatingPointError: loss is nan at update 12")
     client.set_terminated(failed.info.run_id, "FAILED")
-    running = client.create_run(exp_id, run_name="still-running", tags={"forgetlab.kind": "train", "forgetlab.config_hash": "e" * 16})
+    running = client.create_run(exp_id, run_name="still-running", tags={"forgetlab.kind": "train", "forgetlab.config_hash": "e" * 16, **code})
     client.log_param(running.info.run_id, "seed", "8")
-    hollow = client.create_run(exp_id, run_name="no-artifacts", tags={"forgetlab.kind": "train", "forgetlab.config_hash": "d" * 16})
+    hollow = client.create_run(exp_id, run_name="no-artifacts", tags={"forgetlab.kind": "train", "forgetlab.config_hash": "d" * 16, **code})
     client.log_param(hollow.info.run_id, "seed", "9")
     client.set_terminated(hollow.info.run_id, "FINISHED")
     return uri, tmp
@@ -107,22 +109,23 @@ def test_failed_unfinished_and_superseded_runs_are_listed_not_dropped(built):
 
 @pytest.mark.slow
 def test_report_has_every_figure_as_png_and_pdf_its_latex_tables_and_sections(built):
-    from analysis import figures
+    from analysis import style
 
     text = (built.out / "report.md").read_text()
     names = ("seen_accuracy", "final_metrics", "accuracy_matrices", "task_curves", "retention_curves",
              "flips_to_wrong")
     for name in names:
-        png, pdf = built.out / "figures" / f"{name}.png", built.out / "figures" / f"{name}.pdf"
-        assert f"figures/{name}.png" in text and f"figures/{name}.pdf" in text
-        with Image.open(png) as image:
-            assert image.info["dpi"][0] == pytest.approx(figures.DPI, abs=1)
-            assert image.size[0] > 2 * figures.DPI  # at least 2 inches wide
-        assert pdf.read_bytes().startswith(b"%PDF")
-        assert png.stat().st_size < 1_000_000 and pdf.stat().st_size < 1_000_000
+        assert f"figures/{name}.png" in text and f"figures/{name}.pdf" in text and f"figures/{name}-column.pdf" in text
+        for suffix, inches in (("", style.PAGE), ("-column", style.COLUMN)):  # page and column width
+            png, pdf = built.out / "figures" / f"{name}{suffix}.png", built.out / "figures" / f"{name}{suffix}.pdf"
+            with Image.open(png) as image:
+                assert image.info["dpi"][0] == pytest.approx(style.DPI, abs=1)
+                assert image.size[0] == pytest.approx(inches * style.DPI, abs=1)
+            assert pdf.read_bytes().startswith(b"%PDF")
+            assert png.stat().st_size < 1_000_000 and pdf.stat().st_size < 1_000_000
     for table in ("summary_task_level", "summary_sample_level"):
         latex = (built.out / "tables" / f"{table}.tex").read_text()
-        assert "\\toprule" in latex and "joint" in latex
+        assert "\\toprule" in latex and "joint" in latex and "\\label{tab:" in latex
         assert f"tables/{table}.tex" in text
     for section in ("## Summary", "## Metric definitions", "## Runs", "## Configuration"):
         assert section in text
@@ -155,6 +158,13 @@ def test_report_is_logged_as_a_report_run_that_is_never_analysed_as_training(bui
     again = report.build_report(uri, EXPERIMENT, out=tmp_path, cache_dir=tmp / "cache", log_to_mlflow=False)
     assert built.report_run_id not in set(again.runs["run_id"])
     assert len(again.runs) == len(built.runs)
+    # The same selection reported again: its report run replaces the earlier one (deleted), another selection's stays.
+    where = "params.`task_sequence.joint` = 'True'"
+    filtered = report.build_report(uri, EXPERIMENT, filter_string=where, out=tmp_path / "f", cache_dir=tmp / "cache")
+    newer = report.build_report(uri, EXPERIMENT, out=tmp_path / "newer", cache_dir=tmp / "cache")
+    active = client.search_runs([run.info.experiment_id], "tags.`forgetlab.kind` = 'report'")
+    assert {r.info.run_id for r in active} == {newer.report_run_id, filtered.report_run_id}
+    assert client.get_run(built.report_run_id).info.lifecycle_stage == "deleted"
 
 
 @pytest.mark.slow

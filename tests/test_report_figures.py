@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from analysis import aggregate, figures, report
+from analysis import aggregate, figures, report, style
 from analysis.load import RunArtifacts
+from tests.visual import checked
 
 ALGORITHMS = ["rtrl", "bptt_truncated"]  # not in name order, which puts bptt_truncated first
 SCENARIOS = ["class", "task"]  # not in the declared order either: task, domain, class
@@ -124,8 +125,8 @@ def test_conditions_order_and_layout_do_not_depend_on_the_order_runs_come_back_i
     assert layout.hue_order == ["bptt_truncated", "rtrl"] and layout.col_order == ["task", "class"]
     assert first["order"][:2] == ["algorithm=bptt_truncated scenario=task joint=False",
                                   "algorithm=bptt_truncated scenario=task joint=True"]
-    # colours in name order: the same algorithms get the same colours in every report
-    assert layout.palette == figures.algorithm_colors(["rtrl", "bptt_truncated", "rtrl"])
+    # one colour per learner (here its algorithm's name: these runs have no label), the same in every report
+    assert layout.palette == style.learner_palette(["rtrl", "bptt_truncated"])
     assert layout.palette["bptt_truncated"] != layout.palette["rtrl"]
 
 
@@ -163,14 +164,105 @@ def _draw(runs: pd.DataFrame, artifacts: dict, out) -> dict:
     )
 
 
-def test_every_figure_is_a_png_and_a_pdf(study, tmp_path):
+def test_every_figure_is_a_png_and_a_pdf_at_page_and_column_width(study, tmp_path):
     written = _draw(*study, tmp_path / "figures")
     assert set(written) == set(report.CAPTIONS)
     for png in written.values():
-        assert png.suffix == ".png" and png.with_suffix(".pdf").read_bytes().startswith(b"%PDF")
-        with Image.open(png) as image:
-            assert image.info["dpi"][0] == pytest.approx(figures.DPI, abs=1)
-        assert png.stat().st_size < 1_000_000
+        for suffix, inches in (("", style.PAGE), ("-column", style.COLUMN)):
+            path = png.with_name(png.stem + suffix + ".png")
+            assert path.with_suffix(".pdf").read_bytes().startswith(b"%PDF")
+            with Image.open(path) as image:
+                assert image.info["dpi"][0] == pytest.approx(style.DPI, abs=1)
+                assert image.size[0] == pytest.approx(inches * style.DPI, abs=1)
+            assert path.stat().st_size < 1_000_000
+
+
+QUICKSTART_LEARNERS = {"backprop": "backprop (MLP)", "bptt_epochwise": "epochwise BPTT", "bptt_truncated": "BPTT(4; 2)",
+                       "rtrl": "RTRL"}
+QUICKSTART_SCENARIOS = {"class": 0.1, "task": 0.5, "domain": 0.5}
+
+
+def _quickstart_run(rng: np.random.Generator, joint: bool, n_tasks: int = 5, per_task: int = 675) -> RunArtifacts:
+    """A run shaped like the quickstart's: 5 tasks of 675 samples, evaluated every 100 samples and at
+    each task's end, a probe of 100 samples; accuracies that fall after each task, as they do."""
+    ends = [per_task * n_tasks] if joint else [per_task * (k + 1) for k in range(n_tasks)]
+    samples = np.unique(np.concatenate([[0], np.arange(100, ends[-1], 100), ends]))
+    stage = np.array([-1] + [int(np.searchsorted(ends, s)) for s in samples[1:]])
+    accuracy = np.clip(rng.normal(0.5, 0.05, (len(samples), n_tasks)), 0, 1)
+    for i, s in enumerate(samples[1:], 1):
+        for t in range(n_tasks):
+            if joint or t == stage[i]:
+                accuracy[i, t] = np.clip(rng.normal(0.97, 0.02), 0, 1)
+            elif t < stage[i]:
+                accuracy[i, t] = np.clip(rng.normal(0.2, 0.15), 0, 1)
+    boundary = np.isin(samples, [0, *ends])
+    names = np.array([f"digits_{2 * t}{2 * t + 1}" for t in range(n_tasks)])
+    curve = pd.DataFrame({
+        "samples_seen": np.repeat(samples, n_tasks), "updates": np.repeat(samples, n_tasks),
+        "task": np.tile(np.arange(n_tasks), len(samples)), "accuracy": accuracy.ravel(), "loss": 0.1,
+        "stage": np.repeat(stage, n_tasks), "boundary": np.repeat(boundary, n_tasks),
+    })
+    R = accuracy[boundary]
+    matrix = pd.DataFrame({"after": ["init", *map(str, range(len(R) - 1))],
+                           **{f"task_{t}": R[:, t] for t in range(n_tasks)}})
+    presented = (np.arange(100) * ends[-1] // 100 + 50)[:, None]
+    probe = {"correct": rng.random((len(samples), 100)) < 0.6, "samples_seen": samples, "updates": samples,
+             "presented_at": presented, "task_names": names}
+    return RunArtifacts(matrix=matrix, curve=curve, probe=probe)
+
+
+@pytest.fixture(scope="module")
+def quickstart():
+    """The quickstart's conditions (4 learners x 3 scenarios x sequential and joint, 3 seeds), with the
+    learner labels and chance accuracies its runs record."""
+    rng = np.random.default_rng(2)
+    rows, artifacts = [], {}
+    for algorithm, label in QUICKSTART_LEARNERS.items():
+        for scenario, chance in QUICKSTART_SCENARIOS.items():
+            for joint in ("False", "True"):
+                for seed in ("0", "1", "2"):
+                    run_id = f"{algorithm}-{scenario}-{joint}-{seed}"
+                    rows.append({"run_id": run_id, "status": "FINISHED", "tags.mlflow.runName": run_id,
+                                 "params.algorithm.name": algorithm, "params.task_sequence.name": "split_digits",
+                                 "params.network.name": "mlp" if algorithm == "backprop" else "rnn",
+                                 "params.task_sequence.scenario": scenario, "params.task_sequence.joint": joint,
+                                 "params.seed": seed, "tags.forgetlab.learner_label": label,
+                                 "tags.forgetlab.chance_accuracy": str(chance)})
+                    artifacts[run_id] = _quickstart_run(rng, joint == "True")
+    return pd.DataFrame(rows), artifacts
+
+
+@pytest.mark.slow
+def test_every_figure_of_a_quickstart_shaped_report_passes_the_visual_checks(quickstart, tmp_path, monkeypatch):
+    """Printed size, fonts of at least 7 pt, no overlapping and no cut-off text, at page and column width."""
+    runs, artifacts = quickstart
+    result = _analyse(runs, artifacts)
+    layout = figures.build_layout(result["conditions"], result["keys"], style.Source("quickstart", "split_digits", "3"))
+    assert layout.hue_order == list(QUICKSTART_LEARNERS.values())  # labels, in one order, in one colour each
+    assert layout.palette == style.learner_palette(QUICKSTART_LEARNERS.values())
+    assert layout.chance(["algorithm=rtrl scenario=class joint=False"]) == pytest.approx(0.1)
+    seen = checked(monkeypatch)
+    (tmp_path / "figures").mkdir()
+    report.make_figures(result["analysed"], artifacts, result["retention"], result["edges"], layout,
+                        tmp_path / "figures")
+    assert len(seen) == 2 * len(report.CAPTIONS)
+    problems = {c.name: c.problems() for c in seen if c.problems()}
+    assert problems == {}
+
+
+def test_figure_checks_find_overlapping_and_tiny_text(monkeypatch, tmp_path):
+    import matplotlib.pyplot as plt
+
+    seen = checked(monkeypatch)
+    fig = plt.figure(figsize=(style.COLUMN, 2))
+    fig.text(0.1, 0.5, "one label", fontsize=8)
+    fig.text(0.12, 0.5, "another label", fontsize=5)
+    fig.text(0.9, 0.9, "cut off at the edge", fontsize=8)
+    style.save(fig, tmp_path / "bad", "column")
+    (bad,) = seen
+    assert "a 5.0 pt font" in bad.problems()
+    assert "texts overlap: 'one label' and 'another label'" in bad.problems()
+    assert "text cut off: 'cut off at the edge'" in bad.problems()
 
 
 @pytest.mark.slow
@@ -182,15 +274,20 @@ def test_figures_are_byte_identical_whatever_the_run_order(study, tmp_path):
             assert png.with_suffix(suffix).read_bytes() == second[key].with_suffix(suffix).read_bytes(), (key, suffix)
 
 
-def test_summary_tables_as_latex_escape_names_and_show_n(study):
+def test_summary_tables_as_latex_for_a_paper(study):
     summary = _analyse(*study)["summary"]
-    latex = report.summary_latex(summary, report.condition_columns(summary), report.TASK_LEVEL)
+    latex = report.summary_latex(summary, report.condition_columns(summary), report.TASK_LEVEL, "tab:x-task-level")
     assert "\\toprule" in latex and "\\bottomrule" in latex
+    assert "\\centering" in latex and "\\label{tab:x-task-level}" in latex and "\\caption{" in latex
+    assert "\\resizebox{\\linewidth}{!}{%\n\\begin{tabular}" in latex and "\\end{tabular}%\n}" in latex
     assert "bptt\\_truncated" in latex and "bptt_truncated" not in latex.replace("bptt\\_truncated", "")
-    header = next(line for line in latex.splitlines() if line.startswith("algorithm"))
-    assert header.split(" & ")[:4] == ["algorithm", "scenario", "joint", "n"]
-    joint_row = next(line for line in latex.splitlines() if line.startswith("rtrl & task & True"))
-    assert joint_row.count("--") == len(report.TASK_LEVEL) - 1  # only ACC is defined for joint training
+    header = next(line for line in latex.splitlines() if line.startswith("learner"))
+    assert header.split(" & ")[:4] == ["learner", "scenario", "training", "n"]  # no raw True/False
+    assert "True" not in latex and "False" not in latex
+    joint_row = next(line for line in latex.splitlines() if line.startswith("rtrl & task & joint"))
+    shown = len(report.TASK_LEVEL) - len(report.LATEX_LEFT_OUT)  # F_after = -BWT is left out
+    assert header.count(" & ") == 3 + shown
+    assert joint_row.count("--") == shown - 1  # only ACC is defined for joint training
 
 
 def test_a_narrower_selection_gets_its_own_report_directory():
@@ -203,11 +300,11 @@ def test_a_narrower_selection_gets_its_own_report_directory():
     assert report.default_out("quickstart", sweep_id="20261126-051925-ab12cd").name == "sweep-20261126-051925-ab12cd"
 
 
-def test_bar_whiskers_are_clipped_to_the_metrics_range():
+def test_intervals_are_clipped_to_the_metrics_range():
     from forgetlab.metric_registry import BY_NAME
 
     seeds = [0.9, 0.99, 1.0]  # the t-interval of three accuracies near 1 reaches above it
     low, high = aggregate.t_errorbar(seeds)
     assert high > 1
-    assert figures.clipped_t_errorbar(BY_NAME["acc"].bounds)(seeds) == (pytest.approx(low), 1.0)
-    assert figures.bar_title(BY_NAME["bwt"]) == "BWT ↑" and figures.bar_title(BY_NAME["forgetting_max"]).endswith(" ↓")
+    assert style.clipped_t_errorbar(BY_NAME["acc"].bounds)(seeds) == (pytest.approx(low), 1.0)
+    assert style.metric_label(BY_NAME["bwt"]) == "BWT ↑" and style.metric_label(BY_NAME["forgetting_max"]).endswith(" ↓")

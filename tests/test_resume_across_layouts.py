@@ -63,7 +63,7 @@ def test_a_sweep_skips_a_config_finished_under_the_old_layout(tmp_path, sqlite_u
         "tracking.resume_ignores_code=true",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"[sweep] skip seed=0: FINISHED as run {old.info.run_id}" in proc.stdout
+    assert "[sweep] skip 1 of 2 jobs: FINISHED before (same config;" in proc.stdout  # the old layout's run, below
     assert "2 jobs: 1 skipped" in proc.stdout and "1 trained, 0 failed" in proc.stdout
     trained = client.search_runs([experiment_id], "tags.`forgetlab.kind` = 'train'")
     assert sorted(r.data.params.get("seed") for r in trained if r.info.run_id != old.info.run_id) == ["1"]

@@ -11,7 +11,7 @@ from forgetlab.tracking import run_figures
 from forgetlab.trainer import EvalPoint, Probe, TrainingResult
 
 
-def result_with(task_names: list[str], points_per_stage: int = 4) -> TrainingResult:
+def result_with(task_names: list[str], points_per_stage: int = 4) -> run_figures.RunCurves:
     n = len(task_names)
     rng = np.random.default_rng(0)
     points = [EvalPoint(0, 0, -1, True, rng.random(n), rng.random(n), np.zeros(1, bool), np.zeros(1), np.nan, 0)]
@@ -21,7 +21,7 @@ def result_with(task_names: list[str], points_per_stage: int = 4) -> TrainingRes
             points.append(EvalPoint(seen, seen, stage, k == points_per_stage, rng.random(n), rng.random(n),
                                     np.zeros(1, bool), np.zeros(1), 0.5, stage + 1))
     probe = Probe(np.zeros(1, int), np.zeros(1, int), np.zeros(1, int))
-    return TrainingResult(task_names, points, probe, np.full((1, 1), -1))
+    return run_figures.RunCurves.of(TrainingResult(task_names, points, probe, np.full((1, 1), -1)))
 
 
 def drawn_outside_the_figure(fig) -> list[str]:
@@ -74,3 +74,24 @@ def test_long_task_names_widen_the_figure_not_shrink_the_axes(tmp_path, monkeypa
         sizes[label] = fig.get_size_inches()[0], ax.get_position().width * fig.get_size_inches()[0]
     assert sizes["long"][0] > sizes["short"][0] + 0.5
     assert sizes["long"][1] == pytest.approx(sizes["short"][1])
+
+
+def test_the_curves_read_back_from_a_runs_artifacts_are_those_it_trained(tmp_path):
+    from forgetlab.tracking.mlflow_run import write_eval_artifacts
+
+    names = ["digits_01", "digits_23", "digits_45"]
+    n = len(names)
+    rng = np.random.default_rng(1)
+    points = [EvalPoint(0, 0, -1, True, rng.random(n), rng.random(n), np.zeros(2, bool), np.zeros(2), np.nan, 0)]
+    for stage in range(n):
+        for k in (1, 2, 3):
+            seen = 300 * stage + 100 * k
+            points.append(EvalPoint(seen, seen // 2, stage, k == 3, rng.random(n), rng.random(n), np.ones(2, bool),
+                                    np.ones(2), 0.5, stage + 1))
+    result = TrainingResult(names, points, Probe(np.zeros(2, int), np.arange(2), np.zeros(2, int)), np.full((2, 1), -1))
+    write_eval_artifacts(result, tmp_path)
+    read, trained = run_figures.RunCurves.read(tmp_path), run_figures.RunCurves.of(result)
+    assert read.task_names == trained.task_names
+    for field in ("samples_seen", "accuracy", "stage", "boundary"):
+        np.testing.assert_array_equal(getattr(read, field), getattr(trained, field))
+    np.testing.assert_array_equal(read.accuracy_matrix, result.accuracy_matrix)

@@ -28,7 +28,7 @@ from forgetlab.tracking.store import (
     HTTP_LIMITS, RetryingClient, StoreError, expected_schema, inspect_sqlite, is_transient, main, prepare_store,
     repair_store, sqlite_file,
 )
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_train
 
 SMALL = ["trainer.epochs_per_task=1", "task_sequence.n_tasks=2", "network.hidden_sizes=[16]", "eval.every_samples=0"]
 
@@ -89,11 +89,52 @@ def closed_port() -> int:
 
 def test_a_new_store_is_created_healthy_and_a_healthy_one_is_left_alone(tmp_path):
     uri = f"sqlite:///{tmp_path}/sub/dir/mlflow.db"
-    prepare_store(uri)
+    prepare_store(uri, create_dir=True)  # tracking.create_store_dir=true
     assert state(uri).kind == "healthy" and (tmp_path / "sub/dir/mlflow.db.lock").exists()
     before = (tmp_path / "sub/dir/mlflow.db").stat().st_mtime_ns
     prepare_store(uri)
     assert (tmp_path / "sub/dir/mlflow.db").stat().st_mtime_ns == before
+
+
+def test_a_store_uri_in_a_missing_directory_is_refused_unless_told_to_create_it(tmp_path, capsys):
+    """Before, ``sqlite:///typo/sub/x.db`` silently created the tree and a new empty store, so a typo
+    retrained everything."""
+    uri = f"sqlite:///{tmp_path}/typo/sub/x.db"
+    with pytest.raises(StoreError, match=r"The directory .*typo/sub of the store .* does not exist \(a typo\?\)"):
+        prepare_store(uri)
+    assert not (tmp_path / "typo").exists()
+    assert main(["prepare", uri]) == 2 and "tracking.create_store_dir=true" in capsys.readouterr().err
+    assert main(["prepare", uri, "--create-dir"]) == 0 and state(uri).kind == "healthy"
+
+
+@pytest.mark.slow
+def test_a_run_with_a_store_in_a_missing_directory_stops_in_one_line(tmp_path):
+    proc = run_train("trainer.epochs_per_task=1", f"tracking.uri=sqlite:///{tmp_path}/typo/x.db",
+                     f"hydra.run.dir={tmp_path}/run")
+    assert proc.returncode == 2 and proc.stderr.startswith("Tracking store error: The directory"), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "typo").exists()
+    proc = run_train("trainer.epochs_per_task=1", "task_sequence.n_tasks=2", f"tracking.uri=sqlite:///{tmp_path}/typo/x.db",
+                     "tracking.create_store_dir=true", f"hydra.run.dir={tmp_path}/run")
+    assert proc.returncode == 0 and (tmp_path / "typo" / "x.db").exists(), proc.stderr[-3000:]
+
+
+def test_a_process_checks_a_store_once_and_again_once_the_file_is_replaced(store, monkeypatch):
+    from forgetlab.tracking import store as store_module
+
+    path, uri = store
+    prepare_store(uri)
+    checks = []
+    inspect = store_module.inspect_sqlite
+    monkeypatch.setattr(store_module, "inspect_sqlite", lambda db: checks.append(db) or inspect(db))
+    prepare_store(uri)
+    assert checks == []  # the run, its members and its resume check open the store it prepared
+    shutil.copyfile(path, path.with_name("copy.db"))
+    os.replace(path.with_name("copy.db"), path)  # another file now (a restored backup, a new store)
+    prepare_store(uri)
+    assert len(checks) == 1
+    path.unlink()
+    with pytest.raises(StoreError, match="does not exist"):
+        prepare_store(uri, create=False)
 
 
 def test_the_command_make_ui_runs_first_prepares_a_store_or_exits_2(tmp_path, capsys):
@@ -221,7 +262,7 @@ def foreign(path: Path) -> None:
     (None, "bogus://somewhere", "must be a tracking URI MLflow can use"),
     (corrupt, "sqlite:///{tmp}/mlflow.db", "file is not a database"),
     (foreign, "sqlite:///{tmp}/mlflow.db", "tables of another application (customers)"),
-    (lambda p: p.parent.joinpath("file").write_text("x"), "sqlite:///{tmp}/file/mlflow.db", "Cannot create the directory"),
+    (lambda p: p.parent.joinpath("file").write_text("x"), "sqlite:///{tmp}/file/mlflow.db", "does not exist (a typo"),
     (lambda p: p.mkdir(), "sqlite:///{tmp}/mlflow.db", "is a directory"),
 ])
 def test_an_unusable_uri_is_refused_in_one_line_and_left_untouched(tmp_path, monkeypatch, make, uri, message):
@@ -540,7 +581,38 @@ def test_a_tracking_server_that_dies_mid_sweep_fails_the_jobs_quickly_and_the_su
         server.wait()
     assert sweep.returncode == 1, err[-3000:]
     assert "3 jobs: 0 skipped (same config and code), 0 trained, 3 failed" in out
-    assert "Traceback" not in err and err.count("StoreError") == 3
+    # One line per job, no traceback chains or HTTP retry warnings on the console (issue 20: 1,062 lines,
+    # 48 traceback chains), and the summary names the jobs lost.
+    assert "Traceback" not in err + out and "Retrying" not in err + out
+    assert len((out + err).strip().splitlines()) <= 3 + 4, out + err
+    assert "[sweep] LOST the tracking store: 3 job(s) failed with it: seed=0, seed=1, seed=2 (StoreError: " in err
+    # What it left RUNNING on the server is ended by the next contact, or by `forgetlab.server repair`
+    # (here on the server's own store, as the server would serve it once back).
+    backend = MlflowClient(f"sqlite:///{tmp_path}/server.db")
+    experiment = backend.get_experiment_by_name("forgetlab").experiment_id
+    assert [r for r in backend.search_runs([experiment]) if r.info.status == "RUNNING"]
+    repair = subprocess.run([sys.executable, "-m", "forgetlab.server", "repair", "--uri", f"sqlite:///{tmp_path}/server.db"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert repair.returncode == 0, repair.stderr
+    assert not [r for r in backend.search_runs([experiment]) if r.info.status == "RUNNING"]
     # Each call to the dead server waits ~7 s through MLflow's retries; after the first, the process
     # does not ask it again (store.UNREACHABLE_HOLD_S): 3 jobs end in ~10 s instead of ~75 s.
     assert elapsed < 45, elapsed
+
+
+def test_a_process_walks_mlflows_migration_scripts_once(tmp_path):
+    """Reading the head schema revision executes MLflow's ~70 migration scripts; the store check
+    and MLflow's own check when its client opens the store share one walk."""
+    code = (
+        "import alembic.script.base as base, sys\n"
+        "walks = []\n"
+        "original = base.ScriptDirectory.from_config\n"
+        "base.ScriptDirectory.from_config = classmethod(lambda cls, *a, **k: walks.append(1) or original(*a, **k))\n"
+        "from forgetlab.tracking.store import open_store\n"
+        f"open_store(sys.argv[1]).search_experiments()\n"
+        "print(len(walks))\n"
+    )
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    prepare_store(uri)  # an existing store, as a job finds it
+    walked = subprocess.run([sys.executable, "-c", code, uri], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert walked.stdout.strip() == "1", walked.stderr[-2000:]

@@ -60,12 +60,12 @@ def test_selection_on_joint_accuracy_reads_the_joint_runs_and_applies_to_both_tr
     runs = select_lr.selection_runs(pd.concat([sequential, joint], ignore_index=True))
     by_final = select_lr.select(runs)
     assert "task_sequence.joint" in by_final.columns  # final_acc: a row per training
-    table = select_lr.select(runs, "joint_acc")
+    table = select_lr.select(runs, criterion="joint_acc")
     assert dict(zip(table["algorithm.name"], table["lr"])) == {"rtrl": "0.3", "bptt_truncated": "0.1"}
     assert "task_sequence.joint" not in table.columns and set(table["n_seeds"]) == {3}
     assert set(table["criterion"]) == {"mean validation final/acc of joint training"}
     with pytest.raises(select_lr.SelectionError, match="no FINISHED joint run"):
-        select_lr.select(select_lr.selection_runs(sequential), "joint_acc")
+        select_lr.select(select_lr.selection_runs(sequential), criterion="joint_acc")
 
 
 def test_a_rate_that_lost_a_seed_to_divergence_is_not_chosen_on_its_survivors():
@@ -357,3 +357,141 @@ def test_the_one_command_declares_its_budget_and_refuses_fewer_seeds_than_declar
     assert run_study.main(["credit_assignment", "--dry-run", "--override", "seed=0,1"]) == 2
     assert "fewer than the declared 20" in capsys.readouterr().err
     assert run_study.main(["credit_assignment", "--dry-run", "--trial", "--override", "seed=0,1"]) == 0
+
+
+def strength_frame() -> pd.DataFrame:
+    """EWC and SI at two strengths each, three seeds; replay (no strength) and a run from before
+    strategies existed (no strategy params) in the same experiment."""
+    rows = []
+    scores = {("ewc", "1.0"): [0.5, 0.52, 0.51], ("ewc", "10.0"): [0.6, 0.61, 0.59],
+              ("si", "0.01"): [0.7, 0.7, 0.71], ("si", "0.1"): [0.4, 0.4, 0.4], ("replay", None): [0.9, 0.9, 0.9]}
+    for (strategy, strength), values in scores.items():
+        for seed, score in zip((1000, 1001, 1002), values):
+            rows.append({
+                "run_id": f"{strategy}-{strength}-{seed}", "status": "FINISHED", "params.algorithm.name": "backprop",
+                "params.algorithm.lr": "0.01", "params.seed": str(seed), "params.eval.split": "val",
+                "params.task_sequence.name": "split_mnist", "params.task_sequence.scenario": "class",
+                "params.network.name": "mlp", "params.strategy.name": strategy, "params.strategy.strength": strength,
+                "params.strategy.selected_by": "", "metrics.final/acc": score, "tags.forgetlab.sweep_id": "sel-2",
+                "tags.forgetlab.config_hash": f"{strategy}{strength}{seed}", "tags.mlflow.runName": f"{strategy}-{seed}",
+            })
+    return pd.DataFrame(rows)
+
+
+def test_a_strategy_strength_is_selected_per_strategy_from_the_runs_that_have_one():
+    table = select_lr.select(select_lr.selection_runs(strength_frame()), "strategy.strength")
+    assert dict(zip(table["strategy.name"], table["strength"])) == {"ewc": "10.0", "si": "0.01"}
+    assert [c for c in table.columns if "." in c] == ["task_sequence.name", "task_sequence.scenario", "network.name",
+                                                      "algorithm.name", "strategy.name"]
+    assert set(table["strengths_tried"]) == {"1 10", "0.01 0.1"} and "runner_up_strength" in table
+    assert select_lr.default_table("strategies_select", "strategy.strength").parts[-3:] == ("learner", "strategies",
+                                                                                            "strength.csv")
+    with pytest.raises(select_lr.SelectionError, match="no selection run has the param"):
+        select_lr.select(select_lr.selection_runs(strength_frame()), "strategy.ratio")
+
+
+def test_runs_from_before_strategies_group_with_fine_tuning():
+    runs = selection_frame()
+    newer = selection_frame().assign(**{"params.strategy.name": "fine_tuning", "run_id": lambda f: f["run_id"] + "-new",
+                                        "tags.forgetlab.config_hash": lambda f: f["tags.forgetlab.config_hash"] + "-new"})
+    filled = select_lr.with_neutral_params(pd.concat([runs, newer], ignore_index=True))
+    assert set(filled["params.strategy.name"]) == {"fine_tuning"}
+
+
+def test_the_report_names_a_learner_by_its_algorithm_and_strategy():
+    from analysis.aggregate import add_conditions, condition_keys
+
+    runs = pd.DataFrame({
+        "params.algorithm.name": ["backprop"] * 6, "params.seed": ["0", "1"] * 3,
+        "params.strategy.name": ["fine_tuning", "fine_tuning", "ewc", "ewc", None, None],
+        "params.strategy.strength": [None, None, "10.0", "10.0", None, None],
+        "params.task_sequence.scenario": ["class"] * 6, "params.task_sequence.name": ["split_mnist"] * 6,
+    })
+    keys = condition_keys(runs)
+    labelled = add_conditions(runs, keys)
+    assert list(labelled["algorithm"]) == ["backprop", "backprop", "backprop + ewc", "backprop + ewc", "backprop", "backprop"]
+    assert keys[0] == "params.strategy.name" and "params.strategy.strength" in keys
+    assert not any("strength" in c for c in labelled["condition"])  # it follows from the learner: no split
+
+
+def test_within_a_tolerance_the_preferred_end_is_chosen():
+    """rtrl: 0.1 scores 0.81, 0.3 scores 0.723; within 0.1 the larger rate wins, within 0.05 the best."""
+    runs = select_lr.selection_runs(selection_frame())
+    rtrl = lambda table: table[table["algorithm.name"] == "rtrl"].iloc[0]  # noqa: E731
+    larger = rtrl(select_lr.select(runs, within=0.1, prefer="larger"))
+    assert larger["lr"] == "0.3" and larger["score"] == pytest.approx(0.7233333) and larger["runner_up_lr"] == 0.1
+    assert "larger value within 0.1" in larger["rule"]
+    assert rtrl(select_lr.select(runs, within=0.05, prefer="larger"))["lr"] == "0.1"
+    assert rtrl(select_lr.select(runs))["rule"] == "best mean"
+
+
+# --- the strategies study's features in the second edition's engine ---------------------------
+
+
+def test_every_declared_preset_parses():
+    declared = [p for p in sorted((ROOT / "conf" / "experiment").glob("*.yaml"))
+                if study_runs.DECLARATION_START in p.read_text()]
+    studies = {p.stem: study_runs.read_declaration(p) for p in declared}
+    assert {"credit_assignment", "strategies"} <= set(studies)
+    strategies = studies["strategies"]
+    assert strategies.reference == MLP and [p.treatment for p in strategies.family] == [
+        f"{MLP} + EWC", f"{MLP} + SI", f"{MLP} + replay", f"{MLP} + A-GEM"]
+    assert strategies.sesoi.resolve() == (0.05, "declared") and strategies.min_seeds == 10
+    assert len(strategies.published) == 7 and strategies.published_source.startswith("van de Ven")
+    assert {c.expect for c in strategies.published} == set(study_runs.EXPECTATIONS)
+    template = strategies.template.read_text()
+    names = {line.strip()[len("<!-- study: "):-len(" -->")] for line in template.splitlines()
+             if study_report.PLACEHOLDER.match(line.strip())}
+    assert names <= set(study_report.SECTIONS) and "published" in names
+
+
+def test_a_published_claim_must_expect_higher_or_equivalent(tmp_path):
+    preset = tmp_path / "claims.yaml"
+    text = (ROOT / "conf" / "experiment" / "strategies.yaml").read_text()
+    preset.write_text(text.replace("expect: equivalent", "expect: lower", 1))
+    with pytest.raises(ValueError, match="expects 'lower'"):
+        study_runs.read_declaration(preset)
+
+
+def test_published_claims_are_set_beside_our_comparisons():
+    """In the primary cell (domain) the family's Holm verdict; in another scenario (task) the same rule on
+    the unadjusted p-values, marked so."""
+    claims = [study_runs.Claim(TRUNCATED, "domain", "higher", "truncation forgets less"),
+              study_runs.Claim("backprop (MLP)", "domain", "higher", "the MLP forgets less"),
+              study_runs.Claim(TRUNCATED, "task", "higher", "also in task-IL"),
+              study_runs.Claim("RTRL, loss at every step", "domain", "equivalent", "no runs of it")]
+    study = study_runs.Study(**{**STUDY.__dict__, "published": claims, "published_source": "Someone (2020)"})
+    frame = study_report.verdict_table(study, synthetic_runs(effect=0.2, scenarios=("domain", "task")), 0.05)
+    text = study_report.published_markdown(study, frame, 0.05)
+    assert text.startswith("Published: Someone (2020). ")
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines()[4:]}
+    assert rows["truncation forgets less"][-2:] == ["differs", "yes"]
+    assert rows["the MLP forgets less"][-2:] == ["differs", "no"]  # it forgets more
+    assert rows["also in task-IL"][-2:] == ["differs (unadjusted)", "yes"]
+    assert rows["no runs of it"][-2:] == ["–", "no runs"]
+    assert "The study declares no published findings" in study_report.published_markdown(STUDY, frame, 0.05)
+
+
+def test_the_conditions_show_a_strength_and_the_provenance_both_selections():
+    runs = synthetic_runs(effect=0.1)
+    runs = runs.assign(strength=np.where(runs["learner"] == TRUNCATED, 10.0, np.nan), sweep_id="s", git_commit="c",
+                       lr_selected_by="lr-sweep", strategy_selected_by=np.where(runs["learner"] == TRUNCATED, "str-sweep", ""))
+    conditions = study_report.condition_table(STUDY, runs)
+    assert dict(zip(conditions["learner"], conditions["strength"])) == {EPOCHWISE: "", TRUNCATED: "10", MLP: ""}
+    header = study_report.conditions_markdown(STUDY, conditions).splitlines()[0]
+    assert [c.strip() for c in header.split("|")][4:6] == ["lr", "strength"]
+    plain = study_report.conditions_markdown(STUDY, study_report.condition_table(STUDY, synthetic_runs(effect=0.1)))
+    assert "strength" not in plain.splitlines()[0]
+    (line,) = [s for s in study_report.stamps(runs, runs) if "selected on validation sets" in s]
+    assert "`lr-sweep`, `str-sweep`" in line and "`strategy.selected_by`" in line
+
+
+def test_a_strategys_learner_is_named_once():
+    """Since strategies exist the recorded label names the strategy ('backprop (MLP) + EWC'); fine-tuning
+    adds nothing."""
+    run = pd.Series({"tags.forgetlab.learner_label": "epochwise BPTT + replay", "params.strategy.name": "replay",
+                     "params.network.loss_at": "last", "params.trainer.epochs_per_task": "10"})
+    assert study_runs.learner_label(run, 10) == "epochwise BPTT + replay, loss at the last step"
+    tuned = run.copy()
+    tuned["tags.forgetlab.learner_label"], tuned["params.strategy.name"] = "epochwise BPTT", "fine_tuning"
+    assert study_runs.learner_label(tuned, 10) == EPOCHWISE

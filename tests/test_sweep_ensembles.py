@@ -20,11 +20,11 @@ from tests.test_stopping import signal_when
 SMALL = ["trainer.epochs_per_task=1", "task_sequence.n_tasks=2", "network.hidden_sizes=[16]", "eval.every_samples=100"]
 
 
-def job(compose_cfg, *overrides, learner=None):
+def job(compose_cfg, *overrides, learner=None, num=0):
     from forgetlab.tracking.mlflow_run import config_hash
 
     cfg = compose_cfg("tracking.enabled=false", *overrides)
-    return SimpleNamespace(cfg=cfg, overrides=list(overrides), learner=learner, config_hash=config_hash(cfg))
+    return SimpleNamespace(cfg=cfg, overrides=list(overrides), learner=learner, config_hash=config_hash(cfg), num=num)
 
 
 def seeds_of(groups) -> list[list[int]]:
@@ -70,15 +70,16 @@ def test_the_off_switch_launches_every_job_alone_and_on_an_ensemble_file_holds_t
     from forgetlab.tracking.mlflow_run import config_hash
     from hydra_plugins.forgetlab_sweeper.ensembles import ENSEMBLE_ENV, launches, read_ensemble
 
-    jobs = [job(compose_cfg, f"seed={s}", learner="mlp_backprop") for s in range(3)]
+    # jobs 2, 3 and 4 of a sweep whose jobs 0 and 1 were skipped: each keeps its number (its folder)
+    jobs = [job(compose_cfg, f"seed={s}", learner="mlp_backprop", num=2 + s) for s in range(3)]
     alone = launches(jobs, tmp_path, ensemble=False, max_size=8, parallel=1)
-    assert [u.overrides for u in alone] == [["seed=0"], ["seed=1"], ["seed=2"]]
+    assert [u.overrides for u in alone] == [[f"seed={s}", f"hydra.sweep.subdir={2 + s}"] for s in range(3)]
     assert not (tmp_path / "forgetlab_ensembles").exists()
 
     (together,) = launches(jobs, tmp_path, ensemble=True, max_size=8, parallel=1)
-    assert together.overrides == ["seed=0", f"+hydra.job.env_set.{ENSEMBLE_ENV}=0.json"]
+    assert together.overrides == ["seed=0", "hydra.sweep.subdir=2", f"+hydra.job.env_set.{ENSEMBLE_ENV}=0.json"]
     members = read_ensemble(tmp_path, together.ensemble_file)
-    assert [(m.num, m.overrides, m.learner) for m in members] == [(s, [f"seed={s}"], "mlp_backprop") for s in range(3)]
+    assert [(m.num, m.overrides, m.learner) for m in members] == [(2 + s, [f"seed={s}"], "mlp_backprop") for s in range(3)]
     # The job trains the very configs the sweeper validated and checked for resume.
     assert [config_hash(m.cfg) for m in members] == [config_hash(j.cfg) for j in jobs]
 
@@ -123,7 +124,14 @@ def test_a_member_run_equals_its_job_swept_alone(tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "6 jobs: 0 skipped (same config and code), 6 trained, 0 failed" in proc.stdout
     assert len(ensemble_files(tmp_path / "grouped" / "sweep")) == 1  # one launch, one process, 6 members
-    assert sorted(p.name for p in (tmp_path / "alone" / "sweep").iterdir() if p.name.isdigit()) == list("012345")
+    for name in ("alone", "grouped"):  # a folder per job either way: each member logs to its own job's train.log
+        assert sorted(p.name for p in (tmp_path / name / "sweep").iterdir() if p.name.isdigit()) == list("012345")
+    for num, (seed, lr) in enumerate((s, lr) for s in (0, 1, 2) for lr in ("0.5", "0.1")):
+        log = (tmp_path / "grouped" / "sweep" / str(num) / "train.log").read_text()
+        assert f"job {num} (seed={seed} algorithm.lr={lr} " in log.splitlines()[0]  # its overrides, then the others'
+        assert log.splitlines()[0].endswith(") trains in an ensemble with jobs 0, 1, 2, 3, 4, 5")
+        assert log.count("] after digits_") == 2 and log.count("final/acc=") == 1  # its own 2 tasks, its own result
+        assert log.count(f"[backprop·class·s{seed}·split_digits]") == 4  # 2 tasks, its result, its run's address
 
     runs = {}
     for name in ("grouped", "alone"):
@@ -192,7 +200,7 @@ def test_sigterm_ends_every_member_of_an_ensemble_killed(tmp_path, launcher, tar
         def send():
             (os.killpg if target == "group" else os.kill)(sweep.pid, signal.SIGTERM)
 
-        output = signal_when(sweep, tmp_path / "first" / "0" / "train.log", "[backprop·split_digits·class·s1] after",
+        output = signal_when(sweep, tmp_path / "first" / "1" / "train.log", "[backprop·class·s1·split_digits] after",
                              send)
         assert sweep.wait(timeout=120) == 128 + signal.SIGTERM, output[-3000:]
     finally:

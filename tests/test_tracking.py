@@ -1,6 +1,7 @@
 """The tracking contract of docs/tracking.md, checked on real runs of experiments/train.py."""
 
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -40,20 +41,27 @@ def test_multirun_is_a_parent_with_nested_jobs_following_the_contract(tmp_path, 
     assert len(parents) == 1 and len(jobs) == 2
     parent = parents[0]
     assert parent.info.status == "FINISHED"
-    assert parent.data.params == {"seed": "0,1"}  # the swept keys only
+    assert parent.data.params == {"seed": "0, 1"}  # the swept keys only
     # The sweeper's process and heartbeat, so that a later sweep can tell if it died (end_stale_sweeps).
     assert parent.data.tags["forgetlab.process"].split()[3].isdigit() and "forgetlab.heartbeat" in parent.data.tags
     summary = parent.data.metrics
-    assert (summary["sweep/jobs"], summary["sweep/jobs_finished"], summary["sweep/jobs_failed"],
-            summary["sweep/jobs_skipped"]) == (2, 2, 0, 0)
-    for name in ("final/acc", "final/forgetting"):
-        assert summary["sweep/mean_" + name.replace("/", "_")] == pytest.approx(np.mean([j.data.metrics[name] for j in jobs]))
+    assert (summary["sweep/jobs"], summary["sweep/jobs_finished"], summary["sweep/jobs_trained"],
+            summary["sweep/jobs_failed"], summary["sweep/jobs_skipped"]) == (2, 2, 2, 0, 0)
+    assert not [name for name in summary if "mean" in name]  # no grand mean over unlike runs
+    # The results table (one condition here: the seeds are its rows' n), on the parent as a UI table and printed.
+    results = json.loads(open(client.download_artifacts(parent.info.run_id, "sweep_results.json", str(tmp_path))).read())
+    assert results["columns"] == ["n", "acc", "bwt", "forgetting", "fwt"] and results["data"][0][0] == 2
+    acc = np.mean([j.data.metrics["final/acc"] for j in jobs])
+    assert results["data"][0][1].startswith(f"{acc:.3f} ± ") and results["data"][0][1] in proc.stdout
+    assert json.loads(parent.data.tags["mlflow.loggedArtifacts"]) == [{"path": "sweep_results.json", "type": "table"}]
+    # final/* at step 0, their only step: MLflow's chart view draws such a metric as bars
+    assert [m.step for m in client.get_metric_history(jobs[0].info.run_id, "final/acc")] == [0]
     assert f"[sweep] parent run {parent.info.run_id}: http://127.0.0.1:5000/#/experiments/{exp.experiment_id}/runs/" in proc.stdout
     sweep_id = parent.data.tags["forgetlab.sweep_id"]
     for job in jobs:
         tags, params = job.data.tags, job.data.params
         assert job.info.status == "FINISHED"
-        assert job.info.run_name == f"backprop·split_digits·class·s{params['seed']}"
+        assert job.info.run_name == f"backprop·class·s{params['seed']}·split_digits"
         assert tags["forgetlab.full_name"].startswith(f"backprop on mlp, split_digits (class scenario), seed {params['seed']}; ")
         assert tags["mlflow.parentRunId"] == parent.info.run_id
         assert tags["forgetlab.sweep_id"] == sweep_id
@@ -100,6 +108,23 @@ def test_multirun_is_a_parent_with_nested_jobs_following_the_contract(tmp_path, 
         assert {"path": "accuracy_matrix.json", "type": "table"} in json.loads(tags["mlflow.loggedArtifacts"])
     # different seeds: different hashes
     assert len({j.data.tags["forgetlab.config_hash"] for j in jobs}) == 2
+    if launcher != "basic":
+        return
+    # The same sweep again: one skip line, the same parent with the same counts, its duration the time its
+    # two calls ran (not the time since the first began), and the results table printed all the same.
+    time.sleep(3)
+    started = time.monotonic()
+    rerun = run_train(
+        "-m", "seed=0,1", "learner=mlp_backprop", *FAST, f"tracking.uri={sqlite_uri}", "tracking.experiment=contract",
+        f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path}/sweep2",
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert rerun.stdout.count("[sweep] skip") == 1 and "[sweep] skip 2 of 2 jobs: FINISHED before" in rerun.stdout
+    assert results["data"][0][1] in rerun.stdout
+    again = client.get_run(parent.info.run_id)
+    assert {k: again.data.metrics[k] for k in summary} == summary
+    took = (again.info.end_time - again.info.start_time) - (parent.info.end_time - parent.info.start_time)
+    assert 0 <= took <= (time.monotonic() - started) * 1000  # the rerun's own time: not the time between the calls
 
 
 @pytest.mark.slow
@@ -124,16 +149,19 @@ def test_an_exception_ends_the_run_failed_with_its_reason(tmp_path, sqlite_uri, 
 
 
 def _metric_calls(monkeypatch) -> list[int]:
-    """Spy on MlflowClient.log_batch: the number of metrics of every call that sends metrics."""
-    calls: list[int] = []
-    original = MlflowClient.log_batch
+    """Spy on the run's store writes (``tracking.batch.log_batch``): the number of metrics of every
+    call that sends metrics."""
+    from forgetlab.tracking import batch, mlflow_run
 
-    def spy(self, run_id, metrics=(), *args, **kwargs):
+    calls: list[int] = []
+    original = batch.log_batch
+
+    def spy(client, run_id, *, metrics=(), **kwargs):
         if metrics:
             calls.append(len(metrics))
-        return original(self, run_id, metrics, *args, **kwargs)
+        return original(client, run_id, metrics=metrics, **kwargs)
 
-    monkeypatch.setattr(MlflowClient, "log_batch", spy)
+    monkeypatch.setattr(mlflow_run, "log_batch", spy)
     return calls
 
 
@@ -165,11 +193,11 @@ def test_every_metric_point_reaches_the_store_however_it_is_batched(compose_cfg,
     assert history("updates") == list(zip(points["samples_seen"], points["updates"].astype(float)))
     for key in ("acc/seen", "loss/train"):  # every point after the one before training
         assert [step for step, _ in history(key)] == list(points["samples_seen"][1:])
-    last = int(points["samples_seen"].iloc[-1])
-    for key in ("final/acc", "final/bwt", "final/fwt", "final/forgetting"):
-        assert [step for step, _ in history(key)] == [last]
-    if flush_seconds:  # a run shorter than the flush interval: all of it at the end, in one call
-        assert len(calls) == 1
+    for key in ("final/acc", "final/bwt", "final/fwt", "final/forgetting"):  # once, at step 0: bars in the UI
+        assert [step for step, _ in history(key)] == [0]
+    if flush_seconds:  # a run shorter than the flush interval: the first point (with the params), the rest at the end
+        assert len(calls) == 2
+        assert calls[0] == 2 * len(curve["task"].unique()) + 1  # acc/task_j, loss/task_j, updates
     else:  # the store follows the run while it trains
         assert len(calls) > 1
 
@@ -228,3 +256,43 @@ def test_mlflow_telemetry_is_off_unless_asked_for():
     user_choice = subprocess.run([sys.executable, "-c", "import forgetlab, os; print(os.environ['MLFLOW_DISABLE_TELEMETRY'])"],
                                  capture_output=True, text=True, env={**env, "MLFLOW_DISABLE_TELEMETRY": "false"}, timeout=120)
     assert user_choice.stdout.strip() == "false"
+
+
+def test_the_params_and_the_first_point_are_stored_before_training_goes_on(compose_cfg, sqlite_uri, monkeypatch):
+    """What a run killed -9 leaves: everything up to the last flush, the first evaluation point's
+    flush carrying the params (docs/tracking.md, "Metrics")."""
+    from forgetlab.experiment import RunContext, run_experiment
+    from forgetlab.tracking.mlflow_run import MlflowRun
+
+    seen = []
+    on_eval = MlflowRun.on_eval
+
+    def check_after_first_point(self, trainer, points):
+        on_eval(self, trainer, points)
+        if not seen:
+            stored = MlflowClient(sqlite_uri).get_run(self.run_id).data
+            seen.append((stored.params.get("seed"), stored.metrics.get("acc/task_0")))
+
+    monkeypatch.setattr(MlflowRun, "on_eval", check_after_first_point)
+    run_experiment(compose_cfg(f"tracking.uri={sqlite_uri}", "seed=5", *FAST), RunContext(quiet=True))
+    assert seen[0][0] == "5" and seen[0][1] is not None
+
+
+def test_figures_are_drawn_once_the_run_has_ended_from_its_artifacts(compose_cfg, sqlite_uri, tmp_path):
+    from PIL import Image
+
+    from forgetlab.experiment import RunContext, run_experiment
+    from forgetlab.tracking.mlflow_run import open_experiment
+    from forgetlab.tracking.run_figures import add_sweep_figures
+
+    cfg = compose_cfg(f"tracking.uri={sqlite_uri}", f"tracking.artifact_location={tmp_path}/art", *FAST)
+    run_experiment(cfg, RunContext(quiet=True, sweep_id="s1"))
+    client, experiment_id = open_experiment(cfg)
+    (run,) = client.search_runs([experiment_id])
+    assert "figures" not in {a.path for a in client.list_artifacts(run.info.run_id)}  # not on the training path
+    assert add_sweep_figures(client, experiment_id, "s1") == 1
+    for figure in ("figures/task_accuracy.png", "figures/accuracy_matrix.png"):
+        with Image.open(tmp_path / "art" / run.info.run_id / "artifacts" / figure) as image:
+            assert image.format == "PNG" and image.size[0] > 300
+    assert add_sweep_figures(client, experiment_id, "s1") == 0  # it has them
+    assert add_sweep_figures(client, experiment_id, "another sweep") == 0

@@ -1,7 +1,9 @@
 """The MLflow UI in a real browser, as `make ui` serves it: headless Chromium (the OS package, driven
-by Playwright) on a fresh small study and its report. The experiment opens in the training view, the
-jobs are nested under the sweep's parent with readable names, the parent shows the swept params and
-the sweep's metrics, and a run's artifacts hold its figures. Only 127.0.0.1 is ever contacted.
+by Playwright) on a fresh small study and its report. The experiment opens in the training view, in
+its run table made for comparing (the final metrics and what tells runs apart as columns), the jobs
+nested under the sweep's parent with readable names; the chart view draws the final metrics as bars;
+the parent shows the swept params, the sweep's counts and its results table, and a run's artifacts hold
+its figures. `make ui` prints no warning of MLflow's. Only 127.0.0.1 is ever contacted.
 
 The screenshots go to ``$FORGETLAB_TEST_ARTIFACTS`` (default test-artifacts/); `make screenshots`
 points it at docs/ui/, where the README shows them."""
@@ -77,7 +79,7 @@ def study(tmp_path):
     try:
         origin = f"http://{LOOPBACK}:{port}"
         wait_healthy(origin, ui.pid, log)
-        yield store, origin
+        yield store, origin, log
     finally:
         stop_process_group(ui.pid)
 
@@ -87,14 +89,15 @@ def study(tmp_path):
 def test_a_fresh_study_opens_in_the_training_view_with_readable_runs_params_metrics_and_figures(study):
     from playwright.sync_api import sync_playwright
 
-    store, origin = study
+    store, origin, log = study
     client = MlflowClient(store)
     experiment = client.get_experiment_by_name(EXPERIMENT)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     runs = client.search_runs([experiment.experiment_id])
     (parent,) = [r for r in runs if r.data.tags["forgetlab.kind"] == "sweep"]
     jobs = sorted((r for r in runs if r.data.tags["forgetlab.kind"] == "train"), key=lambda r: r.info.run_name)
-    assert [j.info.run_name for j in jobs] == ["backprop·split_digits·class·s0", "backprop·split_digits·class·s1"]
+    assert [j.info.run_name for j in jobs] == ["backprop·class·s0·split_digits", "backprop·class·s1·split_digits"]
+    assert experiment.tags["mlflow.sharedViewState.forgetlab"]  # the run table's view for comparing
     assert len(runs) == 3  # the report run lives in an experiment of its own
     elsewhere: list[str] = []
 
@@ -111,13 +114,16 @@ def test_a_fresh_study_opens_in_the_training_view_with_readable_runs_params_metr
             page = browser.new_page(viewport={"width": 1400, "height": 800})
             page.route("**/*", local_only)
 
-            # The experiment: the training view's run table, the jobs nested under the parent.
+            # The experiment: the training view's run table made for comparing, the jobs nested under the parent.
             page.goto(ui_url(origin, experiment.experiment_id))
             parent_cell = page.get_by_text(parent.info.run_name, exact=True)
             parent_cell.wait_for(timeout=90_000)
             assert TRAINING_VIEW_QUERY in page.url and f"/experiments/{experiment.experiment_id}/runs" in page.url
             body = page.inner_text("body")
             assert "Run Name" in body and "Judges" not in body and "Sessions" not in body  # not the GenAI view
+            assert "shared view" in body  # the experiment's view for comparing ...
+            for column in ("final/acc", "final/bwt", "final/forgetting", "seed"):  # (the grid draws only the columns in view)
+                assert column in body, column  # ... with what tells runs apart and their final metrics
             close_assistant_panel(page)
             assert page.get_by_text(jobs[0].info.run_name, exact=True).count() == 0  # collapsed under the parent
             page.locator('button[data-component-id*="runnamecellrenderer"]').first.click()
@@ -140,14 +146,22 @@ def test_a_fresh_study_opens_in_the_training_view_with_readable_runs_params_metr
                 assert fits(cell), (cell.inner_text(), cell.evaluate("e => [e.scrollWidth, e.clientWidth]"))
             save_screenshot(page, "mlflow_ui_runs.png")
 
-            # The parent run: swept params, summary metrics.
+            # The chart view: the final metrics as bars, one per run.
+            page.locator('input[value="CHART"]').dispatch_event("click")
+            page.get_by_placeholder("Search metric charts").fill("final/")
+            page.locator(".barlayer .point").nth(len(jobs) - 1).wait_for(timeout=60_000)
+            assert "final/acc" in page.inner_text("body") and page.locator(".js-plotly-plot").count() >= 4
+            save_screenshot(page, "mlflow_ui_charts.png")
+
+            # The parent run: swept params, summary metrics, the results table.
             page.goto(ui_url(origin, experiment.experiment_id, parent.info.run_id))
             page.get_by_text("sweep/jobs_finished", exact=True).wait_for(timeout=60_000)
             close_assistant_panel(page)
             body = page.inner_text("body")
-            assert "seed\n0,1" in body.replace("\t", "\n")
-            for name in ("sweep/jobs", "sweep/jobs_failed", "sweep/jobs_skipped", "sweep/mean_final_acc"):
+            assert "seed\n0, 1" in body.replace("\t", "\n")
+            for name in ("sweep/jobs", "sweep/jobs_failed", "sweep/jobs_skipped", "sweep/jobs_trained"):
                 assert name in body
+            assert "mean_final" not in body
             save_screenshot(page, "mlflow_ui_sweep_parent.png")
 
             # A training run's artifacts: its task accuracy figure, shown as an image.
@@ -162,7 +176,10 @@ def test_a_fresh_study_opens_in_the_training_view_with_readable_runs_params_metr
         finally:
             browser.close()
     assert elsewhere == [], f"the page tried to reach beyond 127.0.0.1: {elsewhere[:5]}"
-    for name in ("mlflow_ui_runs.png", "mlflow_ui_sweep_parent.png", "mlflow_ui_run_figure.png"):
+    for name in ("mlflow_ui_runs.png", "mlflow_ui_charts.png", "mlflow_ui_sweep_parent.png", "mlflow_ui_run_figure.png"):
         assert 10_000 < (ARTIFACT_DIR / name).stat().st_size < 400_000
+    assert "sweep_results.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    served = log.read_text()  # `make ui`'s output: no warning of MLflow's or its libraries'
+    assert "Registry store URI not provided" not in served and "Deprecat" not in served
     # The report of this sweep put its figures on the parent run.
     assert any(a.path.endswith(".png") for a in client.list_artifacts(parent.info.run_id, "report"))

@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 from analysis import report
 from forgetlab.contract import UPDATE_PROBE_FILE
 from tests.conftest import run_train
+from tests.visual import checked
 
 ALGORITHMS = {"backprop", "bptt_epochwise", "bptt_truncated", "rtrl"}
 
@@ -31,7 +32,7 @@ def test_the_preset_runs_every_learner_with_the_probe_and_interference(compose_c
 
 
 @pytest.mark.slow
-def test_update_resolution_study_sweep_and_report(tmp_path, sqlite_uri):
+def test_update_resolution_study_sweep_and_report(tmp_path, sqlite_uri, monkeypatch):
     proc = run_train(
         "-m", "experiment=update_resolution", "seed=0", "task_sequence.n_tasks=2", "task_sequence.test_size=0.9",
         "eval.update_probe_per_task=4", f"tracking.uri={sqlite_uri}", f"tracking.artifact_location={tmp_path}/art",
@@ -58,9 +59,14 @@ def test_update_resolution_study_sweep_and_report(tmp_path, sqlite_uri):
         assert [str(n) for n in u["task_names"]] == ["digits_01234", "digits_56789"]
 
     out = tmp_path / "report"
+    figures = checked(monkeypatch)
     code = report.main(["--experiment", "update_resolution", "--tracking-uri", sqlite_uri, "--out", str(out),
                         "--cache-dir", str(tmp_path / "cache"), "--no-mlflow"])
     assert code == 0
+    # every figure, the update-resolution section's included, at both widths, passes the visual checks
+    assert {c.name for c in figures} >= {f"{n}{w}.png" for n in ("erasure_vs_k", "first_order", "interference_matrices",
+                                                                 "cosine_traces") for w in ("", "-column")}
+    assert {c.name: c.problems() for c in figures if c.problems()} == {}
     text = (out / "report.md").read_text()
     section = text[text.index("## Update resolution"): text.index("## Metric definitions")]
     headings = ["### Time to forget (the headline)", "### Forgetting events at presentations (Toneva et al.)",

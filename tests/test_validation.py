@@ -63,6 +63,13 @@ BAD_INPUTS = [
     (["+network._target_=builtins.exec"], ["'network._target_'", "'builtins.exec'", "registries"]),
     (["+hydra.callbacks.x._target_=os.system"], ["'hydra.callbacks.x._target_'", "'os.system'", "registries"]),
     (["network.name=os.system"], ["'network.name'", "'os.system'", "'mlp'"]),
+    # a typo gets the closest valid key or option; an algorithm chosen without its network the preset
+    (["algorithm.lrr=0.1"], ["'algorithm.lrr'", "Did you mean 'algorithm.lr'?"]),
+    (["sed=1"], ["'sed'", "Did you mean 'seed'?"]),
+    (["algorithm=rtlr"], ["'algorithm'", "Did you mean 'rtrl'?"]),
+    (["task_sequence.scenario=clas"], ["'task_sequence.scenario'", "Did you mean 'class'?"]),
+    (["algorithm=rtrl"], ["'network.name'", "'mlp'", "Use learner=rnn_rtrl instead of algorithm=rtrl"]),
+    (["algorithm=bptt_truncated"], ["Use learner=rnn_bptt_truncated instead"]),
 ]
 
 

@@ -18,13 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from forgetlab.algorithms import build_algorithm
+from forgetlab.algorithms import ALGORITHMS, build_algorithm
 from forgetlab.arrays import backend_namespace
 from forgetlab.config import Config
 from forgetlab.constraints import MEMBER
 from forgetlab.contract import flat_config
 from forgetlab.data import Scenario, build_task_sequence
 from forgetlab.networks import build_network
+from forgetlab.strategies import STRATEGIES, build_strategy
 from forgetlab.trainer import Callback, Trainer, choose_probe
 from forgetlab.update_probe import UpdateProbe
 
@@ -90,23 +91,26 @@ def assemble(runs: list[Config], callbacks: list[Callback] = (), *, xp=None) -> 
     cfg = runs[0]
     sequence = build_task_sequence(cfg.task_sequence)
     scenario = Scenario(cfg.task_sequence.scenario, sequence)
-    # Per member, children by index: (initial weights, sample order, perturbation); a later stream
-    # leaves the earlier ones as they were before it existed.
-    seeds = [np.random.SeedSequence(run.seed).spawn(3) for run in runs]
+    # Per member, children by index: (initial weights, sample order, perturbation, strategy); a later
+    # stream leaves the earlier ones as they were before it existed.
+    seeds = [np.random.SeedSequence(run.seed).spawn(4) for run in runs]
     network = build_network(cfg.network, sequence.input_shape, scenario.n_outputs,
-                            [np.random.default_rng(init) for init, _, _ in seeds],
+                            [np.random.default_rng(init) for init, *_ in seeds],
                             init_scale=[run.network.init_scale for run in runs],
                             xp=backend_namespace(cfg.backend.name) if xp is None else xp, dtype=cfg.backend.dtype)
-    for s, (run, (_, _, perturbation)) in enumerate(zip(runs, seeds)):
+    for s, (run, (_, _, perturbation, _)) in enumerate(zip(runs, seeds)):
         if run.network.init_perturbation:
             network.members(slice(s, s + 1)).perturb(run.network.init_perturbation, np.random.default_rng(perturbation))
     algorithm = build_algorithm([run.algorithm for run in runs], network)
     probe = choose_probe(sequence, cfg.eval.probe_per_task, cfg.task_sequence.data_seed)
-    callbacks = list(callbacks)
+    # The strategy follows training first: its task-end work (a Fisher, a memory) precedes every
+    # other callback's view of the task's end.
+    callbacks = [build_strategy([run.strategy for run in runs], network,
+                                [np.random.default_rng(strategy) for *_, strategy in seeds]), *callbacks]
     if cfg.eval.probe_every:
         # Drawn as the sample probe is: with equal sizes both probes track the same samples.
         chosen = choose_probe(sequence, cfg.eval.update_probe_per_task, cfg.task_sequence.data_seed)
-        callbacks.insert(0, UpdateProbe(sequence, scenario, chosen, cfg.eval.probe_every, cfg.eval.interference))
+        callbacks.insert(1, UpdateProbe(sequence, scenario, chosen, cfg.eval.probe_every, cfg.eval.interference))
     return Trainer(
         network,
         algorithm,
@@ -119,9 +123,16 @@ def assemble(runs: list[Config], callbacks: list[Callback] = (), *, xp=None) -> 
         every_samples=cfg.eval.every_samples,
         eval_split=cfg.eval.split,
         probe=probe,
-        rngs=[np.random.default_rng(order) for _, order, _ in seeds],
+        rngs=[np.random.default_rng(order) for _, order, _, _ in seeds],
         callbacks=callbacks,
     )
+
+
+def learner_label(run: Config) -> str:
+    """How reports name the learner of ``run``: its algorithm's label, and its strategy's after a "+"
+    (none for fine-tuning), e.g. "backprop (MLP) + EWC"."""
+    strategy = STRATEGIES[run.strategy.name].label(run)
+    return ALGORITHMS[run.algorithm.name].label(run) + (f" + {strategy}" if strategy else "")
 
 
 def build_trainer(cfg: Config, callbacks: list[Callback] = (), *, xp=None) -> Trainer:

@@ -14,6 +14,7 @@ config fields with it, next to its own code, and raises ``ConfigError`` for a ru
 
 from __future__ import annotations
 
+import difflib
 import math
 from abc import ABC, abstractmethod
 from numbers import Real
@@ -29,9 +30,18 @@ class ConfigError(ValueError):
     """A config value is out of its allowed range or set; the message names key, value and what is allowed."""
 
 
-def fail(key: str, value: Any, allowed: str) -> None:
-    """Raise the ConfigError of ``key``: "The 'key' parameter must be <allowed>. Got <value> instead."."""
-    raise ConfigError(f"The '{key}' parameter must be {allowed}. Got {value!r} instead.")
+def fail(key: str, value: Any, allowed: str, hint: str = "") -> None:
+    """Raise the ConfigError of ``key``: "The 'key' parameter must be <allowed>. Got <value> instead."
+    and ``hint`` (e.g. ``did_you_mean``'s) after it."""
+    raise ConfigError(f"The '{key}' parameter must be {allowed}. Got {value!r} instead.{hint}")
+
+
+def did_you_mean(given: Any, options) -> str:
+    """" Did you mean 'x'?" for the option closest to a mistyped ``given`` (difflib's ratio ≥ 0.6), else ""."""
+    if not isinstance(given, str):
+        return ""
+    close = difflib.get_close_matches(given, [str(o) for o in options], n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 class Constraint(ABC):
@@ -108,13 +118,15 @@ class NonNegativeInt(Constraint):
 
 
 class ListOf(Constraint):
-    """A list whose every item satisfies ``item``; ``description`` is what is allowed, in words."""
+    """A list of at least ``min_length`` items, each satisfying ``item``; ``description`` is what is
+    allowed, in words."""
 
-    def __init__(self, item: Constraint, *, description: str) -> None:
-        self.item, self.description = item, description
+    def __init__(self, item: Constraint, *, description: str, min_length: int = 0) -> None:
+        self.item, self.description, self.min_length = item, description, min_length
 
     def is_satisfied_by(self, value: Any) -> bool:
-        return isinstance(value, (list, tuple)) and all(self.item.is_satisfied_by(v) for v in value)
+        return (isinstance(value, (list, tuple)) and len(value) >= self.min_length
+                and all(self.item.is_satisfied_by(v) for v in value))
 
     def __str__(self) -> str:
         return self.description

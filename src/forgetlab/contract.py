@@ -8,7 +8,9 @@ so a name is spelled once and writer and reader cannot drift apart.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,24 @@ TAG_CODE_VERSION = "forgetlab.code_version"  # content hash of the package's sou
 TAG_CODE_DIFF = "forgetlab.code_diff"  # hash of the uncommitted changes to the package and conf/ (only when there are any)
 TAG_FULL_NAME = "forgetlab.full_name"  # training runs: the run name spelled out, with the job's overrides
 TAG_LEARNER_LABEL = "forgetlab.learner_label"  # training runs: the learner's display label, e.g. "BPTT(4; 1)"
+TAG_CHANCE_ACCURACY = "forgetlab.chance_accuracy"  # training runs: accuracy of guessing among the allowed outputs
+
+# The forgetlab package whose source a run's TAG_CODE_VERSION hashes (``package_hash``).
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def package_hash(package_dir: Path = PACKAGE_DIR) -> str:
+    """The value of ``TAG_CODE_VERSION``: the first 16 hex digits of SHA-256 over the relative path and
+    content of every ``*.py`` file of the package. Spelled here, with the tag, so that ``analysis/``
+    tells the current code's runs from others' as training computes it (``tracking.code_version``)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(package_dir).rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
 
 # Config keys that say on which machine a run was stored, not what it is: tags, not params.
 MACHINE_KEYS = ("tracking.uri", "tracking.artifact_location")
@@ -64,6 +84,21 @@ TAG_RUN_NAME = "mlflow.runName"
 # Experiment tag: the experiment type MLflow records ("Machine learning" rather than "GenAI apps & agents").
 EXPERIMENT_TAG_KIND = "mlflow.experimentKind"
 EXPERIMENT_KIND_TRAINING = "custom_model_development"
+
+
+# Experiment tag: the run table's columns for comparing runs (the learner, the scenario, training mode and
+# seed, the final metrics), as MLflow's UI reads a shared view: the addresses forgetlab prints for an
+# experiment end in ``viewStateShareKey=<COMPARE_VIEW>`` (forgetlab.server.ui_url), which opens it.
+COMPARE_VIEW = "forgetlab"
+EXPERIMENT_TAG_COMPARE_VIEW = f"mlflow.sharedViewState.{COMPARE_VIEW}"
+
+
+def compare_view() -> str:
+    """The shared view's state (JSON): selected columns, every run shown in the charts."""
+    columns = [f"tags.`{TAG_LEARNER_LABEL}`", "params.`task_sequence.scenario`", "params.`task_sequence.joint`",
+               "params.`seed`", *(f"metrics.`{m.logged}`" for m in metric_registry.METRICS if m.logged),
+               "attributes.`Duration`"]
+    return json.dumps({"selectedColumns": columns, "runsHiddenMode": "SHOW_ALL"})
 
 
 def report_experiment(experiment: str) -> str:
@@ -114,6 +149,8 @@ EVAL_ARTIFACTS = (ARTIFACT_ACCURACY_MATRIX, ARTIFACT_TASK_CURVE, ARTIFACT_SAMPLE
 # The update-resolution probe (eval.probe_every > 0): only runs that have one write it.
 UPDATE_PROBE_FILE = "update_probe.npz"
 ARTIFACT_UPDATE_PROBE = f"{EVAL_DIR}/{UPDATE_PROBE_FILE}"
+# A strategy with an episodic memory (replay, A-GEM): which training samples it held, for auditing a run.
+ARTIFACT_STRATEGY_MEMORY = "strategy/memory.npz"
 ARTIFACT_TRACEBACK = "traceback.txt"  # FAILED and KILLED runs
 ARTIFACT_CODE_DIFF = "code/uncommitted.diff"  # the uncommitted changes of TAG_CODE_DIFF
 # For people in the MLflow UI, which cannot preview the parquet and npz files above:
@@ -139,23 +176,23 @@ METRIC_SEEN_ACCURACY = "acc/seen"  # mean accuracy over the tasks whose training
 METRIC_TRAIN_LOSS = "loss/train"
 METRIC_UPDATES = "updates"
 
-# The final metrics: every metric record with a ``logged`` key (forgetlab.metric_registry).
+# The final metrics: every metric record with a ``logged`` key (forgetlab.metric_registry), logged once
+# at the end of a run at step FINAL_STEP: a summary, drawn as bars by MLflow's chart view.
+FINAL_STEP = 0
 FINAL_ACC = metric_registry.ACC.logged
 FINAL_BWT = metric_registry.BWT.logged
 FINAL_FWT = metric_registry.FWT.logged
 FINAL_FORGETTING = metric_registry.FORGETTING_MAX.logged
 
-# Parent runs, at the end of a sweep (step 0). Names of their own, so that they never share a chart
-# with the training runs' metrics.
+# Parent runs, at the end of a sweep (step 0: MLflow's chart view draws a metric whose last step is 0 as
+# bars). Names of their own, so that they never share a chart with the training runs' metrics. The
+# counts describe the sweep across its calls (a re-run that skips everything leaves them as they were).
 METRIC_SWEEP_JOBS = "sweep/jobs"
-METRIC_SWEEP_FINISHED = "sweep/jobs_finished"  # jobs whose config has a FINISHED run, trained now or before
-METRIC_SWEEP_FAILED = "sweep/jobs_failed"
-METRIC_SWEEP_SKIPPED = "sweep/jobs_skipped"
-
-
-def metric_sweep_mean(final_metric: str) -> str:
-    """The mean of ``final/<x>`` over the sweep's finished jobs that have it: ``sweep/mean_final_<x>``."""
-    return "sweep/mean_" + final_metric.replace("/", "_")
+METRIC_SWEEP_FINISHED = "sweep/jobs_finished"  # jobs whose config has a FINISHED run, trained by this sweep or before
+METRIC_SWEEP_TRAINED = "sweep/jobs_trained"  # of those, trained by this sweep (its runs nest under the parent)
+METRIC_SWEEP_SKIPPED = "sweep/jobs_skipped"  # of those, finished before this sweep (by another one)
+METRIC_SWEEP_FAILED = "sweep/jobs_failed"  # jobs that failed in the sweep's last call
+ARTIFACT_SWEEP_RESULTS = "sweep_results.json"  # parent runs: the results table (condition x final metrics), a UI table
 
 
 def final_metrics(R_with_init: np.ndarray, chance: np.ndarray | None = None) -> dict[str, float]:
@@ -185,4 +222,7 @@ NEUTRAL_ADDITIONS: dict[str, object] = {
     "algorithm.implementation": "auto",
     "network.recurrent_init": "gaussian",
     "network.recurrent_scale": 1.0,
+    # Every run before strategies existed was fine-tuning: at these values the group drops out of the hash.
+    "strategy.name": "fine_tuning",
+    "strategy.selected_by": "",
 }

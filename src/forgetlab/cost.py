@@ -2,11 +2,15 @@
 
 ``check_cost(cfg)`` runs before any MLflow run is created (single runs, and every job of a sweep
 before the first starts): a run that cannot fit in the memory available now is refused with a
-ConfigError naming the network size; one estimated to take longer than ``guard.max_hours`` gets a
-warning and goes on. ``estimate`` is a pure function of the config and the data's sizes.
+ConfigError naming the network size; so is one estimated to take longer than ``guard.max_hours``
+(raise it to go on: a run far over the limit is nearly always a mistyped size, and a refusal costs
+a re-typed command where a started run costs hours), and one whose ``trainer.batch_size`` exceeds
+a training stage's samples. ``estimate`` is a pure function of the config and the data's sizes.
 
-The network and the algorithm declare their own costs (``Network.cost``, ``LearningAlgorithm.cost``,
-in the vocabulary of ``forgetlab.cost_model``); this module adds what every run holds:
+The network, the algorithm and the continual-learning strategy declare their own costs
+(``Network.cost``, ``LearningAlgorithm.cost``, ``Strategy.cost``, in the vocabulary of
+``forgetlab.cost_model``: a strategy's per-update work times the algorithm's updates per sample, a
+replayed sample's work, a memory); this module adds what every run holds:
 
 - the weights, their gradient and a pending/temporary copy (3 P values for P parameters);
 - the data set, about three times (tasks, stages, the per-epoch shuffled copy);
@@ -26,17 +30,18 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from forgetlab.algorithms import ALGORITHMS
 from forgetlab.config import Config
-from forgetlab.constraints import ConfigError
+from forgetlab.constraints import ConfigError, fail
 from forgetlab.cost_model import BYTES_PER_VALUE, FLOPS_PER_S, DataSize
 from forgetlab.data import TASK_SEQUENCES, Scenario, build_task_sequence
 from forgetlab.networks import NETWORKS
+from forgetlab.strategies import STRATEGIES
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,11 @@ class Cost:
     memory_bytes: float
     seconds: float
     largest_term: str  # what needs the most memory, in words
+    artifact_bytes: float = 0.0  # an upper bound on the run's artifacts on disk (``artifact_bytes``)
+
+
+# The run's figures, tables, config and code diff: ~80 KiB for the default run; a generous bound.
+FILES_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -75,8 +85,7 @@ def data_size(cfg: Config) -> DataSize:
     steps, n_inputs = (seq.shape[0], seq.shape[1]) if len(seq.shape) == 2 else (1, seq.shape[0])
     epochs = 1 if seq.single_pass else cfg.trainer.epochs_per_task
     n_train, n_held_out = sum(seq.n_train), sum(seq.n_held_out)
-    per_task = cfg.eval.probe_per_task
-    n_probe = sum(n if per_task == "all" else min(int(per_task), n) for n in seq.n_train)
+    n_probe = probe_size(seq.n_train, cfg.eval.probe_per_task)
     stages = 1 if ts.joint else len(seq.n_train)
     every = cfg.eval.every_samples
     train_samples = n_train * epochs
@@ -84,6 +93,7 @@ def data_size(cfg: Config) -> DataSize:
         n_inputs=n_inputs, steps=steps, n_outputs=seq.n_outputs, train_samples=train_samples,
         eval_samples=n_held_out + n_probe, eval_points=1 + stages + (train_samples // every if every else 0),
         data_values=(n_train + n_held_out) * steps * n_inputs, batch_size=int(cfg.trainer.batch_size),
+        n_stages=stages, epochs=epochs,
     )
 
 
@@ -91,13 +101,37 @@ def estimate(cfg: Config, data: DataSize) -> Cost:
     """Peak memory (bytes) and training time (seconds) of ``cfg`` on data of size ``data``."""
     network = NETWORKS[cfg.network.name].cost(cfg.network, data)
     work = ALGORITHMS[cfg.algorithm.name].cost(cfg, network, data)
-    terms = {**network.memory, **work.memory,  # values held at once, by what holds them
+    strategy = STRATEGIES[cfg.strategy.name].cost(cfg, network, data, work)
+    terms = {**network.memory, **work.memory, **strategy.memory,  # values held at once, by what holds them
              "the weights, their gradient and a copy": 3 * network.params, "the data set": 3 * data.data_values}
-    seconds = data.train_samples * (work.ops_per_sample / FLOPS_PER_S + work.seconds_per_sample
-                                    + network.seconds_per_sample)
+    ops = work.ops_per_sample + strategy.ops_per_sample
+    overhead = network.seconds_per_sample + work.seconds_per_sample + strategy.seconds_per_sample
+    seconds = data.train_samples * (ops / FLOPS_PER_S + overhead)
     seconds += data.eval_points * data.eval_samples * network.forward_ops / FLOPS_PER_S
     largest = max(terms, key=terms.get)
-    return Cost(BYTES_PER_VALUE * sum(terms.values()), seconds, largest)
+    return Cost(BYTES_PER_VALUE * sum(terms.values()), seconds, largest, artifact_bytes(cfg, data))
+
+
+def probe_size(n_train: tuple[int, ...], per_task) -> int:
+    """Samples a probe of ``per_task`` samples of every task holds (``"all"``: every sample)."""
+    return sum(n if per_task == "all" else min(int(per_task), n) for n in n_train)
+
+
+def artifact_bytes(cfg: Config, data: DataSize) -> float:
+    """An upper bound on the bytes of the run's artifacts (docs/tracking.md, "Artifacts"): their
+    arrays uncompressed (the sample probe's booleans and float64 losses at every evaluation point,
+    the task curve, and with ``eval.probe_every`` the update probe's rows at the most updates the
+    run can make), plus ``FILES_BYTES``."""
+    seq = sequence_size(json.dumps(asdict(cfg.task_sequence), sort_keys=True), cfg.eval.split)
+    tasks, points = len(seq.n_train), data.eval_points
+    total = points * probe_size(seq.n_train, cfg.eval.probe_per_task) * (1 + 8) + points * tasks * 7 * 8
+    if cfg.eval.probe_every:
+        rows = data.train_samples * data.steps / max(1, data.batch_size) / cfg.eval.probe_every + 1
+        probed = probe_size(seq.n_train, cfg.eval.update_probe_per_task)
+        total += rows * probed * (1 + 4)  # correct (bool), loss (float32)
+        if cfg.eval.interference:  # predicted and measured (float32), step norms, cosines to every task
+            total += rows * (probed * 8 + (tasks + 2) * 8)
+    return total + FILES_BYTES
 
 
 def available_memory() -> int | None:
@@ -139,13 +173,15 @@ def human_seconds(s: float) -> str:
     return f"{s / 3600:.3g} h" if s >= 3600 else f"{s / 60:.3g} min" if s >= 60 else f"{s:.2g} s"
 
 
-def check_cost(cfg: Config, *, available: int | None = None, label: str = "", members: int = 1) -> Cost:
-    """Refuse (ConfigError) a run whose estimated memory exceeds what is available now; warn on
-    stderr when its estimated time exceeds ``guard.max_hours``. ``available`` defaults to
-    ``available_memory()``; ``label`` names the run in the warning; ``members``: the config trains as
-    one of that many members of an ensemble, which hold their arrays side by side."""
+def check_cost(cfg: Config, *, available: int | None = None, members: int = 1) -> Cost:
+    """Refuse (ConfigError) a run whose estimated memory exceeds what is available now, whose estimated
+    time exceeds ``guard.max_hours``, or whose batch exceeds a training stage (``check_batch_size``).
+    ``available`` defaults to ``available_memory()``; ``members``: the config trains as one of that
+    many members of an ensemble, which hold their arrays side by side. Returns the estimate."""
+    check_batch_size(cfg)
     one = estimate(cfg, data_size(cfg))
-    cost = Cost(memory_bytes=one.memory_bytes * members, seconds=one.seconds, largest_term=one.largest_term)
+    cost = Cost(memory_bytes=one.memory_bytes * members, seconds=one.seconds, largest_term=one.largest_term,
+                artifact_bytes=one.artifact_bytes * members)
     available = available_memory() if available is None else available
     if available is not None and cost.memory_bytes > available:
         key = size_key(cfg)
@@ -157,8 +193,23 @@ def check_cost(cfg: Config, *, available: int | None = None, label: str = "", me
             f"more than the {human_bytes(available)} available. Got {value!r} instead."
         )
     if cost.seconds > cfg.guard.max_hours * 3600:
-        print(f"Warning: {label + ': ' if label else ''}this run is estimated to train for about "
-              f"{human_seconds(cost.seconds)} ({size_key(cfg)}={getattr(cfg.network, size_key(cfg).split('.', 1)[1])}, "
-              f"algorithm.name={cfg.algorithm.name!r}), longer than guard.max_hours={cfg.guard.max_hours:g}. "
-              "It goes on; raise guard.max_hours to silence this.", file=sys.stderr, flush=True)
+        hours = cost.seconds / 3600
+        raise ConfigError(
+            f"This run is estimated to train for about {human_seconds(cost.seconds)} ({size_key(cfg)}="
+            f"{getattr(cfg.network, size_key(cfg).split('.', 1)[1])}, algorithm.name={cfg.algorithm.name!r}), longer "
+            f"than guard.max_hours={cfg.guard.max_hours:g}. To run it anyway, raise the limit (e.g. "
+            f"guard.max_hours={math.ceil(hours * 3):g}: the estimate may be off by a factor of 3)."
+        )
     return cost
+
+
+def check_batch_size(cfg: Config) -> None:
+    """Refuse (ConfigError) a ``trainer.batch_size`` larger than the training samples of a stage (a
+    task, or the joint stage): every batch would be the whole stage, one update per epoch, while the
+    run records the batch size it was given."""
+    seq = sequence_size(json.dumps(asdict(cfg.task_sequence), sort_keys=True), cfg.eval.split)
+    stages = (sum(seq.n_train),) if cfg.task_sequence.joint else seq.n_train
+    if cfg.trainer.batch_size > min(stages):
+        fail("trainer.batch_size", cfg.trainer.batch_size,
+             f"at most {min(stages)}, the training samples of the smallest training stage of "
+             f"{cfg.task_sequence.name!r} (a larger batch would be the whole stage)")

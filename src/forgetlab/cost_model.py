@@ -1,6 +1,6 @@
 """The vocabulary in which a network and a learning algorithm declare what a run of them costs: the
 sizes of the data (``DataSize``), a network's size (``NetworkCost``) and the work of training on
-one sample (``Work``). ``forgetlab.cost`` adds them up and guards a run with the total.
+one sample (``Work``), of an algorithm and of a continual-learning strategy. ``forgetlab.cost`` adds them up and guards a run with the total.
 
 Counts are in values held at once (8 bytes each in float64) and floating-point operations. The time
 constants were measured on the 2-vCPU development machine with the trainer's single BLAS thread
@@ -29,6 +29,8 @@ class DataSize:
     eval_points: int
     data_values: int  # floats of the data set (inputs of every train and test sample)
     batch_size: int = 1  # training samples per update
+    n_stages: int = 1  # training stages: the tasks, or the one joint stage
+    epochs: int = 1  # passes over each stage's training samples
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,11 @@ class NetworkCost:
 
 @dataclass(frozen=True)
 class Work:
-    """What a learning algorithm adds: operations per training sample, values it holds at once."""
+    """What a learning algorithm (or a continual-learning strategy on top of it) adds: operations per
+    training sample, values it holds at once, weight updates per training sample (what a strategy's
+    work per update is multiplied by) and call overhead per training sample beyond the network's."""
 
     ops_per_sample: float
     memory: dict[str, float] = field(default_factory=dict)
     seconds_per_sample: float = 0.0  # time it measured for itself, beyond ops_per_sample at FLOPS_PER_S
+    updates_per_sample: float = 1.0

@@ -17,9 +17,9 @@ sample level the fields of the sample probe, ``correct``, ``samples_seen``, ``up
 
 from __future__ import annotations
 
+import argparse
 import functools
 import inspect
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,6 +252,14 @@ def with_tables(doc: str) -> str:
     return doc
 
 
-if __name__ == "__main__":  # rewrite the tables of docs/metrics.md (or the file named)
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else DOC
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m forgetlab.metric_registry",
+        description="Rewrite the metric tables of docs/metrics.md (between their markers) from the Metric records.")
+    parser.add_argument("doc", nargs="?", type=Path, default=DOC, help="the file to rewrite (default: docs/metrics.md)")
+    path = parser.parse_args(argv).doc
     path.write_text(with_tables(path.read_text()))
+
+
+if __name__ == "__main__":
+    main()

@@ -16,6 +16,13 @@ Three kinds of process see the signal, and each does what lets the others finish
   initializer). Were it to die, loky would take the pool for broken and SIGKILL the workers
   that are still ending their runs.
 
+A worker process also dies with its sweep (``exit_with_parent``, started by the same initializer):
+after ``kill -9`` of the sweeper its workers are re-parented and would train on for as long as
+they like (loky's workers ignore SIGTERM and never ask whether their parent lives). A thread polls
+the parent pid every ``PARENT_POLL_S``; when it changes, a job in progress gets ``Stopped`` with the
+reason (its run ends KILLED saying so) and the process exits once the job has ended (at most
+``GRACE_S``), an idle one at once.
+
 A signal that lands while Python runs a finalizer (a ``__del__``, a weakref callback such as
 SQLAlchemy's) raises ``Stopped`` there, where Python prints "Exception ignored in" and drops it.
 ``sys.unraisablehook`` catches that drop, prints nothing and delivers the stop again, so it is
@@ -30,6 +37,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -37,6 +45,7 @@ from typing import Iterator
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 REASONS = {signal.SIGINT: "Interrupted by Ctrl-C (SIGINT)", signal.SIGTERM: "Terminated by SIGTERM"}
 GRACE_S = 30.0  # how long the sweeper lets running jobs end their runs after a stop signal
+PARENT_POLL_S = 0.5  # how often a worker process asks whether its sweep's process still lives
 
 
 class Stopped(KeyboardInterrupt):
@@ -124,9 +133,43 @@ def handle_stop_signals() -> None:
 
 
 def ignore_stop_signals() -> None:
-    """For idle job processes (the joblib workers' initializer): only a job acts on a stop signal."""
+    """For idle job processes: only a job acts on a stop signal."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
+
+
+def init_worker() -> None:
+    """The joblib workers' initializer: idle, ignore stop signals; die with the sweep's process."""
+    ignore_stop_signals()
+    exit_with_parent()
+
+
+_watched_parent: list[int] = []  # the parent pid this process watches (exit_with_parent), once started
+
+
+def exit_with_parent(poll_s: float = PARENT_POLL_S) -> bool:
+    """Start (once per process) the thread that ends this process when its parent process dies
+    (see the module doc); False when there is no parent to watch (already re-parented)."""
+    parent = os.getppid()
+    if _watched_parent or parent <= 1:
+        return bool(_watched_parent)
+    _watched_parent.append(parent)
+    threading.Thread(target=_watch_parent, args=(parent, poll_s), name="parent-watch", daemon=True).start()
+    return True
+
+
+def _watch_parent(parent: int, poll_s: float) -> None:
+    while os.getppid() == parent:
+        time.sleep(poll_s)
+    reason = f"Its sweep's process (pid {parent}) died; the job stopped with it"
+    if _state.in_job:
+        if _state.stop is None:
+            _state.stop = Stopped(reason, signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)  # the job's handler raises the stop in the main thread
+        deadline = time.monotonic() + GRACE_S
+        while _state.in_job and time.monotonic() < deadline:
+            time.sleep(0.05)
+    os._exit(128 + signal.SIGTERM)
 
 
 def stop_requested(stop_file: Path | None = None) -> Stopped | None:

@@ -14,13 +14,16 @@ the error) while the others go on; a lone network is the ensemble of one.
 
 Whoever follows training (tracking, progress lines, the update-resolution probe, a continual-learning
 strategy) is a ``Callback``: one protocol, called by the trainer, which never imports its callbacks.
+A callback may also hand the trainer batches to learn between the stage's own (``Callback.replay``:
+a strategy's replayed samples); those are weight updates, but neither samples seen nor presentations
+of the stage's samples, so that every strategy is evaluated at the same points of the task stream.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -78,8 +81,8 @@ class TrainingResult:
 
 class Callback:
     """What the trainer tells whoever follows it. Every method is optional (these do nothing); the
-    trainer calls ``on_update`` and ``on_batch_end`` only on callbacks that define them, since they
-    come with every update. ``points`` hold the evaluation point of each member still training."""
+    trainer calls ``on_update``, ``on_batch_end`` and ``replay`` only on callbacks that define them,
+    since they come with every update. ``points`` hold the evaluation point of each member still training."""
 
     def on_train_start(self, trainer: Trainer) -> None:
         """Before the first evaluation point."""
@@ -92,6 +95,12 @@ class Callback:
 
     def on_batch_end(self, trainer: Trainer, stage: int, samples: np.ndarray) -> None:
         """Each member learned its batch of ``stage``'s training samples at positions ``samples`` (S, b)."""
+
+    def replay(self, trainer: Trainer, stage: int) -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Batches (x, y, mask), each member its own (S, b, ...), for the algorithm to learn right
+        after each batch of ``stage`` (after every ``on_batch_end``), as it learns the stage's own; they
+        are not samples seen, not presentations and not in the training loss. None by default."""
+        return ()
 
     def on_stage_end(self, trainer: Trainer, stage: int) -> None:
         """After the last sample of ``stage`` (and the algorithm's ``end_task``), before its boundary point."""
@@ -329,6 +338,7 @@ class Trainer:
         self.stages = self._stages(joint)
         self.evaluator = Evaluator(sequence, scenario, probe, split=eval_split, xp=network.xp, dtype=self.dtype)
         self.weight_check = WeightCheck(network.params)
+        self._on_host = is_numpy(network.xp)
 
     def _stages(self, joint: bool) -> list[Stage]:
         tasks = self.sequence.tasks
@@ -359,6 +369,7 @@ class Trainer:
         self._errors: list[TrainingDiverged | None] = [None] * S
         self._per_update = [c for c in self.callbacks if defines(c, "on_update")]
         self._per_batch = [c for c in self.callbacks if defines(c, "on_batch_end")]
+        self._replaying = [c for c in self.callbacks if defines(c, "replay")]
         if self._per_update:
             self.algorithm.on_update.append(self._updated)
         try:
@@ -388,7 +399,6 @@ class Trainer:
     def _train_stage(self, s: int, stage: Stage, progress: _Progress, log: PresentationLog) -> None:
         """Train on ``stage`` for the configured epochs; its scheduled points and its boundary point."""
         xp = self.network.xp
-        on_host = is_numpy(xp)
         n = stage.n
         stage_end = progress.samples_seen + n * self.epochs
         slots = log.slots(stage.tasks)
@@ -405,21 +415,30 @@ class Trainer:
             log.record_epoch(slots, orders, progress.samples_seen)
             for start in range(0, n, self.batch_size):
                 stop = min(start + self.batch_size, n)
-                loss = self.algorithm.learn(x[:, start:stop], y[:, start:stop], mask[:, start:stop])
-                # One sum tells whether any member's loss is inf or nan (losses are bounded otherwise):
-                # over Python floats on the host, a fifth of a NumPy reduction of a few values; on a
-                # device, one reduction there and a single number back.
-                if not math.isfinite(sum(loss.tolist()) if on_host else float(xp.sum(loss))):
-                    self._stop_diverged(to_numpy(loss), progress.samples_seen + stop - start, stage.name)
+                loss = self._learn(x[:, start:stop], y[:, start:stop], mask[:, start:stop],
+                                   progress.samples_seen + stop - start, stage.name)
                 progress.trained_on(stop - start, loss)
                 for callback in self._per_batch:
                     callback.on_batch_end(self, s, orders[:, start:stop])
+                for callback in self._replaying:
+                    for batch in callback.replay(self, s):
+                        self._learn(*batch, progress.samples_seen, stage.name)
                 if scheduled_point_due(self.every, progress.samples_seen, progress.last_point, stage_end):
                     self._point(progress, stage=s, boundary=False)
         self.algorithm.end_task()
         for callback in self.callbacks:
             callback.on_stage_end(self, s)
         self._point(progress, stage=s, boundary=True)
+
+    def _learn(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, samples_seen: int, stage: str) -> np.ndarray:
+        """The algorithm learns one batch per member; the members whose loss is not finite stop."""
+        loss = self.algorithm.learn(x, y, mask)
+        # One sum tells whether any member's loss is inf or nan (losses are bounded otherwise): over
+        # Python floats on the host, a fifth of a NumPy reduction of a few values; on a device, one
+        # reduction there and a single number back.
+        if not math.isfinite(sum(loss.tolist()) if self._on_host else float(self.network.xp.sum(loss))):
+            self._stop_diverged(to_numpy(loss), samples_seen, stage)
+        return loss
 
     def _stop_diverged(self, loss: np.ndarray, samples_seen: int, stage: str) -> None:
         """Stop the members whose loss is no longer finite; raise ``_AllDiverged`` when none is left."""

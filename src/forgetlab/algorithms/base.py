@@ -6,6 +6,10 @@ change. Every array carries the network's leading member axis (``networks.base``
 learn side by side, each from its own samples and with its own learning rate and L2 coefficient,
 and a lone network is the case of one member.
 
+Every update of every algorithm goes through ``apply`` (per sample, per mini-batch, per sequence or
+in mid-sequence): the one place where an ``UpdateHook`` (a continual-learning strategy,
+``forgetlab.strategies``) may change the gradient before it is applied, and nothing else branches on it.
+
 An algorithm class is also its config group's option (``algorithm=<name>``, ``forgetlab.registry``):
 it declares its name, its config (``AlgorithmConfig`` or a subclass, next to it, whose fields are its
 constructor's keyword arguments), the networks it trains, whether it learns one sequence at a time,
@@ -18,7 +22,7 @@ import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Protocol
 
 import numpy as np
 
@@ -55,6 +59,17 @@ def per_member(value: float | Sequence[float], network: Network, name: str) -> n
         raise ValueError(f"{name}: one value for every member or one per member ({S}); got {len(values)} values")
     dtype = next(iter(network.params.values())).dtype
     return network.xp.asarray(values, dtype=dtype)
+
+
+class UpdateHook(Protocol):
+    """Changes the gradient of every update before it is applied (a penalty's gradient added, a
+    projection): registered in ``LearningAlgorithm.hooks``. The algorithm never knows what it does."""
+
+    def adjust(self, grads: dict[str, np.ndarray]) -> None:
+        """Change ``grads`` (dE/dtheta by parameter name, (S, *shape)), in place, into the gradient to apply."""
+
+    def stop_member(self, s: int) -> None:
+        """Member ``s`` stopped learning (``LearningAlgorithm.stop_member``): clear what is held for it."""
 
 
 class LearningAlgorithm(ABC):
@@ -100,8 +115,8 @@ class LearningAlgorithm(ABC):
     def cost(cls, run, network: NetworkCost, data: DataSize) -> Work:
         """The operations of training on one sample and the values held for it, for the config ``run``.
         By default about one forward and one backward pass (3 forward passes), nothing held beyond the
-        network's own arrays: an algorithm that does more declares it."""
-        return Work(ops_per_sample=3 * network.forward_ops)
+        network's own arrays, one update per batch: an algorithm that does more declares it."""
+        return Work(ops_per_sample=3 * network.forward_ops, updates_per_sample=1 / data.batch_size)
 
     def __init__(self, network: Network, lr: float | Sequence[float], l2: float | Sequence[float] = 0.0) -> None:
         self.network = network
@@ -116,6 +131,8 @@ class LearningAlgorithm(ABC):
         # Called after every weight update, wherever it happens (mid-sequence included): the trainer
         # hooks its callbacks here (``Callback.on_update``).
         self.on_update: list[Callable[[], None]] = []
+        # Change the gradient of every update before it is applied (``UpdateHook``), in this order.
+        self.hooks: list[UpdateHook] = []
 
     @abstractmethod
     def gradient(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -130,8 +147,11 @@ class LearningAlgorithm(ABC):
         return data_loss
 
     def apply(self, grads: dict[str, np.ndarray]) -> None:
-        """theta -= lr * g for each member. Consumes ``grads``: each is scaled by the learning rate in
-        place, which saves a temporary as large as the weights of every member."""
+        """theta -= lr * g for each member, g the gradient after every hook's ``adjust``. Consumes
+        ``grads``: each is scaled by the learning rate in place, which saves a temporary as large as the
+        weights of every member; so after the update (``on_update``) it holds the step lr * g."""
+        for hook in self.hooks:
+            hook.adjust(grads)
         params = self.network.params
         lr_of = self.lr_of
         for name, g in grads.items():
@@ -161,6 +181,8 @@ class LearningAlgorithm(ABC):
             p[s] = 0.0
         self.lr[s] = 0.0
         self.l2[s] = 0.0
+        for hook in self.hooks:
+            hook.stop_member(s)
 
     def objective(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """E (S,) at the current weights, computed forward only: what ``gradient`` differentiates."""

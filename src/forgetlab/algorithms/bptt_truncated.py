@@ -31,6 +31,7 @@ from forgetlab.algorithms.recurrent import (
     StepResult,
     single_sequence,
     step_loss,
+    updates_per_sequence,
 )
 from forgetlab.algorithms.base import AlgorithmConfig
 from forgetlab.algorithms.recurrent import RESETS
@@ -84,7 +85,8 @@ class BPTTTruncated(OnlineRecurrentAlgorithm):
         alg, H, T = run.algorithm, run.network.hidden_size, data.steps
         step_ops = 2 * H * (H + data.n_inputs)
         backward_ops = math.ceil(T / alg.h_prime) * min(alg.h, T) * 2 * step_ops
-        return Work(network.forward_ops + backward_ops, {"the BPTT history": 4 * alg.h * H})
+        return Work(network.forward_ops + backward_ops, {"the BPTT history": 4 * alg.h * H},
+                    updates_per_sample=updates_per_sequence(run, T, alg.h_prime))
 
     network: RNN
 

@@ -41,6 +41,15 @@ def step_loss(net: RNN, h_t: np.ndarray, target: np.ndarray, mask: np.ndarray, w
     return net.sample_loss(a, target, mask), weight * net.output_delta(a, target, mask)
 
 
+def updates_per_sequence(run, T: int, every: int) -> int:
+    """Weight updates an online learner with update points every ``every`` steps makes per sequence of
+    T steps from h_0 = 0, in the config ``run``: one per stretch of ``every`` steps holding a loss step
+    (the network's ``loss_at``, ``loss_last_steps``). For the cost guard."""
+    net = run.network
+    loss_steps = range(T) if net.loss_at == "all" else range(max(0, T - net.loss_last_steps), T)
+    return len({t // every for t in loss_steps})
+
+
 @dataclass(kw_only=True)
 class OnlineState:
     """What an online recurrent algorithm carries from step to step (each algorithm adds its own);

@@ -35,7 +35,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from forgetlab.algorithms.base import AlgorithmConfig
-from forgetlab.algorithms.recurrent import RESETS, OnlineRecurrentAlgorithm, OnlineState, StepResult, step_loss
+from forgetlab.algorithms.recurrent import (
+    RESETS,
+    OnlineRecurrentAlgorithm,
+    OnlineState,
+    StepResult,
+    step_loss,
+    updates_per_sequence,
+)
 from forgetlab.algorithms.rtrl_reverse import History, ReverseAccumulation, chain_steps, history_values
 from forgetlab.constraints import AT_LEAST_1, Options, constrain, fail
 from forgetlab.cost_model import FLOPS_PER_S, DataSize, NetworkCost, Work
@@ -108,7 +115,8 @@ class RTRL(OnlineRecurrentAlgorithm):
             form, held = reverse, "RTRL's history of a sequence (T x (H^2+5H+I+1))"
         else:
             form, held = forward, "RTRL's sensitivity tensors (2 x H x H x (H+I+1))"
-        return Work(network.forward_ops, {held: form.values}, max(form.seconds, form.flops / FLOPS_PER_S))
+        return Work(network.forward_ops, {held: form.values}, max(form.seconds, form.flops / FLOPS_PER_S),
+                    updates_per_sample=updates_per_sequence(run, T, alg.update_every))
 
     network: RNN
 

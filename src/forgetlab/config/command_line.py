@@ -3,6 +3,7 @@ malformed override) translated into forgetlab's ConfigError, and the ``_target_`
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable
 
 from hydra.errors import MissingConfigException, OverrideParseException
@@ -12,7 +13,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationErr
 from forgetlab.config.compose import compose
 from forgetlab.config.schema import declared_type, group_keys
 from forgetlab.config.validation import unknown_key_error, validate
-from forgetlab.constraints import ConfigError, fail
+from forgetlab.constraints import ConfigError, did_you_mean, fail
 
 
 def explain_composition_error(
@@ -29,7 +30,7 @@ def explain_composition_error(
         group, _, option = error.missing_cfg_file.rpartition("/")
         return ConfigError(
             f"The '{group}' config group must be one of {', '.join(repr(o) for o in error.options)}. "
-            f"Got {option!r} instead."
+            f"Got {option!r} instead.{did_you_mean(option, error.options)}"
         )
     cause = error.__cause__ if error.__cause__ is not None else error
     full_key = getattr(cause, "full_key", None)
@@ -90,10 +91,11 @@ def check_launcher(cfg: DictConfig) -> None:
              "a non-zero int: the number of parallel jobs, or -1 for one per CPU (-2 for all but one, ...)")
 
 
-def check_command_line(config_dir: str, config_name: str, overrides: list[str], multirun: bool) -> None:
+def check_command_line(config_dir: str, config_name: str, overrides: list[str], multirun: bool) -> DictConfig:
     """Compose the primary config from the command line as Hydra is about to, and raise ConfigError
     for an unknown key, unknown group option, wrong type or malformed override. Hydra itself would
-    report these with exit code 1 and its own wording; the sweeper checks each job of a multirun."""
+    report these with exit code 1 and its own wording; the sweeper checks each job of a multirun.
+    Returns the composed config with its ``hydra`` node (its run and sweep directories)."""
 
     def compose_with(kept: list[str]) -> DictConfig:
         return compose(kept, return_hydra_config=True, multirun=multirun, config_dir=config_dir,
@@ -109,6 +111,8 @@ def check_command_line(config_dir: str, config_name: str, overrides: list[str], 
     check_targets(cfg)
     check_launcher(cfg)
     if not multirun:
-        with open_dict(cfg):
-            del cfg["hydra"]
-        validate(cfg)
+        run = copy.deepcopy(cfg)
+        with open_dict(run):
+            del run["hydra"]
+        validate(run)
+    return cfg

@@ -11,6 +11,8 @@ from pathlib import Path
 import yaml
 from omegaconf import OmegaConf
 
+# conf/ of the project (src/forgetlab/config/help.py -> the root)
+CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 RESOLVER = "forgetlab.options"
 INDENT = " " * 18  # where the option lines start in the printed help
 WIDTH = 110
@@ -31,6 +33,27 @@ def options(group: str, conf_dir: Path, parts: list[str] = ()) -> str:
         shown += "   (default: none)"
     lines = textwrap.wrap(shown, WIDTH - len(INDENT), break_long_words=False, break_on_hyphens=False)
     return f"\n{INDENT}".join(lines)
+
+
+def learner_presets(conf_dir: Path = CONF_DIR) -> dict[str, str]:
+    """preset name -> the algorithm it chooses, for every ``conf/learner/*.yaml`` (the study presets in
+    its subfolders set learning rates of their own and are left out)."""
+    presets = {}
+    for path in sorted((Path(conf_dir) / "learner").glob("*.yaml")):
+        defaults = (yaml.safe_load(path.read_text()) or {}).get("defaults", [])
+        for entry in defaults:
+            if isinstance(entry, dict) and "override /algorithm" in entry:
+                presets[path.stem] = entry["override /algorithm"]
+    return presets
+
+
+def learner_hint(algorithm: str, conf_dir: Path = CONF_DIR) -> str:
+    """" Use learner=rnn_rtrl ..." for an algorithm chosen without the network it trains, else ""."""
+    names = [name for name, chosen in learner_presets(conf_dir).items() if chosen == algorithm]
+    if not names:
+        return ""
+    return (f" Use {' or '.join(f'learner={n}' for n in names)} instead of algorithm={algorithm}: a learner preset "
+            "switches network, algorithm and input form together.")
 
 
 def register_help_resolver(conf_dir: Path, parts_of) -> None:

@@ -1,6 +1,6 @@
 """The structured config of a run: the groups that every run has (trainer, eval, tracking, backend,
 paths, guard) declared here, each field with its constraints; the groups whose options are parts
-(network, algorithm, task_sequence) take their schemas from the parts' own declarations
+(network, algorithm, strategy, task_sequence) take their schemas from the parts' own declarations
 (``forgetlab.registry``). All are registered in Hydra's ConfigStore.
 
 The YAML files in ``conf/`` name these schemas in their defaults lists, so a key that is not declared,
@@ -26,6 +26,7 @@ from forgetlab.networks import NETWORKS, NetworkConfig
 from forgetlab.config.help import register_help_resolver
 from forgetlab.config.selection import register_resolvers
 from forgetlab.registry import load_extensions
+from forgetlab.strategies import STRATEGIES, StrategyConfig
 
 @dataclass
 class TrainerConfig:
@@ -65,6 +66,8 @@ class TrackingConfig:
     resume_ignores_code: bool = False
     # A RUNNING run of another machine counts as dead when its heartbeat is older than this.
     stale_after_s: float = field(default=600.0, metadata=constrain(POSITIVE))
+    # true: a new sqlite store's missing directory is created; false: it is an error (a typo in the URI).
+    create_store_dir: bool = False
 
 
 @dataclass
@@ -82,7 +85,7 @@ class PathsConfig:
 
 @dataclass
 class GuardConfig:
-    # A run estimated to train for longer than this gets a warning before it starts (hours).
+    # A run estimated to train for longer than this is refused before it starts (hours): raise it to go on.
     max_hours: float = field(default=1.0, metadata=constrain(POSITIVE))
 
 
@@ -90,6 +93,7 @@ class GuardConfig:
 class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     task_sequence: TaskSequenceConfig = field(default_factory=TaskSequenceConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -108,7 +112,7 @@ TOP_LEVEL_KEYS = {f.name for f in fields(Config)} | {"hydra"}
 
 # The groups whose options are parts, each declared with its config (``forgetlab.registry``).
 PART_GROUPS = {"network": (NETWORKS, NetworkConfig), "algorithm": (ALGORITHMS, AlgorithmConfig),
-               "task_sequence": (TASK_SEQUENCES, TaskSequenceConfig)}
+               "strategy": (STRATEGIES, StrategyConfig), "task_sequence": (TASK_SEQUENCES, TaskSequenceConfig)}
 
 
 def schemas() -> dict[str, dict[str, type]]:

@@ -15,7 +15,10 @@ from omegaconf.errors import InterpolationResolutionError
 
 from forgetlab.algorithms import ALGORITHMS
 from forgetlab.arrays import backend_unavailable
-from forgetlab.constraints import CONSTRAINTS, ConfigError, Constraint, allowed, fail
+from forgetlab.config.help import learner_hint
+from forgetlab.constraints import (
+    CONSTRAINTS, ConfigError, Constraint, OneOfNames, Options, allowed, did_you_mean, fail,
+)
 from forgetlab.config.schema import PART_GROUPS, TOP_LEVEL_KEYS, Config, group_keys
 from forgetlab.data import TASK_SEQUENCES
 from forgetlab.networks import NETWORKS
@@ -26,7 +29,17 @@ def require(key: str, value: Any, *constraints: Constraint) -> None:
     if isinstance(value, (DictConfig, ListConfig)):
         value = OmegaConf.to_container(value, resolve=True)
     if not any(c.is_satisfied_by(value) for c in constraints):
-        fail(key, value, allowed(constraints))
+        options = [o for c in constraints for o in _options(c)]
+        fail(key, value, allowed(constraints), did_you_mean(value, options))
+
+
+def _options(constraint: Constraint) -> tuple:
+    """The values a constraint lists (for "did you mean"): an ``Options``' or a registry's names."""
+    if isinstance(constraint, Options):
+        return constraint.options
+    if isinstance(constraint, OneOfNames):
+        return tuple(constraint.names())
+    return ()
 
 
 # --- unknown keys -------------------------------------------------------------------------------
@@ -36,8 +49,10 @@ def unknown_key_error(cfg: DictConfig | None, key: str, given: str) -> ConfigErr
     group, _, _ = key.rpartition(".")
     keys = group_keys(cfg, group) if group else TOP_LEVEL_KEYS - {"hydra"}
     where = f"the keys of '{group}'" if group else "the top-level keys"
+    hint = did_you_mean(key, [f"{group}.{k}" if group else k for k in keys])
     return ConfigError(
-        f"The '{key}' key is not a forgetlab parameter. Got {given!r} instead; {where} are: {', '.join(sorted(keys))}."
+        f"The '{key}' key is not a forgetlab parameter. Got {given!r} instead.{hint} {where.capitalize()} are: "
+        f"{', '.join(sorted(keys))}."
     )
 
 
@@ -72,12 +87,13 @@ def check_fields(run: Any, prefix: str = "") -> None:
 
 def check_parts(run: Config) -> None:
     """Each part's own rules, then the rules between parts that their declarations imply."""
-    for part in (run.network, run.algorithm, run.task_sequence):
+    for part in (run.network, run.algorithm, run.strategy, run.task_sequence):
         part.check(run)
     network, algorithm, sequence = run.network, run.algorithm, run.task_sequence
     learner = ALGORITHMS[algorithm.name]
     if network.name not in learner.trains:
-        fail("network.name", network.name, f"one of {learner.trains} with algorithm.name={algorithm.name!r}")
+        fail("network.name", network.name, f"one of {learner.trains} with algorithm.name={algorithm.name!r}",
+             learner_hint(algorithm.name))
     if learner.one_sample_at_a_time and run.trainer.batch_size != 1:
         fail("trainer.batch_size", run.trainer.batch_size,
              f"1 with algorithm.name={algorithm.name!r} (one sequence at a time)")

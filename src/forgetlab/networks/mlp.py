@@ -34,8 +34,11 @@ from forgetlab.networks.base import Network, NetworkConfig, member_inits, put
 class MLPConfig(NetworkConfig):
     name: str = "mlp"
     activation: str = field(default="sigmoid", metadata=constrain(Options(*functions.HIDDEN_ACTIVATIONS)))
+    # At least one hidden layer: without one the network would be a linear model that ignores
+    # `activation` while its runs and reports call it an MLP (issue 20: `[]` was accepted silently).
     hidden_sizes: list[int] = field(
-        default_factory=lambda: [64], metadata=constrain(ListOf(AT_LEAST_1, description="a list of positive ints")),
+        default_factory=lambda: [64], metadata=constrain(ListOf(
+            AT_LEAST_1, min_length=1, description="a non-empty list of positive ints (the hidden layers' sizes)")),
     )
 
 

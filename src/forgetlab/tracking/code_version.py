@@ -1,7 +1,8 @@
 """Which code trained a run: part of its identity, so that resume never reuses results of other code.
 
 The identity is ``code_hash``, a content hash of the package's Python files (relative path and
-bytes of every ``*.py`` under ``src/forgetlab``). It changes with any edit to the package,
+bytes of every ``*.py`` under ``src/forgetlab``: ``contract.package_hash``, which ``analysis/``
+computes too). It changes with any edit to the package,
 committed or not, and with nothing else: a commit that touches only docs, tests or conf/ keeps
 it (conf/ reaches a run only through its resolved config, which the config hash already holds).
 It needs no git, so a node that runs an installed copy of the package computes the same hash as
@@ -21,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from forgetlab import contract
+from forgetlab.contract import PACKAGE_DIR, package_hash  # noqa: F401  (the identity: spelled with its tag)
 
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
 GIT_TIMEOUT_S = 10
 
 
@@ -46,17 +47,6 @@ class CodeVersion:
             if value:
                 tags[key] = value
         return tags
-
-
-def package_hash(package_dir: Path = PACKAGE_DIR) -> str:
-    """First 16 hex digits of SHA-256 over the relative path and content of every ``*.py`` file."""
-    digest = hashlib.sha256()
-    for path in sorted(package_dir.rglob("*.py")):
-        if "__pycache__" in path.parts:
-            continue
-        digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
 
 
 def _git(cwd: Path, *args: str) -> str | None:

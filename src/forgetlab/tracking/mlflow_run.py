@@ -1,14 +1,18 @@
 """MLflow side of a training run: what docs/tracking.md specifies, under the names of ``forgetlab.contract``.
 
 Everything goes through an explicit ``MlflowClient`` and run id (no global active run), so jobs in
-threads or worker processes never share state. Metrics are buffered and sent with ``log_batch``
-once ``FLUSH_SECONDS`` have passed since the last call, and at the end of the run: on the sqlite
-store a call costs 5-10 ms plus ~0.05 ms per value, so a short run makes one call while the UI
-still follows a long run closely.
+threads or worker processes never share state. A run costs its store few calls: ``create_run``
+with every tag; one ``batch.log_batch`` (one transaction on sqlite) with the params and the values
+of the first evaluation point; one more whenever an evaluation point comes ``FLUSH_SECONDS`` after
+the last; at the end the artifacts in one upload, then one batch with the final metrics and the
+tag that shows the accuracy table, then the end. A stop or a failure sends what is buffered. The
+run's figures are not drawn here: ``run_figures.add_figures`` draws them from the artifacts once
+the run has ended (the sweep's parent after its jobs, a single run's process after its run).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -24,23 +28,25 @@ from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
 from forgetlab import contract
-from forgetlab.contract import NEUTRAL_ADDITIONS, flat_config, flatten
-from forgetlab.tracking import run_figures
+from forgetlab.contract import NEUTRAL_ADDITIONS, flatten
+from forgetlab.tracking.batch import log_batch
 from forgetlab.tracking.code_version import CodeVersion, code_version
 from forgetlab.tracking.liveness import Heartbeat, beat_value, process_identity
-from forgetlab.tracking.store import RetryingClient, open_store
+from forgetlab.tracking.run_figures import stage_labels
+from forgetlab.tracking.storage import log_artifacts
+from forgetlab.tracking.store import RetryingClient, StoreError, open_store
 from forgetlab.trainer import Callback, EvalPoint, Trainer, TrainingResult
+from forgetlab.strategies import RECORD as STRATEGY_RECORD
 from forgetlab.update_probe import RECORD as UPDATE_PROBE_RECORD
 
 log = logging.getLogger(__name__)
 
 # Keys left out of the config hash: where results are stored, and the guard's limits, do not change what they are.
 UNHASHED_GROUPS = ("tracking", "paths", "guard")
-MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
-FLUSH_SECONDS = 10.0  # the longest time buffered metrics wait before they are sent
+FLUSH_SECONDS = 10.0  # buffered values are sent at the first evaluation point this long after the last flush
 
 
 def as_container(cfg: Any) -> dict[str, Any]:
@@ -81,12 +87,15 @@ def _hash(container: dict[str, Any]) -> str:
 
 def get_or_create_experiment(client: RetryingClient, name: str, artifact_location: str | None) -> str:
     """Experiment id; creation tolerates a concurrent creator. The experiment is marked as model
-    training (``contract.EXPERIMENT_TAG_KIND``) unless it already says what it is."""
-    kind = {contract.EXPERIMENT_TAG_KIND: contract.EXPERIMENT_KIND_TRAINING}
+    training (``contract.EXPERIMENT_TAG_KIND``) unless it already says what it is, and carries the run
+    table's view for comparing (``contract.compare_view``)."""
+    kind = {contract.EXPERIMENT_TAG_KIND: contract.EXPERIMENT_KIND_TRAINING,
+            contract.EXPERIMENT_TAG_COMPARE_VIEW: contract.compare_view()}
     exp = client.get_experiment_by_name(name)
     if exp is not None:
-        if contract.EXPERIMENT_TAG_KIND not in exp.tags:  # created before forgetlab set the kind
-            client.set_experiment_tag(exp.experiment_id, contract.EXPERIMENT_TAG_KIND, contract.EXPERIMENT_KIND_TRAINING)
+        for tag, value in kind.items():  # created before forgetlab set the tag, or with an older view
+            if exp.tags.get(tag) != value and (tag != contract.EXPERIMENT_TAG_KIND or tag not in exp.tags):
+                client.set_experiment_tag(exp.experiment_id, tag, value)
         return exp.experiment_id
     try:
         return client.create_experiment(name, artifact_location=artifact_location, tags=kind)
@@ -114,7 +123,8 @@ def now_ms() -> int:
 
 class MlflowRun(Callback):
     """One training run in MLflow, of member ``member`` of the trainer it follows (a trainer
-    ``Callback``); then ``finish`` or ``fail``."""
+    ``Callback``); then ``finish`` or ``fail``. ``code_diff`` (the uncommitted changes) goes into
+    the run's one artifact upload, ``contract.ARTIFACT_CODE_DIFF``."""
 
     def __init__(
         self,
@@ -126,18 +136,18 @@ class MlflowRun(Callback):
         tags: dict[str, str],
         heartbeat_s: float,
         member: int = 0,
+        code_diff: str = "",
     ) -> None:
         self.client, self.experiment_id, self.run_name, self.member = client, experiment_id, run_name, member
+        self.code_diff = code_diff
         # The first heartbeat is a tag of the new run, not a call of its own.
         tags = {**tags, contract.TAG_PROCESS: process_identity(), contract.TAG_HEARTBEAT: beat_value()}
         run = client.create_run(experiment_id, run_name=run_name, tags=tags)
-        self.run_id = run.info.run_id
-        items = [Param(k, v) for k, v in params.items()]
-        for i in range(0, len(items), 100):
-            client.log_batch(self.run_id, params=items[i : i + 100])
-        self.heartbeat = Heartbeat(client, self.run_id, heartbeat_s, beat_now=False)
+        self.run_id, self.artifact_uri = run.info.run_id, run.info.artifact_uri
+        self._params = [Param(k, v) for k, v in params.items()]  # sent with the first evaluation point
         self._buffer: list[Metric] = []
-        self._flushed_at = time.monotonic()
+        self._flushed_at: float | None = None  # never: the first evaluation point flushes
+        self.heartbeat = Heartbeat(client, self.run_id, heartbeat_s, beat_now=False)
 
     # --- callback ---------------------------------------------------------------------------
 
@@ -150,61 +160,77 @@ class MlflowRun(Callback):
         # Wall-clock time of the evaluation, so MLflow's "Wall time" and "Relative time" axes mean something.
         step, ts = point.samples_seen, now_ms()
         m = self._buffer
-        for j, (acc, loss) in enumerate(zip(point.accuracy, point.loss)):
-            m.append(Metric(contract.metric_task_accuracy(j), float(acc), ts, step))
-            m.append(Metric(contract.metric_task_loss(j), float(loss), ts, step))
+        for j, (acc, loss) in enumerate(zip(point.accuracy.tolist(), point.loss.tolist())):
+            m.append(Metric(contract.metric_task_accuracy(j), acc, ts, step))
+            m.append(Metric(contract.metric_task_loss(j), loss, ts, step))
         if point.tasks_trained:
             seen = float(np.mean(point.accuracy[: point.tasks_trained]))
             m.append(Metric(contract.METRIC_SEEN_ACCURACY, seen, ts, step))
         if np.isfinite(point.train_loss):
             m.append(Metric(contract.METRIC_TRAIN_LOSS, float(point.train_loss), ts, step))
         m.append(Metric(contract.METRIC_UPDATES, float(point.updates), ts, step))
-        if time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
+        if self._flushed_at is None or time.monotonic() - self._flushed_at >= FLUSH_SECONDS:
             self.flush()
 
-    def flush(self) -> None:
-        for i in range(0, len(self._buffer), MAX_BATCH):
-            self.client.log_batch(self.run_id, metrics=self._buffer[i : i + MAX_BATCH])
-        self._buffer = []
+    def flush(self, tags: dict[str, str] | None = None, end_status: str | None = None) -> None:
+        """Send what is buffered (the params, until they are sent), with ``tags``, and end the run
+        with ``end_status`` when given: one batch."""
+        log_batch(self.client, self.run_id, metrics=self._buffer, params=self._params,
+                  tags=[RunTag(k, v) for k, v in (tags or {}).items()], end_status=end_status)
+        self._buffer, self._params = [], []
         self._flushed_at = time.monotonic()
 
     # --- end of run -------------------------------------------------------------------------
 
     def finish(self, result: TrainingResult, resolved_config_yaml: str) -> dict[str, float]:
+        """End the run FINISHED: its artifacts in one upload, then one batch with the final metrics,
+        the rest of the buffer, the tag that shows the accuracy table (as ``MlflowClient.log_table``
+        sets it, once the table is stored: ``log_table`` would upload it on its own and read the run
+        back) and the end."""
         final = contract.final_metrics(result.accuracy_matrix, result.chance)
-        step = result.points[-1].samples_seen
-        self._buffer += [Metric(k, v, now_ms(), step) for k, v in final.items()]
-        self.flush()  # the metrics first: a run killed while its artifacts are written keeps them
+        # At step 0, their only step: MLflow's chart view draws a metric whose last step is 0 as bars
+        # (one per run), where a step of samples seen would make a scatter on a narrow axis. They are
+        # written with the run's end, in its last write (docs/tracking.md: what kill -9 loses).
+        self._buffer += [Metric(k, v, now_ms(), contract.FINAL_STEP) for k, v in final.items()]
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             (root / contract.ARTIFACT_CONFIG).write_text(resolved_config_yaml)
             write_eval_artifacts(result, root)
-            write_figures(result, self.run_name, root)
             write_table(accuracy_table(result), root / contract.ARTIFACT_ACCURACY_TABLE)
-            self.client.log_artifacts(self.run_id, str(root))
+            self.upload(root)  # all or nothing (tracking/storage.py)
         # The tag that makes the UI show the table, as MlflowClient.log_table sets it on a new run,
         # once the table is stored: log_table would upload it on its own and read the whole run back.
         table_tag = json.dumps([{"path": contract.ARTIFACT_ACCURACY_TABLE, "type": "table"}])
-        self.client.set_tag(self.run_id, MLFLOW_LOGGED_ARTIFACTS, table_tag)
         self.heartbeat.stop()
-        self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
+        self.flush(tags={MLFLOW_LOGGED_ARTIFACTS: table_tag}, end_status=RunStatus.to_string(RunStatus.FINISHED))
         return final
+
+    def upload(self, root: Path) -> None:
+        """The files under ``root``, and the code diff, as the run's artifacts, in one upload to the
+        run's artifact location (known since ``create_run``: MLflow's client would read the run back)."""
+        if self.code_diff:
+            diff = root / contract.ARTIFACT_CODE_DIFF
+            diff.parent.mkdir(parents=True, exist_ok=True)
+            diff.write_text(self.code_diff)
+        log_artifacts(self.client, self.run_id, self.artifact_uri, root)
 
     def fail(self, error: BaseException) -> None:
         """End the run FAILED with the reason as a tag and the traceback as an artifact."""
         self.heartbeat.stop()
-        try:
-            self.flush()
-        except Exception:  # the failure may be the store itself; still try to mark the run
-            pass
         reason = failure_reason(error)[:5000]
+        try:
+            self.flush(tags={contract.TAG_ERROR: reason})
+        except Exception:  # the failure may be the store itself; still try to mark the run
+            with contextlib.suppress(Exception):
+                self.client.set_tag(self.run_id, contract.TAG_ERROR, reason)
         tb = "".join(traceback.format_exception(error))
         try:
-            self.client.set_tag(self.run_id, contract.TAG_ERROR, reason)
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / contract.ARTIFACT_TRACEBACK
-                path.write_text(tb)
-                self.client.log_artifact(self.run_id, str(path))
+            try:  # the failure may be the artifact disk itself: the run still ends FAILED with its reason
+                with tempfile.TemporaryDirectory() as tmp:
+                    (Path(tmp) / contract.ARTIFACT_TRACEBACK).write_text(tb)
+                    self.upload(Path(tmp))
+            except (OSError, StoreError) as error:
+                log.warning("[%s] could not store its traceback: %s", self.run_name, error)
         finally:
             status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
             self.client.set_terminated(self.run_id, status)
@@ -237,21 +263,10 @@ def source_tags(code: CodeVersion, source: str | None) -> dict[str, str]:
     return tags
 
 
-def write_figures(result: TrainingResult, title: str, root: Path) -> None:
-    """The run's figures (``contract.FIGURES_DIR``). They only show what the eval artifacts hold, so
-    a figure that cannot be drawn is a warning, not a failed run."""
-    (root / contract.FIGURES_DIR).mkdir()
-    try:
-        run_figures.task_accuracy_figure(result, title, root / contract.ARTIFACT_TASK_ACCURACY_FIGURE)
-        run_figures.accuracy_matrix_figure(result, title, root / contract.ARTIFACT_ACCURACY_MATRIX_FIGURE)
-    except Exception:
-        log.warning("[%s] could not draw the run's figures", title, exc_info=True)
-
-
 def accuracy_table(result: TrainingResult) -> pd.DataFrame:
     """The accuracy matrix as the UI's table: a column ``after`` naming each row, one column per task."""
     table = pd.DataFrame(result.accuracy_matrix.round(4), columns=result.task_names)  # exact values: eval/*.csv
-    table.insert(0, "after", run_figures.stage_labels(result))
+    table.insert(0, "after", stage_labels(result.task_names, len(table) - 1))
     return table
 
 
@@ -303,16 +318,28 @@ def write_eval_artifacts(result: TrainingResult, root: Path) -> None:
     history = result.records.get(UPDATE_PROBE_RECORD)
     if history is not None:
         np.savez_compressed(root / contract.ARTIFACT_UPDATE_PROBE, **history.arrays())
+    memory = result.records.get(STRATEGY_RECORD)
+    if memory is not None:
+        (root / contract.ARTIFACT_STRATEGY_MEMORY).parent.mkdir()
+        np.savez_compressed(root / contract.ARTIFACT_STRATEGY_MEMORY, **memory)
+
+
+def open_experiment(cfg: Any) -> tuple[RetryingClient, str]:
+    """A client of the store of the typed config ``cfg`` and the id of its experiment (created if needed)."""
+    client = open_store(cfg.tracking.uri)
+    return client, get_or_create_experiment(client, cfg.tracking.experiment, cfg.tracking.artifact_location)
 
 
 @contextmanager
 def run_for_config(cfg: Any, run_name: str, full_name: str, context, *, member: int = 0,
-                   learner_label: str = "") -> Iterator[MlflowRun]:
+                   learner_label: str = "", experiment: tuple[RetryingClient, str] | None = None,
+                   chance: float | None = None) -> Iterator[MlflowRun]:
     """An MlflowRun for the typed config ``cfg``, following member ``member`` of its trainer, with the
     contract's params and tags; ended FAILED (KILLED on Ctrl-C or SIGTERM) if the body raises.
-    ``context`` carries overrides, learner preset, sweep id, parent run id and the entry point."""
-    client = open_store(cfg.tracking.uri)
-    experiment_id = get_or_create_experiment(client, cfg.tracking.experiment, cfg.tracking.artifact_location)
+    ``context`` carries overrides, learner preset, sweep id, parent run id and the entry point;
+    ``experiment`` the client and experiment id of ``open_experiment(cfg)``, when the caller has them
+    (an ensemble's members share them)."""
+    client, experiment_id = experiment or open_experiment(cfg)
     code = code_version(Path(cfg.paths.root_dir) / "conf")
     params, machine_tags = split_params(cfg)
     params[contract.PARAM_LEARNER] = context.learner or "none"
@@ -327,14 +354,15 @@ def run_for_config(cfg: Any, run_name: str, full_name: str, context, *, member: 
     }
     if learner_label:
         tags[contract.TAG_LEARNER_LABEL] = learner_label
+    if chance is not None:
+        tags[contract.TAG_CHANCE_ACCURACY] = f"{chance:.6g}"
     if context.parent_run_id:
         tags[contract.TAG_PARENT_RUN_ID] = context.parent_run_id
     run = MlflowRun(
         client, experiment_id, run_name=run_name, params=params, tags=tags,
-        heartbeat_s=cfg.tracking.stale_after_s / 10, member=member,
+        heartbeat_s=cfg.tracking.stale_after_s / 10, member=member, code_diff=code.diff,
     )
     try:
-        log_code_diff(client, run.run_id, code)
         yield run
     except BaseException as error:
         run.fail(error)

@@ -89,10 +89,15 @@ T = TypeVar("T")
 # read-only file) before raising it; the caller gets the error anyway and retries it or reports it in
 # one line.
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+# Likewise urllib3 logs a warning for each of MLflow's HTTP retries to a server that does not answer
+# (three per call, on the console of every job of a sweep); the StoreError says "after 3 retries".
+logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 class StoreError(Exception):
     """A tracking store that cannot be used: the message names it, says why, and what to do."""
+
+    label = "Tracking store error"  # what the entry points print before the message
 
 
 # uri -> (until when, on time.monotonic(), the server is taken as down; the StoreError it raised)
@@ -168,6 +173,11 @@ def with_retries(call: Callable[[], T], uri: str, *, attempts: int = ATTEMPTS,
                     continue
                 raise StoreError(f"The tracking store {shown(uri)} stayed unavailable through {attempts} attempts: "
                                  f"{first_line(error)}") from error
+            refused = re.search(r"error code (401|403)\b", str(error))
+            if refused:
+                raise StoreError(f"The tracking server {shown(uri)} refused the request (HTTP {refused.group(1)}: not "
+                                 "logged in, or not allowed). Give a user of its users file in MLFLOW_TRACKING_USERNAME "
+                                 "and MLFLOW_TRACKING_PASSWORD (docs/scaling.md, \"Authentication\").") from error
             if is_store_failure(error):
                 failure = StoreError(f"The tracking store {shown(uri)} failed: {first_line(error)}. Repeating would not help: "
                                      "check its disk (space, permissions) or server, or point tracking.uri elsewhere.")
@@ -204,17 +214,19 @@ class RetryingClient:
 # --- opening ------------------------------------------------------------------------------------
 
 
-def open_store(uri: str, *, create: bool = True, key: str = "tracking.uri") -> RetryingClient:
+def open_store(uri: str, *, create: bool = True, key: str = "tracking.uri", create_dir: bool = False) -> RetryingClient:
     """A client of the store at ``uri``, after ``prepare_store``. Raises StoreError."""
-    prepare_store(uri, create=create, key=key)
+    prepare_store(uri, create=create, key=key, create_dir=create_dir)
     return RetryingClient(uri)
 
 
-def prepare_store(uri: str, *, create: bool = True, key: str = "tracking.uri") -> None:
+def prepare_store(uri: str, *, create: bool = True, key: str = "tracking.uri", create_dir: bool = False) -> None:
     """Make the store at ``uri`` ready for MLflow clients, or raise StoreError saying why it is not.
 
     sqlite: the file is checked and, if needed, created or migrated under the lock (see the module
-    doc); ``create=False`` refuses a missing file instead of creating one. http(s): the server must
+    doc); ``create=False`` refuses a missing file instead of creating one; a new file's directory must
+    exist unless ``create_dir`` (``tracking.create_store_dir``): a typo in the path would otherwise
+    start a new, empty store and retrain everything. http(s): the server must
     answer within a few seconds, and MLflow's HTTP retries are bounded. Other schemes: MLflow must
     accept the URI. ``key`` names the setting the URI came from, for the messages."""
     if not uri or not uri.strip():
@@ -222,7 +234,7 @@ def prepare_store(uri: str, *, create: bool = True, key: str = "tracking.uri") -
                          f"or http://<host>:<port>. Got {uri!r} instead.")
     scheme = urlsplit(uri).scheme.lower()
     if scheme == "sqlite":
-        prepare_sqlite(uri, create=create)
+        prepare_sqlite(uri, create=create, create_dir=create_dir)
     elif scheme in ("http", "https"):
         for name, value in HTTP_LIMITS.items():
             os.environ.setdefault(name, value)
@@ -291,25 +303,43 @@ def sqlite_file(uri: str) -> SqliteFile | None:
 
 @dataclass(frozen=True)
 class Schema:
-    """What MLflow's code expects of its store: the head revision, every known revision, and the
-    columns of every table."""
+    """What MLflow's code expects of its store: the head revision and the columns of every table."""
 
     head: str
-    revisions: frozenset[str]
     columns: dict[str, frozenset[str]]
 
 
 @functools.lru_cache(maxsize=1)
 def expected_schema() -> Schema:
     # MLflow's own ORM metadata and alembic scripts (private modules: mlflow is pinned below 4).
-    from alembic.script import ScriptDirectory
-    from mlflow.store.db import utils as db_utils
+    from mlflow.store.db import utils as db_utils  # noqa: F401  (it defines MLflow's tables in the metadata)
     from mlflow.store.db.base_sql_model import Base
 
-    script = ScriptDirectory.from_config(db_utils._get_alembic_config(db_url=""))
-    revisions = frozenset(rev.revision for rev in script.walk_revisions())
     columns = {name: frozenset(table.columns.keys()) for name, table in Base.metadata.tables.items()}
-    return Schema(db_utils._get_latest_schema_revision(), revisions, columns)
+    return Schema(head_revision(), columns)
+
+
+def head_revision() -> str:
+    """MLflow's head schema revision. Finding it walks MLflow's ~70 migration scripts, executing each
+    (~0.2 s of CPU), and MLflow walks them again when its client first opens a store (its
+    ``_verify_schema``): its function is memoized in place, so that a process walks them once. The
+    answer depends only on the installed MLflow."""
+    from mlflow.store.db import utils as db_utils
+
+    if not hasattr(db_utils._get_latest_schema_revision, "cache_info"):
+        db_utils._get_latest_schema_revision = functools.lru_cache(maxsize=1)(db_utils._get_latest_schema_revision)
+    return db_utils._get_latest_schema_revision()
+
+
+@functools.lru_cache(maxsize=1)
+def known_revisions() -> frozenset[str]:
+    """Every schema revision this MLflow knows (a walk of its scripts: asked only of a store that is
+    not at the head)."""
+    from alembic.script import ScriptDirectory
+    from mlflow.store.db import utils as db_utils
+
+    script = ScriptDirectory.from_config(db_utils._get_alembic_config(db_url=""))
+    return frozenset(rev.revision for rev in script.walk_revisions())
 
 
 @dataclass(frozen=True)
@@ -366,7 +396,7 @@ def _inspect(con: sqlite3.Connection, path: Path) -> StoreState:
     versions = [v for (v,) in con.execute("SELECT version_num FROM alembic_version")] if "alembic_version" in tables else []
     if len(versions) != 1:
         problems.append(f"no single schema revision recorded (found {versions or 'none'})")
-    elif versions[0] not in schema.revisions:
+    elif versions[0] != schema.head and versions[0] not in known_revisions():
         raise StoreError(f"{path} has schema revision {versions[0]}, unknown to this MLflow (written by a newer "
                          "MLflow?). Use the MLflow version that wrote it, or point tracking.uri elsewhere.")
     elif versions[0] != schema.head:
@@ -409,10 +439,34 @@ def exclusive_lock(path: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[No
         os.close(fd)  # releases the lock
 
 
-def prepare_sqlite(uri: str, *, create: bool = True) -> None:
+# The sqlite files this process has prepared: (URI, create) -> (device, inode) of the file then. A
+# job prepares its store before it trains, and again for its runs and its resume check: the same
+# file is checked once; a file moved, replaced or deleted since is checked again.
+_prepared: dict[tuple[str, bool], tuple[int, int]] = {}
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def prepare_sqlite(uri: str, *, create: bool = True, create_dir: bool = False) -> None:
     db = sqlite_file(uri)
     if db is None:
         return  # in memory: private to this process, nothing to race on
+    identity = file_identity(db.path)
+    if identity is not None and _prepared.get((uri, create)) == identity:
+        return
+    _prepare_sqlite(db, uri, create=create, create_dir=create_dir)
+    identity = file_identity(db.path)
+    if identity is not None:
+        _prepared[(uri, create)] = identity
+
+
+def _prepare_sqlite(db: SqliteFile, uri: str, *, create: bool, create_dir: bool) -> None:
     if db.read_only:
         state = with_retries(lambda: inspect_sqlite(db), uri)
         if state.kind != "healthy":
@@ -428,6 +482,10 @@ def prepare_sqlite(uri: str, *, create: bool = True) -> None:
         return
     if state is not None and state.kind in ("missing", "empty") and not create:
         raise_missing(db, state)
+    if not db.path.parent.is_dir() and not create_dir:
+        raise StoreError(f"The directory {db.path.parent} of the store {shown(uri)} does not exist (a typo?): a new, "
+                         "empty store there would retrain everything. Create the directory, or set "
+                         "tracking.create_store_dir=true (store command: --create-dir).")
     try:
         db.path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -557,10 +615,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="prepare: create the store or check it, as every forgetlab entry point does; "
                              "repair: repair a damaged sqlite store, keeping a copy")
     parser.add_argument("uri", help="tracking URI, e.g. sqlite:////abs/path/mlflow.db")
+    parser.add_argument("--create-dir", action="store_true", help="prepare: create a new sqlite file's missing directory")
     args = parser.parse_args(argv)
     try:
         if args.action == "prepare":
-            prepare_store(args.uri)
+            prepare_store(args.uri, create_dir=args.create_dir)
             print(f"Store ready: {args.uri}")
         else:
             backup = repair_store(args.uri)

@@ -6,7 +6,8 @@ rate, …), that chose the same ``learner`` preset and whose algorithm gains fro
 ``max_ensemble_size`` members; a sweep also keeps at least as many launches as its launcher runs
 jobs at a time (``parallel_jobs``), so that grouping never leaves a worker idle. Each ensemble is
 one launch of Hydra's launcher: the first member's overrides plus
-``+hydra.job.env_set.FORGETLAB_ENSEMBLE=<file>``, where ``<file>`` (in ``<sweep dir>/forgetlab_ensembles/``)
+``+hydra.job.env_set.FORGETLAB_ENSEMBLE=<file>``, and ``hydra.sweep.subdir=<its first member's job number>``
+(so the launch's folder is its first member's; every member logs to its own folder, experiments/train.py), where ``<file>`` (in ``<sweep dir>/forgetlab_ensembles/``)
 holds every member's number, overrides, learner preset and config as the sweeper composed and
 validated it. The job (experiments/train.py) trains them with ``forgetlab.experiment.run_ensemble``:
 each member is its own MLflow run, and reports its own outcome.
@@ -34,11 +35,16 @@ class Launch:
 
     jobs: list  # the sweeper's Jobs, in member order
     ensemble_file: str | None = None
-    numbers: tuple[int, ...] = ()  # each member's number among the sweep's jobs to run (its progress record)
+
+    @property
+    def numbers(self) -> tuple[int, ...]:
+        """Each member's job number (its place among all the sweep's jobs): its folder and progress record."""
+        return tuple(job.num for job in self.jobs)
 
     @property
     def overrides(self) -> list[str]:
-        first = list(self.jobs[0].overrides)
+        """The first member's overrides, its folder ``<sweep dir>/<job number>``, and the ensemble's file."""
+        first = [*self.jobs[0].overrides, f"hydra.sweep.subdir={self.jobs[0].num}"]
         return first + ([f"+hydra.job.env_set.{ENSEMBLE_ENV}={self.ensemble_file}"] if self.ensemble_file else [])
 
 
@@ -46,7 +52,7 @@ class Launch:
 class MemberJob:
     """One member of an ensemble job, as its file gives it."""
 
-    num: int  # its number in the sweep's jobs to run: where the progress bar expects its outcome
+    num: int  # its number among the sweep's jobs: its folder (its train.log) and its progress record
     overrides: list[str]
     learner: str | None
     cfg: Config
@@ -91,12 +97,12 @@ def group_jobs(jobs: list, max_size: int, parallel: int = 1) -> list[list]:
     return sorted(parts, key=lambda part: order[id(part[0])])
 
 
-def write_ensemble(sweep_dir: Path, name: str, members: list[tuple[int, Any]]) -> str:
-    """Write the ensemble file ``name`` (``members``: (number, Job) pairs); returns ``name``."""
+def write_ensemble(sweep_dir: Path, name: str, members: list) -> str:
+    """Write the ensemble file ``name`` of the sweeper's Jobs ``members``; returns ``name``."""
     folder = sweep_dir / ENSEMBLES_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    entries = [{"num": num, "overrides": list(job.overrides), "learner": job.learner,
-                "config": asdict(job.cfg)} for num, job in members]
+    entries = [{"num": job.num, "overrides": list(job.overrides), "learner": job.learner,
+                "config": asdict(job.cfg)} for job in members]
     (folder / name).write_text(json.dumps({"members": entries}))
     return name
 
@@ -109,16 +115,13 @@ def read_ensemble(sweep_dir: str | Path, name: str) -> list[MemberJob]:
 
 
 def launches(jobs: list, sweep_dir: Path, *, ensemble: bool, max_size: int, parallel: int) -> list[Launch]:
-    """What to launch for ``jobs`` (the sweep's jobs to run, numbered by their position): one launch
-    per job when ``ensemble`` is off, else one per ensemble, each with its file."""
+    """What to launch for ``jobs`` (the sweep's jobs to run): one launch per job when ``ensemble`` is
+    off, else one per ensemble, each with its file."""
     if not ensemble:
         return [Launch([job]) for job in jobs]
-    number = {id(job): i for i, job in enumerate(jobs)}
-    return [ensemble_launch(sweep_dir, f"{k}.json", [(number[id(job)], job) for job in group])
-            for k, group in enumerate(group_jobs(jobs, max_size, parallel))]
+    return [ensemble_launch(sweep_dir, f"{k}.json", group) for k, group in enumerate(group_jobs(jobs, max_size, parallel))]
 
 
-def ensemble_launch(sweep_dir: Path, name: str, members: list[tuple[int, Any]]) -> Launch:
-    """The launch of the ensemble of ``members`` ((number, Job) pairs), its file written as ``name``."""
-    return Launch([job for _, job in members], write_ensemble(sweep_dir, name, members),
-                  tuple(num for num, _ in members))
+def ensemble_launch(sweep_dir: Path, name: str, members: list) -> Launch:
+    """The launch of the ensemble of ``members`` (the sweeper's Jobs), its file written as ``name``."""
+    return Launch(list(members), write_ensemble(sweep_dir, name, members))
