@@ -13,7 +13,7 @@ SERVER_WORKERS ?= 2
 UI_PORT ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv study report test test-fast ui screenshots server server-stop system-deps clean
+.PHONY: help venv study report pilot study-credit-assignment test test-fast ui screenshots server server-stop system-deps clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,17 @@ study: $(STAMP) ## run the quickstart study on the local sqlite store, write its
 report: $(STAMP) ## write the verdict of a declared study, then reports/<name>/ for an experiment: make report EXPERIMENT=name
 	$(PY) analysis/study_report.py --experiment $(EXPERIMENT) --if-declared
 	$(PY) analysis/report.py --experiment $(EXPERIMENT)
+
+# The pilot gates the credit-assignment study (docs/credit_assignment_pilot.md); exit code 3 from pilot.py
+# says that some learner is below the gate, which is a result, not a failure.
+pilot: $(STAMP) ## the credit-assignment pilot: its sweep (validation sets), the rates it selects, the learnability table and gate
+	$(PY) experiments/train.py -m experiment=credit_assignment_pilot
+	$(PY) analysis/select_lr.py --experiment credit_assignment_pilot --criterion joint_acc --table conf/learner/credit_assignment/lr.csv
+	$(PY) analysis/pilot.py --experiment credit_assignment_pilot --doc docs/credit_assignment_pilot.md; \
+	code=$$?; [ $$code -eq 0 ] || [ $$code -eq 3 ]
+
+study-credit-assignment: $(STAMP) ## the whole credit-assignment study, resumable: budget, pilot, selection, gate, study, report, docs
+	$(PY) analysis/run_study.py credit_assignment
 
 test: $(DEV_STAMP) system-deps ## check the import layering, then run the whole test suite (slow end-to-end tests included)
 	$(VENV)/bin/lint-imports

@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-COMMANDS = "python analysis/report.py (the report), analysis/select_lr.py, analysis/study_report.py"
+COMMANDS = (
+    "python analysis/report.py (the report), analysis/select_lr.py, analysis/study_report.py, analysis/pilot.py, "
+    "analysis/run_study.py"
+)
 
 
 def explain_module(doc: str, file: str) -> None:

@@ -16,7 +16,7 @@ from scipy import stats
 
 from analysis.load import RunArtifacts, metric_column, tag_column
 from forgetlab import contract, metrics
-from forgetlab.metric_registry import METRICS, TASK, task_arrays
+from forgetlab.metric_registry import METRICS, SAMPLE, TASK, task_arrays
 
 SEED = "params.seed"
 JOINT = "params.task_sequence.joint"
@@ -155,8 +155,9 @@ def condition_table(runs: pd.DataFrame, keys: list[str], order: list[str]) -> pd
 def run_metrics(art: RunArtifacts, bin_edges: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
     """Every metric of one run (NaN where the run does not define it; the ones that need the joint
     runs of its condition come from ``add_reference_metrics``), and its retention curve on ``bin_edges``."""
-    task = task_arrays(art.R_with_init)
-    out = {m.name: m.value(task if m.level == TASK else art.probe) for m in METRICS}
+    task = task_arrays(art.R_with_init, chance=art.chance)
+    arrays = {TASK: task, SAMPLE: art.probe}
+    out = {m.name: m.value(arrays.get(m.level, art.updates or {})) for m in METRICS}
     p = art.probe
     retention, _ = metrics.retention_curve(p["correct"], p["samples_seen"], p["presented_at"], bin_edges)
     return out, retention
@@ -202,7 +203,7 @@ def add_reference_metrics(table: pd.DataFrame, artifacts: dict[str, RunArtifacts
         ref = reference.get(tuple(str(row[k]) for k in others))
         R_with_init = artifacts[row["run_id"]].R_with_init
         if ref is not None and R_with_init.shape[1] == len(ref):
-            arrays = task_arrays(R_with_init, joint_accuracy=ref)
+            arrays = task_arrays(R_with_init, joint_accuracy=ref, chance=artifacts[row["run_id"]].chance)
             for m in referenced:
                 table.at[i, m.name] = m.value(arrays)
     return table

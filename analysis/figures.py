@@ -514,18 +514,20 @@ def draw_retention_curves(retention, layout, *, width: str):
         return f.figure
 
 
-MAX_EVENTS = 4  # the histograms' last bar counts this many forgetting events or more
+MAX_EVENTS = 4  # the histograms' last bar counts this many flips to wrong or more
 
 
 def forgetting_event_histograms(events: pd.DataFrame, layout: Layout, path: Path) -> Path:
-    """Distribution of forgetting events per probe sample (all seeds pooled): bars per hue side by side,
-    a panel per training mode (rows) and column. ``events``: condition, forgetting_events."""
-    return style.both_widths(draw_forgetting_events, path, events, layout)
+    """Distribution of flips to wrong per probe sample (all seeds pooled; correct → wrong between
+    consecutive evaluations, not Toneva et al.'s forgetting events, which count at presentations): bars
+    per hue side by side, a panel per training mode (rows) and column. ``events``: condition,
+    flips_to_wrong (the every-evaluation-point count, ``metrics.flips_to_wrong``)."""
+    return style.both_widths(draw_flips_to_wrong, path, events, layout)
 
 
-def draw_forgetting_events(events, layout, *, width: str):
-    data = layout.attach(events.dropna(subset=["forgetting_events"]))
-    data = data.assign(events=np.minimum(data["forgetting_events"], MAX_EVENTS).astype(int))
+def draw_flips_to_wrong(events, layout, *, width: str):
+    data = layout.attach(events.dropna(subset=["flips_to_wrong"]))
+    data = data.assign(events=np.minimum(data["flips_to_wrong"], MAX_EVENTS).astype(int))
     trainings = [t for t in TRAINING_ORDER if t in set(data["training"])]
     ticks = [str(k) for k in range(MAX_EVENTS)] + [f"≥{MAX_EVENTS}"]
     with style.theme():
@@ -540,7 +542,7 @@ def draw_forgetting_events(events, layout, *, width: str):
                             palette=layout.palette, legend=False, ax=ax, width=0.85)
             ax.set_xticks(range(MAX_EVENTS + 1), ticks)
             ax.set_ylim(0, 1)
-        _xlabels(f, "forgetting events per sample")
+        _xlabels(f, "flips to wrong per sample")
         _ylabels(f, "fraction of samples", [f"{t} training" for t in trainings], layout.col_order)
         entries = {h: Patch(color=layout.palette[h]) for h in layout.hue_order if h in set(data["hue"])}
         style.legend(f.figure, entries, width, layout.source)

@@ -58,6 +58,11 @@ class RunArtifacts:
         return self.matrix.drop(columns="after").to_numpy(dtype=float)
 
     @property
+    def chance(self) -> np.ndarray | None:
+        """(T,) each task's accuracy by guessing, as the run recorded it (None for runs from before)."""
+        return self.probe.get("chance")
+
+    @property
     def task_names(self) -> list[str]:
         return [str(n) for n in self.probe["task_names"]]
 

@@ -367,8 +367,8 @@ def make_figures(analysed, artifacts, retention, bin_edges, layout, fig_dir: Pat
         curves.append(art.curve[["samples_seen", "task", "accuracy"]].assign(condition=c, run_id=r))
         seen.append(aggregate.seen_task_accuracy(art.curve, joint).assign(condition=c, run_id=r))
         p = art.probe
-        forgot = metrics.forgetting_events(p["correct"], p["samples_seen"], p["presented_at"])
-        events.append(pd.DataFrame({"condition": c, "run_id": r, "forgetting_events": forgot[np.isfinite(forgot)]}))
+        flips = metrics.flips_to_wrong(p["correct"], p["samples_seen"], p["presented_at"])
+        events.append(pd.DataFrame({"condition": c, "run_id": r, "flips_to_wrong": flips[np.isfinite(flips)]}))
         retained.append(pd.DataFrame({"condition": c, "run_id": r, "lag": centers, "retained": retention[r]}))
     by_condition = analysed.groupby("condition", sort=False)["run_id"].apply(list)
     names = {c: artifacts[ids[0]].task_names for c, ids in by_condition.items()}
@@ -387,7 +387,7 @@ def make_figures(analysed, artifacts, retention, bin_edges, layout, fig_dir: Pat
         "accuracy_matrices": figures.accuracy_matrices(matrices, layout, names, fig_dir / "accuracy_matrices"),
         "task_curves": figures.task_curves(pd.concat(curves), layout, stage_ends, names, fig_dir / "task_curves"),
         "retention_curves": figures.retention_curves(pd.concat(retained), layout, fig_dir / "retention_curves"),
-        "forgetting_events": figures.forgetting_event_histograms(pd.concat(events), layout, fig_dir / "forgetting_events"),
+        "flips_to_wrong": figures.forgetting_event_histograms(pd.concat(events), layout, fig_dir / "flips_to_wrong"),
     }
 
 
@@ -574,8 +574,9 @@ CAPTIONS = {
     "retention_curves": "Retention: P(probe sample still correct n samples after its last presentation | correct right "
     "after it), a line per learner or swept value (band: 95 % t-interval over seeds, clipped to [0, 1]); solid: "
     "sequential training, dashed: joint training.",
-    "forgetting_events": "Forgetting events per probe sample (correct → wrong between consecutive evaluations; the "
-    f"last bar {figures.MAX_EVENTS} or more), all seeds pooled: the fraction of samples per count, a bar per learner.",
+    "flips_to_wrong": "Flips to wrong per probe sample (correct → wrong between consecutive evaluations; not Toneva "
+    f"et al.'s forgetting events, which count at presentations; the last bar {figures.MAX_EVENTS} or more), all seeds "
+    "pooled: the fraction of samples per count, a bar per learner.",
 }
 
 

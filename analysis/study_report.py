@@ -1,32 +1,29 @@
-"""The verdict of a declared study: paired effects over seeds with intervals, tests, Holm's correction,
-equivalence tests and the noise floor, as tables, and the study's doc, all from the MLflow runs.
+"""The verdict of a declared study: its primary family (the declared comparisons of the primary outcome
+in the primary cell, Holm over them for "differs" and for "equivalent" alike), the learnability gate
+(no verdict for a learner that did not learn), the learning rate as a factor (learner x rate table and
+interaction test), the other cells and outcomes as exploratory effects, positive controls, published
+findings set beside the study's own comparisons, and the study's doc, all from the MLflow runs of the
+current code (``--code-version VERSION``: another code's; ``--any-code``: every code's; the runs of other
+code left out are counted in the doc's provenance).
 
     python analysis/study_report.py --experiment credit_assignment
     python analysis/study_report.py --experiment credit_assignment --doc docs/credit_assignment.md
     python analysis/study_report.py --experiment quickstart --if-declared     # nothing to do: exit 0
 
-The study is declared in its preset, conf/experiment/<experiment>.yaml, in a comment block between
-``# --- study declaration`` and ``# --- end of study declaration ---`` (YAML once the ``# `` is cut):
-under ``study:`` the primary outcome, the reference learner, the scenarios of the verdict, extra pairs,
-alpha, the equivalence margin and the number of seeds; under ``doc:`` how its doc presents it, a
-template (the study's own prose, with a line ``<!-- study: NAME -->`` where each of the engine's
-SECTIONS goes) and published results to set beside the learners'. Outcomes are the task-level metric
-records of ``forgetlab.metric_registry``; learners are named by the label their runs record
-(``forgetlab.learner_label``). Writes ``reports/<experiment>/study/``: ``verdict.csv`` (every
-comparison and outcome), ``conditions.csv`` (every learner, data set and scenario: forgetting beside
-learning accuracy and the joint ceiling, and the noise floor) and ``verdict.md``, the study's doc;
-``--doc`` writes the doc there too. Statistics: ``analysis/paired_statistics.py``; what they mean: the
-doc's section *Statistics*.
+The declaration and the run table: ``analysis/study_runs.py``. Comparisons pair two learners by seed, each
+at its selected rate (the selection table the declaration names; runs record the selection sweep in
+``algorithm.lr_selected_by``, and that of a strategy's hyperparameter in ``strategy.selected_by``). Writes ``reports/<experiment>/study/``: ``verdict.csv`` (every comparison
+and outcome), ``rates.csv`` (the primary outcome per learner and rate), ``conditions.csv``, ``runs.csv``
+and ``verdict.md``, the study's doc; ``--doc`` writes the doc there too. Statistics:
+``analysis/paired_statistics.py``; what they mean: the doc's section *Statistics*.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,320 +32,139 @@ if str(ROOT) not in sys.path:  # run as a script: make `analysis` importable
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
 
 from analysis import paired_statistics as statistics  # noqa: E402
 from analysis.aggregate import SCENARIO, value_rank  # noqa: E402
-from analysis.load import (  # noqa: E402
-    CodeChoice, NoRunsError, add_code_arguments, choose_code, code_version_asked, code_versions_read, load_artifacts,
-    mark_superseded, search_training_runs, tag_column,
-)
+from analysis.load import CodeChoice, NoRunsError, add_code_arguments, code_version_asked, code_versions_read  # noqa: E402
 from analysis.report import REPORTS, default_tracking_uri, fmt, markdown_table  # noqa: E402
+from analysis.study_runs import (  # noqa: E402
+    PRESETS, Claim, Literature, NotDeclared, Pair, SelectionTable, Study, learnability, load_runs,
+    ROOT as PROJECT_ROOT, git_head, ordered_learners, read_declaration,
+)
 from forgetlab import contract  # noqa: E402
-from forgetlab.metric_registry import BY_NAME, TASK, Metric, of_level, task_arrays  # noqa: E402
+from forgetlab.metric_registry import BY_NAME  # noqa: E402
 from forgetlab.tracking.store import StoreError, open_store  # noqa: E402
 
-DECLARATION_START = "# --- study declaration"
-DECLARATION_END = "# --- end of study declaration ---"
-PRESETS = ROOT / "conf" / "experiment"
-
-# The outcomes a study may declare: the task-level metrics of one run's accuracy matrix.
-OUTCOMES: dict[str, Metric] = {m.name: m for m in of_level(TASK) if "joint_accuracy" not in m.inputs}
-# What every study's tables show besides its declared outcomes: the joint ceiling is the joint runs'
-# ACC, and the learning check compares learning accuracy with the untrained network's accuracy.
-ALWAYS_SHOWN = ("acc", "learning_acc")
-SWEEP_ID = tag_column(contract.TAG_SWEEP_ID)
-GIT_COMMIT = tag_column(contract.TAG_GIT_COMMIT)
-LEARNER_LABEL = tag_column(contract.TAG_LEARNER_LABEL)
-
-
-class NotDeclared(LookupError):
-    """The experiment's preset declares no study."""
-
-
-@dataclass(frozen=True)
-class Pair:
-    treatment: str
-    reference: str
-    matched: str = ""  # "samples", "updates", or "" for the factor-1 comparisons
-
-
-@dataclass(frozen=True)
-class Literature:
-    """Published final accuracies of one task sequence, set beside the learners' in the doc."""
-
-    task_sequence: str
-    label: str  # the row's name, e.g. "literature (fine-tuning, joint)"
-    final_acc: dict[str, tuple[float, float]]  # scenario -> (sequential, joint)
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A published finding set beside the study's own comparison: ``treatment`` against the study's
-    reference in ``scenario``, on the primary outcome, is ``expect``ed "higher" (the effect's
-    interval above 0, Holm-adjusted) or "equivalent" (within the equivalence margin, TOST)."""
-
-    treatment: str
-    scenario: str
-    expect: str
-    text: str  # the finding in words, as published
-
-
-EXPECTATIONS = ("higher", "equivalent")
-
-
-@dataclass(frozen=True)
-class Study:
-    primary_metric: str
-    primary_sequence: str
-    primary_scenario: str
-    reference: str
-    scenarios: list[str]
-    secondary: list[str] = field(default_factory=list)
-    pairs: list[Pair] = field(default_factory=list)
-    alpha: float = 0.05
-    margin: float = 0.05
-    min_seeds: int = 20
-    selection_experiment: str | None = None
-    template: Path | None = None  # the doc's template; None: DEFAULT_TEMPLATE
-    literature: Literature | None = None
-    published: list[Claim] = field(default_factory=list)  # published findings set beside ours
-    published_source: str = ""
-
-    @property
-    def outcomes(self) -> list[str]:
-        return [self.primary_metric] + [m for m in self.secondary if m != self.primary_metric]
-
-    @property
-    def shown_outcomes(self) -> list[str]:
-        """The outcomes of the run and condition tables: the declared ones and ALWAYS_SHOWN, in the
-        order of the metric records."""
-        return [name for name in OUTCOMES if name in {*ALWAYS_SHOWN, *self.outcomes}]
-
-
-def read_declaration(preset: Path) -> Study:
-    """The study declared in ``preset``'s comment block. Raises NotDeclared."""
-    if not preset.exists():
-        raise NotDeclared(f"no preset {preset}")
-    lines = preset.read_text().splitlines()
-    starts = [i for i, line in enumerate(lines) if line.startswith(DECLARATION_START)]
-    if not starts:
-        raise NotDeclared(f"{preset} declares no study")
-    end = lines.index(DECLARATION_END, starts[0])
-    block = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in lines[starts[0] + 1 : end])
-    declared = yaml.safe_load(block)
-    study, doc = declared["study"], declared.get("doc") or {}
-    for key in ("primary", "reference", "scenarios"):
-        if key not in study:
-            raise ValueError(f"the study declaration in {preset} has no '{key}'")
-    unknown = set([study["primary"]["metric"], *study.get("secondary", [])]) - set(OUTCOMES)
-    if unknown:
-        raise ValueError(f"the study declaration in {preset} names unknown outcomes {sorted(unknown)}; known: {list(OUTCOMES)}")
-    return Study(
-        primary_metric=study["primary"]["metric"],
-        primary_sequence=str(study["primary"]["task_sequence"]),
-        primary_scenario=str(study["primary"]["scenario"]),
-        reference=str(study["reference"]),
-        scenarios=[str(s) for s in study["scenarios"]],
-        secondary=list(study.get("secondary", [])),
-        pairs=[Pair(**p) for p in study.get("pairs", [])],
-        alpha=float(study.get("alpha", 0.05)),
-        margin=float(study.get("equivalence_margin", 0.05)),
-        min_seeds=int(study.get("min_seeds", 20)),
-        selection_experiment=study.get("selection_experiment"),
-        template=ROOT / doc["template"] if "template" in doc else None,
-        literature=Literature(
-            task_sequence=str(doc["literature"]["task_sequence"]), label=str(doc["literature"]["label"]),
-            final_acc={str(s): (float(f), float(j)) for s, (f, j) in doc["literature"]["final_acc"].items()},
-        ) if "literature" in doc else None,
-        published=read_claims(preset, (doc.get("published") or {}).get("claims", [])),
-        published_source=str((doc.get("published") or {}).get("source", "")),
-    )
-
-
-def read_claims(preset: Path, declared: list[dict]) -> list[Claim]:
-    claims = [Claim(**{k: str(v) for k, v in c.items()}) for c in declared]
-    for claim in claims:
-        if claim.expect not in EXPECTATIONS:
-            raise ValueError(f"the published claim {claim.text!r} in {preset} expects {claim.expect!r}; "
-                             f"known: {list(EXPECTATIONS)}")
-    return claims
-
-
-# --- runs --------------------------------------------------------------------------------------
-
-
-def param(row: pd.Series, key: str, default: str = "") -> str:
-    value = row.get(f"params.{key}")
-    return default if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
-
-
-def learner_label(row: pd.Series, base_epochs: int) -> str:
-    """A learner's name: the label its run recorded (``contract.TAG_LEARNER_LABEL``, e.g. 'BPTT(4; 1)';
-    for runs from before it was recorded, the algorithm's name), with the study's factors that are not
-    the learner's: ', batch B' when it updates on B samples at once and ', E epochs' when it trains for
-    more epochs per task than the study's base."""
-    label = row.get(LEARNER_LABEL)
-    label = str(label) if isinstance(label, str) and label else param(row, "algorithm.name")
-    batch = param(row, "trainer.batch_size", "1")
-    label += f", batch {batch}" if batch != "1" else ""
-    epochs = int(param(row, "trainer.epochs_per_task", str(base_epochs)))
-    return label + (f", {epochs} epochs" if epochs != base_epochs else "")
-
-
-def run_table(runs: pd.DataFrame, artifacts, outcomes: list[str]) -> pd.DataFrame:
-    """One row per analysed run: learner, data set, scenario, training (sequential or joint),
-    perturbation, seed, and the ``outcomes`` recomputed from its accuracy matrix (NaN where the run
-    does not define one: a joint run has ACC only)."""
-    base_epochs = int(pd.to_numeric(runs["params.trainer.epochs_per_task"]).min())
-    rows = []
-    for _, run in runs.iterrows():
-        R = artifacts[run["run_id"]].R_with_init
-        joint = param(run, "task_sequence.joint") == "True"
-        row = {
-            "run_id": run["run_id"],
-            "learner": learner_label(run, base_epochs),
-            "task_sequence": param(run, "task_sequence.name"),
-            "scenario": param(run, "task_sequence.scenario"),
-            "joint": joint,
-            "perturbation": float(param(run, "network.init_perturbation", "0.0")),
-            "seed": int(param(run, "seed")),
-            "lr": float(param(run, "algorithm.lr")),
-            "lr_selected_by": param(run, "algorithm.lr_selected_by"),
-            "strength": float(param(run, "strategy.strength", "nan")),  # a penalty strategy's (EWC, SI)
-            "strategy_selected_by": param(run, "strategy.selected_by"),
-            "sweep_id": run.get(SWEEP_ID),
-            "git_commit": run.get(GIT_COMMIT),
-            "seconds": (pd.Timestamp(run["end_time"]) - pd.Timestamp(run["start_time"])).total_seconds(),
-            "n_tasks": R.shape[1],
-            "init_acc": float(np.mean(R[0])),  # the untrained network: what "learned" is measured from
-            "loss_design": loss_design(run),
-        }
-        row.update({name: OUTCOMES[name].value(task_arrays(R)) for name in outcomes})
-        rows.append(row)
-    return label_loss_designs(pd.DataFrame(rows))
-
-
-def loss_design(run: pd.Series) -> str:
-    """Which steps of a sequence carry loss ('' for the MLP)."""
-    where = param(run, "network.loss_at")
-    if where == "all":
-        return "loss at every step"
-    if where == "last":
-        k = int(param(run, "network.loss_last_steps", "1"))
-        return "loss at the last step" if k == 1 else f"loss at the last {k} steps"
-    return ""
-
-
-def label_loss_designs(table: pd.DataFrame) -> pd.DataFrame:
-    """A data set whose RNN runs used more than one loss design is several data sets of the study
-    (its runs are no pairs across designs): each design's runs get it in their data label."""
-    if table.empty:
-        return table
-    designs = table[table["loss_design"] != ""].groupby("task_sequence")["loss_design"].nunique()
-    mixed = table["task_sequence"].isin(designs[designs > 1].index) & (table["loss_design"] != "")
-    table.loc[mixed, "task_sequence"] = table.loc[mixed, "task_sequence"] + ", " + table.loc[mixed, "loss_design"]
-    return table
-
-
-def outcome_by_seed(table: pd.DataFrame, learner: str, sequence: str, scenario: str, outcome: str,
-                    perturbed: bool = False, joint: bool = False) -> dict[int, float]:
-    rows = table[(table["learner"] == learner) & (table["task_sequence"] == sequence) & (table["scenario"] == scenario)
-                 & (table["joint"] == joint) & ((table["perturbation"] > 0) == perturbed)]
-    return dict(zip(rows["seed"], rows[outcome]))
-
-
-def perturbation_deltas(table: pd.DataFrame, learner: str, sequence: str, scenario: str, outcome: str) -> np.ndarray:
-    """delta_s = outcome(perturbed run of seed s) - outcome(unperturbed run of seed s), sequential training."""
-    return statistics.paired_differences(
-        outcome_by_seed(table, learner, sequence, scenario, outcome, perturbed=True),
-        outcome_by_seed(table, learner, sequence, scenario, outcome),
-    )
+FAMILY, EXPLORATORY, CONTROL = "family", "exploratory", "positive control"
 
 
 # --- statistics --------------------------------------------------------------------------------
 
 
-def comparisons(study: Study, table: pd.DataFrame) -> list[tuple[str, str, Pair]]:
-    """(data set, scenario, pair) of the verdict: every learner against the reference, except the
-    treatments of the declared pairs (factor 2), which meet only their own reference; then the
-    declared pairs; in each data set and scenario of the verdict where both have runs."""
-    out = []
-    paired_only = {p.treatment for p in study.pairs}
+def outcome_by_seed(table: pd.DataFrame, learner: str, sequence: str, scenario: str, outcome: str,
+                    rate: float | None = None) -> dict[int, float]:
+    """Seed -> outcome of the learner's sequential runs in one cell, at its selected rate (or at ``rate``)."""
+    here = (table["learner"] == learner) & (table["task_sequence"] == sequence) & (table["scenario"] == scenario) & ~table["joint"]
+    here &= table["at_selected"] if rate is None else np.isclose(table["lr"], rate)
+    rows = table[here]
+    return dict(zip(rows["seed"], rows[outcome]))
+
+
+def gate_lookup(study: Study, table: pd.DataFrame) -> dict[tuple[str, str, str], bool | None]:
+    frame = learnability(table, study.gate)
+    if frame.empty:
+        return {}
+    return {(r["task_sequence"], r["scenario"], r["learner"]): r["passes"] for _, r in frame.iterrows()}
+
+
+def refusal(gate: dict, sequence: str, scenario: str, pair: Pair) -> str:
+    """Why a comparison gets no verdict ('' when it gets one): a learner below the scenario's gate."""
+    below = [name for name in (pair.treatment, pair.reference) if gate.get((sequence, scenario, name)) is False]
+    return ", ".join(below) + " below the gate" if below else ""
+
+
+def comparison_cells(study: Study, table: pd.DataFrame) -> list[tuple[str, str, str, Pair, str]]:
+    """(kind, data set, scenario, pair, outcome) of every comparison with runs on both sides: the family
+    (the declared pairs, primary outcome, primary cell), the positive controls (primary outcome and cell),
+    and as exploratory the declared pairs in every other cell and outcome."""
     sequential = table[~table["joint"]]
-    for sequence in sorted(sequential["task_sequence"].unique(), key=lambda s: (s != study.primary_sequence, s)):
+    present = {(s, c): set(g["learner"]) for (s, c), g in sequential.groupby(["task_sequence", "scenario"])}
+    out = []
+    for sequence in sorted({s for s, _ in present}, key=lambda s: (s != study.primary_sequence, s)):
         for scenario in study.scenarios:
-            here = set(sequential[(sequential["task_sequence"] == sequence) & (sequential["scenario"] == scenario)]["learner"])
-            pairs = [Pair(learner, study.reference) for learner in ordered_learners(here)
-                     if learner != study.reference and learner not in paired_only]
-            pairs += study.pairs
-            out += [(sequence, scenario, p) for p in pairs if p.treatment in here and p.reference in here]
+            here = present.get((sequence, scenario), set())
+            primary_cell = (sequence, scenario) == (study.primary_sequence, study.primary_scenario)
+            for outcome in study.outcomes:
+                for pair in study.family:
+                    if pair.treatment in here and pair.reference in here:
+                        kind = FAMILY if primary_cell and outcome == study.primary_metric else EXPLORATORY
+                        out.append((kind, sequence, scenario, pair, outcome))
+            for pair in study.positive_controls if primary_cell else []:
+                if pair.treatment in here and pair.reference in here:
+                    out.append((CONTROL, sequence, scenario, pair, study.primary_metric))
     return out
 
 
-def ordered_learners(learners) -> list[str]:
-    """Learners in name order, numbers numerically and case aside: 'BPTT(4; 1)' before 'BPTT(12; 1)'."""
-    def natural(name: str) -> list:
-        return [int(part) if part.isdigit() else part.casefold() for part in re.split(r"(\d+)", name)]
-
-    return sorted(learners, key=lambda name: (natural(name), name))
-
-
-def verdict_table(study: Study, table: pd.DataFrame) -> pd.DataFrame:
-    """One row per comparison and outcome: the paired statistics, Holm's adjusted p (one family per
-    outcome: every comparison of the verdict), the TOST verdict, and the noise floor."""
+def verdict_table(study: Study, table: pd.DataFrame, margin: float) -> pd.DataFrame:
+    """One row per comparison: the paired statistics at each learner's selected rate; for the family,
+    Holm's adjustment over its tested comparisons of the t-test p (differs) and of the TOST p (equivalent
+    within ``margin``) and the verdict; a comparison with a learner below the gate gets none."""
+    gate = gate_lookup(study, table)
     rows = []
-    for sequence, scenario, pair in comparisons(study, table):
-        for outcome in study.outcomes:
-            d = statistics.paired_differences(
-                outcome_by_seed(table, pair.treatment, sequence, scenario, outcome),
-                outcome_by_seed(table, pair.reference, sequence, scenario, outcome),
-            )
-            result = statistics.compare(d, study.margin)
-            deltas = np.concatenate([perturbation_deltas(table, learner, sequence, scenario, outcome)
-                                     for learner in (pair.treatment, pair.reference)])
-            band = statistics.noise_band(deltas)
-            rows.append({
-                "task_sequence": sequence, "scenario": scenario, "outcome": outcome,
-                "primary": outcome == study.primary_metric and sequence == study.primary_sequence
-                and scenario == study.primary_scenario,
-                "treatment": pair.treatment, "reference": pair.reference, "matched": pair.matched,
-                **{k: getattr(result, k) for k in ("n", "mean", "ci_low", "ci_high", "d_z", "t", "p", "p_wilcoxon", "p_tost")},
-                "noise_low": band[0], "noise_high": band[1], "noise_n": len(deltas),
-                "clears_noise_floor": statistics.clears_noise_floor(result.ci_low, result.ci_high, band),
-            })
+    for kind, sequence, scenario, pair, outcome in comparison_cells(study, table):
+        d = statistics.paired_differences(outcome_by_seed(table, pair.treatment, sequence, scenario, outcome),
+                                          outcome_by_seed(table, pair.reference, sequence, scenario, outcome))
+        result = statistics.compare(d, margin)
+        rows.append({"kind": kind, "task_sequence": sequence, "scenario": scenario, "outcome": outcome,
+                     "treatment": pair.treatment, "reference": pair.reference,
+                     "refused": refusal(gate, sequence, scenario, pair),
+                     **{k: getattr(result, k) for k in ("n", "mean", "ci_low", "ci_high", "d_z", "t", "p", "p_wilcoxon", "p_tost")}})
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    frame["p_holm"] = np.nan
-    for outcome, group in frame.groupby("outcome"):
-        frame.loc[group.index, "p_holm"] = statistics.holm(group["p"].to_numpy())
-    frame["verdict"] = [statistics.verdict(ph, pt, study.alpha) for ph, pt in zip(frame["p_holm"], frame["p_tost"])]
+    frame["p_holm"], frame["p_tost_holm"], frame["verdict"] = np.nan, np.nan, ""
+    tested = frame.index[(frame["kind"] == FAMILY) & (frame["refused"] == "")]
+    frame.loc[tested, "p_holm"] = statistics.holm(frame.loc[tested, "p"].to_numpy())
+    frame.loc[tested, "p_tost_holm"] = statistics.holm(frame.loc[tested, "p_tost"].to_numpy())
+    for i in frame.index[frame["kind"] == FAMILY]:
+        frame.at[i, "verdict"] = (f"no verdict: {frame.at[i, 'refused']}" if frame.at[i, "refused"] else
+                                  statistics.verdict(frame.at[i, "p_holm"], frame.at[i, "p_tost_holm"], study.alpha))
     return frame
 
 
-def condition_table(study: Study, table: pd.DataFrame) -> pd.DataFrame:
-    """Every learner, data set and scenario (class included): each outcome's mean and sd over the
-    unperturbed sequential seeds, the joint ceiling (mean final ACC of joint training), the learning
-    rate and the noise floor of the primary outcome (sd of the perturbation differences)."""
+def rate_frame(study: Study, table: pd.DataFrame) -> pd.DataFrame:
+    """The primary outcome of sequential training in the primary cell, one row per run: learner, rate, seed."""
+    cell = table[(table["task_sequence"] == study.primary_sequence) & (table["scenario"] == study.primary_scenario)
+                 & ~table["joint"]]
+    return cell[["learner", "lr", "seed", "selected_lr", study.primary_metric]].rename(columns={"lr": "rate"})
+
+
+def rate_contrasts(study: Study, table: pd.DataFrame) -> pd.DataFrame:
+    """Each family comparison at each common rate (both learners at that rate), beside the headline at
+    the learners' selected rates: does the sign depend on the rate?"""
     rows = []
-    keys = ["task_sequence", "scenario", "learner"]
-    for (sequence, scenario, learner), group in table.groupby(keys):
-        plain = group[(~group["joint"]) & (group["perturbation"] == 0)]
-        joint = group[group["joint"] & (group["perturbation"] == 0)]
+    for pair in study.family:
+        for rate in sorted(table["lr"].unique()):
+            d = statistics.paired_differences(
+                *(outcome_by_seed(table, name, study.primary_sequence, study.primary_scenario, study.primary_metric, rate)
+                  for name in (pair.treatment, pair.reference)))
+            if len(d):
+                mean, low, high = statistics.mean_ci(d)
+                rows.append({"treatment": pair.treatment, "reference": pair.reference, "rate": rate, "n": len(d),
+                             "mean": mean, "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows)
+
+
+def condition_table(study: Study, table: pd.DataFrame) -> pd.DataFrame:
+    """Every learner, data set and scenario at its selected rate: each outcome's mean and sd over the
+    seeds of sequential training (the sd is the seed-to-seed noise), the joint ceiling, chance, the gate."""
+    rows = []
+    here = table[table["at_selected"]]
+    gate = gate_lookup(study, table)
+    for (sequence, scenario, learner), group in here.groupby(["task_sequence", "scenario", "learner"]):
+        plain, joint = group[~group["joint"]], group[group["joint"]]
         row = {"task_sequence": sequence, "scenario": scenario, "learner": learner, "n": len(plain),
                "lr": ", ".join(f"{v:g}" for v in sorted(group["lr"].unique())),
                "strength": ", ".join(f"{v:g}" for v in sorted(group["strength"].dropna().unique()))
                if "strength" in group else ""}
         for outcome in study.shown_outcomes:
-            row[f"{outcome}_mean"] = plain[outcome].mean()
-            row[f"{outcome}_sd"] = plain[outcome].std(ddof=1)
-        row["joint_acc_mean"], row["joint_n"] = joint["acc"].mean(), len(joint)
-        row["init_acc_mean"] = plain["init_acc"].mean() if "init_acc" in plain else np.nan
-        deltas = perturbation_deltas(table, learner, sequence, scenario, study.primary_metric)
-        row["noise_sd"] = float(np.std(deltas, ddof=1)) if len(deltas) > 1 else np.nan
+            row[f"{outcome}_mean"], row[f"{outcome}_sd"] = plain[outcome].mean(), plain[outcome].std(ddof=1)
+        row.update({"joint_acc_mean": joint["acc"].mean(), "joint_n": len(joint), "chance": group["chance"].mean(),
+                    "init_acc_mean": plain["init_acc"].mean(), "passes": gate.get((sequence, scenario, learner))})
         rows.append(row)
     frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
     learner_rank = {name: i for i, name in enumerate(ordered_learners(frame["learner"].unique()))}
     frame["_rank"] = [(s != study.primary_sequence, s, value_rank(SCENARIO, c), learner_rank[lr])
                       for s, c, lr in zip(frame["task_sequence"], frame["scenario"], frame["learner"])]
@@ -356,16 +172,6 @@ def condition_table(study: Study, table: pd.DataFrame) -> pd.DataFrame:
 
 
 # --- writing -----------------------------------------------------------------------------------
-
-
-def git_head() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return out.stdout.strip()[:12] + (" (uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def interval(mean: float, low: float, high: float) -> str:
@@ -378,40 +184,121 @@ def p_text(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def verdict_markdown(frame: pd.DataFrame, outcome: str, margin: float) -> str:
-    rows = frame[frame["outcome"] == outcome]
+def verdict_markdown(frame: pd.DataFrame, margin: float, family: bool) -> str:
+    """The comparisons of ``frame``: with Holm's p and the verdict for the family, unadjusted otherwise."""
+    shown = {
+        "data": frame["task_sequence"], "scenario": frame["scenario"],
+        "comparison": [f"{t} − {r}" for t, r in zip(frame["treatment"], frame["reference"])], "n": frame["n"],
+        "effect [95 % CI]": [interval(m, lo, hi) for m, lo, hi in zip(frame["mean"], frame["ci_low"], frame["ci_high"])],
+        "d_z": frame["d_z"].map(lambda v: fmt(v, 2)), "p (t)": frame["p"].map(p_text),
+        "p Wilcoxon": frame["p_wilcoxon"].map(p_text), f"p TOST ±{margin:g}": frame["p_tost"].map(p_text),
+    }
+    if family:
+        shown.update({"p Holm": frame["p_holm"].map(p_text), "p TOST Holm": frame["p_tost_holm"].map(p_text),
+                      "verdict": frame["verdict"].map(lambda v: f"**{v}**")})
+    else:
+        shown["learned?"] = frame["refused"].map(lambda r: r or "yes")
+    return markdown_table(pd.DataFrame(shown))
+
+
+def summary_sentences(study: Study, frame: pd.DataFrame, margin: float) -> list[str]:
+    """What the primary family showed, comparison by comparison, in words with its numbers."""
+    family = frame[frame["kind"] == FAMILY] if not frame.empty else frame
+    label = BY_NAME[study.primary_metric].label
+    if family.empty:
+        return [f"No runs of the primary cell ({study.primary_sequence}, {study.primary_scenario}): nothing to conclude."]
+    lines = []
+    for _, row in family.iterrows():
+        numbers = (f"{label} difference {interval(row['mean'], row['ci_low'], row['ci_high'])} (n = {row['n']}, "
+                   f"d_z = {fmt(row['d_z'], 2)}")
+        lines.append(f"- {row['treatment']} − {row['reference']}: {numbers}, Holm p = {p_text(row['p_holm'])}, "
+                     f"TOST ±{margin:g} Holm p = {p_text(row['p_tost_holm'])}): **{row['verdict']}**.")
+    return lines
+
+
+def gate_section(study: Study, table: pd.DataFrame) -> str:
+    frame = learnability(table, study.gate, study.primary_metric)
+    if frame.empty:
+        return "## Did the learners learn?\n\nNo runs."
+    failed = frame[frame["passes"] == False]  # noqa: E712 (None is no gate)
     shown = pd.DataFrame({
-        "data": rows["task_sequence"], "scenario": rows["scenario"],
-        "comparison": [f"{t} − {r}" + (f" (matched {m})" if m else "") for t, r, m in
-                       zip(rows["treatment"], rows["reference"], rows["matched"])],
-        "n": rows["n"],
-        "effect [95 % CI]": [interval(m, lo, hi) for m, lo, hi in zip(rows["mean"], rows["ci_low"], rows["ci_high"])],
-        "d_z": rows["d_z"].map(lambda v: fmt(v, 2)),
-        "p (t)": rows["p"].map(p_text), "p Holm": rows["p_holm"].map(p_text),
-        "p Wilcoxon": rows["p_wilcoxon"].map(p_text), f"p TOST ±{margin:g}": rows["p_tost"].map(p_text),
-        "verdict": rows["verdict"],
-        "noise band": [f"[{fmt(lo)}, {fmt(hi)}]" for lo, hi in zip(rows["noise_low"], rows["noise_high"])],
-        "clears noise floor": rows["clears_noise_floor"].map({True: "yes", False: "no", None: "–"}),
-    })
-    return markdown_table(shown)
+        "data": frame["task_sequence"], "scenario": frame["scenario"], "learner": frame["learner"],
+        "rate": frame["lr"].map(lambda v: f"{v:g}"), "joint ACC (ceiling)": frame["joint_acc"].map(fmt),
+        "learning accuracy": frame["learning_acc"].map(fmt), "chance": frame["chance"].map(fmt),
+        "gate": frame["gate"].map(lambda g: f"≥ {g:g}" if g is not None and np.isfinite(g) else "–"),
+        "passes": frame["passes"].map({True: "yes", False: "**no**", None: "–"})})
+    lines = ["## Did the learners learn?", "",
+             "The gate: a learner's joint ACC (all tasks shuffled together; mean over seeds, at its selected rate) must "
+             "reach " + ", ".join(f"{v:g} in {s}-IL" for s, v in study.gate.items()) + " for its comparisons in that "
+             "scenario to get a verdict: a learner that did not learn cannot show forgetting.", "",
+             markdown_table(shown), ""]
+    if failed.empty:
+        return "\n".join(lines + ["Every learner passes the gate where it applies."])
+    lines.append("**Not learned** (below the gate; their comparisons get no verdict):")
+    lines += [f"- {r['task_sequence']}, {r['scenario']}: {r['learner']} (joint ACC {fmt(r['joint_acc'])} < {r['gate']:g})"
+              for _, r in failed.iterrows()]
+    return "\n".join(lines)
+
+
+def rates_section(study: Study, table: pd.DataFrame) -> str:
+    data = rate_frame(study, table)
+    outcome, label = study.primary_metric, BY_NAME[study.primary_metric].label
+    if data.empty:
+        return "## The learning rate as a factor\n\nNo runs of the primary cell."
+    cells = data.groupby(["learner", "rate"])[outcome].agg(["mean", "std", "count"]).reset_index()
+    selected = data.groupby("learner")["selected_lr"].first()
+    rows = []
+    for learner in ordered_learners(cells["learner"].unique()):
+        row = {"learner": learner}
+        for _, c in cells[cells["learner"] == learner].iterrows():
+            mark = " (selected)" if np.isclose(c["rate"], selected[learner]) else ""
+            row[f"rate {c['rate']:g}"] = f"{fmt(c['mean'])} ± {fmt(c['std'])} (n = {int(c['count'])}){mark}"
+        rows.append(row)
+    test = statistics.interaction_test(data.rename(columns={outcome: "y"}), "y", a="learner", b="rate", block="seed")
+    contrasts = rate_contrasts(study, table)
+    contrast_view = pd.DataFrame({
+        "comparison": [f"{t} − {r}" for t, r in zip(contrasts.get("treatment", []), contrasts.get("reference", []))],
+        "rate": contrasts.get("rate", pd.Series(dtype=float)).map(lambda v: f"{v:g}"), "n": contrasts.get("n", []),
+        "effect [95 % CI]": [interval(m, lo, hi) for m, lo, hi in zip(contrasts.get("mean", []), contrasts.get("ci_low", []),
+                                                                     contrasts.get("ci_high", []))]})
+    return "\n".join([
+        "## The learning rate as a factor", "",
+        f"{label} of sequential training in the primary cell, every learner at every rate (mean ± sd over seeds); "
+        "the verdicts above compare each learner at its selected rate.", "", markdown_table(pd.DataFrame(rows)), "",
+        f"Learner × rate interaction (least squares with seed blocks, `paired_statistics.interaction_test`): "
+        f"F({test.df_effect}, {test.df_residual}) = {fmt(test.F, 2)}, p = {p_text(test.p)} ({test.n} runs).", "",
+        "The family's comparisons at each common rate (both learners at that rate):", "",
+        markdown_table(contrast_view) if len(contrast_view) else "No comparison has runs at a common rate."])
+
+
+def controls_section(study: Study, frame: pd.DataFrame) -> str:
+    lines = ["## Positive controls", ""]
+    controls = frame[frame["kind"] == CONTROL] if not frame.empty else frame
+    if not study.positive_controls:
+        return "\n".join(lines + ["None declared yet: strategies that should forget less (replay, EWC) slot in here as "
+                                  "`positive_controls` of the declaration, each against its own learner without it."])
+    if controls.empty:
+        return "\n".join(lines + ["The declared positive controls have no runs."])
+    return "\n".join(lines + ["Each control against the same learner without its strategy, primary outcome and cell "
+                              "(unadjusted):", "", verdict_markdown(controls, np.nan, family=False)])
 
 
 def conditions_markdown(study: Study, frame: pd.DataFrame) -> str:
-    """Every learner's outcomes (ACC and learning accuracy first, then the other declared ones), the
-    untrained network's ACC, the joint ceiling and the noise sd."""
+    """Every learner's outcomes at its selected rate (mean ± sd over seeds), its strategy's strength
+    where any learner has one, the untrained network's ACC, chance, the joint ceiling and whether it
+    passes the gate."""
     def cell(row, name):
         mean, sd = row[f"{name}_mean"], row[f"{name}_sd"]
         return fmt(mean) + (f" ± {fmt(sd)}" if np.isfinite(sd) else "")
 
-    shown = [*ALWAYS_SHOWN, *(o for o in study.outcomes if o not in ALWAYS_SHOWN)]
+    shown = ["acc", "learning_acc", *(o for o in study.outcomes if o not in ("acc", "learning_acc"))]
     strengths = {"strength": frame["strength"]} if "strength" in frame and frame["strength"].astype(bool).any() else {}
     table = pd.DataFrame({
         "data": frame["task_sequence"], "scenario": frame["scenario"], "learner": frame["learner"],
-        "lr": frame["lr"], **strengths, "n": frame["n"],
-        "untrained ACC": frame["init_acc_mean"].map(fmt),
+        "lr": frame["lr"], **strengths, "n": frame["n"], "untrained ACC": frame["init_acc_mean"].map(fmt), "chance": frame["chance"].map(fmt),
         **{BY_NAME[name].label: [cell(r, name) for _, r in frame.iterrows()] for name in shown},
         "joint ACC (ceiling)": [fmt(v) + f" (n = {n})" for v, n in zip(frame["joint_acc_mean"], frame["joint_n"])],
-        "noise sd": frame["noise_sd"].map(fmt),
+        "passes the gate": frame["passes"].map({True: "yes", False: "**no**", None: "–"}),
     })
     return markdown_table(table)
 
@@ -419,39 +306,34 @@ def conditions_markdown(study: Study, frame: pd.DataFrame) -> str:
 STATISTICS = """\
 Every comparison pairs two learners by seed: the same seed gives both the same sample order and, to
 learners of one network, the same initial weights, so d_s = y_treatment(s) − y_reference(s) removes
-what the seeds share. Only unperturbed sequential runs enter an effect.
+what the seeds share. Each learner enters at its selected rate (the best mean joint validation ACC of
+the pilot); only sequential runs enter an effect.
 
 - **effect**: the mean paired difference over the n seeds, with its 95 % Student-t interval
-  (mean ± t_{0.975, n−1} · s_d/√n); **d_z** = mean/s_d, Cohen's standardised paired effect.
-- **p (t)**: paired t-test of "no difference"; **p Holm**: Holm's step-down adjustment over every
-  comparison of the verdict for this outcome (one family per outcome: all data sets, scenarios and
-  comparisons of the table); **p Wilcoxon**: the signed-rank test as a check that does not assume
+  (mean ± t_{0.975, n−1} · s_d/√n); **d_z** = mean/s_d, Cohen's standardised paired effect (undefined
+  when every seed moved by the same amount up to rounding).
+- **primary family**: the declared comparisons of the primary outcome in the primary cell, and only
+  those. **p Holm**: Holm's step-down adjustment of the paired t-tests over the family's tested
+  comparisons; **p TOST Holm**: the same adjustment of the family's TOST p-values, so that
+  "equivalent" has the error control of "differs".
+- **p TOST**: two one-sided t-tests of "the difference is at least the margin δ" (Schuirmann 1987);
+  p < alpha shows equivalence within ±δ. δ, the smallest effect of interest, comes from the pilot by
+  the declared rule (section *Primary outcome*).
+- **verdict** (family only): *differs* when p Holm < alpha; *equivalent* when p TOST Holm < alpha;
+  *differs, within margin* when both; *inconclusive* when neither; *no verdict* for a comparison with
+  a learner below the gate. **p Wilcoxon**: the signed-rank test as a check that does not assume
   normal differences (unadjusted).
-- **p TOST**: two one-sided t-tests of "the difference is at least the margin" (Schuirmann 1987);
-  p < alpha shows equivalence within ±margin (the 90 % interval lies inside it). Every "no
-  difference" in this doc is a TOST statement.
-- **verdict**: *differs* when p Holm < alpha; *equivalent* when p TOST < alpha; *differs, within
-  margin* when both; *inconclusive* when neither.
-- **noise floor**: every run is repeated with every weight perturbed by {epsilon} · N(0, 1) after
-  initialisation (`network.init_perturbation={epsilon}`, its own random stream, same sample order). For
-  one learner δ_s = y(s, perturbed) − y(s, unperturbed) is what a rounding-level change alone does to
-  a run. A comparison's **noise band** is the central 95 % range (2.5 % and 97.5 % empirical
-  quantiles) of the δ_s of both its learners pooled; the effect **clears the noise floor** when its
-  95 % interval lies entirely outside the band. The band is a spread of single runs, the interval
-  one of a mean over n seeds: clearing it says that the mean effect is larger than what chaos moves a
-  single run, a stricter demand than p < alpha. **noise sd** (conditions table) is the sd of δ_s of
-  the primary outcome.
+- **exploratory** tables (other scenarios, secondary outcomes) give effects, intervals and unadjusted
+  p-values: no verdict is drawn from them.
+- **noise**: the seed-to-seed sd of each learner's outcome (conditions table) is the run-to-run
+  variability, and the paired interval already carries it. The first edition's noise floor (every run
+  repeated with its weights perturbed by 1e-12) is gone: it left many runs bit-identical to their twin
+  (48 of 136 noise bands were exactly [0, 0]), and a perturbation large enough to decorrelate the
+  trajectories is another seed, whose spread the seeds already measure.
+- **learner × rate**: an F-test of the interaction in a least-squares model with seed blocks, learner,
+  rate and learner:rate as factors (`paired_statistics.interaction_test`), on the primary outcome in the
+  primary cell.
 """
-
-
-def statistics_text(epsilon: str, perturbed: bool) -> str:
-    """The section *Statistics*; without perturbed runs, the noise floor is said to be absent."""
-    text = STATISTICS.replace("{epsilon}", epsilon)
-    if perturbed:
-        return text
-    floor = text.index("- **noise floor**")
-    return text[:floor] + ("- **noise floor**: this study has no perturbed runs (`network.init_perturbation`), so no "
-                           "noise band: the noise columns show –.\n")
 
 
 def design_markdown(table: pd.DataFrame) -> str:
@@ -459,10 +341,10 @@ def design_markdown(table: pd.DataFrame) -> str:
     rows = []
     for learner in ordered_learners(table["learner"].unique()):
         runs = table[table["learner"] == learner]
-        plain = runs[(~runs["joint"]) & (runs["perturbation"] == 0)]
+        plain = runs[~runs["joint"]]
         rows.append({
             "learner": learner,
-            "data": "; ".join(sorted(runs["task_sequence"].unique())),  # labels may hold commas
+            "data": "; ".join(sorted(runs["task_sequence"].unique())),
             "scenarios": ", ".join(sorted(runs["scenario"].unique(), key=lambda s: value_rank(SCENARIO, s))),
             "seeds": plain["seed"].nunique(),
             "learning rates": ", ".join(f"{v:g}" for v in sorted(runs["lr"].unique())),
@@ -474,7 +356,7 @@ def design_markdown(table: pd.DataFrame) -> str:
 
 def literature_markdown(literature: Literature, conditions: pd.DataFrame, table: pd.DataFrame) -> str:
     """Every learner's ACC of sequential training on the literature's task sequence, per scenario, beside
-    the published values; whether it shows their ordering of the scenarios; class-IL against chance, 1/T."""
+    the published values; whether it shows their ordering of the scenarios; class-IL against chance."""
     sequence = literature.task_sequence
     rows = conditions[conditions["task_sequence"] == sequence]
     if rows.empty:
@@ -483,7 +365,7 @@ def literature_markdown(literature: Literature, conditions: pd.DataFrame, table:
     scenarios = list(literature.final_acc)
     published = sorted(scenarios, key=lambda s: literature.final_acc[s][0])  # e.g. class < domain < task
     ordering = " < ".join(published)
-    chance = f"class-IL − 1/T (T = {n_tasks})" if "class" in scenarios else None
+    floor = f"class-IL − 1/T (T = {n_tasks})" if "class" in scenarios else None
     shown = []
     for learner in ordered_learners(rows["learner"].unique()):
         mine = rows[rows["learner"] == learner].set_index("scenario")
@@ -492,47 +374,63 @@ def literature_markdown(literature: Literature, conditions: pd.DataFrame, table:
         ordered = all(acc[a] < acc[b] for a, b in zip(published, published[1:])) if all(np.isfinite(list(acc.values()))) else None
         shown.append({"learner": learner, **{f"{s}-IL": f"{fmt(acc[s])} (joint {fmt(joint[s])})" for s in scenarios},
                       ordering: {True: "yes", False: "**no**", None: "–"}[ordered],
-                      **({chance: fmt(acc["class"] - 1 / n_tasks)} if chance else {})})
+                      **({floor: fmt(acc["class"] - 1 / n_tasks)} if floor else {})})
     shown.append({"learner": literature.label,
                   **{f"{s}-IL": f"≈ {fmt(f)} (joint ≈ {fmt(j)})" for s, (f, j) in literature.final_acc.items()},
-                  ordering: "yes", **({chance: fmt(literature.final_acc["class"][0] - 1 / n_tasks)} if chance else {})})
+                  ordering: "yes", **({floor: fmt(literature.final_acc["class"][0] - 1 / n_tasks)} if floor else {})})
     return markdown_table(pd.DataFrame(shown))
 
 
-def claim_holds(claim: Claim, row: pd.Series | None) -> str:
-    """Whether our comparison shows the published finding: "yes", "no", or "not shown" (inconclusive)."""
+def claim_verdict(row: pd.Series | None, alpha: float) -> tuple[str, bool]:
+    """(the verdict of the comparison a published claim names, whether it is Holm-adjusted): the family's
+    own verdict in the primary family; elsewhere (an exploratory comparison) the same rule on the
+    unadjusted p-values. "–" without runs, "no verdict: ..." for a learner below the gate."""
     if row is None:
+        return "–", False
+    if row["refused"]:
+        return f"no verdict: {row['refused']}", False
+    if row["kind"] == FAMILY:
+        return row["verdict"], True
+    return statistics.verdict(row["p"], row["p_tost"], alpha), False
+
+
+def claim_holds(claim: Claim, verdict: str, mean: float) -> str:
+    """Whether our comparison shows the published finding: "yes", "no", "not shown" (inconclusive, or no
+    verdict) or "no runs"."""
+    if verdict == "–":
         return "no runs"
-    differs = row["verdict"] in ("differs", "differs, within margin")
-    equivalent = row["verdict"] in ("equivalent", "differs, within margin")
+    differs = verdict in ("differs", "differs, within margin")
+    equivalent = verdict in ("equivalent", "differs, within margin")
     if claim.expect == "higher":
-        return "yes" if differs and row["mean"] > 0 else "no" if differs or equivalent else "not shown"
+        return "yes" if differs and mean > 0 else "no" if differs or equivalent else "not shown"
     return "yes" if equivalent else "no" if differs else "not shown"
 
 
-def published_markdown(study: Study, frame: pd.DataFrame) -> str:
-    """Each published finding beside our paired effect on the primary outcome, per scenario, and whether
-    our runs show it."""
+def published_markdown(study: Study, frame: pd.DataFrame, margin: float) -> str:
+    """Each published finding beside our paired effect on the primary outcome (``treatment`` − the study's
+    reference, in the claim's scenario of the primary data set), and whether our runs show it."""
     if not study.published:
         return "The study declares no published findings to compare with."
     label, rows = BY_NAME[study.primary_metric].label, []
-    primary = frame[(frame["outcome"] == study.primary_metric) & (frame["task_sequence"] == study.primary_sequence)] \
-        if not frame.empty else frame
+    primary = frame[(frame["outcome"] == study.primary_metric) & (frame["task_sequence"] == study.primary_sequence)
+                    & (frame["reference"] == study.reference)] if not frame.empty else frame
     for claim in study.published:
         match = primary[(primary["treatment"] == claim.treatment) & (primary["scenario"] == claim.scenario)] \
             if not primary.empty else primary
         row = match.iloc[0] if len(match) else None
+        verdict, adjusted = claim_verdict(row, study.alpha)
         rows.append({
             "published": claim.text, "scenario": claim.scenario,
             "comparison": f"{claim.treatment} − {study.reference}",
             f"ours: {label} effect [95 % CI]": interval(row["mean"], row["ci_low"], row["ci_high"]) if row is not None else "–",
             "n": row["n"] if row is not None else 0,
-            "verdict": row["verdict"] if row is not None else "–",
-            "shown by our runs": claim_holds(claim, row),
+            "verdict": verdict + ("" if adjusted or verdict == "–" or verdict.startswith("no verdict") else " (unadjusted)"),
+            "shown by our runs": claim_holds(claim, verdict, row["mean"] if row is not None else np.nan),
         })
     source = f"Published: {study.published_source}. " if study.published_source else ""
-    return (source + f"Expected *higher*: the Holm-adjusted paired t-test shows a difference above 0; *equivalent*: "
-            f"the TOST shows it within ±{study.margin:g}.\n\n" + markdown_table(pd.DataFrame(rows)))
+    return (source + "Expected *higher*: the paired t-test shows a difference above 0; *equivalent*: the TOST shows "
+            f"it within ±{margin:g}; each at alpha = {study.alpha:g}, Holm-adjusted in the primary family (the "
+            "primary cell) and unadjusted elsewhere (marked).\n\n" + markdown_table(pd.DataFrame(rows)))
 
 
 def sweep_times(client, experiment: str, sweep_ids: list[str]) -> pd.DataFrame:
@@ -579,72 +477,21 @@ def stamps(runs_used: pd.DataFrame, table: pd.DataFrame, code: CodeChoice | None
     ]
 
 
-def learning_check(study: Study, conditions: pd.DataFrame) -> list[str]:
-    """The conditions whose learners barely learned: mean learning accuracy (each task right after
-    it was trained) less than the equivalence margin above the untrained network's. Forgetting is
-    measured from what was learned, so their BWT and forgetting say little."""
-    gain = conditions["learning_acc_mean"] - conditions["init_acc_mean"]
-    weak = conditions[gain < study.margin]
-    if weak.empty:
-        return [f"Every learner's learning accuracy lies at least {study.margin:g} above the untrained network's "
-                "in every data set and scenario."]
-    lines = [f"In these conditions the learner's mean learning accuracy lies less than {study.margin:g} (the "
-             "equivalence margin) above the untrained network's: it barely learned the tasks, so its BWT and "
-             "forgetting cannot show forgetting, and a comparison involving it says little:", ""]
-    for (sequence, scenario), group in weak.groupby(["task_sequence", "scenario"], sort=False):
-        learners = ", ".join(f"{r['learner']} ({fmt(r['learning_acc_mean'])} vs {fmt(r['init_acc_mean'])})"
-                             for _, r in group.iterrows())
-        total = int(((conditions["task_sequence"] == sequence) & (conditions["scenario"] == scenario)).sum())
-        lines.append(f"- {sequence}, {scenario} ({len(group)} of {total} learners): {learners}")
-    return lines
-
-
-def summary_sentences(study: Study, frame: pd.DataFrame) -> list[str]:
-    """What the primary outcome showed, comparison by comparison, in words with its numbers."""
-    primary = frame[frame["primary"]] if not frame.empty else frame
-    label = BY_NAME[study.primary_metric].label
-    if primary.empty:
-        return [f"No runs of the primary cell ({study.primary_sequence}, {study.primary_scenario}): nothing to conclude."]
-    lines = []
-    for _, row in primary.iterrows():
-        floor = {True: "clears the noise floor", False: "does not clear the noise floor", None: "noise floor unknown"}
-        lines.append(
-            f"- {row['treatment']} − {row['reference']}: {label} difference {interval(row['mean'], row['ci_low'], row['ci_high'])}"
-            f" (n = {row['n']}, d_z = {fmt(row['d_z'], 2)}, Holm p = {p_text(row['p_holm'])}, TOST p = {p_text(row['p_tost'])}):"
-            f" **{row['verdict']}**; {floor[row['clears_noise_floor']]}."
-        )
-    return lines
-
-
 # The engine's sections: a template line ``<!-- study: NAME -->`` becomes section NAME.
-SECTIONS = ("provenance", "primary", "learning-check", "verdicts", "design", "literature", "published", "conditions",
-            "statistics")
+SECTIONS = ("provenance", "primary", "gate", "verdicts", "rates", "controls", "design", "literature", "published",
+            "conditions", "statistics")
 PLACEHOLDER = re.compile(r"^<!-- study: ([a-z-]+) -->$")
 TEMPLATE_NOTE = "<!-- template:"  # a template's own comment, left out of the doc
-DEFAULT_TEMPLATE = """\
-# Study verdict: `{experiment}`
-
-<!-- study: provenance -->
-
-<!-- study: primary -->
-
-<!-- study: learning-check -->
-
-<!-- study: verdicts -->
-
-<!-- study: design -->
-
-<!-- study: conditions -->
-
-<!-- study: statistics -->
-"""
+DEFAULT_TEMPLATE = "# Study verdict: `{experiment}`\n\n" + "\n\n".join(f"<!-- study: {name} -->" for name in SECTIONS
+                                                                        if name not in ("literature", "published")) + "\n"
 
 
 def write_markdown(study: Study, experiment: str, frame: pd.DataFrame, conditions: pd.DataFrame, runs_used: pd.DataFrame,
-                   table: pd.DataFrame, times: pd.DataFrame | None = None, code: CodeChoice | None = None) -> str:
+                   table: pd.DataFrame, margin: tuple[float, str], times: pd.DataFrame | None = None,
+                   code: CodeChoice | None = None) -> str:
     """The study's doc: its template (``study.template``, else DEFAULT_TEMPLATE) with the sections filled in."""
     template = study.template.read_text() if study.template else DEFAULT_TEMPLATE.format(experiment=experiment)
-    return fill_template(template, sections(study, frame, conditions, runs_used, table, times, code))
+    return fill_template(template, sections(study, frame, conditions, runs_used, table, margin, times, code))
 
 
 def fill_template(template: str, filled: dict[str, str]) -> str:
@@ -661,8 +508,37 @@ def fill_template(template: str, filled: dict[str, str]) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).rstrip("\n") + "\n"
 
 
+def primary_section(study: Study, frame: pd.DataFrame, margin: tuple[float, str]) -> str:
+    value, source = margin
+    label = BY_NAME[study.primary_metric].label
+    family = "; ".join(f"{p.treatment} − {p.reference}" for p in study.family)
+    return "\n".join([
+        "## Primary outcome (declared before running)", "",
+        f"**{label}** (`{study.primary_metric}`) on `{study.primary_sequence}`, {study.primary_scenario} scenario, "
+        f"sequential training, each learner at its selected rate. Why: {study.primary_reason or 'not stated'}.", "",
+        f"The primary family, {len(study.family)} declared comparisons (Holm over these only, for *differs* and for "
+        f"*equivalent*): {family}. alpha = {study.alpha:g}; smallest effect of interest δ = {value:g} ({source}; rule: "
+        f"{study.sesoi.rule or 'declared'}).", "",
+        *summary_sentences(study, frame, value)])
+
+
+def verdicts_section(study: Study, frame: pd.DataFrame, margin: float) -> str:
+    if frame.empty:
+        return "## Verdict\n\nNo comparison has runs."
+    lines = [f"## Verdict: {BY_NAME[study.primary_metric].label} (primary family)", "",
+             verdict_markdown(frame[frame["kind"] == FAMILY], margin, family=True), "",
+             "## Exploratory: the same comparisons in the other cells and outcomes", "",
+             "Effects at the selected rates with unadjusted p-values; no verdict is drawn from them.", ""]
+    for outcome in study.outcomes:
+        rows = frame[(frame["kind"] == EXPLORATORY) & (frame["outcome"] == outcome)]
+        if len(rows):
+            lines += [f"### {BY_NAME[outcome].label}", "", verdict_markdown(rows, margin, family=False), ""]
+    return "\n".join(lines)
+
+
 def sections(study: Study, frame: pd.DataFrame, conditions: pd.DataFrame, runs_used: pd.DataFrame,
-             table: pd.DataFrame, times: pd.DataFrame | None, code: CodeChoice | None = None) -> dict[str, str]:
+             table: pd.DataFrame, margin: tuple[float, str], times: pd.DataFrame | None,
+             code: CodeChoice | None = None) -> dict[str, str]:
     """Every section of SECTIONS as markdown, for any declared study."""
     n_seeds = int(conditions["n"].max()) if len(conditions) else 0
     provenance = ["<!-- generated by analysis/study_report.py from the MLflow runs; do not edit by hand -->", "",
@@ -670,41 +546,28 @@ def sections(study: Study, frame: pd.DataFrame, conditions: pd.DataFrame, runs_u
     if n_seeds < study.min_seeds:
         provenance += [f"> **Not the declared study**: at most {n_seeds} seeds per condition, fewer than the declared "
                        f"{study.min_seeds}. The numbers below check the pipeline; they are not a result."]
-    perturbations = sorted(p for p in table["perturbation"].unique() if p > 0) if len(table) else []
-    epsilon = ", ".join(f"{p:g}" for p in perturbations) or "ε"
     return {
         "provenance": "\n".join(provenance),
-        "primary": "\n".join(["## Primary outcome (declared before running)", "",
-                              f"{BY_NAME[study.primary_metric].label} on `{study.primary_sequence}`, "
-                              f"{study.primary_scenario} scenario; every learner against {study.reference}, paired by "
-                              f"seed; alpha = {study.alpha:g}, equivalence margin ±{study.margin:g}.", "",
-                              *summary_sentences(study, frame)]),
-        "learning-check": "\n".join(["## Did the learners learn?", "", *learning_check(study, conditions)]),
-        "verdicts": verdicts_markdown(study, frame),
+        "primary": primary_section(study, frame, margin),
+        "gate": gate_section(study, table),
+        "verdicts": verdicts_section(study, frame, margin[0]),
+        "rates": rates_section(study, table),
+        "controls": controls_section(study, frame),
         "design": design_section(table, times),
         "literature": literature_markdown(study.literature, conditions, table) if study.literature
         else "The study declares no published results to compare with.",
-        "published": published_markdown(study, frame),
-        "conditions": "\n".join(["## Forgetting with learning accuracy and the joint ceiling", "",
-                                 "Mean ± sd over the unperturbed seeds of sequential training; joint ACC: all tasks "
-                                 "shuffled together (the ceiling); noise sd: sd of the perturbation differences of the "
-                                 "primary outcome.", "", conditions_markdown(study, conditions)]),
-        "statistics": "## Statistics\n\n" + statistics_text(epsilon, bool(perturbations)),
+        "published": published_markdown(study, frame, margin[0]),
+        "conditions": "\n".join(["## Forgetting with learning accuracy, chance and the joint ceiling", "",
+                                 "At each learner's selected rate; mean ± sd over the seeds of sequential training (the "
+                                 "sd is the seed-to-seed noise); joint ACC: all tasks shuffled together (the ceiling).", "",
+                                 conditions_markdown(study, conditions)]),
+        "statistics": "## Statistics\n\n" + STATISTICS,
     }
 
 
-def verdicts_markdown(study: Study, frame: pd.DataFrame) -> str:
-    lines = []
-    for outcome in study.outcomes:
-        name = BY_NAME[outcome].label
-        lines += [f"## Verdict: {name}" + (" (primary outcome)" if outcome == study.primary_metric else ""), "",
-                  verdict_markdown(frame, outcome, study.margin) if not frame.empty else "No comparison has runs.", ""]
-    return "\n".join(lines)
-
-
 def design_section(table: pd.DataFrame, times: pd.DataFrame | None) -> str:
-    lines = ["## Design", "", "Every learner, with the runs this doc comes from (all variants: sequential and joint, "
-             "plain and perturbed; seeds counted on plain sequential runs); run time from MLflow's start and end:", "",
+    lines = ["## Design", "", "Every learner, with the runs this doc comes from (sequential and joint, every rate; seeds "
+             "counted on sequential runs); run time from MLflow's start and end:", "",
              design_markdown(table), "",
              f"In all: {len(table)} runs, {table['seconds'].sum() / 60:.1f} minutes of run time "
              "(summed over runs; jobs ran in parallel, members of an ensemble share their time)."]
@@ -714,37 +577,33 @@ def design_section(table: pd.DataFrame, times: pd.DataFrame | None) -> str:
 
 
 def build(experiment: str, tracking_uri: str, out: Path | None = None, doc: Path | None = None,
-          preset: Path | None = None, cache_dir: Path | None = None, code_version: str | None = None,
-          any_code: bool = False) -> dict[str, Path]:
+          preset: Path | None = None, cache_dir: Path | None = None, root: Path = PROJECT_ROOT,
+          code_version: str | None = None, any_code: bool = False) -> dict[str, Path]:
     """The study's verdict from ``experiment``'s runs of code ``code_version`` (default: the current
     code's; every code's with ``any_code``)."""
     import mlflow
 
-    study = read_declaration(preset or PRESETS / f"{experiment}.yaml")
+    study = read_declaration(preset or PRESETS / f"{experiment}.yaml", root)
+    margin = study.sesoi.resolve()
     # The store must exist already: a report never creates an empty one (StoreError instead).
     client = open_store(tracking_uri, create=False, key="--tracking-uri")
     mlflow.set_tracking_uri(tracking_uri)
+    selection = SelectionTable.read(study.selection.table) if study.selection and study.selection.table.exists() else None
     version = None if any_code else code_version or contract.package_hash()
-    runs, code = choose_code(search_training_runs(client, experiment), version)
-    runs = mark_superseded(runs)
-    used = runs[(runs["status"] == "FINISHED") & (runs["superseded_by"] == "")]
-    artifacts, problems = load_artifacts(client, list(used["run_id"]), Path(cache_dir or REPORTS / ".cache"))
-    used = used[used["run_id"].isin(artifacts)]
-    if used.empty:
-        raise NoRunsError(f"no FINISHED run of {experiment!r} with readable eval artifacts ({len(problems)} unreadable)")
-    table = run_table(used, artifacts, study.shown_outcomes)
-    frame = verdict_table(study, table)
+    used, table, code = load_runs(client, experiment, study.shown_outcomes, Path(cache_dir or REPORTS / ".cache"),
+                                  selection, version)
+    frame = verdict_table(study, table, margin[0])
     conditions = condition_table(study, table)
     out = Path(out or REPORTS / experiment / "study")
     out.mkdir(parents=True, exist_ok=True)
-    written = {"verdict_csv": out / "verdict.csv", "conditions_csv": out / "conditions.csv",
-               "runs_csv": out / "runs.csv", "verdict_md": out / "verdict.md"}
-    frame.to_csv(written["verdict_csv"], index=False)
-    conditions.to_csv(written["conditions_csv"], index=False)
-    table.to_csv(written["runs_csv"], index=False)
+    written = {name: out / name for name in ("verdict.csv", "rates.csv", "conditions.csv", "runs.csv", "verdict.md")}
+    frame.to_csv(written["verdict.csv"], index=False)
+    rate_frame(study, table).to_csv(written["rates.csv"], index=False)
+    conditions.to_csv(written["conditions.csv"], index=False)
+    table.to_csv(written["runs.csv"], index=False)
     times = sweep_times(client, experiment, sorted(table["sweep_id"].dropna().astype(str).unique()))
-    text = write_markdown(study, experiment, frame, conditions, used, table, times=times, code=code)
-    written["verdict_md"].write_text(text)
+    text = write_markdown(study, experiment, frame, conditions, used, table, margin, times=times, code=code)
+    written["verdict.md"].write_text(text)
     if doc is not None:
         doc.parent.mkdir(parents=True, exist_ok=True)
         doc.write_text(text)
@@ -760,23 +619,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doc", type=Path, help="also write the study's doc (verdict.md) here (e.g. docs/credit_assignment.md)")
     parser.add_argument("--preset", type=Path, help="the preset that declares the study (default conf/experiment/<experiment>.yaml)")
     parser.add_argument("--if-declared", action="store_true", help="exit 0 without output when no study is declared")
+    parser.add_argument("--root", type=Path, default=PROJECT_ROOT,
+                        help="where the selection table and the smallest-effect file live (default: the project)")
     add_code_arguments(parser)
     args = parser.parse_args(argv)
     try:
         written = build(args.experiment, args.tracking_uri or default_tracking_uri(), args.out, args.doc, args.preset,
-                        code_version=code_version_asked(args), any_code=args.any_code)
+                        root=args.root, code_version=code_version_asked(args), any_code=args.any_code)
     except NotDeclared as error:
         if args.if_declared:
             return 0
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except NoRunsError as error:
+    except (NoRunsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except StoreError as error:
         print(f"Tracking store error: {error}", file=sys.stderr)
         return 2
-    print(written["verdict_md"].read_text().split("## Verdict")[0].rstrip())
+    print(written["verdict.md"].read_text().split("## Verdict")[0].rstrip())
     print("\n" + "\n".join(f"wrote {p}" for p in written.values()))
     return 0
 

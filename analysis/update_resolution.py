@@ -20,7 +20,7 @@ from analysis.load import RunArtifacts
 from forgetlab import metrics
 
 KS = (1, 10, 100, 1000)  # lags of the tables, in updates
-INTERVALS = (1, 10, 100)  # evaluation intervals of the forgetting-event table, in updates
+INTERVALS = (1, 10, 100)  # evaluation intervals of the flips-to-wrong table, in updates
 CURVE_KS = np.unique(np.round(np.logspace(0, 4, 33)).astype(int))  # lags of the erasure-vs-k figure
 
 
@@ -62,11 +62,14 @@ def _nanmean(x) -> float:
 
 
 def run_update_metrics(u: dict[str, np.ndarray]) -> dict[str, float]:
-    """The section's numbers for one run's update probe: erasure, loss change and Kaplan-Meier
-    survival at the lags KS with their pair counts, forgetting events at the intervals INTERVALS,
-    and with interference the first-order agreement, the mean cosines and the final matrix."""
+    """The section's numbers for one run's update probe: Kaplan-Meier survival, erasure and loss change
+    at the lags KS with their pair counts, Toneva et al.'s forgetting events and unforgettable samples
+    (at presentations), flips to wrong at the intervals INTERVALS, and with interference the
+    first-order agreement, the mean cosines and the final matrix."""
     every, correct, loss, presented = in_rows(u)
     out: dict[str, float] = {"probe_every": every, "probe_samples": correct.shape[1]}
+    out["toneva_events"] = metrics.mean_toneva_forgetting_events(correct, presented, every)
+    out["toneva_unforgettable"] = metrics.toneva_unforgettable_fraction(correct, presented, every)
     lags, defined = lags_in_rows(KS, every)
     erasure, pairs = metrics.erasure_after_updates(correct, presented, lags)
     change, change_pairs = metrics.loss_change_after_updates(loss, presented, lags)
@@ -78,10 +81,10 @@ def run_update_metrics(u: dict[str, np.ndarray]) -> dict[str, float]:
         out[f"loss_change_{k}_pairs"] = change_pairs[j] if defined[j] else 0
         out[f"survival_{k}"] = survival[j] if defined[j] else np.nan
     intervals, defined = lags_in_rows(INTERVALS, every)
-    events, counted = metrics.forgetting_events_by_interval(correct, presented, np.maximum(intervals, 1))
+    flips, counted = metrics.flips_to_wrong_by_interval(correct, presented, np.maximum(intervals, 1))
     for j, s in enumerate(INTERVALS):
-        out[f"events_{s}"] = events[j] if defined[j] else np.nan
-        out[f"events_{s}_samples"] = counted[j] if defined[j] else 0
+        out[f"flips_{s}"] = flips[j] if defined[j] else np.nan
+        out[f"flips_{s}_samples"] = counted[j] if defined[j] else 0
     if bool(u["interference"]):
         agreement = metrics.first_order_agreement(u["predicted"], u["measured"])
         out["fo_correlation"], out["fo_slope"], out["fo_pairs"] = agreement["correlation"], agreement["slope"], agreement["n"]
@@ -240,9 +243,27 @@ def section_tables(table: pd.DataFrame, order: list[str], interference_order: li
         "seeds, (pairs or samples behind it, summed over seeds). Per run: `update_resolution.csv`. "
         "Definitions: `docs/metrics.md`, *Update resolution*.",
         "",
+        "### Time to forget (the headline)",
+        "",
+        "Kaplan–Meier S(k) = P(still correct at every one of the k updates after its presentation | correct right "
+        "after it): each learned sample followed from its presentation until it is first wrong or is no longer "
+        "observed (its next presentation, the end of training).",
+        "",
+        _by_condition(table, order, {f"S({k})": (f"survival_{k}", None) for k in KS}),
+        "",
+        "### Forgetting events at presentations (Toneva et al.)",
+        "",
+        "Per presented probe sample, the presentations at which it is wrong after one at which it was correct, "
+        "correctness taken with the weights before the presenting update; unforgettable: correct at some presentation, "
+        "no such event (needs `eval.probe_every=1`).",
+        "",
+        _by_condition(table, order, {"forgetting events per sample": ("toneva_events", None),
+                                     "unforgettable": ("toneva_unforgettable", None)}),
+        "",
         "### Erasure after k updates",
         "",
-        "P(wrong k updates after its presentation | correct right after it); positive = forgetting.",
+        "P(wrong k updates after its presentation | correct right after it); positive = forgetting. Its anchors "
+        "change with k (those observed that long), so it need not grow with k: S(k) above is the summary.",
         "",
         _by_condition(table, order, {f"k = {k}": (f"erasure_{k}", f"erasure_{k}_pairs") for k in KS}),
         "",
@@ -252,18 +273,13 @@ def section_tables(table: pd.DataFrame, order: list[str], interference_order: li
         "",
         _by_condition(table, order, {f"k = {k}": (f"loss_change_{k}", f"loss_change_{k}_pairs") for k in KS}),
         "",
-        "### Time to forget",
+        "### Flips to wrong and the evaluation interval",
         "",
-        "Kaplan–Meier S(k) = P(still correct at every one of the k updates after its presentation | correct right after it).",
+        "Flips to wrong (correct → wrong between consecutive evaluations; not Toneva et al.'s forgetting events) per "
+        "probe sample, counted on the same runs evaluated every s updates: a flip that is undone within s updates is "
+        "not seen, so the count falls with s.",
         "",
-        _by_condition(table, order, {f"S({k})": (f"survival_{k}", None) for k in KS}),
-        "",
-        "### Forgetting events and the evaluation interval",
-        "",
-        "Forgetting events (correct → wrong) per probe sample, counted on the same runs evaluated every s updates: "
-        "an event that is undone within s updates is not seen, so the count falls with s.",
-        "",
-        _by_condition(table, order, {f"every {s} update{'s' if s > 1 else ''}": (f"events_{s}", f"events_{s}_samples")
+        _by_condition(table, order, {f"every {s} update{'s' if s > 1 else ''}": (f"flips_{s}", f"flips_{s}_samples")
                                      for s in INTERVALS}),
         "",
     ]

@@ -3,8 +3,9 @@
 
     .venv/bin/python benchmarks/compose.py [--seeds 2] [--json]
 
-The jobs are the credit-assignment study's (conf/experiment/credit_assignment.yaml: 5 learners x 2
-data sets x 3 scenarios x joint or not x perturbed or not) for ``--seeds`` seeds. Both ways compose
+The jobs are the credit-assignment study's (conf/experiment/credit_assignment.yaml: 10 learners x 3
+rates x 3 scenarios x joint or not) for ``--seeds`` seeds, composed as its pilot's (which reads no
+selection table). Both ways compose
 the same jobs in one process, the composer first (so Hydra's caches are warm for the per-job way,
 not for it); CPU seconds of each, and a check that every job's config is the same both ways.
 """
@@ -28,16 +29,15 @@ from omegaconf import OmegaConf, open_dict  # noqa: E402
 from forgetlab.config import register_configs  # noqa: E402
 from hydra_plugins.forgetlab_sweeper.forgetlab_sweeper import SweepComposer  # noqa: E402
 
-LEARNERS = ["bptt_1_1", "bptt_4_1", "bptt_12_1", "rtrl", "bptt_epochwise"]
+LEARNERS = [f"{name}{placement}" for name in ("bptt_epochwise", "bptt_1_1", "bptt_4_1", "bptt_14_1")
+            for placement in ("", "_every_step")] + ["rtrl_every_step", "mlp_backprop"]
 
 
 def study_jobs(seeds: int) -> list[list[str]]:
-    return [["experiment=credit_assignment", f"learner=credit_assignment/{learner}", f"task_sequence={sequence}",
-             f"task_sequence.scenario={scenario}", f"task_sequence.joint={joint}",
-             f"network.init_perturbation={perturbation}", f"seed={seed}"]
-            for learner, sequence, scenario, joint, perturbation, seed in itertools.product(
-                LEARNERS, ["split_mnist", "delayed_recall"], ["task", "domain", "class"], ["false", "true"],
-                ["0.0", "1e-12"], range(seeds))]
+    return [["experiment=credit_assignment_pilot", f"learner=credit_assignment/{learner}",
+             f"task_sequence.scenario={scenario}", f"task_sequence.joint={joint}", f"algorithm.lr={lr}", f"seed={seed}"]
+            for learner, scenario, joint, lr, seed in itertools.product(
+                LEARNERS, ["task", "domain", "class"], ["false", "true"], ["0.001", "0.002", "0.005"], range(seeds))]
 
 
 def without_hydra(cfg) -> dict:
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        master = compose("config", overrides=["experiment=credit_assignment"], return_hydra_config=True)
+        master = compose("config", overrides=["experiment=credit_assignment_pilot"], return_hydra_config=True)
         loader = GlobalHydra.instance().config_loader()
         jobs = study_jobs(args.seeds)
         start = time.process_time()

@@ -1,6 +1,6 @@
 """The credit-assignment study's configuration: one RNN with the same initial weights and sample order
-for every learner of a seed, the noise-floor perturbation, learning rates read from the selection
-table, and presets whose every job is valid."""
+for every learner of a seed, RTRL with one loss step equal to epochwise BPTT, the selection table's sweep
+recorded by every study run, and presets whose every job is valid and is the declared design."""
 
 import csv
 import itertools
@@ -22,6 +22,7 @@ LEARNERS = ROOT / "conf" / "learner" / "credit_assignment"
 RNN_LEARNERS = sorted(p.stem for p in LEARNERS.glob("*.yaml") if not p.stem.startswith("mlp"))
 TABLE = "conf/learner/credit_assignment/lr.csv"
 SMALL = ["task_sequence.max_train_per_task=12", "eval.every_samples=0", "tracking.enabled=false"]
+SAME_RNN = ("hidden_size", "recurrent_init", "recurrent_scale", "activation", "output", "loss")
 
 
 def write_table(root: Path, rows: list[dict]) -> None:
@@ -33,13 +34,19 @@ def write_table(root: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+# What tells the study's learners apart in a selection table (its key columns are dotted config keys).
+LEARNER_KEYS = [("rnn", "bptt_epochwise", ""), ("rnn", "rtrl", ""), ("mlp", "backprop", "")] + [
+    ("rnn", "bptt_truncated", str(h)) for h in (1, 4, 14)]
+
+
 def every_learner_table(root: Path, lr: float = 0.1, sweep: str = "20261127-000000-abcdef") -> None:
-    """A row for every network, algorithm, data set and scenario of the study."""
+    """A row for every learner, loss placement, data set and scenario of the study."""
     rows = [
         {"task_sequence.name": seq, "task_sequence.scenario": scenario, "network.name": net, "algorithm.name": alg,
-         "lr": lr, "selected_by": sweep}
+         "algorithm.h": h, "network.loss_at": loss_at if net == "rnn" else "", "lr": lr, "selected_by": sweep}
         for seq, scenario in itertools.product(["split_mnist", "delayed_recall"], ["task", "domain", "class"])
-        for net, alg in [("rnn", "bptt_truncated"), ("rnn", "rtrl"), ("rnn", "bptt_epochwise"), ("mlp", "backprop")]
+        for (net, alg, h), loss_at in itertools.product(LEARNER_KEYS, ["last", "all"])
+        if net == "rnn" or loss_at == "last"
     ]
     write_table(root, rows)
 
@@ -49,23 +56,24 @@ def study_cfg(compose_cfg, root: Path, learner: str, *overrides: str):
                        f"paths.root_dir={root}", *overrides)
 
 
-@pytest.mark.parametrize("sequence", ["split_mnist", "delayed_recall"])
-def test_every_recurrent_learner_starts_from_the_same_weights_and_sees_the_same_samples(compose_cfg, tmp_path, sequence):
+def test_every_recurrent_learner_starts_from_the_same_weights_and_sees_the_same_samples(compose_cfg, tmp_path):
     every_learner_table(tmp_path)
     trainers = {}
     for learner in RNN_LEARNERS:
-        cfg = study_cfg(compose_cfg, tmp_path, learner, f"task_sequence={sequence}", "seed=3", *SMALL)
+        cfg = study_cfg(compose_cfg, tmp_path, learner, "seed=3", *SMALL)
         validate(cfg)
         trainers[learner] = build_trainer(cfg)
     first = trainers[RNN_LEARNERS[0]]
     orders = {name: t.rngs[0].permutation(100) for name, t in trainers.items()}  # the draw of the first epoch's order
     for name, trainer in trainers.items():
-        assert trainer.network.n_hidden == first.network.n_hidden and trainer.network.loss_at == "all"
+        assert trainer.network.n_hidden == 64
         for key, value in first.network.params.items():
             np.testing.assert_array_equal(trainer.network.params[key], value, err_msg=f"{name}: {key}")
         np.testing.assert_array_equal(orders[name], orders[RNN_LEARNERS[0]])
+    W = first.network.W_hh[0]
+    np.testing.assert_allclose(W.T @ W, np.eye(64), atol=1e-12)  # orthogonal, as declared
     # and another seed starts elsewhere
-    other = build_trainer(study_cfg(compose_cfg, tmp_path, "rtrl", f"task_sequence={sequence}", "seed=4", *SMALL))
+    other = build_trainer(study_cfg(compose_cfg, tmp_path, "rtrl", "seed=4", *SMALL))
     assert not np.array_equal(other.network.params["W_hh"], first.network.params["W_hh"])
 
 
@@ -104,42 +112,54 @@ def test_the_subsample_is_stratified_ordered_and_the_same_for_every_seed(compose
     assert subsampled(full, 0, data_seed=0) is full and subsampled(full, 10_000, data_seed=0) is full
 
 
-def test_rtrl_and_epochwise_bptt_rows_differ(compose_cfg, tmp_path):
-    """With the loss at every step RTRL updates at every step and epochwise BPTT once per sequence:
-    from the same weights, samples and learning rate they end up apart."""
-    every_learner_table(tmp_path, lr=0.3)
-    results = {}
-    for learner in ("rtrl", "bptt_epochwise"):
-        cfg = study_cfg(compose_cfg, tmp_path, learner, "task_sequence=delayed_recall", "task_sequence.scenario=task",
-                        "seed=0", *SMALL)
-        trainer = build_trainer(cfg)
-        (result,) = trainer.run()
-        results[learner] = (result.accuracy_matrix, result.points[-1].updates, trainer.network.params["W_hh"].copy())
-        samples = result.points[-1].samples_seen
-    (R_rtrl, updates_rtrl, W_rtrl), (R_bptt, updates_bptt, W_bptt) = results["rtrl"], results["bptt_epochwise"]
-    assert samples == 5 * 9  # 12 per task, a fifth held out for validation
-    assert updates_bptt == samples and updates_rtrl == samples * 12  # delay 10: 12 steps, each with loss
-    assert np.max(np.abs(W_rtrl - W_bptt)) > 1e-3
-    assert not np.array_equal(R_rtrl, R_bptt)
+def trained(compose_cfg, root: Path, learner: str, *overrides: str):
+    trainer = build_trainer(study_cfg(compose_cfg, root, learner, "task_sequence.scenario=domain", "seed=0",
+                                      "algorithm.lr=0.05", "trainer.epochs_per_task=1", *SMALL, *overrides))
+    (result,) = trainer.run()
+    return result, trainer
 
 
-def test_the_study_reads_its_learning_rates_and_their_selection_sweep_from_the_table(compose_cfg, tmp_path):
+def test_rtrl_with_the_loss_at_the_last_step_is_epochwise_bptt(compose_cfg, tmp_path):
+    """With one loss step RTRL injects its one error at the end of the sequence and updates once, with
+    the exact gradient: epochwise BPTT's update, to rounding. So the study runs RTRL only with the loss
+    at every step."""
+    every_learner_table(tmp_path)
+    (rtrl, rtrl_trainer), (bptt, bptt_trainer) = (trained(compose_cfg, tmp_path, name) for name in ("rtrl", "bptt_epochwise"))
+    assert rtrl.points[-1].updates == bptt.points[-1].updates == rtrl.points[-1].samples_seen
+    for key, value in bptt_trainer.network.params.items():
+        np.testing.assert_allclose(rtrl_trainer.network.params[key], value, rtol=0, atol=1e-10, err_msg=key)
+    np.testing.assert_array_equal(rtrl.accuracy_matrix, bptt.accuracy_matrix)
+
+
+def test_with_the_loss_at_every_step_rtrl_updates_at_every_step_and_ends_elsewhere(compose_cfg, tmp_path):
+    every_learner_table(tmp_path)
+    (rtrl, rtrl_trainer), (bptt, bptt_trainer) = (
+        trained(compose_cfg, tmp_path, name) for name in ("rtrl_every_step", "bptt_epochwise_every_step"))
+    samples = bptt.points[-1].samples_seen
+    assert bptt.points[-1].updates == samples and rtrl.points[-1].updates == samples * 28  # 28 rows, each with loss
+    assert np.max(np.abs(rtrl_trainer.network.params["W_hh"] - bptt_trainer.network.params["W_hh"])) > 1e-4
+
+
+def test_the_study_sweeps_its_rates_and_records_their_selection_sweep_from_the_table(compose_cfg, tmp_path):
     write_table(tmp_path, [
-        {"task_sequence.name": "split_mnist", "task_sequence.scenario": "domain", "network.name": "rnn",
-         "algorithm.name": "bptt_truncated", "algorithm.h": h, "lr": lr, "selected_by": "sweep-a"}
-        for h, lr in (("1", "0.3"), ("4", "0.03"), ("12", "0.01"))
-    ] + [{"task_sequence.name": "split_mnist", "task_sequence.scenario": "domain", "network.name": "rnn",
-          "algorithm.name": "rtrl", "algorithm.h": "", "lr": "1.0", "selected_by": "sweep-b"}])
-    for learner, lr, sweep in (("bptt_4_1", 0.03, "sweep-a"), ("bptt_1_1", 0.3, "sweep-a"), ("rtrl", 1.0, "sweep-b")):
-        cfg = study_cfg(compose_cfg, tmp_path, learner, "task_sequence=split_mnist", "task_sequence.scenario=domain")
+        {"task_sequence.name": "split_mnist", "task_sequence.scenario": "domain", "algorithm.name": alg, "algorithm.h": h,
+         "network.loss_at": loss_at, "lr": lr, "selected_by": sweep}
+        for alg, h, loss_at, lr, sweep in (("bptt_truncated", "1", "last", "0.005", "sweep-a"),
+                                           ("bptt_truncated", "4", "last", "0.002", "sweep-a"),
+                                           ("rtrl", "", "all", "0.001", "sweep-b"))
+    ])
+    for learner, lr, sweep in (("bptt_4_1", 0.002, "sweep-a"), ("bptt_1_1", 0.005, "sweep-a"), ("rtrl_every_step", 0.001, "sweep-b")):
+        cfg = study_cfg(compose_cfg, tmp_path, learner, "task_sequence.scenario=domain")
         validate(cfg)
         assert cfg.algorithm.lr == lr and cfg.algorithm.lr_selected_by == sweep
         params = flatten(cfg)  # what the run records
         assert params["algorithm.lr"] == str(lr) and params["algorithm.lr_selected_by"] == sweep
+        # the study sweeps the rate: every run records the sweep that selected its learner's headline rate
+        swept = validate(study_cfg(compose_cfg, tmp_path, learner, "task_sequence.scenario=domain", "algorithm.lr=0.001"))
+        assert swept.algorithm.lr == 0.001 and swept.algorithm.lr_selected_by == sweep
     with pytest.raises(ConfigError, match=r"'algorithm.lr(_selected_by)?'.*no row for .*task_sequence.scenario='task'"):
-        study_cfg(compose_cfg, tmp_path, "rtrl", "task_sequence=split_mnist", "task_sequence.scenario=task")
-    # the command line still wins over the table
-    by_hand = study_cfg(compose_cfg, tmp_path, "rtrl", "task_sequence.scenario=task", "algorithm.lr=0.2",
+        study_cfg(compose_cfg, tmp_path, "rtrl_every_step", "task_sequence.scenario=task")
+    by_hand = study_cfg(compose_cfg, tmp_path, "rtrl_every_step", "task_sequence.scenario=task", "algorithm.lr=0.2",
                         "algorithm.lr_selected_by=by-hand")
     assert by_hand.algorithm.lr == 0.2 and validate(by_hand).algorithm.lr_selected_by == "by-hand"
 
@@ -148,50 +168,48 @@ def test_a_table_that_matches_twice_or_is_missing_stops_the_run(compose_cfg, tmp
     row = {"task_sequence.name": "split_mnist", "network.name": "rnn", "lr": "0.1", "selected_by": "s"}
     write_table(tmp_path, [row, {**row, "lr": "0.2"}])
     with pytest.raises(ConfigError, match="2 rows"):
-        validate(study_cfg(compose_cfg, tmp_path, "rtrl", "task_sequence=split_mnist"))
+        validate(study_cfg(compose_cfg, tmp_path, "rtrl_every_step"))
     with pytest.raises(ConfigError, match="does not exist"):
-        validate(study_cfg(compose_cfg, tmp_path / "elsewhere", "rtrl"))
+        validate(study_cfg(compose_cfg, tmp_path / "elsewhere", "rtrl_every_step"))
 
 
-@pytest.mark.parametrize("preset", ["credit_assignment", "credit_assignment_samples", "credit_assignment_lr",
-                                    "credit_assignment_samples_lr", "credit_assignment_recall",
-                                    "credit_assignment_recall_lr"])
-def test_every_learner_and_data_set_of_the_presets_is_valid(compose_cfg, tmp_path, preset):
-    """Every learner on every data set of the sweep (the other axes change no rule; the sweeper
-    validates every job before launching): selection jobs score validation sets and read no table,
-    study jobs score test sets and record the selection sweep."""
+def sweep_values(preset: str) -> dict[str, list[str]]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from forgetlab.config import compose
 
-    every_learner_table(tmp_path)
     params = compose([f"experiment={preset}"], return_hydra_config=True, multirun=True).hydra.sweeper.params
     parsed = {o.key_or_group: o for o in OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])}
-    values = {key: list(o.sweep_string_iterator()) if o.is_sweep_override() else [str(o.value())]
-              for key, o in parsed.items()}
-    selection = preset.endswith("_lr")
-    loss_design = [f"{key}={values[key][0]}" for key in ("network.loss_at", "network.loss_last_steps") if key in values]
-    for learner, sequence in itertools.product(values["learner"], values["task_sequence"]):
-        cfg = compose_cfg(f"experiment={preset}", f"paths.root_dir={tmp_path}", f"learner={learner}",
-                          f"task_sequence={sequence}", *loss_design)
-        validate(cfg)
-        assert cfg.eval.split == ("val" if selection else "test")
-        assert cfg.task_sequence.val_size > 0
-        assert cfg.algorithm.lr_selected_by == ("" if selection else "20261127-000000-abcdef")
+    return {key: list(o.sweep_string_iterator()) if o.is_sweep_override() else [str(o.value())] for key, o in parsed.items()}
+
+
+@pytest.mark.parametrize("preset", ["credit_assignment", "credit_assignment_pilot"])
+def test_every_learner_of_the_presets_is_valid_and_the_design_is_the_declared_one(compose_cfg, tmp_path, preset):
+    """Every learner of the sweep (the other axes change no rule; the sweeper validates every job before
+    launching): the pilot scores validation sets and reads no table, the study scores test sets and
+    records the selection sweep; one RNN for every recurrent learner, the loss placement as named."""
+    every_learner_table(tmp_path)
+    values = sweep_values(preset)
+    pilot = preset.endswith("_pilot")
+    networks = set()
+    for learner in values["learner"]:
+        cfg = validate(compose_cfg(f"experiment={preset}", f"paths.root_dir={tmp_path}", f"learner={learner}",
+                                   "algorithm.lr=0.001"))
+        assert cfg.eval.split == ("val" if pilot else "test")
+        assert cfg.task_sequence.val_size == 0.2 and cfg.task_sequence.max_train_per_task == 0
+        assert cfg.trainer.epochs_per_task == 10 and cfg.trainer.batch_size == 1
+        assert cfg.algorithm.lr_selected_by == ("" if pilot else "20261127-000000-abcdef")
+        assert (cfg.network.activation, cfg.network.output, cfg.network.loss) == ("tanh", "softmax", "cross_entropy")
         if cfg.network.name == "rnn":
-            assert cfg.network.hidden_size == 32
-            # The memory task with the loss on its last steps only: with loss at every step it needs no
-            # credit through time (conf/experiment/credit_assignment_recall.yaml).
-            recall = sequence == "delayed_recall"
-            assert (cfg.network.loss_at, cfg.network.loss_last_steps) == (("last", 2) if recall else ("all", 1))
-    factor_1 = "samples" not in preset
-    assert len(values["learner"]) == (5 if factor_1 else 6)
-    assert values["task_sequence"] == (["delayed_recall"] if "recall" in preset else ["split_mnist"])
+            networks.add(tuple(getattr(cfg.network, key) for key in SAME_RNN))
+            assert cfg.network.loss_at == ("all" if learner.endswith("_every_step") else "last")
+        else:
+            assert cfg.network.hidden_sizes == [64] and cfg.task_sequence.input == "vector"
+    assert networks == {(64, "orthogonal", 1.0, "tanh", "softmax", "cross_entropy")}
+    assert len(values["learner"]) == 10
+    assert "credit_assignment/rtrl" not in values["learner"]  # RTRL with the loss at the last step is epochwise BPTT
     assert values["task_sequence.scenario"] == ["task", "domain", "class"]
-    if selection:
-        assert values["seed"] == ["1000", "1001", "1002"] and len(values["algorithm.lr"]) == 5
-        assert values["task_sequence.joint"] == ["False"] and values["network.init_perturbation"] == ["0.0"]
-    else:
-        assert len(values["seed"]) == 20 and "algorithm.lr" not in values
-        assert values["task_sequence.joint"] == ["False", "True"]
-        assert values["network.init_perturbation"] == ["0.0", "1e-12"]
+    assert values["algorithm.lr"] == ["0.001", "0.002", "0.005"]
+    assert values["task_sequence.joint"] == ["False", "True"]
+    assert "network.init_perturbation" not in values
+    assert values["seed"] == (["1000", "1001"] if pilot else [str(s) for s in range(20)])

@@ -106,12 +106,12 @@ CORRECT = np.array(
 PRESENTED = np.array([[3, -1], [12, 25], [-1, -1], [30, -1]])  # p2 is never presented
 
 
-def test_forgetting_and_learning_events_count_transitions_from_the_first_presentation_on():
+def test_flips_to_wrong_and_to_correct_count_transitions_from_the_first_presentation_on():
     forgot, learned = M.transition_counts(CORRECT, SEEN, PRESENTED)
     # p0: window from point 1 (first >= 3): 1 0 1 0; p1: from point 2: 1 1 1; p3: from point 3: 0 0
     np.testing.assert_array_equal(forgot, [2, 0, nan, 0])
     np.testing.assert_array_equal(learned, [1, 0, nan, 0])
-    np.testing.assert_array_equal(M.forgetting_events(CORRECT, SEEN, PRESENTED), forgot)
+    np.testing.assert_array_equal(M.flips_to_wrong(CORRECT, SEEN, PRESENTED), forgot)
 
 
 def test_unforgettable_and_never_learned_fractions_over_presented_samples():
@@ -158,7 +158,40 @@ def test_empty_probe_gives_nan_not_an_error():
 
 def test_samples_never_presented_are_left_out_everywhere():
     presented = np.full((4, 1), -1)
-    assert np.isnan(M.forgetting_events(CORRECT, SEEN, presented)).all()
+    assert np.isnan(M.flips_to_wrong(CORRECT, SEEN, presented)).all()
     assert np.isnan(M.sample_fractions(CORRECT, SEEN, presented)["unforgettable"])
     assert (M.retention_curve(CORRECT, SEEN, presented, [0, 100])[1] == 0).all()
     assert np.isnan(M.accuracy_drop_per_update(CORRECT, SEEN, UPDATES, presented))
+
+
+def test_normalized_bwt_is_the_share_of_what_was_learned_above_chance_that_was_lost():
+    chance = np.array([0.5, 0.5, 0.5])
+    assert M.normalized_backward_transfer(R3, chance) == pytest.approx(((0.3 - 0.9) + (0.6 - 0.8)) / ((0.9 - 0.5) + (0.8 - 0.5)))
+    back_to_chance = np.array([[0.9, 0.5], [0.5, 0.9]])
+    assert M.normalized_backward_transfer(back_to_chance, np.array([0.5, 0.5])) == pytest.approx(-1.0)
+    kept = np.array([[0.9, 0.5], [0.9, 0.9]])
+    assert M.normalized_backward_transfer(kept, np.array([0.5, 0.5])) == 0.0
+    # BWT rewards not learning (0 lost of nothing learned); the normalised BWT does not score it at all
+    learned_nothing = np.array([[0.5, 0.5], [0.5, 0.9]])
+    assert M.backward_transfer(learned_nothing) == 0.0
+    assert np.isnan(M.normalized_backward_transfer(learned_nothing, np.array([0.5, 0.5])))
+    assert np.isnan(M.normalized_backward_transfer(np.array([[0.4, 0.5], [0.3, 0.9]]), np.array([0.5, 0.5])))
+    # the same loss of accuracy weighs more for a learner that learned less
+    little = np.array([[0.6, 0.5], [0.5, 0.9]])
+    much = np.array([[1.0, 0.5], [0.9, 0.9]])
+    assert M.backward_transfer(little) == pytest.approx(M.backward_transfer(much))
+    assert M.normalized_backward_transfer(little, np.array([0.5, 0.5])) == pytest.approx(-1.0)
+    assert M.normalized_backward_transfer(much, np.array([0.5, 0.5])) == pytest.approx(-0.2)
+    assert np.isnan(M.normalized_backward_transfer(np.array([[0.8]]), np.array([0.5])))
+    with pytest.raises(ValueError, match="one entry per task"):
+        M.normalized_backward_transfer(R3, np.array([0.5, 0.5]))
+
+
+def test_chance_is_one_over_the_active_output_units_of_each_task():
+    from forgetlab.data import Scenario, build_task_sequence
+    from forgetlab.config import as_config, compose
+
+    sequence = build_task_sequence(as_config(compose(["task_sequence=split_digits"])).task_sequence)
+    expected = {"task": 0.5, "domain": 0.5, "class": 0.1}
+    for scenario, chance in expected.items():
+        np.testing.assert_array_equal(Scenario(scenario, sequence).chance(), np.full(len(sequence.tasks), chance))

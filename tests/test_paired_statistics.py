@@ -88,16 +88,6 @@ def test_paired_differences_pair_by_seed():
     assert rounding.tolist() == [0.0, 0.0] and math.isnan(st.cohens_dz(rounding))
 
 
-def test_noise_band_and_clearing_it():
-    deltas = np.linspace(-0.02, 0.02, 41)
-    low, high = st.noise_band(deltas)
-    assert (low, high) == pytest.approx((-0.019, 0.019))
-    assert st.clears_noise_floor(0.03, 0.08, (low, high)) is True
-    assert st.clears_noise_floor(-0.08, -0.025, (low, high)) is True
-    assert st.clears_noise_floor(0.01, 0.08, (low, high)) is False  # the interval reaches into the band
-    assert st.clears_noise_floor(math.nan, 0.08, (low, high)) is None
-
-
 def test_compare_and_verdict():
     rng = np.random.default_rng(3)
     big = st.compare(rng.normal(0.2, 0.05, 20), margin=0.05)
@@ -107,3 +97,66 @@ def test_compare_and_verdict():
     assert st.verdict(none.p, none.p_tost, 0.05) == "equivalent"
     assert st.verdict(0.01, 0.01, 0.05) == "differs, within margin"
     assert st.verdict(0.3, 0.3, 0.05) == "inconclusive"
+
+
+def test_differences_equal_but_for_rounding_have_no_standard_unit():
+    """0.15 - 0.1 and 0.1 - 0.05 differ in the 17th digit: an exact sd == 0 test let d_z reach ~1e15."""
+    d = np.array([0.15 - 0.1, 0.1 - 0.05, 0.35 - 0.3, 0.05])
+    assert np.std(d) > 0 and len(set(d.tolist())) > 1  # not bit-equal
+    assert math.isnan(st.cohens_dz(d))
+    assert all(math.isnan(v) for v in st.paired_t_test(d))
+    assert st.mean_ci(d) == pytest.approx((0.05, 0.05, 0.05))
+    assert st.tost_p(d, margin=0.1) == 0.0 and st.tost_p(d, margin=0.01) == 1.0
+    # a real spread, however small against the mean, is still one
+    spread = np.array([0.05, 0.05 + 1e-6, 0.05 - 1e-6])
+    assert np.isfinite(st.cohens_dz(spread)) and abs(st.cohens_dz(spread)) > 1e3
+
+
+def test_one_pair_gives_no_test_at_all():
+    """n = 1: every statistic but the mean is undefined, Wilcoxon's p included (scipy says 1)."""
+    result = st.compare(np.array([0.2]), margin=0.05)
+    assert result.n == 1 and result.mean == pytest.approx(0.2)
+    for name in ("ci_low", "ci_high", "d_z", "t", "p", "p_wilcoxon", "p_tost"):
+        assert math.isnan(getattr(result, name)), name
+    assert st.verdict(math.nan, result.p_tost, 0.05) == "inconclusive"
+
+
+def two_way(effect_of_interaction: float, seeds: int = 6, rng_seed: int = 0):
+    import pandas as pd
+
+    rng = np.random.default_rng(rng_seed)
+    rows = []
+    for seed in range(seeds):
+        block = rng.normal(0, 0.5)
+        for i, learner in enumerate(("A", "B", "C")):
+            for j, rate in enumerate((0.001, 0.002, 0.005)):
+                y = block + 0.1 * i - 0.2 * j + effect_of_interaction * (i == 2) * (j == 2) + rng.normal(0, 0.05)
+                rows.append({"learner": learner, "rate": rate, "seed": seed, "y": y})
+    return pd.DataFrame(rows)
+
+
+def test_the_interaction_test_is_the_balanced_two_way_anova_with_seed_blocks():
+    """Balanced data with seed blocks: SS_interaction = s sum (m_ij - m_i. - m_.j + m..)^2 on (a-1)(b-1) df,
+    residual df (ab - 1)(s - 1), the textbook decomposition; the least-squares F equals it."""
+    data = two_way(0.3)
+    m = data.groupby(["learner", "rate"])["y"].mean().unstack()
+    n = 6
+    ss_ab = n * float(((m - m.mean(axis=1).to_numpy()[:, None] - m.mean(axis=0).to_numpy()[None, :] + m.to_numpy().mean()) ** 2).sum().sum())
+    blocks = data.groupby("seed")["y"].transform("mean")
+    cells = data.groupby(["learner", "rate"])["y"].transform("mean")
+    residual = data["y"] - cells - blocks + data["y"].mean()
+    ss_e, df_e = float((residual**2).sum()), (9 - 1) * (n - 1)
+    expected = (ss_ab / 4) / (ss_e / df_e)
+    result = st.interaction_test(data, "y")
+    assert (result.df_effect, result.df_residual, result.n) == (4, df_e, 54)
+    assert result.F == pytest.approx(expected, rel=1e-9)
+    assert result.p == pytest.approx(stats.f.sf(expected, 4, df_e), rel=1e-9) and result.p < 1e-6
+
+
+def test_no_interaction_is_not_found_and_missing_outcomes_are_left_out():
+    data = two_way(0.0, rng_seed=1)
+    assert st.interaction_test(data, "y").p > 0.05
+    data.loc[3, "y"] = np.nan
+    assert st.interaction_test(data, "y").n == 53
+    one_rate = data[data["rate"] == 0.001]
+    assert math.isnan(st.interaction_test(one_rate, "y").F)  # one rate: no interaction to test

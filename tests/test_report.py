@@ -113,7 +113,7 @@ def test_report_has_every_figure_as_png_and_pdf_its_latex_tables_and_sections(bu
 
     text = (built.out / "report.md").read_text()
     names = ("seen_accuracy", "final_metrics", "accuracy_matrices", "task_curves", "retention_curves",
-             "forgetting_events")
+             "flips_to_wrong")
     for name in names:
         assert f"figures/{name}.png" in text and f"figures/{name}.pdf" in text and f"figures/{name}-column.pdf" in text
         for suffix, inches in (("", style.PAGE), ("-column", style.COLUMN)):  # page and column width
@@ -281,14 +281,14 @@ def test_a_run_with_an_empty_probe_gets_task_metrics_and_nan_sample_metrics(tmp_
     values, retention = aggregate.run_metrics(art, np.linspace(0, 200, 5))
     assert values["acc"] == pytest.approx(0.775) and values["bwt"] == pytest.approx(-0.3)
     assert values["forgetting_after"] == pytest.approx(0.3) and values["learning_acc"] == pytest.approx(0.925)
-    for name in ("forgetting_events", "unforgettable", "never_learned", "drop_per_update"):
+    for name in ("flips_to_wrong", "unforgettable", "never_learned", "drop_per_update", "toneva_forgetting_events"):
         assert np.isnan(values[name])
     assert np.isnan(retention).all()
     one = pd.DataFrame({"algorithm": ["backprop"], "training": ["sequential"], "runs": [1]}, index=["c"])
     layout = figures.build_layout(one, [])
     lags = pd.DataFrame({"condition": "c", "run_id": "r", "lag": [25.0, 75.0, 125.0, 175.0], "retained": retention})
     figures.retention_curves(lags, layout, tmp_path / "r")
-    no_events = pd.DataFrame({"condition": [], "run_id": [], "forgetting_events": []})
+    no_events = pd.DataFrame({"condition": [], "run_id": [], "flips_to_wrong": []})
     figures.forgetting_event_histograms(no_events, layout, tmp_path / "h")
     for name in ("r.png", "r.pdf", "h.png", "h.pdf"):
         assert (tmp_path / name).stat().st_size > 0

@@ -1,19 +1,25 @@
-"""Learning-rate selection (analysis/select_lr.py) and the study verdict (analysis/study_report.py) on
-hand-made runs with known answers."""
+"""Learning-rate selection (analysis/select_lr.py), the declared study and its runs (study_runs.py), the
+pilot (pilot.py), the verdict (study_report.py) and the one command (run_study.py) on hand-made runs
+with known answers."""
+
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import select_lr, study_report
+from analysis import pilot, run_study, select_lr, study_report, study_runs
 from forgetlab import contract
 from forgetlab.metric_registry import BY_NAME
 from tests.conftest import ROOT
 
-STUDY = study_report.read_declaration(ROOT / "conf" / "experiment" / "credit_assignment.yaml")
+STUDY = study_runs.read_declaration(ROOT / "conf" / "experiment" / "credit_assignment.yaml")
+EPOCHWISE = "epochwise BPTT, loss at the last step"
+TRUNCATED = "BPTT(4; 1), loss at the last step"
+MLP = "backprop (MLP)"
 
 
-def selection_frame(split: str = "val") -> pd.DataFrame:
+def selection_frame(split: str = "val", joint: bool | None = None) -> pd.DataFrame:
     """Two learners x two lrs x three seeds; rtrl is best at 0.1, BPTT ties at 0.1 and 0.3."""
     rows = []
     scores = {("rtrl", "0.1"): [0.8, 0.82, 0.81], ("rtrl", "0.3"): [0.7, 0.75, 0.72],
@@ -21,12 +27,13 @@ def selection_frame(split: str = "val") -> pd.DataFrame:
     for (algorithm, lr), values in scores.items():
         for seed, score in zip((1000, 1001, 1002), values):
             rows.append({
-                "run_id": f"{algorithm}-{lr}-{seed}", "status": "FINISHED", "params.algorithm.name": algorithm,
+                "run_id": f"{algorithm}-{lr}-{seed}-{joint}", "status": "FINISHED", "params.algorithm.name": algorithm,
                 "params.algorithm.lr": lr, "params.seed": str(seed), "params.eval.split": split,
-                "params.task_sequence.name": "delayed_recall", "params.task_sequence.scenario": "task",
+                "params.task_sequence.name": "split_mnist", "params.task_sequence.scenario": "task",
                 "params.network.name": "rnn", "params.algorithm.h": "1" if algorithm == "bptt_truncated" else None,
                 "params.tracking.uri": "sqlite:///x", "metrics.final/acc": score,
-                "tags.forgetlab.sweep_id": "sel-1", "tags.forgetlab.config_hash": f"{algorithm}{lr}{seed}",
+                **({"params.task_sequence.joint": str(joint)} if joint is not None else {}),
+                "tags.forgetlab.sweep_id": "sel-1", "tags.forgetlab.config_hash": f"{algorithm}{lr}{seed}{joint}",
                 "tags.mlflow.runName": f"{algorithm}-{seed}",
             })
     return pd.DataFrame(rows)
@@ -38,11 +45,27 @@ def test_selection_takes_the_best_mean_validation_accuracy_and_the_smaller_rate_
     assert chosen == {"rtrl": "0.1", "bptt_truncated": "0.1"}
     rtrl = table[table["algorithm.name"] == "rtrl"].iloc[0]
     assert rtrl["score"] == pytest.approx(0.81) and rtrl["n_seeds"] == 3 and rtrl["runner_up_lr"] == 0.3
-    assert set(table["selected_by"]) == {"sel-1"}
+    assert set(table["selected_by"]) == {"sel-1"} and set(table["criterion"]) == {"mean validation final/acc"}
     # keys: the core ones plus what varies (algorithm.h), never lr, seed or tracking
     assert [c for c in table.columns if "." in c] == ["task_sequence.name", "task_sequence.scenario", "network.name",
                                                       "algorithm.name", "algorithm.h"]
     assert table.loc[table["algorithm.name"] == "rtrl", "algorithm.h"].item() == ""
+
+
+def test_selection_on_joint_accuracy_reads_the_joint_runs_and_applies_to_both_trainings():
+    """Sequential final ACC rewards learning less (0.3 retains more); joint ACC asks what each rate can learn."""
+    sequential = selection_frame(joint=False)
+    joint = selection_frame(joint=True)
+    joint.loc[(joint["params.algorithm.name"] == "rtrl") & (joint["params.algorithm.lr"] == "0.3"), "metrics.final/acc"] = 0.95
+    runs = select_lr.selection_runs(pd.concat([sequential, joint], ignore_index=True))
+    by_final = select_lr.select(runs)
+    assert "task_sequence.joint" in by_final.columns  # final_acc: a row per training
+    table = select_lr.select(runs, criterion="joint_acc")
+    assert dict(zip(table["algorithm.name"], table["lr"])) == {"rtrl": "0.3", "bptt_truncated": "0.1"}
+    assert "task_sequence.joint" not in table.columns and set(table["n_seeds"]) == {3}
+    assert set(table["criterion"]) == {"mean validation final/acc of joint training"}
+    with pytest.raises(select_lr.SelectionError, match="no FINISHED joint run"):
+        select_lr.select(select_lr.selection_runs(sequential), criterion="joint_acc")
 
 
 def test_a_rate_that_lost_a_seed_to_divergence_is_not_chosen_on_its_survivors():
@@ -52,163 +75,11 @@ def test_a_rate_that_lost_a_seed_to_divergence_is_not_chosen_on_its_survivors():
     table = select_lr.select(select_lr.selection_runs(runs[~diverged]))  # its FAILED run is not among them
     rtrl = table[table["algorithm.name"] == "rtrl"].iloc[0]
     assert rtrl["lr"] == "0.1" and rtrl["lrs_missing_seeds"] == "0.3" and rtrl["lrs_tried"] == "0.1 0.3"
-    bptt = table[table["algorithm.name"] == "bptt_truncated"].iloc[0]
-    assert bptt["lrs_missing_seeds"] == ""
 
 
 def test_selection_refuses_runs_that_scored_test_data():
     with pytest.raises(select_lr.SelectionError, match="scored test data"):
         select_lr.selection_runs(selection_frame(split="test"))
-
-
-def test_the_declaration_is_read_from_the_preset():
-    assert (STUDY.primary_metric, STUDY.primary_sequence, STUDY.primary_scenario) == ("bwt", "split_mnist", "domain")
-    assert STUDY.reference == "BPTT(1; 1)" and STUDY.scenarios == ["task", "domain"]
-    assert STUDY.min_seeds >= 20 and 0 < STUDY.margin and STUDY.alpha == 0.05
-    with pytest.raises(study_report.NotDeclared):
-        study_report.read_declaration(ROOT / "conf" / "experiment" / "quickstart.yaml")
-
-
-def test_a_learner_is_named_by_its_recorded_label_with_the_studys_factors():
-    tag = f"tags.{contract.TAG_LEARNER_LABEL}"
-    run = pd.Series({tag: "BPTT(4; 1)", "params.algorithm.name": "bptt_truncated", "params.trainer.batch_size": "1",
-                     "params.trainer.epochs_per_task": "1"})
-    assert study_report.learner_label(run, 1) == "BPTT(4; 1)"
-    # runs from before the label was recorded: the algorithm's name
-    assert study_report.learner_label(run.drop(tag), 1) == "bptt_truncated"
-    assert study_report.learner_label(run.replace({"BPTT(4; 1)": np.nan}), 1) == "bptt_truncated"
-    # samples per update and epochs per task are the study's factors, not the learner's
-    mlp = pd.Series({tag: "backprop (MLP)", "params.algorithm.name": "backprop", "params.trainer.batch_size": "4",
-                     "params.trainer.epochs_per_task": "4"})
-    assert study_report.learner_label(mlp, 1) == "backprop (MLP), batch 4, 4 epochs"
-    assert study_report.learner_label(mlp, 4) == "backprop (MLP), batch 4"
-    assert {p.treatment for p in STUDY.pairs} >= {"backprop (MLP), batch 4, 4 epochs", "backprop (MLP), batch 4"}
-
-
-def test_learners_come_in_name_order_numbers_numerically():
-    learners = ["RTRL", "BPTT(12; 1)", "epochwise BPTT", "BPTT(4; 1)", "backprop (MLP), batch 4", "BPTT(1; 1)",
-                "backprop (MLP)", "BPTT(112; 112) stream"]
-    assert study_report.ordered_learners(learners) == [
-        "backprop (MLP)", "backprop (MLP), batch 4", "BPTT(1; 1)", "BPTT(4; 1)", "BPTT(12; 1)",
-        "BPTT(112; 112) stream", "epochwise BPTT", "RTRL"]
-
-
-def test_outcomes_are_the_task_level_metric_records():
-    assert set(STUDY.outcomes) <= set(study_report.OUTCOMES)
-    assert study_report.OUTCOMES["bwt"] is BY_NAME["bwt"]
-    assert "intransigence" not in study_report.OUTCOMES  # it needs the joint runs, not one run's matrix
-    assert STUDY.shown_outcomes == ["acc", "bwt", "forgetting_max", "learning_acc"]  # the columns of conditions.csv
-
-
-def synthetic_runs(effect: float, noise: float, seeds=range(8)) -> pd.DataFrame:
-    """The run table of two learners on one data set and scenario: the treatment's BWT is the
-    reference's plus ``effect`` plus N(0, 0.01) per seed; the perturbed twin of every run differs by
-    up to ``noise``."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for seed in seeds:
-        base = rng.uniform(-0.4, -0.2)
-        for learner, shift in (("BPTT(1; 1)", 0.0), ("RTRL", effect + rng.normal(0, 0.01))):
-            for perturbation, jitter in ((0.0, 0.0), (1e-12, rng.uniform(-noise, noise))):
-                for joint in (False, True):
-                    bwt = base + shift + jitter
-                    rows.append({"learner": learner, "task_sequence": "split_mnist", "scenario": "domain",
-                                 "joint": joint, "perturbation": perturbation, "seed": seed, "lr": 0.1,
-                                 "bwt": np.nan if joint else bwt, "acc": 0.9 if joint else 0.6 + bwt / 2,
-                                 "learning_acc": np.nan if joint else 0.8, "forgetting_max": np.nan if joint else -bwt})
-    return pd.DataFrame(rows)
-
-
-def test_a_clear_effect_differs_and_clears_a_small_noise_floor():
-    frame = study_report.verdict_table(STUDY, synthetic_runs(effect=0.2, noise=0.01))
-    bwt = frame[frame["outcome"] == "bwt"].iloc[0]
-    assert bwt["primary"] and bwt["treatment"] == "RTRL" and bwt["n"] == 8
-    assert bwt["mean"] == pytest.approx(0.2, abs=0.01) and bwt["verdict"] == "differs"
-    assert -0.01 <= bwt["noise_low"] < 0 < bwt["noise_high"] <= 0.01 and bwt["noise_n"] == 16
-    assert bwt["clears_noise_floor"] == True  # noqa: E712 (a numpy bool)
-
-
-def test_no_effect_is_equivalent_and_a_large_noise_floor_is_not_cleared():
-    frame = study_report.verdict_table(STUDY, synthetic_runs(effect=0.0, noise=0.3))
-    bwt = frame[frame["outcome"] == "bwt"].iloc[0]
-    assert bwt["mean"] == pytest.approx(0.0, abs=0.01) and bwt["verdict"] == "equivalent"
-    assert not bwt["clears_noise_floor"]
-    small = study_report.verdict_table(STUDY, synthetic_runs(effect=0.03, noise=0.3))
-    assert small[small["outcome"] == "bwt"].iloc[0]["clears_noise_floor"] == False  # noqa: E712
-
-
-def test_holm_runs_over_every_comparison_of_an_outcome():
-    runs = pd.concat([synthetic_runs(0.05, 0.01).assign(scenario=s) for s in ("task", "domain")])
-    frame = study_report.verdict_table(STUDY, runs)
-    bwt = frame[frame["outcome"] == "bwt"]
-    low, high = sorted(bwt["p"])
-    first = min(1.0, 2 * low)
-    assert sorted(bwt["p_holm"]) == pytest.approx([first, max(first, high)])
-
-
-def test_the_conditions_table_sets_forgetting_beside_learning_accuracy_and_the_joint_ceiling():
-    table = study_report.condition_table(STUDY, synthetic_runs(0.1, 0.01))
-    assert list(table["learner"]) == ["BPTT(1; 1)", "RTRL"]
-    row = table.iloc[1]
-    assert row["n"] == 8 and row["joint_n"] == 8 and row["joint_acc_mean"] == pytest.approx(0.9)
-    assert row["learning_acc_mean"] == pytest.approx(0.8) and np.isfinite(row["noise_sd"])
-    assert {"bwt_mean", "forgetting_max_mean", "acc_mean"} <= set(table.columns)
-
-
-def test_factor_two_learners_meet_only_their_declared_reference():
-    learners = ["BPTT(1; 1)", "RTRL", "backprop (MLP)", "backprop (MLP), batch 4", "backprop (MLP), batch 4, 4 epochs"]
-    table = pd.DataFrame([{"learner": name, "task_sequence": "split_mnist", "scenario": scenario, "joint": False}
-                          for name in learners for scenario in ("task", "domain", "class")])
-    found = {(scenario, pair.treatment, pair.reference, pair.matched)
-             for _, scenario, pair in study_report.comparisons(STUDY, table)}
-    expected = {(scenario, treatment, reference, matched) for scenario in ("task", "domain") for treatment, reference, matched in [
-        ("RTRL", "BPTT(1; 1)", ""), ("backprop (MLP)", "BPTT(1; 1)", ""),
-        ("backprop (MLP), batch 4", "backprop (MLP)", "samples"),
-        ("backprop (MLP), batch 4, 4 epochs", "backprop (MLP)", "updates")]}
-    assert found == expected  # class is no scenario of the verdict
-
-
-def test_the_literature_table_checks_the_ordering_and_class_il_against_one_over_t():
-    rows = []
-    for learner, accs in (("backprop (MLP)", {"task": 0.95, "domain": 0.6, "class": 0.21}),
-                          ("RTRL", {"task": 0.7, "domain": 0.75, "class": 0.2})):
-        for scenario, acc in accs.items():
-            rows.append({"task_sequence": "split_mnist", "scenario": scenario, "learner": learner,
-                         "acc_mean": acc, "joint_acc_mean": 0.9})
-    table = pd.DataFrame({"task_sequence": ["split_mnist"], "n_tasks": [5]})
-    text = study_report.literature_markdown(STUDY.literature, pd.DataFrame(rows), table)
-    assert text.splitlines()[0].split("|")[5].strip() == "class < domain < task"  # the published ordering
-    lines = {line.split("|")[1].strip(): line for line in text.splitlines()[2:]}
-    assert lines["backprop (MLP)"].split("|")[5].strip() == "yes"
-    assert lines["RTRL"].split("|")[5].strip() == "**no**"  # domain above task breaks the ordering
-    assert lines["backprop (MLP)"].split("|")[6].strip() == study_report.fmt(0.21 - 0.2)
-    assert "≈ 0.85" in lines["literature (fine-tuning, joint)"]
-
-
-def test_the_learning_check_names_the_learners_that_barely_learned():
-    conditions = pd.DataFrame([
-        {"task_sequence": "split_mnist", "scenario": "task", "learner": "RTRL", "learning_acc_mean": 0.52, "init_acc_mean": 0.5},
-        {"task_sequence": "split_mnist", "scenario": "task", "learner": "BPTT(1; 1)", "learning_acc_mean": 0.9, "init_acc_mean": 0.5},
-        {"task_sequence": "delayed_recall", "scenario": "domain", "learner": "RTRL", "learning_acc_mean": 0.8, "init_acc_mean": 0.5},
-    ])
-    lines = study_report.learning_check(STUDY, conditions)
-    assert lines[-1] == "- split_mnist, task (1 of 2 learners): RTRL (0.520 vs 0.500)"
-    assert not any("BPTT(1; 1)" in line or "delayed_recall" in line for line in lines)
-    learned = conditions.assign(learning_acc_mean=0.9)
-    assert study_report.learning_check(STUDY, learned)[0].startswith("Every learner's learning accuracy")
-
-
-def test_runs_of_one_data_set_with_two_loss_designs_are_two_data_sets():
-    table = pd.DataFrame({
-        "task_sequence": ["delayed_recall", "delayed_recall", "split_mnist", "split_mnist"],
-        "loss_design": ["loss at every step", "loss at the last 2 steps", "loss at every step", ""],
-    })
-    labelled = study_report.label_loss_designs(table.copy())
-    assert list(labelled["task_sequence"]) == ["delayed_recall, loss at every step",
-                                              "delayed_recall, loss at the last 2 steps", "split_mnist", "split_mnist"]
-    run = pd.Series({"params.network.loss_at": "last", "params.network.loss_last_steps": "2"})
-    assert study_report.loss_design(run) == "loss at the last 2 steps"
-    assert study_report.loss_design(pd.Series({"params.network.loss_at": "last"})) == "loss at the last step"
 
 
 def test_runs_recorded_before_a_key_existed_group_with_its_neutral_value():
@@ -226,14 +97,186 @@ def test_runs_recorded_before_a_key_existed_group_with_its_neutral_value():
     assert set(steps) == {("rtrl", "1"), ("rtrl", "2"), ("bptt_truncated", "1"), ("bptt_truncated", "2"), ("backprop", "")}
 
 
-def study_doc(study: study_report.Study, runs: pd.DataFrame) -> str:
+# --- the declaration and the runs ----------------------------------------------------------------
+
+
+def test_the_declaration_is_read_from_the_preset():
+    assert (STUDY.primary_metric, STUDY.primary_sequence, STUDY.primary_scenario) == ("bwt_normalized", "split_mnist", "domain")
+    assert "rewards not learning" in STUDY.primary_reason and STUDY.reference == EPOCHWISE
+    assert len(STUDY.family) == 8 and all(p.reference.startswith("epochwise BPTT") for p in STUDY.family)
+    assert study_runs.Pair(MLP, EPOCHWISE) in STUDY.family
+    assert STUDY.gate == {"task": 0.95, "domain": 0.90, "class": 0.85}
+    assert STUDY.rates == [0.001, 0.002, 0.005] and STUDY.min_seeds >= 20 and STUDY.alpha == 0.05
+    assert STUDY.selection.criterion == "joint_acc" and STUDY.selection.experiment == "credit_assignment_pilot"
+    assert STUDY.sesoi.value is None and STUDY.sesoi.file.name == "sesoi.yaml" and "0.1 x" in STUDY.sesoi.rule
+    assert STUDY.positive_controls == []
+    with pytest.raises(study_runs.NotDeclared):
+        study_runs.read_declaration(ROOT / "conf" / "experiment" / "quickstart.yaml")
+
+
+def test_the_smallest_effect_comes_from_the_declaration_or_the_pilots_file(tmp_path):
+    assert study_runs.Sesoi(value=0.07).resolve() == (0.07, "declared")
+    written = tmp_path / "sesoi.yaml"
+    with pytest.raises(ValueError, match="run the pilot"):
+        study_runs.Sesoi(file=written).resolve()
+    written.write_text("sesoi: 0.042\npilot_sweeps: s-1\n")
+    value, source = study_runs.Sesoi(file=written).resolve()
+    assert value == 0.042 and "s-1" in source
+
+
+def test_a_learner_is_named_by_its_recorded_label_its_loss_placement_and_the_studys_factors():
+    tag = f"tags.{contract.TAG_LEARNER_LABEL}"
+    run = pd.Series({tag: "BPTT(4; 1)", "params.algorithm.name": "bptt_truncated", "params.trainer.batch_size": "1",
+                     "params.trainer.epochs_per_task": "10", "params.network.loss_at": "last"})
+    assert study_runs.learner_label(run, 10) == TRUNCATED
+    assert study_runs.learner_label(run.replace({"last": "all"}), 10) == "BPTT(4; 1), loss at every step"
+    # runs from before the label was recorded: the algorithm's name
+    assert study_runs.learner_label(run.drop(tag), 10) == "bptt_truncated, loss at the last step"
+    with_strategy = pd.concat([run, pd.Series({"params.strategy.name": "replay"})])
+    assert study_runs.learner_label(with_strategy, 10) == "BPTT(4; 1), loss at the last step, replay"
+    assert study_runs.learner_label(pd.concat([run, pd.Series({"params.strategy.name": "none"})]), 10) == TRUNCATED
+    mlp = pd.Series({tag: "backprop (MLP), batch 4", "params.algorithm.name": "backprop", "params.trainer.batch_size": "4",
+                     "params.trainer.epochs_per_task": "4"})
+    assert study_runs.learner_label(mlp, 1) == "backprop (MLP), batch 4, 4 epochs"  # the batch named once
+
+
+def test_learners_come_in_name_order_numbers_numerically():
+    learners = ["RTRL", "BPTT(14; 1)", "epochwise BPTT", "BPTT(4; 1)", "BPTT(1; 1)", "backprop (MLP)"]
+    assert study_runs.ordered_learners(learners) == [
+        "backprop (MLP)", "BPTT(1; 1)", "BPTT(4; 1)", "BPTT(14; 1)", "epochwise BPTT", "RTRL"]
+
+
+def test_outcomes_are_the_task_level_metric_records():
+    assert set(STUDY.outcomes) <= set(study_runs.OUTCOMES)
+    assert study_runs.OUTCOMES["bwt_normalized"] is BY_NAME["bwt_normalized"]
+    assert "intransigence" not in study_runs.OUTCOMES  # it needs the joint runs, not one run's matrix
+    assert STUDY.shown_outcomes == ["acc", "bwt", "learning_acc", "bwt_normalized"]
+
+
+def test_a_run_gets_its_learners_selected_rate_from_the_table_it_recorded(tmp_path):
+    path = tmp_path / "lr.csv"
+    pd.DataFrame([{"task_sequence.scenario": "domain", "algorithm.h": "4", "lr": "0.002", "selected_by": "sel-1"},
+                  {"task_sequence.scenario": "domain", "algorithm.h": "", "lr": "0.005", "selected_by": "sel-1"}]).to_csv(path, index=False)
+    table = study_runs.SelectionTable.read(path)
+    run = pd.Series({"params.task_sequence.scenario": "domain", "params.algorithm.h": "4", "params.algorithm.lr": "0.001",
+                     "params.algorithm.lr_selected_by": "sel-1"})
+    assert table.keys == ["task_sequence.scenario", "algorithm.h"] and study_runs.selected_rate(run, table) == 0.002
+    assert study_runs.selected_rate(run.drop("params.algorithm.h"), table) == 0.005  # a learner without h: the empty cell
+    assert math.isnan(study_runs.selected_rate(run.replace({"sel-1": "sel-2"}), table))  # the table was rewritten since
+    assert study_runs.selected_rate(run.replace({"sel-1": ""}), table) == 0.002  # a run of the selection itself
+    assert math.isnan(study_runs.selected_rate(run.replace({"domain": "task"}), table))
+    assert study_runs.selected_rate(run, None) == 0.001  # a study of one rate per learner
+
+
+# --- the verdict ---------------------------------------------------------------------------------
+
+
+def synthetic_runs(effect: float, seeds=range(8), joint_acc: dict | None = None, rates=(0.002,),
+                   selected: dict | None = None, scenarios=("domain",)) -> pd.DataFrame:
+    """The run table of the epochwise reference, BPTT(4; 1) and the MLP: the treatments' nBWT is the
+    reference's plus ``effect`` (the MLP's minus it) plus N(0, 0.01) per seed, at every rate of ``rates``."""
+    rng = np.random.default_rng(0)
+    joint_acc = joint_acc or {}
+    selected = selected or {}
+    rows = []
+    for seed in seeds:
+        base = rng.uniform(-0.6, -0.4)
+        for learner, shift in ((EPOCHWISE, 0.0), (TRUNCATED, effect), (MLP, -effect)):
+            for rate, scenario in ((r, s) for r in rates for s in scenarios):
+                y = base + shift + rng.normal(0, 0.01) + (rate - rates[0]) * 10
+                chosen = selected.get(learner, rates[0])
+                for joint in (False, True):
+                    rows.append({"learner": learner, "task_sequence": "split_mnist", "scenario": scenario, "joint": joint,
+                                 "seed": seed, "lr": rate, "selected_lr": chosen, "at_selected": rate == chosen,
+                                 "chance": 0.5, "init_acc": 0.5, "n_tasks": 5,
+                                 "bwt_normalized": np.nan if joint else y, "bwt": np.nan if joint else y * 0.45,
+                                 "acc": joint_acc.get(learner, 0.95) if joint else 0.9 + y * 0.3,
+                                 "learning_acc": np.nan if joint else 0.95})
+    return pd.DataFrame(rows)
+
+
+def family(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["kind"] == study_report.FAMILY].set_index("treatment")
+
+
+def test_a_clear_effect_differs_and_no_effect_is_equivalent_with_holm_over_the_tost_p_values():
+    clear = family(study_report.verdict_table(STUDY, synthetic_runs(effect=0.2), margin=0.05))
+    assert list(clear.index) == [TRUNCATED, MLP]  # the declared comparisons present, in the declared order
+    assert clear.loc[TRUNCATED, "mean"] == pytest.approx(0.2, abs=0.01) and clear.loc[TRUNCATED, "n"] == 8
+    assert clear.loc[TRUNCATED, "verdict"] == "differs" and clear.loc[MLP, "verdict"] == "differs"
+    none = family(study_report.verdict_table(STUDY, synthetic_runs(effect=0.0), margin=0.05))
+    assert set(none["verdict"]) == {"equivalent"}
+    low, high = sorted(none["p_tost"])
+    assert sorted(none["p_tost_holm"]) == pytest.approx([min(1, 2 * low), max(min(1, 2 * low), high)])
+
+
+def test_holm_runs_over_the_family_only():
+    """The same comparisons in other scenarios and outcomes are exploratory: unadjusted, no verdict,
+    and their number does not change the family's adjustment."""
+    runs = synthetic_runs(effect=0.05)
+    alone = study_report.verdict_table(STUDY, runs, margin=0.05)
+    more = study_report.verdict_table(STUDY, pd.concat([runs, runs.assign(scenario="task"), runs.assign(scenario="class")]),
+                                      margin=0.05)
+    assert len(more) > len(alone)
+    np.testing.assert_allclose(family(more)["p_holm"], family(alone)["p_holm"])
+    exploratory = more[more["kind"] == study_report.EXPLORATORY]
+    assert exploratory["p_holm"].isna().all() and (exploratory["verdict"] == "").all()
+    assert set(exploratory["scenario"]) == {"task", "domain", "class"}  # domain: the secondary outcomes
+
+
+def test_a_learner_below_the_gate_gets_no_verdict_and_leaves_the_family():
+    frame = study_report.verdict_table(STUDY, synthetic_runs(effect=0.2, joint_acc={MLP: 0.7}), margin=0.05)
+    rows = family(frame)
+    assert rows.loc[MLP, "verdict"] == f"no verdict: {MLP} below the gate" and math.isnan(rows.loc[MLP, "p_holm"])
+    assert rows.loc[TRUNCATED, "p_holm"] == pytest.approx(rows.loc[TRUNCATED, "p"])  # a family of one tested comparison
+    conditions = study_report.condition_table(STUDY, synthetic_runs(effect=0.2, joint_acc={MLP: 0.7}))
+    assert dict(zip(conditions["learner"], conditions["passes"])) == {MLP: False, TRUNCATED: True, EPOCHWISE: True}
+
+
+def test_each_learner_enters_at_its_own_selected_rate_and_the_rates_section_shows_the_rest():
+    runs = synthetic_runs(effect=0.0, rates=(0.001, 0.005), selected={TRUNCATED: 0.005})
+    rows = family(study_report.verdict_table(STUDY, runs, margin=0.05))
+    assert rows.loc[TRUNCATED, "mean"] == pytest.approx(0.04, abs=0.01)  # (0.005 - 0.001) x 10 apart by construction
+    contrasts = study_report.rate_contrasts(STUDY, runs)
+    at = contrasts[contrasts["treatment"] == TRUNCATED].set_index("rate")["mean"]
+    assert at.to_dict() == pytest.approx({0.001: 0.0, 0.005: 0.0}, abs=0.01)  # at a common rate: no difference
+    text = study_report.rates_section(STUDY, runs)
+    assert "(selected)" in text and "Learner × rate interaction" in text and "F(2, " in text
+
+
+def test_the_conditions_table_sets_forgetting_beside_learning_accuracy_chance_and_the_joint_ceiling():
+    table = study_report.condition_table(STUDY, synthetic_runs(0.1))
+    assert list(table["learner"]) == [MLP, TRUNCATED, EPOCHWISE]
+    row = table.iloc[1]
+    assert row["n"] == 8 and row["joint_n"] == 8 and row["joint_acc_mean"] == pytest.approx(0.95)
+    assert row["learning_acc_mean"] == pytest.approx(0.95) and row["chance"] == 0.5
+    assert np.isfinite(row["bwt_normalized_sd"]) and {"bwt_mean", "acc_mean"} <= set(table.columns)
+
+
+def test_the_literature_table_checks_the_ordering_and_class_il_against_one_over_t():
+    rows = []
+    for learner, accs in ((MLP, {"task": 0.95, "domain": 0.6, "class": 0.21}),
+                          ("RTRL", {"task": 0.7, "domain": 0.75, "class": 0.2})):
+        for scenario, acc in accs.items():
+            rows.append({"task_sequence": "split_mnist", "scenario": scenario, "learner": learner,
+                         "acc_mean": acc, "joint_acc_mean": 0.9})
+    table = pd.DataFrame({"task_sequence": ["split_mnist"], "n_tasks": [5]})
+    text = study_report.literature_markdown(STUDY.literature, pd.DataFrame(rows), table)
+    assert text.splitlines()[0].split("|")[5].strip() == "class < domain < task"  # the published ordering
+    lines = {line.split("|")[1].strip(): line for line in text.splitlines()[2:]}
+    assert lines[MLP].split("|")[5].strip() == "yes" and lines["RTRL"].split("|")[5].strip() == "**no**"
+    assert lines[MLP].split("|")[6].strip() == study_report.fmt(0.21 - 0.2)
+
+
+def study_doc(study: study_runs.Study, runs: pd.DataFrame) -> str:
     """The doc of a fabricated study of ``runs`` (synthetic_runs), as ``study_report.build`` writes it."""
     table = runs.assign(run_id=[f"run-{i}" for i in range(len(runs))], sweep_id="sweep-1", git_commit="abcdef123456",
-                        lr_selected_by="selection-1", seconds=2.0, n_tasks=5, init_acc=0.5, loss_design="")
+                        lr_selected_by="selection-1", seconds=2.0, loss_design="")
     times = pd.DataFrame([{"sweep": "sweep-1", "status": "FINISHED", "minutes": 1.5, "jobs": 64.0, "skipped": 0.0,
                            "failed": 0.0}])
-    return study_report.write_markdown(study, "credit_assignment", study_report.verdict_table(study, table),
-                                       study_report.condition_table(study, table), table, table, times)
+    frame = study_report.verdict_table(study, table, 0.05)
+    return study_report.write_markdown(study, "credit_assignment", frame, study_report.condition_table(study, table),
+                                       table, table, (0.05, "declared"), times)
 
 
 def headings(text: str) -> list[str]:
@@ -243,32 +286,28 @@ def headings(text: str) -> list[str]:
 def test_the_study_template_gives_the_sections_of_the_doc():
     """docs/credit_assignment.md is generated from runs not in the repository: the engine and the
     study's template (docs/templates/credit_assignment.md) must give its sections, in its order."""
-    doc = study_doc(STUDY, synthetic_runs(effect=0.1, noise=0.01))
+    doc = study_doc(STUDY, synthetic_runs(effect=0.1))
     committed = (ROOT / "docs" / "credit_assignment.md").read_text()
-
-    def shape(text):  # a verdict per declared outcome, whatever the outcome's label was then
-        return ["## Verdict" if h.startswith("## Verdict: ") else h for h in headings(text)]
-
-    assert shape(doc) == shape(committed)
-    assert [h for h in headings(doc) if h.startswith("## Verdict: ")] == [
-        "## Verdict: BWT (primary outcome)", "## Verdict: ACC", "## Verdict: Learning accuracy",
-        "## Verdict: Forgetting (max, RWalk)"]
+    fixed = [h for h in headings(doc) if not h.startswith("### ")]  # exploratory subsections follow the outcomes
+    assert fixed == [h for h in headings(committed) if not h.startswith("### ")]
+    assert fixed[:8] == ["# Credit assignment and forgetting (`experiment=credit_assignment`), second edition",
+                         "## What the study varies, and why", "## Primary outcome (declared before running)",
+                         "## Did the learners learn?", "## Verdict: BWT / (learning − chance) (primary family)",
+                         "## Exploratory: the same comparisons in the other cells and outcomes",
+                         "## The learning rate as a factor", "## Positive controls"]
     assert "<!-- study:" not in doc and "<!-- template:" not in doc
-    assert doc.startswith("# Credit assignment and forgetting (`experiment=credit_assignment`)\n\n<!-- generated by")
-    # the study's prose and published numbers come from its preset and template, the numbers from the runs
-    assert "python experiments/train.py -m experiment=credit_assignment_recall_lr" in doc
+    assert "python analysis/run_study.py credit_assignment" in doc
     assert "| literature (fine-tuning, joint) | ≈ 0.850 (joint ≈ 0.980)" in doc
-    assert "perturbed by 1e-12 · N(0, 1)" in doc
     assert "> **Not the declared study**: at most 8 seeds per condition" in doc
-    assert doc.endswith("their noise floor is shown, not used.\n")
 
 
 def test_a_study_without_a_template_gets_the_engines_sections():
-    plain = study_report.Study(**{**STUDY.__dict__, "template": None, "literature": None})
-    doc = study_doc(plain, synthetic_runs(effect=0.1, noise=0.01))
+    plain = study_runs.Study(**{**STUDY.__dict__, "template": None, "literature": None})
+    doc = study_doc(plain, synthetic_runs(effect=0.1))
     assert headings(doc)[:3] == ["# Study verdict: `credit_assignment`", "## Primary outcome (declared before running)",
                                  "## Did the learners learn?"]
-    assert headings(doc)[-3:] == ["## Design", "## Forgetting with learning accuracy and the joint ceiling", "## Statistics"]
+    assert headings(doc)[-3:] == ["## Design", "## Forgetting with learning accuracy, chance and the joint ceiling",
+                                  "## Statistics"]
     assert "Split MNIST" not in doc and "Caveats" not in doc
 
 
@@ -277,6 +316,47 @@ def test_a_template_that_names_no_section_is_refused():
     assert study_report.fill_template("# T\n\n<!-- study: primary -->\n\ntext\n", filled) == "# T\n\n## Primary\n\ntext\n"
     with pytest.raises(ValueError, match="'verdict'"):
         study_report.fill_template("<!-- study: verdict -->", filled)
+
+
+# --- the pilot and the one command -----------------------------------------------------------
+
+
+def test_the_smallest_effect_follows_the_declared_rule():
+    runs = synthetic_runs(effect=0.1).assign(sweep_id="p-1")
+    found = pilot.sesoi_by_rule(STUDY, runs)
+    cell = runs[~runs["joint"]]
+    reference = cell.loc[cell["learner"] == EPOCHWISE, "bwt_normalized"]
+    variances = cell.groupby("learner")["bwt_normalized"].var(ddof=1)
+    pooled = math.sqrt(variances.mean())  # equal seeds per learner: the plain mean of the variances
+    assert found["reference_mean"] == pytest.approx(reference.mean()) and found["pooled_sd"] == pytest.approx(pooled)
+    assert found["pooled_df"] == 3 * 7
+    assert found["sesoi"] == pytest.approx(round(max(0.1 * abs(reference.mean()), 0.5 * pooled), 4))
+
+
+def test_the_pilots_gate_passes_and_fails_by_the_joint_ceiling():
+    frame = study_runs.learnability(synthetic_runs(0.0, joint_acc={MLP: 0.85}), STUDY.gate, "bwt_normalized")
+    assert dict(zip(frame["learner"], frame["passes"])) == {MLP: False, TRUNCATED: True, EPOCHWISE: True}
+    assert pilot.not_learned(frame) == [f"- split_mnist, domain: {MLP} (0.850 < 0.9)"]
+    ungated = study_runs.learnability(synthetic_runs(0.0), {}, None)
+    assert set(ungated["passes"]) == {None}
+
+
+def test_the_costs_share_an_ensemble_jobs_time_among_its_runs():
+    runs = synthetic_runs(0.0, seeds=range(2), rates=(0.001, 0.002, 0.005)).assign(sweep_id="p-1", seconds=60.0, run_id="r")
+    costs = pilot.cost_table(runs).set_index("learner")
+    assert costs.loc[MLP, "runs"] == 12 and costs.loc[MLP, "jobs"] == 2  # 3 rates x 2 seeds, sequential and joint
+    assert costs.loc[MLP, "wall s per run"] == "10.0"
+
+
+def test_the_one_command_declares_its_budget_and_refuses_fewer_seeds_than_declared(capsys):
+    assert [run_study.count_values(v) for v in ("a,b,c", "range(0,20)", "range(0, 20, 5)", "0.1")] == [3, 20, 4, 1]
+    assert run_study.main(["credit_assignment", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "3600 runs = 10 learner x 3 algorithm.lr x 3 task_sequence.scenario x 2 task_sequence.joint x 20 seed" in out
+    assert "360 runs" in out and out.count("[study] step") == 5
+    assert run_study.main(["credit_assignment", "--dry-run", "--override", "seed=0,1"]) == 2
+    assert "fewer than the declared 20" in capsys.readouterr().err
+    assert run_study.main(["credit_assignment", "--dry-run", "--trial", "--override", "seed=0,1"]) == 0
 
 
 def strength_frame() -> pd.DataFrame:
@@ -343,3 +423,75 @@ def test_within_a_tolerance_the_preferred_end_is_chosen():
     assert "larger value within 0.1" in larger["rule"]
     assert rtrl(select_lr.select(runs, within=0.05, prefer="larger"))["lr"] == "0.1"
     assert rtrl(select_lr.select(runs))["rule"] == "best mean"
+
+
+# --- the strategies study's features in the second edition's engine ---------------------------
+
+
+def test_every_declared_preset_parses():
+    declared = [p for p in sorted((ROOT / "conf" / "experiment").glob("*.yaml"))
+                if study_runs.DECLARATION_START in p.read_text()]
+    studies = {p.stem: study_runs.read_declaration(p) for p in declared}
+    assert {"credit_assignment", "strategies"} <= set(studies)
+    strategies = studies["strategies"]
+    assert strategies.reference == MLP and [p.treatment for p in strategies.family] == [
+        f"{MLP} + EWC", f"{MLP} + SI", f"{MLP} + replay", f"{MLP} + A-GEM"]
+    assert strategies.sesoi.resolve() == (0.05, "declared") and strategies.min_seeds == 10
+    assert len(strategies.published) == 7 and strategies.published_source.startswith("van de Ven")
+    assert {c.expect for c in strategies.published} == set(study_runs.EXPECTATIONS)
+    template = strategies.template.read_text()
+    names = {line.strip()[len("<!-- study: "):-len(" -->")] for line in template.splitlines()
+             if study_report.PLACEHOLDER.match(line.strip())}
+    assert names <= set(study_report.SECTIONS) and "published" in names
+
+
+def test_a_published_claim_must_expect_higher_or_equivalent(tmp_path):
+    preset = tmp_path / "claims.yaml"
+    text = (ROOT / "conf" / "experiment" / "strategies.yaml").read_text()
+    preset.write_text(text.replace("expect: equivalent", "expect: lower", 1))
+    with pytest.raises(ValueError, match="expects 'lower'"):
+        study_runs.read_declaration(preset)
+
+
+def test_published_claims_are_set_beside_our_comparisons():
+    """In the primary cell (domain) the family's Holm verdict; in another scenario (task) the same rule on
+    the unadjusted p-values, marked so."""
+    claims = [study_runs.Claim(TRUNCATED, "domain", "higher", "truncation forgets less"),
+              study_runs.Claim("backprop (MLP)", "domain", "higher", "the MLP forgets less"),
+              study_runs.Claim(TRUNCATED, "task", "higher", "also in task-IL"),
+              study_runs.Claim("RTRL, loss at every step", "domain", "equivalent", "no runs of it")]
+    study = study_runs.Study(**{**STUDY.__dict__, "published": claims, "published_source": "Someone (2020)"})
+    frame = study_report.verdict_table(study, synthetic_runs(effect=0.2, scenarios=("domain", "task")), 0.05)
+    text = study_report.published_markdown(study, frame, 0.05)
+    assert text.startswith("Published: Someone (2020). ")
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines()[4:]}
+    assert rows["truncation forgets less"][-2:] == ["differs", "yes"]
+    assert rows["the MLP forgets less"][-2:] == ["differs", "no"]  # it forgets more
+    assert rows["also in task-IL"][-2:] == ["differs (unadjusted)", "yes"]
+    assert rows["no runs of it"][-2:] == ["–", "no runs"]
+    assert "The study declares no published findings" in study_report.published_markdown(STUDY, frame, 0.05)
+
+
+def test_the_conditions_show_a_strength_and_the_provenance_both_selections():
+    runs = synthetic_runs(effect=0.1)
+    runs = runs.assign(strength=np.where(runs["learner"] == TRUNCATED, 10.0, np.nan), sweep_id="s", git_commit="c",
+                       lr_selected_by="lr-sweep", strategy_selected_by=np.where(runs["learner"] == TRUNCATED, "str-sweep", ""))
+    conditions = study_report.condition_table(STUDY, runs)
+    assert dict(zip(conditions["learner"], conditions["strength"])) == {EPOCHWISE: "", TRUNCATED: "10", MLP: ""}
+    header = study_report.conditions_markdown(STUDY, conditions).splitlines()[0]
+    assert [c.strip() for c in header.split("|")][4:6] == ["lr", "strength"]
+    plain = study_report.conditions_markdown(STUDY, study_report.condition_table(STUDY, synthetic_runs(effect=0.1)))
+    assert "strength" not in plain.splitlines()[0]
+    (line,) = [s for s in study_report.stamps(runs, runs) if "selected on validation sets" in s]
+    assert "`lr-sweep`, `str-sweep`" in line and "`strategy.selected_by`" in line
+
+
+def test_a_strategys_learner_is_named_once():
+    """Since strategies exist the recorded label names the strategy ('backprop (MLP) + EWC'); fine-tuning
+    adds nothing."""
+    run = pd.Series({"tags.forgetlab.learner_label": "epochwise BPTT + replay", "params.strategy.name": "replay",
+                     "params.network.loss_at": "last", "params.trainer.epochs_per_task": "10"})
+    assert study_runs.learner_label(run, 10) == "epochwise BPTT + replay, loss at the last step"
+    tuned = run.copy()
+    tuned["tags.forgetlab.learner_label"], tuned["params.strategy.name"] = "epochwise BPTT", "fine_tuning"
+    assert study_runs.learner_label(tuned, 10) == EPOCHWISE

@@ -33,11 +33,11 @@ def without_hydra(cfg):
 
 
 def study_jobs():
-    learners = ["credit_assignment/bptt_1_1", "credit_assignment/rtrl", "credit_assignment/bptt_epochwise"]
-    for learner, sequence, scenario, joint, seed in itertools.product(
-            learners, ["split_mnist", "delayed_recall"], ["task", "class"], ["false", "true"], [0, 1]):
-        yield ["experiment=credit_assignment", f"learner={learner}", f"task_sequence={sequence}",
-               f"task_sequence.scenario={scenario}", f"task_sequence.joint={joint}", f"seed={seed}"]
+    learners = ["credit_assignment/bptt_1_1", "credit_assignment/rtrl_every_step", "credit_assignment/mlp_backprop"]
+    for learner, sequence, scenario, joint, lr, seed in itertools.product(
+            learners, ["split_mnist", "split_digits"], ["task", "class"], ["false", "true"], ["0.001", "0.005"], [0, 1]):
+        yield ["experiment=credit_assignment_pilot", f"learner={learner}", f"task_sequence={sequence}",
+               f"task_sequence.scenario={scenario}", f"task_sequence.joint={joint}", f"algorithm.lr={lr}", f"seed={seed}"]
 
 
 ODD_JOBS = [
@@ -47,7 +47,7 @@ ODD_JOBS = [
     ["algorithm.h=4", "algorithm=bptt_truncated", "network=rnn"],  # a value before its group's choice
     ["+tracking.note=x", "seed=1"],  # an added key keys the template
     ["hydra.job.chdir=false", "seed=2"],  # a hydra override keys the template
-    ["experiment=credit_assignment_samples", "learner=credit_assignment/mlp_backprop_batch_4_x4", "seed=4"],
+    ["experiment=credit_assignment_pilot", "learner=credit_assignment/bptt_14_1_every_step", "seed=4"],
     ["task_sequence=permuted_digits", "task_sequence.n_tasks=3", "eval.every_samples=50"],
 ]
 
@@ -63,7 +63,7 @@ def test_a_job_composes_as_hydra_composes_it(hydra_loader, overrides):
 
 def test_a_study_shares_templates_and_hashes_as_before(hydra_loader):
     loader, _ = hydra_loader
-    master = compose("config", overrides=["experiment=credit_assignment"], return_hydra_config=True)
+    master = compose("config", overrides=["experiment=credit_assignment_pilot"], return_hydra_config=True)
     jobs = list(study_jobs())
     composer = SweepComposer(loader, master)
     for overrides in jobs:

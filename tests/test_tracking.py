@@ -94,6 +94,9 @@ def test_multirun_is_a_parent_with_nested_jobs_following_the_contract(tmp_path, 
         with np.load(f"{local}/eval/sample_probe.npz", allow_pickle=False) as probe:
             assert probe["correct"].shape == (len(probe["samples_seen"]), len(probe["task"]))
             assert probe["correct"].dtype == bool
+            np.testing.assert_array_equal(probe["chance"], [0.1, 0.1])  # class scenario: 10 active output units
+            chance = probe["chance"]
+        assert job.data.metrics["final/bwt_normalized"] == pytest.approx((R[2, 0] - R[1, 0]) / (R[1, 0] - chance[0]))
         assert "config.yaml" in {a.path for a in client.list_artifacts(job.info.run_id)}
         # For the UI: the two figures, and the accuracy matrix as a table MLflow shows.
         for figure in ("figures/task_accuracy.png", "figures/accuracy_matrix.png"):

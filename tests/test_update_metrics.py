@@ -95,11 +95,11 @@ def test_no_eligible_pair_is_nan_with_count_zero():
     # ... for p0; p1, presented at the last update, observes no later row
     assert M.loss_change_after_updates(np.zeros((3, 2)), presented, [1])[1][0] == 1
     assert M.time_to_forget(correct, presented).time.size == 0
-    mean, counted = M.forgetting_events_by_interval(correct, never, [1])
+    mean, counted = M.flips_to_wrong_by_interval(correct, never, [1])
     assert np.isnan(mean[0]) and counted[0] == 0
 
 
-def test_forgetting_events_depend_on_the_evaluation_interval():
+def test_flips_to_wrong_depend_on_the_evaluation_interval():
     # p0 presented at update 1, U = 8; evaluated every update it is forgotten twice (2->3, 5->6);
     # every 2 updates (rows 0, 2, 4, 6, 8: T F F T from row 2) once; every 3 (rows 3, 6: F F) never.
     # p1 is presented at update 8: every 3 updates no row follows, so it has no window there.
@@ -107,7 +107,7 @@ def test_forgetting_events_depend_on_the_evaluation_interval():
         [[F_, T_, T_, F_, F_, T_, F_, F_, T_], [F_, F_, F_, F_, F_, F_, F_, T_, T_]]
     ).T
     presented = np.array([[1], [8]])
-    mean, counted = M.forgetting_events_by_interval(correct, presented, [1, 2, 3])
+    mean, counted = M.flips_to_wrong_by_interval(correct, presented, [1, 2, 3])
     np.testing.assert_array_equal(counted, [2, 2, 1])
     np.testing.assert_allclose(mean, [(2 + 0) / 2, (1 + 0) / 2, 0.0])
 
@@ -127,7 +127,7 @@ def test_invalid_presentations_are_refused():
     with pytest.raises(ValueError, match="lags must be >= 0"):
         M.retention_by_updates(correct, np.array([[1]]), [-1])
     with pytest.raises(ValueError, match="intervals must be >= 1"):
-        M.forgetting_events_by_interval(correct, np.array([[1]]), [0])
+        M.flips_to_wrong_by_interval(correct, np.array([[1]]), [0])
 
 
 # --- against brute force on random histories -----------------------------------------------
@@ -198,15 +198,15 @@ def test_survival_without_censoring_is_the_fraction_correct_throughout(seed):
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_coarser_evaluation_never_sees_more_forgetting_events(seed):
+def test_coarser_evaluation_never_sees_more_flips_to_wrong(seed):
     correct, _, presented = random_history(seed, U=200, max_presentations=1)
     rows = np.arange(201)
-    per_update = M.forgetting_events(correct, rows, presented)
+    per_update = M.flips_to_wrong(correct, rows, presented)
     for s in (2, 10, 100):
-        coarse = M.forgetting_events(correct[rows[::s]], rows[::s], presented)
+        coarse = M.flips_to_wrong(correct[rows[::s]], rows[::s], presented)
         seen = np.isfinite(coarse)
         assert np.all(coarse[seen] <= per_update[seen])
-    mean, _ = M.forgetting_events_by_interval(correct, presented, [1, 10, 100])
+    mean, _ = M.flips_to_wrong_by_interval(correct, presented, [1, 10, 100])
     assert mean[0] >= mean[1] >= mean[2]
     assert mean[0] > mean[2]  # a random history forgets often between evaluations 100 updates apart
 
@@ -268,3 +268,37 @@ def test_task_mean_gradients_and_interference_matrix():
     expected = np.array([[1.0, -0.5, nan], [-0.5, 0.0, nan], [nan, nan, nan]])
     np.testing.assert_allclose(I, expected)
     np.testing.assert_array_equal(pairs, [[2, 4, 0], [4, 2, 0], [0, 0, 0]])
+
+
+def test_toneva_forgetting_events_count_at_presentations_with_the_weights_before_each():
+    """Toneva et al. record a sample's correctness in the forward pass of the update that presents it
+    (row u - 1) and count correct -> wrong between consecutive presentations; the flips between every
+    pair of evaluation points are a different, larger count."""
+    # rows 0..6 (after 0..6 updates); four probe samples
+    correct = np.array([
+        [0, 0, 0, 0],
+        [1, 1, 0, 0],   # sample 0 correct before its presentation at update 2
+        [1, 1, 0, 0],   # sample 1 correct before its presentation at update 3
+        [0, 0, 0, 0],   # sample 0 wrong before update 4
+        [0, 0, 0, 0],   # sample 3 wrong before its presentation at update 5
+        [1, 1, 0, 1],   # sample 0 correct before update 6
+        [1, 0, 0, 1],
+    ], dtype=bool)
+    presented = np.array([[2, 4, 6], [1, 3, -1], [-1, -1, -1], [5, -1, -1]])
+    acc = M.presentation_correctness(correct, presented)
+    np.testing.assert_array_equal(acc[:2], [[1, 0, 1], [0, 1, np.nan]])
+    assert np.isnan(acc[2]).all() and acc[3, 0] == 0
+    events = M.toneva_forgetting_events(correct, presented)
+    np.testing.assert_array_equal(events[[0, 1, 3]], [1, 0, 0])
+    assert np.isnan(events[2])
+    assert M.mean_toneva_forgetting_events(correct, presented, 1) == pytest.approx(1 / 3)
+    assert M.toneva_unforgettable_fraction(correct, presented, 1) == pytest.approx(1 / 3)  # sample 1 only
+    # sample 1 flips between evaluation points after its last presentation, but has no Toneva event
+    flips = M.flips_to_wrong(correct, np.arange(7), presented)
+    assert flips[1] == 2 and np.nansum(flips) > np.nansum(events)
+    # only a history evaluated after every update has the row before each presentation
+    assert np.isnan(M.mean_toneva_forgetting_events(correct, presented, 10))
+    assert np.isnan(M.toneva_unforgettable_fraction(correct, presented, 2))
+    nothing = np.full((4, 3), -1)
+    assert np.isnan(M.mean_toneva_forgetting_events(correct, nothing, 1))
+    assert np.isnan(M.toneva_unforgettable_fraction(correct, nothing, 1))

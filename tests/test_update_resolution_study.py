@@ -69,11 +69,11 @@ def test_update_resolution_study_sweep_and_report(tmp_path, sqlite_uri, monkeypa
     assert {c.name: c.problems() for c in figures if c.problems()} == {}
     text = (out / "report.md").read_text()
     section = text[text.index("## Update resolution"): text.index("## Metric definitions")]
-    for heading in ("### Erasure after k updates", "### Time to forget", "### Forgetting events and the evaluation interval",
-                    "### Gradient interference"):
-        assert heading in section
-    for algorithm in ALGORITHMS:  # one row in each of the 5 tables
-        assert len(re.findall(rf"\| algorithm={algorithm} [^|]*\| 1 \| [-\d–]", section)) == 5
+    headings = ["### Time to forget (the headline)", "### Forgetting events at presentations (Toneva et al.)",
+                "### Erasure after k updates", "### Flips to wrong and the evaluation interval", "### Gradient interference"]
+    assert [line for line in section.splitlines() if line in headings] == headings  # the survival curve first
+    for algorithm in ALGORITHMS:  # one row in each of the 6 tables
+        assert len(re.findall(rf"\| algorithm={algorithm} [^|]*\| 1 \| [-\d–]", section)) == 6
     for figure in ("erasure_vs_k", "first_order", "interference_matrices", "cosine_traces"):
         assert f"(figures/{figure}.png)" in section and (out / "figures" / f"{figure}.png").stat().st_size > 10_000
     assert len((out / "update_resolution.csv").read_text().splitlines()) == 1 + len(ALGORITHMS)
@@ -101,10 +101,13 @@ def test_update_metrics_of_a_hand_made_history_read_every_update_and_every_secon
     # anchors: (0, u=2, horizon 3), (0, u=6, horizon 2), (1, u=4, horizon 4); all correct when presented
     assert one["erasure_1_pairs"] == 3 and one["erasure_1"] == 0.0
     assert one["erasure_10_pairs"] == 0 and np.isnan(one["erasure_10"])
-    assert one["events_1"] == 1.0 and one["events_1_samples"] == 2  # one forgetting event each
+    assert one["flips_1"] == 1.0 and one["flips_1_samples"] == 2  # one flip to wrong each
+    # at presentations (the row before each): sample 0 right at 2, wrong at 6; sample 1 right at 4
+    assert one["toneva_events"] == 0.5 and one["toneva_unforgettable"] == 0.5
     two = run_update_metrics(_history(2))
     assert np.isnan(two["erasure_1"]) and two["erasure_1_pairs"] == 0  # a lag of 1 is not a multiple of 2
-    assert np.isnan(two["events_1"]) and two["events_1_samples"] == 0
+    assert np.isnan(two["flips_1"]) and two["flips_1_samples"] == 0
+    assert np.isnan(two["toneva_events"])  # no row before every presentation
     # lag 2: wrong at update 4 after the presentation at 2, correct at 8 after 6, wrong at 6 after 4
     np.testing.assert_allclose(erasure_curve(_history(1), [1, 2, 4]), [0.0, 2 / 3, 1.0])
     np.testing.assert_allclose(erasure_curve(_history(2), [1, 2, 4]), [np.nan, 2 / 3, 1.0])

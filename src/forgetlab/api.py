@@ -66,7 +66,7 @@ def train(cfg: Config) -> TrainingResult:
 
 def final_metrics(result: TrainingResult) -> dict[str, float]:
     """The ``final/*`` metrics of a result, as a tracked run logs them (docs/metrics.md)."""
-    return contract.final_metrics(result.accuracy_matrix)
+    return contract.final_metrics(result.accuracy_matrix, result.chance)
 
 
 def run(cfg: Config, *overrides: str) -> dict[str, float]:

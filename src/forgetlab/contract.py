@@ -195,11 +195,12 @@ METRIC_SWEEP_FAILED = "sweep/jobs_failed"  # jobs that failed in the sweep's las
 ARTIFACT_SWEEP_RESULTS = "sweep_results.json"  # parent runs: the results table (condition x final metrics), a UI table
 
 
-def final_metrics(R_with_init: np.ndarray) -> dict[str, float]:
+def final_metrics(R_with_init: np.ndarray, chance: np.ndarray | None = None) -> dict[str, float]:
     """The ``final/*`` metrics from the accuracy matrix with its init row (row 0, the accuracy
-    before training): each logged metric record that the run defines. Transfer and forgetting need
-    T >= 2 training stages that each trained one task; a joint run (one stage) has ``final/acc`` only."""
-    arrays = metric_registry.task_arrays(R_with_init)
+    before training) and each task's chance accuracy: each logged metric record that the run defines
+    (one that needs ``chance`` is NaN without it). Transfer and forgetting need T >= 2 training stages
+    that each trained one task; a joint run (one stage) has ``final/acc`` only."""
+    arrays = metric_registry.task_arrays(R_with_init, chance=chance)
     return {m.logged: m.value(arrays) for m in metric_registry.METRICS if m.logged and m.defined_on(arrays["R"])}
 
 
@@ -219,6 +220,8 @@ NEUTRAL_ADDITIONS: dict[str, object] = {
     "backend.name": "numpy",
     "backend.dtype": "float64",
     "algorithm.implementation": "auto",
+    "network.recurrent_init": "gaussian",
+    "network.recurrent_scale": 1.0,
     # Every run before strategies existed was fine-tuning: at these values the group drops out of the hash.
     "strategy.name": "fine_tuning",
     "strategy.selected_by": "",

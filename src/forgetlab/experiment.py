@@ -316,7 +316,7 @@ def _end_member(run: Config, name: str, member: int, result: TrainingResult, ope
         outcome = result.error
     else:
         yaml = OmegaConf.to_yaml(asdict(run))  # as OmegaConf.structured(run) gives it, in half the time
-        outcome = mlflow_run.finish(result, yaml) if mlflow_run else contract.final_metrics(result.accuracy_matrix)
+        outcome = mlflow_run.finish(result, yaml) if mlflow_run else contract.final_metrics(result.accuracy_matrix, result.chance)
         log.info("[%s] %s", name, format_final(outcome), **about(member))
     if mlflow_run is not None:
         context.__exit__(None, None, None)

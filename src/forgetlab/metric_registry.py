@@ -9,9 +9,10 @@ and the tables of docs/metrics.md all read these records. Adding a metric is add
 rewrites the doc's tables).
 
 A record's function is called with a run's arrays by parameter name: task level ``R`` (T, T), or
-(S, T) for a metric of every run, ``r_init`` (T,) and ``joint_accuracy`` (T,) (``task_arrays``);
+(S, T) for a metric of every run, ``r_init`` (T,), ``joint_accuracy`` (T,) and ``chance`` (T,) (``task_arrays``);
 sample level the fields of the sample probe, ``correct``, ``samples_seen``, ``updates`` and
-``presented_at`` (docs/tracking.md).
+``presented_at`` (docs/tracking.md); update level the fields of the update-resolution probe,
+``correct``, ``presented_update`` and ``every``.
 """
 
 from __future__ import annotations
@@ -80,11 +81,14 @@ def _parameters(function: Callable) -> tuple[str, ...]:
     return tuple(inspect.signature(function).parameters)
 
 
-def task_arrays(R_with_init: np.ndarray, joint_accuracy: np.ndarray | None = None) -> dict[str, np.ndarray | None]:
+def task_arrays(R_with_init: np.ndarray, joint_accuracy: np.ndarray | None = None,
+                chance: np.ndarray | None = None) -> dict[str, np.ndarray | None]:
     """The arrays of the task-level functions: R (the accuracy matrix without its init row), r_init
-    (the init row) and the joint runs' final accuracy per task (``joint_accuracy``), when known."""
+    (the init row), the joint runs' final accuracy per task (``joint_accuracy``) and each task's
+    accuracy by guessing (``chance``, which runs record in their sample probe), when known."""
     R_with_init = np.asarray(R_with_init, dtype=float)
-    return {"R": R_with_init[1:], "r_init": R_with_init[0], "joint_accuracy": joint_accuracy}
+    chance = None if chance is None else np.asarray(chance, dtype=float)
+    return {"R": R_with_init[1:], "r_init": R_with_init[0], "joint_accuracy": joint_accuracy, "chance": chance}
 
 
 ACC = Metric(
@@ -112,6 +116,13 @@ FORGETTING_AFTER = Metric(
     (-1.0, 1.0), "F_after = 1/(T−1) Σ_{j<T−1} (R[j, j] − R[T−1, j]) = −BWT exactly (Lomonaco et al. 2021); > 0: accuracy lost",
     defined_for=SEQUENTIAL_T2,
 )
+BWT_NORMALIZED = Metric(
+    "bwt_normalized", "BWT / (learning − chance)", TASK, metrics.normalized_backward_transfer, HIGHER, (-np.inf, np.inf),
+    "nBWT = Σ_{j<T−1} (R[T−1, j] − R[j, j]) / Σ_{j<T−1} (R[j, j] − c_j), c_j = 1/(active output units of task j): "
+    "the share of what was learned above chance that was lost (−1: back to chance); undefined (not 0) when "
+    "nothing was learned above chance, so it cannot reward not learning",
+    logged="final/bwt_normalized", defined_for=SEQUENTIAL_T2,
+)
 LEARNING_ACC = Metric(
     "learning_acc", "Learning accuracy", TASK, metrics.learning_accuracy, HIGHER, (0.0, 1.0),
     "LA = (1/T) Σ_j R[j, j], each task's accuracy right after training it (Riemer et al. 2019)",
@@ -123,19 +134,21 @@ INTRANSIGENCE = Metric(
     "(mean over seeds) (Chaudhry et al. 2018); > 0: learned less well than joint training",
     defined_for=SEQUENTIAL,
 )
-FORGETTING_EVENTS = Metric(
-    "forgetting_events", "Forgetting events per sample", SAMPLE, metrics.mean_forgetting_events, LOWER,
-    (0.0, np.inf), "correct → wrong changes of a probe sample between consecutive evaluation points from its first "
-    "presentation on (Toneva et al. 2019), mean over the presented probe samples",
+FLIPS_TO_WRONG = Metric(
+    "flips_to_wrong", "Flips to wrong per sample (between evaluation points)", SAMPLE, metrics.mean_flips_to_wrong,
+    LOWER, (0.0, np.inf), "correct → wrong changes of a probe sample between consecutive evaluation points from its "
+    "first presentation on, mean over the presented probe samples; not Toneva et al.'s forgetting events, which are "
+    "counted at presentations (`toneva_forgetting_events`) and are far fewer",
 )
-LEARNING_EVENTS = Metric(
-    "learning_events", "Learning events per sample", SAMPLE, metrics.mean_learning_events, None, (0.0, np.inf),
-    "wrong → correct changes, counted the same way",
+FLIPS_TO_CORRECT = Metric(
+    "flips_to_correct", "Flips to correct per sample (between evaluation points)", SAMPLE, metrics.mean_flips_to_correct,
+    None, (0.0, np.inf), "wrong → correct changes, counted the same way",
 )
 UNFORGETTABLE = Metric(
-    "unforgettable", "Unforgettable samples", SAMPLE, metrics.unforgettable_fraction, HIGHER, (0.0, 1.0),
-    "fraction of the presented probe samples correct at some point and never forgotten after their first "
-    "presentation (Toneva et al. 2019)",
+    "unforgettable", "Never-flipped samples (evaluation points)", SAMPLE, metrics.unforgettable_fraction, HIGHER, (0.0, 1.0),
+    "fraction of the presented probe samples correct at some evaluation point and never flipped to wrong after their "
+    "first presentation (Toneva et al.'s unforgettable, counted at evaluation points: `toneva_unforgettable` counts "
+    "at presentations)",
 )
 NEVER_LEARNED = Metric(
     "never_learned", "Never-learned samples", SAMPLE, metrics.never_learned_fraction, LOWER, (0.0, 1.0),
@@ -147,12 +160,45 @@ DROP_PER_UPDATE = Metric(
     "before the interval and not in it, u_e its updates; > 0: accuracy lost",
 )
 
+TONEVA_EVENTS = Metric(
+    "toneva_forgetting_events", "Forgetting events per sample (Toneva et al., at presentations)", UPDATE,
+    metrics.mean_toneva_forgetting_events, LOWER, (0.0, np.inf),
+    "presentations at which a probe sample is wrong after one at which it was correct, correctness taken with the "
+    "weights before the presenting update (Toneva et al. 2019), mean over the presented probe samples; needs the "
+    "update probe at every update (`eval.probe_every=1`)",
+)
+TONEVA_UNFORGETTABLE = Metric(
+    "toneva_unforgettable", "Unforgettable samples (Toneva et al., at presentations)", UPDATE,
+    metrics.toneva_unforgettable_fraction, HIGHER, (0.0, 1.0),
+    "fraction of the presented probe samples correct at some presentation and with no forgetting event (Toneva et al. "
+    "2019); needs `eval.probe_every=1`",
+)
+
 # In the order of the report's tables and CSV columns.
 METRICS: tuple[Metric, ...] = (
     ACC, BWT, FWT, FORGETTING_MAX, FORGETTING_AFTER, LEARNING_ACC, INTRANSIGENCE,
-    FORGETTING_EVENTS, LEARNING_EVENTS, UNFORGETTABLE, NEVER_LEARNED, DROP_PER_UPDATE,
+    FLIPS_TO_WRONG, FLIPS_TO_CORRECT, UNFORGETTABLE, NEVER_LEARNED, DROP_PER_UPDATE, BWT_NORMALIZED,
+    TONEVA_EVENTS, TONEVA_UNFORGETTABLE,
 )
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
+# Names that recorded CSVs (runs.csv, summary.csv, ...) used before a metric was renamed, and its name now:
+# the every-evaluation-point count was called "forgetting_events" though it is not Toneva et al.'s count.
+RENAMED: dict[str, str] = {"forgetting_events": "flips_to_wrong", "learning_events": "flips_to_correct"}
+SUMMARY_SUFFIXES = ("_mean", "_std", "_sd", "_ci_low", "_ci_high", "_n")
+
+
+def current_name(column: str) -> str:
+    """A CSV column of a metric (``<name>`` or ``<name>_mean``, ...) under the metric's current name."""
+    for suffix in ("", *SUMMARY_SUFFIXES):
+        base = column.removesuffix(suffix) if suffix else column
+        if (not suffix or column.endswith(suffix)) and base in RENAMED:
+            return RENAMED[base] + suffix
+    return column
+
+
+def with_current_names(frame):
+    """A table read from a CSV written before a rename (a pandas DataFrame), its metric columns renamed."""
+    return frame.rename(columns=current_name)
 
 
 def of_level(level: str) -> list[Metric]:
@@ -175,7 +221,8 @@ def markdown_table(level: str) -> str:
     for m in of_level(level):
         low, high = m.bounds
         cells = [m.label, f"`{m.name}`", f"`{m.function.__name__}`", f"`{m.logged}`" if m.logged else "–",
-                 m.defined_for, m.better or "–", f"[{_bound(low)}, {_bound(high)}{')' if high == np.inf else ']'}",
+                 m.defined_for, m.better or "–",
+                 f"{'(' if low == -np.inf else '['}{_bound(low)}, {_bound(high)}{')' if high == np.inf else ']'}",
                  m.definition.replace("|", "\\|")]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)

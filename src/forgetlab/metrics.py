@@ -89,6 +89,29 @@ def forgetting_after_training(R: np.ndarray) -> float:
     return _mean_defined(R[j, j] - R[T - 1, j])
 
 
+def normalized_backward_transfer(R: np.ndarray, chance: np.ndarray) -> float:
+    """nBWT = sum_{j<T-1} (R[T-1, j] - R[j, j]) / sum_{j<T-1} (R[j, j] - c_j)
+            = BWT / (mean_{j<T-1} R[j, j] - mean_{j<T-1} c_j),
+
+    c_j the accuracy of guessing on task j (1 / its active output units): the share of what was
+    learned above chance that was lost by the end (-1: every earlier task back at chance; 0: nothing
+    lost; > 0: gained). NaN for T = 1 and when the earlier tasks were learned no better than chance
+    (the denominator <= 0): the forgetting of nothing is undefined, not 0, so a learner cannot score
+    well on it by not learning, as it can on BWT."""
+    R = _square(R)
+    T = R.shape[0]
+    chance = np.asarray(chance, dtype=float)
+    if chance.shape != (T,):
+        raise ValueError(f"chance must have one entry per task, shape ({T},). Got {chance.shape}.")
+    if T < 2:
+        return float("nan")
+    learned = np.diag(R)[:-1]
+    gained = float(np.sum(learned - chance[:-1]))
+    if not np.isfinite(gained) or gained <= 0:
+        return float("nan")
+    return float(np.sum(R[-1, :-1] - learned)) / gained
+
+
 def learning_accuracy(R: np.ndarray) -> float:
     """LA = 1/T sum_j R[j, j]: accuracy on each task right after training it (Riemer et al. 2019)."""
     R = _square(R)
@@ -146,10 +169,12 @@ def _window(correct: np.ndarray, samples_seen: np.ndarray, presented_at: np.ndar
 
 
 def transition_counts(correct: np.ndarray, samples_seen: np.ndarray, presented_at: np.ndarray):
-    """Forgetting events (1 -> 0) and learning events (0 -> 1) per probe sample between consecutive
-    evaluation points of its window (Toneva et al. 2019), the window starting at the first evaluation
-    point at or after its first presentation. Returns two (P,) float arrays, NaN for samples never
-    presented. Changes between two evaluation points that cancel out are not seen."""
+    """Flips to wrong (1 -> 0) and flips to correct (0 -> 1) per probe sample between consecutive
+    evaluation points of its window, the window starting at the first evaluation point at or after its
+    first presentation. Returns two (P,) float arrays, NaN for samples never presented. Changes between
+    two evaluation points that cancel out are not seen. Toneva et al. (2019) count at the sample's own
+    presentations instead (``toneva_forgetting_events``): between every pair of evaluation points the
+    count is far larger, so it has a name of its own."""
     correct = np.asarray(correct, dtype=bool)
     in_window, presented = _window(correct, samples_seen, presented_at)
     both = in_window[:-1] & in_window[1:]
@@ -160,33 +185,35 @@ def transition_counts(correct: np.ndarray, samples_seen: np.ndarray, presented_a
     return forgot, learned
 
 
-def forgetting_events(correct: np.ndarray, samples_seen: np.ndarray, presented_at: np.ndarray) -> np.ndarray:
-    """Number of 1 -> 0 transitions per probe sample (Toneva et al. 2019); see ``transition_counts``."""
+def flips_to_wrong(correct: np.ndarray, samples_seen: np.ndarray, presented_at: np.ndarray) -> np.ndarray:
+    """Number of 1 -> 0 changes per probe sample between consecutive evaluation points of its window;
+    see ``transition_counts``."""
     return transition_counts(correct, samples_seen, presented_at)[0]
 
 
-def mean_forgetting_events(correct: np.ndarray, samples_seen: np.ndarray, presented_at: np.ndarray) -> float:
-    """Mean number of forgetting events (``forgetting_events``) per presented probe sample; NaN when
-    no probe sample was presented."""
+def mean_flips_to_wrong(correct: np.ndarray, samples_seen: np.ndarray, presented_at: np.ndarray) -> float:
+    """Mean number of flips to wrong (``flips_to_wrong``: 1 -> 0 between consecutive evaluation points)
+    per presented probe sample; NaN when no probe sample was presented."""
     return _mean_defined(transition_counts(correct, samples_seen, presented_at)[0])
 
 
-def mean_learning_events(correct: np.ndarray, samples_seen: np.ndarray, presented_at: np.ndarray) -> float:
-    """Mean number of learning events (0 -> 1, ``transition_counts``) per presented probe sample; NaN
-    when no probe sample was presented."""
+def mean_flips_to_correct(correct: np.ndarray, samples_seen: np.ndarray, presented_at: np.ndarray) -> float:
+    """Mean number of flips to correct (0 -> 1 between consecutive evaluation points, ``transition_counts``)
+    per presented probe sample; NaN when no probe sample was presented."""
     return _mean_defined(transition_counts(correct, samples_seen, presented_at)[1])
 
 
 def sample_fractions(correct: np.ndarray, samples_seen: np.ndarray, presented_at: np.ndarray) -> dict[str, float]:
-    """Fractions of the presented probe samples that are *unforgettable* (correct at some point of their
-    window and never forgotten there) and *never learned* (never correct in their window)
-    (Toneva et al. 2019). NaN when no probe sample was presented (e.g. an empty probe)."""
+    """Fractions of the presented probe samples that are *unforgettable* (correct at some evaluation
+    point of their window and never flipped to wrong there) and *never learned* (never correct in their
+    window), counted at the evaluation points (Toneva et al. 2019 count at presentations:
+    ``toneva_unforgettable_fraction``). NaN when no probe sample was presented (e.g. an empty probe)."""
     correct = np.asarray(correct, dtype=bool)
     in_window, presented = _window(correct, samples_seen, presented_at)
     if not presented.any():
         return {"unforgettable": float("nan"), "never_learned": float("nan")}
     ever_correct = (correct & in_window).any(axis=0)
-    forgot = forgetting_events(correct, samples_seen, presented_at)
+    forgot = flips_to_wrong(correct, samples_seen, presented_at)
     return {
         "unforgettable": float(np.mean((ever_correct & (forgot == 0))[presented])),
         "never_learned": float(np.mean(~ever_correct[presented])),
@@ -402,13 +429,12 @@ def loss_change_after_updates(
         return np.where(pairs > 0, total / np.maximum(pairs, 1), np.nan), pairs
 
 
-def forgetting_events_by_interval(
+def flips_to_wrong_by_interval(
     correct: np.ndarray, presented_update: np.ndarray, intervals=(1, 10, 100)
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Toneva forgetting events (``forgetting_events``) counted on the history evaluated every s
-    updates, rows 0, s, 2s, ... <= U, for each interval s: the mean number of 1 -> 0 transitions per
-    probe sample whose window holds a row (the window starts at the first row at or after its first
-    presentation).
+    """Flips to wrong (``flips_to_wrong``) counted on the history evaluated every s updates, rows 0, s,
+    2s, ... <= U, for each interval s: the mean number of 1 -> 0 changes per probe sample whose window
+    holds a row (the window starts at the first row at or after its first presentation).
 
     The count depends on s: a forget-and-relearn inside s updates is not seen, so per sample
     events(s) <= events(1), and events(m s) <= events(s) for any integer m. Returns (mean events per
@@ -419,11 +445,58 @@ def forgetting_events_by_interval(
         if int(s) < 1:
             raise ValueError(f"evaluation intervals must be >= 1 update. Got {s}.")
         rows = np.arange(0, correct.shape[0], int(s))
-        events = forgetting_events(correct[rows], rows, presented_update)
+        events = flips_to_wrong(correct[rows], rows, presented_update)
         counted = np.isfinite(events)
         counts.append(int(counted.sum()))
         means.append(float(events[counted].mean()) if counted.any() else float("nan"))
     return np.array(means), np.array(counts, dtype=np.int64)
+
+
+def presentation_correctness(correct: np.ndarray, presented_update: np.ndarray) -> np.ndarray:
+    """(P, n) whether each probe sample was correct at each of its presentations, as Toneva et al. (2019)
+    record it: in the forward pass of the update that presents it, i.e. with the weights before that
+    update, row u - 1 of a history evaluated after every update. 1.0 / 0.0, NaN where ``presented_update``
+    pads (-1)."""
+    correct, anchors = _history(correct, presented_update)
+    presented = np.asarray(presented_update)
+    out = np.full(presented.shape, np.nan)
+    valid = presented >= 1
+    p = np.broadcast_to(np.arange(presented.shape[0])[:, None], presented.shape)
+    out[valid] = correct[presented[valid] - 1, p[valid]]
+    return out
+
+
+def toneva_forgetting_events(correct: np.ndarray, presented_update: np.ndarray) -> np.ndarray:
+    """Forgetting events per probe sample as Toneva et al. (2019) define them: a presentation at which
+    the sample is wrong after one at which it was correct (acc_{k+1} < acc_k over consecutive
+    presentations, ``presentation_correctness``). (P,) float, NaN for a sample never presented."""
+    acc = presentation_correctness(correct, presented_update)
+    events = np.nansum((acc[:, :-1] == 1) & (acc[:, 1:] == 0), axis=1).astype(float)
+    return np.where(np.isfinite(acc).any(axis=1), events, np.nan)
+
+
+def mean_toneva_forgetting_events(correct: np.ndarray, presented_update: np.ndarray, every) -> float:
+    """Mean Toneva forgetting events (``toneva_forgetting_events``) per presented probe sample of an
+    update-resolution history; NaN unless it was evaluated after every update (``every`` = 1: the row
+    before a presentation exists only then) or when no sample was presented."""
+    if int(every) != 1:
+        return float("nan")
+    return _mean_defined(toneva_forgetting_events(correct, presented_update))
+
+
+def toneva_unforgettable_fraction(correct: np.ndarray, presented_update: np.ndarray, every) -> float:
+    """The fraction of presented probe samples that are *unforgettable* as Toneva et al. (2019) define
+    it: correct at some presentation, and no forgetting event between presentations. NaN unless the
+    history was evaluated after every update, or when no sample was presented."""
+    if int(every) != 1:
+        return float("nan")
+    acc = presentation_correctness(correct, presented_update)
+    presented = np.isfinite(acc).any(axis=1)
+    if not presented.any():
+        return float("nan")
+    learned = (acc == 1).any(axis=1)
+    events = toneva_forgetting_events(correct, presented_update)
+    return float(np.mean((learned & (events == 0))[presented]))
 
 
 class ForgetTimes(NamedTuple):

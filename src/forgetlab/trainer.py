@@ -67,6 +67,7 @@ class TrainingResult:
     points: list[EvalPoint]
     probe: Probe
     presented_at: np.ndarray  # (P, max presentations) samples_seen right after each presentation, -1 = none
+    chance: np.ndarray | None = None  # (T,) each task's accuracy by guessing (``Scenario.chance``)
     error: TrainingDiverged | None = None
     # What callbacks recorded for this member, by name (e.g. the update-resolution probe's history),
     # added in their ``on_train_end``: tracking stores what it knows.
@@ -384,7 +385,7 @@ class Trainer:
                 self.algorithm.on_update.remove(self._updated)
         results = [
             TrainingResult(task_names=[t.name for t in self.sequence.tasks], points=self._points[m], probe=self.probe,
-                           presented_at=log.presented_at(m), error=self._errors[m])
+                           presented_at=log.presented_at(m), chance=self.scenario.chance(), error=self._errors[m])
             for m in range(S)
         ]
         for callback in self.callbacks:

@@ -105,6 +105,11 @@ class Scenario:
             m[:] = 1.0
         return m
 
+    def chance(self) -> np.ndarray:
+        """(T,) the accuracy of guessing on each task: 1 / the number of output units active for it
+        (task-IL and domain-IL: its classes; class-IL: every class seen in the sequence)."""
+        return np.array([1.0 / self.mask(t).sum() for t in range(len(self.task_classes))])
+
     def targets(self, labels: np.ndarray, tasks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(one-hot targets (N, O), masks (N, O), winning unit (N,)) for labels drawn from ``tasks``."""
         labels, tasks = np.asarray(labels), np.asarray(tasks)

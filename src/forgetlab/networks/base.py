@@ -51,8 +51,9 @@ class NetworkConfig:
     output: str = field(default="sigmoid", metadata=constrain(Options(*functions.OUTPUTS)))
     loss: str = field(default="mse", metadata=constrain(Options(*functions.LOSSES)))
     init_scale: float = field(default=1.0, metadata=constrain(POSITIVE, member=True))
-    # SD of Gaussian noise added to every parameter after initialisation, from a stream of its own
-    # (the noise floor of a study: the same run with a rounding-level change).
+    # SD of Gaussian noise added to every parameter after initialisation, from a stream of its own (the
+    # same run from nearby weights; the first credit-assignment study's noise floor used 1e-12, which
+    # left many runs bit-identical to their twin).
     init_perturbation: float = field(default=0.0, metadata=constrain(AT_LEAST_0, member=True))
 
     def check(self, run) -> None:

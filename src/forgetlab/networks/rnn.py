@@ -37,13 +37,18 @@ from functools import cached_property
 import numpy as np
 
 from forgetlab.arrays import NUMPY, dtype_of
-from forgetlab.constraints import AT_LEAST_1, Options, constrain, fail
+from forgetlab.constraints import AT_LEAST_1, POSITIVE, Options, constrain, fail
 from forgetlab.cost_model import SECONDS_PER_STEP, DataSize, NetworkCost
 from forgetlab.networks import functions
 from forgetlab.networks.base import Network, NetworkConfig, member_inits, put
 
 RNN_ACTIVATIONS = ("tanh", "sigmoid")
 LOSS_AT = ("last", "all")
+# How W_hh starts (``recurrent_weights``): gaussian N(0, 1/H) (spectral radius about 1), orthogonal
+# (every singular value equal: no direction of the state grows or decays faster than another in the
+# first steps; Saxe et al. 2014) or the identity (the state carried on unchanged; Le, Jaitly & Hinton
+# 2015), each scaled by init_scale * recurrent_scale.
+RECURRENT_INITS = ("gaussian", "orthogonal", "identity")
 
 
 @dataclass
@@ -53,6 +58,8 @@ class RNNConfig(NetworkConfig):
     hidden_size: int = field(default=32, metadata=constrain(AT_LEAST_1))
     loss_at: str = field(default="last", metadata=constrain(Options(*LOSS_AT)))
     loss_last_steps: int = field(default=1, metadata=constrain(AT_LEAST_1))  # with loss_at=last: how many final steps
+    recurrent_init: str = field(default="gaussian", metadata=constrain(Options(*RECURRENT_INITS)))
+    recurrent_scale: float = field(default=1.0, metadata=constrain(POSITIVE))  # the gain of W_hh's initial values
 
     def check(self, run) -> None:
         if self.loss_at != "last" and self.loss_last_steps != 1:
@@ -68,6 +75,25 @@ class RNNForward:
     h: np.ndarray
     z: np.ndarray
     a: np.ndarray
+
+
+def recurrent_weights(kind: str, drawn: np.ndarray, init_scale: float, recurrent_scale: float) -> np.ndarray:
+    """W_hh (H, H) from its Gaussian draw ``drawn`` = init_scale / sqrt(H) * N(0, 1):
+
+        gaussian:    W_hh = recurrent_scale * drawn            (spectral radius about init_scale * recurrent_scale)
+        orthogonal:  W_hh = init_scale * recurrent_scale * Q,  Q R = drawn with diag(R) > 0 (Q Haar-distributed,
+                     Mezzadri 2007), so W_hh^T W_hh = (init_scale * recurrent_scale)^2 I
+        identity:    W_hh = init_scale * recurrent_scale * I
+    """
+    if kind == "gaussian":
+        return recurrent_scale * drawn  # x * 1.0 is x, bit for bit
+    gain = init_scale * recurrent_scale
+    if kind == "orthogonal":
+        Q, R = np.linalg.qr(drawn)
+        return gain * (Q * np.where(np.diag(R) < 0, -1.0, 1.0))
+    if kind == "identity":
+        return gain * np.eye(len(drawn))
+    raise ValueError(f"recurrent_init must be one of {RECURRENT_INITS}; got {kind!r}")
 
 
 def _steps_of_every_sequence(xp, a: np.ndarray) -> np.ndarray:
@@ -88,7 +114,7 @@ class RNN(Network):
             raise ValueError(f"the RNN reads sequences of shape (T, n_in); got samples of shape {input_shape}")
         return cls(input_shape[-1], cfg.hidden_size, n_outputs, activation=cfg.activation, output=cfg.output,
                    loss=cfg.loss, loss_at=cfg.loss_at, loss_last_steps=cfg.loss_last_steps, init_scale=init_scale,
-                   rng=rng, dtype=dtype, xp=xp)
+                   recurrent_init=cfg.recurrent_init, recurrent_scale=cfg.recurrent_scale, rng=rng, dtype=dtype, xp=xp)
 
     @classmethod
     def cost(cls, cfg: RNNConfig, data: DataSize) -> NetworkCost:
@@ -111,13 +137,17 @@ class RNN(Network):
         loss_at: str = "last",
         loss_last_steps: int = 1,
         init_scale: float | Sequence[float] = 1.0,
+        recurrent_init: str = "gaussian",
+        recurrent_scale: float = 1.0,
         rng: np.random.Generator | Sequence[np.random.Generator] | None = None,
         dtype: type = np.float64,
         xp=None,
     ) -> None:
-        """Weights ~ N(0, init_scale^2 / fan_in) (fan_in of W_hh is H), biases 0. One member per
-        generator in ``rng`` (a single generator: one member), each drawing W_xh, W_hh, W_hy in this
-        order with its own ``init_scale`` (one for all, or one per member)."""
+        """Weights ~ N(0, init_scale^2 / fan_in) (fan_in of W_hh is H), biases 0, W_hh then made what
+        ``recurrent_init`` says (``recurrent_weights``). One member per generator in ``rng`` (a single
+        generator: one member), each drawing W_xh, W_hh, W_hy in this order with its own ``init_scale``
+        (one for all, or one per member): every recurrent init draws the same numbers, so a seed's
+        W_xh and W_hy do not depend on it."""
         inits = member_inits(rng, init_scale)
         self.activation, self.output, self.loss, self.loss_at = activation, output, loss, loss_at
         self.loss_last_steps = loss_last_steps
@@ -125,11 +155,12 @@ class RNN(Network):
         xp = self.xp
 
         def init(shape, fan_in):
-            return [(scale / np.sqrt(fan_in) * r.standard_normal(shape)).astype(dtype) for r, scale in inits]
+            return [scale / np.sqrt(fan_in) * r.standard_normal(shape) for r, scale in inits]
 
         drawn = [init(shape, fan_in) for shape, fan_in in
                  (((n_hidden, n_in), n_in), ((n_hidden, n_hidden), n_hidden), ((n_out, n_hidden), n_hidden))]
-        W_xh, W_hh, W_hy = (xp.asarray(np.stack(members)) for members in drawn)
+        drawn[1] = [recurrent_weights(recurrent_init, W, scale, recurrent_scale) for W, (_, scale) in zip(drawn[1], inits)]
+        W_xh, W_hh, W_hy = (xp.asarray(np.stack(members).astype(dtype)) for members in drawn)
         S = self.n_members
         self.W_xh, self.W_hh, self.W_hy = W_xh, W_hh, W_hy
         self.b_h = xp.zeros((S, n_hidden), dtype=dtype_of(xp, dtype))

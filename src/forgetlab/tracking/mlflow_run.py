@@ -187,7 +187,7 @@ class MlflowRun(Callback):
         the rest of the buffer, the tag that shows the accuracy table (as ``MlflowClient.log_table``
         sets it, once the table is stored: ``log_table`` would upload it on its own and read the run
         back) and the end."""
-        final = contract.final_metrics(result.accuracy_matrix)
+        final = contract.final_metrics(result.accuracy_matrix, result.chance)
         # At step 0, their only step: MLflow's chart view draws a metric whose last step is 0 as bars
         # (one per run), where a step of samples seen would make a scatter on a narrow axis. They are
         # written with the run's end, in its last write (docs/tracking.md: what kill -9 loses).
@@ -313,6 +313,7 @@ def write_eval_artifacts(result: TrainingResult, root: Path) -> None:
         label=probe.label,
         presented_at=result.presented_at,
         task_names=np.array(result.task_names, dtype=str),
+        **({"chance": np.asarray(result.chance, dtype=np.float64)} if result.chance is not None else {}),
     )
     history = result.records.get(UPDATE_PROBE_RECORD)
     if history is not None:
