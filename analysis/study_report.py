@@ -227,6 +227,11 @@ def gate_section(study: Study, table: pd.DataFrame) -> str:
         "learning accuracy": frame["learning_acc"].map(fmt), "chance": frame["chance"].map(fmt),
         "gate": frame["gate"].map(lambda g: f"≥ {g:g}" if g is not None and np.isfinite(g) else "–"),
         "passes": frame["passes"].map({True: "yes", False: "**no**", None: "–"})})
+    if not study.gate:  # nothing to pass: the table says what each learner learned
+        return "\n".join(["## Did the learners learn?", "",
+                          "The study declares no gate; joint ACC (all tasks shuffled together, the ceiling) and learning "
+                          "accuracy (each task right after training it), means over seeds at the selected rate:", "",
+                          markdown_table(shown.drop(columns=["gate", "passes"]))])
     lines = ["## Did the learners learn?", "",
              "The gate: a learner's joint ACC (all tasks shuffled together; mean over seeds, at its selected rate) must "
              "reach " + ", ".join(f"{v:g} in {s}-IL" for s, v in study.gate.items()) + " for its comparisons in that "
