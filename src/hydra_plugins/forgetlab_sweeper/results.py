@@ -13,7 +13,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from forgetlab import contract
 
@@ -49,6 +48,8 @@ def mean_and_half_width(values: list[float]) -> tuple[float, float]:
         return float("nan"), float("nan")
     if x.size < 2:
         return float(x.mean()), float("nan")
+    from scipy import stats  # here, not at the top: every job process imports this module, never this function
+
     return float(x.mean()), float(stats.t.ppf((1 + LEVEL) / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
 
 
