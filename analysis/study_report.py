@@ -479,7 +479,18 @@ def stamps(runs_used: pd.DataFrame, table: pd.DataFrame, code: CodeChoice | None
         f"- {len(runs_used)} runs analysed"
         + (f", of code version(s) {code_versions_read(runs_used, code.current)}" if code else ""),
         *([f"- {code.note()}"] if code is not None and code.left_out else []),
+        *older_code_line(code, commits),
     ]
+
+
+def older_code_line(code: CodeChoice | None, commits: list[str]) -> list[str]:
+    """When the runs read are not the current code's: which training code changed since, for the reader
+    to judge whether the numbers still hold (the runs are the numbers of the code that trained them)."""
+    if code is None or code.version is None or code.version == code.current:
+        return []
+    since = f"`git diff {commits[0]} -- src/forgetlab`" if len(commits) == 1 else "`git log -- src/forgetlab`"
+    return [f"- read by choice (`--code-version {code.version}`): the current code is `{code.current}`; what "
+            f"changed in the package since the runs were trained: {since}"]
 
 
 # The engine's sections: a template line ``<!-- study: NAME -->`` becomes section NAME.

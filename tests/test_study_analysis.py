@@ -495,3 +495,13 @@ def test_a_strategys_learner_is_named_once():
     tuned = run.copy()
     tuned["tags.forgetlab.learner_label"], tuned["params.strategy.name"] = "epochwise BPTT", "fine_tuning"
     assert study_runs.learner_label(tuned, 10) == EPOCHWISE
+
+
+def test_a_doc_of_older_code_s_runs_says_where_to_see_what_changed_since():
+    from analysis.load import CodeChoice
+    from analysis.study_report import older_code_line
+
+    assert older_code_line(None, ["abc"]) == [] and older_code_line(CodeChoice(None, "cur", {}), ["abc"]) == []
+    assert older_code_line(CodeChoice("cur", "cur", {}), ["abc"]) == []  # the current code's runs: nothing to say
+    (line,) = older_code_line(CodeChoice("old", "cur", {}), ["abc123"])
+    assert "--code-version old" in line and "`cur`" in line and "`git diff abc123 -- src/forgetlab`" in line
