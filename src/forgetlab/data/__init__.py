@@ -9,6 +9,7 @@ checks a config (a sweep's launching process, a refused command, ``--help``) wou
 
 from __future__ import annotations
 
+from forgetlab.data import cache
 from forgetlab.data.declaration import TASK_SEQUENCES, TaskSequenceConfig, TaskSequenceSpec, task_sequence
 from forgetlab.data.tasks import (
     EVAL_SPLITS,
@@ -30,10 +31,23 @@ def build_task_sequence(cfg: TaskSequenceConfig) -> TaskSequence:
     """Build the task sequence named by ``cfg.name`` from a task_sequence config; with
     ``cfg.input == "sequence"`` every sample is a sequence (steps, features) instead of a vector.
     ``cfg.max_train_per_task > 0`` keeps at most that many training samples per task; then, with
-    ``cfg.val_size > 0``, each task holds out that share of its training data as its validation set."""
+    ``cfg.val_size > 0``, each task holds out that share of its training data as its validation set.
+    forgetlab's own task sequences are read from the data cache when an earlier process built them
+    (``forgetlab.data.cache``)."""
     spec = TASK_SEQUENCES[cfg.name]
     if cfg.input not in spec.inputs:
         raise ValueError(f"task sequence {cfg.name!r} reads as {spec.inputs}; got input={cfg.input!r}")
+    if not cache.is_cacheable(spec.build):
+        return _build(spec, cfg)
+    settings = {key: getattr(cfg, key) for key in BUILD_KEYS} | {"own": spec.own_values(cfg)}
+    return cache.cached(cfg.name, settings, lambda: _build(spec, cfg))
+
+
+# What a build reads of a task_sequence config (its scenario and joint are read by the trainer).
+BUILD_KEYS = ("name", "test_size", "data_seed", "n_tasks", "max_train_per_task", "val_size", "input")
+
+
+def _build(spec: TaskSequenceSpec, cfg: TaskSequenceConfig) -> TaskSequence:
     sequence = spec.build(test_size=cfg.test_size, data_seed=cfg.data_seed, n_tasks=cfg.n_tasks, **spec.own_values(cfg))
     sequence = subsampled(sequence, cfg.max_train_per_task, cfg.data_seed)
     sequence = with_validation(sequence, cfg.val_size, cfg.data_seed)
