@@ -14,7 +14,8 @@ and ACC of sequential training, chance, the primary outcome, and whether the joi
 scenario's gate. Writes ``reports/<experiment>/pilot.csv``, ``rates.csv`` (joint and sequential ACC at
 every rate), ``pilot.md``, the smallest effect of interest to the study's ``sesoi.file``, and with
 ``--doc`` the pilot's doc. Exit code 0 when every learner passes the gate of every gated scenario, 3
-when some do not (their comparisons get no verdict in the study), 1 without runs, 2 on a bad store.
+when some do not (their comparisons get no verdict in the study), 1 without runs, 2 on a bad store. The runs
+read are the current code's (``--code-version VERSION``: another code's; ``--any-code``: every code's).
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from analysis.load import NoRunsError  # noqa: E402
+from analysis.load import NoRunsError, add_code_arguments, code_version_asked, code_versions_read  # noqa: E402
 from analysis.report import REPORTS, default_tracking_uri, fmt, markdown_table  # noqa: E402
 from analysis.study_runs import (  # noqa: E402
     PRESETS, ROOT as PROJECT_ROOT, SelectionTable, Study, git_head, learnability, load_runs, ordered_learners,
-    read_declaration,
+    read_declaration, sweep_sizes,
 )
 from forgetlab.metric_registry import BY_NAME  # noqa: E402
 from forgetlab.tracking.store import StoreError, open_store  # noqa: E402
@@ -84,6 +85,16 @@ def cost_table(table: pd.DataFrame) -> pd.DataFrame:
                      "wall s per run": f"{mine['per_member'].mean():.1f}",
                      "wall h in all": f"{mine['seconds'].sum() / 3600:.2f}"})
     return pd.DataFrame(rows)
+
+
+def study_wall_time(costs: pd.DataFrame, runs_per_learner: int, workers: int = 2) -> dict:
+    """The study's job wall time at the pilot's measured cost per run: each learner's wall seconds per
+    run times the study's runs of a learner, summed, and divided among ``workers`` jobs at a time.
+    An upper estimate for the per-step learners: the study's ensembles are larger than the pilot's, and
+    their members share the per-call overhead of a step."""
+    seconds = float(sum(costs["wall s per run"].astype(float)) * runs_per_learner)
+    return {"learners": len(costs), "runs_per_learner": runs_per_learner, "hours": seconds / 3600,
+            "workers": workers, "hours_on_workers": seconds / 3600 / workers}
 
 
 def rate_scores(table: pd.DataFrame) -> pd.DataFrame:
@@ -135,7 +146,8 @@ def not_learned(frame: pd.DataFrame) -> list[str]:
 
 
 def pilot_markdown(study: Study, experiment: str, frame: pd.DataFrame, rates: pd.DataFrame, costs: pd.DataFrame,
-                   sesoi: dict, table: pd.DataFrame, note: str = "") -> str:
+                   sesoi: dict, table: pd.DataFrame, note: str = "", budget: dict | None = None,
+                   code_line: str = "") -> str:
     sweeps = ", ".join(f"`{s}`" for s in sorted(table["sweep_id"].dropna().astype(str).unique()))
     commits = ", ".join(f"`{c}`" for c in sorted(table["git_commit"].dropna().astype(str).str[:12].unique()))
     failed = not_learned(frame)
@@ -150,7 +162,7 @@ def pilot_markdown(study: Study, experiment: str, frame: pd.DataFrame, rates: pd
         f"- generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} by `python analysis/pilot.py --experiment {experiment}` "
         f"at commit `{git_head()}`",
         f"- pilot sweeps: {sweeps}; runs trained at commit(s) {commits}; {len(table)} runs, "
-        f"{table['seed'].nunique()} seeds", "",
+        f"{table['seed'].nunique()} seeds" + (f"; {code_line}" if code_line else ""), "",
         "Every learner of the study at each of its rates, jointly and sequentially, scored on the validation "
         "sets held out of each task's training images (the test sets are left for the study). The rate of "
         "each learner is the one with the best mean joint validation ACC (`analysis/select_lr.py --criterion "
@@ -172,6 +184,12 @@ def pilot_markdown(study: Study, experiment: str, frame: pd.DataFrame, rates: pd
         "the machine that ran the pilot.", "", markdown_table(costs), "",
         f"In all {table.groupby(['learner', 'task_sequence', 'scenario', 'joint', 'sweep_id'], dropna=False)['seconds'].max().sum() / 3600:.1f} "
         "hours of job wall time." + (f" {note}" if note else ""),
+        *([] if budget is None else [
+            "", f"**The study at these costs**: {budget['learners']} learners × {budget['runs_per_learner']} runs each "
+            f"(`python analysis/run_study.py {budget['study']} --dry-run`) × the wall seconds per run above = "
+            f"{budget['hours']:.0f} hours of job wall time, **about {budget['hours_on_workers']:.0f} hours on "
+            f"{budget['workers']} cores** (two jobs at a time, one BLAS thread each); an upper estimate, as the study's "
+            "ensembles (3 rates × 20 seeds per job) share more of each step's overhead than the pilot's (3 × 2)."]),
     ]
     return "\n".join(lines) + "\n"
 
@@ -182,8 +200,9 @@ def study_of(experiment: str, preset: Path | None, root: Path = PROJECT_ROOT) ->
 
 def build(experiment: str, tracking_uri: str, preset: Path | None = None, out: Path | None = None,
           doc: Path | None = None, cache_dir: Path | None = None, root: Path = PROJECT_ROOT,
-          note: str = "") -> tuple[dict[str, Path], pd.DataFrame]:
-    """Write the pilot's tables, doc and smallest effect of interest; (written files, learnability)."""
+          note: str = "", code_version: str | None = None) -> tuple[dict[str, Path], pd.DataFrame]:
+    """Write the pilot's tables, doc and smallest effect of interest; (written files, learnability). The
+    runs read are those of ``code_version`` (None: every code's)."""
     study = study_of(experiment, preset, root)
     if study.selection is None or not study.selection.table.exists():
         raise NoRunsError(f"no selection table {study.selection.table if study.selection else '(none declared)'}: run "
@@ -192,16 +211,24 @@ def build(experiment: str, tracking_uri: str, preset: Path | None = None, out: P
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
-    _, table, _ = load_runs(client, experiment, study.shown_outcomes, Path(cache_dir or REPORTS / ".cache"),
-                         SelectionTable.read(study.selection.table))
+    used, table, code = load_runs(client, experiment, study.shown_outcomes, Path(cache_dir or REPORTS / ".cache"),
+                                  SelectionTable.read(study.selection.table), code_version)
     frame = learnability(table, study.gate, study.primary_metric)
     rates, costs, sesoi = rate_scores(table), cost_table(table), sesoi_by_rule(study, table)
+    preset = preset or PRESETS / f"{experiment.removesuffix('_pilot')}.yaml"
+    sizes = sweep_sizes(preset, [])
+    budget = {**study_wall_time(costs, math.prod(n for key, n in sizes.items() if key != "learner")),
+              "study": preset.stem} if sizes else None
     out = Path(out or REPORTS / experiment)
     out.mkdir(parents=True, exist_ok=True)
     written = {"pilot_csv": out / "pilot.csv", "rates_csv": out / "rates.csv", "pilot_md": out / "pilot.md"}
     frame.to_csv(written["pilot_csv"], index=False)
     rates.to_csv(written["rates_csv"], index=False)
-    text = pilot_markdown(study, experiment, frame, rates, costs, sesoi, table, note)
+    code_line = f"runs of code version(s) {code_versions_read(used, code.current)}" + (
+        "" if code.version in (None, code.current) else
+        f" (read by choice, `--code-version {code.version}`; the current code is `{code.current}`: what changed in "
+        f"the package since, `git log -- src/forgetlab`)")
+    text = pilot_markdown(study, experiment, frame, rates, costs, sesoi, table, note, budget, code_line)
     written["pilot_md"].write_text(text)
     if study.sesoi.file is not None:
         sweeps = "+".join(sorted(table["sweep_id"].dropna().astype(str).unique()))
@@ -225,10 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=PROJECT_ROOT,
                         help="where the selection table and the smallest-effect file live (default: the project)")
     parser.add_argument("--note", default="", help="a sentence on the machine the pilot ran on (its load), for the doc")
+    add_code_arguments(parser)
     args = parser.parse_args(argv)
     try:
         written, frame = build(args.experiment, args.tracking_uri or default_tracking_uri(), args.preset, args.out,
-                               args.doc, root=args.root, note=args.note)
+                               args.doc, root=args.root, note=args.note, code_version=code_version_asked(args))
     except NoRunsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

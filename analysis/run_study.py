@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,39 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: make `analysis` importable
     sys.path.insert(0, str(ROOT))
 
-import yaml  # noqa: E402
 
 from analysis.pilot import GATE_FAILED  # noqa: E402
-from analysis.study_runs import PRESETS, Study, read_declaration  # noqa: E402
+from analysis.study_runs import PRESETS, Study, read_declaration, sweep_sizes  # noqa: E402
 
 TRAIN = ROOT / "experiments" / "train.py"
-
-
-def sweep_sizes(preset: Path, overrides: list[str]) -> dict[str, int]:
-    """How many values each swept key of ``preset`` has (its own ``hydra.sweeper.params``, the presets
-    it builds on first), with ``overrides`` of the same keys in their place."""
-    params: dict[str, str] = {}
-    text = yaml.safe_load(preset.read_text()) or {}
-    for parent in text.get("defaults", []):
-        if isinstance(parent, str) and parent != "_self_" and (PRESETS / f"{parent}.yaml").exists():
-            params.update({k: v for k, v in sweep_params(PRESETS / f"{parent}.yaml").items()})
-    params.update(sweep_params(preset))
-    params.update(dict(o.split("=", 1) for o in overrides if "=" in o and o.split("=", 1)[0] in params))
-    return {key: count_values(value) for key, value in params.items()}
-
-
-def sweep_params(preset: Path) -> dict[str, str]:
-    text = yaml.safe_load(preset.read_text()) or {}
-    return {k: str(v) for k, v in (((text.get("hydra") or {}).get("sweeper") or {}).get("params") or {}).items()}
-
-
-def count_values(value: str) -> int:
-    """Values of one sweep override: 'a,b,c' -> 3, 'range(0,20)' -> 20, 'range(0,20,5)' -> 4."""
-    found = re.fullmatch(r"\s*range\((\d+)\s*,\s*(\d+)(?:\s*,\s*(\d+))?\)\s*", value)
-    if found:
-        start, stop, step = int(found[1]), int(found[2]), int(found[3] or 1)
-        return max(0, math.ceil((stop - start) / step))
-    return len([v for v in value.split(",") if v.strip()])
 
 
 def budget_lines(study: Study, name: str, overrides: list[str]) -> tuple[list[str], int]:

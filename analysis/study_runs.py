@@ -215,6 +215,36 @@ def git_head() -> str:
         return "unknown"
 
 
+# --- a preset's sweep ------------------------------------------------------------------------
+
+
+def sweep_sizes(preset: Path, overrides: list[str]) -> dict[str, int]:
+    """How many values each swept key of ``preset`` has (its own ``hydra.sweeper.params``, the presets
+    it builds on first), with ``overrides`` of the same keys in their place."""
+    params: dict[str, str] = {}
+    text = yaml.safe_load(preset.read_text()) or {}
+    for parent in text.get("defaults", []):
+        if isinstance(parent, str) and parent != "_self_" and (PRESETS / f"{parent}.yaml").exists():
+            params.update({k: v for k, v in sweep_params(PRESETS / f"{parent}.yaml").items()})
+    params.update(sweep_params(preset))
+    params.update(dict(o.split("=", 1) for o in overrides if "=" in o and o.split("=", 1)[0] in params))
+    return {key: count_values(value) for key, value in params.items()}
+
+
+def sweep_params(preset: Path) -> dict[str, str]:
+    text = yaml.safe_load(preset.read_text()) or {}
+    return {k: str(v) for k, v in (((text.get("hydra") or {}).get("sweeper") or {}).get("params") or {}).items()}
+
+
+def count_values(value: str) -> int:
+    """Values of one sweep override: 'a,b,c' -> 3, 'range(0,20)' -> 20, 'range(0,20,5)' -> 4."""
+    found = re.fullmatch(r"\s*range\((\d+)\s*,\s*(\d+)(?:\s*,\s*(\d+))?\)\s*", value)
+    if found:
+        start, stop, step = int(found[1]), int(found[2]), int(found[3] or 1)
+        return max(0, math.ceil((stop - start) / step))
+    return len([v for v in value.split(",") if v.strip()])
+
+
 # --- a run's names ---------------------------------------------------------------------------
 
 

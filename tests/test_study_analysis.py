@@ -354,6 +354,12 @@ def test_a_rate_selected_at_the_edge_of_the_grid_is_flagged():
     assert set(pilot.rate_scores(two)["edge"]) == {""}  # two rates have no inside
 
 
+def test_the_studys_wall_time_is_each_learners_cost_per_run_times_its_runs():
+    costs = pd.DataFrame({"learner": ["a", "b"], "wall s per run": ["10.0", "26.0"]})
+    budget = pilot.study_wall_time(costs, runs_per_learner=360)
+    assert budget["hours"] == pytest.approx(36 * 360 / 3600) and budget["hours_on_workers"] == pytest.approx(1.8)
+
+
 def test_the_costs_share_an_ensemble_jobs_time_among_its_runs():
     runs = synthetic_runs(0.0, seeds=range(2), rates=(0.001, 0.002, 0.005)).assign(sweep_id="p-1", seconds=60.0, run_id="r")
     costs = pilot.cost_table(runs).set_index("learner")
@@ -362,7 +368,7 @@ def test_the_costs_share_an_ensemble_jobs_time_among_its_runs():
 
 
 def test_the_one_command_declares_its_budget_and_refuses_fewer_seeds_than_declared(capsys):
-    assert [run_study.count_values(v) for v in ("a,b,c", "range(0,20)", "range(0, 20, 5)", "0.1")] == [3, 20, 4, 1]
+    assert [study_runs.count_values(v) for v in ("a,b,c", "range(0,20)", "range(0, 20, 5)", "0.1")] == [3, 20, 4, 1]
     assert run_study.main(["credit_assignment", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "3960 runs = 11 learner x 3 algorithm.lr x 3 task_sequence.scenario x 2 task_sequence.joint x 20 seed" in out
@@ -518,3 +524,17 @@ def test_a_doc_of_older_code_s_runs_says_where_to_see_what_changed_since():
     assert older_code_line(CodeChoice("cur", "cur", {}), ["abc"]) == []  # the current code's runs: nothing to say
     (line,) = older_code_line(CodeChoice("old", "cur", {}), ["abc123"])
     assert "--code-version old" in line and "`cur`" in line and "`git diff abc123 -- src/forgetlab`" in line
+
+
+@pytest.mark.parametrize("flags, asked", [([], "current"), (["--code-version", "b" * 16], "b" * 16), (["--any-code"], None)])
+def test_the_pilot_reads_the_current_codes_runs_unless_told_otherwise(monkeypatch, flags, asked):
+    seen = []
+
+    def no_runs(client, experiment, outcomes, cache_dir, table=None, code_version=None):
+        seen.append(code_version)
+        raise pilot.NoRunsError("none")
+
+    monkeypatch.setattr(pilot, "open_store", lambda *args, **kwargs: object())
+    monkeypatch.setattr(pilot, "load_runs", no_runs)
+    assert pilot.main(["--experiment", "credit_assignment_pilot", "--tracking-uri", "sqlite:///unused.db", *flags]) == 1
+    assert seen == [contract.package_hash() if asked == "current" else asked]
