@@ -87,19 +87,28 @@ def cost_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def rate_scores(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean validation ACC of joint and of sequential training per learner, scenario and rate, and the
-    rate selected (the best joint one)."""
+    """Mean validation ACC of joint and of sequential training per learner, scenario and rate, the
+    rate selected (the best joint one) and ``edge``: "highest" or "lowest" when that is the grid's
+    highest or lowest rate of three or more (the best rate may then lie beyond the grid)."""
     wide = table.pivot_table(index=["task_sequence", "scenario", "learner"], columns=["joint", "lr"], values="acc",
                              aggfunc="mean")
     rows = []
     for (sequence, scenario, learner), values in wide.iterrows():
-        selected = table.loc[(table["learner"] == learner) & (table["scenario"] == scenario)
-                             & (table["task_sequence"] == sequence), "selected_lr"].iloc[0]
+        mine = table[(table["learner"] == learner) & (table["scenario"] == scenario) & (table["task_sequence"] == sequence)]
+        selected, tried = mine["selected_lr"].iloc[0], sorted(mine["lr"].unique())
         row = {"task_sequence": sequence, "scenario": scenario, "learner": learner}
         for (joint, lr), value in values.items():
             row[f"{'joint' if joint else 'sequential'} {lr:g}"] = value
-        rows.append({**row, "selected": selected})
+        edge = "" if len(tried) < 3 else "highest" if selected == tried[-1] else "lowest" if selected == tried[0] else ""
+        rows.append({**row, "selected": selected, "edge": edge})
     return pd.DataFrame(rows)
+
+
+def at_the_edge(rates: pd.DataFrame) -> list[str]:
+    """One line per learner and scenario whose rate was selected at the edge of the grid."""
+    return [f"- {r['task_sequence']}, {r['scenario']}: {r['learner']} at the {r['edge']} rate tried ({r['selected']:g}): "
+            f"its best rate may lie {'above' if r['edge'] == 'highest' else 'below'} the grid"
+            for _, r in rates[rates["edge"] != ""].iterrows()]
 
 
 def gate_markdown(study: Study, frame: pd.DataFrame) -> str:
@@ -130,7 +139,8 @@ def pilot_markdown(study: Study, experiment: str, frame: pd.DataFrame, rates: pd
     sweeps = ", ".join(f"`{s}`" for s in sorted(table["sweep_id"].dropna().astype(str).unique()))
     commits = ", ".join(f"`{c}`" for c in sorted(table["git_commit"].dropna().astype(str).str[:12].unique()))
     failed = not_learned(frame)
-    rate_view = rates.copy()
+    edges = at_the_edge(rates)
+    rate_view = rates.drop(columns="edge")
     for column in rate_view.columns[3:-1]:
         rate_view[column] = rate_view[column].map(fmt)
     rate_view["selected"] = rate_view["selected"].map(lambda v: f"{v:g}")
@@ -151,6 +161,7 @@ def pilot_markdown(study: Study, experiment: str, frame: pd.DataFrame, rates: pd
         + ". " + ("Every learner passes." if not failed else "Below the gate (the study gives their comparisons no verdict):"),
         "", *failed, "",
         "## Selection: validation ACC at every rate", "", markdown_table(rate_view), "",
+        *(["Selected at the edge of the grid:", "", *edges, ""] if edges else []),
         "## Smallest effect of interest", "",
         f"Rule (declared): {sesoi['rule']}. Reference ({study.reference}) mean "
         f"{BY_NAME[study.primary_metric].label} {fmt(sesoi['reference_mean'])}; pooled seed-to-seed sd "

@@ -341,6 +341,19 @@ def test_the_pilots_gate_passes_and_fails_by_the_joint_ceiling():
     assert set(ungated["passes"]) == {None}
 
 
+def test_a_rate_selected_at_the_edge_of_the_grid_is_flagged():
+    runs = synthetic_runs(0.0, seeds=range(2), rates=(0.001, 0.002, 0.005))
+    chosen = {MLP: 0.005, TRUNCATED: 0.002, EPOCHWISE: 0.001}
+    runs["selected_lr"] = runs["learner"].map(chosen)
+    rates = pilot.rate_scores(runs).set_index("learner")
+    assert rates["edge"].to_dict() == {MLP: "highest", TRUNCATED: "", EPOCHWISE: "lowest"}
+    lines = pilot.at_the_edge(rates.reset_index())
+    assert lines == [f"- split_mnist, domain: {MLP} at the highest rate tried (0.005): its best rate may lie above the grid",
+                     f"- split_mnist, domain: {EPOCHWISE} at the lowest rate tried (0.001): its best rate may lie below the grid"]
+    two = synthetic_runs(0.0, seeds=range(2), rates=(0.001, 0.002)).assign(selected_lr=0.002)
+    assert set(pilot.rate_scores(two)["edge"]) == {""}  # two rates have no inside
+
+
 def test_the_costs_share_an_ensemble_jobs_time_among_its_runs():
     runs = synthetic_runs(0.0, seeds=range(2), rates=(0.001, 0.002, 0.005)).assign(sweep_id="p-1", seconds=60.0, run_id="r")
     costs = pilot.cost_table(runs).set_index("learner")
