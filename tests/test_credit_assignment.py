@@ -13,7 +13,8 @@ import dataclasses
 from forgetlab.config import ConfigError, validate
 from forgetlab.data import build_task_sequence
 from forgetlab.data.tasks import subsampled
-from forgetlab.assembly import build_trainer
+from forgetlab.assembly import build_trainer, learner_label
+from analysis.study_runs import read_declaration
 from forgetlab.tracking.mlflow_run import config_hash, flatten
 from tests.conftest import ROOT
 
@@ -191,22 +192,28 @@ def test_every_learner_of_the_presets_is_valid_and_the_design_is_the_declared_on
     every_learner_table(tmp_path)
     values = sweep_values(preset)
     pilot = preset.endswith("_pilot")
-    networks = set()
+    networks, names = set(), set()
     for learner in values["learner"]:
         cfg = validate(compose_cfg(f"experiment={preset}", f"paths.root_dir={tmp_path}", f"learner={learner}",
                                    "algorithm.lr=0.001"))
+        loss = {"last": "loss at the last step", "all": "loss at every step"}.get(cfg.network.loss_at) if cfg.network.name == "rnn" else None
+        names.add(", ".join(filter(None, [learner_label(cfg), loss])))
         assert cfg.eval.split == ("val" if pilot else "test")
         assert cfg.task_sequence.val_size == 0.2 and cfg.task_sequence.max_train_per_task == 0
         assert cfg.trainer.epochs_per_task == 10 and cfg.trainer.batch_size == 1
         assert cfg.algorithm.lr_selected_by == ("" if pilot else "20261127-000000-abcdef")
         assert (cfg.network.activation, cfg.network.output, cfg.network.loss) == ("tanh", "softmax", "cross_entropy")
+        assert cfg.strategy.name == ("replay" if learner.endswith("_replay") else "fine_tuning")  # the positive control
         if cfg.network.name == "rnn":
             networks.add(tuple(getattr(cfg.network, key) for key in SAME_RNN))
             assert cfg.network.loss_at == ("all" if learner.endswith("_every_step") else "last")
         else:
             assert cfg.network.hidden_sizes == [64] and cfg.task_sequence.input == "vector"
     assert networks == {(64, "orthogonal", 1.0, "tanh", "softmax", "cross_entropy")}
-    assert len(values["learner"]) == 10
+    assert len(values["learner"]) == 11
+    declared = read_declaration(PRESETS / "credit_assignment.yaml")
+    named = {name for pair in declared.family + declared.positive_controls for name in (pair.treatment, pair.reference)}
+    assert named <= names, f"the declaration names learners no preset trains: {named - names}"
     assert "credit_assignment/rtrl" not in values["learner"]  # RTRL with the loss at the last step is epochwise BPTT
     assert values["task_sequence.scenario"] == ["task", "domain", "class"]
     assert values["algorithm.lr"] == ["0.001", "0.002", "0.005"]
