@@ -189,7 +189,7 @@ def pilot_markdown(study: Study, experiment: str, frame: pd.DataFrame, rates: pd
             f"(`python analysis/run_study.py {budget['study']} --dry-run`) × the wall seconds per run above = "
             f"{budget['hours']:.0f} hours of job wall time, **about {budget['hours_on_workers']:.0f} hours on "
             f"{budget['workers']} cores** (two jobs at a time, one BLAS thread each); an upper estimate, as the study's "
-            "ensembles (3 rates × 20 seeds per job) share more of each step's overhead than the pilot's (3 × 2)."]),
+            "ensembles (a learner's rates × 20 seeds per job) share more of each step's overhead than the pilot's (rates × 2)."]),
     ]
     return "\n".join(lines) + "\n"
 

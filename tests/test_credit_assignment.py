@@ -216,7 +216,7 @@ def test_every_learner_of_the_presets_is_valid_and_the_design_is_the_declared_on
     assert named <= names, f"the declaration names learners no preset trains: {named - names}"
     assert "credit_assignment/rtrl" not in values["learner"]  # RTRL with the loss at the last step is epochwise BPTT
     assert values["task_sequence.scenario"] == ["task", "domain", "class"]
-    assert values["algorithm.lr"] == ["0.001", "0.002", "0.005"]
+    assert values["algorithm.lr"] == ["0.001", "0.002", "0.005", "0.01"]
     assert values["task_sequence.joint"] == ["False", "True"]
     assert "network.init_perturbation" not in values
     assert values["seed"] == (["1000", "1001"] if pilot else [str(s) for s in range(20)])

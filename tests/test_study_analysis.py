@@ -106,7 +106,7 @@ def test_the_declaration_is_read_from_the_preset():
     assert len(STUDY.family) == 8 and all(p.reference.startswith("epochwise BPTT") for p in STUDY.family)
     assert study_runs.Pair(MLP, EPOCHWISE) in STUDY.family
     assert STUDY.gate == {"task": 0.95, "domain": 0.90, "class": 0.85}
-    assert STUDY.rates == [0.001, 0.002, 0.005] and STUDY.min_seeds >= 20 and STUDY.alpha == 0.05
+    assert STUDY.rates == [0.001, 0.002, 0.005, 0.01] and STUDY.min_seeds >= 20 and STUDY.alpha == 0.05
     assert STUDY.selection.criterion == "joint_acc" and STUDY.selection.experiment == "credit_assignment_pilot"
     assert STUDY.sesoi.value is None and STUDY.sesoi.file.name == "sesoi.yaml" and "0.1 x" in STUDY.sesoi.rule
     assert STUDY.positive_controls == [study_runs.Pair("epochwise BPTT + replay, loss at the last step", EPOCHWISE)]
@@ -371,8 +371,8 @@ def test_the_one_command_declares_its_budget_and_refuses_fewer_seeds_than_declar
     assert [study_runs.count_values(v) for v in ("a,b,c", "range(0,20)", "range(0, 20, 5)", "0.1")] == [3, 20, 4, 1]
     assert run_study.main(["credit_assignment", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "3960 runs = 11 learner x 3 algorithm.lr x 3 task_sequence.scenario x 2 task_sequence.joint x 20 seed" in out
-    assert "396 runs" in out and out.count("[study] step") == 5
+    assert "5280 runs = 11 learner x 4 algorithm.lr x 3 task_sequence.scenario x 2 task_sequence.joint x 20 seed" in out
+    assert "528 runs" in out and out.count("[study] step") == 5
     assert run_study.main(["credit_assignment", "--dry-run", "--override", "seed=0,1"]) == 2
     assert "fewer than the declared 20" in capsys.readouterr().err
     assert run_study.main(["credit_assignment", "--dry-run", "--trial", "--override", "seed=0,1"]) == 0
