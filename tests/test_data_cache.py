@@ -108,6 +108,13 @@ def test_the_default_directory_follows_xdg(tmp_path, monkeypatch):
     assert cache.cache_dir() == tmp_path / "forgetlab" / "data"
 
 
+def test_no_home_directory_means_no_cache(monkeypatch):
+    monkeypatch.delenv(cache.CACHE_ENV, raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(Path, "expanduser", lambda self: self)  # what expanduser does when it finds no home
+    assert cache.cache_dir() is None
+
+
 def test_an_edit_of_the_data_package_changes_the_key(tmp_path, monkeypatch):
     copy = tmp_path / "data"
     shutil.copytree(cache.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))

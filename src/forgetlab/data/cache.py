@@ -8,8 +8,8 @@ edit of a split invalidates it) and the versions of the libraries that make the 
 own task sequences are kept: an extension's builder may read files this key does not know about.
 
 ``FORGETLAB_DATA_CACHE`` names the directory (default ``$XDG_CACHE_HOME/forgetlab/data``, else
-``~/.cache/forgetlab/data``); ``off`` turns the cache off. A file is written to a temporary name and
-renamed into place, so a reader sees all of it or nothing; a file that cannot be read is built again,
+``~/.cache/forgetlab/data``; none without a home directory); ``off`` turns the cache off. A file is
+written to a temporary name and renamed into place, so a reader sees all of it or nothing; a file that cannot be read is built again,
 and a directory that cannot be written leaves the build uncached: the cache never fails a run.
 """
 
@@ -36,13 +36,15 @@ ARRAYS = ("x_train", "y_train", "x_test", "y_test", "classes", "x_val", "y_val")
 
 
 def cache_dir() -> Path | None:
-    """Where built task sequences are kept; None when ``FORGETLAB_DATA_CACHE=off``."""
+    """Where built task sequences are kept; None when ``FORGETLAB_DATA_CACHE=off`` or there is no home."""
     value = os.environ.get(CACHE_ENV, "")
     if value.lower() == "off":
         return None
     if value:
         return Path(value)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "forgetlab" / "data"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path("~").expanduser() / ".cache")
+    # Without a home directory "~" stays as it is: no cache, rather than a "~" folder in the working directory.
+    return base / "forgetlab" / "data" if base.is_absolute() else None
 
 
 @functools.cache
