@@ -9,8 +9,9 @@ own task sequences are kept: an extension's builder may read files this key does
 
 ``FORGETLAB_DATA_CACHE`` names the directory (default ``$XDG_CACHE_HOME/forgetlab/data``, else
 ``~/.cache/forgetlab/data``; none without a home directory); ``off`` turns the cache off. A file is
-written to a temporary name and renamed into place, so a reader sees all of it or nothing; a file that cannot be read is built again,
-and a directory that cannot be written leaves the build uncached: the cache never fails a run.
+written to a temporary name and renamed into place, so a reader sees all of it or nothing; a file
+that cannot be read is built again, and a directory that cannot be written leaves the build
+uncached: the cache never fails a run.
 """
 
 from __future__ import annotations
