@@ -21,6 +21,7 @@ read are the current code's (``--code-version VERSION``: another code's; ``--any
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -32,7 +33,6 @@ if str(ROOT) not in sys.path:  # run as a script: make `analysis` importable
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
 
 from analysis.load import NoRunsError, add_code_arguments, code_version_asked, code_versions_read  # noqa: E402
 from analysis.report import REPORTS, default_tracking_uri, fmt, markdown_table  # noqa: E402
@@ -232,8 +232,9 @@ def build(experiment: str, tracking_uri: str, preset: Path | None = None, out: P
     written["pilot_md"].write_text(text)
     if study.sesoi.file is not None:
         sweeps = "+".join(sorted(table["sweep_id"].dropna().astype(str).unique()))
-        study.sesoi.file.write_text(yaml.safe_dump({**{k: (float(v) if isinstance(v, (float, np.floating)) else v)
-                                                       for k, v in sesoi.items()}, "pilot_sweeps": sweeps}, sort_keys=False))
+        # JSON, not YAML: a .yaml file in a config group's directory would be one of its options
+        study.sesoi.file.write_text(json.dumps({**{k: (float(v) if isinstance(v, (float, np.floating)) else v)
+                                                   for k, v in sesoi.items()}, "pilot_sweeps": sweeps}, indent=2) + "\n")
         written["sesoi"] = study.sesoi.file
     if doc is not None:
         doc.parent.mkdir(parents=True, exist_ok=True)

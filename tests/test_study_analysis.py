@@ -109,7 +109,7 @@ def test_the_declaration_is_read_from_the_preset():
     assert STUDY.gate == {"task": 0.95, "domain": 0.90, "class": 0.85}
     assert STUDY.rates == [0.001, 0.002, 0.005, 0.01] and STUDY.min_seeds >= 20 and STUDY.alpha == 0.05
     assert STUDY.selection.criterion == "joint_acc" and STUDY.selection.experiment == "credit_assignment_pilot"
-    assert STUDY.sesoi.value is None and STUDY.sesoi.file.name == "sesoi.yaml" and "0.1 x" in STUDY.sesoi.rule
+    assert STUDY.sesoi.value is None and STUDY.sesoi.file.name == "sesoi.json" and "0.1 x" in STUDY.sesoi.rule
     assert STUDY.positive_controls == [study_runs.Pair("epochwise BPTT + replay, loss at the last step", EPOCHWISE)]
     with pytest.raises(study_runs.NotDeclared):
         study_runs.read_declaration(ROOT / "conf" / "experiment" / "quickstart.yaml")
@@ -117,10 +117,10 @@ def test_the_declaration_is_read_from_the_preset():
 
 def test_the_smallest_effect_comes_from_the_declaration_or_the_pilots_file(tmp_path):
     assert study_runs.Sesoi(value=0.07).resolve() == (0.07, "declared")
-    written = tmp_path / "sesoi.yaml"
+    written = tmp_path / "sesoi.json"
     with pytest.raises(ValueError, match="run the pilot"):
         study_runs.Sesoi(file=written).resolve()
-    written.write_text("sesoi: 0.042\npilot_sweeps: s-1\n")
+    written.write_text('{"sesoi": 0.042, "pilot_sweeps": "s-1"}\n')
     value, source = study_runs.Sesoi(file=written).resolve()
     assert value == 0.042 and "s-1" in source
 

@@ -34,7 +34,7 @@ def test_the_one_command_runs_pilot_selection_gate_study_and_report_and_resumes(
     assert len(table) == 3 and set(table["lr"]) <= {"0.01", "0.05"} and "task_sequence.joint" not in table
     assert set(table["criterion"]) == {"mean validation final/acc of joint training"}
     (selection_sweep,) = set(table["selected_by"])
-    sesoi = yaml.safe_load((root / "conf" / "learner" / "credit_assignment" / "sesoi.yaml").read_text())
+    sesoi = yaml.safe_load((root / "conf" / "learner" / "credit_assignment" / "sesoi.json").read_text())
     assert sesoi["sesoi"] > 0 and sesoi["pilot_sweeps"] == selection_sweep
     pilot_doc = (tmp_path / "docs" / "credit_assignment_pilot.md").read_text()
     assert "## Learnability at the selected rate" in pilot_doc and selection_sweep in pilot_doc
