@@ -237,6 +237,16 @@ def code_versions_read(runs: pd.DataFrame, current: str) -> str:
     return ", ".join(f"`{v}` ({n} runs{', the current code' if v == current else ''})" for v, n in counts.items())
 
 
+def older_code_line(code: CodeChoice | None, commits: list[str]) -> list[str]:
+    """When the runs read are not the current code's: which training code changed since, for the reader
+    to judge whether the numbers still hold (the runs are the numbers of the code that trained them)."""
+    if code is None or code.version is None or code.version == code.current:
+        return []
+    since = f"`git diff {commits[0]} -- src/forgetlab`" if len(commits) == 1 else "`git log -- src/forgetlab`"
+    return [f"- read by choice (`--code-version {code.version}`): the current code is `{code.current}`; what "
+            f"changed in the package since the runs were trained: {since}"]
+
+
 if __name__ == "__main__":
     from analysis import explain_module
 

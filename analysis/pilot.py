@@ -34,7 +34,9 @@ if str(ROOT) not in sys.path:  # run as a script: make `analysis` importable
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.load import NoRunsError, add_code_arguments, code_version_asked, code_versions_read  # noqa: E402
+from analysis.load import (  # noqa: E402
+    NoRunsError, add_code_arguments, code_version_asked, code_versions_read, older_code_line,
+)
 from analysis.report import REPORTS, default_tracking_uri, fmt, markdown_table  # noqa: E402
 from analysis.study_runs import (  # noqa: E402
     PRESETS, ROOT as PROJECT_ROOT, SelectionTable, Study, git_head, learnability, load_runs, ordered_learners,
@@ -194,8 +196,9 @@ def pilot_markdown(study: Study, experiment: str, frame: pd.DataFrame, rates: pd
     return "\n".join(lines) + "\n"
 
 
-def study_of(experiment: str, preset: Path | None, root: Path = PROJECT_ROOT) -> Study:
-    return read_declaration(preset or PRESETS / f"{experiment.removesuffix('_pilot')}.yaml", root)
+def preset_of(experiment: str, preset: Path | None) -> Path:
+    """The study's preset: ``preset``, or the one of the experiment's name without ``_pilot``."""
+    return preset or PRESETS / f"{experiment.removesuffix('_pilot')}.yaml"
 
 
 def build(experiment: str, tracking_uri: str, preset: Path | None = None, out: Path | None = None,
@@ -203,7 +206,8 @@ def build(experiment: str, tracking_uri: str, preset: Path | None = None, out: P
           note: str = "", code_version: str | None = None) -> tuple[dict[str, Path], pd.DataFrame]:
     """Write the pilot's tables, doc and smallest effect of interest; (written files, learnability). The
     runs read are those of ``code_version`` (None: every code's)."""
-    study = study_of(experiment, preset, root)
+    preset = preset_of(experiment, preset)
+    study = read_declaration(preset, root)
     if study.selection is None or not study.selection.table.exists():
         raise NoRunsError(f"no selection table {study.selection.table if study.selection else '(none declared)'}: run "
                           f"`python analysis/select_lr.py --experiment {experiment} --criterion joint_acc` first")
@@ -215,7 +219,6 @@ def build(experiment: str, tracking_uri: str, preset: Path | None = None, out: P
                                   SelectionTable.read(study.selection.table), code_version)
     frame = learnability(table, study.gate, study.primary_metric)
     rates, costs, sesoi = rate_scores(table), cost_table(table), sesoi_by_rule(study, table)
-    preset = preset or PRESETS / f"{experiment.removesuffix('_pilot')}.yaml"
     sizes = sweep_sizes(preset, [])
     budget = {**study_wall_time(costs, math.prod(n for key, n in sizes.items() if key != "learner")),
               "study": preset.stem} if sizes else None
@@ -224,10 +227,9 @@ def build(experiment: str, tracking_uri: str, preset: Path | None = None, out: P
     written = {"pilot_csv": out / "pilot.csv", "rates_csv": out / "rates.csv", "pilot_md": out / "pilot.md"}
     frame.to_csv(written["pilot_csv"], index=False)
     rates.to_csv(written["rates_csv"], index=False)
-    code_line = f"runs of code version(s) {code_versions_read(used, code.current)}" + (
-        "" if code.version in (None, code.current) else
-        f" (read by choice, `--code-version {code.version}`; the current code is `{code.current}`: what changed in "
-        f"the package since, `git log -- src/forgetlab`)")
+    commits = sorted(table["git_commit"].dropna().astype(str).str[:12].unique())
+    code_line = "; ".join([f"runs of code version(s) {code_versions_read(used, code.current)}",
+                           *(line.removeprefix("- ") for line in older_code_line(code, commits))])
     text = pilot_markdown(study, experiment, frame, rates, costs, sesoi, table, note, budget, code_line)
     written["pilot_md"].write_text(text)
     if study.sesoi.file is not None:

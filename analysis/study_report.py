@@ -35,7 +35,9 @@ import pandas as pd  # noqa: E402
 
 from analysis import paired_statistics as statistics  # noqa: E402
 from analysis.aggregate import SCENARIO, value_rank  # noqa: E402
-from analysis.load import CodeChoice, NoRunsError, add_code_arguments, code_version_asked, code_versions_read  # noqa: E402
+from analysis.load import (  # noqa: E402
+    CodeChoice, NoRunsError, add_code_arguments, code_version_asked, code_versions_read, older_code_line,
+)
 from analysis.report import REPORTS, default_tracking_uri, fmt, markdown_table  # noqa: E402
 from analysis.study_runs import (  # noqa: E402
     PRESETS, Claim, Literature, NotDeclared, Pair, SelectionTable, Study, learnability, load_runs,
@@ -481,16 +483,6 @@ def stamps(runs_used: pd.DataFrame, table: pd.DataFrame, code: CodeChoice | None
         *([f"- {code.note()}"] if code is not None and code.left_out else []),
         *older_code_line(code, commits),
     ]
-
-
-def older_code_line(code: CodeChoice | None, commits: list[str]) -> list[str]:
-    """When the runs read are not the current code's: which training code changed since, for the reader
-    to judge whether the numbers still hold (the runs are the numbers of the code that trained them)."""
-    if code is None or code.version is None or code.version == code.current:
-        return []
-    since = f"`git diff {commits[0]} -- src/forgetlab`" if len(commits) == 1 else "`git log -- src/forgetlab`"
-    return [f"- read by choice (`--code-version {code.version}`): the current code is `{code.current}`; what "
-            f"changed in the package since the runs were trained: {since}"]
 
 
 # The engine's sections: a template line ``<!-- study: NAME -->`` becomes section NAME.
