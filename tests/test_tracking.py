@@ -296,3 +296,35 @@ def test_figures_are_drawn_once_the_run_has_ended_from_its_artifacts(compose_cfg
             assert image.format == "PNG" and image.size[0] > 300
     assert add_sweep_figures(client, experiment_id, "s1") == 0  # it has them
     assert add_sweep_figures(client, experiment_id, "another sweep") == 0
+
+
+def test_a_joblib_sweeps_idle_workers_draw_its_runs_figures_and_a_failed_share_is_left_to_the_parent(
+        compose_cfg, sqlite_uri, tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from forgetlab import stopping
+    from forgetlab.experiment import RunContext, run_experiment
+    from forgetlab.tracking import run_figures
+    from forgetlab.tracking.mlflow_run import open_experiment
+    from hydra_plugins.forgetlab_sweeper.forgetlab_sweeper import draw_in_workers
+
+    cfg = compose_cfg(f"tracking.uri={sqlite_uri}", f"tracking.artifact_location={tmp_path}/art", *FAST)
+    for seed in range(3):
+        run_experiment(compose_cfg(f"tracking.uri={sqlite_uri}", f"tracking.artifact_location={tmp_path}/art",
+                                   f"seed={seed}", *FAST), RunContext(quiet=True, sweep_id="s1"))
+    client, experiment_id = open_experiment(cfg)
+    run_ids = [run.info.run_id for run in client.search_runs([experiment_id])]
+
+    def has_figures(run_id: str) -> bool:
+        return "figures" in {a.path for a in client.list_artifacts(run_id)}
+
+    # Not drawn here: a call in this process would draw with this module, which the workers cannot see.
+    monkeypatch.setattr(run_figures, "add_figures", lambda *a: pytest.fail("drawn in the parent"))
+    draw_in_workers(SimpleNamespace(joblib={"n_jobs": 1}), sqlite_uri, run_ids)  # one worker: the parent draws
+    assert not any(map(has_figures, run_ids))
+    draw_in_workers(SimpleNamespace(joblib={"n_jobs": 2, "backend": "loky", "initializer": stopping.init_worker}),
+                    sqlite_uri, run_ids)
+    assert all(map(has_figures, run_ids))
+    draw_in_workers(SimpleNamespace(joblib={"n_jobs": 2, "backend": "loky"}), f"sqlite:///{tmp_path}/none/x.db",
+                    run_ids)  # the workers fail: a warning, no exception (the parent draws what is missing)
+    assert "the workers could not draw the runs' figures" in capsys.readouterr().err

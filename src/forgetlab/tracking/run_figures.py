@@ -2,8 +2,8 @@
 on every task over samples seen, with the task boundaries, and the accuracy matrix.
 
 They are drawn from the run's eval artifacts once it has ended, off the training path
-(``add_figures``): by a sweep's parent after its jobs, by a single run's process after its run
-ended, or on demand (``python -m forgetlab.tracking.run_figures``, e.g. for the runs of a sweep whose
+(``add_figures``): by a sweep's parent after its jobs (in the launcher's worker processes when it
+has several, ``add_figures_of``), by a single run's process after its run ended, or on demand (``python -m forgetlab.tracking.run_figures``, e.g. for the runs of a sweep whose
 parent did not live to draw them). Drawing costs ~0.1 s of CPU per figure and matplotlib ~0.5 s to
 import: in a sweep's jobs that was most of what tracking cost a run (docs/performance.md).
 
@@ -234,6 +234,13 @@ def finished_runs(client: RetryingClient, experiment_id: str, *, sweep_id: str |
 def add_missing_figures(client: RetryingClient, runs: Sequence[Run]) -> int:
     """``add_figures`` for every one of ``runs``; how many got their figures now."""
     return sum(add_figures(client, run) for run in runs)
+
+
+def add_figures_of(tracking_uri: str, run_ids: Sequence[str]) -> int:
+    """``add_missing_figures`` for the runs ``run_ids`` of the store at ``tracking_uri``, opened here:
+    what a worker process of a sweep's launcher runs for its share of the sweep's runs."""
+    client = RetryingClient(tracking_uri)
+    return add_missing_figures(client, finished_runs(client, "", run_ids=run_ids))
 
 
 def add_sweep_figures(client: RetryingClient, experiment_id: str, sweep_id: str) -> int:

@@ -80,7 +80,7 @@ from forgetlab.tracking.resume import (
     ORPHAN_WAIT_S, end_dead_runs, end_orphaned_runs, end_stale_sweeps, is_orphan, nested_runs, newest_finished_run,
     resume_decision, wait_for_runs,
 )
-from forgetlab.tracking.run_figures import add_missing_figures, finished_runs
+from forgetlab.tracking.run_figures import add_figures_of, add_missing_figures, finished_runs
 from forgetlab.tracking.storage import check_artifact_location
 from forgetlab.tracking.store import RetryingClient, StoreError, open_store
 from hydra_plugins.forgetlab_sweeper.config import ResumableSweeperConf  # noqa: F401  (the node of this sweeper)
@@ -600,12 +600,17 @@ class ResumableSweeper(Sweeper):
             return None
 
     def _add_figures(self, sweep: Sweep) -> None:
-        """The figures of the sweep's finished runs, drawn here once its jobs are done rather than in
-        each job (tracking/run_figures.py): the UI shows them in each run's artifacts."""
+        """The figures of the sweep's finished runs, drawn once its jobs are done rather than in each
+        job (tracking/run_figures.py; a cluster's jobs never import matplotlib): the UI shows them in
+        each run's artifacts. With a joblib launcher its idle workers draw them, a share each
+        (drawing is ~0.3 s of CPU a run, on one core the largest part of `make study`'s wall time
+        after its jobs); here, what they did not draw."""
         if self.client is None or sweep.parent_run_id is None:
             return
         try:
-            add_missing_figures(self.client, finished_runs(self.client, self.experiment_id, sweep_id=sweep.sweep_id))
+            runs = finished_runs(self.client, self.experiment_id, sweep_id=sweep.sweep_id)
+            draw_in_workers(self.launcher, self.config.tracking.uri, [run.info.run_id for run in runs])
+            add_missing_figures(self.client, runs)  # none left, unless a worker could not draw its share
         except StoreError as error:  # the runs are complete without them: `python -m forgetlab.tracking.run_figures`
             print(f"[sweep] could not add the runs' figures: {error}", file=sys.stderr, flush=True)
 
@@ -752,6 +757,25 @@ def init_launcher_workers(launcher) -> None:
     options = getattr(launcher, "joblib", None)
     if isinstance(options, dict):
         options.setdefault("initializer", stopping.init_worker)
+
+
+def draw_in_workers(launcher, tracking_uri: str, run_ids: list[str]) -> None:
+    """The figures of ``run_ids`` drawn by the joblib launcher's workers, an interleaved share each,
+    when it runs several at a time (its loky workers are still up from the jobs, with forgetlab
+    imported). Nothing with another launcher, or a single worker; a share that fails is left to the
+    caller, which draws what is missing."""
+    options = getattr(launcher, "joblib", None)
+    parallel = parallel_jobs(launcher)
+    if not isinstance(options, dict) or parallel < 2 or len(run_ids) < 2:
+        return
+    from joblib import Parallel, delayed
+
+    shares = [run_ids[i::parallel] for i in range(min(parallel, len(run_ids)))]
+    try:
+        Parallel(**options)(delayed(add_figures_of)(tracking_uri, share) for share in shares)
+    except Exception as error:  # noqa: BLE001  (the caller draws what is missing)
+        print(f"[sweep] the workers could not draw the runs' figures ({type(error).__name__}: {error}); "
+              "drawing them here", file=sys.stderr, flush=True)
 
 
 def parallelism_note(launcher) -> str | None:
