@@ -4,10 +4,10 @@
         [--train-per-task 40] [--members N] [--learners a,b] [--json]
 
 The pilot's wall time per run (docs/credit_assignment_pilot.md) came from ensembles of 8 members on a
-loaded machine. A study job trains every rate and seed of a learner, data set, scenario and training
-as one ensemble (``hydra.sweeper.params``: 4 rates x 20 seeds = 80 members), and the per-step work of a
-recurrent learner is shared by its members. So, per learner of the study's sweep: an ensemble of the
-study's job size (its rates x its seeds, or ``--members``) is built from the study's own config with
+loaded machine. A study job trains rates and seeds of a learner, data set, scenario and training as
+one ensemble of at most ``hydra.sweeper.max_ensemble_size`` members (8: the rates of two seeds), whose
+members share the per-step work. So, per learner of the study's sweep: an ensemble of the study's job
+size (``--members``; default: its rates x seeds up to that cap) is built from the study's own config with
 a few training images per task and one epoch, untracked; the CPU time of training per sequence and of
 evaluation per point is measured (one BLAS thread, ``time.process_time``), and a study run is
 extrapolated from the full config's counts: sequences trained (epochs x training images x tasks) and
@@ -31,6 +31,8 @@ import math  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+import yaml  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # analysis/ as the package it is installed as
@@ -74,6 +76,17 @@ class Timed:
         trainer_module.Trainer._learn, trainer_module.Evaluator.evaluate = self._learn, self._evaluate
 
 
+def max_ensemble_size(preset: Path) -> int:
+    """The sweeper's cap on members per ensemble: the preset's ``hydra.sweeper.max_ensemble_size``, else
+    conf/hydra/default.yaml's."""
+    for source in (preset, ROOT / "conf" / "hydra" / "default.yaml"):
+        text = yaml.safe_load(source.read_text()) or {}
+        sweeper = (text.get("hydra") or {}).get("sweeper") or text.get("sweeper") or {}
+        if "max_ensemble_size" in sweeper:
+            return int(sweeper["max_ensemble_size"])
+    raise LookupError("no hydra.sweeper.max_ensemble_size")
+
+
 def points_per_run(stage_samples: list[int], every: int) -> int:
     """Evaluation points of a run whose stages present ``stage_samples`` samples: the initial point,
     the multiples of ``every`` strictly inside each stage, and each stage's end."""
@@ -114,7 +127,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--experiment", default="credit_assignment")
     parser.add_argument("--scenario", default="domain", help="the scenario measured (the study's cost is alike in each)")
     parser.add_argument("--train-per-task", type=int, default=40)
-    parser.add_argument("--members", type=int, help="ensemble size (default: the study's rates x seeds)")
+    parser.add_argument("--members", type=int,
+                        help="ensemble size (default: the study's rates x seeds, at most hydra.sweeper.max_ensemble_size)")
     parser.add_argument("--learners", help="comma-separated learner presets (default: the study's)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", action="store_true")
@@ -124,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
     params, sizes = sweep_params(preset), sweep_sizes(preset, [])
     learners = [v.strip() for v in (args.learners or params["learner"]).split(",") if v.strip()]
     rates = [v.strip() for v in params["algorithm.lr"].split(",")]
-    members = args.members or len(rates) * sizes.get("seed", 1)
+    members = args.members or min(len(rates) * sizes.get("seed", 1), max_ensemble_size(preset))
     runs_per_learner = math.prod(n for key, n in sizes.items() if key != "learner")
     load = os.getloadavg()[0]
     rows = []

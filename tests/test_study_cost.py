@@ -44,3 +44,9 @@ def test_a_study_run_is_extrapolated_from_the_full_configs_counts():
                                                  + row["points"] * row["eval_s_per_point"])
     assert result["runs_per_learner"] == 4 * 3 * 2 * 20  # rates x scenarios x trainings x seeds of the declaration
     assert result["cpu_hours"] == pytest.approx(row["cpu_s_per_run"] * result["runs_per_learner"] / 3600)
+
+
+def test_the_study_is_measured_at_the_size_its_sweeper_launches():
+    from analysis.study_runs import PRESETS
+
+    assert study_cost.max_ensemble_size(PRESETS / "credit_assignment.yaml") == 8  # conf/hydra/default.yaml's
