@@ -92,8 +92,8 @@ def cost_table(table: pd.DataFrame) -> pd.DataFrame:
 def study_wall_time(costs: pd.DataFrame, runs_per_learner: int, workers: int = 2) -> dict:
     """The study's job wall time at the pilot's measured cost per run: each learner's wall seconds per
     run times the study's runs of a learner, summed, and divided among ``workers`` jobs at a time.
-    An upper estimate for the per-step learners: the study's ensembles are larger than the pilot's, and
-    their members share the per-call overhead of a step."""
+    The pilot machine's time at its load (benchmarks/study_cost.py measures the CPU per run at the
+    study's job size, apart from the machine's load)."""
     seconds = float(sum(costs["wall s per run"].astype(float)) * runs_per_learner)
     return {"learners": len(costs), "runs_per_learner": runs_per_learner, "hours": seconds / 3600,
             "workers": workers, "hours_on_workers": seconds / 3600 / workers}
@@ -190,8 +190,9 @@ def pilot_markdown(study: Study, experiment: str, frame: pd.DataFrame, rates: pd
             "", f"**The study at these costs**: {budget['learners']} learners × {budget['runs_per_learner']} runs each "
             f"(`python analysis/run_study.py {budget['study']} --dry-run`) × the wall seconds per run above = "
             f"{budget['hours']:.0f} hours of job wall time, **about {budget['hours_on_workers']:.0f} hours on "
-            f"{budget['workers']} cores** (two jobs at a time, one BLAS thread each); an upper estimate, as the study's "
-            "ensembles (a learner's rates × 20 seeds per job) share more of each step's overhead than the pilot's (rates × 2)."]),
+            f"{budget['workers']} cores** (two jobs at a time, one BLAS thread each), at the load the pilot ran under; "
+            "`python benchmarks/study_cost.py` measures each learner's CPU per run at the study's job size "
+            "(docs/performance.md)."]),
     ]
     return "\n".join(lines) + "\n"
 
