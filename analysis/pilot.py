@@ -40,7 +40,7 @@ from analysis.load import (  # noqa: E402
 from analysis.report import REPORTS, default_tracking_uri, fmt, markdown_table  # noqa: E402
 from analysis.study_runs import (  # noqa: E402
     PRESETS, ROOT as PROJECT_ROOT, SelectionTable, Study, git_head, learnability, load_runs, ordered_learners,
-    read_declaration, sweep_sizes,
+    read_declaration, sweep_sizes, unfinished_runs,
 )
 from forgetlab.metric_registry import BY_NAME  # noqa: E402
 from forgetlab.tracking.store import StoreError, open_store  # noqa: E402
@@ -147,9 +147,16 @@ def not_learned(frame: pd.DataFrame) -> list[str]:
             for (sequence, scenario), group in failed.groupby(["task_sequence", "scenario"], sort=False)]
 
 
+def unfinished_lines(unfinished: pd.DataFrame) -> list[str]:
+    """One line per run that did not finish: where it was, its status and its reason's first line."""
+    return [f"- {r.task_sequence}, {r.scenario}: {r.learner}, {'joint' if r.joint else 'sequential'}, rate {r.lr:g}, "
+            f"seed {r.seed}: {r.status}: {str(r.reason).splitlines()[0][:300]}"
+            for r in unfinished.sort_values(["task_sequence", "scenario", "learner", "joint", "lr", "seed"]).itertuples()]
+
+
 def pilot_markdown(study: Study, experiment: str, frame: pd.DataFrame, rates: pd.DataFrame, costs: pd.DataFrame,
                    sesoi: dict, table: pd.DataFrame, note: str = "", budget: dict | None = None,
-                   code_line: str = "") -> str:
+                   code_line: str = "", unfinished: pd.DataFrame | None = None) -> str:
     sweeps = ", ".join(f"`{s}`" for s in sorted(table["sweep_id"].dropna().astype(str).unique()))
     commits = ", ".join(f"`{c}`" for c in sorted(table["git_commit"].dropna().astype(str).str[:12].unique()))
     failed = not_learned(frame)
@@ -176,6 +183,8 @@ def pilot_markdown(study: Study, experiment: str, frame: pd.DataFrame, rates: pd
         "", *failed, "",
         "## Selection: validation ACC at every rate", "", markdown_table(rate_view), "",
         *(["Selected at the edge of the grid:", "", *edges, ""] if edges else []),
+        *(["Runs that did not finish (their cell above is the mean of the seeds that did):", "",
+           *unfinished_lines(unfinished), ""] if unfinished is not None and len(unfinished) else []),
         "## Smallest effect of interest", "",
         f"Rule (declared): {sesoi['rule']}. Reference ({study.reference}) mean "
         f"{BY_NAME[study.primary_metric].label} {fmt(sesoi['reference_mean'])}; pooled seed-to-seed sd "
@@ -231,7 +240,8 @@ def build(experiment: str, tracking_uri: str, preset: Path | None = None, out: P
     commits = sorted(table["git_commit"].dropna().astype(str).str[:12].unique())
     code_line = "; ".join([f"runs of code version(s) {code_versions_read(used, code.current)}",
                            *(line.removeprefix("- ") for line in older_code_line(code, commits))])
-    text = pilot_markdown(study, experiment, frame, rates, costs, sesoi, table, note, budget, code_line)
+    text = pilot_markdown(study, experiment, frame, rates, costs, sesoi, table, note, budget, code_line,
+                          unfinished_runs(client, experiment, code.version))
     written["pilot_md"].write_text(text)
     if study.sesoi.file is not None:
         sweeps = "+".join(sorted(table["sweep_id"].dropna().astype(str).unique()))

@@ -382,6 +382,25 @@ def load_runs(client, experiment: str, outcomes: list[str], cache_dir: Path, tab
     return used, frame[frame["perturbation"] == 0].reset_index(drop=True), code
 
 
+def unfinished_runs(client, experiment: str, code_version: str | None = None) -> pd.DataFrame:
+    """The training runs of ``experiment`` (of code ``code_version``, every code's when None) that did
+    not finish and that no later run of the same config replaced: learner, data set, scenario,
+    training, rate, seed, status and the reason recorded with it (``contract.TAG_ERROR``). Their
+    config's cell is averaged over the seeds that did finish, so a reader must see them."""
+    runs, _ = choose_code(search_training_runs(client, experiment), code_version)
+    runs = mark_superseded(runs)
+    left = runs[(runs["status"] != "FINISHED") & (runs["superseded_by"] == "")]
+    if left.empty:
+        return pd.DataFrame(columns=["learner", "task_sequence", "scenario", "joint", "lr", "seed", "status", "reason"])
+    base_epochs = int(pd.to_numeric(runs["params.trainer.epochs_per_task"]).min())
+    return pd.DataFrame([{
+        "learner": learner_label(run, base_epochs), "task_sequence": param(run, "task_sequence.name"),
+        "scenario": param(run, "task_sequence.scenario"), "joint": param(run, "task_sequence.joint") == "True",
+        "lr": float(param(run, "algorithm.lr")), "seed": int(param(run, "seed")), "status": run["status"],
+        "reason": str(run.get(tag_column(contract.TAG_ERROR)) or "").strip() or "(no reason recorded)",
+    } for _, run in left.iterrows()])
+
+
 # --- learnability ----------------------------------------------------------------------------
 
 

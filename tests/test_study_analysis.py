@@ -543,3 +543,37 @@ def test_the_pilot_reads_the_current_codes_runs_unless_told_otherwise(monkeypatc
     monkeypatch.setattr(pilot, "load_runs", no_runs)
     assert pilot.main(["--experiment", "credit_assignment_pilot", "--tracking-uri", "sqlite:///unused.db", *flags]) == 1
     assert seen == [contract.package_hash() if asked == "current" else asked]
+
+
+def test_the_pilot_lists_the_runs_that_did_not_finish_unless_a_later_run_of_their_config_did(tmp_path):
+    """A diverged run leaves its cell averaged over fewer seeds: the doc names it with its reason; a failed
+    run that a resumed sweep redid is not listed."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    experiment_id = client.create_experiment("pilot_x", artifact_location=str(tmp_path / "art"))
+    common = {"task_sequence.name": "split_mnist", "task_sequence.scenario": "class", "algorithm.name": "rtrl",
+              "network.loss_at": "all", "strategy.name": "fine_tuning", "trainer.epochs_per_task": "10"}
+
+    def run(config_hash: str, status: str, joint: bool, seed: int, error: str | None = None) -> None:
+        tags = {contract.TAG_KIND: contract.KIND_TRAIN, contract.TAG_CONFIG_HASH: config_hash,
+                contract.TAG_LEARNER_LABEL: "RTRL", **({contract.TAG_ERROR: error} if error else {})}
+        created = client.create_run(experiment_id, tags=tags)
+        for key, value in {**common, "task_sequence.joint": str(joint), "algorithm.lr": "0.005", "seed": str(seed)}.items():
+            client.log_param(created.info.run_id, key, value)
+        client.set_terminated(created.info.run_id, status)
+
+    run("a", "FAILED", True, 1000, "TrainingDiverged: Training diverged by update 9\nTraceback ...")
+    run("b", "FAILED", False, 1001, "stopped")
+    run("b", "FINISHED", False, 1001)  # the resumed sweep redid it
+    run("c", "FINISHED", True, 1001)
+    left = study_runs.unfinished_runs(client, "pilot_x")
+    assert len(left) == 1
+    (line,) = pilot.unfinished_lines(left)
+    assert line == ("- split_mnist, class: RTRL, loss at every step, joint, rate 0.005, seed 1000: FAILED: "
+                    "TrainingDiverged: Training diverged by update 9")
+    with pytest.raises(pilot.NoRunsError):  # the code choice is load_runs's: the same runs, the same refusal
+        study_runs.unfinished_runs(client, "pilot_x", code_version="another")
