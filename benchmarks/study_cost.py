@@ -30,6 +30,9 @@ import json  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import yaml  # noqa: E402
@@ -39,41 +42,35 @@ sys.path.insert(0, str(ROOT))  # analysis/ as the package it is installed as
 
 from forgetlab import api  # noqa: E402
 from forgetlab import trainer as trainer_module  # noqa: E402
-from analysis.study_runs import PRESETS, count_values, sweep_params, sweep_sizes  # noqa: E402
+from analysis.study_runs import PRESETS, sweep_params, sweep_sizes  # noqa: E402
 
 
-class Timed:
-    """CPU seconds and calls of the trainer's training steps and evaluations, while active."""
+@dataclass
+class Stopwatch:
+    """CPU seconds spent in, and calls of, one method while ``timing`` replaces it."""
 
-    def __init__(self) -> None:
-        self.learn = self.evaluate = 0.0
-        self.learn_calls = self.evaluations = 0
-        self._learn, self._evaluate = trainer_module.Trainer._learn, trainer_module.Evaluator.evaluate
+    seconds: float = 0.0
+    calls: int = 0
 
-    def __enter__(self) -> "Timed":
-        timed = self
 
-        def learn(self, *args, **kwargs):
-            start = time.process_time()
-            try:
-                return timed._learn(self, *args, **kwargs)
-            finally:
-                timed.learn += time.process_time() - start
-                timed.learn_calls += 1
+@contextmanager
+def timing(owner: type, name: str) -> Iterator[Stopwatch]:
+    """``owner.name`` timed (CPU) and counted for the duration of the block."""
+    original, watch = getattr(owner, name), Stopwatch()
 
-        def evaluate(self, *args, **kwargs):
-            start = time.process_time()
-            try:
-                return timed._evaluate(self, *args, **kwargs)
-            finally:
-                timed.evaluate += time.process_time() - start
-                timed.evaluations += 1
+    def timed(self, *args, **kwargs):
+        start = time.process_time()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            watch.seconds += time.process_time() - start
+            watch.calls += 1
 
-        trainer_module.Trainer._learn, trainer_module.Evaluator.evaluate = learn, evaluate
-        return self
-
-    def __exit__(self, *exc) -> None:
-        trainer_module.Trainer._learn, trainer_module.Evaluator.evaluate = self._learn, self._evaluate
+    setattr(owner, name, timed)
+    try:
+        yield watch
+    finally:
+        setattr(owner, name, original)
 
 
 def max_ensemble_size(preset: Path) -> int:
@@ -115,11 +112,11 @@ def measure(overrides: list[str], members: int, rates: list[str], train_per_task
             for m in range(members)]
     trainer = api.build(*cfgs)
     presented = sum(len(stage.x) for stage in trainer.stages) * trainer.epochs
-    with Timed() as timed:
+    with timing(trainer_module.Trainer, "_learn") as learn, timing(trainer_module.Evaluator, "evaluate") as evaluate:
         trainer.run()
-    return {"train_s_per_sequence": timed.learn / members / presented,
-            "eval_s_per_point": timed.evaluate / members / max(timed.evaluations, 1),
-            "learn_calls": timed.learn_calls, "evaluations": timed.evaluations}
+    return {"train_s_per_sequence": learn.seconds / members / presented,
+            "eval_s_per_point": evaluate.seconds / members / max(evaluate.calls, 1),
+            "learn_calls": learn.calls, "evaluations": evaluate.calls}
 
 
 def main(argv: list[str] | None = None) -> dict:
