@@ -364,6 +364,13 @@ def run_table(runs: pd.DataFrame, artifacts, outcomes: list[str], table: Selecti
     return pd.DataFrame(rows)
 
 
+def latest_runs(client, experiment: str, code_version: str | None) -> tuple[pd.DataFrame, CodeChoice]:
+    """The training runs of ``experiment`` of code ``code_version`` (``analysis.load.choose_code``), each
+    marked with the run that supersedes it (``mark_superseded``), and the code choice. Raises NoRunsError."""
+    runs, code = choose_code(search_training_runs(client, experiment), code_version)
+    return mark_superseded(runs), code
+
+
 def load_runs(client, experiment: str, outcomes: list[str], cache_dir: Path, table: SelectionTable | None = None,
               code_version: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, CodeChoice]:
     """(the runs used: FINISHED, not superseded, readable, of code ``code_version`` (every code's when
@@ -371,8 +378,7 @@ def load_runs(client, experiment: str, outcomes: list[str], cache_dir: Path, tab
     Raises NoRunsError."""
     from analysis.load import NoRunsError
 
-    runs, code = choose_code(search_training_runs(client, experiment), code_version)
-    runs = mark_superseded(runs)
+    runs, code = latest_runs(client, experiment, code_version)
     used = runs[(runs["status"] == "FINISHED") & (runs["superseded_by"] == "")]
     artifacts, problems = load_artifacts(client, list(used["run_id"]), cache_dir)
     used = used[used["run_id"].isin(artifacts)]
@@ -387,8 +393,7 @@ def unfinished_runs(client, experiment: str, code_version: str | None = None) ->
     not finish and that no later run of the same config replaced: learner, data set, scenario,
     training, rate, seed, status and the reason recorded with it (``contract.TAG_ERROR``). Their
     config's cell is averaged over the seeds that did finish, so a reader must see them."""
-    runs, _ = choose_code(search_training_runs(client, experiment), code_version)
-    runs = mark_superseded(runs)
+    runs, _ = latest_runs(client, experiment, code_version)
     left = runs[(runs["status"] != "FINISHED") & (runs["superseded_by"] == "")]
     if left.empty:
         return pd.DataFrame(columns=["learner", "task_sequence", "scenario", "joint", "lr", "seed", "status", "reason"])
