@@ -21,6 +21,7 @@ and ``verdict.md``, the study's doc; ``--doc`` writes the doc there too. Statist
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 import time
@@ -41,7 +42,7 @@ from analysis.load import (  # noqa: E402
 from analysis.report import REPORTS, default_tracking_uri, fmt, markdown_table  # noqa: E402
 from analysis.study_runs import (  # noqa: E402
     PRESETS, Claim, Literature, NotDeclared, Pair, SelectionTable, Study, learnability, load_runs,
-    ROOT as PROJECT_ROOT, git_head, ordered_learners, read_declaration,
+    ROOT as PROJECT_ROOT, git_head, ordered_learners, read_declaration, sweep_sizes,
 )
 from forgetlab import contract  # noqa: E402
 from forgetlab.metric_registry import BY_NAME  # noqa: E402
@@ -62,8 +63,17 @@ def outcome_by_seed(table: pd.DataFrame, learner: str, sequence: str, scenario: 
     return dict(zip(rows["seed"], rows[outcome]))
 
 
+def gate_frame(study: Study, table: pd.DataFrame, primary: str | None = None) -> pd.DataFrame:
+    """``learnability`` with the gate unknown (``passes`` None) for a learner without joint runs: not
+    shown to have learned, nor shown not to have (its joint runs are still to come, or all failed)."""
+    frame = learnability(table, study.gate, primary)
+    if not frame.empty:
+        frame["passes"] = frame["passes"].astype(object).where(frame["joint_n"] > 0, None)
+    return frame
+
+
 def gate_lookup(study: Study, table: pd.DataFrame) -> dict[tuple[str, str, str], bool | None]:
-    frame = learnability(table, study.gate)
+    frame = gate_frame(study, table)
     if frame.empty:
         return {}
     return {(r["task_sequence"], r["scenario"], r["learner"]): r["passes"] for _, r in frame.iterrows()}
@@ -111,17 +121,57 @@ def verdict_table(study: Study, table: pd.DataFrame, margin: float) -> pd.DataFr
                      "treatment": pair.treatment, "reference": pair.reference,
                      "refused": refusal(gate, sequence, scenario, pair),
                      **{k: getattr(result, k) for k in ("n", "mean", "ci_low", "ci_high", "d_z", "t", "p", "p_wilcoxon", "p_tost")}})
+    rows = family_first(study, rows, gate)
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
     frame["p_holm"], frame["p_tost_holm"], frame["verdict"] = np.nan, np.nan, ""
+    frame["pending"] = pending_reasons(study, frame, gate)
     tested = frame.index[(frame["kind"] == FAMILY) & (frame["refused"] == "")]
-    frame.loc[tested, "p_holm"] = statistics.holm(frame.loc[tested, "p"].to_numpy())
-    frame.loc[tested, "p_tost_holm"] = statistics.holm(frame.loc[tested, "p_tost"].to_numpy())
+    # A pending comparison counts as p = 1, the largest it can be: Holm's adjustment only falls as any one
+    # p-value falls, so a verdict given while comparisons are pending stands once they are in.
+    waiting = frame.loc[tested, "pending"] != ""
+    frame.loc[tested, "p_holm"] = statistics.holm(frame.loc[tested, "p"].mask(waiting, 1.0).to_numpy())
+    frame.loc[tested, "p_tost_holm"] = statistics.holm(frame.loc[tested, "p_tost"].mask(waiting, 1.0).to_numpy())
+    frame.loc[frame["pending"] != "", ["p_holm", "p_tost_holm"]] = np.nan
     for i in frame.index[frame["kind"] == FAMILY]:
         frame.at[i, "verdict"] = (f"no verdict: {frame.at[i, 'refused']}" if frame.at[i, "refused"] else
+                                  f"pending: {frame.at[i, 'pending']}" if frame.at[i, "pending"] else
                                   statistics.verdict(frame.at[i, "p_holm"], frame.at[i, "p_tost_holm"], study.alpha))
     return frame
+
+
+def family_first(study: Study, rows: list[dict], gate: dict) -> list[dict]:
+    """The family's rows first, in the declared order, every declared comparison among them: one without
+    runs on both sides yet gets a row with n = 0 (a study in progress, or a learner whose runs failed)."""
+    order = {(p.treatment, p.reference): i for i, p in enumerate(study.family)}
+    family = {(r["treatment"], r["reference"]): r for r in rows if r["kind"] == FAMILY}
+    for pair in study.family:
+        if (pair.treatment, pair.reference) not in family:
+            family[(pair.treatment, pair.reference)] = {
+                "kind": FAMILY, "task_sequence": study.primary_sequence, "scenario": study.primary_scenario,
+                "outcome": study.primary_metric, "treatment": pair.treatment, "reference": pair.reference,
+                "refused": refusal(gate, study.primary_sequence, study.primary_scenario, pair), "n": 0,
+                **dict.fromkeys(("mean", "ci_low", "ci_high", "d_z", "t", "p", "p_wilcoxon", "p_tost"), np.nan)}
+    return sorted(family.values(), key=lambda r: order[(r["treatment"], r["reference"])]) + \
+        [r for r in rows if r["kind"] != FAMILY]
+
+
+def pending_reasons(study: Study, frame: pd.DataFrame, gate: dict) -> list[str]:
+    """Why each family comparison still waits ('' when it does not): no runs yet, fewer seeds than the
+    study's (the declared ``min_seeds``; a trial's own count when the whole study ran fewer), or a learner
+    whose gate is unknown (no joint runs) where the scenario has a gate."""
+    family = (frame["kind"] == FAMILY) & (frame["refused"] == "")
+    full = min(study.min_seeds, int(frame.loc[family, "n"].max())) if family.any() else 0
+    reasons = []
+    for here, (_, row) in zip(family, frame.iterrows()):
+        ungated = [name for name in (row["treatment"], row["reference"])
+                   if study.gate.get(row["scenario"]) is not None
+                   and gate.get((row["task_sequence"], row["scenario"], name)) is None]
+        reasons.append("" if not here else "not run yet" if row["n"] == 0 else
+                       f"{row['n']} of {full} seeds" if row["n"] < full else
+                       f"no joint runs of {', '.join(ungated)} (the gate)" if ungated else "")
+    return reasons
 
 
 def rate_frame(study: Study, table: pd.DataFrame) -> pd.DataFrame:
@@ -211,6 +261,9 @@ def summary_sentences(study: Study, frame: pd.DataFrame, margin: float) -> list[
         return [f"No runs of the primary cell ({study.primary_sequence}, {study.primary_scenario}): nothing to conclude."]
     lines = []
     for _, row in family.iterrows():
+        if row["n"] == 0:
+            lines.append(f"- {row['treatment']} − {row['reference']}: **{row['verdict']}**.")
+            continue
         numbers = (f"{label} difference {interval(row['mean'], row['ci_low'], row['ci_high'])} (n = {row['n']}, "
                    f"d_z = {fmt(row['d_z'], 2)}")
         lines.append(f"- {row['treatment']} − {row['reference']}: {numbers}, Holm p = {p_text(row['p_holm'])}, "
@@ -219,7 +272,7 @@ def summary_sentences(study: Study, frame: pd.DataFrame, margin: float) -> list[
 
 
 def gate_section(study: Study, table: pd.DataFrame) -> str:
-    frame = learnability(table, study.gate, study.primary_metric)
+    frame = gate_frame(study, table, study.primary_metric)
     if frame.empty:
         return "## Did the learners learn?\n\nNo runs."
     failed = frame[frame["passes"] == False]  # noqa: E712 (None is no gate)
@@ -228,7 +281,8 @@ def gate_section(study: Study, table: pd.DataFrame) -> str:
         "rate": frame["lr"].map(lambda v: f"{v:g}"), "joint ACC (ceiling)": frame["joint_acc"].map(fmt),
         "learning accuracy": frame["learning_acc"].map(fmt), "chance": frame["chance"].map(fmt),
         "gate": frame["gate"].map(lambda g: f"≥ {g:g}" if g is not None and np.isfinite(g) else "–"),
-        "passes": frame["passes"].map({True: "yes", False: "**no**", None: "–"})})
+        "passes": [{True: "yes", False: "**no**"}.get(p, "no joint runs" if g is not None and not n else "–")
+                   for p, g, n in zip(frame["passes"], frame["gate"], frame["joint_n"])]})
     if not study.gate:  # nothing to pass: the table says what each learner learned
         return "\n".join(["## Did the learners learn?", "",
                           "The study declares no gate; joint ACC (all tasks shuffled together, the ceiling) and learning "
@@ -392,7 +446,7 @@ def claim_verdict(row: pd.Series | None, alpha: float) -> tuple[str, bool]:
     """(the verdict of the comparison a published claim names, whether it is Holm-adjusted): the family's
     own verdict in the primary family; elsewhere (an exploratory comparison) the same rule on the
     unadjusted p-values. "–" without runs, "no verdict: ..." for a learner below the gate."""
-    if row is None:
+    if row is None or row["n"] == 0:
         return "–", False
     if row["refused"]:
         return f"no verdict: {row['refused']}", False
@@ -496,10 +550,11 @@ DEFAULT_TEMPLATE = "# Study verdict: `{experiment}`\n\n" + "\n\n".join(f"<!-- st
 
 def write_markdown(study: Study, experiment: str, frame: pd.DataFrame, conditions: pd.DataFrame, runs_used: pd.DataFrame,
                    table: pd.DataFrame, margin: tuple[float, str], times: pd.DataFrame | None = None,
-                   code: CodeChoice | None = None) -> str:
-    """The study's doc: its template (``study.template``, else DEFAULT_TEMPLATE) with the sections filled in."""
+                   code: CodeChoice | None = None, declared: dict[str, int] | None = None) -> str:
+    """The study's doc: its template (``study.template``, else DEFAULT_TEMPLATE) with the sections filled in;
+    ``declared``: the values of each swept key of the study's sweep (``study_runs.sweep_sizes``)."""
     template = study.template.read_text() if study.template else DEFAULT_TEMPLATE.format(experiment=experiment)
-    return fill_template(template, sections(study, frame, conditions, runs_used, table, margin, times, code))
+    return fill_template(template, sections(study, frame, conditions, runs_used, table, margin, times, code, declared))
 
 
 def fill_template(template: str, filled: dict[str, str]) -> str:
@@ -527,7 +582,19 @@ def primary_section(study: Study, frame: pd.DataFrame, margin: tuple[float, str]
         f"The primary family, {len(study.family)} declared comparisons (Holm over these only, for *differs* and for "
         f"*equivalent*): {family}. alpha = {study.alpha:g}; smallest effect of interest δ = {value:g} ({source}; rule: "
         f"{study.sesoi.rule or 'declared'}).", "",
+        *incomplete_family(study, frame),
         *summary_sentences(study, frame, value)])
+
+
+def incomplete_family(study: Study, frame: pd.DataFrame) -> list[str]:
+    """A paragraph on the family's pending comparisons, when it has any."""
+    pending = frame[(frame["kind"] == FAMILY) & (frame["pending"] != "")] if "pending" in frame else frame.iloc[:0]
+    if pending.empty:
+        return []
+    return [f"**The family is not complete**: {len(pending)} of {len(study.family)} declared comparisons are pending "
+            f"(why: in the list below). Holm counts each of them as p = 1, the largest it can be. Holm's "
+            "adjusted p-values can only fall as the pending p-values come in, so a *differs* or *equivalent* shown "
+            "now stands; an *inconclusive* may still change.", ""]
 
 
 def verdicts_section(study: Study, frame: pd.DataFrame, margin: float) -> str:
@@ -546,7 +613,7 @@ def verdicts_section(study: Study, frame: pd.DataFrame, margin: float) -> str:
 
 def sections(study: Study, frame: pd.DataFrame, conditions: pd.DataFrame, runs_used: pd.DataFrame,
              table: pd.DataFrame, margin: tuple[float, str], times: pd.DataFrame | None,
-             code: CodeChoice | None = None) -> dict[str, str]:
+             code: CodeChoice | None = None, declared: dict[str, int] | None = None) -> dict[str, str]:
     """Every section of SECTIONS as markdown, for any declared study."""
     n_seeds = int(conditions["n"].max()) if len(conditions) else 0
     provenance = ["<!-- generated by analysis/study_report.py from the MLflow runs; do not edit by hand -->", "",
@@ -554,6 +621,7 @@ def sections(study: Study, frame: pd.DataFrame, conditions: pd.DataFrame, runs_u
     if n_seeds < study.min_seeds:
         provenance += [f"> **Not the declared study**: at most {n_seeds} seeds per condition, fewer than the declared "
                        f"{study.min_seeds}. The numbers below check the pipeline; they are not a result."]
+    provenance += partial_study(study, table, declared or {})
     return {
         "provenance": "\n".join(provenance),
         "primary": primary_section(study, frame, margin),
@@ -571,6 +639,21 @@ def sections(study: Study, frame: pd.DataFrame, conditions: pd.DataFrame, runs_u
                                  conditions_markdown(study, conditions)]),
         "statistics": "## Statistics\n\n" + STATISTICS,
     }
+
+
+def partial_study(study: Study, table: pd.DataFrame, declared: dict[str, int]) -> list[str]:
+    """A line saying how much of the declared sweep has runs, when not all of it does."""
+    total = math.prod(declared.values()) if declared else 0
+    if len(table) >= total:
+        return []
+    trainings = (False, True) if declared.get("task_sequence.joint", 1) == 2 else (False,)
+    per_cell = total // (declared.get("task_sequence.scenario", 1) * len(trainings))
+    counts = table.groupby(["scenario", "joint"]).size().to_dict() if len(table) else {}
+    cells = ", ".join(f"{scenario}-IL {'joint' if joint else 'sequential'} {counts.get((scenario, joint), 0):,}"
+                      for scenario in study.scenarios for joint in trainings)
+    return ["", f"> **A partial study**: {len(table):,} of the {total:,} declared runs so far ({per_cell:,} per scenario "
+            f"and training; {cells}). Every section uses the runs there are; a comparison of the primary family "
+            "without the runs of every seed is pending."]
 
 
 def design_section(table: pd.DataFrame, times: pd.DataFrame | None) -> str:
@@ -610,7 +693,8 @@ def build(experiment: str, tracking_uri: str, out: Path | None = None, doc: Path
     conditions.to_csv(written["conditions.csv"], index=False)
     table.to_csv(written["runs.csv"], index=False)
     times = sweep_times(client, experiment, sorted(table["sweep_id"].dropna().astype(str).unique()))
-    text = write_markdown(study, experiment, frame, conditions, used, table, margin, times=times, code=code)
+    text = write_markdown(study, experiment, frame, conditions, used, table, margin, times=times, code=code,
+                          declared=sweep_sizes(preset or PRESETS / f"{experiment}.yaml", []))
     written["verdict.md"].write_text(text)
     if doc is not None:
         doc.parent.mkdir(parents=True, exist_ok=True)

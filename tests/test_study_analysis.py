@@ -200,12 +200,17 @@ def family(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["kind"] == study_report.FAMILY].set_index("treatment")
 
 
+# The declaration with a family of the two comparisons synthetic_runs has runs for: a complete family.
+PRESENT = study_runs.Study(**{**STUDY.__dict__, "family": [study_runs.Pair(TRUNCATED, EPOCHWISE),
+                                                            study_runs.Pair(MLP, EPOCHWISE)]})
+
+
 def test_a_clear_effect_differs_and_no_effect_is_equivalent_with_holm_over_the_tost_p_values():
-    clear = family(study_report.verdict_table(STUDY, synthetic_runs(effect=0.2), margin=0.05))
-    assert list(clear.index) == [TRUNCATED, MLP]  # the declared comparisons present, in the declared order
+    clear = family(study_report.verdict_table(PRESENT, synthetic_runs(effect=0.2), margin=0.05))
+    assert list(clear.index) == [TRUNCATED, MLP]  # the declared comparisons, in the declared order
     assert clear.loc[TRUNCATED, "mean"] == pytest.approx(0.2, abs=0.01) and clear.loc[TRUNCATED, "n"] == 8
     assert clear.loc[TRUNCATED, "verdict"] == "differs" and clear.loc[MLP, "verdict"] == "differs"
-    none = family(study_report.verdict_table(STUDY, synthetic_runs(effect=0.0), margin=0.05))
+    none = family(study_report.verdict_table(PRESENT, synthetic_runs(effect=0.0), margin=0.05))
     assert set(none["verdict"]) == {"equivalent"}
     low, high = sorted(none["p_tost"])
     assert sorted(none["p_tost_holm"]) == pytest.approx([min(1, 2 * low), max(min(1, 2 * low), high)])
@@ -215,8 +220,8 @@ def test_holm_runs_over_the_family_only():
     """The same comparisons in other scenarios and outcomes are exploratory: unadjusted, no verdict,
     and their number does not change the family's adjustment."""
     runs = synthetic_runs(effect=0.05)
-    alone = study_report.verdict_table(STUDY, runs, margin=0.05)
-    more = study_report.verdict_table(STUDY, pd.concat([runs, runs.assign(scenario="task"), runs.assign(scenario="class")]),
+    alone = study_report.verdict_table(PRESENT, runs, margin=0.05)
+    more = study_report.verdict_table(PRESENT, pd.concat([runs, runs.assign(scenario="task"), runs.assign(scenario="class")]),
                                       margin=0.05)
     assert len(more) > len(alone)
     np.testing.assert_allclose(family(more)["p_holm"], family(alone)["p_holm"])
@@ -225,8 +230,58 @@ def test_holm_runs_over_the_family_only():
     assert set(exploratory["scenario"]) == {"task", "domain", "class"}  # domain: the secondary outcomes
 
 
+def test_a_declared_comparison_without_runs_is_pending_and_counts_as_p_one_in_holm():
+    """A study in progress: 2 of the 8 declared comparisons have runs. The other 6 are listed, pending, and
+    enter Holm as p = 1, so a verdict given now stands whatever p-values they bring (Holm is monotone)."""
+    rows = family(study_report.verdict_table(STUDY, synthetic_runs(effect=0.2), margin=0.05))
+    assert list(rows.index) == [pair.treatment for pair in STUDY.family]
+    pending = rows[rows["pending"] != ""]
+    assert len(pending) == 6 and set(pending["verdict"]) == {"pending: not run yet"} and (pending["n"] == 0).all()
+    assert pending[["p_holm", "p_tost_holm"]].isna().all().all()
+    p = rows.loc[[TRUNCATED, MLP], "p"].to_numpy()
+    now = study_report.statistics.holm(np.concatenate([p, np.ones(6)]))[:2]
+    np.testing.assert_allclose(rows.loc[[TRUNCATED, MLP], "p_holm"], now)
+    assert (now > study_report.statistics.holm(p)).all() and set(rows.loc[[TRUNCATED, MLP], "verdict"]) == {"differs"}
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        later = study_report.statistics.holm(np.concatenate([p, rng.uniform(0, 1, 6) ** rng.uniform(0.2, 5)]))[:2]
+        assert (later <= now * (1 + 1e-12)).all()
+    text = study_report.primary_section(STUDY, study_report.verdict_table(STUDY, synthetic_runs(effect=0.2), 0.05),
+                                        (0.05, "declared"))
+    assert "**The family is not complete**: 6 of 8 declared comparisons are pending" in text
+    assert f"- RTRL, loss at every step − epochwise BPTT, loss at every step: **pending: not run yet**." in text
+    complete = study_report.primary_section(PRESENT, study_report.verdict_table(PRESENT, synthetic_runs(0.2), 0.05),
+                                            (0.05, "declared"))
+    assert "not complete" not in complete
+
+
+def test_a_comparison_short_of_seeds_or_of_joint_runs_is_pending():
+    runs = synthetic_runs(effect=0.2)
+    fewer = runs[~((runs["learner"] == MLP) & (runs["seed"] >= 5))]  # the MLP still training seeds 5-7
+    rows = family(study_report.verdict_table(PRESENT, fewer, margin=0.05))
+    assert rows.loc[MLP, "verdict"] == "pending: 5 of 8 seeds" and math.isnan(rows.loc[MLP, "p_holm"])
+    assert rows.loc[TRUNCATED, "verdict"] == "differs" and rows.loc[TRUNCATED, "n"] == 8
+    unjoint = runs[~((runs["learner"] == MLP) & runs["joint"])]  # its gate unknown: neither passed nor failed
+    rows = family(study_report.verdict_table(PRESENT, unjoint, margin=0.05))
+    assert rows.loc[MLP, "verdict"] == f"pending: no joint runs of {MLP} (the gate)" and rows.loc[MLP, "refused"] == ""
+    gate = study_report.gate_section(PRESENT, unjoint)
+    assert f"| {MLP} | 0.002 | – |" in gate and "no joint runs |" in gate and "Not learned" not in gate
+
+
+def test_a_partial_study_says_how_many_of_its_declared_runs_it_has():
+    runs = synthetic_runs(effect=0.1, seeds=range(20))
+    declared = {"learner": 3, "algorithm.lr": 1, "task_sequence.scenario": 3, "task_sequence.joint": 2, "seed": 20}
+    line = [text for text in study_report.partial_study(STUDY, runs, declared) if text]
+    assert line == ["> **A partial study**: 120 of the 360 declared runs so far (60 per scenario and training; task-IL "
+                    "sequential 0, task-IL joint 0, domain-IL sequential 60, domain-IL joint 60, class-IL sequential 0, "
+                    "class-IL joint 0). Every section uses the runs there are; a comparison of the primary family "
+                    "without the runs of every seed is pending."]
+    assert study_report.partial_study(STUDY, runs, {**declared, "task_sequence.scenario": 1}) == []
+    assert study_report.partial_study(STUDY, runs, {}) == []
+
+
 def test_a_learner_below_the_gate_gets_no_verdict_and_leaves_the_family():
-    frame = study_report.verdict_table(STUDY, synthetic_runs(effect=0.2, joint_acc={MLP: 0.7}), margin=0.05)
+    frame = study_report.verdict_table(PRESENT, synthetic_runs(effect=0.2, joint_acc={MLP: 0.7}), margin=0.05)
     rows = family(frame)
     assert rows.loc[MLP, "verdict"] == f"no verdict: {MLP} below the gate" and math.isnan(rows.loc[MLP, "p_holm"])
     assert rows.loc[TRUNCATED, "p_holm"] == pytest.approx(rows.loc[TRUNCATED, "p"])  # a family of one tested comparison
