@@ -298,6 +298,7 @@ def test_figures_are_drawn_once_the_run_has_ended_from_its_artifacts(compose_cfg
     assert add_sweep_figures(client, experiment_id, "another sweep") == 0
 
 
+@pytest.mark.slow  # a joblib sweep of its own: ~30 s of two cores
 def test_a_joblib_sweeps_idle_workers_draw_its_runs_figures_and_a_failed_share_is_left_to_the_parent(
         compose_cfg, sqlite_uri, tmp_path, monkeypatch, capsys):
     from types import SimpleNamespace
