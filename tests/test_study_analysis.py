@@ -438,6 +438,29 @@ def test_the_one_command_declares_its_budget_and_refuses_fewer_seeds_than_declar
     assert run_study.main(["credit_assignment", "--dry-run", "--trial", "--override", "seed=0,1"]) == 0
 
 
+def test_the_one_command_goes_on_past_failed_jobs_and_stops_at_any_other_failure(monkeypatch, capsys):
+    """A pilot's diverged run fails again on every resume: the study goes on past a sweep's exit code 1
+    (some jobs failed) and ends with it; a sweep's 2 (nothing ran) or a failing analysis step stops it."""
+    def with_codes(codes: dict[int, int]) -> list[int]:
+        ran = []
+
+        def fake_run(command, cwd):
+            ran.append(len(ran) + 1)
+            return type("Done", (), {"returncode": codes.get(len(ran), 0)})()
+        monkeypatch.setattr(run_study.subprocess, "run", fake_run)
+        return ran
+
+    ran = with_codes({1: 1, 3: pilot.GATE_FAILED, 4: 1})
+    assert run_study.main(["credit_assignment"]) == 1 and ran == [1, 2, 3, 4, 5]
+    assert capsys.readouterr().err.count("some jobs failed") == 2
+    ran = with_codes({1: 2})
+    assert run_study.main(["credit_assignment"]) == 2 and ran == [1]
+    ran = with_codes({2: 1})  # select_lr's 1 is an error, not failed jobs
+    assert run_study.main(["credit_assignment"]) == 1 and ran == [1, 2]
+    ran = with_codes({})
+    assert run_study.main(["credit_assignment"]) == 0 and ran == [1, 2, 3, 4, 5]
+
+
 def strength_frame() -> pd.DataFrame:
     """EWC and SI at two strengths each, three seeds; replay (no strength) and a run from before
     strategies existed (no strategy params) in the same experiment."""
