@@ -40,7 +40,7 @@ from analysis.load import (  # noqa: E402
 from analysis.report import REPORTS, default_tracking_uri, fmt, markdown_table  # noqa: E402
 from analysis.study_runs import (  # noqa: E402
     PRESETS, ROOT as PROJECT_ROOT, SelectionTable, Study, git_head, learnability, load_runs, ordered_learners,
-    read_declaration, sweep_sizes, unfinished_runs,
+    read_declaration, sweep_sizes, unfinished_lines, unfinished_runs,
 )
 from forgetlab.metric_registry import BY_NAME  # noqa: E402
 from forgetlab.tracking.store import StoreError, open_store  # noqa: E402
@@ -145,13 +145,6 @@ def not_learned(frame: pd.DataFrame) -> list[str]:
     return [f"- {sequence}, {scenario}: " + ", ".join(f"{r['learner']} ({fmt(r['joint_acc'])} < {r['gate']:g})"
                                                      for _, r in group.iterrows())
             for (sequence, scenario), group in failed.groupby(["task_sequence", "scenario"], sort=False)]
-
-
-def unfinished_lines(unfinished: pd.DataFrame) -> list[str]:
-    """One line per run that did not finish: where it was, its status and its reason's first line."""
-    return [f"- {r.task_sequence}, {r.scenario}: {r.learner}, {'joint' if r.joint else 'sequential'}, rate {r.lr:g}, "
-            f"seed {r.seed}: {r.status}: {str(r.reason).splitlines()[0][:300]}"
-            for r in unfinished.sort_values(["task_sequence", "scenario", "learner", "joint", "lr", "seed"]).itertuples()]
 
 
 def pilot_markdown(study: Study, experiment: str, frame: pd.DataFrame, rates: pd.DataFrame, costs: pd.DataFrame,

@@ -42,7 +42,7 @@ from analysis.load import (  # noqa: E402
 from analysis.report import REPORTS, default_tracking_uri, fmt, markdown_table  # noqa: E402
 from analysis.study_runs import (  # noqa: E402
     PRESETS, Claim, Literature, NotDeclared, Pair, SelectionTable, Study, learnability, load_runs,
-    ROOT as PROJECT_ROOT, git_head, ordered_learners, read_declaration, sweep_sizes,
+    ROOT as PROJECT_ROOT, git_head, ordered_learners, read_declaration, sweep_sizes, unfinished_lines, unfinished_runs,
 )
 from forgetlab import contract  # noqa: E402
 from forgetlab.metric_registry import BY_NAME  # noqa: E402
@@ -107,10 +107,11 @@ def comparison_cells(study: Study, table: pd.DataFrame) -> list[tuple[str, str, 
     return out
 
 
-def verdict_table(study: Study, table: pd.DataFrame, margin: float) -> pd.DataFrame:
+def verdict_table(study: Study, table: pd.DataFrame, margin: float, unfinished: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per comparison: the paired statistics at each learner's selected rate; for the family,
     Holm's adjustment over its tested comparisons of the t-test p (differs) and of the TOST p (equivalent
-    within ``margin``) and the verdict; a comparison with a learner below the gate gets none."""
+    within ``margin``) and the verdict; a comparison with a learner below the gate gets none, nor one
+    whose runs FAILED for some seeds (``unfinished``: ``study_runs.unfinished_runs``)."""
     gate = gate_lookup(study, table)
     rows = []
     for kind, sequence, scenario, pair, outcome in comparison_cells(study, table):
@@ -126,6 +127,8 @@ def verdict_table(study: Study, table: pd.DataFrame, margin: float) -> pd.DataFr
     if frame.empty:
         return frame
     frame["p_holm"], frame["p_tost_holm"], frame["verdict"] = np.nan, np.nan, ""
+    for i in frame.index[(frame["kind"] == FAMILY) & (frame["refused"] == "")]:
+        frame.at[i, "refused"] = failed_seeds(table, unfinished, frame.loc[i])
     frame["pending"] = pending_reasons(study, frame, gate)
     tested = frame.index[(frame["kind"] == FAMILY) & (frame["refused"] == "")]
     # A pending comparison counts as p = 1, the largest it can be: Holm's adjustment only falls as any one
@@ -155,6 +158,25 @@ def family_first(study: Study, rows: list[dict], gate: dict) -> list[dict]:
                 **dict.fromkeys(("mean", "ci_low", "ci_high", "d_z", "t", "p", "p_wilcoxon", "p_tost"), np.nan)}
     return sorted(family.values(), key=lambda r: order[(r["treatment"], r["reference"])]) + \
         [r for r in rows if r["kind"] != FAMILY]
+
+
+def failed_seeds(table: pd.DataFrame, unfinished: pd.DataFrame | None, row: pd.Series) -> str:
+    """Why a comparison gets no verdict because runs of its cell ended FAILED (a divergence: it fails again
+    on every resume) at a learner's selected rate, '' when none did: a verdict on the seeds that survived
+    would favour the learner that lost them."""
+    if unfinished is None or unfinished.empty:
+        return ""
+    failed = unfinished[(unfinished["status"] == "FAILED") & ~unfinished["joint"].astype(bool)
+                        & (unfinished["task_sequence"] == row["task_sequence"]) & (unfinished["scenario"] == row["scenario"])]
+    said = []
+    for name in (row["treatment"], row["reference"]):
+        rates = table.loc[(table["learner"] == name) & (table["task_sequence"] == row["task_sequence"])
+                          & (table["scenario"] == row["scenario"]), "selected_lr"].dropna().unique()
+        seeds = sorted(failed.loc[(failed["learner"] == name) & failed["lr"].apply(
+            lambda lr: any(np.isclose(lr, rate) for rate in rates)), "seed"])
+        if seeds:
+            said.append(f"{name} FAILED for seed(s) {', '.join(map(str, seeds))}")
+    return "; ".join(said)
 
 
 def pending_reasons(study: Study, frame: pd.DataFrame, gate: dict) -> list[str]:
@@ -550,11 +572,13 @@ DEFAULT_TEMPLATE = "# Study verdict: `{experiment}`\n\n" + "\n\n".join(f"<!-- st
 
 def write_markdown(study: Study, experiment: str, frame: pd.DataFrame, conditions: pd.DataFrame, runs_used: pd.DataFrame,
                    table: pd.DataFrame, margin: tuple[float, str], times: pd.DataFrame | None = None,
-                   code: CodeChoice | None = None, declared: dict[str, int] | None = None) -> str:
+                   code: CodeChoice | None = None, declared: dict[str, int] | None = None,
+                   unfinished: pd.DataFrame | None = None) -> str:
     """The study's doc: its template (``study.template``, else DEFAULT_TEMPLATE) with the sections filled in;
     ``declared``: the values of each swept key of the study's sweep (``study_runs.sweep_sizes``)."""
     template = study.template.read_text() if study.template else DEFAULT_TEMPLATE.format(experiment=experiment)
-    return fill_template(template, sections(study, frame, conditions, runs_used, table, margin, times, code, declared))
+    return fill_template(template, sections(study, frame, conditions, runs_used, table, margin, times, code, declared,
+                                            unfinished))
 
 
 def fill_template(template: str, filled: dict[str, str]) -> str:
@@ -613,7 +637,8 @@ def verdicts_section(study: Study, frame: pd.DataFrame, margin: float) -> str:
 
 def sections(study: Study, frame: pd.DataFrame, conditions: pd.DataFrame, runs_used: pd.DataFrame,
              table: pd.DataFrame, margin: tuple[float, str], times: pd.DataFrame | None,
-             code: CodeChoice | None = None, declared: dict[str, int] | None = None) -> dict[str, str]:
+             code: CodeChoice | None = None, declared: dict[str, int] | None = None,
+             unfinished: pd.DataFrame | None = None) -> dict[str, str]:
     """Every section of SECTIONS as markdown, for any declared study."""
     n_seeds = int(conditions["n"].max()) if len(conditions) else 0
     provenance = ["<!-- generated by analysis/study_report.py from the MLflow runs; do not edit by hand -->", "",
@@ -629,7 +654,7 @@ def sections(study: Study, frame: pd.DataFrame, conditions: pd.DataFrame, runs_u
         "verdicts": verdicts_section(study, frame, margin[0]),
         "rates": rates_section(study, table),
         "controls": controls_section(study, frame),
-        "design": design_section(table, times),
+        "design": design_section(table, times, unfinished),
         "literature": literature_markdown(study.literature, conditions, table) if study.literature
         else "The study declares no published results to compare with.",
         "published": published_markdown(study, frame, margin[0]),
@@ -656,7 +681,7 @@ def partial_study(study: Study, table: pd.DataFrame, declared: dict[str, int]) -
             "without the runs of every seed is pending."]
 
 
-def design_section(table: pd.DataFrame, times: pd.DataFrame | None) -> str:
+def design_section(table: pd.DataFrame, times: pd.DataFrame | None, unfinished: pd.DataFrame | None = None) -> str:
     lines = ["## Design", "", "Every learner, with the runs this doc comes from (sequential and joint, every rate; seeds "
              "counted on sequential runs); run time from MLflow's start and end:", "",
              design_markdown(table), "",
@@ -664,6 +689,10 @@ def design_section(table: pd.DataFrame, times: pd.DataFrame | None) -> str:
              "(summed over runs; jobs ran in parallel, members of an ensemble share their time)."]
     if times is not None:
         lines += ["", "What the study's sweeps took on the machine that ran them:", "", sweep_times_markdown(times)]
+    if unfinished is not None and len(unfinished):
+        lines += ["", f"Runs that did not finish ({len(unfinished)}; no later run of the same config replaced "
+                  "them): a FAILED run of the primary cell takes the verdict from its comparisons, a KILLED or RUNNING "
+                  "one is trained again when the study resumes.", "", *unfinished_lines(unfinished)]
     return "\n".join(lines)
 
 
@@ -683,7 +712,8 @@ def build(experiment: str, tracking_uri: str, out: Path | None = None, doc: Path
     version = None if any_code else code_version or contract.package_hash()
     used, table, code = load_runs(client, experiment, study.shown_outcomes, Path(cache_dir or REPORTS / ".cache"),
                                   selection, version)
-    frame = verdict_table(study, table, margin[0])
+    unfinished = unfinished_runs(client, experiment, version)
+    frame = verdict_table(study, table, margin[0], unfinished)
     conditions = condition_table(study, table)
     out = Path(out or REPORTS / experiment / "study")
     out.mkdir(parents=True, exist_ok=True)
@@ -694,7 +724,7 @@ def build(experiment: str, tracking_uri: str, out: Path | None = None, doc: Path
     table.to_csv(written["runs.csv"], index=False)
     times = sweep_times(client, experiment, sorted(table["sweep_id"].dropna().astype(str).unique()))
     text = write_markdown(study, experiment, frame, conditions, used, table, margin, times=times, code=code,
-                          declared=sweep_sizes(preset or PRESETS / f"{experiment}.yaml", []))
+                          declared=sweep_sizes(preset or PRESETS / f"{experiment}.yaml", []), unfinished=unfinished)
     written["verdict.md"].write_text(text)
     if doc is not None:
         doc.parent.mkdir(parents=True, exist_ok=True)

@@ -406,6 +406,13 @@ def unfinished_runs(client, experiment: str, code_version: str | None = None) ->
     } for _, run in left.iterrows()])
 
 
+def unfinished_lines(unfinished: pd.DataFrame) -> list[str]:
+    """One line per run that did not finish: where it was, its status and its reason's first line."""
+    return [f"- {r.task_sequence}, {r.scenario}: {r.learner}, {'joint' if r.joint else 'sequential'}, rate {r.lr:g}, "
+            f"seed {r.seed}: {r.status}: {str(r.reason).splitlines()[0][:300]}"
+            for r in unfinished.sort_values(["task_sequence", "scenario", "learner", "joint", "lr", "seed"]).itertuples()]
+
+
 # --- learnability ----------------------------------------------------------------------------
 
 

@@ -268,6 +268,21 @@ def test_a_comparison_short_of_seeds_or_of_joint_runs_is_pending():
     assert f"| {MLP} | 0.002 | – |" in gate and "no joint runs |" in gate and "Not learned" not in gate
 
 
+def test_a_comparison_with_failed_runs_gets_no_verdict_on_the_survivors():
+    runs = synthetic_runs(effect=0.2)
+    survivors = runs[~((runs["learner"] == MLP) & (runs["seed"] == 3) & ~runs["joint"])]
+    failed = pd.DataFrame([{"learner": MLP, "task_sequence": "split_mnist", "scenario": "domain", "joint": False,
+                            "lr": 0.002, "seed": 3, "status": "FAILED", "reason": "TrainingDiverged: weights not finite"}])
+    rows = family(study_report.verdict_table(PRESENT, survivors, 0.05, failed))
+    assert rows.loc[MLP, "verdict"] == f"no verdict: {MLP} FAILED for seed(s) 3" and math.isnan(rows.loc[MLP, "p_holm"])
+    assert rows.loc[TRUNCATED, "p_holm"] == pytest.approx(rows.loc[TRUNCATED, "p"])  # it left the family, as below the gate
+    for elsewhere in ({"lr": 0.005}, {"joint": True}, {"scenario": "task"}, {"status": "KILLED"}):
+        rows = family(study_report.verdict_table(PRESENT, survivors, 0.05, failed.assign(**elsewhere)))
+        assert rows.loc[MLP, "verdict"] == "pending: 7 of 8 seeds", elsewhere  # a KILLED run is trained again
+    doc = study_doc(PRESENT, survivors, unfinished=failed)
+    assert f"- split_mnist, domain: {MLP}, sequential, rate 0.002, seed 3: FAILED: TrainingDiverged" in doc
+
+
 def test_a_partial_study_says_how_many_of_its_declared_runs_it_has():
     runs = synthetic_runs(effect=0.1, seeds=range(20))
     declared = {"learner": 3, "algorithm.lr": 1, "task_sequence.scenario": 3, "task_sequence.joint": 2, "seed": 20}
@@ -324,15 +339,15 @@ def test_the_literature_table_checks_the_ordering_and_class_il_against_one_over_
     assert lines[MLP].split("|")[6].strip() == study_report.fmt(0.21 - 0.2)
 
 
-def study_doc(study: study_runs.Study, runs: pd.DataFrame) -> str:
+def study_doc(study: study_runs.Study, runs: pd.DataFrame, unfinished: pd.DataFrame | None = None) -> str:
     """The doc of a fabricated study of ``runs`` (synthetic_runs), as ``study_report.build`` writes it."""
     table = runs.assign(run_id=[f"run-{i}" for i in range(len(runs))], sweep_id="sweep-1", git_commit="abcdef123456",
                         lr_selected_by="selection-1", seconds=2.0, loss_design="")
     times = pd.DataFrame([{"sweep": "sweep-1", "status": "FINISHED", "minutes": 1.5, "jobs": 64.0, "skipped": 0.0,
                            "failed": 0.0}])
-    frame = study_report.verdict_table(study, table, 0.05)
+    frame = study_report.verdict_table(study, table, 0.05, unfinished)
     return study_report.write_markdown(study, "credit_assignment", frame, study_report.condition_table(study, table),
-                                       table, table, (0.05, "declared"), times)
+                                       table, table, (0.05, "declared"), times, unfinished=unfinished)
 
 
 def headings(text: str) -> list[str]:
@@ -650,7 +665,7 @@ def test_the_pilot_lists_the_runs_that_did_not_finish_unless_a_later_run_of_thei
     run("c", "FINISHED", True, 1001)
     left = study_runs.unfinished_runs(client, "pilot_x")
     assert len(left) == 1
-    (line,) = pilot.unfinished_lines(left)
+    (line,) = study_runs.unfinished_lines(left)
     assert line == ("- split_mnist, class: RTRL, loss at every step, joint, rate 0.005, seed 1000: FAILED: "
                     "TrainingDiverged: Training diverged by update 9")
     with pytest.raises(pilot.NoRunsError):  # the code choice is load_runs's: the same runs, the same refusal
