@@ -265,7 +265,8 @@ def verdict_markdown(frame: pd.DataFrame, margin: float, family: bool) -> str:
         "comparison": [f"{t} − {r}" for t, r in zip(frame["treatment"], frame["reference"])], "n": frame["n"],
         "effect [95 % CI]": [interval(m, lo, hi) for m, lo, hi in zip(frame["mean"], frame["ci_low"], frame["ci_high"])],
         "d_z": frame["d_z"].map(lambda v: fmt(v, 2)), "p (t)": frame["p"].map(p_text),
-        "p Wilcoxon": frame["p_wilcoxon"].map(p_text), f"p TOST ±{margin:g}": frame["p_tost"].map(p_text),
+        "p Wilcoxon": frame["p_wilcoxon"].map(p_text),
+        **({f"p TOST ±{margin:g}": frame["p_tost"].map(p_text)} if np.isfinite(margin) else {}),  # controls: no margin
     }
     if family:
         shown.update({"p Holm": frame["p_holm"].map(p_text), "p TOST Holm": frame["p_tost_holm"].map(p_text),
@@ -331,8 +332,9 @@ def rates_section(study: Study, table: pd.DataFrame) -> str:
     cells = data.groupby(["learner", "rate"])[outcome].agg(["mean", "std", "count"]).reset_index()
     selected = data.groupby("learner")["selected_lr"].first()
     rows = []
+    rates = sorted({*study.rates, *cells["rate"]})  # the declared grid, runs or not
     for learner in ordered_learners(cells["learner"].unique()):
-        row = {"learner": learner}
+        row = {"learner": learner, **{f"rate {rate:g}": "–" for rate in rates}}
         for _, c in cells[cells["learner"] == learner].iterrows():
             mark = " (selected)" if np.isclose(c["rate"], selected[learner]) else ""
             row[f"rate {c['rate']:g}"] = f"{fmt(c['mean'])} ± {fmt(c['std'])} (n = {int(c['count'])}){mark}"
@@ -349,7 +351,8 @@ def rates_section(study: Study, table: pd.DataFrame) -> str:
         f"{label} of sequential training in the primary cell, every learner at every rate (mean ± sd over seeds); "
         "the verdicts above compare each learner at its selected rate.", "", markdown_table(pd.DataFrame(rows)), "",
         f"Learner × rate interaction (least squares with seed blocks, `paired_statistics.interaction_test`): "
-        f"F({test.df_effect}, {test.df_residual}) = {fmt(test.F, 2)}, p = {p_text(test.p)} ({test.n} runs).", "",
+        + (f"F({test.df_effect}, {test.df_residual}) = {fmt(test.F, 2)}, p = {p_text(test.p)} ({test.n} runs)."
+           if test.df_effect else f"not estimable from these runs ({test.n}): no two learners share two rates yet."), "",
         "The family's comparisons at each common rate (both learners at that rate):", "",
         markdown_table(contrast_view) if len(contrast_view) else "No comparison has runs at a common rate."])
 

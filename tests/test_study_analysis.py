@@ -313,6 +313,19 @@ def test_each_learner_enters_at_its_own_selected_rate_and_the_rates_section_show
     assert at.to_dict() == pytest.approx({0.001: 0.0, 0.005: 0.0}, abs=0.01)  # at a common rate: no difference
     text = study_report.rates_section(STUDY, runs)
     assert "(selected)" in text and "Learner × rate interaction" in text and "F(2, " in text
+    header = next(line for line in text.splitlines() if line.startswith("| learner"))
+    assert header == "| learner | rate 0.001 | rate 0.002 | rate 0.005 | rate 0.01 |"  # the declared grid, in order
+    row = next(line for line in text.splitlines() if line.startswith(f"| {MLP} |"))
+    assert "(n = 8)" in row.split("|")[2] and row.split("|")[3].strip() == "–"  # 0.002: not run
+    one_rate = study_report.rates_section(STUDY, synthetic_runs(effect=0.0))  # a study that has run its selected rates only
+    assert "not estimable from these runs (24): no two learners share two rates yet." in one_rate and "nan" not in one_rate
+
+
+def test_the_positive_controls_show_no_equivalence_margin():
+    runs = synthetic_runs(effect=0.3)
+    study = study_runs.Study(**{**PRESENT.__dict__, "positive_controls": [study_runs.Pair(MLP, EPOCHWISE)]})
+    text = study_report.controls_section(study, study_report.verdict_table(study, runs, 0.05))
+    assert "| p Wilcoxon | learned? |" in text and "TOST" not in text and "nan" not in text
 
 
 def test_the_conditions_table_sets_forgetting_beside_learning_accuracy_chance_and_the_joint_ceiling():
