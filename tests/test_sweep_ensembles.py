@@ -213,7 +213,9 @@ def test_sigterm_ends_every_member_of_an_ensemble_killed(tmp_path, launcher, tar
     assert jobs and not [j for j in jobs if j.info.status == "RUNNING"]
     for run in jobs:
         if run.info.status != "FINISHED":
-            assert run.info.status == "KILLED" and run.data.tags["forgetlab.error"] == "Terminated by SIGTERM"
+            # Its job's own handler ends it, or, when the worker went first (seen under load), the parent
+            # ends it with "(its sweep ended before the job did)" appended: either way KILLED by the signal.
+            assert run.info.status == "KILLED" and run.data.tags["forgetlab.error"].startswith("Terminated by SIGTERM")
     members = [j for j in jobs if j.data.params["seed"] in ("0", "1")]  # the first ensemble's
     assert {j.info.status for j in members} == {"KILLED"}
 
