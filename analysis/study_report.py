@@ -706,7 +706,8 @@ def build(experiment: str, tracking_uri: str, out: Path | None = None, doc: Path
     code's; every code's with ``any_code``)."""
     import mlflow
 
-    study = read_declaration(preset or PRESETS / f"{experiment}.yaml", root)
+    preset = preset or PRESETS / f"{experiment}.yaml"
+    study = read_declaration(preset, root)
     margin = study.sesoi.resolve()
     # The store must exist already: a report never creates an empty one (StoreError instead).
     client = open_store(tracking_uri, create=False, key="--tracking-uri")
@@ -727,7 +728,7 @@ def build(experiment: str, tracking_uri: str, out: Path | None = None, doc: Path
     table.to_csv(written["runs.csv"], index=False)
     times = sweep_times(client, experiment, sorted(table["sweep_id"].dropna().astype(str).unique()))
     text = write_markdown(study, experiment, frame, conditions, used, table, margin, times=times, code=code,
-                          declared=sweep_sizes(preset or PRESETS / f"{experiment}.yaml", []), unfinished=unfinished)
+                          declared=sweep_sizes(preset, []), unfinished=unfinished)
     written["verdict.md"].write_text(text)
     if doc is not None:
         doc.parent.mkdir(parents=True, exist_ok=True)
