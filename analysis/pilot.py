@@ -39,8 +39,8 @@ from analysis.load import (  # noqa: E402
 )
 from analysis.report import REPORTS, default_tracking_uri, fmt, markdown_table  # noqa: E402
 from analysis.study_runs import (  # noqa: E402
-    PRESETS, ROOT as PROJECT_ROOT, SelectionTable, Study, git_head, learnability, load_runs, ordered_learners,
-    read_declaration, sweep_sizes, unfinished_lines, unfinished_runs,
+    PRESETS, ROOT as PROJECT_ROOT, SelectionTable, Study, git_head, latest_runs, learnability, load_runs,
+    ordered_learners, read_declaration, sweep_sizes, unfinished_lines, unfinished_of,
 )
 from forgetlab.metric_registry import BY_NAME  # noqa: E402
 from forgetlab.tracking.store import StoreError, open_store  # noqa: E402
@@ -218,8 +218,9 @@ def build(experiment: str, tracking_uri: str, preset: Path | None = None, out: P
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
+    searched = latest_runs(client, experiment, code_version)  # one search for the runs used and those left
     used, table, code = load_runs(client, experiment, study.shown_outcomes, Path(cache_dir or REPORTS / ".cache"),
-                                  SelectionTable.read(study.selection.table), code_version)
+                                  SelectionTable.read(study.selection.table), code_version, searched)
     frame = learnability(table, study.gate, study.primary_metric)
     rates, costs, sesoi = rate_scores(table), cost_table(table), sesoi_by_rule(study, table)
     sizes = sweep_sizes(preset, [])
@@ -234,7 +235,7 @@ def build(experiment: str, tracking_uri: str, preset: Path | None = None, out: P
     code_line = "; ".join([f"runs of code version(s) {code_versions_read(used, code.current)}",
                            *(line.removeprefix("- ") for line in older_code_line(code, commits))])
     text = pilot_markdown(study, experiment, frame, rates, costs, sesoi, table, note, budget, code_line,
-                          unfinished_runs(client, experiment, code.version))
+                          unfinished_of(searched[0]))
     written["pilot_md"].write_text(text)
     if study.sesoi.file is not None:
         sweeps = "+".join(sorted(table["sweep_id"].dropna().astype(str).unique()))

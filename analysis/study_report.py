@@ -41,8 +41,8 @@ from analysis.load import (  # noqa: E402
 )
 from analysis.report import REPORTS, default_tracking_uri, fmt, markdown_table  # noqa: E402
 from analysis.study_runs import (  # noqa: E402
-    PRESETS, Claim, Literature, NotDeclared, Pair, SelectionTable, Study, learnability, load_runs,
-    ROOT as PROJECT_ROOT, git_head, ordered_learners, read_declaration, sweep_sizes, unfinished_lines, unfinished_runs,
+    PRESETS, Claim, Literature, NotDeclared, Pair, SelectionTable, Study, latest_runs, learnability, load_runs,
+    ROOT as PROJECT_ROOT, git_head, ordered_learners, read_declaration, sweep_sizes, unfinished_lines, unfinished_of,
 )
 from forgetlab import contract  # noqa: E402
 from forgetlab.metric_registry import BY_NAME  # noqa: E402
@@ -111,7 +111,7 @@ def verdict_table(study: Study, table: pd.DataFrame, margin: float, unfinished: 
     """One row per comparison: the paired statistics at each learner's selected rate; for the family,
     Holm's adjustment over its tested comparisons of the t-test p (differs) and of the TOST p (equivalent
     within ``margin``) and the verdict; a comparison with a learner below the gate gets none, nor one
-    whose runs FAILED for some seeds (``unfinished``: ``study_runs.unfinished_runs``)."""
+    whose runs FAILED for some seeds (``unfinished``: ``study_runs.unfinished_of``)."""
     gate = gate_lookup(study, table)
     rows = []
     for kind, sequence, scenario, pair, outcome in comparison_cells(study, table):
@@ -714,9 +714,10 @@ def build(experiment: str, tracking_uri: str, out: Path | None = None, doc: Path
     mlflow.set_tracking_uri(tracking_uri)
     selection = SelectionTable.read(study.selection.table) if study.selection and study.selection.table.exists() else None
     version = None if any_code else code_version or contract.package_hash()
+    searched = latest_runs(client, experiment, version)  # one search for the runs used and those left
     used, table, code = load_runs(client, experiment, study.shown_outcomes, Path(cache_dir or REPORTS / ".cache"),
-                                  selection, version)
-    unfinished = unfinished_runs(client, experiment, version)
+                                  selection, version, searched)
+    unfinished = unfinished_of(searched[0])
     frame = verdict_table(study, table, margin[0], unfinished)
     conditions = condition_table(study, table)
     out = Path(out or REPORTS / experiment / "study")

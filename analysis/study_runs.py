@@ -372,13 +372,15 @@ def latest_runs(client, experiment: str, code_version: str | None) -> tuple[pd.D
 
 
 def load_runs(client, experiment: str, outcomes: list[str], cache_dir: Path, table: SelectionTable | None = None,
-              code_version: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, CodeChoice]:
+              code_version: str | None = None, searched: tuple[pd.DataFrame, CodeChoice] | None = None,
+              ) -> tuple[pd.DataFrame, pd.DataFrame, CodeChoice]:
     """(the runs used: FINISHED, not superseded, readable, of code ``code_version`` (every code's when
     None; ``analysis.load.choose_code``); their run table, unperturbed runs only; the code choice).
-    Raises NoRunsError."""
+    ``searched``: what ``latest_runs`` returned for the same arguments, when the caller has it (the
+    search is most of a large store's loading time). Raises NoRunsError."""
     from analysis.load import NoRunsError
 
-    runs, code = latest_runs(client, experiment, code_version)
+    runs, code = searched or latest_runs(client, experiment, code_version)
     used = runs[(runs["status"] == "FINISHED") & (runs["superseded_by"] == "")]
     artifacts, problems = load_artifacts(client, list(used["run_id"]), cache_dir)
     used = used[used["run_id"].isin(artifacts)]
@@ -390,10 +392,15 @@ def load_runs(client, experiment: str, outcomes: list[str], cache_dir: Path, tab
 
 def unfinished_runs(client, experiment: str, code_version: str | None = None) -> pd.DataFrame:
     """The training runs of ``experiment`` (of code ``code_version``, every code's when None) that did
-    not finish and that no later run of the same config replaced: learner, data set, scenario,
-    training, rate, seed, status and the reason recorded with it (``contract.TAG_ERROR``). Their
-    config's cell is averaged over the seeds that did finish, so a reader must see them."""
-    runs, _ = latest_runs(client, experiment, code_version)
+    not finish and that no later run of the same config replaced (``unfinished_of``)."""
+    return unfinished_of(latest_runs(client, experiment, code_version)[0])
+
+
+def unfinished_of(runs: pd.DataFrame) -> pd.DataFrame:
+    """Of ``latest_runs``'s runs, those that did not finish and that no later run of the same config
+    replaced: learner, data set, scenario, training, rate, seed, status and the reason recorded with
+    it (``contract.TAG_ERROR``). Their config's cell is averaged over the seeds that did finish, so a
+    reader must see them."""
     left = runs[(runs["status"] != "FINISHED") & (runs["superseded_by"] == "")]
     if left.empty:
         return pd.DataFrame(columns=["learner", "task_sequence", "scenario", "joint", "lr", "seed", "status", "reason"])

@@ -641,14 +641,37 @@ def test_a_doc_of_older_code_s_runs_says_where_to_see_what_changed_since():
 def test_the_pilot_reads_the_current_codes_runs_unless_told_otherwise(monkeypatch, flags, asked):
     seen = []
 
-    def no_runs(client, experiment, outcomes, cache_dir, table=None, code_version=None):
+    def no_runs(client, experiment, code_version=None):
         seen.append(code_version)
         raise pilot.NoRunsError("none")
 
     monkeypatch.setattr(pilot, "open_store", lambda *args, **kwargs: object())
-    monkeypatch.setattr(pilot, "load_runs", no_runs)
+    monkeypatch.setattr(pilot, "latest_runs", no_runs)  # the one search of the store, for the runs used and left
     assert pilot.main(["--experiment", "credit_assignment_pilot", "--tracking-uri", "sqlite:///unused.db", *flags]) == 1
     assert seen == [contract.package_hash() if asked == "current" else asked]
+
+
+@pytest.mark.parametrize("script", [study_report, pilot])
+def test_the_report_and_the_pilot_search_the_store_once_for_the_runs_used_and_those_left(monkeypatch, script):
+    """The search is most of a large store's loading time: the runs used and the runs that did not finish
+    come from the same ``latest_runs`` frame."""
+    searched = (pd.DataFrame({"status": ["FAILED"], "superseded_by": [""]}), "code choice")
+    calls, handed = [], []
+
+    def one_search(client, experiment, code_version=None):
+        calls.append(code_version)
+        return searched
+
+    def load_runs(*args, **kwargs):
+        handed.append(args[-1] if len(args) == 7 else kwargs.get("searched"))
+        raise pilot.NoRunsError("stop here")  # what follows is tested elsewhere
+
+    monkeypatch.setattr(script, "open_store", lambda *args, **kwargs: object())
+    monkeypatch.setattr(script, "latest_runs", one_search)
+    monkeypatch.setattr(script, "load_runs", load_runs)
+    experiment = "credit_assignment" if script is study_report else "credit_assignment_pilot"
+    assert script.main(["--experiment", experiment, "--tracking-uri", "sqlite:///unused.db", "--any-code"]) == 1
+    assert calls == [None] and handed == [searched]
 
 
 def test_the_pilot_lists_the_runs_that_did_not_finish_unless_a_later_run_of_their_config_did(tmp_path):
