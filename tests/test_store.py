@@ -96,6 +96,63 @@ def test_a_new_store_is_created_healthy_and_a_healthy_one_is_left_alone(tmp_path
     assert (tmp_path / "sub/dir/mlflow.db").stat().st_mtime_ns == before
 
 
+def rows_and_schema(path: Path) -> tuple[list, dict]:
+    """Every table's definition and rows, the default experiment's times left out (they are the clock's)."""
+    con = sqlite3.connect(path)
+    try:
+        schema = sorted(con.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"))
+        rows = {name: sorted(map(repr, con.execute(f'SELECT * FROM "{name}"')))
+                for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        rows["experiments"] = sorted(map(repr, con.execute(
+            "SELECT experiment_id, name, artifact_location, lifecycle_stage, workspace FROM experiments")))
+        return schema, rows
+    finally:
+        con.close()
+
+
+def test_a_new_store_is_a_copy_of_the_template_and_equals_the_store_mlflow_makes(tmp_path, monkeypatch):
+    """MLflow's ~70 migrations cost every new store ~3 s of CPU: the first makes the template, the
+    others copy it. A copy must be the store MLflow would have made, its default experiment included."""
+    import mlflow.store.db.utils as db_utils
+
+    monkeypatch.chdir(tmp_path)  # the default experiment's artifact location is relative to it
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    monkeypatch.setenv(store_module.TEMPLATE_ENV, "off")
+    prepare_store(f"sqlite:///{tmp_path}/a/mlflow.db")  # made by MLflow's migrations, as before
+    assert not (tmp_path / "templates").exists()
+    monkeypatch.setenv(store_module.TEMPLATE_ENV, str(tmp_path / "templates"))
+    prepare_store(f"sqlite:///{tmp_path}/first.db")  # makes the template
+    (template,) = (tmp_path / "templates").glob("mlflow-*.db")
+
+    def no_migrations(engine):
+        raise AssertionError("a store made from the template runs no migration")
+
+    monkeypatch.setattr(db_utils, "_initialize_tables", no_migrations)
+    prepare_store(f"sqlite:///{tmp_path}/b/mlflow.db")
+    made, copied = tmp_path / "a" / "mlflow.db", tmp_path / "b" / "mlflow.db"
+    assert state(f"sqlite:///{copied}").kind == "healthy"
+    assert rows_and_schema(copied) == rows_and_schema(made)
+    ids = [MlflowClient(f"sqlite:///{path}").create_experiment("next") for path in (made, copied)]
+    assert ids[0] == ids[1]
+    assert rows_and_schema(template)[1]["experiments"] == []  # each copy gets its own default experiment
+
+
+def test_a_template_that_cannot_be_made_or_read_leaves_the_store_to_mlflow(tmp_path, monkeypatch):
+    (tmp_path / "not_a_dir").write_text("")
+    monkeypatch.setenv(store_module.TEMPLATE_ENV, str(tmp_path / "not_a_dir"))  # nothing can be kept there
+    prepare_store(f"sqlite:///{tmp_path}/one.db")
+    assert state(f"sqlite:///{tmp_path}/one.db").kind == "healthy"
+    monkeypatch.setenv(store_module.TEMPLATE_ENV, str(tmp_path / "templates"))
+    prepare_store(f"sqlite:///{tmp_path}/two.db")
+    (template,) = (tmp_path / "templates").glob("mlflow-*.db")
+    corrupt(template)
+    prepare_store(f"sqlite:///{tmp_path}/three.db")  # the damaged template is not copied, and dropped
+    assert state(f"sqlite:///{tmp_path}/three.db").kind == "healthy" and not template.exists()
+    assert not list(tmp_path.glob(".three.db.new-*"))  # no partial copy left beside the store
+    prepare_store(f"sqlite:///{tmp_path}/four.db")  # a new template
+    assert template.exists() and state(f"sqlite:///{tmp_path}/four.db").kind == "healthy"
+
+
 def test_a_store_uri_in_a_missing_directory_is_refused_unless_told_to_create_it(tmp_path, capsys):
     """Before, ``sqlite:///typo/sub/x.db`` silently created the tree and a new empty store, so a typo
     retrained everything."""
@@ -495,15 +552,19 @@ def test_a_damaged_store_stops_training_until_it_is_repaired(store, tmp_path):
 
 
 @pytest.mark.slow
-def test_concurrent_first_use_of_a_new_store_never_breaks_it(tmp_path):
+@pytest.mark.parametrize("template", ["off", "new"])
+def test_concurrent_first_use_of_a_new_store_never_breaks_it(tmp_path, template):
     """8 single runs started together on a store that does not exist yet: before the lock, 7 of 8
-    failed on the racing migrations and the file was often left unusable, so one round catches it."""
+    failed on the racing migrations and the file was often left unusable, so one round catches it.
+    With the template off they race to migrate; with a new template directory, to make the template
+    and to copy it."""
     processes, uri = 8, f"sqlite:///{tmp_path}/mlflow.db"
+    env = {**os.environ, store_module.TEMPLATE_ENV: "off" if template == "off" else str(tmp_path / "templates")}
     procs = [
         subprocess.Popen(
             [sys.executable, str(ROOT / "experiments" / "train.py"), *SMALL, f"seed={seed}", f"tracking.uri={uri}",
              f"hydra.run.dir={tmp_path}/out{seed}", f"tracking.artifact_location={tmp_path}/art"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env,
         )
         for seed in range(processes)
     ]
