@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
@@ -140,6 +141,26 @@ def test_the_results_table_gives_each_condition_mean_and_t_interval_over_seeds()
     assert table.loc[0, "acc"] == f"0.300 ± {half:.3f}" and table.loc[0, "bwt"] == f"-0.300 ± {half:.3f}"
     assert table.loc[3, "n"] == 2 and table.loc[3, "acc"] == "0.800 ± 0.000"
     assert "95 % t-interval" in format_table(table)
+
+
+def test_the_results_tables_interval_is_scipy_stats_own_without_importing_it():
+    """A sweep's parent imported scipy.stats (~1.5 s) for one t quantile."""
+    code = ("import sys, numpy as np\n"
+            "from hydra_plugins.forgetlab_sweeper.results import mean_and_half_width\n"
+            "rng = np.random.default_rng(0)\n"
+            "print([mean_and_half_width(list(rng.normal(size=n))) for n in (2, 3, 5, 20, 200)])\n"
+            "print('scipy.stats' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    shown, imported = proc.stdout.splitlines()
+    assert imported == "False", proc.stderr[-2000:]
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    expected = []
+    for n in (2, 3, 5, 20, 200):
+        x = rng.normal(size=n)
+        expected.append((float(x.mean()), float(stats.t.ppf(0.975, n - 1) * x.std(ddof=1) / n ** 0.5)))
+    assert shown == str(expected)  # bit for bit
 
 
 def test_the_bar_ends_on_the_sweepers_counts_also_for_a_job_that_lost_its_worker(tmp_path, capsys):

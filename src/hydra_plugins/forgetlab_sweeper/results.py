@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy.special import stdtrit
 
 from forgetlab import contract
 
@@ -48,9 +49,10 @@ def mean_and_half_width(values: list[float]) -> tuple[float, float]:
         return float("nan"), float("nan")
     if x.size < 2:
         return float(x.mean()), float("nan")
-    from scipy import stats  # here, not at the top: every job process imports this module, never this function
-
-    return float(x.mean()), float(stats.t.ppf((1 + LEVEL) / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    # The t quantile of scipy.special (which the networks import anyway): scipy.stats' t.ppf computes it
+    # with the same function, bit for bit, and importing scipy.stats cost a sweep's parent ~1.5 s.
+    quantile = stdtrit(x.size - 1, (1 + LEVEL) / 2)
+    return float(x.mean()), float(quantile * x.std(ddof=1) / math.sqrt(x.size))
 
 
 def cell(mean: float, half: float) -> str:
