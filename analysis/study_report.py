@@ -304,17 +304,21 @@ def gate_section(study: Study, table: pd.DataFrame) -> str:
         "rate": frame["lr"].map(lambda v: f"{v:g}"), "joint ACC (ceiling)": frame["joint_acc"].map(fmt),
         "learning accuracy": frame["learning_acc"].map(fmt), "chance": frame["chance"].map(fmt),
         "gate": frame["gate"].map(lambda g: f"≥ {g:g}" if g is not None and np.isfinite(g) else "–"),
+        "seeds at the gate": [f"{k:.0f} of {n}" if g is not None and n else "–"
+                              for k, g, n in zip(frame["joint_passing"], frame["gate"], frame["joint_n"])],
         "passes": [{True: "yes", False: "**no**"}.get(p, "no joint runs" if g is not None and not n else "–")
                    for p, g, n in zip(frame["passes"], frame["gate"], frame["joint_n"])]})
     if not study.gate:  # nothing to pass: the table says what each learner learned
         return "\n".join(["## Did the learners learn?", "",
                           "The study declares no gate; joint ACC (all tasks shuffled together, the ceiling) and learning "
                           "accuracy (each task right after training it), means over seeds at the selected rate:", "",
-                          markdown_table(shown.drop(columns=["gate", "passes"]))])
+                          markdown_table(shown.drop(columns=["gate", "seeds at the gate", "passes"]))])
     lines = ["## Did the learners learn?", "",
              "The gate: a learner's joint ACC (all tasks shuffled together; mean over seeds, at its selected rate) must "
              "reach " + ", ".join(f"{v:g} in {s}-IL" for s, v in study.gate.items()) + " for its comparisons in that "
-             "scenario to get a verdict: a learner that did not learn cannot show forgetting.", "",
+             "scenario to get a verdict: a learner that did not learn cannot show forgetting. \"Seeds at the gate\": the "
+             "seeds whose own joint run reaches it (a mean below it may be every seed short of it, or a few that "
+             "collapsed).", "",
              markdown_table(shown), ""]
     if failed.empty:
         return "\n".join(lines + ["Every learner passes the gate where it applies."])

@@ -426,8 +426,9 @@ def unfinished_lines(unfinished: pd.DataFrame) -> list[str]:
 def learnability(table: pd.DataFrame, gate: dict[str, float], primary: str | None = None) -> pd.DataFrame:
     """One row per data set, scenario and learner at its selected rate: the joint ceiling (mean final
     ACC of joint training over seeds, with its sd), the learning accuracy and ACC of sequential training,
-    chance, the primary outcome, seeds, and whether the joint ceiling reaches the scenario's ``gate``
-    (True / False, False without joint runs; None where the study sets no gate for the scenario)."""
+    chance, the primary outcome, seeds, whether the joint ceiling reaches the scenario's ``gate``
+    (True / False, False without joint runs; None where the study sets no gate for the scenario) and
+    how many seeds' joint runs reach it on their own (``joint_passing``)."""
     rows = []
     here = table[table["at_selected"]]
     for (sequence, scenario, learner), group in here.groupby(["task_sequence", "scenario", "learner"]):
@@ -441,6 +442,8 @@ def learnability(table: pd.DataFrame, gate: dict[str, float], primary: str | Non
             "acc": sequential["acc"].mean(), "n": len(sequential), "chance": group["chance"].mean(),
             **({primary: sequential[primary].mean(), f"{primary}_sd": sequential[primary].std(ddof=1)} if primary else {}),
             "gate": threshold,
+            # a mean below the gate may be every seed short of it or a few that collapsed: the reader must see which
+            "joint_passing": None if threshold is None else int((joint["acc"] >= threshold).sum()),
             # without joint runs a learner cannot show that it learned: it does not pass a declared gate
             "passes": None if threshold is None else bool(np.isfinite(ceiling) and ceiling >= threshold),
         })

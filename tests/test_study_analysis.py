@@ -426,7 +426,19 @@ def test_the_pilots_gate_passes_and_fails_by_the_joint_ceiling():
     assert dict(zip(frame["learner"], frame["passes"])) == {MLP: False, TRUNCATED: True, EPOCHWISE: True}
     assert pilot.not_learned(frame) == [f"- split_mnist, domain: {MLP} (0.850 < 0.9)"]
     ungated = study_runs.learnability(synthetic_runs(0.0), {}, None)
-    assert set(ungated["passes"]) == {None}
+    assert set(ungated["passes"]) == {None} and set(ungated["joint_passing"]) == {None}
+
+
+def test_the_gate_shows_how_many_seeds_reach_it_on_their_own():
+    """A mean below the gate from three collapsed seeds reads differently from every seed short of it."""
+    runs = synthetic_runs(0.0)
+    collapsed = (runs["learner"] == MLP) & runs["joint"] & (runs["seed"] < 3)
+    runs.loc[collapsed, "acc"] = 0.80  # mean (3 x 0.80 + 5 x 0.95) / 8 = 0.894 < 0.9
+    frame = study_runs.learnability(runs, STUDY.gate, "bwt_normalized").set_index("learner")
+    assert not frame.loc[MLP, "passes"] and frame.loc[MLP, "joint_passing"] == 5
+    assert frame.loc[EPOCHWISE, "joint_passing"] == 8
+    gate = study_report.gate_section(PRESENT, runs)
+    assert "| seeds at the gate |" in gate and "| 5 of 8 | **no** |" in gate and "| 8 of 8 | yes |" in gate
 
 
 def test_a_rate_selected_at_the_edge_of_the_grid_is_flagged():
