@@ -390,12 +390,6 @@ def load_runs(client, experiment: str, outcomes: list[str], cache_dir: Path, tab
     return used, frame[frame["perturbation"] == 0].reset_index(drop=True), code
 
 
-def unfinished_runs(client, experiment: str, code_version: str | None = None) -> pd.DataFrame:
-    """The training runs of ``experiment`` (of code ``code_version``, every code's when None) that did
-    not finish and that no later run of the same config replaced (``unfinished_of``)."""
-    return unfinished_of(latest_runs(client, experiment, code_version)[0])
-
-
 def unfinished_of(runs: pd.DataFrame) -> pd.DataFrame:
     """Of ``latest_runs``'s runs, those that did not finish and that no later run of the same config
     replaced: learner, data set, scenario, training, rate, seed, status and the reason recorded with

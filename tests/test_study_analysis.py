@@ -711,10 +711,10 @@ def test_the_pilot_lists_the_runs_that_did_not_finish_unless_a_later_run_of_thei
     run("b", "FAILED", False, 1001, "stopped")
     run("b", "FINISHED", False, 1001)  # the resumed sweep redid it
     run("c", "FINISHED", True, 1001)
-    left = study_runs.unfinished_runs(client, "pilot_x")
+    left = study_runs.unfinished_of(study_runs.latest_runs(client, "pilot_x", None)[0])
     assert len(left) == 1
     (line,) = study_runs.unfinished_lines(left)
     assert line == ("- split_mnist, class: RTRL, loss at every step, joint, rate 0.005, seed 1000: FAILED: "
                     "TrainingDiverged: Training diverged by update 9")
     with pytest.raises(pilot.NoRunsError):  # the code choice is load_runs's: the same runs, the same refusal
-        study_runs.unfinished_runs(client, "pilot_x", code_version="another")
+        study_runs.latest_runs(client, "pilot_x", code_version="another")
