@@ -75,6 +75,7 @@ def selection_run(client, experiment: str, lr: float, acc: float, code: str) -> 
     client.set_terminated(run.info.run_id, "FINISHED")
 
 
+@pytest.mark.slow
 def test_select_lr_chooses_among_the_current_codes_runs_unless_told_otherwise(tmp_path, capsys):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)

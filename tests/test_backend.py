@@ -80,6 +80,7 @@ for _name in ("zeros_like", "empty_like", "ones_like"):  # NumPy's own would cop
 DEVICE.__name__ = "device_standin"
 
 
+@pytest.mark.slow
 def test_a_config_composes_where_mlflow_cannot_be_imported():
     """A GPU machine need not have MLflow: the sweeper's module then fails to import, its config node
     (a module of its own) does not."""
@@ -122,6 +123,7 @@ def final_weights(trainer):
     return {name: to_numpy(p) for name, p in trainer.network.params.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("learner", sorted(LEARNERS))
 def test_every_learner_trains_evaluates_and_probes_on_the_device(compose_cfg, learner):
     cfgs = [compose_cfg(*SHORT, *LEARNERS[learner], *PROBED, f"seed={s}") for s in (0, 1)]

@@ -97,6 +97,7 @@ def test_the_torch_benchmark_answers_help_without_torch_and_says_how_to_install_
     assert refused.returncode == 1 and "pip install -e '.[bench]'" in refused.stderr, refused.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_train_help_lists_every_config_group_with_its_options_and_hides_the_schemas():
     text = help_of("train").stdout
     groups_part = text.split("== Config groups ==")[1].split("== Config ==")[0].split("\n", 1)[1]

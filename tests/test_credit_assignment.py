@@ -57,6 +57,7 @@ def study_cfg(compose_cfg, root: Path, learner: str, *overrides: str):
                        f"paths.root_dir={root}", *overrides)
 
 
+@pytest.mark.slow
 def test_every_recurrent_learner_starts_from_the_same_weights_and_sees_the_same_samples(compose_cfg, tmp_path):
     every_learner_table(tmp_path)
     trainers = {}
@@ -141,6 +142,7 @@ def test_with_the_loss_at_every_step_rtrl_updates_at_every_step_and_ends_elsewhe
     assert np.max(np.abs(rtrl_trainer.network.params["W_hh"] - bptt_trainer.network.params["W_hh"])) > 1e-4
 
 
+@pytest.mark.slow
 def test_the_study_sweeps_its_rates_and_records_their_selection_sweep_from_the_table(compose_cfg, tmp_path):
     write_table(tmp_path, [
         {"task_sequence.name": "split_mnist", "task_sequence.scenario": "domain", "algorithm.name": alg, "algorithm.h": h,
@@ -184,6 +186,7 @@ def sweep_values(preset: str) -> dict[str, list[str]]:
     return {key: list(o.sweep_string_iterator()) if o.is_sweep_override() else [str(o.value())] for key, o in parsed.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["credit_assignment", "credit_assignment_pilot"])
 def test_every_learner_of_the_presets_is_valid_and_the_design_is_the_declared_one(compose_cfg, tmp_path, preset):
     """Every learner of the sweep (the other axes change no rule; the sweeper validates every job before

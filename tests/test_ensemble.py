@@ -75,6 +75,7 @@ def test_each_member_has_the_numbers_of_its_config_alone(compose_cfg, algorithm,
     assert_each_member_as_alone([compose_cfg(*SMALL, *learner(algorithm), *member) for member in MEMBERS[:n_members]])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("implementation", ["forward", "reverse"])
 def test_each_form_of_rtrl_gives_each_member_the_numbers_of_its_config_alone(compose_cfg, implementation):
     overrides = [*SMALL, *learner("rtrl"), f"algorithm.implementation={implementation}"]
@@ -92,6 +93,7 @@ def assert_each_member_as_alone(cfgs):
     assert not np.array_equal(results[0].points[-1].probe_loss, results[1].points[-1].probe_loss)
 
 
+@pytest.mark.slow
 def test_the_solo_path_is_the_ensemble_of_one(compose_cfg):
     cfg = compose_cfg(*SMALL, *learner("rtrl"), "seed=3")
     trainer = build_trainer(cfg)
@@ -116,6 +118,7 @@ def test_callbacks_see_each_members_points(compose_cfg):
     assert seen[0][-1].accuracy.tolist() != seen[1][-1].accuracy.tolist()
 
 
+@pytest.mark.slow
 def test_a_diverging_member_stops_alone(compose_cfg):
     """DIVERGING's member (lr 1e6, init scale 3) fails as it does alone; the others, which share its
     architecture, go on with the numbers of their own solo runs."""
@@ -139,6 +142,7 @@ def test_a_diverging_member_stops_alone(compose_cfg):
         assert_same_run(solo, results[m], solo_params, {n: p[m] for n, p in ensemble.network.params.items()})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["bptt_epochwise", "bptt_truncated", "rtrl"])
 def test_a_recurrent_member_whose_weights_turn_nan_stops_alone(compose_cfg, algorithm):
     """The RNN's bounded units keep its loss finite even at absurd learning rates, so the divergence is
@@ -191,6 +195,7 @@ def test_gradients_of_three_members_match_finite_differences(compose_cfg, algori
             assert relative_error(g[m], numeric[name][m]) < 1e-6, (name, m)
 
 
+@pytest.mark.slow
 def test_only_member_keys_may_differ(compose_cfg):
     base = compose_cfg(*SMALL)
     members = [compose_cfg(*SMALL, *m) for m in MEMBERS]

@@ -215,6 +215,7 @@ def test_a_learner_from_this_file_alone_runs_sweeps_and_is_reported(tmp_path):
     assert "sign_sgd" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_help_lists_the_new_parts():
     proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "train.py"), "--help"], capture_output=True,
                           text=True, timeout=120, cwd=ROOT, env={**os.environ, **EXTENSION})

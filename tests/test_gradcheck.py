@@ -42,6 +42,7 @@ def test_audit_fails_on_a_wrong_gradient(monkeypatch, capsys, algorithm, param, 
     assert "FAIL" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_dump_is_self_describing_and_consistent(tmp_path):
     path = tmp_path / "g.npz"
     proc = subprocess.run(

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from forgetlab.contract import TAG_HEARTBEAT, TAG_KIND, TAG_PROCESS
@@ -40,6 +41,7 @@ def left_running(sqlite_uri):
     return client, made
 
 
+@pytest.mark.slow
 def test_runs_whose_process_is_gone_are_ended_killed_in_every_experiment_at_the_next_contact(sqlite_uri):
     client, made = left_running(sqlite_uri)
     ended = end_dead_runs(RetryingClient(sqlite_uri), stale_after_s=600)
@@ -50,6 +52,7 @@ def test_runs_whose_process_is_gone_are_ended_killed_in_every_experiment_at_the_
     assert "is gone" in client.get_run(made["dead job"]).data.tags["forgetlab.error"]
 
 
+@pytest.mark.slow
 def test_server_repair_ends_them_from_the_shell(sqlite_uri, tmp_path):
     client, made = left_running(sqlite_uri)
     repair = subprocess.run([sys.executable, "-m", "forgetlab.server", "repair", "--uri", sqlite_uri,

@@ -124,6 +124,7 @@ def test_a_sweep_never_counts_a_job_done_by_a_run_that_is_still_running(monkeypa
     assert final_status(jobs[:2], outcome_counts(jobs[:2], jobs[:2], []), {"sweep/jobs_finished": 1.0})[0] == "FAILED"
 
 
+@pytest.mark.slow
 def test_a_job_that_finds_its_config_running_in_a_live_process_creates_no_run_and_says_so(compose_cfg, sqlite_uri):
     from forgetlab.config import validate
     from forgetlab.experiment import RunContext, RunningElsewhere, run_experiment

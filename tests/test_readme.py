@@ -118,6 +118,7 @@ def script_commands() -> dict[str, list[str]]:
     return by_script
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(script_commands()))
 def test_every_analysis_command_of_the_readme_uses_options_its_script_has(script):
     proc = run([script, "--help"], timeout=120)

@@ -25,6 +25,7 @@ def test_torch_peer_makes_the_same_update_as_epochwise_bptt():
         np.testing.assert_allclose(params[name].detach().numpy(), p[0], rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.slow
 def test_json_line_holds_the_rtrl_gemm_ratio_per_hidden_size():
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "recurrent_cost.py"), "--hidden", "4", "8", "--lengths", "3",

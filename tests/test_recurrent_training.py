@@ -24,6 +24,7 @@ def test_row_sequential_digits_read_each_image_row_by_row(compose_cfg):
         np.testing.assert_array_equal(r.y_train, v.y_train)
 
 
+@pytest.mark.slow
 def test_mnist1d_is_generated_offline_into_five_two_class_tasks(compose_cfg):
     seq = build_task_sequence(compose_cfg("task_sequence=split_mnist1d").task_sequence)
     assert seq.input_shape == (40, 1) and seq.n_tasks == 5
@@ -130,12 +131,14 @@ def test_invalid_combinations_fail_validation_naming_the_key(compose_cfg, overri
         validate(compose_cfg(*overrides))
 
 
+@pytest.mark.slow
 def test_every_learner_preset_is_valid(compose_cfg):
     for learner in ("mlp_backprop", "rnn_bptt_epochwise", "rnn_bptt_truncated", "rnn_rtrl"):
         validate(compose_cfg(f"learner={learner}"))
         validate(compose_cfg(f"learner={learner}", "task_sequence=split_mnist1d"))
 
 
+@pytest.mark.slow
 def test_invalid_recurrent_config_exits_2_before_any_run(tmp_path, sqlite_uri):
     proc = run_train("learner=rnn_bptt_truncated", "algorithm.h=2", "algorithm.h_prime=5",
                      f"tracking.uri={sqlite_uri}", f"hydra.run.dir={tmp_path}/out")

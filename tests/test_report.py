@@ -135,6 +135,7 @@ def test_report_has_every_figure_as_png_and_pdf_its_latex_tables_and_sections(bu
     assert retention["retained_mean"].dropna().between(0, 1).all()
 
 
+@pytest.mark.slow
 def test_a_selection_with_more_panels_than_allowed_gets_its_tables_and_a_note_instead_of_figures(store, tmp_path, capsys):
     uri, tmp = store
     out = tmp_path / "crowded"

@@ -164,6 +164,7 @@ def _draw(runs: pd.DataFrame, artifacts: dict, out) -> dict:
     )
 
 
+@pytest.mark.slow
 def test_every_figure_is_a_png_and_a_pdf_at_page_and_column_width(study, tmp_path):
     written = _draw(*study, tmp_path / "figures")
     assert set(written) == set(report.CAPTIONS)

@@ -116,6 +116,7 @@ def test_a_run_of_this_machine_is_stale_exactly_when_its_process_is_gone():
     assert not is_stale(fake_run({TAG_PROCESS: other_container}, start_s=time.time()), stale_after_s=600)
 
 
+@pytest.mark.slow
 def test_a_sweep_whose_process_died_is_ended_killed_with_its_orphaned_jobs(sqlite_uri):
     """A sweeper killed with ``kill -9`` leaves its parent RUNNING; the next sweep of the experiment
     ends it KILLED, with the jobs it left RUNNING, and leaves live sweeps and unjudgeable ones alone."""

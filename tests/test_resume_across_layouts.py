@@ -36,6 +36,7 @@ def test_the_pre_move_hash_tells_trainer_settings_apart(compose_cfg):
     assert config_hash_before_trainer_group(one) != config_hash_before_trainer_group(two)
 
 
+@pytest.mark.slow
 def test_a_job_started_later_skips_a_config_finished_under_the_old_layout(tmp_path, sqlite_uri, compose_cfg, capsys):
     from forgetlab.experiment import RunContext, run_experiment
 

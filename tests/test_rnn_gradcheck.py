@@ -49,6 +49,7 @@ def _dump(tmp_path, algorithm, *extra):
         return {k: d[k] for k in d.files}
 
 
+@pytest.mark.slow
 def test_dump_is_self_describing_and_the_algorithms_agree(tmp_path):
     d = _dump(tmp_path, "rtrl", "algorithm.update_every=3")
     meta = json.loads(str(d["meta"]))

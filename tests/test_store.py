@@ -118,6 +118,7 @@ def rows_and_schema(path: Path) -> tuple[list, dict]:
         con.close()
 
 
+@pytest.mark.slow
 def test_a_new_store_is_a_copy_of_the_template_and_equals_the_store_mlflow_makes(tmp_path, monkeypatch):
     """MLflow's ~70 migrations cost every new store ~3 s of CPU: the first makes the template, the
     others copy it. A copy must be the store MLflow would have made, its default experiment included."""
@@ -145,6 +146,7 @@ def test_a_new_store_is_a_copy_of_the_template_and_equals_the_store_mlflow_makes
     assert rows_and_schema(template)[1]["experiments"] == []  # each copy gets its own default experiment
 
 
+@pytest.mark.slow
 def test_a_template_that_cannot_be_made_or_read_leaves_the_store_to_mlflow(tmp_path, monkeypatch):
     (tmp_path / "not_a_dir").write_text("")
     monkeypatch.setenv(store_module.TEMPLATE_ENV, str(tmp_path / "not_a_dir"))  # nothing can be kept there
@@ -211,6 +213,7 @@ def test_the_command_make_ui_runs_first_prepares_a_store_or_exits_2(tmp_path, ca
     assert err.startswith("Tracking store error:") and "file is not a database" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_the_store_is_created_by_one_process_while_the_others_wait_for_the_lock(tmp_path, monkeypatch):
     """Process A holds the lock (as while migrating); B must wait and then find the store A made."""
     import forgetlab.tracking.store as store_module
@@ -441,6 +444,7 @@ def test_a_damaged_store_with_runs_is_refused_and_then_repaired_keeping_a_copy(s
     assert run.data.metrics == {"acc": 0.9} and run.info.status == "FINISHED"
 
 
+@pytest.mark.slow
 def test_an_outdated_store_is_migrated_by_the_repair(tmp_path):
     """A store at the revision before MLflow's head, as an interrupted upgrade leaves it."""
     from alembic import command
@@ -669,6 +673,7 @@ def test_a_tracking_server_that_dies_mid_sweep_fails_the_jobs_quickly_and_the_su
     assert elapsed < 45, elapsed
 
 
+@pytest.mark.slow
 def test_a_process_walks_mlflows_migration_scripts_once(tmp_path):
     """Reading the head schema revision executes MLflow's ~70 migration scripts; the store check
     and MLflow's own check when its client opens the store share one walk."""

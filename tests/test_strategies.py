@@ -529,6 +529,7 @@ def test_learner_labels_name_the_strategy():
     assert learner_label(cfg_of("strategy=si")) == "backprop (MLP) + SI"
 
 
+@pytest.mark.slow
 def test_the_cost_guard_counts_what_a_strategy_adds():
     from forgetlab.cost import data_size, estimate
     from forgetlab.networks import NETWORKS

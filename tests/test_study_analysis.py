@@ -686,6 +686,7 @@ def test_the_report_and_the_pilot_search_the_store_once_for_the_runs_used_and_th
     assert calls == [None] and handed == [searched]
 
 
+@pytest.mark.slow
 def test_the_pilot_lists_the_runs_that_did_not_finish_unless_a_later_run_of_their_config_did(tmp_path):
     """A diverged run leaves its cell averaged over fewer seeds: the doc names it with its reason; a failed
     run that a resumed sweep redid is not listed."""

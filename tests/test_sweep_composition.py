@@ -52,7 +52,13 @@ ODD_JOBS = [
 ]
 
 
-@pytest.mark.parametrize("overrides", [*ODD_JOBS, *list(study_jobs())[::5]], ids=lambda o: " ".join(o) or "defaults")
+# The fast subset composes the odd jobs and a few of the study's; `make test` every fifth of the study's.
+SAMPLED_STUDY_JOBS = [o if i % 4 == 0 else pytest.param(o, marks=pytest.mark.slow)
+                      for i, o in enumerate(list(study_jobs())[::5])]
+
+
+@pytest.mark.parametrize("overrides", [*ODD_JOBS, *SAMPLED_STUDY_JOBS],
+                         ids=lambda o: " ".join(getattr(o, "values", [o])[0]) or "defaults")
 def test_a_job_composes_as_hydra_composes_it(hydra_loader, overrides):
     loader, master = hydra_loader
     composer = SweepComposer(loader, master)
@@ -61,6 +67,7 @@ def test_a_job_composes_as_hydra_composes_it(hydra_loader, overrides):
         assert without_hydra(mine) == without_hydra(loader.load_sweep_config(master, list(overrides)))
 
 
+@pytest.mark.slow
 def test_a_study_shares_templates_and_hashes_as_before(hydra_loader):
     loader, _ = hydra_loader
     master = compose("config", overrides=["experiment=credit_assignment_pilot"], return_hydra_config=True)

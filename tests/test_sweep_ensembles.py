@@ -31,6 +31,7 @@ def seeds_of(groups) -> list[list[int]]:
     return [[j.cfg.seed for j in group] for group in groups]
 
 
+@pytest.mark.slow
 def test_jobs_that_differ_only_in_member_keys_share_an_ensemble(compose_cfg):
     from hydra_plugins.forgetlab_sweeper.ensembles import group_jobs
 
@@ -54,6 +55,7 @@ def test_jobs_that_differ_only_in_member_keys_share_an_ensemble(compose_cfg):
     assert seeds_of(group_jobs(twice, max_size=8)) == [[0, 1], [0]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("setting, message", [
     ("hydra.sweeper.max_ensemble_size=0", "The 'hydra.sweeper.max_ensemble_size' parameter must be a whole number >= 1. Got 0."),
     ("hydra.sweeper.max_batch_size=-2", "The 'hydra.sweeper.max_batch_size' parameter must be a whole number >= 1 "

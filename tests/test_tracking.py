@@ -17,6 +17,7 @@ def R_with_init(matrix: pd.DataFrame) -> np.ndarray:
     return matrix.drop(columns="after").to_numpy()
 
 
+@pytest.mark.slow
 def test_invalid_value_exits_2_before_any_run(tmp_path, sqlite_uri):
     proc = run_train("algorithm.lr=-1", f"tracking.uri={sqlite_uri}", f"hydra.run.dir={tmp_path}/out")
     assert proc.returncode == 2
@@ -241,6 +242,7 @@ def test_metrics_carry_the_wall_clock_time_of_their_evaluation(tmp_path, sqlite_
         assert stamps == sorted(stamps)
 
 
+@pytest.mark.slow
 def test_mlflow_telemetry_is_off_unless_asked_for():
     """No network at run time. Run outside pytest's and CI's variables, which MLflow also honours."""
     import os

@@ -232,6 +232,7 @@ def test_bad_probe_settings_name_the_key(compose_cfg, overrides, key):
         validate(compose_cfg(*overrides))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("learner", ["mlp", "tbptt_stream"])
 def test_each_member_of_an_ensemble_has_the_probe_history_of_its_config_alone(compose_cfg, learner):
     from forgetlab.assembly import build_ensemble_trainer

@@ -5,6 +5,7 @@ the default marked ``*``. The help template (conf/hydra/help/forgetlab.yaml) rea
 
 from __future__ import annotations
 
+import functools
 import textwrap
 from pathlib import Path
 
@@ -20,8 +21,17 @@ WIDTH = 110
 
 def default_choices(conf_dir: Path) -> dict[str, str | None]:
     """group -> the option the primary config's defaults list chooses (None: none by default)."""
-    defaults = yaml.safe_load((conf_dir / "config.yaml").read_text()).get("defaults", [])
-    return {k: v for entry in defaults if isinstance(entry, dict) for k, v in entry.items()}
+    primary = Path(conf_dir) / "config.yaml"
+    stat = primary.stat()
+    return dict(_default_choices(primary, stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _default_choices(primary: Path, mtime_ns: int, size: int) -> tuple[tuple[str, str | None], ...]:
+    # OmegaConf resolves the help template's ${forgetlab.options:...} whenever Hydra merges the hydra
+    # node, ~12 times per composition: parsed once per version of the file, not each time.
+    defaults = yaml.safe_load(primary.read_text()).get("defaults", [])
+    return tuple((k, v) for entry in defaults if isinstance(entry, dict) for k, v in entry.items())
 
 
 def options(group: str, conf_dir: Path, parts: list[str] = ()) -> str:

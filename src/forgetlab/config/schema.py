@@ -133,6 +133,9 @@ def schemas() -> dict[str, dict[str, type]]:
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 
 
+_STORED: set[tuple] = set()  # what register_configs stored in this process's ConfigStore
+
+
 def register_configs(conf_dir: str | Path = CONF_DIR) -> None:
     """Schemas live in the ``schema/`` group so that ``--help`` lists only real options of each group;
     a group's YAML extends its schema with ``- /schema/<group>/<name>@_here_`` in its defaults. A part
@@ -142,6 +145,14 @@ def register_configs(conf_dir: str | Path = CONF_DIR) -> None:
     load_extensions()
     register_resolvers()
     register_help_resolver(Path(conf_dir), lambda group: PART_GROUPS[group][0].names() if group in PART_GROUPS else [])
+    # Storing the schemas converts every dataclass into an OmegaConf node (~50 ms); a process composes
+    # many times (a job three, a test run hundreds), so it stores them again only when what it would
+    # store differs: another conf/ tree, or a part registered (or replaced) since.
+    key = (str(Path(conf_dir).resolve()),
+           tuple((group, tuple((name, id(part.Config)) for name, part in registry.items()))
+                 for group, (registry, _) in PART_GROUPS.items()))
+    if key in _STORED:
+        return
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     for group, named in schemas().items():
@@ -151,6 +162,7 @@ def register_configs(conf_dir: str | Path = CONF_DIR) -> None:
         for name, part in registry.items():
             if not (Path(conf_dir) / group / f"{name}.yaml").exists():
                 cs.store(group=group, name=name, node=part.Config(name=name))
+    _STORED.add(key)
 
 
 def schema_of(node: Any, declared: type | None) -> type | None:
