@@ -136,6 +136,14 @@ CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 _STORED: set[tuple] = set()  # what register_configs stored in this process's ConfigStore
 
 
+def stored_key(conf_dir: str | Path = CONF_DIR) -> tuple:
+    """What ``register_configs`` stores depends on: the conf/ tree and the parts registered (by name
+    and config class)."""
+    return (str(Path(conf_dir).resolve()),
+            tuple((group, tuple((name, id(part.Config)) for name, part in registry.items()))
+                  for group, (registry, _) in PART_GROUPS.items()))
+
+
 def register_configs(conf_dir: str | Path = CONF_DIR) -> None:
     """Schemas live in the ``schema/`` group so that ``--help`` lists only real options of each group;
     a group's YAML extends its schema with ``- /schema/<group>/<name>@_here_`` in its defaults. A part
@@ -148,9 +156,7 @@ def register_configs(conf_dir: str | Path = CONF_DIR) -> None:
     # Storing the schemas converts every dataclass into an OmegaConf node (~50 ms); a process composes
     # many times (a job three, a test run hundreds), so it stores them again only when what it would
     # store differs: another conf/ tree, or a part registered (or replaced) since.
-    key = (str(Path(conf_dir).resolve()),
-           tuple((group, tuple((name, id(part.Config)) for name, part in registry.items()))
-                 for group, (registry, _) in PART_GROUPS.items()))
+    key = stored_key(conf_dir)
     if key in _STORED:
         return
     cs = ConfigStore.instance()

@@ -38,7 +38,6 @@ with the reason.
 
 # No `from __future__ import annotations`: Hydra's plugin scan runs this module before it is in
 # sys.modules, where dataclasses cannot resolve string annotations.
-import copy
 import hashlib
 import json
 import logging
@@ -52,7 +51,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.core_plugins import basic_sweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
@@ -67,6 +65,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
 
 from forgetlab import contract, stopping
 from forgetlab.config import Config, ConfigError, check_targets, explain_composition_error, typed
+from forgetlab.config.compose import shapes_defaults, with_values
 from forgetlab.cost import check_cost
 from forgetlab.experiment import EnsembleReturn, JobSkipped, JobStopped, MemberFailed, RunningElsewhere
 from forgetlab.server import ui_url
@@ -153,26 +152,17 @@ class SweepComposer:
         self.parser = OverridesParser.create(config_loader=config_loader)
         self.templates: dict[tuple[str, ...], DictConfig] = {}
 
-    def _shapes_defaults(self, override) -> bool:
-        """Whether Hydra reads this override while building the defaults list (so it keys the template)."""
-        if override.is_hydra_override() or override.package is not None or override.is_add() \
-                or override.is_force_add() or override.is_delete():
-            return True
-        repository = getattr(self.config_loader, "repository", None)
-        return repository is None or repository.group_exists(override.key_or_group)
-
     def compose(self, overrides: list[str]) -> DictConfig:
         parsed = self.parser.parse_overrides(overrides)
-        shapes = [self._shapes_defaults(o) for o in parsed]
+        repository = getattr(self.config_loader, "repository", None)
+        shapes = [shapes_defaults(o, repository) for o in parsed]
         if all(shapes):
             return self.config_loader.load_sweep_config(self.master, overrides)
         structural = tuple(o.input_line for o, shaping in zip(parsed, shapes) if shaping)
         template = self.templates.get(structural)
         if template is None:
             template = self.templates[structural] = self.config_loader.load_sweep_config(self.master, list(structural))
-        cfg = copy.deepcopy(template)
-        ConfigLoaderImpl._apply_overrides_to_config([o for o, shaping in zip(parsed, shapes) if not shaping], cfg)
-        return cfg
+        return with_values(template, [o for o, shaping in zip(parsed, shapes) if not shaping])
 
 
 def check_sweeper_settings(max_batch_size: int | None, max_ensemble_size: int) -> None:
