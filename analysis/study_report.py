@@ -196,17 +196,46 @@ def pending_reasons(study: Study, frame: pd.DataFrame, gate: dict) -> list[str]:
     return reasons
 
 
+def rate_learnability(study: Study, table: pd.DataFrame) -> pd.DataFrame:
+    """The gate at every rate of the primary cell, one row per learner and rate: the mean joint ACC over
+    seeds, the joint runs, and ``learned``: whether that mean reaches the primary scenario's gate (None
+    where the study declares no gate or the rate has no joint runs yet). At a rate where a learner did
+    not learn, its forgetting is no evidence about it (a run that learned little has a normalised BWT
+    near 0/0), so the rate factor uses only the rates where it learned."""
+    cell = table[(table["task_sequence"] == study.primary_sequence) & (table["scenario"] == study.primary_scenario)]
+    threshold = study.gate.get(study.primary_scenario)
+    rows = []
+    for (learner, rate), group in cell.groupby(["learner", "lr"]):
+        joint = group[group["joint"]]
+        ceiling = joint["acc"].mean() if len(joint) else math.nan
+        rows.append({"learner": learner, "rate": rate, "joint_acc": ceiling, "joint_n": len(joint),
+                     "learned": None if threshold is None or not len(joint) else bool(ceiling >= threshold)})
+    frame = pd.DataFrame(rows, columns=["learner", "rate", "joint_acc", "joint_n", "learned"])
+    frame["learned"] = pd.Series([r["learned"] for r in rows], index=frame.index, dtype=object)  # True, False or None
+    return frame
+
+
+def rate_learned(study: Study, table: pd.DataFrame) -> dict[tuple[str, float], tuple[bool | None, float]]:
+    """(learner, rate) -> (learned, mean joint ACC), from ``rate_learnability``."""
+    return {(r["learner"], r["rate"]): (r["learned"], r["joint_acc"]) for r in rate_learnability(study, table).to_dict("records")}
+
+
 def rate_frame(study: Study, table: pd.DataFrame) -> pd.DataFrame:
-    """The primary outcome of sequential training in the primary cell, one row per run: learner, rate, seed."""
+    """The primary outcome of sequential training in the primary cell, one row per run: learner, rate,
+    seed, and whether the learner learned at that rate (``rate_learnability``)."""
     cell = table[(table["task_sequence"] == study.primary_sequence) & (table["scenario"] == study.primary_scenario)
                  & ~table["joint"]]
-    return cell[["learner", "lr", "seed", "selected_lr", study.primary_metric]].rename(columns={"lr": "rate"})
+    runs = cell[["learner", "lr", "seed", "selected_lr", study.primary_metric]].rename(columns={"lr": "rate"})
+    learned = rate_learnability(study, table)[["learner", "rate", "learned"]]
+    return runs.merge(learned, on=["learner", "rate"], how="left").astype({"learned": object})
 
 
 def rate_contrasts(study: Study, table: pd.DataFrame) -> pd.DataFrame:
     """Each family comparison at each common rate (both learners at that rate), beside the headline at
-    the learners' selected rates: does the sign depend on the rate?"""
+    the learners' selected rates: does the sign depend on the rate? ``not_learned``: the learners below
+    the gate at that rate ('' when both learned)."""
     rows = []
+    learned = {key: passes for key, (passes, _) in rate_learned(study, table).items()}
     for pair in study.family:
         for rate in sorted(table["lr"].unique()):
             d = statistics.paired_differences(
@@ -214,8 +243,9 @@ def rate_contrasts(study: Study, table: pd.DataFrame) -> pd.DataFrame:
                   for name in (pair.treatment, pair.reference)))
             if len(d):
                 mean, low, high = statistics.mean_ci(d)
+                below = [name for name in (pair.treatment, pair.reference) if learned.get((name, rate)) is False]
                 rows.append({"treatment": pair.treatment, "reference": pair.reference, "rate": rate, "n": len(d),
-                             "mean": mean, "ci_low": low, "ci_high": high})
+                             "mean": mean, "ci_low": low, "ci_high": high, "not_learned": ", ".join(below)})
     return pd.DataFrame(rows)
 
 
@@ -334,6 +364,7 @@ def rates_section(study: Study, table: pd.DataFrame) -> str:
     if data.empty:
         return "## The learning rate as a factor\n\nNo runs of the primary cell."
     cells = data.groupby(["learner", "rate"])[outcome].agg(["mean", "std", "count"]).reset_index()
+    gated = rate_learned(study, table)
     selected = data.groupby("learner")["selected_lr"].first()
     rows = []
     rates = sorted({*study.rates, *cells["rate"]})  # the declared grid, runs or not
@@ -341,20 +372,32 @@ def rates_section(study: Study, table: pd.DataFrame) -> str:
         row = {"learner": learner, **{f"rate {rate:g}": "–" for rate in rates}}
         for _, c in cells[cells["learner"] == learner].iterrows():
             mark = " (selected)" if np.isclose(c["rate"], selected[learner]) else ""
+            passes, joint_acc = gated.get((learner, c["rate"]), (None, math.nan))
+            if passes is False:
+                mark += f"; **not learned** (joint ACC {fmt(joint_acc)})"
             row[f"rate {c['rate']:g}"] = f"{fmt(c['mean'])} ± {fmt(c['std'])} (n = {int(c['count'])}){mark}"
         rows.append(row)
-    test = statistics.interaction_test(data.rename(columns={outcome: "y"}), "y", a="learner", b="rate", block="seed")
+    gate = study.gate.get(study.primary_scenario)
+    learned = data if gate is None else data[data["learned"] == True]  # noqa: E712 (None: not shown to have learned)
+    test = statistics.interaction_test(learned.rename(columns={outcome: "y"}), "y", a="learner", b="rate", block="seed")
     contrasts = rate_contrasts(study, table)
     contrast_view = pd.DataFrame({
         "comparison": [f"{t} − {r}" for t, r in zip(contrasts.get("treatment", []), contrasts.get("reference", []))],
         "rate": contrasts.get("rate", pd.Series(dtype=float)).map(lambda v: f"{v:g}"), "n": contrasts.get("n", []),
         "effect [95 % CI]": [interval(m, lo, hi) for m, lo, hi in zip(contrasts.get("mean", []), contrasts.get("ci_low", []),
-                                                                     contrasts.get("ci_high", []))]})
+                                                                     contrasts.get("ci_high", []))],
+        "both learned?": ["yes" if not below else f"no: {below} below the gate"
+                          for below in contrasts.get("not_learned", [])]})
+    over = ("every learner at every rate" if gate is None else
+            f"the learners at the rates where they learned (joint ACC ≥ {gate:g} at that rate; "
+            f"{learned.groupby(['learner', 'rate']).ngroups} of {cells.shape[0]} learner × rate cells)")
     return "\n".join([
         "## The learning rate as a factor", "",
         f"{label} of sequential training in the primary cell, every learner at every rate (mean ± sd over seeds); "
-        "the verdicts above compare each learner at its selected rate.", "", markdown_table(pd.DataFrame(rows)), "",
-        f"Learner × rate interaction (least squares with seed blocks, `paired_statistics.interaction_test`): "
+        "the verdicts above compare each learner at its selected rate. At a rate where a learner's mean joint ACC is "
+        "below the gate it did not learn, and its forgetting there is no evidence (marked, and left out of the test).",
+        "", markdown_table(pd.DataFrame(rows)), "",
+        f"Learner × rate interaction (least squares with seed blocks, `paired_statistics.interaction_test`) over {over}: "
         + (f"F({test.df_effect}, {test.df_residual}) = {fmt(test.F, 2)}, p = {p_text(test.p)} ({test.n} runs)."
            if test.df_effect else f"not estimable from these runs ({test.n}): no two learners share two rates yet."), "",
         "The family's comparisons at each common rate (both learners at that rate):", "",
@@ -422,7 +465,8 @@ the pilot); only sequential runs enter an effect.
   trajectories is another seed, whose spread the seeds already measure.
 - **learner × rate**: an F-test of the interaction in a least-squares model with seed blocks, learner,
   rate and learner:rate as factors (`paired_statistics.interaction_test`), on the primary outcome in the
-  primary cell.
+  primary cell, over the learners at the rates where they learned (the gate at each rate: a run that
+  learned little has a normalised BWT near 0/0, and one such seed moves a mean by more than any effect).
 """
 
 

@@ -173,11 +173,13 @@ def test_a_run_gets_its_learners_selected_rate_from_the_table_it_recorded(tmp_pa
 
 
 def synthetic_runs(effect: float, seeds=range(8), joint_acc: dict | None = None, rates=(0.002,),
-                   selected: dict | None = None, scenarios=("domain",)) -> pd.DataFrame:
+                   selected: dict | None = None, scenarios=("domain",), joint_at: dict | None = None) -> pd.DataFrame:
     """The run table of the epochwise reference, BPTT(4; 1) and the MLP: the treatments' nBWT is the
-    reference's plus ``effect`` (the MLP's minus it) plus N(0, 0.01) per seed, at every rate of ``rates``."""
+    reference's plus ``effect`` (the MLP's minus it) plus N(0, 0.01) per seed, at every rate of ``rates``.
+    Joint ACC: ``joint_at[(learner, rate)]``, else ``joint_acc[learner]``, else 0.95."""
     rng = np.random.default_rng(0)
     joint_acc = joint_acc or {}
+    joint_at = joint_at or {}
     selected = selected or {}
     rows = []
     for seed in seeds:
@@ -191,7 +193,7 @@ def synthetic_runs(effect: float, seeds=range(8), joint_acc: dict | None = None,
                                  "seed": seed, "lr": rate, "selected_lr": chosen, "at_selected": rate == chosen,
                                  "chance": 0.5, "init_acc": 0.5, "n_tasks": 5,
                                  "bwt_normalized": np.nan if joint else y, "bwt": np.nan if joint else y * 0.45,
-                                 "acc": joint_acc.get(learner, 0.95) if joint else 0.9 + y * 0.3,
+                                 "acc": joint_at.get((learner, rate), joint_acc.get(learner, 0.95)) if joint else 0.9 + y * 0.3,
                                  "learning_acc": np.nan if joint else 0.95})
     return pd.DataFrame(rows)
 
@@ -319,6 +321,23 @@ def test_each_learner_enters_at_its_own_selected_rate_and_the_rates_section_show
     assert "(n = 8)" in row.split("|")[2] and row.split("|")[3].strip() == "–"  # 0.002: not run
     one_rate = study_report.rates_section(STUDY, synthetic_runs(effect=0.0))  # a study that has run its selected rates only
     assert "not estimable from these runs (24): no two learners share two rates yet." in one_rate and "nan" not in one_rate
+
+
+def test_a_rate_where_a_learner_did_not_learn_is_marked_and_left_out_of_the_interaction_test():
+    runs = synthetic_runs(effect=0.0, rates=(0.001, 0.005), joint_at={(TRUNCATED, 0.005): 0.6})
+    frame = study_report.rate_frame(STUDY, runs)
+    assert set(frame.loc[(frame["learner"] == TRUNCATED) & (frame["rate"] == 0.005), "learned"]) == {False}
+    assert set(frame.loc[frame["learner"] != TRUNCATED, "learned"]) == {True}
+    text = study_report.rates_section(STUDY, runs)
+    row = next(line for line in text.splitlines() if line.startswith(f"| {TRUNCATED} |")).split("|")
+    assert "**not learned** (joint ACC 0.600)" in row[4] and "not learned" not in row[2]  # rate 0.005, not 0.001
+    assert "; 5 of 6 learner × rate cells)" in text and "(40 runs)." in text  # 8 seeds in each learned cell
+    assert f"| no: {TRUNCATED} below the gate |" in text
+    contrasts = study_report.rate_contrasts(STUDY, runs)
+    at = contrasts[contrasts["treatment"] == TRUNCATED].set_index("rate")["not_learned"]
+    assert at.to_dict() == {0.001: "", 0.005: TRUNCATED}
+    everywhere = study_report.rates_section(STUDY, synthetic_runs(effect=0.0, rates=(0.001, 0.005)))
+    assert "; 6 of 6 learner × rate cells)" in everywhere and "(48 runs)." in everywhere and "not learned**" not in everywhere
 
 
 def test_the_positive_controls_show_no_equivalence_margin():
