@@ -233,7 +233,7 @@ def rate_frame(study: Study, table: pd.DataFrame) -> pd.DataFrame:
 def rate_contrasts(study: Study, table: pd.DataFrame) -> pd.DataFrame:
     """Each family comparison at each common rate (both learners at that rate), beside the headline at
     the learners' selected rates: does the sign depend on the rate? ``not_learned``: the learners below
-    the gate at that rate ('' when both learned)."""
+    the gate at that rate; ``not_known``: those without joint runs at that rate yet ('' for none)."""
     rows = []
     learned = {key: passes for key, (passes, _) in rate_learned(study, table).items()}
     for pair in study.family:
@@ -243,9 +243,12 @@ def rate_contrasts(study: Study, table: pd.DataFrame) -> pd.DataFrame:
                   for name in (pair.treatment, pair.reference)))
             if len(d):
                 mean, low, high = statistics.mean_ci(d)
-                below = [name for name in (pair.treatment, pair.reference) if learned.get((name, rate)) is False]
+                sides = (pair.treatment, pair.reference)
+                below = [name for name in sides if learned.get((name, rate)) is False]
+                unknown = [name for name in sides if learned.get((name, rate)) is None and study.gate.get(study.primary_scenario)]
                 rows.append({"treatment": pair.treatment, "reference": pair.reference, "rate": rate, "n": len(d),
-                             "mean": mean, "ci_low": low, "ci_high": high, "not_learned": ", ".join(below)})
+                             "mean": mean, "ci_low": low, "ci_high": high, "not_learned": ", ".join(below),
+                             "not_known": ", ".join(unknown)})
     return pd.DataFrame(rows)
 
 
@@ -365,6 +368,7 @@ def rates_section(study: Study, table: pd.DataFrame) -> str:
         return "## The learning rate as a factor\n\nNo runs of the primary cell."
     cells = data.groupby(["learner", "rate"])[outcome].agg(["mean", "std", "count"]).reset_index()
     gated = rate_learned(study, table)
+    gate = study.gate.get(study.primary_scenario)
     selected = data.groupby("learner")["selected_lr"].first()
     rows = []
     rates = sorted({*study.rates, *cells["rate"]})  # the declared grid, runs or not
@@ -375,9 +379,10 @@ def rates_section(study: Study, table: pd.DataFrame) -> str:
             passes, joint_acc = gated.get((learner, c["rate"]), (None, math.nan))
             if passes is False:
                 mark += f"; **not learned** (joint ACC {fmt(joint_acc)})"
+            elif passes is None and gate is not None:
+                mark += "; learned? not known (no joint runs yet)"
             row[f"rate {c['rate']:g}"] = f"{fmt(c['mean'])} ± {fmt(c['std'])} (n = {int(c['count'])}){mark}"
         rows.append(row)
-    gate = study.gate.get(study.primary_scenario)
     learned = data if gate is None else data[data["learned"] == True]  # noqa: E712 (None: not shown to have learned)
     test = statistics.interaction_test(learned.rename(columns={outcome: "y"}), "y", a="learner", b="rate", block="seed")
     contrasts = rate_contrasts(study, table)
@@ -386,8 +391,9 @@ def rates_section(study: Study, table: pd.DataFrame) -> str:
         "rate": contrasts.get("rate", pd.Series(dtype=float)).map(lambda v: f"{v:g}"), "n": contrasts.get("n", []),
         "effect [95 % CI]": [interval(m, lo, hi) for m, lo, hi in zip(contrasts.get("mean", []), contrasts.get("ci_low", []),
                                                                      contrasts.get("ci_high", []))],
-        "both learned?": ["yes" if not below else f"no: {below} below the gate"
-                          for below in contrasts.get("not_learned", [])]})
+        "both learned?": [f"no: {below} below the gate" if below else f"not known: no joint runs of {unknown} yet"
+                          if unknown else "yes" for below, unknown in zip(contrasts.get("not_learned", []),
+                                                                         contrasts.get("not_known", []))]})
     over = ("every learner at every rate" if gate is None else
             f"the learners at the rates where they learned (joint ACC ≥ {gate:g} at that rate; "
             f"{learned.groupby(['learner', 'rate']).ngroups} of {cells.shape[0]} learner × rate cells)")

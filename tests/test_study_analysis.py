@@ -336,6 +336,11 @@ def test_a_rate_where_a_learner_did_not_learn_is_marked_and_left_out_of_the_inte
     contrasts = study_report.rate_contrasts(STUDY, runs)
     at = contrasts[contrasts["treatment"] == TRUNCATED].set_index("rate")["not_learned"]
     assert at.to_dict() == {0.001: "", 0.005: TRUNCATED}
+    pending = runs[~(runs["joint"] & (runs["learner"] == MLP) & (runs["lr"] == 0.005))]  # its joint runs still to come
+    text = study_report.rates_section(STUDY, pending)
+    row = next(line for line in text.splitlines() if line.startswith(f"| {MLP} |")).split("|")
+    assert "learned? not known (no joint runs yet)" in row[4] and "; 4 of 6 learner × rate cells)" in text
+    assert f"| not known: no joint runs of {MLP} yet |" in text and text.count("| yes |") == 2  # both comparisons at 0.001
     everywhere = study_report.rates_section(STUDY, synthetic_runs(effect=0.0, rates=(0.001, 0.005)))
     assert "; 6 of 6 learner × rate cells)" in everywhere and "(48 runs)." in everywhere and "not learned**" not in everywhere
 
