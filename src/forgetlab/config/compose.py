@@ -37,7 +37,8 @@ def compose(
     Resets Hydra's global state before and after: not for use inside a running Hydra application.
     Without the ``hydra`` node, a config that differs from an earlier one of this process only in
     values (``seed=3``, not ``learner=…``) is that one's merged defaults with the values applied, as
-    the sweeper composes its jobs (``_Templates``); the same config Hydra gives, at a tenth of its cost."""
+    the sweeper composes its jobs (``_Templates``): the same config Hydra gives, for a fraction of its
+    cost (``benchmarks/compose.py``)."""
     # conf/paths/default.yaml resolves the project root from this variable (set by experiments/train.py).
     os.environ.setdefault("FORGETLAB_ROOT", str(PROJECT_ROOT))
     register_configs(conf_dir=config_dir)
