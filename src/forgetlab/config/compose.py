@@ -72,6 +72,7 @@ class _Templates:
     def __init__(self) -> None:
         self.templates: dict[tuple, DictConfig] = {}
         self.loaders: dict[str, ConfigLoaderImpl] = {}
+        self.parser = OverridesParser.create()
 
     def _loader(self, config_dir: Path) -> ConfigLoaderImpl:
         """A config loader of ``config_dir``: what it knows of config groups decides which overrides
@@ -88,7 +89,7 @@ class _Templates:
 
     def compose(self, overrides: list[str], config_dir: Path, config_name: str) -> DictConfig:
         loader = self._loader(config_dir)
-        parsed = OverridesParser.create().parse_overrides(overrides)
+        parsed = self.parser.parse_overrides(overrides)
         shapes = [shapes_defaults(o, loader.repository) for o in parsed]
         structural = [o.input_line for o, shaping in zip(parsed, shapes) if shaping]
         key = (_tree_state(config_dir), stored_key(config_dir), config_name, tuple(structural))
