@@ -9,15 +9,15 @@ import gc
 import logging
 import sys
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from forgetlab import contract
 from forgetlab.arrays import to_numpy
 from forgetlab.assembly import build_ensemble_trainer, learner_label, total_samples
-from forgetlab.config import Config, validate
+from forgetlab.config import Config, config_yaml, validate
 from forgetlab.cost import check_cost
 from forgetlab.divergence import TrainingDiverged
 from forgetlab.server import ui_url
@@ -315,8 +315,8 @@ def _end_member(run: Config, name: str, member: int, result: TrainingResult, ope
             mlflow_run.fail(result.error)
         outcome = result.error
     else:
-        yaml = OmegaConf.to_yaml(asdict(run))  # as OmegaConf.structured(run) gives it, in half the time
-        outcome = mlflow_run.finish(result, yaml) if mlflow_run else contract.final_metrics(result.accuracy_matrix, result.chance)
+        outcome = (mlflow_run.finish(result, config_yaml(run)) if mlflow_run
+                   else contract.final_metrics(result.accuracy_matrix, result.chance))
         log.info("[%s] %s", name, format_final(outcome), **about(member))
     if mlflow_run is not None:
         context.__exit__(None, None, None)

@@ -6,7 +6,7 @@ compose ``conf/`` outside Hydra (``compose.py``)."""
 from forgetlab.config.command_line import check_command_line, check_targets, explain_composition_error
 from forgetlab.config.compose import compose
 from forgetlab.config.schema import Config, register_configs
-from forgetlab.config.validation import as_config, config_from_container, typed, validate
+from forgetlab.config.validation import as_config, config_from_container, config_yaml, typed, validate
 from forgetlab.constraints import ConfigError
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "check_targets",
     "compose",
     "config_from_container",
+    "config_yaml",
     "explain_composition_error",
     "register_configs",
     "typed",
