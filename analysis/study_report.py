@@ -41,7 +41,7 @@ from analysis.load import (  # noqa: E402
 )
 from analysis.report import REPORTS, default_tracking_uri, fmt, markdown_table  # noqa: E402
 from analysis.study_runs import (  # noqa: E402
-    PRESETS, Claim, Literature, NotDeclared, Pair, SelectionTable, Study, latest_runs, learnability, load_runs,
+    PRESETS, Claim, Literature, NotDeclared, Pair, SelectionTable, Study, latest_runs, learnability, load_runs, reaches_gate,
     ROOT as PROJECT_ROOT, git_head, ordered_learners, read_declaration, sweep_sizes, unfinished_lines, unfinished_of,
 )
 from forgetlab import contract  # noqa: E402
@@ -207,9 +207,8 @@ def rate_learnability(study: Study, table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (learner, rate), group in cell.groupby(["learner", "lr"]):
         joint = group[group["joint"]]
-        ceiling = joint["acc"].mean() if len(joint) else math.nan
-        rows.append({"learner": learner, "rate": rate, "joint_acc": ceiling, "joint_n": len(joint),
-                     "learned": None if threshold is None or not len(joint) else bool(ceiling >= threshold)})
+        rows.append({"learner": learner, "rate": rate, "joint_acc": joint["acc"].mean() if len(joint) else math.nan,
+                     "joint_n": len(joint), "learned": reaches_gate(joint["acc"], threshold)})
     frame = pd.DataFrame(rows, columns=["learner", "rate", "joint_acc", "joint_n", "learned"])
     frame["learned"] = pd.Series([r["learned"] for r in rows], index=frame.index, dtype=object)  # True, False or None
     return frame

@@ -417,6 +417,15 @@ def unfinished_lines(unfinished: pd.DataFrame) -> list[str]:
 # --- learnability ----------------------------------------------------------------------------
 
 
+def reaches_gate(joint_acc: pd.Series, threshold: float | None) -> bool | None:
+    """Whether a learner learned: the mean final ACC of its joint runs over seeds at or above the
+    scenario's gate. None where the study declares no gate, or without joint runs (not yet shown
+    either way)."""
+    if threshold is None or not len(joint_acc):
+        return None
+    return bool(joint_acc.mean() >= threshold)
+
+
 def learnability(table: pd.DataFrame, gate: dict[str, float], primary: str | None = None) -> pd.DataFrame:
     """One row per data set, scenario and learner at its selected rate: the joint ceiling (mean final
     ACC of joint training over seeds, with its sd), the learning accuracy and ACC of sequential training,
@@ -439,7 +448,7 @@ def learnability(table: pd.DataFrame, gate: dict[str, float], primary: str | Non
             # a mean below the gate may be every seed short of it or a few that collapsed: the reader must see which
             "joint_passing": None if threshold is None else int((joint["acc"] >= threshold).sum()),
             # without joint runs a learner cannot show that it learned: it does not pass a declared gate
-            "passes": None if threshold is None else bool(np.isfinite(ceiling) and ceiling >= threshold),
+            "passes": None if threshold is None else bool(reaches_gate(joint["acc"], threshold)),
         })
     frame = pd.DataFrame(rows)
     if frame.empty:

@@ -743,3 +743,12 @@ def test_the_pilot_lists_the_runs_that_did_not_finish_unless_a_later_run_of_thei
                     "TrainingDiverged: Training diverged by update 9")
     with pytest.raises(pilot.NoRunsError):  # the code choice is load_runs's: the same runs, the same refusal
         study_runs.latest_runs(client, "pilot_x", code_version="another")
+
+
+def test_reaches_gate_is_the_mean_joint_acc_at_or_above_it_and_unknown_without_runs():
+    reaches_gate = study_runs.reaches_gate
+    assert reaches_gate(pd.Series([0.88, 0.93]), 0.9) is True       # the mean, not every seed
+    assert reaches_gate(pd.Series([0.9, 0.9]), 0.9) is True         # at the gate passes
+    assert reaches_gate(pd.Series([0.95, 0.84]), 0.9) is False
+    assert reaches_gate(pd.Series([], dtype=float), 0.9) is None    # no joint runs yet: not known
+    assert reaches_gate(pd.Series([0.5]), None) is None              # no gate declared
