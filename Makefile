@@ -58,7 +58,7 @@ study-credit-assignment: $(STAMP) ## the whole credit-assignment study, resumabl
 
 test: $(DEV_STAMP) system-deps ## check the import layering, then run the whole test suite (slow end-to-end tests included)
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -n 2 --maxschedchunk 1 -q
+	$(PY) -m pytest -n 2 --maxschedchunk 1 -q --durations=25 --durations-min=5
 
 test-fast: $(DEV_STAMP) ## the import layering and the fast subset, for local iteration
 	$(VENV)/bin/lint-imports
