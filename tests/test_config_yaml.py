@@ -16,8 +16,8 @@ register_configs()
 
 LEARNERS = sorted(p.relative_to(ROOT / "conf" / "learner").with_suffix("").as_posix()
                   for p in (ROOT / "conf" / "learner").rglob("*.yaml"))
-FAST = {"rnn_rtrl", "credit_assignment/bptt_4_1_every_step", "strategies/ewc"}  # each composition ~1-2 s
-OVERRIDES = [[], ["trainer.shuffle=false", "network.hidden_sizes=[7,3]"]] + [
+FAST = {"strategies/ewc"}  # each composition of another structure ~1-2 s: the rest in `make test`
+OVERRIDES = [[], pytest.param(["trainer.shuffle=false", "network.hidden_sizes=[7,3]"], marks=pytest.mark.slow)] + [
     pytest.param((["experiment=strategies"] if name.startswith("strategies/") else []) + [f"learner={name}"],
                  marks=() if name in FAST else pytest.mark.slow)
     for name in LEARNERS]
