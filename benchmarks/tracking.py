@@ -10,7 +10,9 @@ Tracking overhead = (CPU tracked − CPU untracked) / CPU tracked: the share of 
 time that tracking takes (the issue's measure; docs/performance.md). Where it goes: the same tracked
 run with every metric write a no-op. The runs' figures are drawn once a run has ended, off its
 training path (by a sweep's parent, or a single run's process: ``run_figures.add_sweep_figures``):
-timed on their own, per run (``figures_per_run``), not part of the runs above.
+timed on their own, per run (``figures_per_run``), not part of the runs above. And a run's
+resolved-config artifact written by ``config_yaml`` against ``OmegaConf.to_yaml`` (the same text,
+checked), CPU per call.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("FORGETLAB_ROOT", str(ROOT))
 
-from forgetlab.config import compose, typed  # noqa: E402
+from forgetlab.config import compose, config_yaml, typed  # noqa: E402
 from forgetlab.experiment import RunContext, run_ensemble, run_experiment  # noqa: E402
 from forgetlab.tracking import mlflow_run, run_figures  # noqa: E402
 
@@ -54,6 +56,26 @@ def cpu_of(fn) -> tuple[float, float]:
     fn()
     gc.collect()
     return time.process_time() - cpu, time.perf_counter() - wall
+
+
+def config_text_cpu(run, repeats: int, calls: int = 50) -> dict[str, float]:
+    """CPU seconds per call of the resolved-config artifact's text, ``config_yaml`` against
+    ``OmegaConf.to_yaml`` (what it replaced), interleaved; the texts must be equal."""
+    from dataclasses import asdict
+
+    from omegaconf import OmegaConf
+
+    ways = {"config_yaml_per_call": lambda: config_yaml(run),
+            "omegaconf_to_yaml_per_call": lambda: OmegaConf.to_yaml(asdict(run))}
+    assert len({way() for way in ways.values()}) == 1, "config_yaml differs from OmegaConf.to_yaml"
+    times: dict[str, list[float]] = {k: [] for k in ways}
+    for _ in range(repeats):
+        for name, way in ways.items():
+            start = time.process_time()
+            for _ in range(calls):
+                way()
+            times[name].append((time.process_time() - start) / calls)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -110,6 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
             c, w = cpu_of(fn)
             cpu[name].append(c), wall[name].append(w)
     med = {k: statistics.median(v) for k, v in cpu.items()}
+    med.update(config_text_cpu(typed(compose(args.overrides)), args.repeats))
     med_wall = {k: statistics.median(v) for k, v in wall.items()}
     result = {
         "cpu_s": med, "wall_s": med_wall, "repeats": args.repeats, "members": args.members,
@@ -120,6 +143,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     for name in variants:
         print(f"{name:24s} CPU {med[name]:6.3f} s   wall {med_wall[name]:6.3f} s", file=sys.stderr)
+    for name in ("config_yaml_per_call", "omegaconf_to_yaml_per_call"):
+        print(f"{name:30s} CPU {1000 * med[name]:6.2f} ms", file=sys.stderr)
     for key, value in result.items():
         if key.endswith("share_cpu"):
             print(f"{key:30s} {100 * value:5.1f} %", file=sys.stderr)
