@@ -189,7 +189,10 @@ def test_sigterm_stops_a_sweep_with_nothing_left_running_and_a_rerun_completes_i
     assert parent.info.status == "KILLED" and parent.data.tags["forgetlab.error"] == "Terminated by SIGTERM"
     assert not [j for j in jobs if j.info.status == "RUNNING"]
     (stopped,) = [j for j in jobs if j.data.params["seed"] == "0"]
-    assert stopped.info.status == "KILLED" and stopped.data.tags["forgetlab.error"] == "Terminated by SIGTERM"
+    # Its job's own handler ends it, or, when its worker went first (seen under load, the machine at
+    # load ~5), the parent ends it with "(its sweep ended before the job did)" appended: either way
+    # KILLED by the signal, as the ensembles' SIGTERM test accepts.
+    assert stopped.info.status == "KILLED" and stopped.data.tags["forgetlab.error"].startswith("Terminated by SIGTERM")
     # The metrics it had buffered were sent: every evaluation point of its first task (1350 samples, every 25).
     steps = [m.step for m in client.get_metric_history(stopped.info.run_id, "acc/task_0")]
     assert steps[:2] == [0, 25] and max(steps) >= 1350
