@@ -209,9 +209,8 @@ def rate_learnability(study: Study, table: pd.DataFrame) -> pd.DataFrame:
         joint = group[group["joint"]]
         rows.append({"learner": learner, "rate": rate, "joint_acc": joint["acc"].mean() if len(joint) else math.nan,
                      "joint_n": len(joint), "learned": reaches_gate(joint["acc"], threshold)})
-    frame = pd.DataFrame(rows, columns=["learner", "rate", "joint_acc", "joint_n", "learned"])
-    frame["learned"] = pd.Series([r["learned"] for r in rows], index=frame.index, dtype=object)  # True, False or None
-    return frame
+    # object: True, False or None, as Python values (``is False`` tells not learned from not known)
+    return pd.DataFrame(rows, columns=["learner", "rate", "joint_acc", "joint_n", "learned"]).astype({"learned": object})
 
 
 def rate_learned(study: Study, table: pd.DataFrame) -> dict[tuple[str, float], tuple[bool | None, float]]:

@@ -7,7 +7,6 @@ bad config before any MLflow run exists.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import asdict, fields, is_dataclass
 from typing import Any
 
@@ -150,19 +149,12 @@ class _ConfigDumper(getattr(yaml, "CDumper", yaml.Dumper)):  # type: ignore[misc
 _ConfigDumper.add_representer(str, OmegaConfDumper.str_representer)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value.name if isinstance(value, enum.Enum) else value
-
-
 def config_yaml(run: Config) -> str:
     """``run`` as YAML, the text ``OmegaConf.to_yaml`` gives for it (a run's resolved-config artifact,
-    which ``config_from_container`` reads back), in a seventh of its time: OmegaConf would first
-    build a node per value and walk them back (~10 ms of every tracked run's CPU)."""
-    return yaml.dump(_plain(asdict(run)), Dumper=_ConfigDumper, default_flow_style=False, allow_unicode=True,
+    which ``config_from_container`` reads back), ~9x faster: OmegaConf would first build a node per
+    value and walk them back (~10 ms of every tracked run's CPU). A config holds only dicts, lists,
+    strings, numbers, bools and None (tests/test_config_yaml.py checks every preset)."""
+    return yaml.dump(asdict(run), Dumper=_ConfigDumper, default_flow_style=False, allow_unicode=True,
                      sort_keys=False)
 
 
